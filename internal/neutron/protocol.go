@@ -2,7 +2,6 @@ package neutron
 
 import (
 	"sort"
-	"strconv"
 	"strings"
 )
 
@@ -84,11 +83,11 @@ func ProtocolNumber(p string) (num int, ok bool) {
 	if n, found := protocolNumbers[strings.ToLower(p)]; found {
 		return n, true
 	}
-	n, err := strconv.Atoi(p)
-	if err != nil || n < 0 || n > 255 {
+	n, ok := pyInt(p)
+	if !ok || n < 0 || n > 255 {
 		return 0, false
 	}
-	return n, true
+	return int(n), true
 }
 
 // ProtocolName is the canonical Neutron name for a protocol number, or "" if
