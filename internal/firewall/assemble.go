@@ -1,0 +1,237 @@
+package firewall
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// assemble builds a filtered port's chains and raw rules.
+func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stateless bool) (*portOut, error) {
+	out := &portOut{zone: zone, stateless: stateless}
+	for fam := range out.chains {
+		chains := make([]Chain, 0, 3)
+		for dir, name := range []string{ps.chainI, ps.chainO} {
+			sg, err := k.resolve(ps, &combo.lists[fam][dir], fam)
+			if err != nil {
+				return nil, err
+			}
+			var prov []line
+			if dir == in {
+				prov = ps.provider[fam]
+			}
+			chains = append(chains, Chain{Name: name, Rules: k.chainRules(ps.head[fam][dir], prov, sg)})
+		}
+		if ps.spoof[fam] != nil {
+			chains = append(chains, Chain{Name: ps.chainS, Rules: ps.spoof[fam]})
+		}
+		out.chains[fam] = chains
+	}
+
+	// raw: a conntrack zone per port (CONNTRACK_ZONE_PER_PORT), or no
+	// tracking at all for a stateless port. Neutron hard-codes these
+	// comments, so they stay when comments are off.
+	comment, target := "Set zone for "+ps.id, "CT --zone "+strconv.Itoa(zone)
+	if stateless {
+		comment, target = "Make "+ps.id+" stateless", "CT --notrack"
+	}
+	tail := ` -m comment --comment "` + comment + `" -j ` + target
+	out.raw = []string{
+		"-m physdev --physdev-in " + ps.qvb + tail,
+		"-i " + ps.qvb + tail,
+		"-m physdev --physdev-in " + ps.tap + tail,
+	}
+	return out, nil
+}
+
+// resolve returns a chain's group rules for one port, expanding per-member
+// rules when ipsets are off.
+func (k *compilation) resolve(ps *portStatic, rl *ruleList, fam int) (*ruleList, error) {
+	if rl.glines == nil {
+		return rl, nil
+	}
+	res := &ruleList{ids: map[string]struct{}{}}
+	for _, gl := range rl.glines {
+		if gl.exp == nil {
+			res.add(gl.line)
+			continue
+		}
+		x := gl.exp
+		l, err := k.addresses(addrKey{addressGroup: !x.remoteGroup, id: x.id})
+		if err != nil {
+			return nil, err
+		}
+		for _, a := range l.byFamily[fam] {
+			if x.remoteGroup && ps.isOwn(a) {
+				continue
+			}
+			res.add(join(prefixArg(x.flag, a.prefix), x.rest))
+		}
+	}
+	res.texts = texts(res.lines)
+	return res, nil
+}
+
+// chainRules lays out a port chain as _add_rules_by_security_group does:
+// the fixed head rules, RELATED,ESTABLISHED, then the provider and group
+// rules with later duplicates dropped, INVALID and the fallback jump.
+// IptablesManager then removes every rule that occurs again further down
+// the chain, which can only hit a head rule that a group rule repeats.
+func (k *compilation) chainRules(head, prov []line, sg *ruleList) []string {
+	sgTexts := sg.texts
+	for _, p := range prov {
+		if _, dup := sg.ids[p.id()]; dup {
+			sgTexts = dropIDs(sg.lines, prov)
+			break
+		}
+	}
+	rules := make([]string, 0, len(head)+len(prov)+len(sgTexts)+3)
+	for _, h := range head {
+		id := h.id()
+		if _, dup := sg.ids[id]; dup || containsID(prov, id) {
+			continue
+		}
+		rules = append(rules, h.text)
+	}
+	rules = append(rules, k.established.text)
+	for _, p := range prov {
+		rules = append(rules, p.text)
+	}
+	rules = append(rules, sgTexts...)
+	rules = append(rules, k.invalid.text, k.fallback.text)
+	return rules
+}
+
+func containsID(ls []line, id string) bool {
+	for _, l := range ls {
+		if l.id() == id {
+			return true
+		}
+	}
+	return false
+}
+
+func dropIDs(ls, drop []line) []string {
+	var out []string
+	for _, l := range ls {
+		if !containsID(drop, l.id()) {
+			out = append(out, l.text)
+		}
+	}
+	return out
+}
+
+// tables builds one family's filter and raw tables.
+func (k *compilation) tables(fam int, statics []*portStatic, outs []*portOut) Tables {
+	var forwardTop, forwardTrusted, forwardOpen, input, inputOpen, sgChain, prerouting []string
+	var portChains []Chain
+	for i, ps := range statics {
+		switch ps.kind {
+		case trusted:
+			forwardTrusted = append(forwardTrusted, ps.forward...)
+		case unfiltered:
+			forwardOpen = append(forwardOpen, ps.forward...)
+			inputOpen = append(inputOpen, ps.input...)
+		case filtered:
+			forwardTop = append(forwardTop, ps.forward...)
+			input = append(input, ps.input...)
+			sgChain = append(sgChain, ps.sg...)
+			prerouting = append(prerouting, outs[i].raw...)
+			portChains = append(portChains, outs[i].chains[fam]...)
+		}
+	}
+	// FORWARD: the filtered ports' jumps are inserted at the top; trusted
+	// ports were accepted before the port-security-disabled ones because
+	// the agent processes them inside the deferred apply.
+	forward := slices.Concat(forwardTop, forwardTrusted, forwardOpen)
+	input = append(input, inputOpen...)
+	sgChain = append(sgChain, "-j ACCEPT")
+
+	filter := Table{
+		Name: "filter",
+		Builtins: []Chain{
+			{Name: "INPUT", Rules: []string{"-j " + chainInput}},
+			{Name: "FORWARD", Rules: []string{"-j " + chainFilterTop, "-j " + chainForward}},
+			{Name: "OUTPUT", Rules: []string{"-j " + chainFilterTop, "-j " + chainOutput}},
+		},
+		Chains: append([]Chain{
+			{Name: chainFilterTop, Rules: []string{"-j " + chainLocal}},
+			{Name: chainForward, Rules: forward},
+			{Name: chainInput, Rules: input},
+			{Name: chainOutput},
+			{Name: chainLocal},
+			{Name: chainSG, Rules: sgChain},
+			{Name: chainFallback, Rules: []string{withComment("-j DROP", commentUnmatchDrop, k.opt.CommentRules)}},
+		}, portChains...),
+	}
+	sortChains(filter.Chains)
+	raw := Table{
+		Name: "raw",
+		Builtins: []Chain{
+			{Name: "PREROUTING", Rules: []string{"-j " + chainPrerouting}},
+			{Name: "OUTPUT", Rules: []string{"-j " + chainOutput}},
+		},
+		Chains: []Chain{
+			{Name: chainOutput},
+			{Name: chainPrerouting, Rules: prerouting},
+		},
+	}
+	return Tables{Filter: filter, Raw: raw}
+}
+
+// sortChains puts chains in iptables-save's order (byte-wise by name).
+func sortChains(cs []Chain) {
+	slices.SortFunc(cs, func(a, b Chain) int { return strings.Compare(a.Name, b.Name) })
+}
+
+// ipsets lists the sets the local ports' rules name.
+func (k *compilation) ipsets(ports []*Port) ([]IPSet, error) {
+	type ref struct {
+		key addrKey
+		v6  bool
+	}
+	want := map[string]ref{}
+	for _, p := range ports {
+		if kindOf(p) == trusted {
+			continue // the agent never asks for a trusted port's groups
+		}
+		for _, id := range p.SecurityGroups {
+			ge, err := k.group(id)
+			if err != nil {
+				return nil, err
+			}
+			if ge == nil {
+				continue
+			}
+			for _, r := range ge.r.remoteGroups {
+				want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{id: r.id}, r.v6}
+			}
+			// Neutron creates address group sets as well, even though
+			// (unlike moat) its rules never use them.
+			for _, r := range ge.r.addressGroups {
+				want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{addressGroup: true, id: r.id}, r.v6}
+			}
+		}
+	}
+	sets := make([]IPSet, 0, len(want))
+	for name, r := range want {
+		l, err := k.addresses(r.key)
+		if err != nil {
+			return nil, err
+		}
+		fam, family := v4, "inet"
+		if r.v6 {
+			fam, family = v6, "inet6"
+		}
+		sets = append(sets, IPSet{Name: name, Type: "hash:net", Family: family, Members: l.setEntries[fam]})
+	}
+	slices.SortFunc(sets, func(a, b IPSet) int { return strings.Compare(a.Name, b.Name) })
+	return sets, nil
+}
+
+func ethertype(isV6 bool) string {
+	if isV6 {
+		return IPv6
+	}
+	return IPv4
+}

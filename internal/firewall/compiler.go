@@ -1,0 +1,590 @@
+package firewall
+
+import (
+	"fmt"
+	"hash/maphash"
+	"slices"
+	"strings"
+)
+
+// Compiler turns host states into Rulesets, reusing the work of earlier
+// compiles wherever the inputs it depends on are unchanged:
+//
+//   - a security group's rendered rules, keyed by the group's content and
+//     the options;
+//   - the de-duplicated rule list of each combination of groups ports
+//     carry (many ports share one), keyed by the groups' fingerprints;
+//   - a port's own rules (dispatch, DHCP, anti-spoofing), keyed by the
+//     port's fields and the options;
+//   - a port's chains, keyed by all of the above plus its zone, its
+//     statefulness and, without ipsets, the member addresses its rules
+//     expand to;
+//   - the members of remote groups and address groups, keyed by the
+//     addresses.
+//
+// So adding a rule to a group re-assembles only the ports that carry the
+// group, and with ipsets a membership change re-computes only set members.
+// A Compiler is not safe for concurrent use.
+type Compiler struct {
+	seeds seeds
+	gen   uint64
+
+	groups map[string]*groupEntry
+	combos map[string]*comboEntry
+	ports  map[string]*portEntry
+	addrs  map[addrKey]*addrEntry
+
+	stats Stats
+}
+
+// Stats counts the work one Compile did.
+type Stats struct {
+	Ports int // ports on the host
+	// PortsRebuilt is the number of ports whose own rules (dispatch, DHCP,
+	// anti-spoofing) were rendered again because the port or the options
+	// changed.
+	PortsRebuilt int
+	// PortsRecompiled is the number of ports whose chains were assembled
+	// again, for any reason; the other ports' chains were reused as they
+	// were.
+	PortsRecompiled int
+	// GroupsRendered is the number of security groups whose rules were
+	// rendered again.
+	GroupsRendered int
+	// CombosBuilt is the number of group combinations whose merged rule
+	// lists were built again.
+	CombosBuilt int
+	// AddressListsBuilt is the number of remote-group member lists and
+	// address groups parsed and sorted again.
+	AddressListsBuilt int
+}
+
+// NewCompiler returns a Compiler with an empty cache.
+func NewCompiler() *Compiler {
+	return &Compiler{
+		seeds:  newSeeds(),
+		groups: map[string]*groupEntry{},
+		combos: map[string]*comboEntry{},
+		ports:  map[string]*portEntry{},
+		addrs:  map[addrKey]*addrEntry{},
+	}
+}
+
+// Compile compiles a state without a cache.
+func Compile(s *HostState) (*Ruleset, error) { return NewCompiler().Compile(s) }
+
+// Stats returns the counters of the last Compile.
+func (c *Compiler) Stats() Stats { return c.stats }
+
+type groupEntry struct {
+	gen uint64
+	fp  fingerprint
+	r   *renderedGroup
+}
+
+type addrKey struct {
+	addressGroup bool
+	id           string
+}
+
+type addrEntry struct {
+	gen uint64
+	fp  fingerprint
+	l   *addressList
+}
+
+// comboEntry is the merged, de-duplicated rule lists of one sequence of
+// groups, per family and direction.
+type comboEntry struct {
+	gen    uint64
+	fp     fingerprint
+	groups []*renderedGroup // nil where a group is missing
+	lists  [2][2]ruleList
+	// deps fingerprints the address lists the expansions read (without
+	// ipsets); computed once per compile.
+	depsGen uint64
+	deps    fingerprint
+}
+
+// ruleList is a chain's group rules: resolved lines, or (when they contain
+// expansions) the rendered rules to expand per port.
+type ruleList struct {
+	lines  []line
+	texts  []string
+	ids    map[string]struct{}
+	glines []gline // non-nil: expand per port
+}
+
+type portEntry struct {
+	gen      uint64
+	staticFP fingerprint
+	static   *portStatic
+	fp       fingerprint
+	out      *portOut
+}
+
+// portOut is a filtered port's share of the ruleset.
+type portOut struct {
+	chains    [2][]Chain // i, o and, if present, s chain per family
+	raw       []string   // raw PREROUTING rules
+	zone      int
+	stateless bool
+}
+
+// compilation is the state of one Compile call.
+type compilation struct {
+	c      *Compiler
+	s      *HostState
+	opt    Options
+	groups map[string]*SecurityGroup
+	ags    map[string]*AddressGroup
+	fpr    fingerprinter
+
+	established, invalid, fallback line
+}
+
+// Compile compiles a host state into its ruleset.
+func (c *Compiler) Compile(s *HostState) (*Ruleset, error) {
+	c.gen++
+	c.stats = Stats{Ports: len(s.Ports)}
+	k := &compilation{
+		c: c, s: s, opt: s.Options,
+		groups: make(map[string]*SecurityGroup, len(s.SecurityGroups)),
+		ags:    make(map[string]*AddressGroup, len(s.AddressGroups)),
+	}
+	cm := s.Options.CommentRules
+	k.established = line{text: withComment("-m state --state RELATED,ESTABLISHED -j RETURN", commentAllowAssoc, cm)}
+	k.invalid = line{text: withComment("-m state --state INVALID -j DROP", commentInvalidDrop, cm)}
+	k.fallback = line{text: withComment("-j "+chainFallback, commentUnmatched, cm)}
+	for i := range s.SecurityGroups {
+		g := &s.SecurityGroups[i]
+		if _, dup := k.groups[g.ID]; dup {
+			return nil, fmt.Errorf("security group %s listed twice", g.ID)
+		}
+		k.groups[g.ID] = g
+	}
+	for i := range s.AddressGroups {
+		ag := &s.AddressGroups[i]
+		if _, dup := k.ags[ag.ID]; dup {
+			return nil, fmt.Errorf("address group %s listed twice", ag.ID)
+		}
+		k.ags[ag.ID] = ag
+	}
+	rs, err := k.run()
+	if err != nil {
+		return nil, err
+	}
+	c.evict()
+	return rs, nil
+}
+
+// evict drops cache entries the last compile did not use.
+func (c *Compiler) evict() {
+	for id, e := range c.groups {
+		if e.gen != c.gen {
+			delete(c.groups, id)
+		}
+	}
+	for id, e := range c.combos {
+		if e.gen != c.gen {
+			delete(c.combos, id)
+		}
+	}
+	for id, e := range c.ports {
+		if e.gen != c.gen {
+			delete(c.ports, id)
+		}
+	}
+	for id, e := range c.addrs {
+		if e.gen != c.gen {
+			delete(c.addrs, id)
+		}
+	}
+}
+
+func (k *compilation) run() (*Ruleset, error) {
+	ports := make([]*Port, len(k.s.Ports))
+	for i := range k.s.Ports {
+		ports[i] = &k.s.Ports[i]
+	}
+	slices.SortFunc(ports, func(a, b *Port) int { return strings.Compare(a.ID, b.ID) })
+	present := make(map[string]bool, len(ports))
+	chainOwner := make(map[string]string, len(ports))
+	for i, p := range ports {
+		if i > 0 && ports[i-1].ID == p.ID {
+			return nil, fmt.Errorf("port %s listed twice", p.ID)
+		}
+		if kindOf(p) == trusted {
+			continue
+		}
+		present[p.ID] = true
+		// Names are cut from the id: two ports must not share them.
+		for _, name := range []string{TapDevice(p.ID), portChainName('i', p.ID)} {
+			if other, dup := chainOwner[name]; dup {
+				return nil, fmt.Errorf("ports %s and %s would share %s", other, p.ID, name)
+			}
+			chainOwner[name] = p.ID
+		}
+	}
+
+	zones := newZoneAllocator(k.s.Zones)
+	isPresent := func(id string) bool { return present[id] }
+
+	rs := &Ruleset{}
+	var statics []*portStatic
+	var outs []*portOut
+	for _, p := range ports {
+		e, err := k.port(p)
+		if err != nil {
+			return nil, err
+		}
+		statics = append(statics, e.static)
+		if e.static.kind != filtered {
+			outs = append(outs, nil)
+			continue
+		}
+		zone, err := zones.zone(p.ID, isPresent)
+		if err != nil {
+			return nil, fmt.Errorf("port %s: %w", p.ID, err)
+		}
+		out, err := k.portChains(p, e, zone)
+		if err != nil {
+			return nil, err
+		}
+		outs = append(outs, out)
+		rs.PortZones = append(rs.PortZones, PortZone{PortID: p.ID, Zone: zone})
+	}
+	rs.ZoneAssignments = zones.assigned
+	rs.IPv4 = k.tables(v4, statics, outs)
+	rs.IPv6 = k.tables(v6, statics, outs)
+	if k.opt.EnableIPSet {
+		sets, err := k.ipsets(ports)
+		if err != nil {
+			return nil, err
+		}
+		rs.IPSets = sets
+	}
+	return rs, nil
+}
+
+// port returns the port's cache entry with its static part up to date.
+func (k *compilation) port(p *Port) (*portEntry, error) {
+	f := &k.fpr
+	f.reset(k.c.seeds)
+	f.str(p.ID)
+	f.str(p.MAC)
+	f.int(len(p.FixedIPs))
+	for _, ip := range p.FixedIPs {
+		f.str(ip)
+	}
+	f.int(len(p.AllowedAddressPairs))
+	for _, ap := range p.AllowedAddressPairs {
+		f.str(ap.IP)
+		f.str(ap.MAC)
+	}
+	f.int(len(p.SecurityGroups))
+	for _, g := range p.SecurityGroups {
+		f.str(g)
+	}
+	f.bool(p.PortSecurityDisabled)
+	f.str(p.DeviceOwner)
+	f.bool(k.opt.CommentRules)
+	fp := f.sum()
+
+	e := k.c.ports[p.ID]
+	if e == nil {
+		e = &portEntry{}
+		k.c.ports[p.ID] = e
+	}
+	e.gen = k.c.gen
+	if e.static == nil || e.staticFP != fp {
+		st, err := buildPortStatic(p, k.opt)
+		if err != nil {
+			return nil, err
+		}
+		e.static, e.staticFP, e.out = st, fp, nil
+		k.c.stats.PortsRebuilt++
+	}
+	return e, nil
+}
+
+// portChains returns a filtered port's chains, re-assembling them only if
+// an input changed.
+func (k *compilation) portChains(p *Port, e *portEntry, zone int) (*portOut, error) {
+	combo, err := k.combo(p.SecurityGroups)
+	if err != nil {
+		return nil, err
+	}
+	stateless, err := k.stateless(p, e.static, combo)
+	if err != nil {
+		return nil, err
+	}
+	deps, err := k.comboDeps(combo)
+	if err != nil {
+		return nil, err
+	}
+	f := &k.fpr
+	f.reset(k.c.seeds)
+	f.fp(e.staticFP)
+	f.fp(combo.fp)
+	f.fp(deps)
+	f.int(zone)
+	f.bool(stateless)
+	f.bool(k.opt.EnableIPSet)
+	f.bool(k.opt.NeutronCompat)
+	fp := f.sum()
+	if e.out != nil && e.fp == fp {
+		return e.out, nil
+	}
+	out, err := k.assemble(e.static, combo, zone, stateless)
+	if err != nil {
+		return nil, err
+	}
+	e.out, e.fp = out, fp
+	k.c.stats.PortsRecompiled++
+	return out, nil
+}
+
+// group returns a security group's rendered rules, nil for a group the
+// state does not hold.
+func (k *compilation) group(id string) (*groupEntry, error) {
+	e := k.c.groups[id]
+	if e != nil && e.gen == k.c.gen {
+		return e, nil
+	}
+	g := k.groups[id]
+	if g == nil {
+		return nil, nil
+	}
+	f := &k.fpr
+	f.reset(k.c.seeds)
+	f.str(g.ID)
+	f.bool(g.Stateless)
+	f.bool(k.opt.EnableIPSet)
+	f.bool(k.opt.NeutronCompat)
+	f.int(len(g.Rules))
+	for i := range g.Rules {
+		r := &g.Rules[i]
+		f.str(r.Direction)
+		f.str(r.Ethertype)
+		f.str(r.Protocol)
+		f.optInt(r.PortRangeMin)
+		f.optInt(r.PortRangeMax)
+		f.str(r.RemoteIPPrefix)
+		f.str(r.NormalizedCIDR)
+		f.str(r.RemoteGroupID)
+		f.str(r.RemoteAddressGroupID)
+	}
+	fp := f.sum()
+	if e == nil || e.fp != fp {
+		r, err := renderGroup(g, k.opt)
+		if err != nil {
+			return nil, err
+		}
+		e = &groupEntry{fp: fp, r: r}
+		k.c.groups[id] = e
+		k.c.stats.GroupsRendered++
+	}
+	e.gen = k.c.gen
+	return e, nil
+}
+
+// combo returns the merged rule lists of a sequence of groups.
+func (k *compilation) combo(ids []string) (*comboEntry, error) {
+	key := strings.Join(ids, "\x00")
+	e := k.c.combos[key]
+	if e != nil && e.gen == k.c.gen {
+		return e, nil
+	}
+	f := &k.fpr
+	groups := make([]*renderedGroup, len(ids))
+	fps := make([]fingerprint, len(ids))
+	for i, id := range ids {
+		ge, err := k.group(id)
+		if err != nil {
+			return nil, err
+		}
+		if ge != nil {
+			groups[i], fps[i] = ge.r, ge.fp
+		}
+	}
+	f.reset(k.c.seeds)
+	f.int(len(ids))
+	for i := range ids {
+		f.str(ids[i])
+		f.fp(fps[i])
+	}
+	fp := f.sum()
+	if e == nil || e.fp != fp {
+		e = &comboEntry{fp: fp, groups: groups}
+		for fam := range e.lists {
+			for dir := range e.lists[fam] {
+				e.lists[fam][dir] = mergeGroups(groups, fam, dir)
+			}
+		}
+		k.c.combos[key] = e
+		k.c.stats.CombosBuilt++
+	}
+	e.gen = k.c.gen
+	return e, nil
+}
+
+// mergeGroups concatenates the groups' rules for one chain, dropping rules
+// identical to an earlier one (rules from several groups often are).
+func mergeGroups(groups []*renderedGroup, fam, dir int) ruleList {
+	var rl ruleList
+	for _, g := range groups {
+		if g == nil {
+			continue
+		}
+		for _, gl := range g.lines[fam][dir] {
+			if gl.exp != nil {
+				// Expanded per port; keep the rendered rules as they are.
+				var all []gline
+				for _, g := range groups {
+					if g != nil {
+						all = append(all, g.lines[fam][dir]...)
+					}
+				}
+				return ruleList{glines: all}
+			}
+		}
+	}
+	rl.ids = map[string]struct{}{}
+	for _, g := range groups {
+		if g == nil {
+			continue
+		}
+		for _, gl := range g.lines[fam][dir] {
+			rl.add(gl.line)
+		}
+	}
+	rl.texts = texts(rl.lines)
+	return rl
+}
+
+func (rl *ruleList) add(l line) {
+	id := l.id()
+	if _, dup := rl.ids[id]; dup {
+		return
+	}
+	rl.ids[id] = struct{}{}
+	rl.lines = append(rl.lines, l)
+}
+
+// addresses returns a remote group's members or an address group's
+// addresses.
+func (k *compilation) addresses(key addrKey) (*addressList, error) {
+	e := k.c.addrs[key]
+	if e != nil && e.gen == k.c.gen {
+		return e.l, nil
+	}
+	var raw []string
+	if key.addressGroup {
+		if ag := k.ags[key.id]; ag != nil {
+			raw = ag.Addresses
+		}
+	} else {
+		raw = k.s.GroupMembers[key.id]
+	}
+	// Order-independent fingerprint: the same members in another order
+	// are the same set.
+	var fp fingerprint
+	for _, s := range raw {
+		fp.a += maphash.String(k.c.seeds.s1, s)
+		fp.b += maphash.String(k.c.seeds.s2, s)
+	}
+	fp.a += uint64(len(raw))
+	if e == nil || e.fp != fp {
+		l, err := parseAddresses(raw)
+		if err != nil {
+			what := "security group"
+			if key.addressGroup {
+				what = "address group"
+			}
+			return nil, fmt.Errorf("%s %s: %w", what, key.id, err)
+		}
+		e = &addrEntry{fp: fp, l: l}
+		k.c.addrs[key] = e
+		k.c.stats.AddressListsBuilt++
+	}
+	e.gen = k.c.gen
+	return e.l, nil
+}
+
+// comboDeps fingerprints the address lists a combination's expansions read.
+func (k *compilation) comboDeps(e *comboEntry) (fingerprint, error) {
+	if e.depsGen == k.c.gen {
+		return e.deps, nil
+	}
+	var deps fingerprint
+	seen := map[addrKey]bool{}
+	for fam := range e.lists {
+		for dir := range e.lists[fam] {
+			for _, gl := range e.lists[fam][dir].glines {
+				if gl.exp == nil {
+					continue
+				}
+				key := addrKey{addressGroup: !gl.exp.remoteGroup, id: gl.exp.id}
+				if seen[key] {
+					continue
+				}
+				seen[key] = true
+				if _, err := k.addresses(key); err != nil {
+					return fingerprint{}, err
+				}
+				x := k.c.addrs[key].fp
+				// Mix in the key so that two lists swapping contents differ.
+				deps.a = deps.a*31 + x.a + maphash.String(k.c.seeds.s1, key.id)
+				deps.b = deps.b*31 + x.b + maphash.String(k.c.seeds.s2, key.id)
+			}
+		}
+	}
+	e.deps, e.depsGen = deps, k.c.gen
+	return deps, nil
+}
+
+// stateless is Neutron's _get_port_sg_rules/_are_sg_rules_stateful: the
+// port follows the stateful flag of the first rule of its first group that
+// applies to it; no such rule, or a network:/neutron: owner, means
+// stateful.
+func (k *compilation) stateless(p *Port, ps *portStatic, combo *comboEntry) (bool, error) {
+	if ps.forceStateful || len(combo.groups) == 0 || combo.groups[0] == nil {
+		return false, nil
+	}
+	g := combo.groups[0]
+	for _, pr := range g.probe {
+		if pr.id == "" || k.opt.EnableIPSet {
+			return g.stateless, nil
+		}
+		l, err := k.addresses(addrKey{id: pr.id})
+		if err != nil {
+			return false, err
+		}
+		fam := v4
+		if pr.v6 {
+			fam = v6
+		}
+		for _, a := range l.byFamily[fam] {
+			if !ps.isOwn(a) {
+				return g.stateless, nil
+			}
+		}
+	}
+	return false, nil
+}
+
+// isOwn reports whether a remote-group member is one of the port's own
+// fixed addresses, which Neutron leaves out of per-member rules. Like
+// Neutron it only recognises members stored as bare addresses.
+func (ps *portStatic) isOwn(a address) bool {
+	if !a.bare {
+		return false
+	}
+	for _, f := range ps.fixed {
+		if f == a.prefix.Addr() {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,299 @@
+package firewall
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"strconv"
+	"strings"
+
+	"github.com/moat-sg/moat/internal/neutron"
+)
+
+// portKind is how the hybrid driver treats a port.
+type portKind int
+
+const (
+	filtered   portKind = iota
+	unfiltered          // port security disabled: accepted in FORWARD and INPUT
+	trusted             // device_owner network:*: accepted in FORWARD only
+)
+
+func kindOf(p *Port) portKind {
+	switch {
+	case strings.HasPrefix(p.DeviceOwner, "network:"):
+		return trusted
+	case p.PortSecurityDisabled:
+		return unfiltered
+	}
+	return filtered
+}
+
+// portStatic is everything about a port's rules that depends on the port
+// and the options alone, not on its security groups or zone.
+type portStatic struct {
+	id       string
+	kind     portKind
+	tap, qvb string
+	chainI   string
+	chainO   string
+	chainS   string
+	fixed    []netip.Addr
+	// forceStateful: Neutron never makes network:/neutron: owned ports
+	// stateless.
+	forceStateful bool
+
+	head     [2][2][]line // fixed rules before RELATED,ESTABLISHED
+	provider [2][]line    // DHCP and RA rules, ahead of the group rules
+	spoof    [2][]string  // the s chain; nil when the family has no pairs
+
+	forward []string // rules in neutron-openvswi-FORWARD
+	input   []string // rules in neutron-openvswi-INPUT
+	sg      []string // rules in neutron-openvswi-sg-chain
+}
+
+func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
+	c := opt.CommentRules
+	ps := &portStatic{
+		id:            p.ID,
+		kind:          kindOf(p),
+		tap:           TapDevice(p.ID),
+		qvb:           BridgeVethDevice(p.ID),
+		forceStateful: strings.HasPrefix(p.DeviceOwner, "network:") || strings.HasPrefix(p.DeviceOwner, "neutron:"),
+	}
+	if p.ID == "" {
+		return nil, fmt.Errorf("port without id")
+	}
+	physdev := func(dir string) string {
+		return "-m physdev --physdev-" + dir + " " + ps.tap + " --physdev-is-bridged"
+	}
+	switch ps.kind {
+	case trusted:
+		ps.forward = []string{
+			withComment(physdev("out")+" -j ACCEPT", commentTrustedAccept, c),
+			withComment(physdev("in")+" -j ACCEPT", commentTrustedAccept, c),
+		}
+		return ps, nil
+	case unfiltered:
+		ps.forward = []string{
+			withComment(physdev("out")+" -j ACCEPT", commentPortSecAccept, c),
+			withComment(physdev("in")+" -j ACCEPT", commentPortSecAccept, c),
+		}
+		ps.input = []string{withComment(physdev("in")+" -j ACCEPT", commentPortSecAccept, c)}
+		return ps, nil
+	}
+
+	ps.chainI = portChainName('i', p.ID)
+	ps.chainO = portChainName('o', p.ID)
+	ps.chainS = portChainName('s', p.ID)
+	ps.forward = []string{
+		withComment(physdev("out")+" -j "+chainSG, commentVMIntSG, c),
+		withComment(physdev("in")+" -j "+chainSG, commentVMIntSG, c),
+	}
+	ps.sg = []string{
+		withComment(physdev("out")+" -j "+ps.chainI, commentSGToVMSG, c),
+		withComment(physdev("in")+" -j "+ps.chainO, commentSGToVMSG, c),
+	}
+	ps.input = []string{withComment(physdev("in")+" -j "+ps.chainO, commentInputToSG, c)}
+
+	mac, err := parseMAC(p.MAC)
+	if err != nil {
+		return nil, fmt.Errorf("port %s: bad MAC %q", p.ID, p.MAC)
+	}
+	var fixed [2][]netip.Addr
+	for _, s := range p.FixedIPs {
+		a, err := netip.ParseAddr(s)
+		if err != nil || a.Zone() != "" {
+			return nil, fmt.Errorf("port %s: bad fixed IP %q", p.ID, s)
+		}
+		ps.fixed = append(ps.fixed, a)
+		fixed[family(a)] = append(fixed[family(a)], a)
+	}
+
+	// Provider rules the server adds to every port
+	// (securitygroups_rpc_base._apply_provider_rule): router advertisements
+	// if the port has an IPv6 address, then DHCP replies to each fixed
+	// address and to broadcast (IPv4) or link-local (IPv6).
+	if len(fixed[v6]) > 0 {
+		ps.provider[v6] = append(ps.provider[v6], line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN"})
+	}
+	for _, a := range fixed[v4] {
+		ps.provider[v4] = append(ps.provider[v4], line{text: "-d " + a.String() + "/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"})
+	}
+	ps.provider[v4] = append(ps.provider[v4], line{text: "-d 255.255.255.255/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"})
+	for _, a := range fixed[v6] {
+		ps.provider[v6] = append(ps.provider[v6], line{text: "-d " + a.String() + "/128 -p udp -m udp --sport 547 --dport 546 -j RETURN"})
+	}
+	ps.provider[v6] = append(ps.provider[v6], line{text: "-d fe80::/64 -p udp -m udp --sport 547 --dport 546 -j RETURN"})
+
+	// Traffic to the VM: IPv6 multicast listener queries and neighbour
+	// discovery always pass.
+	for _, t := range []int{130, 135, 136} {
+		ps.head[v6][in] = append(ps.head[v6][in], line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type " + strconv.Itoa(t) + " -j RETURN"})
+	}
+
+	spoof, err := spoofChains(p, mac, c)
+	if err != nil {
+		return nil, err
+	}
+	ps.spoof = spoof
+
+	// Traffic from the VM (_add_fixed_egress_rules).
+	o4 := []line{{text: withComment("-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)}}
+	var o6 []line
+	for _, t := range []int{131, 135, 143} {
+		o6 = append(o6, line{text: withComment("-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type "+strconv.Itoa(t)+" -j RETURN", commentIPv6ICMPAllow, c)})
+	}
+	if spoof[v4] != nil {
+		o4 = append(o4, line{text: "-j " + ps.chainS})
+	}
+	if spoof[v6] != nil {
+		o6 = append(o6, line{text: "-j " + ps.chainS})
+	}
+	o4 = append(o4,
+		line{text: withComment("-p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)},
+		line{text: withComment("-p udp -m udp --sport 67 --dport 68 -j DROP", commentDHCPSpoof, c)},
+	)
+	o6 = append(o6,
+		line{text: withComment("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP", commentIPv6RADrop, c)},
+		line{text: withComment("-p ipv6-icmp -j RETURN", commentIPv6ICMPAllow, c)},
+		line{text: withComment("-p udp -m udp --sport 546 --dport 547 -j RETURN", commentDHCPClient, c)},
+		line{text: withComment("-p udp -m udp --sport 547 --dport 546 -j DROP", commentDHCPSpoof, c)},
+	)
+	ps.head[v4][out], ps.head[v6][out] = o4, o6
+	return ps, nil
+}
+
+func family(a netip.Addr) int {
+	if a.Is6() {
+		return v6
+	}
+	return v4
+}
+
+// spoofChains renders the s chains (_spoofing_rule): one RETURN per
+// (MAC, address) pair the port may send from, allowed address pairs first,
+// then fixed IPs, each IPv6 MAC also with its EUI-64 link-local address;
+// a port without fixed IPs may send anything from its MAC. A family
+// without pairs gets no chain.
+func spoofChains(p *Port, mac net.HardwareAddr, comments bool) ([2][]string, error) {
+	type pair struct {
+		mac  net.HardwareAddr
+		addr netip.Prefix
+		raw  string // the address as stored
+		any  bool   // no address: MAC only
+	}
+	var pairs [2][]pair
+	add := func(m net.HardwareAddr, pfx netip.Prefix, raw string) {
+		fam := family(pfx.Addr())
+		pairs[fam] = append(pairs[fam], pair{mac: m, addr: pfx, raw: raw})
+		if fam == v6 {
+			// Added once per MAC; like Neutron, compare the stored text.
+			lla := linkLocal(m)
+			for _, q := range pairs[v6] {
+				if q.raw == lla.String() && q.mac.String() == m.String() {
+					return
+				}
+			}
+			pairs[v6] = append(pairs[v6], pair{mac: m, addr: netip.PrefixFrom(lla, 128), raw: lla.String()})
+		}
+	}
+	for _, ap := range p.AllowedAddressPairs {
+		m := mac
+		if ap.MAC != "" {
+			var err error
+			if m, err = parseMAC(ap.MAC); err != nil {
+				return [2][]string{}, fmt.Errorf("port %s: bad allowed address pair MAC %q", p.ID, ap.MAC)
+			}
+		}
+		pfx, err := neutron.ParseCIDR(ap.IP)
+		if err != nil {
+			return [2][]string{}, fmt.Errorf("port %s: bad allowed address pair %q", p.ID, ap.IP)
+		}
+		add(m, pfx, ap.IP)
+	}
+	for _, s := range p.FixedIPs {
+		a, _ := netip.ParseAddr(s) // validated by the caller
+		add(mac, netip.PrefixFrom(a, a.BitLen()), s)
+	}
+	if len(p.FixedIPs) == 0 {
+		pairs[v4] = append(pairs[v4], pair{mac: mac, any: true})
+		pairs[v6] = append(pairs[v6], pair{mac: mac, any: true})
+	}
+
+	var chains [2][]string
+	for fam, ps := range pairs {
+		if len(ps) == 0 {
+			continue
+		}
+		ls := make([]line, 0, len(ps)+1)
+		for _, q := range ps {
+			m := "-m mac --mac-source " + q.mac.String()
+			if q.any {
+				ls = append(ls, line{text: withComment(m+" -j RETURN", commentPairAllow, comments)})
+				continue
+			}
+			// Neutron writes the prefix with its host bits and the kernel
+			// clears them; duplicates are decided on what Neutron wrote.
+			l := join(prefixArg("-s", q.addr), line{text: m + " -j RETURN"})
+			key := "-s " + q.addr.String() + " " + m
+			l.text = withComment(l.text, commentPairAllow, comments)
+			if k := withComment(key+" -j RETURN", commentPairAllow, comments); k != l.text {
+				l.key = k
+			}
+			ls = append(ls, l)
+		}
+		ls = append(ls, line{text: withComment("-j DROP", commentPairDrop, comments)})
+		chains[fam] = texts(dedupKeepLast(ls))
+	}
+	return chains, nil
+}
+
+// parseMAC reads a 48-bit MAC in any notation net.ParseMAC knows.
+func parseMAC(s string) (net.HardwareAddr, error) {
+	m, err := net.ParseMAC(s)
+	if err != nil {
+		return nil, err
+	}
+	if len(m) != 6 {
+		return nil, fmt.Errorf("not a 48-bit MAC: %q", s)
+	}
+	return m, nil
+}
+
+// linkLocal is the EUI-64 link-local address of a MAC (fe80::/64).
+func linkLocal(mac net.HardwareAddr) netip.Addr {
+	var b [16]byte
+	b[0], b[1] = 0xfe, 0x80
+	b[8] = mac[0] ^ 0x02
+	b[9], b[10] = mac[1], mac[2]
+	b[11], b[12] = 0xff, 0xfe
+	b[13], b[14], b[15] = mac[3], mac[4], mac[5]
+	return netip.AddrFrom16(b)
+}
+
+// dedupKeepLast drops every line whose identity appears again later, as
+// IptablesManager's _weed_out_duplicates does on a whole table.
+func dedupKeepLast(ls []line) []line {
+	seen := make(map[string]struct{}, len(ls))
+	out := make([]line, len(ls))
+	n := len(ls)
+	for i := len(ls) - 1; i >= 0; i-- {
+		id := ls[i].id()
+		if _, dup := seen[id]; dup {
+			continue
+		}
+		seen[id] = struct{}{}
+		n--
+		out[n] = ls[i]
+	}
+	return out[n:]
+}
+
+func texts(ls []line) []string {
+	out := make([]string, len(ls))
+	for i, l := range ls {
+		out[i] = l.text
+	}
+	return out
+}
