@@ -7,13 +7,13 @@ const (
 	// neutron-openvswitch-agent, plus "-".
 	wrap = "neutron-openvswi-"
 
-	chainFilterTop = "neutron-filter-top" // shared, not wrapped
-	chainForward   = wrap + "FORWARD"
-	chainInput     = wrap + "INPUT"
-	chainOutput    = wrap + "OUTPUT"
-	chainLocal     = wrap + "local"
-	chainSG        = wrap + "sg-chain"
-	chainFallback  = wrap + "sg-fallback"
+	chainFilterTop  = "neutron-filter-top" // shared, not wrapped
+	chainForward    = wrap + "FORWARD"
+	chainInput      = wrap + "INPUT"
+	chainOutput     = wrap + "OUTPUT"
+	chainLocal      = wrap + "local"
+	chainSG         = wrap + "sg-chain"
+	chainFallback   = wrap + "sg-fallback"
 	chainPrerouting = wrap + "PREROUTING"
 
 	// Chain names below the wrap prefix are cut to 11 characters
