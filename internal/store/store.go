@@ -1,0 +1,231 @@
+// Package store keeps moat's state in SQL: embedded SQLite (pure Go, no
+// cgo) by default, PostgreSQL with the same code and another driver. Every
+// write runs in one transaction that also appends to the change log, the
+// ordered feed host agents follow.
+package store
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DefaultURL is where moat keeps its database when --db is not given.
+const DefaultURL = "sqlite:///var/lib/moat/moat.db"
+
+// Store is an open database.
+type Store struct {
+	d dialect
+	// writer serialises write transactions; for SQLite it is a single
+	// connection that begins transactions IMMEDIATE, so concurrent writers
+	// queue instead of failing with "database is locked".
+	writer *sql.DB
+	// reader serves read transactions concurrently (SQLite WAL readers do
+	// not block the writer).
+	reader *sql.DB
+	now    func() time.Time
+}
+
+// Open opens (creating if needed) the database at url and migrates its
+// schema to the latest version. Accepted forms: sqlite:///abs/path.db,
+// sqlite://relative/path.db, postgres://... and postgresql://....
+func Open(ctx context.Context, rawURL string) (*Store, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("parse database URL: %w", err)
+	}
+	var s *Store
+	switch u.Scheme {
+	case "sqlite", "sqlite3":
+		s, err = openSQLite(u)
+	case "postgres", "postgresql":
+		s, err = openPostgres(rawURL)
+	default:
+		return nil, fmt.Errorf("database URL %q: unsupported scheme %q (want sqlite:///path or postgres://)", rawURL, u.Scheme)
+	}
+	if err != nil {
+		return nil, err
+	}
+	s.now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
+	if err := s.migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+func openSQLite(u *url.URL) (*Store, error) {
+	path := u.Path
+	if u.Host != "" { // sqlite://relative/path.db
+		path = u.Host + u.Path
+	}
+	if path == "" {
+		return nil, errors.New("sqlite URL needs a file path, e.g. sqlite:///var/lib/moat/moat.db")
+	}
+	if dir := filepath.Dir(path); dir != "" {
+		if err := os.MkdirAll(dir, 0o750); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+	}
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	if err != nil {
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	writer.SetMaxOpenConns(1)
+	if err := writer.Ping(); err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	reader, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		writer.Close()
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	reader.SetMaxOpenConns(8)
+	return &Store{d: sqliteDialect{}, writer: writer, reader: reader}, nil
+}
+
+// Close releases the database.
+func (s *Store) Close() error {
+	err := s.writer.Close()
+	if s.reader != s.writer {
+		if e := s.reader.Close(); err == nil {
+			err = e
+		}
+	}
+	return err
+}
+
+// Write runs fn in one read-write transaction and commits it if fn returns
+// nil. Changes fn records are appended to the change log in the same
+// transaction.
+func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
+	sqlTx, err := s.writer.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("begin write transaction: %w", err)
+	}
+	tx := &Tx{tx: sqlTx, d: s.d, now: s.now(), write: true}
+	if err := s.d.lockWrites(ctx, sqlTx); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := fn(tx); err != nil {
+		sqlTx.Rollback()
+		return err
+	}
+	if err := sqlTx.Commit(); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
+}
+
+// Read runs fn in a read-only transaction: a consistent snapshot.
+func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
+	sqlTx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.d.name() == "postgres"})
+	if err != nil {
+		return fmt.Errorf("begin read transaction: %w", err)
+	}
+	defer sqlTx.Rollback()
+	return fn(&Tx{tx: sqlTx, d: s.d, now: s.now()})
+}
+
+// Tx is one transaction. Its methods are the only way moat reads and
+// writes state.
+type Tx struct {
+	tx    *sql.Tx
+	d     dialect
+	now   time.Time
+	write bool
+	// bumped remembers revisions already bumped in this transaction:
+	// Neutron bumps an object at most once per transaction.
+	bumped map[int64]bool
+}
+
+// Now is the transaction's timestamp (UTC, whole seconds, as Neutron stores).
+func (t *Tx) Now() time.Time { return t.now }
+
+func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	return t.tx.ExecContext(ctx, t.d.rebind(q), args...)
+}
+
+func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	return t.tx.QueryContext(ctx, t.d.rebind(q), args...)
+}
+
+func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	return t.tx.QueryRowContext(ctx, t.d.rebind(q), args...)
+}
+
+// dialect holds what differs between SQLite and PostgreSQL.
+type dialect interface {
+	name() string
+	rebind(q string) string
+	// autoIncrement is the column type of an auto-incrementing primary key.
+	autoIncrement() string
+	// lockWrites serialises write transactions so that change log
+	// revisions are assigned in commit order.
+	lockWrites(ctx context.Context, tx *sql.Tx) error
+}
+
+type sqliteDialect struct{}
+
+func (sqliteDialect) name() string           { return "sqlite" }
+func (sqliteDialect) rebind(q string) string { return q }
+func (sqliteDialect) autoIncrement() string  { return "INTEGER PRIMARY KEY AUTOINCREMENT" }
+
+// SQLite already runs one writer at a time (BEGIN IMMEDIATE on one connection).
+func (sqliteDialect) lockWrites(context.Context, *sql.Tx) error { return nil }
+
+// rebindDollar rewrites ? placeholders to $1, $2... for PostgreSQL.
+func rebindDollar(q string) string {
+	var b strings.Builder
+	n := 0
+	inString := false
+	for _, c := range q {
+		switch {
+		case c == '\'':
+			inString = !inString
+			b.WriteRune(c)
+		case c == '?' && !inString:
+			n++
+			b.WriteString("$" + strconv.Itoa(n))
+		default:
+			b.WriteRune(c)
+		}
+	}
+	return b.String()
+}
+
+// placeholders returns "?, ?, ?" for n values.
+func placeholders(n int) string {
+	if n <= 0 {
+		return ""
+	}
+	return strings.Repeat("?, ", n-1) + "?"
+}
+
+const timeLayout = "2006-01-02T15:04:05Z"
+
+func fmtTime(t time.Time) string { return t.UTC().Format(timeLayout) }
+
+func parseTime(s string) time.Time {
+	t, _ := time.Parse(timeLayout, s)
+	return t
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,273 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"testing"
+
+	"github.com/moat-sg/moat/internal/neutron"
+)
+
+func openTest(t *testing.T) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	return s
+}
+
+func TestOpenMigratesOnceAndReopens(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "sub", "moat.db")
+	ctx := context.Background()
+	for i := 0; i < 2; i++ {
+		s, err := Open(ctx, "sqlite://"+path)
+		if err != nil {
+			t.Fatalf("open #%d: %v", i, err)
+		}
+		var n int
+		if err := s.reader.QueryRow(`SELECT COUNT(*) FROM schema_migrations`).Scan(&n); err != nil {
+			t.Fatal(err)
+		}
+		if n != len(migrations) {
+			t.Fatalf("open #%d: %d migrations recorded, want %d", i, n, len(migrations))
+		}
+		s.Close()
+	}
+}
+
+func TestOpenRejectsBadURLs(t *testing.T) {
+	for _, u := range []string{"mysql://x", "sqlite://", "::bad"} {
+		if _, err := Open(context.Background(), u); err == nil {
+			t.Errorf("Open(%q) succeeded, want error", u)
+		}
+	}
+}
+
+func TestSecurityGroupLifecycleRevisionsAndChangeLog(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	g := &neutron.SecurityGroup{ProjectID: "p1", Name: "web", Stateful: true}
+	err := s.Write(ctx, func(tx *Tx) error {
+		return tx.CreateSecurityGroup(ctx, g, neutron.DefaultRules("", "p1", false), false)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g.RevisionNumber != 1 || len(g.Rules) != 2 {
+		t.Fatalf("new group: revision %d with %d rules, want 1 and 2", g.RevisionNumber, len(g.Rules))
+	}
+	// Two rules in one transaction bump the group once.
+	port := 22
+	proto := "tcp"
+	err = s.Write(ctx, func(tx *Tx) error {
+		return tx.CreateRules(ctx, []*neutron.SecurityGroupRule{
+			{ProjectID: "p1", SecurityGroupID: g.ID, Direction: "ingress", Ethertype: "IPv4", Protocol: &proto, PortRangeMin: &port, PortRangeMax: &port},
+			{ProjectID: "p1", SecurityGroupID: g.ID, Direction: "ingress", Ethertype: "IPv6", Protocol: &proto},
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got *neutron.SecurityGroup
+	s.Read(ctx, func(tx *Tx) error {
+		got, err = tx.GetSecurityGroup(ctx, g.ID)
+		return err
+	})
+	if got.RevisionNumber != 2 {
+		t.Fatalf("after adding two rules in one transaction: revision %d, want 2", got.RevisionNumber)
+	}
+	// A failing transaction leaves nothing behind.
+	boom := errors.New("boom")
+	err = s.Write(ctx, func(tx *Tx) error {
+		if err := tx.DeleteSecurityGroup(ctx, got); err != nil {
+			return err
+		}
+		return boom
+	})
+	if !errors.Is(err, boom) {
+		t.Fatalf("want boom, got %v", err)
+	}
+	var rules []neutron.SecurityGroupRule
+	s.Read(ctx, func(tx *Tx) error {
+		rules, err = tx.RulesOfGroup(ctx, g.ID)
+		return err
+	})
+	if len(rules) != 4 {
+		t.Fatalf("rolled-back delete lost rules: %d left, want 4", len(rules))
+	}
+	if err := s.Write(ctx, func(tx *Tx) error { return tx.DeleteSecurityGroup(ctx, got) }); err != nil {
+		t.Fatal(err)
+	}
+	var changes []Change
+	s.Read(ctx, func(tx *Tx) error {
+		changes, err = tx.ChangesSince(ctx, 0, 100)
+		return err
+	})
+	var ops []string
+	for i, c := range changes {
+		if i > 0 && c.Revision <= changes[i-1].Revision {
+			t.Fatalf("change log not monotonic: %d after %d", c.Revision, changes[i-1].Revision)
+		}
+		ops = append(ops, c.Kind+" "+c.Op)
+	}
+	want := []string{
+		"security_group create", "security_group_rule create", "security_group_rule create",
+		"security_group_rule create", "security_group_rule create",
+		"security_group_rule delete", "security_group_rule delete", "security_group_rule delete", "security_group_rule delete",
+		"security_group delete",
+	}
+	if len(ops) != len(want) {
+		t.Fatalf("change log:\n%v\nwant\n%v", ops, want)
+	}
+	for i := range want {
+		if ops[i] != want[i] {
+			t.Fatalf("change log:\n%v\nwant\n%v", ops, want)
+		}
+	}
+}
+
+func TestDeletingGroupCascadesToRulesThatReferenceIt(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	a := &neutron.SecurityGroup{ProjectID: "p1", Name: "a", Stateful: true}
+	b := &neutron.SecurityGroup{ProjectID: "p1", Name: "b", Stateful: true}
+	err := s.Write(ctx, func(tx *Tx) error {
+		if err := tx.CreateSecurityGroup(ctx, a, nil, false); err != nil {
+			return err
+		}
+		if err := tx.CreateSecurityGroup(ctx, b, nil, false); err != nil {
+			return err
+		}
+		return tx.CreateRules(ctx, []*neutron.SecurityGroupRule{
+			{ProjectID: "p1", SecurityGroupID: b.ID, Direction: "ingress", Ethertype: "IPv4", RemoteGroupID: &a.ID},
+		})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Write(ctx, func(tx *Tx) error { return tx.DeleteSecurityGroup(ctx, a) }); err != nil {
+		t.Fatal(err)
+	}
+	s.Read(ctx, func(tx *Tx) error {
+		rules, err := tx.RulesOfGroup(ctx, b.ID)
+		if err != nil || len(rules) != 0 {
+			t.Fatalf("rules of b referencing deleted a: %v %v", rules, err)
+		}
+		gb, _ := tx.GetSecurityGroup(ctx, b.ID)
+		if gb.RevisionNumber != 2 {
+			t.Fatalf("b's revision after losing a rule: %d, want 2", gb.RevisionNumber)
+		}
+		return nil
+	})
+}
+
+func TestListFiltersSortsTagsAndPages(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	names := []string{"c", "a", "b", "a"}
+	var groups []*neutron.SecurityGroup
+	err := s.Write(ctx, func(tx *Tx) error {
+		for _, n := range names {
+			g := &neutron.SecurityGroup{ProjectID: "p1", Name: n, Stateful: true}
+			if err := tx.CreateSecurityGroup(ctx, g, nil, false); err != nil {
+				return err
+			}
+			groups = append(groups, g)
+		}
+		other := &neutron.SecurityGroup{ProjectID: "p2", Name: "a", Stateful: true}
+		if err := tx.CreateSecurityGroup(ctx, other, nil, false); err != nil {
+			return err
+		}
+		if err := tx.SetTags(ctx, TagTarget{Kind: KindSecurityGroup, ID: groups[0].ID, ProjectID: "p1", StandardAttrID: groups[0].StandardAttrID}, []string{"x", "y"}); err != nil {
+			return err
+		}
+		return tx.SetTags(ctx, TagTarget{Kind: KindSecurityGroup, ID: groups[1].ID, ProjectID: "p1", StandardAttrID: groups[1].StandardAttrID}, []string{"x"})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	list := func(q ListQuery) []string {
+		var out []string
+		s.Read(ctx, func(tx *Tx) error {
+			gs, err := tx.ListSecurityGroups(ctx, q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, g := range gs {
+				out = append(out, g.Name)
+			}
+			return nil
+		})
+		return out
+	}
+	scope := &Scope{ProjectID: "p1"}
+	byName := []neutron.Sort{{Key: "name", Asc: true}}
+	cases := []struct {
+		name string
+		q    ListQuery
+		want string
+	}{
+		{"scope", ListQuery{Scope: scope, Sorts: byName}, "[a a b c]"},
+		{"admin sees all", ListQuery{Sorts: byName}, "[a a a b c]"},
+		{"filter", ListQuery{Scope: scope, Filters: neutron.Filters{"name": {"a", "c"}}, Sorts: byName}, "[a a c]"},
+		{"desc", ListQuery{Scope: scope, Sorts: []neutron.Sort{{Key: "name", Asc: false}}}, "[c b a a]"},
+		{"limit", ListQuery{Scope: scope, Sorts: byName, Limit: 3}, "[a a b]"},
+		{"tags all", ListQuery{Scope: scope, Filters: neutron.Filters{"tags": {"x,y"}}}, "[c]"},
+		{"tags any", ListQuery{Scope: scope, Filters: neutron.Filters{"tags-any": {"x,y"}}, Sorts: byName}, "[a c]"},
+		{"not tags", ListQuery{Scope: scope, Filters: neutron.Filters{"not-tags": {"x,y"}}, Sorts: byName}, "[a a b]"},
+		{"not tags any", ListQuery{Scope: scope, Filters: neutron.Filters{"not-tags-any": {"x"}}, Sorts: byName}, "[a b]"},
+		{"shared", ListQuery{Scope: scope, Filters: neutron.Filters{"shared": {true}}}, "[]"},
+	}
+	for _, c := range cases {
+		if got := fmtList(list(c.q)); got != c.want {
+			t.Errorf("%s: got %s, want %s", c.name, got, c.want)
+		}
+	}
+}
+
+func fmtList(s []string) string {
+	out := "["
+	for i, x := range s {
+		if i > 0 {
+			out += " "
+		}
+		out += x
+	}
+	return out + "]"
+}
+
+func TestPage(t *testing.T) {
+	ids := []string{"a", "b", "c", "d", "e"}
+	cases := []struct {
+		q    ListQuery
+		want string
+	}{
+		{ListQuery{}, "[a b c d e]"},
+		{ListQuery{Limit: 2}, "[a b]"},
+		{ListQuery{Limit: 2, Marker: "b"}, "[c d]"},
+		{ListQuery{Limit: 2, Marker: "d", PageReverse: true}, "[b c]"},
+		{ListQuery{Limit: 2, PageReverse: true}, "[d e]"},
+		{ListQuery{Limit: 2, Marker: "zz"}, "[a b]"},
+		{ListQuery{Marker: "e"}, "[]"},
+	}
+	for _, c := range cases {
+		var got []string
+		for _, i := range Page(ids, c.q) {
+			got = append(got, ids[i])
+		}
+		if fmtList(got) != c.want {
+			t.Errorf("Page(%+v) = %v, want %s", c.q, got, c.want)
+		}
+	}
+}
+
+func TestRebindDollar(t *testing.T) {
+	got := rebindDollar(`SELECT a FROM t WHERE b = ? AND c = '?' AND d IN (?, ?)`)
+	want := `SELECT a FROM t WHERE b = $1 AND c = '?' AND d IN ($2, $3)`
+	if got != want {
+		t.Fatalf("got %s", got)
+	}
+}
