@@ -116,3 +116,12 @@ func pyInt(v any) (int64, bool) {
 	}
 	return i, true
 }
+
+// PyInt is Python's int() on a JSON number or numeric string, refusing
+// booleans and non-integral numbers.
+func PyInt(v any) (int64, bool) {
+	if _, isBool := v.(bool); isBool {
+		return 0, false
+	}
+	return pyInt(v)
+}

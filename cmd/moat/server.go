@@ -1,0 +1,129 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+// serverFlags are the flags of `moat server` (and later `moat allinone`).
+type serverFlags struct {
+	listen      string
+	db          string
+	auth        string
+	keystoneURL string
+	logLevel    string
+	quotas      map[string]int64
+}
+
+func (f *serverFlags) register(cmd *cobra.Command) {
+	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:9696", "address to serve the Neutron API on")
+	cmd.Flags().StringVar(&f.db, "db", store.DefaultURL, "database: sqlite:///path/file.db or postgres://user:pass@host/db")
+	cmd.Flags().StringVar(&f.auth, "auth", "noauth", "identity: noauth (Neutron's noauth), headers (trust X-User-Id/X-Project-Id/X-Roles from an auth proxy) or keystone")
+	cmd.Flags().StringVar(&f.keystoneURL, "keystone-url", "", "Keystone v3 URL that validates X-Auth-Token (with --auth keystone)")
+	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	f.quotas = api.DefaultQuotas()
+	for _, name := range api.QuotaResourceNames() {
+		flag := "quota-" + strings.ReplaceAll(name, "_", "-")
+		cmd.Flags().Int64(flag, f.quotas[name], fmt.Sprintf("default per-project limit of %s (-1: unlimited)", name))
+	}
+}
+
+// readQuotas copies the --quota-* flags into f.quotas.
+func (f *serverFlags) readQuotas(cmd *cobra.Command) error {
+	for _, name := range api.QuotaResourceNames() {
+		v, err := cmd.Flags().GetInt64("quota-" + strings.ReplaceAll(name, "_", "-"))
+		if err != nil {
+			return err
+		}
+		if v < -1 {
+			return fmt.Errorf("--quota-%s must be -1 (unlimited) or more, not %d", strings.ReplaceAll(name, "_", "-"), v)
+		}
+		f.quotas[name] = v
+	}
+	return nil
+}
+
+func newLogger(level string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: l})), nil
+}
+
+func init() {
+	var f serverFlags
+	cmd := &cobra.Command{
+		Use:   "server",
+		Short: "Serve the Neutron v2.0 security-group API",
+		Long: `Serve the Neutron v2.0 API (security groups, rules, quotas, tags) so that the
+openstack CLI, gophercloud and Neutron's own clients work against moat unchanged.
+State lives in SQLite by default (--db sqlite:///var/lib/moat/moat.db).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := f.readQuotas(cmd); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			return runServer(ctx, &f)
+		},
+	}
+	f.register(cmd)
+	rootCmd.AddCommand(cmd)
+}
+
+// runServer serves the API until ctx ends, then shuts down gracefully.
+func runServer(ctx context.Context, f *serverFlags) error {
+	log, err := newLogger(f.logLevel)
+	if err != nil {
+		return err
+	}
+	slog.SetDefault(log)
+	auth, err := api.NewAuthenticator(f.auth, f.keystoneURL)
+	if err != nil {
+		return err
+	}
+	st, err := store.Open(ctx, f.db)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", f.db, err)
+	}
+	defer st.Close()
+	ln, err := net.Listen("tcp", f.listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", f.listen, err)
+	}
+	srv := &http.Server{
+		Handler:           api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Logger: log}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	log.Info("serving the Neutron API", "url", "http://"+ln.Addr().String(), "db", f.db, "auth", f.auth)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

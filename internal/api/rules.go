@@ -1,0 +1,270 @@
+package api
+
+import (
+	"context"
+	"net/http"
+
+	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+func optString(p *string) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+func optInt(p *int) any {
+	if p == nil {
+		return nil
+	}
+	return *p
+}
+
+// ruleFields are the fields of a rule, in Neutron's order. Embedded in a
+// group, a rule also shows standard_attr_id and tags (Neutron leaks them).
+func ruleFields(r *neutron.SecurityGroupRule, embedded bool) object {
+	o := object{
+		{"id", r.ID}, {"tenant_id", r.ProjectID}, {"security_group_id", r.SecurityGroupID},
+		{"ethertype", r.Ethertype}, {"direction", r.Direction}, {"protocol", optString(r.Protocol)},
+		{"port_range_min", optInt(r.PortRangeMin)}, {"port_range_max", optInt(r.PortRangeMax)},
+		{"remote_ip_prefix", optString(r.RemoteIPPrefix)}, {"remote_address_group_id", optString(r.RemoteAddressGroupID)},
+		{"normalized_cidr", optString(r.NormalizedCIDR())}, {"remote_group_id", optString(r.RemoteGroupID)},
+	}
+	if embedded {
+		o = append(o, kv{"standard_attr_id", r.StandardAttrID})
+	}
+	o = append(o, kv{"description", optString(r.Description)})
+	if embedded {
+		tags := r.Tags
+		if tags == nil {
+			tags = []string{}
+		}
+		o = append(o, kv{"tags", tags})
+	}
+	return append(o,
+		kv{"created_at", fmtTime(r.CreatedAt)}, kv{"updated_at", fmtTime(r.UpdatedAt)},
+		kv{"revision_number", r.RevisionNumber}, kv{"project_id", r.ProjectID})
+}
+
+func renderEmbeddedRule(r *neutron.SecurityGroupRule) object { return ruleFields(r, true) }
+
+func renderRule(r *neutron.SecurityGroupRule, fields []string) object {
+	return ruleFields(r, false).only(fields)
+}
+
+// ruleLookup answers the rule checks from inside the write transaction.
+type ruleLookup struct {
+	ctx  context.Context
+	tx   *store.Tx
+	nctx *neutron.Context
+}
+
+// SecurityGroupVisible is Neutron's _check_security_group: the group must
+// exist for the rule's project (admins see every group).
+func (l ruleLookup) SecurityGroupVisible(id, project string) (bool, error) {
+	g, err := l.tx.GetSecurityGroup(l.ctx, id)
+	if err != nil || g == nil {
+		return false, err
+	}
+	return l.nctx.IsAdmin || g.ProjectID == project, nil
+}
+
+// AddressGroupVisible: moat does not serve address groups yet, so no
+// address group exists (Neutron answers AddressGroupNotFound the same way
+// for an unknown one).
+func (l ruleLookup) AddressGroupVisible(id, project string) (bool, error) { return false, nil }
+
+func (l ruleLookup) Rules(sgID string) ([]neutron.SecurityGroupRule, error) {
+	return l.tx.RulesOfGroup(l.ctx, sgID)
+}
+
+// visibleRule is Neutron's policy for rules: admins, the rule's project, and
+// the project owning the rule's group may see it.
+func visibleRule(ctx context.Context, tx *store.Tx, nctx *neutron.Context, r *neutron.SecurityGroupRule) (bool, error) {
+	if nctx.IsAdmin || r.ProjectID == nctx.ProjectID {
+		return true, nil
+	}
+	g, err := tx.GetSecurityGroup(ctx, r.SecurityGroupID)
+	if err != nil {
+		return false, err
+	}
+	return g != nil && g.ProjectID == nctx.ProjectID, nil
+}
+
+// getVisibleRule loads a rule: a missing one is SecurityGroupRuleNotFound,
+// one the caller may not see is the policy engine's generic 404.
+func getVisibleRule(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.SecurityGroupRule, error) {
+	rule, err := tx.GetRule(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if rule == nil {
+		return nil, neutron.SecurityGroupRuleNotFound(id)
+	}
+	ok, err := visibleRule(ctx, tx, nctx, rule)
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, neutron.NotFoundGeneric()
+	}
+	return rule, nil
+}
+
+func (s *Server) listRules(w http.ResponseWriter, r *request) error {
+	p, err := parseList(r, neutron.SecurityGroupRuleResource, "normalized_cidr")
+	if err != nil {
+		return err
+	}
+	project := filterProject(p.query.Filters)
+	if project == "" {
+		project = r.ctx.ProjectID
+	}
+	if err := s.ensureDefaultGroup(r.Context(), r.ctx, project); err != nil {
+		return err
+	}
+	var rules []neutron.SecurityGroupRule
+	err = s.store.Read(r.Context(), func(tx *store.Tx) error {
+		var err error
+		rules, err = tx.ListRules(r.Context(), p.query)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]object, len(rules))
+	ids := make([]string, len(rules))
+	for i := range rules {
+		out[i] = renderRule(&rules[i], p.fields)
+		ids[i] = rules[i].ID
+	}
+	resp := object{{"security_group_rules", out}}
+	if links := pageLinks(r, p.query, ids); links != nil {
+		resp = append(resp, kv{"security_group_rules_links", links})
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) showRule(w http.ResponseWriter, r *request) error {
+	var rule *neutron.SecurityGroupRule
+	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
+		var err error
+		rule, err = getVisibleRule(r.Context(), tx, r.ctx, r.segs[1])
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, object{{"security_group_rule", renderRule(rule, fieldsParam(r))}})
+	return nil
+}
+
+func (s *Server) createRules(w http.ResponseWriter, r *request) error {
+	items, bulk, err := neutron.SecurityGroupRuleResource.PrepareBody(r.ctx, r.body, true, true)
+	if err != nil {
+		return err
+	}
+	var rules []*neutron.SecurityGroupRule
+	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		// The API's quota check comes before the plugin's validation.
+		perProject := map[string]int{}
+		var order []string
+		for _, it := range items {
+			p := it["project_id"].(string)
+			if perProject[p] == 0 {
+				order = append(order, p)
+			}
+			perProject[p]++
+		}
+		for _, p := range order {
+			if err := s.checkQuota(r.Context(), tx, p, "security_group_rule", perProject[p]); err != nil {
+				return err
+			}
+		}
+		for _, it := range items {
+			rule, err := neutron.RuleFromAttrs(it)
+			if err != nil {
+				return err
+			}
+			rules = append(rules, rule)
+		}
+		if _, err := neutron.CheckNewRules(ruleLookup{r.Context(), tx, r.ctx}, rules, bulk); err != nil {
+			return err
+		}
+		return tx.CreateRules(r.Context(), rules)
+	})
+	if err != nil {
+		return err
+	}
+	if bulk {
+		out := make([]object, len(rules))
+		for i, rule := range rules {
+			out[i] = renderRule(rule, nil)
+		}
+		writeJSON(w, http.StatusCreated, object{{"security_group_rules", out}})
+		return nil
+	}
+	writeJSON(w, http.StatusCreated, object{{"security_group_rule", renderRule(rules[0], nil)}})
+	return nil
+}
+
+// updateRule changes a rule's description, the only attribute Neutron lets
+// a client update. (Neutron 21 answers this with a 500: ML2 lacks the
+// method; see docs/compatibility.md.)
+func (s *Server) updateRule(w http.ResponseWriter, r *request) error {
+	items, _, err := neutron.SecurityGroupRuleResource.PrepareBody(r.ctx, r.body, false, false)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := revisionConstraint(r)
+	if err != nil {
+		return err
+	}
+	var rule *neutron.SecurityGroupRule
+	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if rule, err = getVisibleRule(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
+			return err
+		}
+		if !r.ctx.IsAdmin && rule.ProjectID != r.ctx.ProjectID {
+			return neutron.NotFoundGeneric()
+		}
+		if err := checkRevision(ifMatch, rule.RevisionNumber); err != nil {
+			return err
+		}
+		if d, ok := items[0]["description"].(string); ok {
+			rule.Description = &d
+		}
+		return tx.UpdateRuleDescription(r.Context(), rule)
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, object{{"security_group_rule", renderRule(rule, nil)}})
+	return nil
+}
+
+func (s *Server) deleteRule(w http.ResponseWriter, r *request) error {
+	ifMatch, err := revisionConstraint(r)
+	if err != nil {
+		return err
+	}
+	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		rule, err := getVisibleRule(r.Context(), tx, r.ctx, r.segs[1])
+		if err != nil {
+			return err
+		}
+		if err := checkRevision(ifMatch, rule.RevisionNumber); err != nil {
+			return err
+		}
+		return tx.DeleteRule(r.Context(), rule)
+	})
+	if err != nil {
+		return err
+	}
+	writeNoContent(w)
+	return nil
+}

@@ -1,0 +1,341 @@
+package api
+
+import (
+	"context"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
+
+func renderSecurityGroup(g *neutron.SecurityGroup, fields []string) object {
+	rules := make([]object, len(g.Rules))
+	for i := range g.Rules {
+		rules[i] = renderEmbeddedRule(&g.Rules[i])
+	}
+	return object{
+		{"id", g.ID}, {"name", g.Name}, {"stateful", g.Stateful}, {"tenant_id", g.ProjectID},
+		{"description", g.Description}, {"shared", g.Shared}, {"security_group_rules", rules},
+		{"tags", g.Tags}, {"created_at", fmtTime(g.CreatedAt)}, {"updated_at", fmtTime(g.UpdatedAt)},
+		{"revision_number", g.RevisionNumber}, {"project_id", g.ProjectID},
+	}.only(fields)
+}
+
+// visibleGroup reports whether the caller may see group g. Admins see all
+// groups, members their project's.
+func visibleGroup(ctx *neutron.Context, g *neutron.SecurityGroup) bool {
+	return ctx.IsAdmin || g.ProjectID == ctx.ProjectID
+}
+
+// getVisibleGroup loads a group the caller may see, or answers as Neutron
+// does for a missing or foreign one: SecurityGroupNotFound.
+func getVisibleGroup(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.SecurityGroup, error) {
+	g, err := tx.GetSecurityGroup(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if g == nil || !visibleGroup(nctx, g) {
+		return nil, neutron.SecurityGroupNotFound(id)
+	}
+	return g, nil
+}
+
+// ensureDefaultGroup creates a project's default group on first use, as
+// Neutron does on list and create; a member cannot trigger it for another
+// project.
+func (s *Server) ensureDefaultGroup(ctx context.Context, nctx *neutron.Context, project string) error {
+	if project == "" || (project != nctx.ProjectID && !nctx.IsAdmin) {
+		return nil
+	}
+	var id string
+	err := s.store.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		id, err = tx.DefaultSecurityGroupID(ctx, project)
+		return err
+	})
+	if err != nil || id != "" {
+		return err
+	}
+	return s.store.Write(ctx, func(tx *store.Tx) error { return s.ensureDefaultGroupTx(ctx, tx, nctx, project) })
+}
+
+func (s *Server) ensureDefaultGroupTx(ctx context.Context, tx *store.Tx, nctx *neutron.Context, project string) error {
+	if project == "" || (project != nctx.ProjectID && !nctx.IsAdmin) {
+		return nil
+	}
+	id, err := tx.DefaultSecurityGroupID(ctx, project)
+	if err != nil || id != "" {
+		return err
+	}
+	// Neutron checks only the rule quota for the default group's 4 rules.
+	if err := s.checkQuota(ctx, tx, project, "security_group_rule", 4); err != nil {
+		return err
+	}
+	g := &neutron.SecurityGroup{
+		ID: uuid.NewString(), ProjectID: project, Name: neutron.DefaultSecurityGroupName,
+		Description: neutron.DefaultSecurityGroupDescription, Stateful: true,
+	}
+	return tx.CreateSecurityGroup(ctx, g, neutron.DefaultRules(g.ID, project, true), true)
+}
+
+func filterProject(f neutron.Filters) string {
+	for _, k := range []string{"project_id", "tenant_id"} {
+		if v, ok := f[k]; ok && len(v) > 0 {
+			return neutron.PyStr(v[0])
+		}
+	}
+	return ""
+}
+
+func (s *Server) listSecurityGroups(w http.ResponseWriter, r *request) error {
+	p, err := parseList(r, neutron.SecurityGroupResource)
+	if err != nil {
+		return err
+	}
+	if r.ctx.ProjectID != "" {
+		project := filterProject(p.query.Filters)
+		if project == "" {
+			project = r.ctx.ProjectID
+		}
+		if err := s.ensureDefaultGroup(r.Context(), r.ctx, project); err != nil {
+			return err
+		}
+	}
+	var groups []neutron.SecurityGroup
+	err = s.store.Read(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if groups, err = tx.ListSecurityGroups(r.Context(), p.query); err != nil {
+			return err
+		}
+		if wants(p.fields, "security_group_rules") {
+			return tx.LoadRules(r.Context(), groups)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	out := make([]object, len(groups))
+	ids := make([]string, len(groups))
+	for i := range groups {
+		out[i] = renderSecurityGroup(&groups[i], p.fields)
+		ids[i] = groups[i].ID
+	}
+	resp := object{{"security_groups", out}}
+	if links := pageLinks(r, p.query, ids); links != nil {
+		resp = append(resp, kv{"security_groups_links", links})
+	}
+	writeJSON(w, http.StatusOK, resp)
+	return nil
+}
+
+func (s *Server) showSecurityGroup(w http.ResponseWriter, r *request) error {
+	fields := fieldsParam(r)
+	var g *neutron.SecurityGroup
+	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if g, err = getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
+			return err
+		}
+		if wants(fields, "security_group_rules") {
+			groups := []neutron.SecurityGroup{*g}
+			if err := tx.LoadRules(r.Context(), groups); err != nil {
+				return err
+			}
+			g = &groups[0]
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, object{{"security_group", renderSecurityGroup(g, fields)}})
+	return nil
+}
+
+func (s *Server) createSecurityGroups(w http.ResponseWriter, r *request) error {
+	items, bulk, err := neutron.SecurityGroupResource.PrepareBody(r.ctx, r.body, true, true)
+	if err != nil {
+		return err
+	}
+	created := make([]neutron.SecurityGroup, 0, len(items))
+	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		// The API's quota check comes first, for the whole request.
+		perProject := map[string]int{}
+		var order []string
+		for _, it := range items {
+			p := it["project_id"].(string)
+			if perProject[p] == 0 {
+				order = append(order, p)
+			}
+			perProject[p]++
+		}
+		for _, p := range order {
+			if err := s.checkQuota(r.Context(), tx, p, "security_group", perProject[p]); err != nil {
+				return err
+			}
+		}
+		for _, it := range items {
+			g := &neutron.SecurityGroup{
+				ID:          uuid.NewString(),
+				ProjectID:   it["project_id"].(string),
+				Name:        it["name"].(string),
+				Description: it["description"].(string),
+				Stateful:    it["stateful"].(bool),
+			}
+			if err := s.ensureDefaultGroupTx(r.Context(), tx, r.ctx, g.ProjectID); err != nil {
+				return err
+			}
+			if err := s.checkQuota(r.Context(), tx, g.ProjectID, "security_group_rule", 2); err != nil {
+				return err
+			}
+			if err := tx.CreateSecurityGroup(r.Context(), g, neutron.DefaultRules(g.ID, g.ProjectID, false), false); err != nil {
+				return err
+			}
+			created = append(created, *g)
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	if bulk {
+		out := make([]object, len(created))
+		for i := range created {
+			out[i] = renderSecurityGroup(&created[i], nil)
+		}
+		writeJSON(w, http.StatusCreated, object{{"security_groups", out}})
+		return nil
+	}
+	writeJSON(w, http.StatusCreated, object{{"security_group", renderSecurityGroup(&created[0], nil)}})
+	return nil
+}
+
+func (s *Server) updateSecurityGroup(w http.ResponseWriter, r *request) error {
+	items, _, err := neutron.SecurityGroupResource.PrepareBody(r.ctx, r.body, false, false)
+	if err != nil {
+		return err
+	}
+	ifMatch, err := revisionConstraint(r)
+	if err != nil {
+		return err
+	}
+	in := items[0]
+	var g *neutron.SecurityGroup
+	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		var err error
+		if g, err = getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
+			return err
+		}
+		if st, ok := in["stateful"].(bool); ok && st != g.Stateful {
+			inUse, err := tx.SecurityGroupInUse(r.Context(), g.ID)
+			if err != nil {
+				return err
+			}
+			if inUse {
+				return neutron.SecurityGroupInUse(g.ID)
+			}
+		}
+		if _, ok := in["name"]; ok && g.IsDefault() {
+			return neutron.SecurityGroupCannotUpdateDefault()
+		}
+		if err := checkRevision(ifMatch, g.RevisionNumber); err != nil {
+			return err
+		}
+		if v, ok := in["name"].(string); ok {
+			g.Name = v
+		}
+		if v, ok := in["description"].(string); ok {
+			g.Description = v
+		}
+		if v, ok := in["stateful"].(bool); ok {
+			g.Stateful = v
+		}
+		if err := tx.UpdateSecurityGroup(r.Context(), g); err != nil {
+			return err
+		}
+		groups := []neutron.SecurityGroup{*g}
+		if err := tx.LoadRules(r.Context(), groups); err != nil {
+			return err
+		}
+		g = &groups[0]
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, object{{"security_group", renderSecurityGroup(g, nil)}})
+	return nil
+}
+
+func (s *Server) deleteSecurityGroup(w http.ResponseWriter, r *request) error {
+	ifMatch, err := revisionConstraint(r)
+	if err != nil {
+		return err
+	}
+	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		g, err := getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1])
+		if err != nil {
+			return err
+		}
+		inUse, err := tx.SecurityGroupInUse(r.Context(), g.ID)
+		if err != nil {
+			return err
+		}
+		if inUse {
+			return neutron.SecurityGroupInUse(g.ID)
+		}
+		if g.IsDefault() && !r.ctx.IsAdmin {
+			return neutron.SecurityGroupCannotRemoveDefault()
+		}
+		if err := checkRevision(ifMatch, g.RevisionNumber); err != nil {
+			return err
+		}
+		return tx.DeleteSecurityGroup(r.Context(), g)
+	})
+	if err != nil {
+		return err
+	}
+	writeNoContent(w)
+	return nil
+}
+
+// revisionConstraint parses If-Match: revision_number=N (the
+// revision-if-match extension); -1 means no constraint.
+func revisionConstraint(r *request) (int64, error) {
+	rev := int64(-1)
+	for _, h := range r.Header.Values("If-Match") {
+		for _, tag := range strings.Split(h, ",") {
+			tag = strings.Trim(strings.TrimPrefix(strings.TrimSpace(tag), "W/"), `"`)
+			v, ok := strings.CutPrefix(tag, "revision_number=")
+			if !ok {
+				continue
+			}
+			if rev != -1 {
+				return 0, &neutron.Error{Status: http.StatusBadRequest, Type: "BadRequest",
+					Message: "Bad if-match request: Multiple revision_number etags are not supported."}
+			}
+			n, err := strconv.ParseInt(v, 10, 64)
+			if err != nil {
+				return 0, &neutron.Error{Status: http.StatusBadRequest, Type: "BadRequest",
+					Message: "Bad if-match request: Revision number etag must be in the format of revision_number=<int>."}
+			}
+			rev = n
+		}
+	}
+	return rev, nil
+}
+
+func checkRevision(want, current int64) error {
+	if want >= 0 && want != current {
+		return neutron.PreconditionFailed("Constrained to %d, but current revision is %d", want, current)
+	}
+	return nil
+}

@@ -1,0 +1,265 @@
+// Package api serves the Neutron v2.0 REST API for the resources moat
+// implements, with Neutron's routes, status codes, error bodies, list
+// semantics and identity models, over the store.
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+const requestIDHeader = "X-Openstack-Request-Id"
+
+// maxBodyBytes bounds request bodies; a bulk POST of thousands of rules
+// fits comfortably.
+const maxBodyBytes = 8 << 20
+
+// Options configure a Server.
+type Options struct {
+	Store *store.Store
+	Auth  Authenticator
+	// Quotas are the default limits per project (see DefaultQuotas).
+	Quotas map[string]int64
+	Logger *slog.Logger
+}
+
+// Server is the Neutron API over a store.
+type Server struct {
+	store  *store.Store
+	auth   Authenticator
+	quotas map[string]int64
+	log    *slog.Logger
+}
+
+// New builds a server.
+func New(o Options) *Server {
+	s := &Server{store: o.Store, auth: o.Auth, quotas: DefaultQuotas(), log: o.Logger}
+	for k, v := range o.Quotas {
+		s.quotas[k] = v
+	}
+	if s.auth == nil {
+		s.auth = NoAuth{}
+	}
+	if s.log == nil {
+		s.log = slog.Default()
+	}
+	return s
+}
+
+// request is what a handler gets: the caller, the parsed path and body.
+type request struct {
+	*http.Request
+	ctx *neutron.Context
+	// segs are the path segments after /v2.0, with a trailing ".json" cut
+	// from the last one.
+	segs []string
+	body any
+}
+
+type handlerFunc func(w http.ResponseWriter, r *request) error
+
+// ServeHTTP routes a request.
+func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	defer func() {
+		if p := recover(); p != nil {
+			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
+			if !rec.wrote {
+				writeError(rec, r, neutron.InternalError())
+			}
+		}
+		s.log.Debug("request", "method", r.Method, "path", r.URL.Path, "status", rec.status,
+			"request_id", rec.Header().Get(requestIDHeader), "duration", time.Since(start))
+	}()
+	s.serve(rec, r)
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+	wrote  bool
+}
+
+func (s *statusRecorder) WriteHeader(code int) {
+	s.status, s.wrote = code, true
+	s.ResponseWriter.WriteHeader(code)
+}
+
+func (s *statusRecorder) Write(b []byte) (int, error) {
+	s.wrote = true
+	return s.ResponseWriter.Write(b)
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
+	path := r.URL.Path
+	switch {
+	case path == "/" || path == "":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			writeJSON(w, http.StatusMethodNotAllowed, object{{"code", 405}, {"title", "Method Not Allowed"}, {"description", nil}})
+			return
+		}
+		writeJSON(w, http.StatusOK, versionsDocument(r))
+		return
+	case path == "/v2.0" || strings.HasPrefix(path, "/v2.0/"):
+	default:
+		writeJSON(w, http.StatusNotFound, object{{"code", 404}, {"title", "Not Found"}, {"description", nil}})
+		return
+	}
+	w.Header().Set(requestIDHeader, "req-"+uuid.NewString())
+	ctx, ok := s.auth.Authenticate(r)
+	if !ok {
+		writeUnauthorized(w, s.auth.Challenge())
+		return
+	}
+	req := &request{Request: r, ctx: ctx}
+	if path == "/v2.0" {
+		writeError(w, r, neutron.NotFoundGeneric())
+		return
+	}
+	rest := strings.TrimPrefix(path, "/v2.0/")
+	if rest != "" {
+		req.segs = strings.Split(strings.TrimSuffix(rest, "/"), "/")
+		last := len(req.segs) - 1
+		req.segs[last] = strings.TrimSuffix(req.segs[last], ".json")
+	}
+	h, err := s.route(req)
+	if err == nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
+		req.body, err = readBody(r)
+	}
+	if err == nil {
+		err = h(w, req)
+	}
+	if err != nil {
+		writeError(w, r, err)
+	}
+}
+
+// readBody decodes a JSON body; numbers stay json.Number so that
+// validation sees what the client sent.
+func readBody(r *http.Request) (any, error) {
+	raw, err := io.ReadAll(io.LimitReader(r.Body, maxBodyBytes+1))
+	if err != nil {
+		return nil, neutron.BadRequest("Failed to read the request body")
+	}
+	if len(raw) > maxBodyBytes {
+		return nil, &neutron.Error{Status: http.StatusRequestEntityTooLarge, Type: "HTTPRequestEntityTooLarge",
+			Message: fmt.Sprintf("Request is too large: more than %d bytes.", maxBodyBytes)}
+	}
+	if len(bytes.TrimSpace(raw)) == 0 {
+		return nil, nil
+	}
+	dec := json.NewDecoder(bytes.NewReader(raw))
+	dec.UseNumber()
+	var v any
+	if err := dec.Decode(&v); err != nil {
+		return nil, neutron.MalformedRequestBody()
+	}
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		return nil, neutron.MalformedRequestBody()
+	}
+	return v, nil
+}
+
+// route picks the handler for a request, or says why there is none.
+func (s *Server) route(r *request) (handlerFunc, error) {
+	segs, m := r.segs, r.Method
+	if len(segs) == 0 {
+		return onlyGet(m, s.v2Root)
+	}
+	switch segs[0] {
+	case "extensions":
+		switch len(segs) {
+		case 1:
+			return onlyGet(m, s.listExtensions)
+		case 2:
+			return onlyGet(m, s.showExtension)
+		}
+	case "security-groups":
+		return collectionRoutes(m, segs, collection{
+			list: s.listSecurityGroups, create: s.createSecurityGroups, show: s.showSecurityGroup,
+			update: s.updateSecurityGroup, del: s.deleteSecurityGroup, notFound: neutron.SecurityGroupNotFound("None"),
+			tags: s.securityGroupTags,
+		})
+	case "security-group-rules":
+		return collectionRoutes(m, segs, collection{
+			list: s.listRules, create: s.createRules, show: s.showRule,
+			update: s.updateRule, del: s.deleteRule, notFound: neutron.SecurityGroupRuleNotFound("None"),
+		})
+	case "quotas":
+		return s.quotaRoutes(m, segs)
+	}
+	return nil, neutron.NotFoundGeneric()
+}
+
+func onlyGet(method string, h handlerFunc) (handlerFunc, error) {
+	if method != http.MethodGet {
+		return nil, neutron.MethodNotAllowed()
+	}
+	return h, nil
+}
+
+// collection is the handler set of a Neutron collection resource.
+type collection struct {
+	list, create, show, update, del handlerFunc
+	// notFound is what Neutron answers to PUT or DELETE on the collection
+	// itself (it looks up the id None).
+	notFound *neutron.Error
+	// tags handles /{id}/tags[/{tag}], nil if the resource has no tags.
+	tags func(method string, segs []string) (handlerFunc, error)
+}
+
+func collectionRoutes(m string, segs []string, c collection) (handlerFunc, error) {
+	switch len(segs) {
+	case 1:
+		switch m {
+		case http.MethodGet:
+			return c.list, nil
+		case http.MethodPost:
+			return c.create, nil
+		case http.MethodPut, http.MethodDelete:
+			return nil, c.notFound
+		}
+		return nil, neutron.MethodNotAllowed()
+	case 2:
+		switch m {
+		case http.MethodGet:
+			return c.show, nil
+		case http.MethodPut:
+			return c.update, nil
+		case http.MethodDelete:
+			return c.del, nil
+		}
+		return nil, neutron.MethodNotAllowed()
+	case 3, 4:
+		if segs[2] == "tags" && c.tags != nil {
+			return c.tags(m, segs)
+		}
+	}
+	return nil, neutron.NotFoundGeneric()
+}
+
+// baseURL is the scheme and host the client used, for links.
+func baseURL(r *http.Request) string {
+	scheme := "http"
+	if r.TLS != nil {
+		scheme = "https"
+	}
+	if p := r.Header.Get("X-Forwarded-Proto"); p != "" {
+		scheme = p
+	}
+	return scheme + "://" + r.Host
+}
