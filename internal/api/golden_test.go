@@ -341,7 +341,7 @@ var goldenDifferences = map[string]func(t *testing.T, c *comparer, g *goldenExch
 		}
 	},
 	// Quotas show only the resources moat serves, with Neutron's values.
-	"155-quota-show-project-a.json": compareQuotaSubset,
+	"155-quota-show-project-a.json":    compareQuotaSubset,
 	"156-quota-details-project-a.json": compareQuotaSubset,
 }
 
