@@ -11,7 +11,7 @@ import (
 
 // newTestServer serves a fresh moat API over real HTTP on loopback, with
 // its own SQLite database.
-func newTestServer(t *testing.T, auth Authenticator) *httptest.Server {
+func newTestServer(t testing.TB, auth Authenticator) *httptest.Server {
 	t.Helper()
 	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
 	if err != nil {

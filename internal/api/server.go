@@ -136,6 +136,10 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		last := len(req.segs) - 1
 		req.segs[last] = strings.TrimSuffix(req.segs[last], ".json")
 	}
+	if strings.ContainsRune(path, 0) || strings.Contains(r.URL.RawQuery, "%00") {
+		writeError(w, r, errNUL)
+		return
+	}
 	h, err := s.route(req)
 	if err == nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
 		req.body, err = readBody(r)
@@ -171,7 +175,34 @@ func readBody(r *http.Request) (any, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return nil, neutron.MalformedRequestBody()
 	}
+	if hasNUL(v) {
+		return nil, errNUL
+	}
 	return v, nil
+}
+
+// errNUL refuses NUL characters anywhere in a request: no attribute needs
+// them, and PostgreSQL cannot store them in text.
+var errNUL = neutron.BadRequest("Invalid input: NUL characters are not accepted")
+
+func hasNUL(v any) bool {
+	switch x := v.(type) {
+	case string:
+		return strings.ContainsRune(x, 0)
+	case []any:
+		for _, e := range x {
+			if hasNUL(e) {
+				return true
+			}
+		}
+	case map[string]any:
+		for k, e := range x {
+			if strings.ContainsRune(k, 0) || hasNUL(e) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // route picks the handler for a request, or says why there is none.

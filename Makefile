@@ -1,0 +1,47 @@
+# moat: build, run and test. Everything here works as root on a fresh Debian 12
+# machine with Go in /usr/local/go; `make test` installs what the tests need.
+
+export PATH := /usr/local/go/bin:$(PATH)
+GO ?= go
+BIN := bin/moat
+
+# Debian packages the tests drive for real: the openstack CLI (API tests),
+# iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
+# namespaces), and Neutron itself (the parity oracle for the compiler).
+TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
+	iptables ipset conntrack iproute2
+
+.PHONY: all build run test deps vet fmt-check clean
+
+all: build
+
+build:
+	$(GO) build -o $(BIN) ./cmd/moat
+
+# The main job: the Neutron API on 127.0.0.1:9696, state in /var/lib/moat.
+run: build
+	./$(BIN) server
+
+deps:
+	@missing=""; for p in $(TEST_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
+	$(GO) mod download
+
+fmt-check:
+	@out=$$(gofmt -l cmd internal); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+# The whole suite. MOAT_REQUIRE_CLI makes a missing openstack CLI a failure,
+# not a skip.
+test: deps fmt-check vet
+	MOAT_REQUIRE_CLI=1 $(GO) test -count=1 -timeout 30m ./...
+
+clean:
+	rm -rf bin
