@@ -64,7 +64,9 @@ var member = map[string]string{"X-User-Id": "u", "X-Project-Id": "p1", "X-Roles"
 func TestBadInputNeverFails500(t *testing.T) {
 	srv := newTestServer(t, HeaderAuth{})
 	_, b := do(t, srv, "POST", "/v2.0/security-groups", []byte(`{"security_group": {"name": "g"}}`), member)
-	var created struct{ SecurityGroup struct{ ID string } `json:"security_group"` }
+	var created struct {
+		SecurityGroup struct{ ID string } `json:"security_group"`
+	}
 	json.Unmarshal(b, &created)
 	sg := created.SecurityGroup.ID
 	cases := []struct {
@@ -131,7 +133,9 @@ func TestBadInputNeverFails500(t *testing.T) {
 	// Nothing of the failed bulks landed before the group went away: the
 	// only rules left are the default group's four.
 	_, b = do(t, srv, "GET", "/v2.0/security-group-rules?fields=id", nil, member)
-	var rules struct{ Rules []any `json:"security_group_rules"` }
+	var rules struct {
+		Rules []any `json:"security_group_rules"`
+	}
 	json.Unmarshal(b, &rules)
 	if len(rules.Rules) != 4 {
 		t.Fatalf("%d rules left, want the default group's 4: %s", len(rules.Rules), b)
