@@ -189,8 +189,10 @@ func (s *Server) showQuotaDefault(w http.ResponseWriter, r *request) error {
 }
 
 func (s *Server) showQuotaDetails(w http.ResponseWriter, r *request) error {
-	if err := canReadQuota(r); err != nil {
-		return err
+	// Neutron's quotasv2_detail checks admin itself instead of the policy.
+	if !r.ctx.IsAdmin && r.segs[1] != r.ctx.ProjectID {
+		return &neutron.Error{Status: http.StatusForbidden, Type: "AdminRequired",
+			Message: "User does not have admin privileges: Only admin is authorized to access quotas for another project."}
 	}
 	o := object{}
 	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
