@@ -121,32 +121,105 @@ func dropIDs(ls, drop []line) []string {
 	return out
 }
 
-// tables builds one family's filter and raw tables.
-func (k *compilation) tables(fam int, statics []*portStatic, outs []*portOut) Tables {
-	var forwardTop, forwardTrusted, forwardOpen, input, inputOpen, sgChain, prerouting []string
-	var portChains []Chain
-	for i, ps := range statics {
-		switch ps.kind {
-		case trusted:
-			forwardTrusted = append(forwardTrusted, ps.forward...)
-		case unfiltered:
-			forwardOpen = append(forwardOpen, ps.forward...)
-			inputOpen = append(inputOpen, ps.input...)
-		case filtered:
-			forwardTop = append(forwardTop, ps.forward...)
-			input = append(input, ps.input...)
-			sgChain = append(sgChain, ps.sg...)
-			prerouting = append(prerouting, outs[i].raw...)
-			portChains = append(portChains, outs[i].chains[fam]...)
+// dispatch is what all ports contribute to shared chains; it is the same
+// for both families.
+type dispatch struct {
+	statics []*portStatic
+	raws    [][]string // each filtered port's raw rules, nil for others
+
+	forward, input, sgChain, prerouting []string
+}
+
+// dispatchChains returns the shared chains, rebuilt only when a port came,
+// went or changed its share.
+func (c *Compiler) dispatchChains(statics []*portStatic, outs []*portOut) *dispatch {
+	raws := make([][]string, len(outs))
+	for i, o := range outs {
+		if o != nil {
+			raws[i] = o.raw
 		}
 	}
-	// FORWARD: the filtered ports' jumps are inserted at the top; trusted
-	// ports were accepted before the port-security-disabled ones because
-	// the agent processes them inside the deferred apply.
-	forward := slices.Concat(forwardTop, forwardTrusted, forwardOpen)
-	input = append(input, inputOpen...)
-	sgChain = append(sgChain, "-j ACCEPT")
+	if d := c.dispatch; d != nil && slices.Equal(d.statics, statics) &&
+		slices.EqualFunc(d.raws, raws, sameArray) {
+		return d
+	}
+	d := &dispatch{statics: statics, raws: raws}
+	var nf, nu, nt int
+	for _, ps := range statics {
+		switch ps.kind {
+		case filtered:
+			nf++
+		case unfiltered:
+			nu++
+		default:
+			nt++
+		}
+	}
+	d.forward = make([]string, 0, 2*len(statics))
+	d.input = make([]string, 0, nf+nu)
+	d.sgChain = make([]string, 0, 2*nf+1)
+	d.prerouting = make([]string, 0, 3*nf)
+	// FORWARD: Neutron inserts the filtered ports' jumps at the top; trusted
+	// ports come before the port-security-disabled ones because the agent
+	// accepts them inside the deferred apply, before the chains are set up.
+	for i, ps := range statics {
+		if ps.kind == filtered {
+			d.forward = append(d.forward, ps.forward...)
+			d.input = append(d.input, ps.input...)
+			d.sgChain = append(d.sgChain, ps.sg...)
+			d.prerouting = append(d.prerouting, raws[i]...)
+		}
+	}
+	for _, kind := range []portKind{trusted, unfiltered} {
+		for _, ps := range statics {
+			if ps.kind == kind {
+				d.forward = append(d.forward, ps.forward...)
+				d.input = append(d.input, ps.input...)
+			}
+		}
+	}
+	d.sgChain = append(d.sgChain, "-j ACCEPT")
+	c.dispatch = d
+	return d
+}
 
+// sameArray reports whether two slices are the same slice (or both nil).
+func sameArray(a, b []string) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
+// tables builds one family's filter and raw tables.
+func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
+	// Port chains come out in name order when collected by kind: every i
+	// chain sorts before every o chain before every s chain, and ports are
+	// sorted by id.
+	n := 0
+	for _, o := range outs {
+		if o != nil {
+			n += len(o.chains[fam])
+		}
+	}
+	fixed := []Chain{
+		{Name: chainFilterTop, Rules: []string{"-j " + chainLocal}},
+		{Name: chainForward, Rules: d.forward},
+		{Name: chainInput, Rules: d.input},
+		{Name: chainOutput},
+		{Name: chainLocal},
+		{Name: chainSG, Rules: d.sgChain},
+		{Name: chainFallback, Rules: []string{withComment("-j DROP", commentUnmatchDrop, k.opt.CommentRules)}},
+	}
+	chains := make([]Chain, 0, n+len(fixed))
+	chains = append(chains, fixed...)
+	for kind := 0; kind < 3; kind++ {
+		for _, o := range outs {
+			if o != nil && kind < len(o.chains[fam]) {
+				chains = append(chains, o.chains[fam][kind])
+			}
+		}
+	}
+	// Merging the fixed chains in is a sort of an almost sorted list; check
+	// first, since odd port ids can break the pattern.
+	sortChains(chains)
 	filter := Table{
 		Name: "filter",
 		Builtins: []Chain{
@@ -154,17 +227,8 @@ func (k *compilation) tables(fam int, statics []*portStatic, outs []*portOut) Ta
 			{Name: "FORWARD", Rules: []string{"-j " + chainFilterTop, "-j " + chainForward}},
 			{Name: "OUTPUT", Rules: []string{"-j " + chainFilterTop, "-j " + chainOutput}},
 		},
-		Chains: append([]Chain{
-			{Name: chainFilterTop, Rules: []string{"-j " + chainLocal}},
-			{Name: chainForward, Rules: forward},
-			{Name: chainInput, Rules: input},
-			{Name: chainOutput},
-			{Name: chainLocal},
-			{Name: chainSG, Rules: sgChain},
-			{Name: chainFallback, Rules: []string{withComment("-j DROP", commentUnmatchDrop, k.opt.CommentRules)}},
-		}, portChains...),
+		Chains: chains,
 	}
-	sortChains(filter.Chains)
 	raw := Table{
 		Name: "raw",
 		Builtins: []Chain{
@@ -173,7 +237,7 @@ func (k *compilation) tables(fam int, statics []*portStatic, outs []*portOut) Ta
 		},
 		Chains: []Chain{
 			{Name: chainOutput},
-			{Name: chainPrerouting, Rules: prerouting},
+			{Name: chainPrerouting, Rules: d.prerouting},
 		},
 	}
 	return Tables{Filter: filter, Raw: raw}
@@ -181,20 +245,29 @@ func (k *compilation) tables(fam int, statics []*portStatic, outs []*portOut) Ta
 
 // sortChains puts chains in iptables-save's order (byte-wise by name).
 func sortChains(cs []Chain) {
-	slices.SortFunc(cs, func(a, b Chain) int { return strings.Compare(a.Name, b.Name) })
+	cmp := func(a, b Chain) int { return strings.Compare(a.Name, b.Name) }
+	if !slices.IsSortedFunc(cs, cmp) {
+		slices.SortStableFunc(cs, cmp)
+	}
 }
 
-// ipsets lists the sets the local ports' rules name.
-func (k *compilation) ipsets(ports []*Port) ([]IPSet, error) {
+// ipsets lists the sets the rules of the local ports' groups name.
+func (k *compilation) ipsets(ports []*Port, statics []*portStatic) ([]IPSet, error) {
 	type ref struct {
 		key addrKey
 		v6  bool
 	}
 	want := map[string]ref{}
-	for _, p := range ports {
-		if kindOf(p) == trusted {
+	seenCombo := map[string]bool{}
+	for i, p := range ports {
+		if statics[i].kind == trusted {
 			continue // the agent never asks for a trusted port's groups
 		}
+		key := strings.Join(p.SecurityGroups, "\x00")
+		if seenCombo[key] {
+			continue
+		}
+		seenCombo[key] = true
 		for _, id := range p.SecurityGroups {
 			ge, err := k.group(id)
 			if err != nil {

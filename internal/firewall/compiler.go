@@ -35,6 +35,10 @@ type Compiler struct {
 	addrs  map[addrKey]*addrEntry
 
 	stats Stats
+
+	// dispatch caches the chains every port has a share in, reused while
+	// the ports and their shares stay the same.
+	dispatch *dispatch
 }
 
 // Stats counts the work one Compile did.
@@ -208,57 +212,60 @@ func (k *compilation) run() (*Ruleset, error) {
 		ports[i] = &k.s.Ports[i]
 	}
 	slices.SortFunc(ports, func(a, b *Port) int { return strings.Compare(a.ID, b.ID) })
+
+	// Static parts first: they say which ports are filtered, which the zone
+	// allocator needs to know.
+	entries := make([]*portEntry, len(ports))
 	present := make(map[string]bool, len(ports))
-	chainOwner := make(map[string]string, len(ports))
+	var prev *Port
 	for i, p := range ports {
 		if i > 0 && ports[i-1].ID == p.ID {
 			return nil, fmt.Errorf("port %s listed twice", p.ID)
 		}
-		if kindOf(p) == trusted {
-			continue
-		}
-		present[p.ID] = true
-		// Names are cut from the id: two ports must not share them.
-		for _, name := range []string{TapDevice(p.ID), portChainName('i', p.ID)} {
-			if other, dup := chainOwner[name]; dup {
-				return nil, fmt.Errorf("ports %s and %s would share %s", other, p.ID, name)
-			}
-			chainOwner[name] = p.ID
-		}
-	}
-
-	zones := newZoneAllocator(k.s.Zones)
-	isPresent := func(id string) bool { return present[id] }
-
-	rs := &Ruleset{}
-	var statics []*portStatic
-	var outs []*portOut
-	for _, p := range ports {
 		e, err := k.port(p)
 		if err != nil {
 			return nil, err
 		}
-		statics = append(statics, e.static)
+		entries[i] = e
+		if e.static.kind == trusted {
+			continue
+		}
+		present[p.ID] = true
+		// Chain and device names are cut from the id, so two ports must
+		// not share its first ten characters; sorted, such ports are
+		// neighbours.
+		if prev != nil && truncate(prev.ID, 10) == truncate(p.ID, 10) {
+			return nil, fmt.Errorf("ports %s and %s would share chain %s", prev.ID, p.ID, portChainName('i', p.ID))
+		}
+		prev = p
+	}
+
+	zones := newZoneAllocator(k.s.Zones)
+	isPresent := func(id string) bool { return present[id] }
+	rs := &Ruleset{}
+	statics := make([]*portStatic, len(ports))
+	outs := make([]*portOut, len(ports))
+	for i, p := range ports {
+		e := entries[i]
+		statics[i] = e.static
 		if e.static.kind != filtered {
-			outs = append(outs, nil)
 			continue
 		}
 		zone, err := zones.zone(p.ID, isPresent)
 		if err != nil {
 			return nil, fmt.Errorf("port %s: %w", p.ID, err)
 		}
-		out, err := k.portChains(p, e, zone)
-		if err != nil {
+		if outs[i], err = k.portChains(p, e, zone); err != nil {
 			return nil, err
 		}
-		outs = append(outs, out)
 		rs.PortZones = append(rs.PortZones, PortZone{PortID: p.ID, Zone: zone})
 	}
 	rs.ZoneAssignments = zones.assigned
-	rs.IPv4 = k.tables(v4, statics, outs)
-	rs.IPv6 = k.tables(v6, statics, outs)
+	dispatch := k.c.dispatchChains(statics, outs)
+	rs.IPv4 = k.tables(v4, dispatch, outs)
+	rs.IPv6 = k.tables(v6, dispatch, outs)
 	if k.opt.EnableIPSet {
-		sets, err := k.ipsets(ports)
+		sets, err := k.ipsets(ports, statics)
 		if err != nil {
 			return nil, err
 		}
@@ -575,14 +582,13 @@ func (k *compilation) stateless(p *Port, ps *portStatic, combo *comboEntry) (boo
 }
 
 // isOwn reports whether a remote-group member is one of the port's own
-// fixed addresses, which Neutron leaves out of per-member rules. Like
-// Neutron it only recognises members stored as bare addresses.
+// fixed addresses, which Neutron leaves out of per-member rules. Neutron
+// compares the stored texts, so an allowed address pair that spells the
+// port's address differently ("10.0.0.5/32", "2001:db8:0::8") still gets
+// its rule; so does moat.
 func (ps *portStatic) isOwn(a address) bool {
-	if !a.bare {
-		return false
-	}
-	for _, f := range ps.fixed {
-		if f == a.prefix.Addr() {
+	for _, f := range ps.fixedText {
+		if f == a.raw {
 			return true
 		}
 	}

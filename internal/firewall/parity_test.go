@@ -11,34 +11,37 @@ import (
 // corpora are the golden sets rendered by the real Neutron 21 driver.
 var corpora = []string{
 	"testdata/neutron", // the reference harness's own scenarios
+	"testdata/random",  // generated ones, see parity/gencorpus
 }
 
 // TestNeutronCompatParity compiles every golden case with NeutronCompat and
 // requires exactly what Neutron installed: every table of both families
 // byte for byte, and every ipset. Nothing is normalised.
 func TestNeutronCompatParity(t *testing.T) {
-	forEachCase(t, func(t *testing.T, dir string, c parity.Case) {
-		sc, err := parity.LoadScenario(dir, c)
-		if err != nil {
-			t.Fatal(err)
+	forEachCase(t, checkCompat)
+}
+
+func checkCompat(t *testing.T, dir string, c parity.Case) {
+	sc, err := parity.LoadScenario(dir, c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := parity.ReadDumps(filepath.Join(dir, "golden", c.Dir))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _, err := parity.CompileDumps(sc, c.Set, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Fatalf("%d dumps compiled, golden has %d", len(got), len(want))
+	}
+	for i := range want {
+		if diffs := parity.Compare(got[i], want[i]); len(diffs) > 0 {
+			t.Errorf("dump %s:\n%s", want[i].Label, strings.Join(diffs, "\n"))
 		}
-		want, err := parity.ReadDumps(filepath.Join(dir, "golden", c.Dir))
-		if err != nil {
-			t.Fatal(err)
-		}
-		got, _, err := parity.CompileDumps(sc, c.Set, true)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if len(got) != len(want) {
-			t.Fatalf("%d dumps compiled, golden has %d", len(got), len(want))
-		}
-		for i := range want {
-			if diffs := parity.Compare(got[i], want[i]); len(diffs) > 0 {
-				t.Errorf("dump %s:\n%s", want[i].Label, strings.Join(diffs, "\n"))
-			}
-		}
-	})
+	}
 }
 
 func forEachCase(t *testing.T, fn func(t *testing.T, dir string, c parity.Case)) {

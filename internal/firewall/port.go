@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -32,13 +33,13 @@ func kindOf(p *Port) portKind {
 // portStatic is everything about a port's rules that depends on the port
 // and the options alone, not on its security groups or zone.
 type portStatic struct {
-	id       string
-	kind     portKind
-	tap, qvb string
-	chainI   string
-	chainO   string
-	chainS   string
-	fixed    []netip.Addr
+	id        string
+	kind      portKind
+	tap, qvb  string
+	chainI    string
+	chainO    string
+	chainS    string
+	fixedText []string // fixed IPs as stored
 	// forceStateful: Neutron never makes network:/neutron: owned ports
 	// stateless.
 	forceStateful bool
@@ -100,13 +101,13 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	if err != nil {
 		return nil, fmt.Errorf("port %s: bad MAC %q", p.ID, p.MAC)
 	}
+	ps.fixedText = slices.Clone(p.FixedIPs)
 	var fixed [2][]netip.Addr
 	for _, s := range p.FixedIPs {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
 			return nil, fmt.Errorf("port %s: bad fixed IP %q", p.ID, s)
 		}
-		ps.fixed = append(ps.fixed, a)
 		fixed[family(a)] = append(fixed[family(a)], a)
 	}
 

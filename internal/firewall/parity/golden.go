@@ -175,7 +175,12 @@ func ParseIPSetList(text string) ([]firewall.IPSet, error) {
 
 // Compare lists the differences between a compiled ruleset and a dump; an
 // empty result means the ruleset is exactly what Neutron installed.
-func Compare(rs *firewall.Ruleset, d Dump) []string {
+func Compare(rs *firewall.Ruleset, d Dump) []string { return CompareExcept(rs, d, nil) }
+
+// CompareExcept is Compare with the rules for which skip returns true left
+// out on both sides (skip gets the chain name and the rule text after
+// "-A <chain> ").
+func CompareExcept(rs *firewall.Ruleset, d Dump, skip func(chain, rule string) bool) []string {
 	var diffs []string
 	for _, fam := range []struct {
 		name string
@@ -187,8 +192,8 @@ func Compare(rs *firewall.Ruleset, d Dump) []string {
 				diffs = append(diffs, err.Error())
 				continue
 			}
-			want := d.Tables[fam.name][t.Name]
-			if got := b.String(); got != want {
+			want := filterRules(d.Tables[fam.name][t.Name], skip)
+			if got := filterRules(b.String(), skip); got != want {
 				diffs = append(diffs, fmt.Sprintf("%s %s table differs:\n%s", fam.name, t.Name, LineDiff(want, got)))
 			}
 		}
@@ -201,6 +206,23 @@ func Compare(rs *firewall.Ruleset, d Dump) []string {
 		diffs = append(diffs, "ipsets differ:\n"+LineDiff(want, got))
 	}
 	return diffs
+}
+
+func filterRules(table string, skip func(chain, rule string) bool) string {
+	if skip == nil {
+		return table
+	}
+	var b strings.Builder
+	for _, l := range strings.SplitAfter(table, "\n") {
+		if rest, ok := strings.CutPrefix(l, "-A "); ok {
+			chain, rule, _ := strings.Cut(strings.TrimSuffix(rest, "\n"), " ")
+			if skip(chain, rule) {
+				continue
+			}
+		}
+		b.WriteString(l)
+	}
+	return b.String()
 }
 
 func keys(m map[string]string) []string {
