@@ -1,0 +1,94 @@
+package apibench
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+// Server is a moat API server running inside this process, as `moat server
+// --auth headers` would serve it, for a benchmark.
+type Server struct {
+	// URL is where it listens (http://127.0.0.1:port).
+	URL string
+	// DB is the database URL it uses.
+	DB string
+
+	st   *store.Store
+	srv  *http.Server
+	done chan error
+	dir  string // temporary directory to remove, if any
+}
+
+// StartServer starts a moat API server on a free loopback port over the
+// database at dbURL, or over a fresh SQLite database in a temporary
+// directory when dbURL is empty. log receives the server's warnings and
+// errors (nil: discarded).
+func StartServer(ctx context.Context, dbURL string, log io.Writer) (*Server, error) {
+	s := &Server{DB: dbURL, done: make(chan error, 1)}
+	if dbURL == "" {
+		dir, err := os.MkdirTemp("", "moat-bench-api-")
+		if err != nil {
+			return nil, fmt.Errorf("temporary database directory: %w", err)
+		}
+		s.dir = dir
+		s.DB = "sqlite://" + filepath.Join(dir, "moat.db")
+	}
+	st, err := store.Open(ctx, s.DB)
+	if err != nil {
+		s.removeDir()
+		return nil, fmt.Errorf("open database %s: %w", s.DB, err)
+	}
+	s.st = st
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		st.Close()
+		s.removeDir()
+		return nil, fmt.Errorf("listen on loopback: %w", err)
+	}
+	if log == nil {
+		log = io.Discard
+	}
+	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	s.srv = &http.Server{
+		Handler:           api.New(api.Options{Store: st, Auth: api.HeaderAuth{}, Logger: logger}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	s.URL = "http://" + ln.Addr().String()
+	go func() { s.done <- s.srv.Serve(ln) }()
+	return s, nil
+}
+
+// Close stops the server, closes its database and removes a temporary one.
+func (s *Server) Close() error {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	err := s.srv.Shutdown(ctx)
+	if serr := <-s.done; !errors.Is(serr, http.ErrServerClosed) && err == nil {
+		err = serr
+	}
+	if cerr := s.st.Close(); err == nil {
+		err = cerr
+	}
+	if rerr := s.removeDir(); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+func (s *Server) removeDir() error {
+	if s.dir == "" {
+		return nil
+	}
+	return os.RemoveAll(s.dir)
+}
