@@ -20,7 +20,9 @@ func TestRevisionIfMatch(t *testing.T) {
 	if g.RevisionNumber != 2 {
 		t.Fatalf("revision after one rule = %d, want 2", g.RevisionNumber)
 	}
-	ifMatch := func(n int) map[string]string { return map[string]string{"If-Match": fmt.Sprintf("revision_number=%d", n)} }
+	ifMatch := func(n int) map[string]string {
+		return map[string]string{"If-Match": fmt.Sprintf("revision_number=%d", n)}
+	}
 	failed := func(want, current int) string {
 		return fmt.Sprintf("Constrained to %d, but current revision is %d", want, current)
 	}
