@@ -38,7 +38,7 @@ func parseList(r *request, res *neutron.Resource, ignored ...string) (*listParam
 		}
 		limit = n
 	}
-	p.query = store.ListQuery{Filters: filters, Sorts: sorts, Limit: limit}
+	p.query = store.ListQuery{Filters: filters, Sorts: sorts, Limit: limit, Caller: r.ctx.ProjectID}
 	if limit > 0 {
 		p.query.Marker = q.Get("marker")
 		p.query.PageReverse = strings.EqualFold(q.Get("page_reverse"), "true")

@@ -19,6 +19,10 @@ type quotaResource struct {
 
 // quotaResources are in the order Neutron prints them.
 var quotaResources = []quotaResource{
+	{"network", (*store.Tx).CountNetworks},
+	{"subnet", (*store.Tx).CountSubnets},
+	{"port", (*store.Tx).CountPorts},
+	{"rbac_policy", (*store.Tx).CountRBACPolicies},
 	{"security_group", (*store.Tx).CountSecurityGroups},
 	{"security_group_rule", (*store.Tx).CountRules},
 }
@@ -26,7 +30,8 @@ var quotaResources = []quotaResource{
 // DefaultQuotas are Neutron's default limits for the resources moat serves;
 // a negative limit means unlimited.
 func DefaultQuotas() map[string]int64 {
-	return map[string]int64{"security_group": 10, "security_group_rule": 100}
+	return map[string]int64{"network": 100, "subnet": 100, "port": 500, "rbac_policy": 10,
+		"security_group": 10, "security_group_rule": 100}
 }
 
 // QuotaResourceNames lists the resources that have quotas.

@@ -62,13 +62,17 @@ type ruleLookup struct {
 }
 
 // SecurityGroupVisible is Neutron's _check_security_group: the group must
-// exist for the rule's project (admins see every group).
+// exist for the rule's project, as its own or shared with it (admins see
+// every group).
 func (l ruleLookup) SecurityGroupVisible(id, project string) (bool, error) {
 	g, err := l.tx.GetSecurityGroup(l.ctx, id)
 	if err != nil || g == nil {
 		return false, err
 	}
-	return l.nctx.IsAdmin || g.ProjectID == project, nil
+	if l.nctx.IsAdmin || g.ProjectID == project {
+		return true, nil
+	}
+	return l.tx.SecurityGroupSharedWith(l.ctx, id, project)
 }
 
 // AddressGroupVisible: moat does not serve address groups yet, so no
@@ -191,8 +195,16 @@ func (s *Server) createRules(w http.ResponseWriter, r *request) error {
 			}
 			rules = append(rules, rule)
 		}
-		if _, err := neutron.CheckNewRules(ruleLookup{r.Context(), tx, r.ctx}, rules, bulk); err != nil {
+		sgID, err := neutron.CheckNewRules(ruleLookup{r.Context(), tx, r.ctx}, rules, bulk)
+		if err != nil {
 			return err
+		}
+		// A project a group is shared with may use the group, not change
+		// its rules (Neutron 21 lets it; see docs/compatibility.md).
+		if g, err := tx.GetSecurityGroup(r.Context(), sgID); err != nil {
+			return err
+		} else if g != nil && !r.ctx.IsAdmin && g.ProjectID != rules[0].ProjectID {
+			return policyDenied("rule:create_security_group_rule")
 		}
 		return tx.CreateRules(r.Context(), rules)
 	})

@@ -28,16 +28,23 @@ func renderSecurityGroup(g *neutron.SecurityGroup, fields []string) object {
 	}.only(fields)
 }
 
-// visibleGroup reports whether the caller may see group g. Admins see all
-// groups, members their project's.
+// visibleGroup reports whether the caller may see group g (loaded with
+// GetSecurityGroupFor): admins see all groups, members their project's and
+// those shared with them through RBAC.
 func visibleGroup(ctx *neutron.Context, g *neutron.SecurityGroup) bool {
+	return ctx.IsAdmin || g.ProjectID == ctx.ProjectID || g.Shared
+}
+
+// ownsGroup reports whether the caller may change g: a project a group is
+// only shared with may use it, not change it.
+func ownsGroup(ctx *neutron.Context, g *neutron.SecurityGroup) bool {
 	return ctx.IsAdmin || g.ProjectID == ctx.ProjectID
 }
 
 // getVisibleGroup loads a group the caller may see, or answers as Neutron
 // does for a missing or foreign one: SecurityGroupNotFound.
 func getVisibleGroup(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.SecurityGroup, error) {
-	g, err := tx.GetSecurityGroup(ctx, id)
+	g, err := tx.GetSecurityGroupFor(ctx, id, nctx.ProjectID)
 	if err != nil {
 		return nil, err
 	}
@@ -234,6 +241,9 @@ func (s *Server) updateSecurityGroup(w http.ResponseWriter, r *request) error {
 		if g, err = getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
 			return err
 		}
+		if !ownsGroup(r.ctx, g) {
+			return policyDenied("rule:update_security_group")
+		}
 		if st, ok := in["stateful"].(bool); ok && st != g.Stateful {
 			inUse, err := tx.SecurityGroupInUse(r.Context(), g.ID)
 			if err != nil {
@@ -284,6 +294,9 @@ func (s *Server) deleteSecurityGroup(w http.ResponseWriter, r *request) error {
 		g, err := getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1])
 		if err != nil {
 			return err
+		}
+		if !ownsGroup(r.ctx, g) {
+			return policyDenied("rule:delete_security_group")
 		}
 		inUse, err := tx.SecurityGroupInUse(r.Context(), g.ID)
 		if err != nil {

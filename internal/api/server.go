@@ -33,7 +33,9 @@ type Options struct {
 	Auth  Authenticator
 	// Quotas are the default limits per project (see DefaultQuotas).
 	Quotas map[string]int64
-	Logger *slog.Logger
+	// Networks is the ML2 configuration (types, ranges, MTU).
+	Networks *neutron.NetworkConfig
+	Logger   *slog.Logger
 }
 
 // Server is the Neutron API over a store.
@@ -41,12 +43,16 @@ type Server struct {
 	store  *store.Store
 	auth   Authenticator
 	quotas map[string]int64
+	netcfg neutron.NetworkConfig
 	log    *slog.Logger
 }
 
 // New builds a server.
 func New(o Options) *Server {
-	s := &Server{store: o.Store, auth: o.Auth, quotas: DefaultQuotas(), log: o.Logger}
+	s := &Server{store: o.Store, auth: o.Auth, quotas: DefaultQuotas(), netcfg: neutron.DefaultNetworkConfig(), log: o.Logger}
+	if o.Networks != nil {
+		s.netcfg = *o.Networks
+	}
 	for k, v := range o.Quotas {
 		s.quotas[k] = v
 	}
@@ -229,6 +235,29 @@ func (s *Server) route(r *request) (handlerFunc, error) {
 		return collectionRoutes(m, segs, collection{
 			list: s.listRules, create: s.createRules, show: s.showRule,
 			update: s.updateRule, del: s.deleteRule, notFound: neutron.SecurityGroupRuleNotFound("None"),
+		})
+	case "networks":
+		return collectionRoutes(m, segs, collection{
+			list: s.listNetworks, create: s.createNetworks, show: s.showNetwork,
+			update: s.updateNetwork, del: s.deleteNetwork, notFound: neutron.NetworkNotFound("None"),
+			tags: s.networkTags,
+		})
+	case "subnets":
+		return collectionRoutes(m, segs, collection{
+			list: s.listSubnets, create: s.createSubnets, show: s.showSubnet,
+			update: s.updateSubnet, del: s.deleteSubnet, notFound: neutron.SubnetNotFound("None"),
+			tags: s.subnetTags,
+		})
+	case "ports":
+		return collectionRoutes(m, segs, collection{
+			list: s.listPorts, create: s.createPorts, show: s.showPort,
+			update: s.updatePort, del: s.deletePort, notFound: neutron.PortNotFound("None"),
+			tags: s.portTags,
+		})
+	case "rbac-policies":
+		return collectionRoutes(m, segs, collection{
+			list: s.listRBAC, create: s.createRBAC, show: s.showRBAC,
+			update: s.updateRBAC, del: s.deleteRBAC, notFound: neutron.RBACPolicyNotFound("None"),
 		})
 	case "quotas":
 		return s.quotaRoutes(m, segs)

@@ -68,12 +68,48 @@ func (s *Server) securityGroupTags(method string, segs []string) (handlerFunc, e
 		if err != nil {
 			return store.TagTarget{}, err
 		}
-		if g == nil || !visibleGroup(r.ctx, g) {
+		if g == nil || (!r.ctx.IsAdmin && g.ProjectID != r.ctx.ProjectID) {
 			return store.TagTarget{}, tagResourceNotFound("security_groups", r.segs[1])
 		}
 		return store.TagTarget{Kind: store.KindSecurityGroup, ID: g.ID, ProjectID: g.ProjectID, StandardAttrID: g.StandardAttrID}, nil
 	}
 	return s.tagRoutes(method, segs, lookup)
+}
+
+func (s *Server) networkTags(method string, segs []string) (handlerFunc, error) {
+	return s.tagRoutes(method, segs, func(r *request, tx *store.Tx) (store.TagTarget, error) {
+		n, err := tx.GetNetwork(r.Context(), r.segs[1])
+		if err != nil {
+			return store.TagTarget{}, err
+		}
+		if n == nil || !ownsNetwork(r.ctx, n) {
+			return store.TagTarget{}, tagResourceNotFound("networks", r.segs[1])
+		}
+		return store.TagTarget{Kind: store.KindNetwork, ID: n.ID, ProjectID: n.ProjectID, StandardAttrID: n.StandardAttrID}, nil
+	})
+}
+
+func (s *Server) subnetTags(method string, segs []string) (handlerFunc, error) {
+	return s.tagRoutes(method, segs, func(r *request, tx *store.Tx) (store.TagTarget, error) {
+		sn, err := tx.GetSubnet(r.Context(), r.segs[1])
+		if err != nil {
+			return store.TagTarget{}, err
+		}
+		if sn == nil || (!r.ctx.IsAdmin && sn.ProjectID != r.ctx.ProjectID) {
+			return store.TagTarget{}, tagResourceNotFound("subnets", r.segs[1])
+		}
+		return store.TagTarget{Kind: store.KindSubnet, ID: sn.ID, ProjectID: sn.ProjectID, StandardAttrID: sn.StandardAttrID}, nil
+	})
+}
+
+func (s *Server) portTags(method string, segs []string) (handlerFunc, error) {
+	return s.tagRoutes(method, segs, func(r *request, tx *store.Tx) (store.TagTarget, error) {
+		p, _, err := getVisiblePort(r.Context(), tx, r.ctx, r.segs[1])
+		if err != nil {
+			return store.TagTarget{}, tagResourceNotFound("ports", r.segs[1])
+		}
+		return store.TagTarget{Kind: store.KindPort, ID: p.ID, ProjectID: p.ProjectID, StandardAttrID: p.StandardAttrID}, nil
+	})
 }
 
 type tagLookup func(r *request, tx *store.Tx) (store.TagTarget, error)

@@ -76,6 +76,102 @@ var migrations = []migration{
 			created_at TEXT NOT NULL
 		)`,
 	}},
+	{2, "networks, subnets, ports, port bindings, RBAC", []string{
+		`CREATE TABLE networks (
+			id TEXT PRIMARY KEY,
+			project_id TEXT NOT NULL,
+			name TEXT NOT NULL,
+			admin_state_up INTEGER NOT NULL,
+			status TEXT NOT NULL,
+			shared INTEGER NOT NULL,
+			mtu INTEGER NOT NULL,
+			port_security_enabled INTEGER NOT NULL,
+			network_type TEXT NOT NULL,
+			physical_network TEXT,
+			segmentation_id INTEGER,
+			standard_attr_id BIGINT NOT NULL UNIQUE REFERENCES standard_attrs(id)
+		)`,
+		`CREATE INDEX networks_project ON networks(project_id)`,
+		// One network per segment; NULLs (vxlan and local have no
+		// physnet, flat and local no id) are spelled '' and 0 here so the
+		// unique constraint holds on both databases.
+		`CREATE TABLE network_segments (
+			network_type TEXT NOT NULL,
+			physical_network TEXT NOT NULL,
+			segmentation_id INTEGER NOT NULL,
+			network_id TEXT NOT NULL,
+			PRIMARY KEY (network_type, physical_network, segmentation_id)
+		)`,
+		`CREATE TABLE subnets (
+			id TEXT PRIMARY KEY,
+			project_id TEXT NOT NULL,
+			network_id TEXT NOT NULL REFERENCES networks(id),
+			name TEXT NOT NULL,
+			ip_version INTEGER NOT NULL,
+			cidr TEXT NOT NULL,
+			gateway_ip TEXT,
+			enable_dhcp INTEGER NOT NULL,
+			ipv6_ra_mode TEXT,
+			ipv6_address_mode TEXT,
+			allocation_pools TEXT NOT NULL,
+			dns_nameservers TEXT NOT NULL,
+			host_routes TEXT NOT NULL,
+			standard_attr_id BIGINT NOT NULL UNIQUE REFERENCES standard_attrs(id)
+		)`,
+		`CREATE INDEX subnets_network ON subnets(network_id)`,
+		`CREATE TABLE ports (
+			id TEXT PRIMARY KEY,
+			project_id TEXT NOT NULL,
+			network_id TEXT NOT NULL REFERENCES networks(id),
+			name TEXT NOT NULL,
+			mac_address TEXT NOT NULL,
+			admin_state_up INTEGER NOT NULL,
+			status TEXT NOT NULL,
+			device_id TEXT NOT NULL,
+			device_owner TEXT NOT NULL,
+			port_security_enabled INTEGER NOT NULL,
+			host_id TEXT NOT NULL,
+			vnic_type TEXT NOT NULL,
+			profile TEXT NOT NULL,
+			vif_type TEXT NOT NULL,
+			standard_attr_id BIGINT NOT NULL UNIQUE REFERENCES standard_attrs(id),
+			UNIQUE (network_id, mac_address)
+		)`,
+		`CREATE INDEX ports_project ON ports(project_id)`,
+		`CREATE INDEX ports_host ON ports(host_id)`,
+		`CREATE TABLE ip_allocations (
+			port_id TEXT NOT NULL REFERENCES ports(id),
+			subnet_id TEXT NOT NULL REFERENCES subnets(id),
+			network_id TEXT NOT NULL,
+			ip_address TEXT NOT NULL,
+			position INTEGER NOT NULL,
+			PRIMARY KEY (subnet_id, ip_address)
+		)`,
+		`CREATE INDEX ip_allocations_port ON ip_allocations(port_id)`,
+		`CREATE TABLE port_address_pairs (
+			port_id TEXT NOT NULL REFERENCES ports(id),
+			position INTEGER NOT NULL,
+			ip_address TEXT NOT NULL,
+			mac_address TEXT NOT NULL,
+			PRIMARY KEY (port_id, position)
+		)`,
+		`CREATE TABLE port_security_group_bindings (
+			port_id TEXT NOT NULL REFERENCES ports(id),
+			security_group_id TEXT NOT NULL REFERENCES security_groups(id),
+			PRIMARY KEY (port_id, security_group_id)
+		)`,
+		`CREATE INDEX port_sg_bindings_group ON port_security_group_bindings(security_group_id)`,
+		`CREATE TABLE rbac_policies (
+			id TEXT PRIMARY KEY,
+			project_id TEXT NOT NULL,
+			object_type TEXT NOT NULL,
+			object_id TEXT NOT NULL,
+			action TEXT NOT NULL,
+			target_tenant TEXT NOT NULL,
+			UNIQUE (object_type, object_id, action, target_tenant)
+		)`,
+		`CREATE INDEX rbac_policies_object ON rbac_policies(object_id)`,
+	}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.

@@ -19,6 +19,9 @@ type ListQuery struct {
 	PageReverse bool
 	// Scope restricts rows to those a project may see; nil sees all.
 	Scope *Scope
+	// Caller is the project asking, for attributes that depend on it
+	// (a security group's shared).
+	Caller string
 }
 
 // Scope is the visibility of a non-admin caller.

@@ -56,8 +56,6 @@ var sgList = listSpec{
 	cols: map[string]string{
 		"id": "sg.id", "name": "sg.name", "tenant_id": "sg.project_id", "project_id": "sg.project_id",
 		"description": "sa.description", "revision_number": "sa.revision_number",
-		// No RBAC yet: no group is shared.
-		"shared": "0",
 	},
 	tagAttr: "sa.id",
 }
@@ -71,6 +69,48 @@ func scanSecurityGroup(sc interface{ Scan(...any) error }) (neutron.SecurityGrou
 	g.Stateful = stateful != 0
 	g.Description = desc.String
 	g.CreatedAt, g.UpdatedAt = parseTime(created), parseTime(updated)
+	return g, err
+}
+
+// sharedWithSQL selects the groups shared with a project (one parameter).
+const sharedWithSQL = `SELECT object_id FROM rbac_policies WHERE object_type = 'security_group'
+	AND action = 'access_as_shared' AND target_tenant IN (?, '*')`
+
+// markShared sets Shared on each group: whether an RBAC policy shares it
+// with caller or with everyone, which is what Neutron shows.
+func (t *Tx) markShared(ctx context.Context, groups []neutron.SecurityGroup, caller string) error {
+	if len(groups) == 0 {
+		return nil
+	}
+	shared, err := t.stringColumn(ctx, sharedWithSQL, caller)
+	if err != nil {
+		return fmt.Errorf("read shared security groups: %w", err)
+	}
+	set := map[string]bool{}
+	for _, id := range shared {
+		set[id] = true
+	}
+	for i := range groups {
+		groups[i].Shared = set[groups[i].ID]
+	}
+	return nil
+}
+
+// SecurityGroupSharedWith reports whether a group is shared with a project.
+func (t *Tx) SecurityGroupSharedWith(ctx context.Context, id, project string) (bool, error) {
+	n, err := t.count(ctx, `SELECT COUNT(*) FROM rbac_policies WHERE object_type = 'security_group' AND object_id = ?
+		AND action = 'access_as_shared' AND target_tenant IN (?, '*')`, id, project)
+	return n > 0, err
+}
+
+// GetSecurityGroupFor returns a group as caller sees it (with Shared set),
+// or nil.
+func (t *Tx) GetSecurityGroupFor(ctx context.Context, id, caller string) (*neutron.SecurityGroup, error) {
+	g, err := t.GetSecurityGroup(ctx, id)
+	if err != nil || g == nil {
+		return g, err
+	}
+	g.Shared, err = t.SecurityGroupSharedWith(ctx, id, caller)
 	return g, err
 }
 
@@ -95,7 +135,19 @@ func (t *Tx) GetSecurityGroup(ctx context.Context, id string) (*neutron.Security
 func (t *Tx) ListSecurityGroups(ctx context.Context, q ListQuery) ([]neutron.SecurityGroup, error) {
 	scope, scopeArgs := "", []any(nil)
 	if q.Scope != nil {
-		scope, scopeArgs = "sg.project_id = ?", []any{q.Scope.ProjectID}
+		scope = "(sg.project_id = ? OR sg.id IN (" + sharedWithSQL + "))"
+		scopeArgs = []any{q.Scope.ProjectID, q.Scope.ProjectID}
+	}
+	// shared depends on who asks; it is filtered below, after it is known.
+	sharedFilter, hasShared := q.Filters["shared"]
+	if hasShared {
+		f := neutron.Filters{}
+		for k, v := range q.Filters {
+			if k != "shared" {
+				f[k] = v
+			}
+		}
+		q.Filters = f
 	}
 	text, args := sgList.build(q, scope, scopeArgs)
 	rows, err := t.query(ctx, text, args...)
@@ -113,6 +165,21 @@ func (t *Tx) ListSecurityGroups(ctx context.Context, q ListQuery) ([]neutron.Sec
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("list security groups: %w", err)
+	}
+	if err := t.markShared(ctx, all, q.Caller); err != nil {
+		return nil, err
+	}
+	if hasShared {
+		kept := all[:0]
+		for _, g := range all {
+			for _, v := range sharedFilter {
+				if b, ok := v.(bool); ok && b == g.Shared {
+					kept = append(kept, g)
+					break
+				}
+			}
+		}
+		all = kept
 	}
 	ids := make([]string, len(all))
 	for i := range all {
@@ -253,6 +320,9 @@ func (t *Tx) DeleteSecurityGroup(ctx context.Context, g *neutron.SecurityGroup) 
 		if err := t.deleteRule(ctx, &rules[i], rules[i].SecurityGroupID != g.ID); err != nil {
 			return err
 		}
+	}
+	if err := t.DeleteRBACPoliciesOf(ctx, g.ID); err != nil {
+		return err
 	}
 	if _, err := t.exec(ctx, `DELETE FROM default_security_groups WHERE security_group_id = ?`, g.ID); err != nil {
 		return fmt.Errorf("delete security group %s: %w", g.ID, err)
@@ -503,8 +573,8 @@ func chunks(vals []any, size int) [][]any {
 	return out
 }
 
-// SecurityGroupInUse reports whether ports use the group. Until ports are
-// stored (the ports issue) no group can be in use.
+// SecurityGroupInUse reports whether ports use the group.
 func (t *Tx) SecurityGroupInUse(ctx context.Context, id string) (bool, error) {
-	return false, nil
+	n, err := t.count(ctx, `SELECT COUNT(*) FROM port_security_group_bindings WHERE security_group_id = ?`, id)
+	return n > 0, err
 }

@@ -1,0 +1,56 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+
+	"github.com/moat-sg/moat/internal/neutron"
+)
+
+// policyDenied is Neutron's PolicyNotAuthorized with the rule expression
+// it evaluated.
+func policyDenied(rule string) *neutron.Error {
+	return &neutron.Error{Status: http.StatusForbidden, Type: "PolicyNotAuthorized",
+		Message: fmt.Sprintf("%s is disallowed by policy", rule)}
+}
+
+// attrCheck is one attribute-level policy rule: it applies when the client
+// set the attribute explicitly (to something other than its default) and
+// allows the request when allowed returns true.
+type attrCheck struct {
+	attr    string
+	allowed func() bool
+}
+
+// enforce evaluates Neutron's "rule:ACTION and rule:ACTION:ATTR..." for the
+// attributes a request sets explicitly, and answers with the whole
+// expression when any of them fails, as oslo.policy reports it.
+func enforce(action string, res *neutron.Resource, raw map[string]any, checks []attrCheck) error {
+	expr := "rule:" + action
+	denied := false
+	for _, c := range checks {
+		v, present := raw[c.attr]
+		if !present {
+			continue
+		}
+		if a, ok := res.Attr(c.attr); ok && a.HasDefault && !neutron.IsNotSpecified(a.Default) && fmt.Sprint(a.Default) == fmt.Sprint(v) {
+			continue // explicitly set to the default: not checked
+		}
+		expr = "(" + expr + " and rule:" + action + ":" + c.attr + ")"
+		if !c.allowed() {
+			denied = true
+		}
+	}
+	if denied {
+		return policyDenied(expr)
+	}
+	return nil
+}
+
+// rawItem returns the object a client sent for a single-item request body,
+// before defaults were filled in.
+func rawItem(body any, singular string) map[string]any {
+	top, _ := body.(map[string]any)
+	item, _ := top[singular].(map[string]any)
+	return item
+}

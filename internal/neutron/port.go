@@ -1,0 +1,367 @@
+package neutron
+
+import (
+	"fmt"
+	"net"
+	"net/http"
+	"net/netip"
+	"sort"
+	"strings"
+)
+
+// Port statuses and binding values.
+const (
+	PortStatusDown   = "DOWN"
+	PortStatusActive = "ACTIVE"
+
+	VIFTypeUnbound = "unbound"
+	VIFTypeOVS     = "ovs"
+
+	VNICNormal = "normal"
+
+	DeviceOwnerDHCP = "network:dhcp"
+
+	MaxAllowedAddressPairs = 10
+)
+
+// FixedIP is one address of a port.
+type FixedIP struct {
+	SubnetID  string
+	IPAddress netip.Addr
+}
+
+// AddressPair is an extra (IP or CIDR, MAC) a port may send from.
+type AddressPair struct {
+	IPAddress  string // an address or a CIDR, as given (normalised)
+	MACAddress string
+}
+
+// Port is a VM's (or a service's) attachment to a network.
+type Port struct {
+	ID                  string
+	ProjectID           string
+	NetworkID           string
+	Name                string
+	Description         string
+	MACAddress          string
+	AdminStateUp        bool
+	Status              string
+	DeviceID            string
+	DeviceOwner         string
+	FixedIPs            []FixedIP
+	AllowedAddressPairs []AddressPair
+	SecurityGroups      []string // sorted ids
+	PortSecurityEnabled bool
+	HostID              string
+	VNICType            string
+	Profile             map[string]any
+	VIFType             string
+	StandardAttrs
+}
+
+// VIFDetails are what the binding reports to the hypervisor: the OVS
+// hybrid plug with an iptables firewall, as ML2/OVS does.
+func (p *Port) VIFDetails() map[string]any {
+	if p.VIFType != VIFTypeOVS {
+		return map[string]any{}
+	}
+	return map[string]any{
+		"connectivity": "l2", "port_filter": true, "ovs_hybrid_plug": true,
+		"datapath_type": "system", "bridge_name": "br-int",
+	}
+}
+
+// IsTrustedOwner reports whether a device owner is one Neutron trusts:
+// network and neutron service ports get no default security group.
+func IsTrustedOwner(owner string) bool {
+	return strings.HasPrefix(owner, "network:") || strings.HasPrefix(owner, "neutron:")
+}
+
+// ParseMAC parses a 48-bit MAC address.
+func ParseMAC(s string) (net.HardwareAddr, error) {
+	hw, err := net.ParseMAC(s)
+	if err != nil || len(hw) != 6 {
+		return nil, fmt.Errorf("'%s' is not a valid MAC address", s)
+	}
+	return hw, nil
+}
+
+// ConvertMAC is convert_to_sanitized_mac_address: lower case, colons.
+func ConvertMAC(v any) (any, error) {
+	if s, ok := v.(string); ok {
+		if hw, err := ParseMAC(s); err == nil {
+			return hw.String(), nil
+		}
+	}
+	return v, nil
+}
+
+func validateMAC(v any) error {
+	if IsNotSpecified(v) {
+		return nil
+	}
+	s, ok := v.(string)
+	if !ok {
+		return reasonf("'%s' is not a valid MAC address", PyStr(v))
+	}
+	hw, err := ParseMAC(s)
+	if err != nil {
+		return reasonf("'%s' is not a valid MAC address", s)
+	}
+	if hw[0]&1 == 1 || s == "00:00:00:00:00:00" {
+		return reasonf("'%s' is not a valid MAC address", s)
+	}
+	return nil
+}
+
+func validateFixedIPs(v any) error {
+	if IsNotSpecified(v) {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return reasonf("Invalid data format for fixed IP: '%s'", PyStr(v))
+	}
+	seen := map[string]bool{}
+	for _, it := range list {
+		m, ok := it.(map[string]any)
+		if !ok {
+			return reasonf("Invalid data format for fixed IP: '%s'", PyStr(it))
+		}
+		for k, val := range m {
+			switch k {
+			case "ip_address":
+				if err := validateIP(val); err != nil {
+					return err
+				}
+				s := val.(string)
+				if seen[s] {
+					return reasonf("Duplicate IP address '%s'", s)
+				}
+				seen[s] = true
+			case "subnet_id":
+				if err := ValidateUUID(val); err != nil {
+					return err
+				}
+			default:
+				return reasonf("Invalid data format for fixed IP: '%s'", PyStr(it))
+			}
+		}
+	}
+	return nil
+}
+
+func validateSecurityGroupIDs(v any) error {
+	if IsNotSpecified(v) {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return reasonf("'%s' is not a list", PyStr(v))
+	}
+	seen := map[string]bool{}
+	for _, it := range list {
+		s, ok := it.(string)
+		if !ok || !IsUUIDLike(s) {
+			return reasonf("'%s' is not a valid UUID", PyStr(it))
+		}
+		if seen[s] {
+			return reasonf("Duplicate items in the list: '%s'", s)
+		}
+		seen[s] = true
+	}
+	return nil
+}
+
+func validateAddressPairs(v any) error {
+	if IsNotSpecified(v) {
+		return nil
+	}
+	list, ok := v.([]any)
+	if !ok {
+		return InvalidInput(fmt.Sprintf("'%s' is not a list", PyStr(v)))
+	}
+	if len(list) > MaxAllowedAddressPairs {
+		return newErr(http.StatusBadRequest, "AllowedAddressPairExhausted",
+			"The number of allowed address pair exceeds the maximum %d.", MaxAllowedAddressPairs)
+	}
+	seen := map[string]bool{}
+	for _, it := range list {
+		m, ok := it.(map[string]any)
+		if !ok {
+			return InvalidInput(fmt.Sprintf("'%s' is not a dict", PyStr(it)))
+		}
+		ip, hasIP := m["ip_address"]
+		if !hasIP {
+			return newErr(http.StatusBadRequest, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
+		}
+		for k := range m {
+			if k != "ip_address" && k != "mac_address" {
+				return InvalidInput(fmt.Sprintf("Unrecognized attribute(s) '%s'", k))
+			}
+		}
+		s, ok := ip.(string)
+		if _, err := ParseCIDR(s); !ok || err != nil {
+			return InvalidInput(fmt.Sprintf("'%s' is not a valid IP address", PyStr(ip)))
+		}
+		mac, hasMAC := m["mac_address"]
+		if hasMAC {
+			if err := validateMAC(mac); err != nil {
+				return InvalidInput(err.Error())
+			}
+		}
+		key := PyStr(mac) + " " + s
+		if !hasMAC {
+			key = "None " + s
+		}
+		if seen[key] {
+			return newErr(http.StatusBadRequest, "DuplicateAddressPairInRequest",
+				"Request contains duplicate address pair: mac_address %s ip_address %s.", strings.SplitN(key, " ", 2)[0], s)
+		}
+		seen[key] = true
+	}
+	return nil
+}
+
+// AddressPairsFrom converts validated allowed_address_pairs; a pair without
+// a MAC gets the port's MAC.
+func AddressPairsFrom(v any, portMAC string) []AddressPair {
+	list, _ := v.([]any)
+	out := make([]AddressPair, 0, len(list))
+	for _, it := range list {
+		m := it.(map[string]any)
+		ip := m["ip_address"].(string)
+		p, _ := ParseCIDR(ip)
+		s := p.Addr().String()
+		if strings.Contains(ip, "/") {
+			s = FormatCIDR(p)
+		}
+		mac := portMAC
+		if v, ok := m["mac_address"].(string); ok {
+			hw, _ := ParseMAC(v)
+			mac = hw.String()
+		}
+		out = append(out, AddressPair{IPAddress: s, MACAddress: mac})
+	}
+	return out
+}
+
+var vnicTypes = []string{"normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder",
+	"smart-nic", "vdpa", "accelerator-direct", "accelerator-direct-physical", "remote-managed"}
+
+func validateOptionalDict(v any) error {
+	if v == nil || IsNotSpecified(v) {
+		return nil
+	}
+	if _, ok := v.(map[string]any); !ok {
+		return reasonf("'%s' is not a dictionary", PyStr(v))
+	}
+	return nil
+}
+
+// PortResource is the ports attribute map with the security-group,
+// port-security, allowed-address-pairs, binding and standard attribute
+// extensions.
+var PortResource = &Resource{
+	Singular: "port",
+	Plural:   "ports",
+	Attrs: append([]Attr{
+		{Name: "id", Validate: ValidateUUID, Visible: true, Filter: true, SortKey: true},
+		{Name: "name", AllowPost: true, AllowPut: true, Default: "", HasDefault: true, Validate: ValidateString(NameMaxLen), Visible: true, Filter: true, SortKey: true},
+		{Name: "network_id", AllowPost: true, Validate: ValidateUUID, Visible: true, Filter: true, SortKey: true},
+		{Name: "admin_state_up", AllowPost: true, AllowPut: true, Default: true, HasDefault: true, Convert: ConvertToBoolean, Visible: true, Filter: true, SortKey: true},
+		{Name: "mac_address", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: ConvertMAC, Validate: validateMAC, Visible: true, Filter: true, SortKey: true},
+		{Name: "fixed_ips", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Validate: validateFixedIPs, Visible: true, Filter: true},
+		{Name: "device_id", AllowPost: true, AllowPut: true, Default: "", HasDefault: true, Validate: ValidateString(255), Visible: true, Filter: true, SortKey: true},
+		{Name: "device_owner", AllowPost: true, AllowPut: true, Default: "", HasDefault: true, Validate: ValidateString(255), Visible: true, Filter: true, SortKey: true},
+		projectAttr("tenant_id"),
+		{Name: "status", Visible: true, Filter: true, SortKey: true},
+		{Name: "security_groups", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: convertNoneToEmptyList, Validate: validateSecurityGroupIDs, Visible: true, Filter: true},
+		{Name: "port_security_enabled", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: convertBoolUnlessNotSpecified, Visible: true, Filter: true},
+		{Name: "allowed_address_pairs", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: convertNoneToEmptyList, Validate: validateAddressPairs, Visible: true},
+		{Name: "extra_dhcp_opts", Visible: true},
+		{Name: "binding:vnic_type", AllowPost: true, AllowPut: true, Default: VNICNormal, HasDefault: true, Validate: ValidateValues(vnicTypes...), Visible: true, Filter: true},
+		{Name: "binding:host_id", AllowPost: true, AllowPut: true, Default: "", HasDefault: true, Validate: ValidateString(255), Visible: true, Filter: true},
+		{Name: "binding:profile", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Validate: validateOptionalDict, Visible: true},
+		{Name: "binding:vif_type", Visible: true},
+		{Name: "binding:vif_details", Visible: true},
+		projectAttr("project_id"),
+	}, standardAttrs(true)...),
+}
+
+func convertBoolUnlessNotSpecified(v any) (any, error) {
+	if IsNotSpecified(v) {
+		return v, nil
+	}
+	return ConvertToBoolean(v)
+}
+
+// CheckStatefulMix is Neutron's _validate_sgs_for_port.
+func CheckStatefulMix(groups []*SecurityGroup) error {
+	var stateful, stateless bool
+	for _, g := range groups {
+		stateful = stateful || g.Stateful
+		stateless = stateless || !g.Stateful
+	}
+	if stateful && stateless {
+		return SecurityGroupConflict("Cannot apply both stateful and stateless security groups on the same port at the same time")
+	}
+	return nil
+}
+
+// SortedIDs returns ids sorted and without duplicates.
+func SortedIDs(ids []string) []string {
+	seen := map[string]bool{}
+	out := make([]string, 0, len(ids))
+	for _, id := range ids {
+		if !seen[id] {
+			seen[id] = true
+			out = append(out, id)
+		}
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Port errors.
+
+func PortNotFound(id string) *Error {
+	return newErr(http.StatusNotFound, "PortNotFound", "Port %s could not be found.", id)
+}
+
+func IPAddressAlreadyAllocated(ip, subnetID string) *Error {
+	return newErr(http.StatusConflict, "IpAddressAlreadyAllocated", "IP address %s already allocated in subnet %s", ip, subnetID)
+}
+
+func IPAddressGenerationFailure(networkID string) *Error {
+	return newErr(http.StatusConflict, "IpAddressGenerationFailure", "No more IP addresses available on network %s.", networkID)
+}
+
+func InvalidIPForNetwork(ip string) *Error {
+	return newErr(http.StatusBadRequest, "InvalidIpForNetwork",
+		"IP address %s is not a valid IP for any of the subnets on the specified network.", ip)
+}
+
+func InvalidIPForSubnet(ip string) *Error {
+	return newErr(http.StatusBadRequest, "InvalidIpForSubnet", "IP address %s is not a valid IP for the specified subnet.", ip)
+}
+
+func MacAddressInUse(networkID, mac string) *Error {
+	return newErr(http.StatusConflict, "MacAddressInUse",
+		"Unable to complete operation for network %s. The mac address %s is in use.", networkID, mac)
+}
+
+func PortSecurityAndIPRequiredForSecurityGroups() *Error {
+	return newErr(http.StatusBadRequest, "PortSecurityAndIPRequiredForSecurityGroups",
+		"Port security must be enabled and port must have an IP address in order to use security groups.")
+}
+
+func PortSecurityPortHasSecurityGroup() *Error {
+	return newErr(http.StatusConflict, "PortSecurityPortHasSecurityGroup",
+		"Port has security group associated. Cannot disable port security or IP address until security group is removed.")
+}
+
+func AddressPairAndPortSecurityRequired() *Error {
+	return newErr(http.StatusConflict, "AddressPairAndPortSecurityRequired",
+		"Port Security must be enabled in order to have allowed address pairs on a port.")
+}

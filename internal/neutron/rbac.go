@@ -1,0 +1,66 @@
+package neutron
+
+import (
+	"fmt"
+	"net/http"
+)
+
+// RBAC actions and object types moat serves.
+const (
+	RBACAccessAsShared     = "access_as_shared"
+	RBACObjectSecurityGrp  = "security_group"
+	RBACTargetAllProjects  = "*"
+	RBACMaxTargetTenantLen = 255
+)
+
+// RBACPolicy shares an object with another project (or all: "*").
+type RBACPolicy struct {
+	ID           string
+	ProjectID    string
+	ObjectType   string
+	ObjectID     string
+	Action       string
+	TargetTenant string
+}
+
+func validateRBACObjectType(v any) error {
+	if s, ok := v.(string); ok && s == RBACObjectSecurityGrp {
+		return nil
+	}
+	return InvalidInput(fmt.Sprintf("'%s' is not a valid RBAC object type", PyStr(v)))
+}
+
+func validateRBACAction(v any) error {
+	if s, ok := v.(string); ok && s == RBACAccessAsShared {
+		return nil
+	}
+	return InvalidInput(fmt.Sprintf("'%s' is not a valid RBAC action for security_group objects", PyStr(v)))
+}
+
+// RBACPolicyResource is the rbac-policies attribute map (security groups only).
+var RBACPolicyResource = &Resource{
+	Singular: "rbac_policy",
+	Plural:   "rbac_policies",
+	Attrs: []Attr{
+		{Name: "id", Validate: ValidateUUID, Visible: true, Filter: true, SortKey: true},
+		projectAttr("tenant_id"),
+		{Name: "object_type", AllowPost: true, Validate: validateRBACObjectType, Visible: true, Filter: true, SortKey: true},
+		{Name: "object_id", AllowPost: true, Validate: ValidateUUID, Visible: true, Filter: true, SortKey: true},
+		{Name: "target_tenant", AllowPost: true, AllowPut: true, Validate: ValidateString(RBACMaxTargetTenantLen), Visible: true, Filter: true, SortKey: true},
+		{Name: "action", AllowPost: true, Validate: validateRBACAction, Visible: true, Filter: true, SortKey: true},
+		projectAttr("project_id"),
+	},
+}
+
+func RBACPolicyNotFound(id string) *Error {
+	return newErr(http.StatusNotFound, "RbacPolicyNotFound", "RBAC policy of type security_group with ID %s not found", id)
+}
+
+func DuplicateRBACPolicy() *Error {
+	return newErr(http.StatusConflict, "DuplicateRbacPolicy", "An RBAC policy already exists with those values.")
+}
+
+func RBACPolicyInUse(objectID, target string) *Error {
+	return newErr(http.StatusConflict, "RbacPolicyInUse",
+		"RBAC policy on object %s cannot be removed because other objects depend on it.\nDetails: project_id=%s", objectID, target)
+}

@@ -1,0 +1,426 @@
+package store
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"fmt"
+	"net/netip"
+	"sort"
+	"strings"
+
+	"github.com/google/uuid"
+
+	"github.com/moat-sg/moat/internal/neutron"
+)
+
+const portSelect = `SELECT p.id, p.project_id, p.network_id, p.name, p.mac_address, p.admin_state_up, p.status,
+	p.device_id, p.device_owner, p.port_security_enabled, p.host_id, p.vnic_type, p.profile, p.vif_type,
+	sa.id, sa.description, sa.revision_number, sa.created_at, sa.updated_at
+	FROM ports p JOIN standard_attrs sa ON sa.id = p.standard_attr_id`
+
+var portList = listSpec{
+	base: portSelect,
+	cols: map[string]string{
+		"id": "p.id", "name": "p.name", "network_id": "p.network_id", "admin_state_up": "p.admin_state_up",
+		"mac_address": "p.mac_address", "device_id": "p.device_id", "device_owner": "p.device_owner",
+		"tenant_id": "p.project_id", "project_id": "p.project_id", "status": "p.status",
+		"port_security_enabled": "p.port_security_enabled", "binding:host_id": "p.host_id",
+		"binding:vnic_type": "p.vnic_type", "description": "sa.description", "revision_number": "sa.revision_number",
+	},
+	tagAttr: "sa.id",
+}
+
+func (t *Tx) selectPorts(ctx context.Context, q string, args ...any) ([]neutron.Port, error) {
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read ports: %w", err)
+	}
+	var out []neutron.Port
+	for rows.Next() {
+		var p neutron.Port
+		var admin, psec int
+		var profile, created, updated string
+		var desc sql.NullString
+		if err := rows.Scan(&p.ID, &p.ProjectID, &p.NetworkID, &p.Name, &p.MACAddress, &admin, &p.Status, &p.DeviceID,
+			&p.DeviceOwner, &psec, &p.HostID, &p.VNICType, &profile, &p.VIFType,
+			&p.StandardAttrID, &desc, &p.RevisionNumber, &created, &updated); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read ports: %w", err)
+		}
+		p.AdminStateUp, p.PortSecurityEnabled = admin != 0, psec != 0
+		if err := json.Unmarshal([]byte(profile), &p.Profile); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("port %s profile: %w", p.ID, err)
+		}
+		p.Description = desc.String
+		p.CreatedAt, p.UpdatedAt = parseTime(created), parseTime(updated)
+		out = append(out, p)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read ports: %w", err)
+	}
+	return out, t.fillPorts(ctx, out)
+}
+
+// fillPorts loads fixed IPs, address pairs, security groups and tags.
+func (t *Tx) fillPorts(ctx context.Context, ports []neutron.Port) error {
+	if len(ports) == 0 {
+		return nil
+	}
+	idx := map[string]int{}
+	ids := make([]any, len(ports))
+	attrIDs := make([]int64, len(ports))
+	for i := range ports {
+		idx[ports[i].ID] = i
+		ids[i] = ports[i].ID
+		attrIDs[i] = ports[i].StandardAttrID
+		ports[i].FixedIPs = []neutron.FixedIP{}
+		ports[i].AllowedAddressPairs = []neutron.AddressPair{}
+		ports[i].SecurityGroups = []string{}
+	}
+	for _, chunk := range chunks(ids, 500) {
+		in := "(" + placeholders(len(chunk)) + ")"
+		rows, err := t.query(ctx, `SELECT port_id, subnet_id, ip_address FROM ip_allocations WHERE port_id IN `+in+` ORDER BY port_id, position`, chunk...)
+		if err != nil {
+			return fmt.Errorf("read fixed IPs: %w", err)
+		}
+		for rows.Next() {
+			var pid, sid, ip string
+			if err := rows.Scan(&pid, &sid, &ip); err != nil {
+				rows.Close()
+				return err
+			}
+			a, _ := netip.ParseAddr(ip)
+			ports[idx[pid]].FixedIPs = append(ports[idx[pid]].FixedIPs, neutron.FixedIP{SubnetID: sid, IPAddress: a})
+		}
+		rows.Close()
+		rows, err = t.query(ctx, `SELECT port_id, ip_address, mac_address FROM port_address_pairs WHERE port_id IN `+in+` ORDER BY port_id, position`, chunk...)
+		if err != nil {
+			return fmt.Errorf("read address pairs: %w", err)
+		}
+		for rows.Next() {
+			var pid string
+			var ap neutron.AddressPair
+			if err := rows.Scan(&pid, &ap.IPAddress, &ap.MACAddress); err != nil {
+				rows.Close()
+				return err
+			}
+			ports[idx[pid]].AllowedAddressPairs = append(ports[idx[pid]].AllowedAddressPairs, ap)
+		}
+		rows.Close()
+		rows, err = t.query(ctx, `SELECT port_id, security_group_id FROM port_security_group_bindings WHERE port_id IN `+in+` ORDER BY port_id, security_group_id`, chunk...)
+		if err != nil {
+			return fmt.Errorf("read port security groups: %w", err)
+		}
+		for rows.Next() {
+			var pid, sg string
+			if err := rows.Scan(&pid, &sg); err != nil {
+				rows.Close()
+				return err
+			}
+			ports[idx[pid]].SecurityGroups = append(ports[idx[pid]].SecurityGroups, sg)
+		}
+		rows.Close()
+	}
+	tags, err := t.tagsOf(ctx, attrIDs)
+	if err != nil {
+		return err
+	}
+	for i := range ports {
+		ports[i].Tags = tags[ports[i].StandardAttrID]
+		if ports[i].Tags == nil {
+			ports[i].Tags = []string{}
+		}
+	}
+	return nil
+}
+
+// GetPort returns a port with everything attached, or nil.
+func (t *Tx) GetPort(ctx context.Context, id string) (*neutron.Port, error) {
+	ports, err := t.selectPorts(ctx, portSelect+` WHERE p.id = ?`, id)
+	if err != nil || len(ports) == 0 {
+		return nil, err
+	}
+	return &ports[0], nil
+}
+
+// PortScope is what a member sees: its ports and every port on networks it
+// owns (Neutron's admin_owner_or_network_owner).
+func portScope(q ListQuery) (string, []any) {
+	if q.Scope == nil {
+		return "", nil
+	}
+	return "(p.project_id = ? OR p.network_id IN (SELECT id FROM networks WHERE project_id = ?))",
+		[]any{q.Scope.ProjectID, q.Scope.ProjectID}
+}
+
+// ListPorts returns the ports q selects. Besides column filters it
+// understands security_groups (ports bound to any of the groups) and
+// fixed_ips ("ip_address=X", "subnet_id=Y", "ip_address_substr=Z").
+func (t *Tx) ListPorts(ctx context.Context, q ListQuery) ([]neutron.Port, error) {
+	scope, args := portScope(q)
+	var extra []string
+	var extraArgs []any
+	filters := neutron.Filters{}
+	for k, v := range q.Filters {
+		filters[k] = v
+	}
+	if sgs, ok := filters["security_groups"]; ok {
+		delete(filters, "security_groups")
+		extra = append(extra, "p.id IN (SELECT port_id FROM port_security_group_bindings WHERE security_group_id IN ("+placeholders(len(sgs))+"))")
+		extraArgs = append(extraArgs, sgs...)
+	}
+	if fips, ok := filters["fixed_ips"]; ok {
+		delete(filters, "fixed_ips")
+		for _, f := range fips {
+			k, v, _ := strings.Cut(fmt.Sprint(f), "=")
+			switch k {
+			case "ip_address":
+				extra = append(extra, "p.id IN (SELECT port_id FROM ip_allocations WHERE ip_address = ?)")
+				extraArgs = append(extraArgs, v)
+			case "subnet_id":
+				extra = append(extra, "p.id IN (SELECT port_id FROM ip_allocations WHERE subnet_id = ?)")
+				extraArgs = append(extraArgs, v)
+			case "ip_address_substr":
+				extra = append(extra, "p.id IN (SELECT port_id FROM ip_allocations WHERE ip_address LIKE ?)")
+				extraArgs = append(extraArgs, "%"+strings.NewReplacer("%", "", "_", "").Replace(v)+"%")
+			default:
+				extra = append(extra, "1 = 0")
+			}
+		}
+	}
+	if scope != "" {
+		extra = append([]string{scope}, extra...)
+		extraArgs = append(append([]any{}, args...), extraArgs...)
+	}
+	q.Filters = filters
+	text, qargs := portList.build(q, strings.Join(extra, " AND "), extraArgs)
+	all, err := t.selectPorts(ctx, text, qargs...)
+	if err != nil {
+		return nil, err
+	}
+	ids := make([]string, len(all))
+	for i := range all {
+		ids[i] = all[i].ID
+	}
+	var out []neutron.Port
+	for _, i := range Page(ids, q) {
+		out = append(out, all[i])
+	}
+	return out, nil
+}
+
+// PortsOfNetwork lists a network's ports.
+func (t *Tx) PortsOfNetwork(ctx context.Context, networkID string) ([]neutron.Port, error) {
+	return t.selectPorts(ctx, portSelect+` WHERE p.network_id = ? ORDER BY p.id`, networkID)
+}
+
+// PortsOnHost lists the ports bound to a host.
+func (t *Tx) PortsOnHost(ctx context.Context, host string) ([]neutron.Port, error) {
+	return t.selectPorts(ctx, portSelect+` WHERE p.host_id = ? ORDER BY p.id`, host)
+}
+
+// MACInUse reports whether a MAC is taken on a network.
+func (t *Tx) MACInUse(ctx context.Context, networkID, mac string) (bool, error) {
+	n, err := t.count(ctx, `SELECT COUNT(*) FROM ports WHERE network_id = ? AND mac_address = ?`, networkID, mac)
+	return n > 0, err
+}
+
+// CreatePort stores a port with its addresses, pairs and groups.
+func (t *Tx) CreatePort(ctx context.Context, p *neutron.Port) error {
+	if p.ID == "" {
+		p.ID = uuid.NewString()
+	}
+	desc := p.Description
+	sa, err := t.insertStandardAttrs(ctx, "ports", &desc)
+	if err != nil {
+		return err
+	}
+	p.StandardAttrs = sa
+	profile, _ := json.Marshal(p.Profile)
+	if p.Profile == nil {
+		profile = []byte("{}")
+	}
+	if _, err := t.exec(ctx, `INSERT INTO ports (id, project_id, network_id, name, mac_address, admin_state_up, status, device_id,
+		device_owner, port_security_enabled, host_id, vnic_type, profile, vif_type, standard_attr_id)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		p.ID, p.ProjectID, p.NetworkID, p.Name, p.MACAddress, boolInt(p.AdminStateUp), p.Status, p.DeviceID, p.DeviceOwner,
+		boolInt(p.PortSecurityEnabled), p.HostID, p.VNICType, string(profile), p.VIFType, sa.StandardAttrID); err != nil {
+		return fmt.Errorf("insert port: %w", err)
+	}
+	if err := t.writePortChildren(ctx, p); err != nil {
+		return err
+	}
+	// Neutron's new ports are at revision 1 (their addresses and groups
+	// are added after the port row).
+	if err := t.bumpRevision(ctx, sa.StandardAttrID); err != nil {
+		return err
+	}
+	p.RevisionNumber = 1
+	if err := t.logChange(ctx, KindPort, p.ID, OpCreate, p.ProjectID); err != nil {
+		return err
+	}
+	return t.logMembers(ctx, p.ProjectID, p.SecurityGroups)
+}
+
+func (t *Tx) writePortChildren(ctx context.Context, p *neutron.Port) error {
+	for i, ip := range p.FixedIPs {
+		if _, err := t.exec(ctx, `INSERT INTO ip_allocations (port_id, subnet_id, network_id, ip_address, position) VALUES (?, ?, ?, ?, ?)`,
+			p.ID, ip.SubnetID, p.NetworkID, ip.IPAddress.String(), i); err != nil {
+			return fmt.Errorf("allocate %s: %w", ip.IPAddress, err)
+		}
+	}
+	for i, ap := range p.AllowedAddressPairs {
+		if _, err := t.exec(ctx, `INSERT INTO port_address_pairs (port_id, position, ip_address, mac_address) VALUES (?, ?, ?, ?)`,
+			p.ID, i, ap.IPAddress, ap.MACAddress); err != nil {
+			return fmt.Errorf("add address pair: %w", err)
+		}
+	}
+	for _, sg := range p.SecurityGroups {
+		if _, err := t.exec(ctx, `INSERT INTO port_security_group_bindings (port_id, security_group_id) VALUES (?, ?)`, p.ID, sg); err != nil {
+			return fmt.Errorf("bind security group %s: %w", sg, err)
+		}
+	}
+	return nil
+}
+
+func (t *Tx) clearPortChildren(ctx context.Context, id string) error {
+	for _, q := range []string{
+		`DELETE FROM ip_allocations WHERE port_id = ?`,
+		`DELETE FROM port_address_pairs WHERE port_id = ?`,
+		`DELETE FROM port_security_group_bindings WHERE port_id = ?`,
+	} {
+		if _, err := t.exec(ctx, q, id); err != nil {
+			return fmt.Errorf("clear port %s: %w", id, err)
+		}
+	}
+	return nil
+}
+
+// logMembers records that the members of groups changed.
+func (t *Tx) logMembers(ctx context.Context, project string, groups []string) error {
+	for _, g := range neutron.SortedIDs(groups) {
+		if err := t.logChange(ctx, KindSecurityGroupMember, g, OpUpdate, project); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// UpdatePort saves a port; old is the port as it was, so that the groups
+// whose members changed are logged.
+func (t *Tx) UpdatePort(ctx context.Context, old, p *neutron.Port) error {
+	profile, _ := json.Marshal(p.Profile)
+	if p.Profile == nil {
+		profile = []byte("{}")
+	}
+	if _, err := t.exec(ctx, `UPDATE ports SET name = ?, mac_address = ?, admin_state_up = ?, status = ?, device_id = ?,
+		device_owner = ?, port_security_enabled = ?, host_id = ?, vnic_type = ?, profile = ?, vif_type = ? WHERE id = ?`,
+		p.Name, p.MACAddress, boolInt(p.AdminStateUp), p.Status, p.DeviceID, p.DeviceOwner, boolInt(p.PortSecurityEnabled),
+		p.HostID, p.VNICType, string(profile), p.VIFType, p.ID); err != nil {
+		return fmt.Errorf("update port %s: %w", p.ID, err)
+	}
+	if _, err := t.exec(ctx, `UPDATE standard_attrs SET description = ? WHERE id = ?`, p.Description, p.StandardAttrID); err != nil {
+		return fmt.Errorf("update port %s: %w", p.ID, err)
+	}
+	if err := t.clearPortChildren(ctx, p.ID); err != nil {
+		return err
+	}
+	if err := t.writePortChildren(ctx, p); err != nil {
+		return err
+	}
+	if err := t.bumpRevision(ctx, p.StandardAttrID); err != nil {
+		return err
+	}
+	if err := t.logChange(ctx, KindPort, p.ID, OpUpdate, p.ProjectID); err != nil {
+		return err
+	}
+	if err := t.logMembers(ctx, p.ProjectID, membershipChanges(old, p)); err != nil {
+		return err
+	}
+	return t.refreshAttrs(ctx, &p.StandardAttrs)
+}
+
+// membershipChanges lists the groups whose member addresses differ between
+// two versions of a port.
+func membershipChanges(old, p *neutron.Port) []string {
+	addrs := func(x *neutron.Port) string {
+		var s []string
+		for _, ip := range x.FixedIPs {
+			s = append(s, ip.IPAddress.String())
+		}
+		for _, ap := range x.AllowedAddressPairs {
+			s = append(s, ap.IPAddress+"/"+ap.MACAddress)
+		}
+		sort.Strings(s)
+		return strings.Join(s, ",") + "|" + x.MACAddress
+	}
+	sameAddrs := addrs(old) == addrs(p)
+	in := func(list []string, g string) bool {
+		for _, x := range list {
+			if x == g {
+				return true
+			}
+		}
+		return false
+	}
+	var out []string
+	for _, g := range old.SecurityGroups {
+		if !sameAddrs || !in(p.SecurityGroups, g) {
+			out = append(out, g)
+		}
+	}
+	for _, g := range p.SecurityGroups {
+		if !sameAddrs || !in(old.SecurityGroups, g) {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// SetPortStatus records what a host agent reports (ACTIVE once wired and
+// filtered, DOWN when unwired).
+func (t *Tx) SetPortStatus(ctx context.Context, p *neutron.Port, status string) error {
+	if p.Status == status {
+		return nil
+	}
+	if _, err := t.exec(ctx, `UPDATE ports SET status = ? WHERE id = ?`, status, p.ID); err != nil {
+		return fmt.Errorf("set status of port %s: %w", p.ID, err)
+	}
+	p.Status = status
+	if err := t.bumpRevision(ctx, p.StandardAttrID); err != nil {
+		return err
+	}
+	return t.logChange(ctx, KindPort, p.ID, OpUpdate, p.ProjectID)
+}
+
+// DeletePort removes a port and everything attached to it.
+func (t *Tx) DeletePort(ctx context.Context, p *neutron.Port) error {
+	if err := t.clearPortChildren(ctx, p.ID); err != nil {
+		return err
+	}
+	if _, err := t.exec(ctx, `DELETE FROM ports WHERE id = ?`, p.ID); err != nil {
+		return fmt.Errorf("delete port %s: %w", p.ID, err)
+	}
+	if _, err := t.exec(ctx, `DELETE FROM standard_attrs WHERE id = ?`, p.StandardAttrID); err != nil {
+		return fmt.Errorf("delete port %s: %w", p.ID, err)
+	}
+	if err := t.logChange(ctx, KindPort, p.ID, OpDelete, p.ProjectID); err != nil {
+		return err
+	}
+	return t.logMembers(ctx, p.ProjectID, p.SecurityGroups)
+}
+
+// CountPorts counts a project's ports.
+func (t *Tx) CountPorts(ctx context.Context, projectID string) (int, error) {
+	return t.count(ctx, `SELECT COUNT(*) FROM ports WHERE project_id = ?`, projectID)
+}
+
+// PortsUsingSubnet counts the ports other than network:dhcp ones with an
+// address on a subnet.
+func (t *Tx) PortsUsingSubnet(ctx context.Context, subnetID string) (int, error) {
+	return t.count(ctx, `SELECT COUNT(*) FROM ip_allocations a JOIN ports p ON p.id = a.port_id
+		WHERE a.subnet_id = ? AND p.device_owner <> ?`, subnetID, neutron.DeviceOwnerDHCP)
+}
