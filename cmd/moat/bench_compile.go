@@ -30,7 +30,7 @@ reference benchmark (shared/reference/neutron/bench.py): 11 groups of 10 rules,
 every port in "common" and one of 10 app groups, 5 members per group elsewhere,
 ipsets on. Phases: prepare (compile every port on a fresh host), one rule added
 to "common" (every port affected), one rule added to one app group (a tenth of
-the ports). Each result is the median of --repeat runs; *_ms is wall time,
+the ports), and a compile with nothing changed (noop). Each result is the median of --repeat runs; *_ms is wall time,
 *_cpu_ms the process's CPU time (user+system, garbage collection included).
 rules_ipv4/rules_ipv6 count the -A lines after both changes, as bench.py does.
 One JSON object per line and port count.`,
@@ -67,6 +67,8 @@ type compileResult struct {
 	PrepareCPUMS       float64 `json:"prepare_cpu_ms"`
 	RuleChangeAllCPUMS float64 `json:"rule_change_all_cpu_ms"`
 	RuleChangeAppCPUMS float64 `json:"rule_change_app_cpu_ms"`
+	NoopMS             float64 `json:"noop_ms"`
+	NoopCPUMS          float64 `json:"noop_cpu_ms"`
 	PortsRecompiledAll int     `json:"ports_recompiled_all"`
 	PortsRecompiledApp int     `json:"ports_recompiled_app"`
 	Repeat             int     `json:"repeat"`
@@ -99,6 +101,8 @@ func benchCompile(w io.Writer, ports []int, repeat int) error {
 		res.PrepareCPUMS = median(func(r compileResult) float64 { return r.PrepareCPUMS })
 		res.RuleChangeAllCPUMS = median(func(r compileResult) float64 { return r.RuleChangeAllCPUMS })
 		res.RuleChangeAppCPUMS = median(func(r compileResult) float64 { return r.RuleChangeAppCPUMS })
+		res.NoopMS = median(func(r compileResult) float64 { return r.NoopMS })
+		res.NoopCPUMS = median(func(r compileResult) float64 { return r.NoopCPUMS })
 		res.Repeat = repeat
 		if err := enc.Encode(res); err != nil {
 			return err
@@ -140,6 +144,9 @@ func benchCompileOnce(n int) (compileResult, error) {
 		return res, err
 	}
 	res.PortsRecompiledApp = c.Stats().PortsRecompiled
+	if err := phase(&res.NoopMS, &res.NoopCPUMS); err != nil {
+		return res, err
+	}
 	res.RulesIPv4 = rs.IPv4.Filter.RuleCount() + rs.IPv4.Raw.RuleCount()
 	res.RulesIPv6 = rs.IPv6.Filter.RuleCount() + rs.IPv6.Raw.RuleCount()
 	res.IPSets = len(rs.IPSets)

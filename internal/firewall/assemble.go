@@ -208,17 +208,23 @@ func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
 		{Name: chainSG, Rules: d.sgChain},
 		{Name: chainFallback, Rules: []string{withComment("-j DROP", commentUnmatchDrop, k.opt.CommentRules)}},
 	}
+	// Build in name order: every i chain sorts before "local", every o
+	// chain before every s chain, and those before "sg-chain" when the
+	// port ids are hex (UUIDs); other ids are sorted below.
 	chains := make([]Chain, 0, n+len(fixed))
-	chains = append(chains, fixed...)
-	for kind := 0; kind < 3; kind++ {
+	chains = append(chains, fixed[:4]...) // filter-top, FORWARD, INPUT, OUTPUT
+	appendKind := func(kind int) {
 		for _, o := range outs {
 			if o != nil && kind < len(o.chains[fam]) {
 				chains = append(chains, o.chains[fam][kind])
 			}
 		}
 	}
-	// Merging the fixed chains in is a sort of an almost sorted list; check
-	// first, since odd port ids can break the pattern.
+	appendKind(0)
+	chains = append(chains, fixed[4]) // local
+	appendKind(1)
+	appendKind(2)
+	chains = append(chains, fixed[5:]...) // sg-chain, sg-fallback
 	sortChains(chains)
 	filter := Table{
 		Name: "filter",
@@ -252,38 +258,46 @@ func sortChains(cs []Chain) {
 }
 
 // ipsets lists the sets the rules of the local ports' groups name.
-func (k *compilation) ipsets(ports []*Port, statics []*portStatic) ([]IPSet, error) {
+func (k *compilation) ipsets(ports []*Port, entries []*portEntry) ([]IPSet, error) {
 	type ref struct {
 		key addrKey
 		v6  bool
 	}
 	want := map[string]ref{}
-	seenCombo := map[string]bool{}
+	var groups []string
 	for i, p := range ports {
-		if statics[i].kind == trusted {
+		switch e := entries[i]; e.static.kind {
+		case trusted:
 			continue // the agent never asks for a trusted port's groups
-		}
-		key := strings.Join(p.SecurityGroups, "\x00")
-		if seenCombo[key] {
-			continue
-		}
-		seenCombo[key] = true
-		for _, id := range p.SecurityGroups {
-			ge, err := k.group(id)
-			if err != nil {
-				return nil, err
-			}
-			if ge == nil {
+		case filtered:
+			// Ports share combinations; look at each one once.
+			if e.combo.setsGen == k.c.gen {
 				continue
 			}
-			for _, r := range ge.r.remoteGroups {
-				want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{id: r.id}, r.v6}
-			}
-			// Neutron creates address group sets as well, even though
-			// (unlike moat) its rules never use them.
-			for _, r := range ge.r.addressGroups {
-				want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{addressGroup: true, id: r.id}, r.v6}
-			}
+			e.combo.setsGen = k.c.gen
+		}
+		groups = append(groups, p.SecurityGroups...)
+	}
+	seenGroup := map[string]bool{}
+	for _, id := range groups {
+		if seenGroup[id] {
+			continue
+		}
+		seenGroup[id] = true
+		ge, err := k.group(id)
+		if err != nil {
+			return nil, err
+		}
+		if ge == nil {
+			continue
+		}
+		for _, r := range ge.r.remoteGroups {
+			want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{id: r.id}, r.v6}
+		}
+		// Neutron creates address group sets as well, even though
+		// (unlike moat) its rules never use them.
+		for _, r := range ge.r.addressGroups {
+			want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{addressGroup: true, id: r.id}, r.v6}
 		}
 	}
 	sets := make([]IPSet, 0, len(want))

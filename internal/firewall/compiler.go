@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"fmt"
-	"hash/maphash"
 	"slices"
 	"strings"
 )
@@ -10,24 +9,27 @@ import (
 // Compiler turns host states into Rulesets, reusing the work of earlier
 // compiles wherever the inputs it depends on are unchanged:
 //
-//   - a security group's rendered rules, keyed by the group's content and
-//     the options;
+//   - a security group's rendered rules, kept with a copy of the group and
+//     the options they were rendered from;
 //   - the de-duplicated rule list of each combination of groups ports
-//     carry (many ports share one), keyed by the groups' fingerprints;
-//   - a port's own rules (dispatch, DHCP, anti-spoofing), keyed by the
-//     port's fields and the options;
-//   - a port's chains, keyed by all of the above plus its zone, its
-//     statefulness and, without ipsets, the member addresses its rules
-//     expand to;
-//   - the members of remote groups and address groups, keyed by the
-//     addresses.
+//     carry (many ports share one), kept with the versions of its groups;
+//   - a port's own rules (dispatch, DHCP, anti-spoofing), kept with a copy
+//     of the port and the options;
+//   - a port's chains, kept with the version of all of the above plus its
+//     zone, its statefulness and, without ipsets, a fingerprint of the
+//     member addresses its rules expand to;
+//   - the members of remote groups and address groups, kept with a
+//     fingerprint of the addresses.
 //
-// So adding a rule to a group re-assembles only the ports that carry the
+// Inputs are compared exactly, except member and address lists, which can
+// be long and are compared by a 128-bit order-independent fingerprint. So
+// adding a rule to a group re-assembles only the ports that carry the
 // group, and with ipsets a membership change re-computes only set members.
 // A Compiler is not safe for concurrent use.
 type Compiler struct {
-	seeds seeds
-	gen   uint64
+	seeds   seeds
+	gen     uint64 // compile counter, marks cache entries in use
+	version uint64 // source of versions of rebuilt cache entries
 
 	groups map[string]*groupEntry
 	combos map[string]*comboEntry
@@ -39,6 +41,11 @@ type Compiler struct {
 	// dispatch caches the chains every port has a share in, reused while
 	// the ports and their shares stay the same.
 	dispatch *dispatch
+	// order is the last input's port ids and their sorting permutation.
+	order struct {
+		ids  []string
+		perm []int
+	}
 }
 
 // Stats counts the work one Compile did.
@@ -81,9 +88,11 @@ func Compile(s *HostState) (*Ruleset, error) { return NewCompiler().Compile(s) }
 func (c *Compiler) Stats() Stats { return c.stats }
 
 type groupEntry struct {
-	gen uint64
-	fp  fingerprint
-	r   *renderedGroup
+	gen     uint64
+	version uint64
+	src     SecurityGroup // deep copy of what r was rendered from
+	opt     Options
+	r       *renderedGroup
 }
 
 type addrKey struct {
@@ -100,14 +109,18 @@ type addrEntry struct {
 // comboEntry is the merged, de-duplicated rule lists of one sequence of
 // groups, per family and direction.
 type comboEntry struct {
-	gen    uint64
-	fp     fingerprint
-	groups []*renderedGroup // nil where a group is missing
-	lists  [2][2]ruleList
+	key      string
+	gen      uint64
+	version  uint64
+	versions []uint64         // of the groups it was built from, 0 if missing
+	groups   []*renderedGroup // nil where a group is missing
+	lists    [2][2]ruleList
 	// deps fingerprints the address lists the expansions read (without
 	// ipsets); computed once per compile.
 	depsGen uint64
 	deps    fingerprint
+	// setsGen marks the combination as looked at for ipsets this compile.
+	setsGen uint64
 }
 
 // ruleList is a chain's group rules: resolved lines, or (when they contain
@@ -121,10 +134,25 @@ type ruleList struct {
 
 type portEntry struct {
 	gen      uint64
-	staticFP fingerprint
+	src      Port // deep copy of what static was built from
+	comments bool
 	static   *portStatic
-	fp       fingerprint
-	out      *portOut
+	comboKey string      // the port's group ids, joined
+	combo    *comboEntry // its combination in the last compile
+
+	// What out was assembled from.
+	in  assemblyInputs
+	out *portOut
+}
+
+// assemblyInputs is everything a port's chains depend on besides its own
+// static part.
+type assemblyInputs struct {
+	combo     uint64 // version
+	deps      fingerprint
+	zone      int
+	stateless bool
+	opt       Options
 }
 
 // portOut is a filtered port's share of the ruleset.
@@ -142,7 +170,6 @@ type compilation struct {
 	opt    Options
 	groups map[string]*SecurityGroup
 	ags    map[string]*AddressGroup
-	fpr    fingerprinter
 
 	established, invalid, fallback line
 }
@@ -207,11 +234,7 @@ func (c *Compiler) evict() {
 }
 
 func (k *compilation) run() (*Ruleset, error) {
-	ports := make([]*Port, len(k.s.Ports))
-	for i := range k.s.Ports {
-		ports[i] = &k.s.Ports[i]
-	}
-	slices.SortFunc(ports, func(a, b *Port) int { return strings.Compare(a.ID, b.ID) })
+	ports := k.c.sortedPorts(k.s.Ports)
 
 	// Static parts first: they say which ports are filtered, which the zone
 	// allocator needs to know.
@@ -265,7 +288,7 @@ func (k *compilation) run() (*Ruleset, error) {
 	rs.IPv4 = k.tables(v4, dispatch, outs)
 	rs.IPv6 = k.tables(v6, dispatch, outs)
 	if k.opt.EnableIPSet {
-		sets, err := k.ipsets(ports, statics)
+		sets, err := k.ipsets(ports, entries)
 		if err != nil {
 			return nil, err
 		}
@@ -274,55 +297,76 @@ func (k *compilation) run() (*Ruleset, error) {
 	return rs, nil
 }
 
+// sortedPorts returns the ports sorted by id. Agents usually pass the same
+// ports in the same order again, so the last permutation is kept and
+// reused when the ids are unchanged.
+func (c *Compiler) sortedPorts(in []Port) []*Port {
+	same := len(in) == len(c.order.ids)
+	for i := 0; same && i < len(in); i++ {
+		same = in[i].ID == c.order.ids[i]
+	}
+	if !same {
+		c.order.ids = make([]string, len(in))
+		c.order.perm = make([]int, len(in))
+		for i := range in {
+			c.order.ids[i], c.order.perm[i] = in[i].ID, i
+		}
+		slices.SortFunc(c.order.perm, func(a, b int) int { return strings.Compare(in[a].ID, in[b].ID) })
+	}
+	ports := make([]*Port, len(in))
+	for i, j := range c.order.perm {
+		ports[i] = &in[j]
+	}
+	return ports
+}
+
 // port returns the port's cache entry with its static part up to date.
 func (k *compilation) port(p *Port) (*portEntry, error) {
-	f := &k.fpr
-	f.reset(k.c.seeds)
-	f.str(p.ID)
-	f.str(p.MAC)
-	f.int(len(p.FixedIPs))
-	for _, ip := range p.FixedIPs {
-		f.str(ip)
-	}
-	f.int(len(p.AllowedAddressPairs))
-	for _, ap := range p.AllowedAddressPairs {
-		f.str(ap.IP)
-		f.str(ap.MAC)
-	}
-	f.int(len(p.SecurityGroups))
-	for _, g := range p.SecurityGroups {
-		f.str(g)
-	}
-	f.bool(p.PortSecurityDisabled)
-	f.str(p.DeviceOwner)
-	f.bool(k.opt.CommentRules)
-	fp := f.sum()
-
 	e := k.c.ports[p.ID]
 	if e == nil {
 		e = &portEntry{}
 		k.c.ports[p.ID] = e
 	}
 	e.gen = k.c.gen
-	if e.static == nil || e.staticFP != fp {
+	if e.static == nil || e.comments != k.opt.CommentRules || !samePort(&e.src, p) {
 		st, err := buildPortStatic(p, k.opt)
 		if err != nil {
 			return nil, err
 		}
-		e.static, e.staticFP, e.out = st, fp, nil
+		e.src, e.comments, e.static, e.out = clonePort(p), k.opt.CommentRules, st, nil
+		e.comboKey = strings.Join(p.SecurityGroups, "\x00")
 		k.c.stats.PortsRebuilt++
 	}
 	return e, nil
 }
 
+func samePort(a, b *Port) bool {
+	return a.ID == b.ID && a.MAC == b.MAC && a.DeviceOwner == b.DeviceOwner &&
+		a.PortSecurityDisabled == b.PortSecurityDisabled &&
+		slices.Equal(a.FixedIPs, b.FixedIPs) &&
+		slices.Equal(a.AllowedAddressPairs, b.AllowedAddressPairs) &&
+		slices.Equal(a.SecurityGroups, b.SecurityGroups)
+}
+
+func clonePort(p *Port) Port {
+	c := *p
+	c.FixedIPs = slices.Clone(p.FixedIPs)
+	c.AllowedAddressPairs = slices.Clone(p.AllowedAddressPairs)
+	c.SecurityGroups = slices.Clone(p.SecurityGroups)
+	return c
+}
+
 // portChains returns a filtered port's chains, re-assembling them only if
 // an input changed.
 func (k *compilation) portChains(p *Port, e *portEntry, zone int) (*portOut, error) {
-	combo, err := k.combo(p.SecurityGroups)
-	if err != nil {
-		return nil, err
+	combo := e.combo
+	if combo == nil || combo.gen != k.c.gen || combo.key != e.comboKey {
+		var err error
+		if combo, err = k.combo(e.comboKey, p.SecurityGroups); err != nil {
+			return nil, err
+		}
 	}
-	stateless, err := k.stateless(p, e.static, combo)
+	stateless, err := k.stateless(e.static, combo)
 	if err != nil {
 		return nil, err
 	}
@@ -330,24 +374,16 @@ func (k *compilation) portChains(p *Port, e *portEntry, zone int) (*portOut, err
 	if err != nil {
 		return nil, err
 	}
-	f := &k.fpr
-	f.reset(k.c.seeds)
-	f.fp(e.staticFP)
-	f.fp(combo.fp)
-	f.fp(deps)
-	f.int(zone)
-	f.bool(stateless)
-	f.bool(k.opt.EnableIPSet)
-	f.bool(k.opt.NeutronCompat)
-	fp := f.sum()
-	if e.out != nil && e.fp == fp {
+	e.combo = combo
+	in := assemblyInputs{combo: combo.version, deps: deps, zone: zone, stateless: stateless, opt: k.opt}
+	if e.out != nil && e.in == in {
 		return e.out, nil
 	}
 	out, err := k.assemble(e.static, combo, zone, stateless)
 	if err != nil {
 		return nil, err
 	}
-	e.out, e.fp = out, fp
+	e.out, e.in = out, in
 	k.c.stats.PortsRecompiled++
 	return out, nil
 }
@@ -363,32 +399,13 @@ func (k *compilation) group(id string) (*groupEntry, error) {
 	if g == nil {
 		return nil, nil
 	}
-	f := &k.fpr
-	f.reset(k.c.seeds)
-	f.str(g.ID)
-	f.bool(g.Stateless)
-	f.bool(k.opt.EnableIPSet)
-	f.bool(k.opt.NeutronCompat)
-	f.int(len(g.Rules))
-	for i := range g.Rules {
-		r := &g.Rules[i]
-		f.str(r.Direction)
-		f.str(r.Ethertype)
-		f.str(r.Protocol)
-		f.optInt(r.PortRangeMin)
-		f.optInt(r.PortRangeMax)
-		f.str(r.RemoteIPPrefix)
-		f.str(r.NormalizedCIDR)
-		f.str(r.RemoteGroupID)
-		f.str(r.RemoteAddressGroupID)
-	}
-	fp := f.sum()
-	if e == nil || e.fp != fp {
+	if e == nil || e.opt != k.opt || !sameGroup(&e.src, g) {
 		r, err := renderGroup(g, k.opt)
 		if err != nil {
 			return nil, err
 		}
-		e = &groupEntry{fp: fp, r: r}
+		k.c.version++
+		e = &groupEntry{version: k.c.version, src: cloneGroup(g), opt: k.opt, r: r}
 		k.c.groups[id] = e
 		k.c.stats.GroupsRendered++
 	}
@@ -396,34 +413,56 @@ func (k *compilation) group(id string) (*groupEntry, error) {
 	return e, nil
 }
 
+func sameGroup(a, b *SecurityGroup) bool {
+	return a.ID == b.ID && a.Stateless == b.Stateless && slices.EqualFunc(a.Rules, b.Rules, sameRule)
+}
+
+func sameRule(a, b Rule) bool {
+	return a.Direction == b.Direction && a.Ethertype == b.Ethertype && a.Protocol == b.Protocol &&
+		sameInt(a.PortRangeMin, b.PortRangeMin) && sameInt(a.PortRangeMax, b.PortRangeMax) &&
+		a.RemoteIPPrefix == b.RemoteIPPrefix && a.NormalizedCIDR == b.NormalizedCIDR &&
+		a.RemoteGroupID == b.RemoteGroupID && a.RemoteAddressGroupID == b.RemoteAddressGroupID
+}
+
+func sameInt(a, b *int) bool { return a == nil && b == nil || a != nil && b != nil && *a == *b }
+
+func cloneGroup(g *SecurityGroup) SecurityGroup {
+	c := *g
+	c.Rules = make([]Rule, len(g.Rules))
+	for i, r := range g.Rules {
+		if r.PortRangeMin != nil {
+			v := *r.PortRangeMin
+			r.PortRangeMin = &v
+		}
+		if r.PortRangeMax != nil {
+			v := *r.PortRangeMax
+			r.PortRangeMax = &v
+		}
+		c.Rules[i] = r
+	}
+	return c
+}
+
 // combo returns the merged rule lists of a sequence of groups.
-func (k *compilation) combo(ids []string) (*comboEntry, error) {
-	key := strings.Join(ids, "\x00")
+func (k *compilation) combo(key string, ids []string) (*comboEntry, error) {
 	e := k.c.combos[key]
 	if e != nil && e.gen == k.c.gen {
 		return e, nil
 	}
-	f := &k.fpr
 	groups := make([]*renderedGroup, len(ids))
-	fps := make([]fingerprint, len(ids))
+	versions := make([]uint64, len(ids))
 	for i, id := range ids {
 		ge, err := k.group(id)
 		if err != nil {
 			return nil, err
 		}
 		if ge != nil {
-			groups[i], fps[i] = ge.r, ge.fp
+			groups[i], versions[i] = ge.r, ge.version
 		}
 	}
-	f.reset(k.c.seeds)
-	f.int(len(ids))
-	for i := range ids {
-		f.str(ids[i])
-		f.fp(fps[i])
-	}
-	fp := f.sum()
-	if e == nil || e.fp != fp {
-		e = &comboEntry{fp: fp, groups: groups}
+	if e == nil || !slices.Equal(e.versions, versions) {
+		k.c.version++
+		e = &comboEntry{key: key, version: k.c.version, versions: versions, groups: groups}
 		for fam := range e.lists {
 			for dir := range e.lists[fam] {
 				e.lists[fam][dir] = mergeGroups(groups, fam, dir)
@@ -494,14 +533,7 @@ func (k *compilation) addresses(key addrKey) (*addressList, error) {
 	} else {
 		raw = k.s.GroupMembers[key.id]
 	}
-	// Order-independent fingerprint: the same members in another order
-	// are the same set.
-	var fp fingerprint
-	for _, s := range raw {
-		fp.a += maphash.String(k.c.seeds.s1, s)
-		fp.b += maphash.String(k.c.seeds.s2, s)
-	}
-	fp.a += uint64(len(raw))
+	fp := k.c.seeds.listFingerprint(raw)
 	if e == nil || e.fp != fp {
 		l, err := parseAddresses(raw)
 		if err != nil {
@@ -540,10 +572,9 @@ func (k *compilation) comboDeps(e *comboEntry) (fingerprint, error) {
 				if _, err := k.addresses(key); err != nil {
 					return fingerprint{}, err
 				}
-				x := k.c.addrs[key].fp
-				// Mix in the key so that two lists swapping contents differ.
-				deps.a = deps.a*31 + x.a + maphash.String(k.c.seeds.s1, key.id)
-				deps.b = deps.b*31 + x.b + maphash.String(k.c.seeds.s2, key.id)
+				// The key is mixed in so that two lists swapping contents
+				// differ.
+				deps = k.c.seeds.mix(deps, key.id, k.c.addrs[key].fp)
 			}
 		}
 	}
@@ -555,7 +586,7 @@ func (k *compilation) comboDeps(e *comboEntry) (fingerprint, error) {
 // port follows the stateful flag of the first rule of its first group that
 // applies to it; no such rule, or a network:/neutron: owner, means
 // stateful.
-func (k *compilation) stateless(p *Port, ps *portStatic, combo *comboEntry) (bool, error) {
+func (k *compilation) stateless(ps *portStatic, combo *comboEntry) (bool, error) {
 	if ps.forceStateful || len(combo.groups) == 0 || combo.groups[0] == nil {
 		return false, nil
 	}
