@@ -302,6 +302,21 @@ func needKernelTools(t *testing.T) {
 			t.Skipf("%s not installed (apt-get install iptables ipset iproute2)", tool)
 		}
 	}
+	// The kernel must offer legacy iptables and ipset in a namespace.
+	ns := fmt.Sprintf("moat-render-probe-%d", os.Getpid())
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("cannot create a network namespace: %v %s", err, out)
+	}
+	defer exec.Command("ip", "netns", "del", ns).Run()
+	for _, probe := range [][]string{
+		{"iptables-legacy", "-t", "raw", "-S"},
+		{"ip6tables-legacy", "-t", "raw", "-S"},
+		{"ipset", "list"},
+	} {
+		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, probe...)...).CombinedOutput(); err != nil {
+			t.Skipf("%s does not work in a namespace here: %v %s", strings.Join(probe, " "), err, out)
+		}
+	}
 }
 
 // scratchNamespace creates a network namespace that is deleted when the
