@@ -26,19 +26,14 @@ var (
 
 // env is a moat server in headers mode with a client per identity.
 type env struct {
-	srv          *Server
-	a, b, admin  *gophercloud.ServiceClient
-	projectOf    map[*gophercloud.ServiceClient]string
-	clientByName map[string]*gophercloud.ServiceClient
+	srv         *Server
+	a, b, admin *gophercloud.ServiceClient
 }
 
 func newEnv(t *testing.T, quotas map[string]int64) *env {
 	t.Helper()
 	srv := Start(t, Config{Auth: Headers, Quotas: quotas})
-	e := &env{srv: srv, a: newClient(t, srv, projectA), b: newClient(t, srv, projectB), admin: newClient(t, srv, admin)}
-	e.projectOf = map[*gophercloud.ServiceClient]string{e.a: projectA.project, e.b: projectB.project, e.admin: admin.project}
-	e.clientByName = map[string]*gophercloud.ServiceClient{"a": e.a, "b": e.b, "admin": e.admin}
-	return e
+	return &env{srv: srv, a: newClient(t, srv, projectA), b: newClient(t, srv, projectB), admin: newClient(t, srv, admin)}
 }
 
 // newClient is a gophercloud network client for the server's /v2.0/

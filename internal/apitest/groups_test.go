@@ -175,7 +175,7 @@ func TestGroupErrors(t *testing.T) {
 		{"member creates for another project", func() error {
 			_, err := groups.Create(ctx, e.a, groups.CreateOpts{Name: "x", ProjectID: projectB.project}).Extract()
 			return err
-		}, 400, "HTTPBadRequest", ""},
+		}, 400, "HTTPBadRequest", "Specifying 'project_id' or 'tenant_id' other than the authenticated project in request requires admin or advsvc privileges"},
 		{"get another project's group", func() error {
 			_, err := groups.Get(ctx, e.b, web.ID).Extract()
 			return err
