@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
 
@@ -27,6 +28,12 @@ type serverFlags struct {
 	keystoneURL string
 	logLevel    string
 	quotas      map[string]int64
+
+	tenantNetworkType string
+	vniRanges         string
+	vlanRanges        string
+	flatNetworks      string
+	physnetMTU        int
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -35,11 +42,45 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.auth, "auth", "noauth", "identity: noauth (Neutron's noauth), headers (trust X-User-Id/X-Project-Id/X-Roles from an auth proxy) or keystone")
 	cmd.Flags().StringVar(&f.keystoneURL, "keystone-url", "", "Keystone v3 URL that validates X-Auth-Token (with --auth keystone)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	cmd.Flags().StringVar(&f.tenantNetworkType, "tenant-network-type", "vxlan", "type of networks created without provider attributes: vxlan, vlan or local")
+	cmd.Flags().StringVar(&f.vniRanges, "vni-ranges", "1:1000", "VXLAN ids for tenant networks, MIN:MAX[,MIN:MAX...]")
+	cmd.Flags().StringVar(&f.vlanRanges, "network-vlan-ranges", "", "physical networks for VLANs, PHYSNET[:MIN:MAX][,...] (as Neutron's network_vlan_ranges)")
+	cmd.Flags().StringVar(&f.flatNetworks, "flat-networks", "*", "physical networks usable by flat networks, comma separated (* for any)")
+	cmd.Flags().IntVar(&f.physnetMTU, "physnet-mtu", 1500, "MTU of the physical network (VXLAN networks get 50 less)")
 	f.quotas = api.DefaultQuotas()
 	for _, name := range api.QuotaResourceNames() {
 		flag := "quota-" + strings.ReplaceAll(name, "_", "-")
 		cmd.Flags().Int64(flag, f.quotas[name], fmt.Sprintf("default per-project limit of %s (-1: unlimited)", name))
 	}
+}
+
+// networkConfig turns the ML2 flags into the API's configuration.
+func (f *serverFlags) networkConfig() (*neutron.NetworkConfig, error) {
+	cfg := neutron.DefaultNetworkConfig()
+	switch f.tenantNetworkType {
+	case neutron.NetTypeVXLAN, neutron.NetTypeVLAN, neutron.NetTypeLocal:
+		cfg.TenantNetworkType = f.tenantNetworkType
+	default:
+		return nil, fmt.Errorf("--tenant-network-type %q: want vxlan, vlan or local", f.tenantNetworkType)
+	}
+	var err error
+	if cfg.VNIRanges, err = neutron.ParseRanges(f.vniRanges, neutron.MaxVNI); err != nil {
+		return nil, fmt.Errorf("--vni-ranges: %w", err)
+	}
+	if cfg.VLANRanges, err = neutron.ParseVLANRanges(f.vlanRanges); err != nil {
+		return nil, fmt.Errorf("--network-vlan-ranges: %w", err)
+	}
+	cfg.FlatNetworks = nil
+	for _, n := range strings.Split(f.flatNetworks, ",") {
+		if n = strings.TrimSpace(n); n != "" {
+			cfg.FlatNetworks = append(cfg.FlatNetworks, n)
+		}
+	}
+	if f.physnetMTU < 1280 || f.physnetMTU > 65535 {
+		return nil, fmt.Errorf("--physnet-mtu %d: want 1280..65535", f.physnetMTU)
+	}
+	cfg.PhysnetMTU = f.physnetMTU
+	return &cfg, nil
 }
 
 // readQuotas copies the --quota-* flags into f.quotas.
@@ -98,6 +139,10 @@ func runServer(ctx context.Context, f *serverFlags) error {
 	if err != nil {
 		return err
 	}
+	netcfg, err := f.networkConfig()
+	if err != nil {
+		return err
+	}
 	st, err := store.Open(ctx, f.db)
 	if err != nil {
 		return fmt.Errorf("open database %s: %w", f.db, err)
@@ -108,7 +153,7 @@ func runServer(ctx context.Context, f *serverFlags) error {
 		return fmt.Errorf("listen on %s: %w", f.listen, err)
 	}
 	srv := &http.Server{
-		Handler:           api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Logger: log}),
+		Handler:           api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log}),
 		ReadHeaderTimeout: 10 * time.Second,
 	}
 	log.Info("serving the Neutron API", "url", "http://"+ln.Addr().String(), "db", f.db, "auth", f.auth)
