@@ -53,8 +53,64 @@ type portStatic struct {
 	sg      []string // rules in neutron-openvswi-sg-chain
 }
 
+// fixedTexts are the rule texts that are the same for every port, per
+// comment setting, built once.
+type fixedTexts struct {
+	ingressV6Head                 []line // NDP/MLD accepts
+	egressV4Pre, egressV4Post     []line // around the s-chain jump
+	egressV6Pre, egressV6Post     []line
+	raProvider, bcastDHCP, llDHCP line
+	pairDrop                      line
+	comment                       map[string]string // -m comment part per comment text
+}
+
+var fixedByComments = [2]*fixedTexts{newFixedTexts(false), newFixedTexts(true)}
+
+func newFixedTexts(c bool) *fixedTexts {
+	f := &fixedTexts{comment: map[string]string{}}
+	for _, t := range []int{130, 135, 136} {
+		f.ingressV6Head = append(f.ingressV6Head, line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type " + strconv.Itoa(t) + " -j RETURN"})
+	}
+	f.egressV4Pre = []line{{text: withComment("-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)}}
+	f.egressV4Post = []line{
+		{text: withComment("-p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)},
+		{text: withComment("-p udp -m udp --sport 67 --dport 68 -j DROP", commentDHCPSpoof, c)},
+	}
+	for _, t := range []int{131, 135, 143} {
+		f.egressV6Pre = append(f.egressV6Pre, line{text: withComment("-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type "+strconv.Itoa(t)+" -j RETURN", commentIPv6ICMPAllow, c)})
+	}
+	f.egressV6Post = []line{
+		{text: withComment("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP", commentIPv6RADrop, c)},
+		{text: withComment("-p ipv6-icmp -j RETURN", commentIPv6ICMPAllow, c)},
+		{text: withComment("-p udp -m udp --sport 546 --dport 547 -j RETURN", commentDHCPClient, c)},
+		{text: withComment("-p udp -m udp --sport 547 --dport 546 -j DROP", commentDHCPSpoof, c)},
+	}
+	f.raProvider = line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN"}
+	f.bcastDHCP = line{text: "-d 255.255.255.255/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"}
+	f.llDHCP = line{text: "-d fe80::/64 -p udp -m udp --sport 547 --dport 546 -j RETURN"}
+	f.pairDrop = line{text: withComment("-j DROP", commentPairDrop, c)}
+	for _, cm := range []string{commentTrustedAccept, commentPortSecAccept, commentVMIntSG, commentSGToVMSG, commentInputToSG, commentPairAllow} {
+		if c {
+			f.comment[cm] = ` -m comment --comment "` + cm + `"`
+		} else {
+			f.comment[cm] = ""
+		}
+	}
+	return f
+}
+
+func fixedFor(opt Options) *fixedTexts {
+	if opt.CommentRules {
+		return fixedByComments[1]
+	}
+	return fixedByComments[0]
+}
+
 func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
-	c := opt.CommentRules
+	if p.ID == "" {
+		return nil, fmt.Errorf("port without id")
+	}
+	f := fixedFor(opt)
 	ps := &portStatic{
 		id:            p.ID,
 		kind:          kindOf(p),
@@ -62,25 +118,24 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 		qvb:           BridgeVethDevice(p.ID),
 		forceStateful: strings.HasPrefix(p.DeviceOwner, "network:") || strings.HasPrefix(p.DeviceOwner, "neutron:"),
 	}
-	if p.ID == "" {
-		return nil, fmt.Errorf("port without id")
-	}
-	physdev := func(dir string) string {
-		return "-m physdev --physdev-" + dir + " " + ps.tap + " --physdev-is-bridged"
+	// physdev renders "-m physdev --physdev-DIR TAP --physdev-is-bridged
+	// [comment] -j TARGET", the shape of every dispatch rule.
+	physdev := func(dir, comment, target string) string {
+		return "-m physdev --physdev-" + dir + " " + ps.tap + " --physdev-is-bridged" + f.comment[comment] + " -j " + target
 	}
 	switch ps.kind {
 	case trusted:
 		ps.forward = []string{
-			withComment(physdev("out")+" -j ACCEPT", commentTrustedAccept, c),
-			withComment(physdev("in")+" -j ACCEPT", commentTrustedAccept, c),
+			physdev("out", commentTrustedAccept, "ACCEPT"),
+			physdev("in", commentTrustedAccept, "ACCEPT"),
 		}
 		return ps, nil
 	case unfiltered:
 		ps.forward = []string{
-			withComment(physdev("out")+" -j ACCEPT", commentPortSecAccept, c),
-			withComment(physdev("in")+" -j ACCEPT", commentPortSecAccept, c),
+			physdev("out", commentPortSecAccept, "ACCEPT"),
+			physdev("in", commentPortSecAccept, "ACCEPT"),
 		}
-		ps.input = []string{withComment(physdev("in")+" -j ACCEPT", commentPortSecAccept, c)}
+		ps.input = []string{physdev("in", commentPortSecAccept, "ACCEPT")}
 		return ps, nil
 	}
 
@@ -88,14 +143,14 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	ps.chainO = portChainName('o', p.ID)
 	ps.chainS = portChainName('s', p.ID)
 	ps.forward = []string{
-		withComment(physdev("out")+" -j "+chainSG, commentVMIntSG, c),
-		withComment(physdev("in")+" -j "+chainSG, commentVMIntSG, c),
+		physdev("out", commentVMIntSG, chainSG),
+		physdev("in", commentVMIntSG, chainSG),
 	}
 	ps.sg = []string{
-		withComment(physdev("out")+" -j "+ps.chainI, commentSGToVMSG, c),
-		withComment(physdev("in")+" -j "+ps.chainO, commentSGToVMSG, c),
+		physdev("out", commentSGToVMSG, ps.chainI),
+		physdev("in", commentSGToVMSG, ps.chainO),
 	}
-	ps.input = []string{withComment(physdev("in")+" -j "+ps.chainO, commentInputToSG, c)}
+	ps.input = []string{physdev("in", commentInputToSG, ps.chainO)}
 
 	mac, err := parseMAC(p.MAC)
 	if err != nil {
@@ -115,53 +170,41 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	// (securitygroups_rpc_base._apply_provider_rule): router advertisements
 	// if the port has an IPv6 address, then DHCP replies to each fixed
 	// address and to broadcast (IPv4) or link-local (IPv6).
+	ps.provider[v4] = make([]line, 0, len(fixed[v4])+1)
+	ps.provider[v6] = make([]line, 0, len(fixed[v6])+2)
 	if len(fixed[v6]) > 0 {
-		ps.provider[v6] = append(ps.provider[v6], line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN"})
+		ps.provider[v6] = append(ps.provider[v6], f.raProvider)
 	}
 	for _, a := range fixed[v4] {
 		ps.provider[v4] = append(ps.provider[v4], line{text: "-d " + a.String() + "/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"})
 	}
-	ps.provider[v4] = append(ps.provider[v4], line{text: "-d 255.255.255.255/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"})
+	ps.provider[v4] = append(ps.provider[v4], f.bcastDHCP)
 	for _, a := range fixed[v6] {
 		ps.provider[v6] = append(ps.provider[v6], line{text: "-d " + a.String() + "/128 -p udp -m udp --sport 547 --dport 546 -j RETURN"})
 	}
-	ps.provider[v6] = append(ps.provider[v6], line{text: "-d fe80::/64 -p udp -m udp --sport 547 --dport 546 -j RETURN"})
+	ps.provider[v6] = append(ps.provider[v6], f.llDHCP)
 
 	// Traffic to the VM: IPv6 multicast listener queries and neighbour
 	// discovery always pass.
-	for _, t := range []int{130, 135, 136} {
-		ps.head[v6][in] = append(ps.head[v6][in], line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type " + strconv.Itoa(t) + " -j RETURN"})
-	}
+	ps.head[v6][in] = f.ingressV6Head
 
-	spoof, err := spoofChains(p, mac, c)
+	spoof, err := spoofChains(p, mac, f)
 	if err != nil {
 		return nil, err
 	}
 	ps.spoof = spoof
 
-	// Traffic from the VM (_add_fixed_egress_rules).
-	o4 := []line{{text: withComment("-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)}}
-	var o6 []line
-	for _, t := range []int{131, 135, 143} {
-		o6 = append(o6, line{text: withComment("-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type "+strconv.Itoa(t)+" -j RETURN", commentIPv6ICMPAllow, c)})
+	// Traffic from the VM (_add_fixed_egress_rules): the anti-spoofing
+	// jump sits between fixed rules that are the same for every port.
+	jump := line{text: "-j " + ps.chainS}
+	for fam, parts := range [2][2][]line{{f.egressV4Pre, f.egressV4Post}, {f.egressV6Pre, f.egressV6Post}} {
+		head := make([]line, 0, len(parts[0])+1+len(parts[1]))
+		head = append(head, parts[0]...)
+		if spoof[fam] != nil {
+			head = append(head, jump)
+		}
+		ps.head[fam][out] = append(head, parts[1]...)
 	}
-	if spoof[v4] != nil {
-		o4 = append(o4, line{text: "-j " + ps.chainS})
-	}
-	if spoof[v6] != nil {
-		o6 = append(o6, line{text: "-j " + ps.chainS})
-	}
-	o4 = append(o4,
-		line{text: withComment("-p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)},
-		line{text: withComment("-p udp -m udp --sport 67 --dport 68 -j DROP", commentDHCPSpoof, c)},
-	)
-	o6 = append(o6,
-		line{text: withComment("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP", commentIPv6RADrop, c)},
-		line{text: withComment("-p ipv6-icmp -j RETURN", commentIPv6ICMPAllow, c)},
-		line{text: withComment("-p udp -m udp --sport 546 --dport 547 -j RETURN", commentDHCPClient, c)},
-		line{text: withComment("-p udp -m udp --sport 547 --dport 546 -j DROP", commentDHCPSpoof, c)},
-	)
-	ps.head[v4][out], ps.head[v6][out] = o4, o6
 	return ps, nil
 }
 
@@ -177,7 +220,7 @@ func family(a netip.Addr) int {
 // then fixed IPs, each IPv6 MAC also with its EUI-64 link-local address;
 // a port without fixed IPs may send anything from its MAC. A family
 // without pairs gets no chain.
-func spoofChains(p *Port, mac net.HardwareAddr, comments bool) ([2][]string, error) {
+func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts) ([2][]string, error) {
 	type pair struct {
 		mac  net.HardwareAddr
 		addr netip.Prefix
@@ -223,28 +266,32 @@ func spoofChains(p *Port, mac net.HardwareAddr, comments bool) ([2][]string, err
 	}
 
 	var chains [2][]string
+	cm := f.comment[commentPairAllow]
 	for fam, ps := range pairs {
 		if len(ps) == 0 {
 			continue
 		}
 		ls := make([]line, 0, len(ps)+1)
 		for _, q := range ps {
-			m := "-m mac --mac-source " + q.mac.String()
+			tail := "-m mac --mac-source " + q.mac.String() + cm + " -j RETURN"
 			if q.any {
-				ls = append(ls, line{text: withComment(m+" -j RETURN", commentPairAllow, comments)})
+				ls = append(ls, line{text: tail})
 				continue
 			}
 			// Neutron writes the prefix with its host bits and the kernel
-			// clears them; duplicates are decided on what Neutron wrote.
-			l := join(prefixArg("-s", q.addr), line{text: m + " -j RETURN"})
-			key := "-s " + q.addr.String() + " " + m
-			l.text = withComment(l.text, commentPairAllow, comments)
-			if k := withComment(key+" -j RETURN", commentPairAllow, comments); k != l.text {
-				l.key = k
+			// clears them (a /0 disappears); duplicates are decided on what
+			// Neutron wrote.
+			masked := q.addr.Masked()
+			l := line{text: "-s " + masked.String() + " " + tail}
+			if q.addr.Bits() == 0 {
+				l.text = tail
+			}
+			if masked != q.addr || q.addr.Bits() == 0 {
+				l.key = "-s " + q.addr.String() + " " + tail
 			}
 			ls = append(ls, l)
 		}
-		ls = append(ls, line{text: withComment("-j DROP", commentPairDrop, comments)})
+		ls = append(ls, f.pairDrop)
 		chains[fam] = texts(dedupKeepLast(ls))
 	}
 	return chains, nil
@@ -276,6 +323,20 @@ func linkLocal(mac net.HardwareAddr) netip.Addr {
 // dedupKeepLast drops every line whose identity appears again later, as
 // IptablesManager's _weed_out_duplicates does on a whole table.
 func dedupKeepLast(ls []line) []line {
+	if len(ls) <= 16 {
+		// Short lists (anti-spoofing chains) without a map.
+		out := make([]line, 0, len(ls))
+	next:
+		for i, l := range ls {
+			for _, later := range ls[i+1:] {
+				if later.id() == l.id() {
+					continue next
+				}
+			}
+			out = append(out, l)
+		}
+		return out
+	}
 	seen := make(map[string]struct{}, len(ls))
 	out := make([]line, len(ls))
 	n := len(ls)
