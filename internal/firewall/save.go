@@ -56,20 +56,25 @@ func WriteIPSetSave(w io.Writer, sets []IPSet) error {
 // iptables-save prints the rule back as the original text on any host whose
 // /etc/protocols agrees with Debian 12's.
 func RestoreRule(rule string) string {
-	const opt = "-p "
-	i := strings.Index(rule, opt)
-	if i < 0 || (i > 0 && rule[i-1] != ' ') {
-		return rule
+	// Find the -p option outside quoted comment text.
+	inQuote := false
+	for i := 0; i < len(rule); i++ {
+		switch {
+		case rule[i] == '"':
+			inQuote = !inQuote
+		case inQuote:
+		case strings.HasPrefix(rule[i:], "-p ") && (i == 0 || rule[i-1] == ' '):
+			start := i + len("-p ")
+			end := strings.IndexByte(rule[start:], ' ')
+			if end < 0 {
+				end = len(rule) - start
+			}
+			num, ok := neutron.ParseIptablesProtocol(rule[start : start+end])
+			if !ok {
+				return rule
+			}
+			return rule[:start] + strconv.Itoa(num) + rule[start+end:]
+		}
 	}
-	start := i + len(opt)
-	end := strings.IndexByte(rule[start:], ' ')
-	if end < 0 {
-		end = len(rule) - start
-	}
-	name := rule[start : start+end]
-	num, ok := neutron.ParseIptablesProtocol(name)
-	if !ok {
-		return rule
-	}
-	return rule[:start] + strconv.Itoa(num) + rule[start+end:]
+	return rule
 }

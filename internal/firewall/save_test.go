@@ -1,0 +1,56 @@
+package firewall
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestRestoreRule(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"-p ipencap -j RETURN", "-p 4 -j RETURN"},
+		{"-s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j RETURN", "-s 10.0.0.0/8 -p 6 -m tcp --dport 22 -j RETURN"},
+		{"-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN", "-p 58 -m icmp6 --icmpv6-type 134 -j RETURN"},
+		{"-p 113 -j RETURN", "-p 113 -j RETURN"},
+		{"-j RETURN", "-j RETURN"},
+		{"-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT", "-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT"},
+		{`-m comment --comment "x -p tcp" -j DROP`, `-m comment --comment "x -p tcp" -j DROP`},
+		{`-m comment --comment "a" -p tcp -j DROP`, `-m comment --comment "a" -p 6 -j DROP`},
+	}
+	for _, tt := range tests {
+		if got := RestoreRule(tt.in); got != tt.want {
+			t.Errorf("RestoreRule(%q) = %q, want %q", tt.in, got, tt.want)
+		}
+	}
+}
+
+func TestWriteSaveAndIPSetSave(t *testing.T) {
+	tb := &Table{
+		Name:     "raw",
+		Builtins: []Chain{{Name: "PREROUTING", Rules: []string{"-j " + chainPrerouting}}, {Name: "OUTPUT"}},
+		Chains:   []Chain{{Name: chainOutput}, {Name: chainPrerouting, Rules: []string{"-i qvbx -j CT --notrack"}}},
+	}
+	var b strings.Builder
+	if err := WriteSave(&b, tb); err != nil {
+		t.Fatal(err)
+	}
+	want := `*raw
+:PREROUTING ACCEPT [0:0]
+:OUTPUT ACCEPT [0:0]
+:neutron-openvswi-OUTPUT - [0:0]
+:neutron-openvswi-PREROUTING - [0:0]
+-A PREROUTING -j neutron-openvswi-PREROUTING
+-A neutron-openvswi-PREROUTING -i qvbx -j CT --notrack
+COMMIT
+`
+	if b.String() != want {
+		t.Errorf("WriteSave:\n%s\nwant:\n%s", b.String(), want)
+	}
+	b.Reset()
+	if err := WriteIPSetSave(&b, []IPSet{{Name: "NIPv4x", Type: "hash:net", Family: "inet", Members: []string{"10.0.0.1", "10.1.0.0/16"}}}); err != nil {
+		t.Fatal(err)
+	}
+	want = "create NIPv4x hash:net family inet hashsize 1024 maxelem 65536 bucketsize 12\nadd NIPv4x 10.0.0.1\nadd NIPv4x 10.1.0.0/16\n"
+	if b.String() != want {
+		t.Errorf("WriteIPSetSave:\n%s\nwant:\n%s", b.String(), want)
+	}
+}
