@@ -151,7 +151,7 @@ func (s *Server) createNetworks(w http.ResponseWriter, r *request) error {
 	for _, raw := range rawItems(r.body, neutron.NetworkResource) {
 		var checks []attrCheck
 		for _, a := range networkPolicyAttrs {
-			checks = append(checks, attrCheck{a, func() bool { return r.ctx.IsAdmin }})
+			checks = append(checks, attrCheck{attr: a, allowed: func() bool { return r.ctx.IsAdmin }})
 		}
 		if err := enforce("create_network", neutron.NetworkResource, raw, checks); err != nil {
 			return err
@@ -186,8 +186,8 @@ func (s *Server) createNetworks(w http.ResponseWriter, r *request) error {
 			max := s.netcfg.MTU(n.NetworkType)
 			n.MTU = max
 			if m := optInt64(it["mtu"]); m != nil {
-				if *m > max || *m < 68 {
-					return neutron.InvalidInput("Requested MTU is out of range: it must be between 68 and " + itoa(max))
+				if err := checkMTU(*m, max); err != nil {
+					return err
 				}
 				n.MTU = *m
 			}
@@ -234,7 +234,7 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *request) error {
 		}
 		var checks []attrCheck
 		for _, a := range networkPolicyAttrs {
-			checks = append(checks, attrCheck{a, func() bool { return r.ctx.IsAdmin }})
+			checks = append(checks, attrCheck{attr: a, allowed: func() bool { return r.ctx.IsAdmin }})
 		}
 		if err := enforce("update_network", neutron.NetworkResource, in, checks); err != nil {
 			return err
@@ -263,8 +263,8 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *request) error {
 			n.PortSecurityEnabled = v
 		}
 		if m := optInt64(in["mtu"]); m != nil {
-			if max := s.netcfg.MTU(n.NetworkType); *m > max || *m < 68 {
-				return neutron.InvalidInput("Requested MTU is out of range: it must be between 68 and " + itoa(max))
+			if err := checkMTU(*m, s.netcfg.MTU(n.NetworkType)); err != nil {
+				return err
 			}
 			n.MTU = *m
 		}
@@ -297,10 +297,14 @@ func (s *Server) deleteNetwork(w http.ResponseWriter, r *request) error {
 		if err != nil {
 			return err
 		}
+		var inUse []string
 		for _, p := range ports {
 			if p.DeviceOwner != neutron.DeviceOwnerDHCP {
-				return neutron.NetworkInUse(n.ID)
+				inUse = append(inUse, p.ID)
 			}
+		}
+		if len(inUse) > 0 {
+			return neutron.NetworkInUse(n.ID, inUse)
 		}
 		for i := range ports {
 			if err := tx.DeletePort(r.Context(), &ports[i]); err != nil {
@@ -322,6 +326,19 @@ func (s *Server) deleteNetwork(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	writeNoContent(w)
+	return nil
+}
+
+// checkMTU checks a requested network MTU: at most what the segment
+// carries, with Neutron's message; below IPv4's minimum of 68 no host can
+// use it (Neutron accepts any positive value).
+func checkMTU(mtu, max int) error {
+	if mtu > max {
+		return neutron.InvalidInput("Requested MTU is too big, maximum is " + itoa(max))
+	}
+	if mtu < 68 {
+		return neutron.InvalidInput("Requested MTU is too small, minimum is 68")
+	}
 	return nil
 }
 

@@ -188,13 +188,9 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 		EnableDHCP: it["enable_dhcp"].(bool), IPv6RAMode: optStr(it["ipv6_ra_mode"]), IPv6AddressMode: optStr(it["ipv6_address_mode"]),
 		DNSNameservers: stringsOf(it["dns_nameservers"]), HostRoutes: routesOf(it["host_routes"]),
 	}
-	if len(sn.DNSNameservers) > neutron.MaxDNSNameservers {
-		return nil, &neutron.Error{Status: http.StatusBadRequest, Type: "DNSNameServersExhausted",
-			Message: "Unable to complete operation for " + sn.ID + ". The number of DNS nameservers exceeds the limit " + itoa(neutron.MaxDNSNameservers) + "."}
-	}
-	if len(sn.HostRoutes) > neutron.MaxHostRoutes {
-		return nil, &neutron.Error{Status: http.StatusBadRequest, Type: "HostRoutesExhausted",
-			Message: "Unable to complete operation for " + sn.ID + ". The number of host routes exceeds the limit " + itoa(neutron.MaxHostRoutes) + "."}
+	// Neutron names a subnet being created "new subnet".
+	if err := checkSubnetLimits(sn, "new subnet"); err != nil {
+		return nil, err
 	}
 	sn.GatewayIP, sn.AllocationPools, err = neutron.BuildSubnet(neutron.SubnetRequest{
 		IPVersion: sn.IPVersion, CIDR: cidr, GatewayIP: it["gateway_ip"], Pools: it["allocation_pools"],
@@ -220,6 +216,19 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 	}
 	sn.Tags = []string{}
 	return sn, nil
+}
+
+// checkSubnetLimits enforces the number of DNS servers and host routes.
+func checkSubnetLimits(sn *neutron.Subnet, name string) error {
+	if len(sn.DNSNameservers) > neutron.MaxDNSNameservers {
+		return &neutron.Error{Status: http.StatusBadRequest, Type: "DNSNameServersExhausted",
+			Message: "Unable to complete operation for " + name + ". The number of DNS nameservers exceeds the limit " + itoa(neutron.MaxDNSNameservers) + "."}
+	}
+	if len(sn.HostRoutes) > neutron.MaxHostRoutes {
+		return &neutron.Error{Status: http.StatusBadRequest, Type: "HostRoutesExhausted",
+			Message: "Unable to complete operation for " + name + ". The number of host routes exceeds the limit " + itoa(neutron.MaxHostRoutes) + "."}
+	}
+	return nil
 }
 
 // syncDHCPPort keeps a network's network:dhcp port in line with its
@@ -341,6 +350,9 @@ func (s *Server) updateSubnet(w http.ResponseWriter, r *request) error {
 		}
 		if v, ok := in["host_routes"]; ok {
 			sn.HostRoutes = routesOf(v)
+		}
+		if err := checkSubnetLimits(sn, sn.ID); err != nil {
+			return err
 		}
 		gw, hasGW := in["gateway_ip"]
 		pools, hasPools := in["allocation_pools"]

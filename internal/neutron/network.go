@@ -167,7 +167,7 @@ func (c NetworkConfig) ValidateSegment(req SegmentRequest) (SegmentRequest, erro
 	switch req.NetworkType {
 	case NetTypeFlat:
 		if req.SegmentationID != nil {
-			return req, InvalidInput("segmentation_id specified for flat provider network")
+			return req, InvalidInput("segmentation_id prohibited for flat provider network")
 		}
 		if req.PhysicalNetwork == "" {
 			return req, InvalidInput("physical_network required for flat provider network")
@@ -247,9 +247,11 @@ func NetworkNotFound(id string) *Error {
 	return newErr(http.StatusNotFound, "NetworkNotFound", "Network %s could not be found.", id)
 }
 
-func NetworkInUse(id string) *Error {
+// NetworkInUse names the ports that keep the network, as Neutron does.
+func NetworkInUse(id string, ports []string) *Error {
 	return newErr(http.StatusConflict, "NetworkInUse",
-		"Unable to complete operation on network %s. There are one or more ports still in use on the network.", id)
+		"Unable to complete operation on network %s. There are one or more ports still in use on the network, id for these ports is: %s.",
+		id, strings.Join(ports, ","))
 }
 
 func NoNetworkAvailable() *Error {

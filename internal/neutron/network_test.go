@@ -52,7 +52,7 @@ func TestBuildSubnet(t *testing.T) {
 			"", "", "OverlappingAllocationPools", "Found overlapping allocation pools: 10.5.0.10-10.5.0.20 10.5.0.15-10.5.0.30 for subnet 10.5.0.0/24."},
 		{"pool reversed", SubnetRequest{IPVersion: 4, CIDR: netip.MustParsePrefix("10.5.0.0/24"), GatewayIP: notSpecified, EnableDHCP: true,
 			Pools: []any{map[string]any{"start": "10.5.0.20", "end": "10.5.0.10"}}},
-			"", "", "InvalidAllocationPool", "The allocation pool 10.5.0.20-10.5.0.10 is not valid."},
+			"", "", "InvalidAllocationPool", "The allocation pool {'start': '10.5.0.20', 'end': '10.5.0.10'} is not valid."},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

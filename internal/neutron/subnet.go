@@ -309,8 +309,11 @@ func BuildSubnet(req SubnetRequest) (gateway *netip.Addr, pools []Pool, err erro
 	if (req.IPVersion == 4) != p.Addr().Is4() {
 		return nil, nil, InvalidInput(fmt.Sprintf("cidr '%s' does not match the ip_version '%d'", FormatCIDR(p), req.IPVersion))
 	}
-	if req.IPVersion == 4 && (req.IPv6RAMode != nil || req.IPv6AddressMode != nil) {
-		return nil, nil, InvalidInput("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False")
+	if req.IPVersion == 4 && req.IPv6RAMode != nil {
+		return nil, nil, InvalidInput("ipv6_ra_mode is not valid when ip_version is 4")
+	}
+	if req.IPVersion == 4 && req.IPv6AddressMode != nil {
+		return nil, nil, InvalidInput("ipv6_address_mode is not valid when ip_version is 4")
 	}
 	if req.IPv6RAMode != nil && req.IPv6AddressMode != nil && *req.IPv6RAMode != *req.IPv6AddressMode {
 		return nil, nil, InvalidInput(fmt.Sprintf("ipv6_ra_mode set to '%s' with ipv6_address_mode set to '%s' is not valid. If both attributes are set, they must be the same value",
@@ -343,7 +346,7 @@ func BuildSubnet(req SubnetRequest) (gateway *netip.Addr, pools []Pool, err erro
 	case string:
 		a, _ := netip.ParseAddr(g)
 		if a.Is4() != p.Addr().Is4() {
-			return nil, nil, InvalidInput(fmt.Sprintf("Gateway IP version inconsistent with allocation pool version"))
+			return nil, nil, InvalidInput(fmt.Sprintf("gateway_ip '%s' does not match the ip_version '%d'", g, req.IPVersion))
 		}
 		if req.IPVersion == 4 && p.Bits() < 31 && (a == first || a == last) {
 			return nil, nil, InvalidInput(fmt.Sprintf("Gateway is not valid on subnet"))
@@ -360,7 +363,9 @@ func BuildSubnet(req SubnetRequest) (gateway *netip.Addr, pools []Pool, err erro
 		e, _ := netip.ParseAddr(m["end"].(string))
 		pool := Pool{s, e}
 		if s.Is4() != p.Addr().Is4() || e.Is4() != p.Addr().Is4() || e.Less(s) {
-			return nil, nil, newErr(http.StatusBadRequest, "InvalidAllocationPool", "The allocation pool %s is not valid.", pool)
+			// Neutron prints the pool as the request gave it (a dict).
+			return nil, nil, newErr(http.StatusBadRequest, "InvalidAllocationPool", "The allocation pool {'start': '%s', 'end': '%s'} is not valid.",
+				m["start"], m["end"])
 		}
 		if !p.Contains(s) || !p.Contains(e) || s == first || (req.IPVersion == 4 && p.Bits() < 31 && e == last) {
 			return nil, nil, newErr(http.StatusBadRequest, "OutOfBoundsAllocationPool",
