@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/moat-sg/moat/internal/neutron"
 )
@@ -20,6 +21,12 @@ func policyDenied(rule string) *neutron.Error {
 type attrCheck struct {
 	attr    string
 	allowed func() bool
+	// sub are the keys of a list-of-dicts attribute (fixed_ips,
+	// allowed_address_pairs) that Neutron adds as sub-rules,
+	// "rule:ACTION:ATTR:KEY", one per key of every item. Neutron uses
+	// each item's key order; JSON objects reach moat unordered, so the
+	// keys follow this order (the one gophercloud and the CLI send).
+	sub []string
 }
 
 // enforce evaluates Neutron's "rule:ACTION and rule:ACTION:ATTR..." for the
@@ -36,7 +43,11 @@ func enforce(action string, res *neutron.Resource, raw map[string]any, checks []
 		if a, ok := res.Attr(c.attr); ok && a.HasDefault && !neutron.IsNotSpecified(a.Default) && fmt.Sprint(a.Default) == fmt.Sprint(v) {
 			continue // explicitly set to the default: not checked
 		}
-		expr = "(" + expr + " and rule:" + action + ":" + c.attr + ")"
+		rule := "rule:" + action + ":" + c.attr
+		if subs := subRules(action, c, v); len(subs) > 0 {
+			rule = "(" + rule + " and (" + strings.Join(subs, " and ") + "))"
+		}
+		expr = "(" + expr + " and " + rule + ")"
 		if !c.allowed() {
 			denied = true
 		}
@@ -45,6 +56,21 @@ func enforce(action string, res *neutron.Resource, raw map[string]any, checks []
 		return policyDenied(expr)
 	}
 	return nil
+}
+
+// subRules lists the sub-attribute rules of a list-of-dicts value.
+func subRules(action string, c attrCheck, v any) []string {
+	list, _ := v.([]any)
+	var out []string
+	for _, it := range list {
+		m, _ := it.(map[string]any)
+		for _, k := range c.sub {
+			if _, ok := m[k]; ok {
+				out = append(out, "rule:"+action+":"+c.attr+":"+k)
+			}
+		}
+	}
+	return out
 }
 
 // rawItem returns the object a client sent for a single-item request body,

@@ -146,14 +146,15 @@ func portChecks(nctx *neutron.Context, n *neutron.Network, raw map[string]any) [
 		owner, _ := raw["device_owner"].(string)
 		return !strings.HasPrefix(owner, "network:") || netOwner()
 	}
+	// In the order of Neutron's attribute map, which orders its message.
 	return []attrCheck{
-		{"mac_address", netOwner},
-		{"fixed_ips", fixedIPs},
-		{"device_owner", deviceOwner},
-		{"port_security_enabled", netOwner},
-		{"allowed_address_pairs", netOwner},
-		{"binding:host_id", admin},
-		{"binding:profile", admin},
+		{attr: "mac_address", allowed: netOwner},
+		{attr: "fixed_ips", allowed: fixedIPs, sub: []string{"subnet_id", "ip_address"}},
+		{attr: "device_owner", allowed: deviceOwner},
+		{attr: "allowed_address_pairs", allowed: netOwner, sub: []string{"ip_address", "mac_address"}},
+		{attr: "binding:host_id", allowed: admin},
+		{attr: "binding:profile", allowed: admin},
+		{attr: "port_security_enabled", allowed: netOwner},
 	}
 }
 
@@ -204,7 +205,7 @@ func (s *Server) allocateIP(ctx context.Context, tx *store.Tx, sn *neutron.Subne
 // the network; a subnet alone gets a free address; nothing requested gets
 // one address from the first IPv4 subnet with room and one from the first
 // stateful IPv6 subnet; SLAAC subnets always give the EUI-64 address.
-func (s *Server) assignFixedIPs(ctx context.Context, tx *store.Tx, n *neutron.Network, mac string, req any, keep []neutron.FixedIP) ([]neutron.FixedIP, error) {
+func (s *Server) assignFixedIPs(ctx context.Context, tx *store.Tx, n *neutron.Network, mac, owner string, req any, keep []neutron.FixedIP) ([]neutron.FixedIP, error) {
 	subs, err := tx.SubnetsOfNetwork(ctx, n.ID)
 	if err != nil {
 		return nil, err
@@ -225,8 +226,19 @@ func (s *Server) assignFixedIPs(ctx context.Context, tx *store.Tx, n *neutron.Ne
 			sid, hasSubnet := m["subnet_id"].(string)
 			ipStr, hasIP := m["ip_address"].(string)
 			var sn *neutron.Subnet
+			if len(subs) == 0 {
+				return nil, neutron.InvalidInput("IP allocation requires subnets for network")
+			}
 			if hasSubnet {
 				if sn = byID[sid]; sn == nil {
+					// A subnet that does not exist at all is 404, as Neutron.
+					other, err := tx.GetSubnet(ctx, sid)
+					if err != nil {
+						return nil, err
+					}
+					if other == nil {
+						return nil, neutron.SubnetNotFound(sid)
+					}
 					return nil, neutron.InvalidInput(fmt.Sprintf("Failed to create port on network %s, because fixed_ips included invalid subnet %s", n.ID, sid))
 				}
 			}
@@ -253,7 +265,7 @@ func (s *Server) assignFixedIPs(ctx context.Context, tx *store.Tx, n *neutron.Ne
 			ip, _ := netip.ParseAddr(ipStr)
 			if sn == nil {
 				for i := range subs {
-					if subs[i].CIDR.Contains(ip) {
+					if neutron.ValidIPForSubnet(subs[i].CIDR, ip, owner) {
 						sn = &subs[i]
 						break
 					}
@@ -261,7 +273,7 @@ func (s *Server) assignFixedIPs(ctx context.Context, tx *store.Tx, n *neutron.Ne
 				if sn == nil {
 					return nil, neutron.InvalidIPForNetwork(ipStr)
 				}
-			} else if !sn.CIDR.Contains(ip) {
+			} else if !neutron.ValidIPForSubnet(sn.CIDR, ip, owner) {
 				return nil, neutron.InvalidIPForSubnet(ipStr)
 			}
 			if !kept[ip] {
@@ -413,6 +425,11 @@ func (s *Server) createPort(ctx context.Context, tx *store.Tx, nctx *neutron.Con
 	if v, ok := it["port_security_enabled"].(bool); ok {
 		p.PortSecurityEnabled = v
 	}
+	// Neutron's _determine_port_security: trusted ports (DHCP, routers)
+	// have no port security, whatever the request says.
+	if neutron.IsTrustedOwner(p.DeviceOwner) {
+		p.PortSecurityEnabled = false
+	}
 	if v, ok := it["binding:profile"].(map[string]any); ok {
 		p.Profile = v
 	}
@@ -434,7 +451,7 @@ func (s *Server) createPort(ctx context.Context, tx *store.Tx, nctx *neutron.Con
 	} else if p.MACAddress, err = s.freeMAC(ctx, tx, n.ID); err != nil {
 		return nil, err
 	}
-	if p.FixedIPs, err = s.assignFixedIPs(ctx, tx, n, p.MACAddress, it["fixed_ips"], nil); err != nil {
+	if p.FixedIPs, err = s.assignFixedIPs(ctx, tx, n, p.MACAddress, p.DeviceOwner, it["fixed_ips"], nil); err != nil {
 		return nil, err
 	}
 	sgs, requested := it["security_groups"].([]any)
@@ -533,7 +550,7 @@ func (s *Server) updatePort(w http.ResponseWriter, r *request) error {
 			p.MACAddress = mac
 		}
 		if v, ok := in["fixed_ips"]; ok {
-			if p.FixedIPs, err = s.assignFixedIPs(r.Context(), tx, n, p.MACAddress, v, old.FixedIPs); err != nil {
+			if p.FixedIPs, err = s.assignFixedIPs(r.Context(), tx, n, p.MACAddress, p.DeviceOwner, v, old.FixedIPs); err != nil {
 				return err
 			}
 		}
@@ -547,7 +564,9 @@ func (s *Server) updatePort(w http.ResponseWriter, r *request) error {
 			if p.SecurityGroups, err = portGroups(r.Context(), tx, r.ctx, p.ProjectID, idList(sgs)); err != nil {
 				return err
 			}
-		} else if len(p.SecurityGroups) > 0 && (!p.PortSecurityEnabled || len(p.FixedIPs) == 0) {
+		} else if len(p.SecurityGroups) > 0 && !p.PortSecurityEnabled {
+			// Neutron checks this only when port security is off (a port
+			// may lose its addresses and keep its groups).
 			return neutron.PortSecurityPortHasSecurityGroup()
 		}
 		if v, ok := in["allowed_address_pairs"]; ok {

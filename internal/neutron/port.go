@@ -71,10 +71,34 @@ func (p *Port) VIFDetails() map[string]any {
 	}
 }
 
-// IsTrustedOwner reports whether a device owner is one Neutron trusts:
-// network and neutron service ports get no default security group.
+// IsTrustedOwner reports whether a device owner is one Neutron trusts
+// (neutron_lib's is_port_trusted: the network: prefix, which only the
+// network's owner may set): such ports get no default security group and
+// port security off.
 func IsTrustedOwner(owner string) bool {
-	return strings.HasPrefix(owner, "network:") || strings.HasPrefix(owner, "neutron:")
+	return strings.HasPrefix(owner, "network:")
+}
+
+// routerPortOwners may hold an IPv6 subnet's subnet-router anycast address.
+var routerPortOwners = map[string]bool{
+	"network:router_interface": true, "network:ha_router_replicated_interface": true,
+	"network:router_interface_distributed": true, "network:router_centralized_snat": true,
+	"network:router_gateway": true,
+}
+
+// ValidIPForSubnet is Neutron's check_subnet_ip: the address is in the
+// CIDR and, for IPv4, neither its network nor its broadcast address; for
+// IPv6 the subnet-router anycast address only for router ports or ports
+// without an owner.
+func ValidIPForSubnet(cidr netip.Prefix, ip netip.Addr, owner string) bool {
+	if !cidr.Contains(ip) {
+		return false
+	}
+	first, last := rangeOf(cidr)
+	if ip.Is4() {
+		return ip != first && ip != last
+	}
+	return owner == "" || routerPortOwners[owner] || ip != first
 }
 
 // ParseMAC parses a 48-bit MAC address.
