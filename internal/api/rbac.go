@@ -82,6 +82,10 @@ func (s *Server) createRBAC(w http.ResponseWriter, r *request) error {
 		ID: uuid.NewString(), ProjectID: it["project_id"].(string), ObjectType: it["object_type"].(string),
 		ObjectID: it["object_id"].(string), Action: it["action"].(string), TargetTenant: it["target_tenant"].(string),
 	}
+	// Neutron's restrict_wildcard: only admins share with every project.
+	if p.TargetTenant == neutron.RBACTargetAllProjects && !r.ctx.IsAdmin {
+		return policyDenied(rbacCreateRule)
+	}
 	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
 		g, err := tx.GetSecurityGroup(r.Context(), p.ObjectID)
 		if err != nil {
@@ -153,6 +157,9 @@ func (s *Server) updateRBAC(w http.ResponseWriter, r *request) error {
 		target, ok := items[0]["target_tenant"].(string)
 		if !ok || target == p.TargetTenant {
 			return nil
+		}
+		if target == neutron.RBACTargetAllProjects && !r.ctx.IsAdmin {
+			return policyDenied("(rule:update_rbac_policy and rule:update_rbac_policy:target_tenant)")
 		}
 		if target != neutron.RBACTargetAllProjects {
 			if err := checkUnshare(r, tx, p); err != nil {

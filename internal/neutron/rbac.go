@@ -34,7 +34,8 @@ func validateRBACAction(v any) error {
 	if s, ok := v.(string); ok && s == RBACAccessAsShared {
 		return nil
 	}
-	return InvalidInput(fmt.Sprintf("'%s' is not a valid RBAC action for security_group objects", PyStr(v)))
+	return newErr(http.StatusBadRequest, "InvalidActionForType",
+		"Invalid action '%s' for object type 'security_group'. Valid actions: ('access_as_shared',)", PyStr(v))
 }
 
 // RBACPolicyResource is the rbac-policies attribute map (security groups only).
@@ -52,8 +53,10 @@ var RBACPolicyResource = &Resource{
 	},
 }
 
+// RBACPolicyNotFound is what Neutron answers for a policy looked up by id
+// (its type is then "unknown").
 func RBACPolicyNotFound(id string) *Error {
-	return newErr(http.StatusNotFound, "RbacPolicyNotFound", "RBAC policy of type security_group with ID %s not found", id)
+	return newErr(http.StatusNotFound, "RbacPolicyNotFound", "RBAC policy of type unknown with ID %s not found", id)
 }
 
 func DuplicateRBACPolicy() *Error {
