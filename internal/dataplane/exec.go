@@ -1,0 +1,78 @@
+// Package dataplane holds the kernel side effects of a host agent behind
+// small interfaces: running the iptables, ipset and ovs-vsctl tools
+// (subpackages iptables, ipset, wiring), and conntrack over netlink. Each
+// has an in-memory fake so that the agent's logic is tested without a
+// kernel; the real implementations are tested in network namespaces the
+// tests create.
+package dataplane
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os/exec"
+	"strings"
+)
+
+// Exec runs a command and returns its standard output. Implementations
+// decide where (which network namespace) it runs.
+type Exec interface {
+	Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error)
+}
+
+// CommandError is a failed command with what it printed.
+type CommandError struct {
+	Cmd    string
+	Err    error
+	Stderr string
+}
+
+func (e *CommandError) Error() string {
+	msg := strings.TrimSpace(e.Stderr)
+	if len(msg) > 2000 {
+		msg = msg[:2000] + "..."
+	}
+	if msg == "" {
+		return fmt.Sprintf("%s: %v", e.Cmd, e.Err)
+	}
+	return fmt.Sprintf("%s: %v: %s", e.Cmd, e.Err, msg)
+}
+
+func (e *CommandError) Unwrap() error { return e.Err }
+
+// Host runs commands in the calling process's own network namespace, with
+// an optional environment (e.g. XTABLES_LOCKFILE).
+type Host struct {
+	Env []string
+}
+
+func (h Host) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	return run(ctx, h.Env, stdin, name, args...)
+}
+
+// Netns runs commands inside a named network namespace through
+// `ip netns exec`; tests use it to drive a scratch namespace.
+type Netns struct {
+	Name string
+	Env  []string
+}
+
+func (n Netns) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	return run(ctx, n.Env, stdin, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+}
+
+func run(ctx context.Context, env []string, stdin []byte, name string, args ...string) ([]byte, error) {
+	cmd := exec.CommandContext(ctx, name, args...)
+	if len(env) > 0 {
+		cmd.Env = append(cmd.Environ(), env...)
+	}
+	if stdin != nil {
+		cmd.Stdin = bytes.NewReader(stdin)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		return stdout.Bytes(), &CommandError{Cmd: strings.Join(append([]string{name}, args...), " "), Err: err, Stderr: stderr.String()}
+	}
+	return stdout.Bytes(), nil
+}
