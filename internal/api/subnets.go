@@ -211,11 +211,85 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 	if err := tx.CreateSubnet(ctx, sn); err != nil {
 		return nil, err
 	}
+	if sn.IsSLAAC() {
+		if err := addAutoAddresses(ctx, tx, sn); err != nil {
+			return nil, err
+		}
+	}
 	if err := s.syncDHCPPort(ctx, tx, n); err != nil {
 		return nil, err
 	}
 	sn.Tags = []string{}
 	return sn, nil
+}
+
+// isRouterInterface reports whether a port is a router's interface
+// (neutron_lib's ROUTER_INTERFACE_OWNERS_SNAT): such ports do not get
+// SLAAC addresses by themselves.
+func isRouterInterface(owner string) bool {
+	switch owner {
+	case "network:router_interface", "network:ha_router_replicated_interface",
+		"network:router_interface_distributed", "network:router_centralized_snat":
+		return true
+	}
+	return false
+}
+
+// addAutoAddresses gives the ports already on the network their EUI-64
+// address on a new SLAAC subnet, as Neutron's
+// _add_auto_addrs_on_network_ports does (router interfaces excepted; the
+// DHCP port has none: see syncDHCPPort).
+func addAutoAddresses(ctx context.Context, tx *store.Tx, sn *neutron.Subnet) error {
+	ports, err := tx.PortsOfNetwork(ctx, sn.NetworkID)
+	if err != nil {
+		return err
+	}
+	for i := range ports {
+		old := &ports[i]
+		if isRouterInterface(old.DeviceOwner) || old.DeviceOwner == neutron.DeviceOwnerDHCP {
+			continue
+		}
+		addr, err := neutron.EUI64(sn.CIDR, old.MACAddress)
+		if err != nil {
+			return err
+		}
+		p := *old
+		p.FixedIPs = append(append([]neutron.FixedIP{}, old.FixedIPs...), neutron.FixedIP{SubnetID: sn.ID, IPAddress: addr})
+		if err := tx.UpdatePort(ctx, old, &p); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// removeAutoAddresses takes a SLAAC subnet's addresses off the ports that
+// have one before the subnet goes (Neutron deletes automatic allocations
+// with their subnet; a router interface on it keeps the subnet in use).
+func removeAutoAddresses(ctx context.Context, tx *store.Tx, sn *neutron.Subnet) error {
+	ports, err := tx.PortsOfNetwork(ctx, sn.NetworkID)
+	if err != nil {
+		return err
+	}
+	for i := range ports {
+		old := &ports[i]
+		p := *old
+		p.FixedIPs = nil
+		for _, f := range old.FixedIPs {
+			if f.SubnetID != sn.ID {
+				p.FixedIPs = append(p.FixedIPs, f)
+			}
+		}
+		if len(p.FixedIPs) == len(old.FixedIPs) || isRouterInterface(old.DeviceOwner) {
+			continue
+		}
+		if p.FixedIPs == nil {
+			p.FixedIPs = []neutron.FixedIP{}
+		}
+		if err := tx.UpdatePort(ctx, old, &p); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // checkSubnetLimits enforces the number of DNS servers and host routes.
@@ -403,6 +477,11 @@ func (s *Server) deleteSubnet(w http.ResponseWriter, r *request) error {
 		}
 		if err := checkRevision(ifMatch, sn.RevisionNumber); err != nil {
 			return err
+		}
+		if sn.IsSLAAC() {
+			if err := removeAutoAddresses(r.Context(), tx, sn); err != nil {
+				return err
+			}
 		}
 		used, err := tx.PortsUsingSubnet(r.Context(), sn.ID)
 		if err != nil {
