@@ -125,9 +125,15 @@ func (s *Server) showPort(w http.ResponseWriter, r *request) error {
 // portChecks are the attribute policies of port create and update
 // (Neutron's defaults): addresses, port security and pairs are for the
 // network's owner, bindings for admins, network:* owners for the owner.
-func portChecks(nctx *neutron.Context, n *neutron.Network, raw map[string]any) []attrCheck {
+func portChecks(nctx *neutron.Context, n *neutron.Network, raw map[string]any, update bool) []attrCheck {
 	netOwner := func() bool { return nctx.IsAdmin || nctx.IsAdvsvc || n.ProjectID == nctx.ProjectID }
 	admin := func() bool { return nctx.IsAdmin }
+	// The network's owner chooses a MAC on create; changing it later is
+	// for admins (update_port:mac_address is admin_only).
+	macAllowed := netOwner
+	if update {
+		macAllowed = func() bool { return nctx.IsAdmin || nctx.IsAdvsvc }
+	}
 	fixedIPs := func() bool {
 		if netOwner() {
 			return true
@@ -148,7 +154,7 @@ func portChecks(nctx *neutron.Context, n *neutron.Network, raw map[string]any) [
 	}
 	// In the order of Neutron's attribute map, which orders its message.
 	return []attrCheck{
-		{attr: "mac_address", allowed: netOwner},
+		{attr: "mac_address", allowed: macAllowed},
 		{attr: "fixed_ips", allowed: fixedIPs, sub: []string{"subnet_id", "ip_address"}},
 		{attr: "device_owner", allowed: deviceOwner},
 		{attr: "allowed_address_pairs", allowed: netOwner, sub: []string{"ip_address", "mac_address"}},
@@ -379,7 +385,7 @@ func (s *Server) createPorts(w http.ResponseWriter, r *request) error {
 			if err != nil {
 				return err
 			}
-			if err := enforce("create_port", neutron.PortResource, raws[i], portChecks(r.ctx, n, raws[i])); err != nil {
+			if err := enforce("create_port", neutron.PortResource, raws[i], portChecks(r.ctx, n, raws[i], false)); err != nil {
 				return err
 			}
 		}
@@ -502,7 +508,7 @@ func (s *Server) updatePort(w http.ResponseWriter, r *request) error {
 		if err != nil {
 			return err
 		}
-		if err := enforce("update_port", neutron.PortResource, raw, portChecks(r.ctx, n, raw)); err != nil {
+		if err := enforce("update_port", neutron.PortResource, raw, portChecks(r.ctx, n, raw, true)); err != nil {
 			return err
 		}
 		if err := checkRevision(ifMatch, old.RevisionNumber); err != nil {
