@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	_ "modernc.org/sqlite" // registers the "sqlite" driver
@@ -33,6 +34,32 @@ type Store struct {
 	// not block the writer).
 	reader *sql.DB
 	now    func() time.Time
+
+	// changed is closed (and replaced) after every committed write, so
+	// that an agent in the same process wakes up at once.
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+// Changed returns a channel that is closed when the next write transaction
+// of this process commits. Writers in other processes are not seen; an
+// agent polls LatestRevision for those.
+func (s *Store) Changed() <-chan struct{} {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.changed == nil {
+		s.changed = make(chan struct{})
+	}
+	return s.changed
+}
+
+func (s *Store) notify() {
+	s.mu.Lock()
+	if s.changed != nil {
+		close(s.changed)
+		s.changed = nil
+	}
+	s.mu.Unlock()
 }
 
 // Open opens (creating if needed) the database at url and migrates its
@@ -126,6 +153,7 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
+	s.notify()
 	return nil
 }
 

@@ -1,0 +1,481 @@
+// Package agent is the host agent's sync loop: it follows the store for
+// what concerns its host, compiles the host's rules with the firewall
+// compiler, and makes the kernel hold them: port wiring, ipsets, iptables
+// and conntrack, in an order that never leaves a port open. The kernel side
+// sits behind the small interfaces below, so the loop is tested with fakes.
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"time"
+
+	"github.com/moat-sg/moat/internal/dataplane/conntrack"
+	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+// Feed is the agent's view of the desired state: a snapshot of its host at
+// a revision of the change log, and a way to learn that there is a newer
+// one. It is narrow on purpose, so that a remote feed for multi-host
+// deployments can replace the local store.
+type Feed interface {
+	Snapshot(ctx context.Context) (*store.HostSnapshot, error)
+	LatestRevision(ctx context.Context) (int64, error)
+	// Changed returns a channel closed at the next local change, or nil
+	// when changes can only be found by polling LatestRevision.
+	Changed() <-chan struct{}
+	SetPortStatus(ctx context.Context, portID, status string) error
+}
+
+// Rules applies iptables rulesets (the iptables syncer).
+type Rules interface {
+	Apply(ctx context.Context, rs *firewall.Ruleset) error
+	// Check re-reads the kernel and lists what differs from rs.
+	Check(ctx context.Context, rs *firewall.Ruleset) ([]string, error)
+	CanaryPresent(ctx context.Context) (bool, error)
+	// Invalidate makes the next Apply re-read the kernel.
+	Invalidate()
+	InstalledZones(ctx context.Context) (map[string]int, error)
+}
+
+// Sets applies ipsets (the ipset syncer).
+type Sets interface {
+	// Apply creates and fills the desired sets and returns the owned sets
+	// that are no longer desired, to destroy once no rule uses them.
+	Apply(ctx context.Context, sets []firewall.IPSet) ([]string, error)
+	Destroy(ctx context.Context, names []string) error
+	Check(ctx context.Context, sets []firewall.IPSet) ([]string, error)
+	Invalidate()
+}
+
+// WirePort is what wiring needs to know about a port.
+type WirePort struct {
+	ID, MAC, NetworkID string
+	Tag, MTU           int
+}
+
+// Plugged is a port found wired at start-up.
+type Plugged struct {
+	ID  string
+	Tag int
+}
+
+// Wiring plugs ports the hybrid way (tap, qbr, qvb/qvo, br-int).
+type Wiring interface {
+	Plug(ctx context.Context, p WirePort) error
+	// AttachTap puts the port's tap into its qbr, once its chains exist.
+	AttachTap(ctx context.Context, portID string) (bool, error)
+	Unplug(ctx context.Context, portID string) error
+	Plugged(ctx context.Context) ([]Plugged, error)
+}
+
+// Config tunes the loop.
+type Config struct {
+	Options firewall.Options
+	// PollInterval is how often the change log is polled for changes made
+	// by other processes.
+	PollInterval time.Duration
+	// CheckInterval is how often the kernel is re-read to find and repair
+	// drift (someone editing or flushing moat's chains or sets).
+	CheckInterval time.Duration
+	// TapInterval is how often missing taps and the canary are looked for.
+	TapInterval time.Duration
+	// MaxBackoff bounds the retry delay after a failed apply.
+	MaxBackoff time.Duration
+	Logger     *slog.Logger
+}
+
+// DefaultConfig is the production tuning: drift is repaired within about
+// CheckInterval plus one apply, well under ten seconds.
+func DefaultConfig() Config {
+	return Config{
+		Options:       firewall.Options{EnableIPSet: true, CommentRules: true},
+		PollInterval:  200 * time.Millisecond,
+		CheckInterval: 5 * time.Second,
+		TapInterval:   time.Second,
+		MaxBackoff:    30 * time.Second,
+	}
+}
+
+// Agent is one host's agent.
+type Agent struct {
+	cfg       Config
+	feed      Feed
+	rules     Rules
+	sets      Sets
+	wiring    Wiring
+	conntrack conntrack.Deleter
+	log       *slog.Logger
+
+	compiler *firewall.Compiler
+	zones    map[string]int
+	applied  *firewall.Ruleset // what the kernel holds, nil until the first apply
+	rev      int64
+
+	wired    map[string]WirePort // ports plugged (qbr/qvb/qvo)
+	attached map[string]bool     // ports whose tap is in their qbr
+	status   map[string]string   // status last known in the store
+	tags     map[string]int      // local VLAN per network
+
+	// Sync counts successful syncs, for tests and metrics.
+	Syncs int
+}
+
+// New builds an agent.
+func New(cfg Config, feed Feed, rules Rules, sets Sets, wiring Wiring, ct conntrack.Deleter) *Agent {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Agent{cfg: cfg, feed: feed, rules: rules, sets: sets, wiring: wiring, conntrack: ct, log: cfg.Logger,
+		compiler: firewall.NewCompiler(), zones: map[string]int{}, wired: map[string]WirePort{},
+		attached: map[string]bool{}, status: map[string]string{}, tags: map[string]int{}}
+}
+
+// Run syncs until ctx ends. Rules stay installed when it returns: a
+// restarted agent takes over without an open window.
+func (a *Agent) Run(ctx context.Context) error {
+	if err := a.recover(ctx); err != nil {
+		return err
+	}
+	poll := time.NewTicker(a.cfg.PollInterval)
+	defer poll.Stop()
+	check := time.NewTicker(a.cfg.CheckInterval)
+	defer check.Stop()
+	taps := time.NewTicker(a.cfg.TapInterval)
+	defer taps.Stop()
+
+	dirty := true
+	backoff := time.Duration(0)
+	var retry <-chan time.Time
+	for {
+		if dirty && retry == nil {
+			if err := a.Sync(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
+				backoff = nextBackoff(backoff, a.cfg.MaxBackoff)
+				a.log.Error("apply failed; the previous rules stay in force, retrying", "err", err, "retry_in", backoff)
+				a.rules.Invalidate()
+				a.sets.Invalidate()
+				retry = time.After(backoff)
+			} else {
+				dirty, backoff = false, 0
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-a.feed.Changed():
+			dirty = true
+		case <-poll.C:
+			if rev, err := a.feed.LatestRevision(ctx); err != nil {
+				a.log.Warn("poll change log", "err", err)
+			} else if rev != a.rev {
+				dirty = true
+			}
+		case <-check.C:
+			if a.drifted(ctx) {
+				dirty = true
+			}
+		case <-taps.C:
+			if ok, err := a.rules.CanaryPresent(ctx); err == nil && !ok && a.applied != nil {
+				a.log.Warn("canary chain gone (tables flushed?): resyncing")
+				a.rules.Invalidate()
+				a.sets.Invalidate()
+				dirty = true
+			}
+			a.attachTaps(ctx)
+		case <-retry:
+			retry = nil
+		}
+	}
+}
+
+func nextBackoff(cur, max time.Duration) time.Duration {
+	if cur == 0 {
+		return 250 * time.Millisecond
+	}
+	if cur*2 > max {
+		return max
+	}
+	return cur * 2
+}
+
+// recover learns what a previous run left: the conntrack zones in the raw
+// table (so ports keep theirs) and the ports wired with their VLAN tags.
+func (a *Agent) recover(ctx context.Context) error {
+	zones, err := a.rules.InstalledZones(ctx)
+	if err != nil {
+		return fmt.Errorf("read installed conntrack zones: %w", err)
+	}
+	for id, z := range zones {
+		a.zones[id] = z
+	}
+	plugged, err := a.wiring.Plugged(ctx)
+	if err != nil {
+		return fmt.Errorf("read wired ports: %w", err)
+	}
+	for _, p := range plugged {
+		a.wired[p.ID] = WirePort{ID: p.ID, Tag: p.Tag}
+	}
+	if len(zones) > 0 || len(plugged) > 0 {
+		a.log.Info("taking over from a previous run", "zones", len(zones), "wired_ports", len(plugged))
+	}
+	return nil
+}
+
+// Sync makes the host match the store once.
+func (a *Agent) Sync(ctx context.Context) error {
+	start := time.Now()
+	snap, err := a.feed.Snapshot(ctx)
+	if err != nil {
+		return fmt.Errorf("read host state: %w", err)
+	}
+	rs, err := a.compiler.Compile(hostState(snap, a.cfg.Options, a.zones))
+	if err != nil {
+		return fmt.Errorf("compile: %w", err)
+	}
+	present := map[string]*neutron.Port{}
+	for i := range snap.Ports {
+		present[snap.Ports[i].ID] = &snap.Ports[i]
+	}
+	// 1. Ports that left the host lose their wiring before their chains,
+	//    so that no frame crosses them unfiltered.
+	for _, id := range sortedKeys(a.wired) {
+		if present[id] == nil {
+			if err := a.wiring.Unplug(ctx, id); err != nil {
+				return fmt.Errorf("unplug port %s: %w", id, err)
+			}
+			delete(a.wired, id)
+			delete(a.attached, id)
+			delete(a.status, id)
+		}
+	}
+	a.releaseTags()
+	a.adoptTags(snap)
+	// 2. New ports get their bridge and OVS port; the tap (the VM) is not
+	//    connected until step 5, when the port's chains exist.
+	for _, p := range snap.Ports {
+		want := WirePort{ID: p.ID, MAC: p.MACAddress, NetworkID: p.NetworkID, Tag: a.tag(p.NetworkID), MTU: 1500}
+		if n := snap.Networks[p.NetworkID]; n != nil {
+			want.MTU = n.MTU
+		}
+		if have, ok := a.wired[p.ID]; !ok || have != want {
+			if err := a.wiring.Plug(ctx, want); err != nil {
+				return fmt.Errorf("plug port %s: %w", p.ID, err)
+			}
+			a.wired[p.ID] = want
+		}
+	}
+	// 3. Sets before the rules that name them, rules, then the sets no
+	//    rule names any more.
+	stale, err := a.sets.Apply(ctx, rs.IPSets)
+	if err != nil {
+		return fmt.Errorf("apply ipsets: %w", err)
+	}
+	if err := a.rules.Apply(ctx, rs); err != nil {
+		return fmt.Errorf("apply iptables: %w", err)
+	}
+	previous := a.applied
+	a.applied = rs
+	a.zones = rs.ZoneAssignments
+	if len(stale) > 0 {
+		if err := a.sets.Destroy(ctx, stale); err != nil {
+			a.log.Warn("destroy unused ipsets", "sets", stale, "err", err)
+		}
+	}
+	// 4. Flows that a removed rule or member allowed stop now.
+	if filters := flowsToForget(previous, rs, portAddrs(snap)); len(filters) > 0 {
+		n, err := a.conntrack.Delete(filters)
+		if err != nil {
+			a.log.Warn("delete conntrack entries", "err", err)
+		} else {
+			a.log.Debug("deleted conntrack entries", "entries", n, "filters", len(filters))
+		}
+	}
+	// 5. Ports are filtered: connect their taps and report them ACTIVE.
+	a.attachTaps(ctx)
+	for _, p := range snap.Ports {
+		if p.Status != neutron.PortStatusActive && a.status[p.ID] != neutron.PortStatusActive {
+			if err := a.feed.SetPortStatus(ctx, p.ID, neutron.PortStatusActive); err != nil {
+				a.log.Warn("report port status", "port", p.ID, "err", err)
+				continue
+			}
+		}
+		a.status[p.ID] = neutron.PortStatusActive
+	}
+	a.rev = snap.Revision
+	a.Syncs++
+	a.log.Debug("synced", "revision", snap.Revision, "ports", len(snap.Ports), "took", time.Since(start),
+		"compiled_ports", a.compiler.Stats().Ports)
+	return nil
+}
+
+// attachTaps connects the taps of wired, filtered ports, including taps a
+// hypervisor created since the last look.
+func (a *Agent) attachTaps(ctx context.Context) {
+	if a.applied == nil {
+		return
+	}
+	for _, id := range sortedKeys(a.wired) {
+		if a.attached[id] {
+			continue
+		}
+		ok, err := a.wiring.AttachTap(ctx, id)
+		if err != nil {
+			a.log.Warn("attach tap", "port", id, "err", err)
+			continue
+		}
+		if ok {
+			a.attached[id] = true
+			a.log.Info("port connected", "port", id)
+		}
+	}
+}
+
+// drifted re-reads the kernel; any difference from what was applied is
+// repaired by the next sync.
+func (a *Agent) drifted(ctx context.Context) bool {
+	if a.applied == nil {
+		return false
+	}
+	var diffs []string
+	d, err := a.rules.Check(ctx, a.applied)
+	if err != nil {
+		a.log.Warn("check iptables", "err", err)
+		return false
+	}
+	diffs = append(diffs, d...)
+	d, err = a.sets.Check(ctx, a.applied.IPSets)
+	if err != nil {
+		a.log.Warn("check ipsets", "err", err)
+		return false
+	}
+	diffs = append(diffs, d...)
+	if len(diffs) == 0 {
+		return false
+	}
+	a.log.Warn("kernel state drifted from moat's rules: repairing", "differences", len(diffs), "first", diffs[0])
+	a.rules.Invalidate()
+	a.sets.Invalidate()
+	return true
+}
+
+// tag returns the network's local VLAN, allocating the lowest free one.
+func (a *Agent) tag(network string) int {
+	if t, ok := a.tags[network]; ok {
+		return t
+	}
+	used := map[int]bool{}
+	for _, t := range a.tags {
+		used[t] = true
+	}
+	// Tags seen on ports wired by a previous run stay taken until those
+	// ports are synced again.
+	for _, w := range a.wired {
+		if w.NetworkID == "" {
+			used[w.Tag] = true
+		}
+	}
+	for t := 1; t <= 4094; t++ {
+		if !used[t] {
+			a.tags[network] = t
+			return t
+		}
+	}
+	return 4095 // Neutron's dead VLAN: no traffic
+}
+
+// adoptTags keeps the VLAN tags a previous run gave networks, learnt from
+// the ports it left wired, so a restart does not retag anything.
+func (a *Agent) adoptTags(snap *store.HostSnapshot) {
+	used := map[int]bool{}
+	for _, t := range a.tags {
+		used[t] = true
+	}
+	for _, p := range snap.Ports {
+		w, ok := a.wired[p.ID]
+		if !ok || w.NetworkID != "" || w.Tag <= 0 || w.Tag > 4094 {
+			continue
+		}
+		if _, has := a.tags[p.NetworkID]; !has && !used[w.Tag] {
+			a.tags[p.NetworkID] = w.Tag
+			used[w.Tag] = true
+		}
+	}
+}
+
+// releaseTags frees the tags of networks without ports on the host.
+func (a *Agent) releaseTags() {
+	inUse := map[string]bool{}
+	for _, w := range a.wired {
+		inUse[w.NetworkID] = true
+	}
+	for n := range a.tags {
+		if !inUse[n] {
+			delete(a.tags, n)
+		}
+	}
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// StoreFeed is the Feed of an agent that reads the store directly (the
+// embedded default and hosts sharing a PostgreSQL database).
+type StoreFeed struct {
+	Store *store.Store
+	Host  string
+}
+
+func (f StoreFeed) Snapshot(ctx context.Context) (*store.HostSnapshot, error) {
+	var snap *store.HostSnapshot
+	err := f.Store.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		snap, err = tx.HostSnapshot(ctx, f.Host)
+		return err
+	})
+	return snap, err
+}
+
+func (f StoreFeed) LatestRevision(ctx context.Context) (int64, error) {
+	var rev int64
+	err := f.Store.Read(ctx, func(tx *store.Tx) error {
+		var err error
+		rev, err = tx.LatestRevision(ctx)
+		return err
+	})
+	return rev, err
+}
+
+func (f StoreFeed) Changed() <-chan struct{} { return f.Store.Changed() }
+
+var errPortGone = errors.New("port is gone")
+
+func (f StoreFeed) SetPortStatus(ctx context.Context, portID, status string) error {
+	err := f.Store.Write(ctx, func(tx *store.Tx) error {
+		p, err := tx.GetPort(ctx, portID)
+		if err != nil {
+			return err
+		}
+		if p == nil || p.HostID != f.Host {
+			return errPortGone
+		}
+		return tx.SetPortStatus(ctx, p, status)
+	})
+	if errors.Is(err, errPortGone) {
+		return nil
+	}
+	return err
+}

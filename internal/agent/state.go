@@ -1,0 +1,97 @@
+package agent
+
+import (
+	"net"
+	"sort"
+
+	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+// hostState turns a store snapshot into the compiler's input. zones are the
+// conntrack zones already in use (kept stable across compiles and restarts).
+func hostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string]int) *firewall.HostState {
+	hs := &firewall.HostState{Options: opts, GroupMembers: snap.Members, Zones: zones}
+	for _, p := range snap.Ports {
+		fp := firewall.Port{
+			ID: p.ID, MAC: p.MACAddress, SecurityGroups: p.SecurityGroups,
+			PortSecurityDisabled: !p.PortSecurityEnabled, DeviceOwner: p.DeviceOwner,
+		}
+		for _, ip := range p.FixedIPs {
+			fp.FixedIPs = append(fp.FixedIPs, ip.IPAddress.String())
+		}
+		for _, ap := range p.AllowedAddressPairs {
+			fp.AllowedAddressPairs = append(fp.AllowedAddressPairs, firewall.AddressPair{IP: ap.IPAddress, MAC: ap.MACAddress})
+		}
+		hs.Ports = append(hs.Ports, fp)
+	}
+	ids := make([]string, 0, len(snap.Groups))
+	for id := range snap.Groups {
+		ids = append(ids, id)
+	}
+	sort.Strings(ids)
+	for _, id := range ids {
+		g := snap.Groups[id]
+		fg := firewall.SecurityGroup{ID: g.ID, Stateless: !g.Stateful}
+		for _, r := range g.Rules {
+			fg.Rules = append(fg.Rules, firewallRule(&r))
+		}
+		hs.SecurityGroups = append(hs.SecurityGroups, fg)
+	}
+	return hs
+}
+
+func firewallRule(r *neutron.SecurityGroupRule) firewall.Rule {
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	fr := firewall.Rule{
+		Direction: r.Direction, Ethertype: r.Ethertype, Protocol: str(r.Protocol),
+		PortRangeMin: r.PortRangeMin, PortRangeMax: r.PortRangeMax,
+		RemoteIPPrefix: str(r.RemoteIPPrefix), RemoteGroupID: str(r.RemoteGroupID),
+		RemoteAddressGroupID: str(r.RemoteAddressGroupID),
+	}
+	if n := r.NormalizedCIDR(); n != nil {
+		fr.NormalizedCIDR = *n
+	}
+	return fr
+}
+
+// portAddrs maps each port to its addresses (fixed IPs as host routes,
+// allowed address pairs as given), for conntrack filters.
+func portAddrs(snap *store.HostSnapshot) map[string][]*net.IPNet {
+	out := map[string][]*net.IPNet{}
+	for _, p := range snap.Ports {
+		for _, ip := range p.FixedIPs {
+			out[p.ID] = append(out[p.ID], hostNet(net.IP(ip.IPAddress.AsSlice())))
+		}
+		for _, ap := range p.AllowedAddressPairs {
+			if n := parseNet(ap.IPAddress); n != nil {
+				out[p.ID] = append(out[p.ID], n)
+			}
+		}
+	}
+	return out
+}
+
+func hostNet(ip net.IP) *net.IPNet {
+	if v4 := ip.To4(); v4 != nil {
+		return &net.IPNet{IP: v4, Mask: net.CIDRMask(32, 32)}
+	}
+	return &net.IPNet{IP: ip, Mask: net.CIDRMask(128, 128)}
+}
+
+// parseNet reads an address or CIDR.
+func parseNet(s string) *net.IPNet {
+	if _, n, err := net.ParseCIDR(s); err == nil {
+		return n
+	}
+	if ip := net.ParseIP(s); ip != nil {
+		return hostNet(ip)
+	}
+	return nil
+}

@@ -1,0 +1,132 @@
+package store
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/moat-sg/moat/internal/neutron"
+)
+
+// HostSnapshot is everything one host's agent needs, read in one
+// transaction at one revision of the change log: the ports bound to the
+// host, their networks, every security group they carry (with rules), and
+// the member addresses of every group those rules name as remote group.
+type HostSnapshot struct {
+	Revision int64
+	Host     string
+	Ports    []neutron.Port
+	Networks map[string]*neutron.Network
+	Groups   map[string]*neutron.SecurityGroup
+	// Members maps a remote group to the addresses of all its ports on
+	// any host: fixed IPs and allowed-address-pair addresses (as stored).
+	Members map[string][]string
+}
+
+// HostSnapshot reads what the agent of host needs.
+func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, error) {
+	rev, err := t.LatestRevision(ctx)
+	if err != nil {
+		return nil, err
+	}
+	snap := &HostSnapshot{Revision: rev, Host: host, Networks: map[string]*neutron.Network{},
+		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}}
+	if snap.Ports, err = t.PortsOnHost(ctx, host); err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+	}
+	groupIDs := map[string]bool{}
+	for _, p := range snap.Ports {
+		if _, ok := snap.Networks[p.NetworkID]; !ok {
+			n, err := t.GetNetwork(ctx, p.NetworkID)
+			if err != nil {
+				return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+			}
+			if n != nil {
+				snap.Networks[n.ID] = n
+			}
+		}
+		for _, g := range p.SecurityGroups {
+			groupIDs[g] = true
+		}
+	}
+	var groups []neutron.SecurityGroup
+	for _, id := range sortedKeys(groupIDs) {
+		g, err := t.GetSecurityGroup(ctx, id)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+		}
+		if g != nil {
+			groups = append(groups, *g)
+		}
+	}
+	if err := t.LoadRules(ctx, groups); err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+	}
+	remote := map[string]bool{}
+	for i := range groups {
+		g := &groups[i]
+		snap.Groups[g.ID] = g
+		for _, r := range g.Rules {
+			if r.RemoteGroupID != nil {
+				remote[*r.RemoteGroupID] = true
+			}
+		}
+	}
+	if snap.Members, err = t.GroupMembers(ctx, sortedKeys(remote)); err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+	}
+	return snap, nil
+}
+
+// GroupMembers returns, per group, the sorted addresses of its ports
+// (fixed IPs and allowed-address-pair addresses).
+func (t *Tx) GroupMembers(ctx context.Context, groups []string) (map[string][]string, error) {
+	out := map[string][]string{}
+	if len(groups) == 0 {
+		return out, nil
+	}
+	args := make([]any, len(groups))
+	for i, g := range groups {
+		args[i] = g
+		out[g] = []string{}
+	}
+	for _, chunk := range chunks(args, 400) {
+		in := "(" + placeholders(len(chunk)) + ")"
+		for _, q := range []string{
+			`SELECT b.security_group_id, a.ip_address FROM port_security_group_bindings b
+				JOIN ip_allocations a ON a.port_id = b.port_id WHERE b.security_group_id IN ` + in,
+			`SELECT b.security_group_id, ap.ip_address FROM port_security_group_bindings b
+				JOIN port_address_pairs ap ON ap.port_id = b.port_id WHERE b.security_group_id IN ` + in,
+		} {
+			rows, err := t.query(ctx, q, chunk...)
+			if err != nil {
+				return nil, fmt.Errorf("read group members: %w", err)
+			}
+			for rows.Next() {
+				var g, ip string
+				if err := rows.Scan(&g, &ip); err != nil {
+					rows.Close()
+					return nil, fmt.Errorf("read group members: %w", err)
+				}
+				out[g] = append(out[g], ip)
+			}
+			rows.Close()
+			if err := rows.Err(); err != nil {
+				return nil, fmt.Errorf("read group members: %w", err)
+			}
+		}
+	}
+	for g := range out {
+		sort.Strings(out[g])
+	}
+	return out, nil
+}
+
+func sortedKeys(m map[string]bool) []string {
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
