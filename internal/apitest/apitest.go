@@ -14,6 +14,7 @@ import (
 	"testing"
 
 	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
 
@@ -36,6 +37,9 @@ type Config struct {
 	Auth AuthMode
 	// Quotas override the default per-project limits (see api.DefaultQuotas).
 	Quotas map[string]int64
+	// Networks is the ML2 configuration (network types, VLAN and VNI
+	// ranges, flat networks, MTU); nil means neutron.DefaultNetworkConfig.
+	Networks *neutron.NetworkConfig
 }
 
 // Server is a running moat API.
@@ -70,7 +74,7 @@ func Start(t testing.TB, cfg Config) *Server {
 		t.Fatalf("apitest.Start: open store: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv := httptest.NewServer(api.New(api.Options{Store: st, Auth: auth, Quotas: cfg.Quotas, Logger: logger}))
+	srv := httptest.NewServer(api.New(api.Options{Store: st, Auth: auth, Quotas: cfg.Quotas, Networks: cfg.Networks, Logger: logger}))
 	t.Cleanup(func() {
 		srv.Close()
 		if err := st.Close(); err != nil {

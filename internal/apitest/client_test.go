@@ -32,7 +32,15 @@ type env struct {
 
 func newEnv(t *testing.T, quotas map[string]int64) *env {
 	t.Helper()
-	srv := Start(t, Config{Auth: Headers, Quotas: quotas})
+	return newEnvConfig(t, Config{Quotas: quotas})
+}
+
+// newEnvConfig is newEnv with a full server configuration (its Auth is
+// always Headers).
+func newEnvConfig(t *testing.T, cfg Config) *env {
+	t.Helper()
+	cfg.Auth = Headers
+	srv := Start(t, cfg)
 	return &env{srv: srv, a: newClient(t, srv, projectA), b: newClient(t, srv, projectB), admin: newClient(t, srv, admin)}
 }
 
