@@ -322,7 +322,8 @@ func TestDHCPPort(t *testing.T) {
 	s2 := newSubnet(t, e.a, n.ID, "10.1.0.0/24")
 	createSubnet(t, e.a, subnets.CreateOpts{NetworkID: n.ID, CIDR: "2001:db8::/64", IPVersion: gophercloud.IPv6, IPv6AddressMode: "slaac", IPv6RAMode: "slaac"})
 	d = dhcpPort(t, e.a, n.ID)
-	if !slices.Equal(ips(d.FixedIPs), []string{ip(s1.ID, "10.0.0.2"), ip(s2.ID, "10.1.0.2")}) {
+	// (In subnet id order.)
+	if got := ips(d.FixedIPs); !slices.Equal(got, sortedIDs(ip(s1.ID, "10.0.0.2"), ip(s2.ID, "10.1.0.2"))) {
 		t.Errorf("DHCP port on two subnets: %v", ips(d.FixedIPs))
 	}
 	dhcpID := d.ID
