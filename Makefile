@@ -9,7 +9,7 @@ BIN := bin/moat
 # iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
 # namespaces), and Neutron itself (the parity oracle for the compiler).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
-	iptables ipset conntrack iproute2
+	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool
 
 .PHONY: all build run test deps vet fmt-check clean
 
