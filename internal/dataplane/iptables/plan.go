@@ -1,0 +1,252 @@
+package iptables
+
+import (
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/moat-sg/moat/internal/firewall"
+)
+
+// tableNames are the tables moat manages, in the order a family's restore
+// input holds them. No rule refers to a chain of another table, so the order
+// does not matter for references; raw goes first so that, should filter's
+// transaction fail after raw's committed, the ports' conntrack zones are in
+// place and nothing is opened (a zone rule alone accepts nothing).
+var tableNames = [2]string{"raw", "filter"}
+
+// desiredTables turns one family of a Ruleset into the states the kernel must
+// reach, with the canary added to filter. It checks that the ruleset stays
+// inside what moat owns, so that a compiler bug cannot make the syncer
+// overwrite another tool's chain or leave a jump it would not recognise as
+// its own.
+func desiredTables(ts *firewall.Tables) ([2]*tableState, error) {
+	var out [2]*tableState
+	for i, t := range [2]*firewall.Table{&ts.Raw, &ts.Filter} {
+		name := tableNames[i]
+		if t.Name != "" && t.Name != name {
+			return out, fmt.Errorf("table %q given as the %s table", t.Name, name)
+		}
+		st := &tableState{builtins: t.Builtins}
+		for _, c := range t.Builtins {
+			if Owned(c.Name) {
+				return out, fmt.Errorf("%s: chain %s listed as built-in", name, c.Name)
+			}
+			for _, r := range c.Rules {
+				if !ownedRule(r) {
+					return out, fmt.Errorf("%s: rule %q in built-in chain %s does not jump to a chain moat owns", name, r, c.Name)
+				}
+			}
+		}
+		// Copy the chain list: the syncer keeps it as what it wrote, and the
+		// caller may reuse its slices for the next ruleset.
+		n := len(t.Chains)
+		if name == "filter" {
+			n++
+		}
+		st.owned = make([]firewall.Chain, 0, n)
+		st.owned = append(st.owned, t.Chains...)
+		if name == "filter" {
+			st.owned = append(st.owned, firewall.Chain{Name: CanaryChain, Rules: canaryRules})
+		}
+		cmp := func(a, b firewall.Chain) int { return strings.Compare(a.Name, b.Name) }
+		if !slices.IsSortedFunc(st.owned, cmp) {
+			slices.SortStableFunc(st.owned, cmp)
+		}
+		for j, c := range st.owned {
+			if !Owned(c.Name) {
+				return out, fmt.Errorf("%s: chain %s is not one moat owns (neutron-openvswi-*, neutron-filter-top)", name, c.Name)
+			}
+			if j > 0 && st.owned[j-1].Name == c.Name {
+				return out, fmt.Errorf("%s: chain %s listed twice", name, c.Name)
+			}
+		}
+		out[i] = st
+	}
+	return out, nil
+}
+
+var canaryRules = []string{CanaryRule}
+
+// tablePlan is what one table needs to go from the current state to the
+// desired one.
+type tablePlan struct {
+	table string
+	// declare are the chains that get a ":chain - [0:0]" line: those created,
+	// rewritten or about to be deleted. In --noflush mode that line creates
+	// a missing chain and flushes an existing one, with both iptables-legacy
+	// and iptables-nft (tested in kernel_test.go), so it serves all three.
+	declare []string
+	// write are the chains whose rules are (re)written.
+	write []firewall.Chain
+	// builtin are -D and -I lines for the built-in chains.
+	builtin []string
+	// remove are the owned chains to delete (-X), after the rules that refer
+	// to them are gone.
+	remove []string
+
+	created, rewritten, rules int
+	drift                     []string
+}
+
+func (p *tablePlan) empty() bool {
+	return len(p.declare) == 0 && len(p.builtin) == 0
+}
+
+// planTable diffs a table. cur is what the kernel holds (read, or what the
+// syncer wrote last); want is the desired state from desiredTables. It
+// returns the plan and the state the table is in once the plan is applied.
+func planTable(table string, cur, want *tableState) (*tablePlan, *tableState) {
+	p := &tablePlan{table: table}
+	next := &tableState{owned: want.owned}
+
+	// Owned chains: both lists are sorted by name; merge them.
+	i, j := 0, 0
+	for i < len(cur.owned) || j < len(want.owned) {
+		var c int
+		switch {
+		case i == len(cur.owned):
+			c = 1
+		case j == len(want.owned):
+			c = -1
+		default:
+			c = strings.Compare(cur.owned[i].Name, want.owned[j].Name)
+		}
+		switch {
+		case c < 0: // in the kernel only
+			name := cur.owned[i].Name
+			p.declare = append(p.declare, name)
+			p.remove = append(p.remove, name)
+			p.drift = append(p.drift, fmt.Sprintf("%s: unexpected chain %s", table, name))
+			i++
+		case c > 0: // missing
+			w := want.owned[j]
+			p.declare = append(p.declare, w.Name)
+			p.write = append(p.write, w)
+			p.created++
+			p.rules += len(w.Rules)
+			p.drift = append(p.drift, fmt.Sprintf("%s: missing chain %s", table, w.Name))
+			j++
+		default:
+			w := want.owned[j]
+			if !sameRules(cur.owned[i].Rules, w.Rules) {
+				p.declare = append(p.declare, w.Name)
+				p.write = append(p.write, w)
+				p.rewritten++
+				p.rules += len(w.Rules)
+				p.drift = append(p.drift, fmt.Sprintf("%s: chain %s differs (%d rules, want %d)", table, w.Name, len(cur.owned[i].Rules), len(w.Rules)))
+			}
+			i++
+			j++
+		}
+	}
+
+	// Built-in chains: those the kernel has, in its order, then any the
+	// desired state names that the kernel does not list yet.
+	names := make([]string, 0, len(cur.builtins)+len(want.builtins))
+	for _, c := range cur.builtins {
+		names = append(names, c.Name)
+	}
+	for _, c := range want.builtins {
+		if !slices.Contains(names, c.Name) {
+			names = append(names, c.Name)
+		}
+	}
+	for _, name := range names {
+		have, _ := cur.builtin(name)
+		w, _ := want.builtin(name)
+		lines, rules := planBuiltin(name, have.Rules, w.Rules)
+		if len(lines) > 0 {
+			p.builtin = append(p.builtin, lines...)
+			p.drift = append(p.drift, fmt.Sprintf("%s: built-in chain %s does not start with moat's jumps %q", table, name, w.Rules))
+		}
+		next.builtins = append(next.builtins, firewall.Chain{Name: name, Rules: rules})
+	}
+	return p, next
+}
+
+// planBuiltin makes moat's rules (want, all jumps to owned chains) the first
+// rules of a built-in chain, in order, and removes any other rule of moat's
+// from it, leaving every other rule where it is relative to the others. It
+// returns the -D/-I lines and the chain's rules afterwards.
+//
+// Rules are deleted by their text, never by number: a number taken from a
+// stale view could hit another tool's rule, while a text that no longer
+// matches makes the transaction fail, and the syncer then re-reads the
+// kernel.
+func planBuiltin(chain string, have, want []string) ([]string, []string) {
+	// Keep the longest prefix that is already right.
+	k := 0
+	for k < len(want) && k < len(have) && sameRule(have[k], want[k]) {
+		k++
+	}
+	var stale []string
+	for _, r := range have[k:] {
+		if ownedRule(r) {
+			stale = append(stale, r)
+		}
+	}
+	if k == len(want) && len(stale) == 0 {
+		return nil, have
+	}
+	// -D deletes the first rule with that text; if a stale rule repeats one
+	// of the kept prefix, that would be the wrong one. Start from scratch.
+	for _, s := range stale {
+		if slices.ContainsFunc(have[:k], func(r string) bool { return sameRule(r, s) }) {
+			k = 0
+			stale = stale[:0]
+			for _, r := range have {
+				if ownedRule(r) {
+					stale = append(stale, r)
+				}
+			}
+			break
+		}
+	}
+	var lines []string
+	for _, s := range stale {
+		lines = append(lines, "-D "+chain+" "+firewall.RestoreRule(s))
+	}
+	for n := k; n < len(want); n++ {
+		lines = append(lines, "-I "+chain+" "+strconv.Itoa(n+1)+" "+firewall.RestoreRule(want[n]))
+	}
+	after := make([]string, 0, len(have)-len(stale)+len(want)-k)
+	after = append(after, have[:k]...)
+	after = append(after, want[k:]...)
+	for _, r := range have[k:] {
+		if !ownedRule(r) {
+			after = append(after, r)
+		}
+	}
+	return lines, after
+}
+
+// writeTo appends the plan as one iptables-restore --noflush table section:
+// declarations first (so every chain a rule jumps to exists), then the
+// chains' rules, then the built-in chains' jumps, and deletions last, once
+// nothing refers to the chains.
+func (p *tablePlan) writeTo(b *strings.Builder) {
+	b.WriteString("*" + p.table + "\n")
+	for _, name := range p.declare {
+		b.WriteString(":" + name + " - [0:0]\n")
+	}
+	for _, c := range p.write {
+		for _, r := range c.Rules {
+			b.WriteString("-A ")
+			b.WriteString(c.Name)
+			if r != "" {
+				b.WriteByte(' ')
+				b.WriteString(firewall.RestoreRule(r))
+			}
+			b.WriteByte('\n')
+		}
+	}
+	for _, l := range p.builtin {
+		b.WriteString(l + "\n")
+	}
+	for _, name := range p.remove {
+		b.WriteString("-X " + name + "\n")
+	}
+	b.WriteString("COMMIT\n")
+}

@@ -1,0 +1,383 @@
+// Package iptables makes the kernel's iptables hold the chains the firewall
+// compiler computes, with iptables-save and iptables-restore of one backend
+// (legacy or nft), touching nothing that other tools own.
+//
+// Like Calico Felix's table layer, the Syncer is declarative: Apply is given
+// the whole desired Ruleset and writes only the difference. It reads the
+// kernel (iptables-save) only when it does not know what the kernel holds —
+// the first time, after Invalidate and after a failure — and otherwise diffs
+// against what it wrote last, so that a change to one chain costs one chain's
+// rewrite and no read. Each family gets at most one iptables-restore
+// --noflush process, one transaction per table; a failed transaction leaves
+// that table as it was, and the syncer forgets what it knew so that the next
+// Apply starts from a fresh read.
+//
+// Ownership: moat owns the chains named neutron-openvswi-* and
+// neutron-filter-top (Neutron's hybrid layout, so that a host Neutron ran is
+// taken over in place), the canary chain, and in the built-in chains the
+// rules that jump to those chains, which it keeps at the top. Everything else
+// in the tables — other tools' chains and rules, other tables, the built-in
+// chains' policies — is never written: built-in chains are edited with -I and
+// -D only, never declared (a ":FORWARD ACCEPT" line would reset a policy
+// another tool set).
+package iptables
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/firewall"
+)
+
+// Syncer applies Rulesets to one host's (or network namespace's) iptables.
+// It is safe for concurrent use; calls are serialised.
+type Syncer struct {
+	exec    dataplane.Exec
+	backend Backend
+
+	mu sync.Mutex
+	// known is what the kernel holds per family (raw, filter), or nil when
+	// the syncer does not know and must read it.
+	known [2]*[2]*tableState
+}
+
+// NewSyncer returns a syncer that runs backend's tools through exec. It
+// panics on an unknown backend (use ParseBackend on user input).
+func NewSyncer(exec dataplane.Exec, backend Backend) *Syncer {
+	if !backend.Valid() {
+		panic("iptables: unknown backend " + string(backend))
+	}
+	return &Syncer{exec: exec, backend: backend}
+}
+
+// Backend returns the backend the syncer drives.
+func (s *Syncer) Backend() Backend { return s.backend }
+
+// Stats describes the work one Apply did.
+type Stats struct {
+	// Saved is set when the kernel's tables were read first: the first
+	// Apply, and the first after Invalidate or a failure. (After Check no
+	// read is needed: Check refreshes the syncer's view itself.)
+	Saved bool
+	// Saves and Restores count the iptables-save and iptables-restore
+	// processes run.
+	Saves, Restores int
+	// ChainsCreated, ChainsRewritten and ChainsDeleted count owned chains.
+	ChainsCreated, ChainsRewritten, ChainsDeleted int
+	// RulesWritten counts the -A lines written to owned chains;
+	// BuiltinRules the -I and -D lines in built-in chains.
+	RulesWritten, BuiltinRules int
+	// Bytes is the size of the restore input.
+	Bytes int
+}
+
+// ChainsWritten is the number of owned chains created or rewritten.
+func (s Stats) ChainsWritten() int { return s.ChainsCreated + s.ChainsRewritten }
+
+func (s *Stats) add(p *tablePlan) {
+	s.ChainsCreated += p.created
+	s.ChainsRewritten += p.rewritten
+	s.ChainsDeleted += len(p.remove)
+	s.RulesWritten += p.rules
+	s.BuiltinRules += len(p.builtin)
+}
+
+// Invalidate makes the next Apply read the kernel before diffing, e.g. when
+// the canary is gone or another component may have written the tables.
+func (s *Syncer) Invalidate() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.known = [2]*[2]*tableState{}
+}
+
+// Apply makes the kernel hold rs's filter and raw tables for both families,
+// writing only chains that differ. On error the family that failed is
+// forgotten (the next Apply reads it again); the tables of a failed
+// iptables-restore transaction are unchanged, but with two tables per
+// family, raw may have committed when filter failed. The error says which.
+func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error) {
+	var st Stats
+	var want [2][2]*tableState
+	for _, f := range families {
+		var err error
+		if want[f], err = desiredTables(rsTables(rs, f)); err != nil {
+			return st, fmt.Errorf("apply %s ruleset: %w", f, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, f := range families {
+		if err := ctx.Err(); err != nil {
+			return st, err
+		}
+		cur := s.known[f]
+		if cur == nil {
+			read, err := s.read(ctx, f, &st)
+			if err != nil {
+				return st, fmt.Errorf("apply %s: %w", f, err)
+			}
+			cur = read
+		}
+		var plans [2]*tablePlan
+		var next [2]*tableState
+		for i, t := range tableNames {
+			plans[i], next[i] = planTable(t, cur[i], want[f][i])
+		}
+		if err := s.restore(ctx, f, plans, &st); err != nil {
+			s.known[f] = nil
+			return st, fmt.Errorf("apply %s: %w", f, err)
+		}
+		s.known[f] = &next
+	}
+	return st, nil
+}
+
+// rsTables returns one family's tables of a ruleset.
+func rsTables(rs *firewall.Ruleset, f Family) *firewall.Tables {
+	if f == IPv6 {
+		return &rs.IPv6
+	}
+	return &rs.IPv4
+}
+
+// restore writes the non-empty plans of one family in one iptables-restore
+// --noflush process.
+func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st *Stats) error {
+	var b strings.Builder
+	// sections[i] is the first line of the i-th table written, to tell
+	// from iptables-restore's "line N" which table failed.
+	type section struct {
+		table string
+		line  int
+	}
+	var sections []section
+	line := 1
+	for _, p := range plans {
+		if p.empty() {
+			continue
+		}
+		sections = append(sections, section{p.table, line})
+		before := b.Len()
+		p.writeTo(&b)
+		line += strings.Count(b.String()[before:], "\n")
+		st.add(p)
+	}
+	if len(sections) == 0 {
+		return nil
+	}
+	in := b.String()
+	st.Restores++
+	st.Bytes += len(in)
+	args := []string{"--noflush"}
+	if s.backend == Legacy {
+		// Legacy iptables serialises all writers through one lock file
+		// (global across network namespaces unless XTABLES_LOCKFILE is set):
+		// wait for it rather than fail.
+		args = append([]string{"-w"}, args...)
+	}
+	if _, err := s.exec.Run(ctx, []byte(in), s.backend.Command(f, "restore"), args...); err != nil {
+		// Name the table that failed and those that committed before it.
+		failed := ""
+		if n, ok := restoreErrorLine(err); ok {
+			for _, sec := range sections {
+				if n >= sec.line {
+					failed = sec.table
+				}
+			}
+		}
+		if failed == "" {
+			var names []string
+			for _, sec := range sections {
+				names = append(names, sec.table)
+			}
+			return fmt.Errorf("restore %s: %w", strings.Join(names, ", "), err)
+		}
+		var committed []string
+		for _, sec := range sections {
+			if sec.table == failed {
+				break
+			}
+			committed = append(committed, sec.table)
+		}
+		if len(committed) > 0 {
+			return fmt.Errorf("restore %s table failed (%s committed before it): %w", failed, strings.Join(committed, ", "), err)
+		}
+		return fmt.Errorf("restore %s table failed, nothing committed: %w", failed, err)
+	}
+	return nil
+}
+
+var errorLineRE = regexp.MustCompile(`(?:Error occurred at line: |line )(\d+)`)
+
+// restoreErrorLine finds the input line iptables-restore blames.
+func restoreErrorLine(err error) (int, bool) {
+	var ce *dataplane.CommandError
+	text := err.Error()
+	if errors.As(err, &ce) {
+		text = ce.Stderr
+	}
+	m := errorLineRE.FindStringSubmatch(text)
+	if m == nil {
+		return 0, false
+	}
+	n, err2 := strconv.Atoi(m[1])
+	return n, err2 == nil
+}
+
+// read runs iptables-save for the raw and filter tables of one family.
+func (s *Syncer) read(ctx context.Context, f Family, st *Stats) (*[2]*tableState, error) {
+	var out [2]*tableState
+	for i, t := range tableNames {
+		tables, err := s.save(ctx, f, t)
+		if st != nil {
+			st.Saves++
+			st.Saved = true
+		}
+		if err != nil {
+			return nil, err
+		}
+		out[i] = tables[t]
+	}
+	return &out, nil
+}
+
+// save reads one table.
+func (s *Syncer) save(ctx context.Context, f Family, table string) (map[string]*tableState, error) {
+	out, err := s.exec.Run(ctx, nil, s.backend.Command(f, "save"), "-t", table)
+	if err != nil {
+		return nil, fmt.Errorf("read %s table: %w", table, err)
+	}
+	tables, err := parseSave(string(out), table)
+	if err != nil {
+		return nil, fmt.Errorf("read %s table: %w", table, err)
+	}
+	return tables, nil
+}
+
+// Check reads the kernel and reports how moat's part of it differs from rs:
+// missing, unexpected or changed owned chains, built-in chains that do not
+// start with moat's jumps, a missing canary. An empty result means no drift.
+// Check also replaces the syncer's view with what it read, so that an Apply
+// that follows repairs exactly the drift without reading again.
+func (s *Syncer) Check(ctx context.Context, rs *firewall.Ruleset) ([]string, error) {
+	var want [2][2]*tableState
+	for _, f := range families {
+		var err error
+		if want[f], err = desiredTables(rsTables(rs, f)); err != nil {
+			return nil, fmt.Errorf("check %s ruleset: %w", f, err)
+		}
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var drift []string
+	for _, f := range families {
+		cur, err := s.read(ctx, f, nil)
+		if err != nil {
+			s.known[f] = nil
+			return nil, fmt.Errorf("check %s: %w", f, err)
+		}
+		s.known[f] = cur
+		for i, t := range tableNames {
+			p, _ := planTable(t, cur[i], want[f][i])
+			for _, d := range p.drift {
+				drift = append(drift, f.String()+" "+d)
+			}
+		}
+	}
+	return drift, nil
+}
+
+// CanaryPresent reports whether both families' canary chains exist and hold
+// their rule. It runs `iptables -S moat-canary` per family, which lists one
+// chain: cheaper than a save of the table with iptables-nft, which fetches
+// only that chain; iptables-legacy still reads the table's blob from the
+// kernel, but does not format it. Call Invalidate when it returns false.
+func (s *Syncer) CanaryPresent(ctx context.Context) (bool, error) {
+	for _, f := range families {
+		args := []string{"-t", "filter", "-S", CanaryChain}
+		if s.backend == Legacy {
+			args = append([]string{"-w"}, args...)
+		}
+		out, err := s.exec.Run(ctx, nil, s.backend.Command(f, ""), args...)
+		if err != nil {
+			// Exit status 1 is how iptables says the chain does not exist
+			// (iptables-nft 1.8.9 words it "chain ... is incompatible, use
+			// 'nft' tool"); anything else is a failure to look.
+			var ec interface{ ExitCode() int }
+			if errors.As(err, &ec) && ec.ExitCode() == 1 {
+				return false, nil
+			}
+			return false, fmt.Errorf("look for the %s canary: %w", f, err)
+		}
+		if !strings.Contains(string(out), "-A "+CanaryChain+" "+CanaryRule+"\n") {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+var zoneRE = regexp.MustCompile(`--comment "?Set zone for ([^" ]+)"? .*-j CT --zone (\d+)`)
+
+// InstalledZones reads the conntrack zone of each port from moat's raw
+// chains (Neutron's "Set zone for <port id>" CT rules), so that an agent
+// that restarts, or takes over from Neutron, keeps every port's zone.
+// Stateless ports' rules (CT --notrack) carry no zone and are not listed.
+// Where the two families disagree, IPv4 wins.
+func (s *Syncer) InstalledZones(ctx context.Context) (map[string]int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	zones := map[string]int{}
+	for _, f := range families {
+		tables, err := s.save(ctx, f, "raw")
+		if err != nil {
+			return nil, fmt.Errorf("installed zones %s: %w", f, err)
+		}
+		for _, c := range tables["raw"].owned {
+			for _, r := range c.Rules {
+				m := zoneRE.FindStringSubmatch(r)
+				if m == nil {
+					continue
+				}
+				zone, err := strconv.Atoi(m[2])
+				if err != nil {
+					continue
+				}
+				if _, ok := zones[m[1]]; !ok {
+					zones[m[1]] = zone
+				}
+			}
+		}
+	}
+	return zones, nil
+}
+
+// RemoveAll deletes everything moat owns from both families' raw and filter
+// tables — its jumps in the built-in chains, its chains, the canary —
+// leaving every other rule and chain in place. It reads the kernel first,
+// whatever the syncer knew, and forgets its view afterwards.
+func (s *Syncer) RemoveAll(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.known = [2]*[2]*tableState{}
+	empty := &tableState{}
+	for _, f := range families {
+		cur, err := s.read(ctx, f, nil)
+		if err != nil {
+			return fmt.Errorf("remove %s: %w", f, err)
+		}
+		var plans [2]*tablePlan
+		for i, t := range tableNames {
+			plans[i], _ = planTable(t, cur[i], empty)
+		}
+		if err := s.restore(ctx, f, plans, &Stats{}); err != nil {
+			return fmt.Errorf("remove %s: %w", f, err)
+		}
+	}
+	return nil
+}
