@@ -238,14 +238,26 @@ func (l *links) sysctl(key, value string, missingOK bool) error {
 	}
 	errc := make(chan error, 1)
 	go func() {
-		// Never unlocked: the runtime ends this thread when the goroutine
-		// returns, so no goroutine ever runs in the wrong namespace.
+		// The thread returns to its namespace when done; if it cannot, it
+		// stays locked and the runtime ends it with the goroutine. (Go may
+		// run this on the main thread, whose namespace is the process's
+		// in /proc/PID/ns/net: it must not stay behind.)
 		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("sysctl %s: open the current network namespace: %w", key, err)
+			return
+		}
+		defer orig.Close()
 		if err := netns.Set(l.ns); err != nil {
 			errc <- fmt.Errorf("sysctl %s: enter network namespace: %w", key, err)
 			return
 		}
-		errc <- write()
+		err = write()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
 	}()
 	return <-errc
 }
