@@ -1,0 +1,549 @@
+// Package lab builds throw-away "VMs" (network namespaces) wired to ports
+// of a moat of their own, so that a newcomer can watch security groups
+// work and the end-to-end tests can drive real packets:
+//
+//	NAME-host: moat allinone (API on 127.0.0.1:9696), a private Open vSwitch
+//	           (userspace datapath) as br-int, the ports' tap/qbr/qvb/qvo
+//	NAME-vmI:  eth0, the peer of the port's tap (a veth), with the port's
+//	           MAC and IP
+//
+// Nothing is configured in the initial namespace: the lab only creates
+// namespaces there. State (OVS database, sockets, logs, pid files, moat's
+// SQLite database and log) lives in /run/moat-lab/NAME.
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+
+	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/dataplane/wiring"
+)
+
+// Fixed parts of every lab.
+const (
+	StateRoot   = "/run/moat-lab"
+	APIListen   = "127.0.0.1:9696"
+	APIURL      = "http://" + APIListen
+	CIDR        = "192.168.1.0/24"
+	GroupName   = "lab"
+	NetworkName = "lab"
+	DeviceOwner = "compute:lab"
+	MaxVMs      = 50
+)
+
+// Backends the lab can ask the agent for.
+var Backends = []string{"iptables-legacy", "iptables-nft"}
+
+// Config describes a lab to build.
+type Config struct {
+	Name    string
+	VMs     int
+	Backend string // one of Backends
+	// Moat is the moat binary run inside NAME-host; default the running one.
+	Moat string
+	// Allinone runs `moat allinone` (API + agent). When false — a moat
+	// without the agent — only `moat server` runs: the ports stay DOWN
+	// and no tap is wired, which Lab.Agent reports.
+	Allinone bool
+	// StateDir defaults to /run/moat-lab/NAME.
+	StateDir string
+	// Timeout bounds the wait for the API and for every port to become
+	// ACTIVE; default 60 s.
+	Timeout time.Duration
+	// KeepOnFailure leaves a failed lab in place for inspection.
+	KeepOnFailure bool
+	// Progress receives one line per step (e.g. os.Stderr); nil: silent.
+	Progress io.Writer
+}
+
+// Lab is a lab that is up. Its JSON is what `moat lab up --json` prints.
+type Lab struct {
+	API             string `json:"api"`
+	HostNetns       string `json:"host_netns"`
+	VMs             []VM   `json:"vms"`
+	StateDir        string `json:"state_dir"`
+	NetworkID       string `json:"network_id"`
+	SubnetID        string `json:"subnet_id"`
+	SecurityGroupID string `json:"security_group_id"`
+	Gateway         string `json:"gateway_ip,omitempty"`
+	MTU             int    `json:"mtu"`
+	Backend         string `json:"backend"`
+	// Agent is false when no agent runs (see Config.Allinone).
+	Agent bool `json:"agent"`
+}
+
+// VM is one VM namespace and its port.
+type VM struct {
+	Name   string `json:"name"`
+	Netns  string `json:"netns"`
+	PortID string `json:"port_id"`
+	IP     string `json:"ip"`
+	MAC    string `json:"mac"`
+	Tap    string `json:"tap"`
+}
+
+// HostNetns is the name of a lab's host namespace.
+func HostNetns(name string) string { return name + "-host" }
+
+// VMName is the name (and namespace) of a lab's i-th VM (1-based).
+func VMName(name string, i int) string { return fmt.Sprintf("%s-vm%d", name, i) }
+
+// StateDir is the default state directory of a lab.
+func StateDir(name string) string { return filepath.Join(StateRoot, name) }
+
+var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_-]{0,19}$`)
+
+// ValidName accepts names usable in namespace names and paths.
+func ValidName(name string) error {
+	if !nameRE.MatchString(name) {
+		return fmt.Errorf("lab name %q: want 1-20 of a-z 0-9 _ - (starting with a letter or digit)", name)
+	}
+	return nil
+}
+
+// Pid files and logs in the state directory.
+const (
+	moatPid = "moat.pid"
+	moatLog = "moat.log"
+	moatDB  = "moat.db"
+)
+
+// DaemonArgs are the arguments of the moat process the lab starts inside
+// NAME-host (after the binary).
+//
+// ┌──────────────────────────────────────────────────────────────────────┐
+// │ THE AGENT'S FLAGS: `moat allinone` is the API server's flags plus    │
+// │ --host (the agent's host name, = the ports' binding:host_id),        │
+// │ --backend, --bridge ovs and --ovsdb (the lab's private OVS). br-int  │
+// │ already exists (datapath_type=netdev) when allinone starts.          │
+// └──────────────────────────────────────────────────────────────────────┘
+func DaemonArgs(cfg Config, stateDir string) []string {
+	server := []string{"--listen", APIListen, "--db", "sqlite://" + filepath.Join(stateDir, moatDB)}
+	if !cfg.Allinone {
+		return append([]string{"server"}, server...)
+	}
+	ovs := wiring.PrivateOVS{Dir: stateDir}
+	return append(append([]string{"allinone"}, server...),
+		"--host", HostNetns(cfg.Name),
+		"--backend", cfg.Backend,
+		"--bridge", "ovs",
+		"--ovsdb", ovs.DB(),
+	)
+}
+
+func (c *Config) defaults() error {
+	if err := ValidName(c.Name); err != nil {
+		return err
+	}
+	if c.VMs < 1 || c.VMs > MaxVMs {
+		return fmt.Errorf("--vms %d: want 1..%d", c.VMs, MaxVMs)
+	}
+	if c.Backend == "" {
+		c.Backend = Backends[1]
+	}
+	ok := false
+	for _, b := range Backends {
+		ok = ok || b == c.Backend
+	}
+	if !ok {
+		return fmt.Errorf("--backend %q: want one of %s", c.Backend, strings.Join(Backends, ", "))
+	}
+	if c.Moat == "" {
+		exe, err := os.Executable()
+		if err != nil {
+			return fmt.Errorf("find the moat binary: %w", err)
+		}
+		c.Moat = exe
+	}
+	if c.StateDir == "" {
+		c.StateDir = StateDir(c.Name)
+	}
+	if c.Timeout <= 0 {
+		c.Timeout = 60 * time.Second
+	}
+	if c.Progress == nil {
+		c.Progress = io.Discard
+	}
+	return nil
+}
+
+// Up builds the lab. On failure it tears down what it built (unless
+// KeepOnFailure) and says where the logs were.
+func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
+	if err := cfg.defaults(); err != nil {
+		return nil, err
+	}
+	if os.Geteuid() != 0 {
+		return nil, errors.New("moat lab needs root (it creates network namespaces)")
+	}
+	for _, tool := range []string{"ip", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ethtool"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			return nil, fmt.Errorf("moat lab needs %s: apt install iproute2 openvswitch-switch ethtool", tool)
+		}
+	}
+	host := HostNetns(cfg.Name)
+	if netnsExists(host) {
+		return nil, fmt.Errorf("lab %s exists (namespace %s): run `moat lab down %s` first", cfg.Name, host, cfg.Name)
+	}
+	if _, err := os.Stat(cfg.StateDir); err == nil {
+		return nil, fmt.Errorf("lab %s: %s exists (left by a lab that did not come down?): run `moat lab down %s` first", cfg.Name, cfg.StateDir, cfg.Name)
+	}
+	step := func(format string, a ...any) {
+		fmt.Fprintf(cfg.Progress, "lab %s: %s\n", cfg.Name, fmt.Sprintf(format, a...))
+	}
+	defer func() {
+		if err == nil {
+			return
+		}
+		logs := fmt.Sprintf(" (logs: %s)", cfg.StateDir)
+		if cfg.KeepOnFailure {
+			err = fmt.Errorf("%w%s; left in place: `moat lab down %s` removes it", err, logs, cfg.Name)
+			return
+		}
+		if tail := logTail(filepath.Join(cfg.StateDir, moatLog), 10); tail != "" {
+			err = fmt.Errorf("%w\nlast lines of %s:\n%s", err, moatLog, tail)
+		}
+		step("failed, tearing down what was built")
+		if derr := Down(context.Background(), cfg.Name, cfg.StateDir); derr != nil {
+			err = fmt.Errorf("%w; tearing down also failed: %v", err, derr)
+		}
+	}()
+
+	step("creating namespace %s", host)
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return nil, fmt.Errorf("create state directory: %w", err)
+	}
+	if err := addNetns(ctx, host); err != nil {
+		return nil, err
+	}
+	hostNS, err := netns.GetFromName(host)
+	if err != nil {
+		return nil, fmt.Errorf("open namespace %s: %w", host, err)
+	}
+	defer hostNS.Close()
+	hh, err := netlink.NewHandleAt(hostNS)
+	if err != nil {
+		return nil, fmt.Errorf("netlink in %s: %w", host, err)
+	}
+	defer hh.Close()
+	if err := linkUp(hh, "lo"); err != nil {
+		return nil, fmt.Errorf("%s: %w", host, err)
+	}
+	// The firewall sees bridged frames only with these (per namespace;
+	// a new namespace starts with 1, but say it). Missing: no br_netfilter.
+	for _, key := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"} {
+		if err := sysctl(host, key, "1"); err != nil {
+			step("WARNING: %v: the firewall will not see bridged traffic (load br_netfilter on the host)", err)
+		}
+	}
+
+	step("starting Open vSwitch (userspace datapath) in %s", host)
+	ovs, err := wiring.StartPrivateOVS(ctx, cfg.StateDir, host)
+	if err != nil {
+		return nil, err
+	}
+	w, err := wiring.New(ctx, wiring.Config{Mode: wiring.ModeOVS, OVSDB: ovs.DB(), DatapathType: "netdev", Netns: host,
+		Logger: slog.New(slog.NewTextHandler(cfg.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return nil, err
+	}
+	w.Close() // br-int exists now; the agent does the wiring
+
+	lab = &Lab{API: APIURL, HostNetns: host, StateDir: cfg.StateDir, Backend: cfg.Backend, Agent: cfg.Allinone}
+	what := "moat allinone (API and agent)"
+	if !cfg.Allinone {
+		what = "moat server (NO AGENT: this moat has no `allinone`; ports stay DOWN, taps unwired)"
+	}
+	step("starting %s in %s", what, host)
+	exited, err := startDaemon(cfg, host)
+	if err != nil {
+		return nil, err
+	}
+	api := newClient(host, APIURL)
+	defer api.close()
+	if err := waitAPI(ctx, api, exited, cfg.Timeout); err != nil {
+		return nil, err
+	}
+
+	step("creating network %s, subnet %s, security group %s and %d port(s)", NetworkName, CIDR, GroupName, cfg.VMs)
+	nw, err := api.createNetwork(ctx, NetworkName)
+	if err != nil {
+		return nil, err
+	}
+	sn, err := api.createSubnet(ctx, NetworkName, nw.ID, CIDR)
+	if err != nil {
+		return nil, err
+	}
+	sg, err := api.createGroup(ctx, GroupName, "moat lab: egress only until a rule says otherwise")
+	if err != nil {
+		return nil, err
+	}
+	lab.NetworkID, lab.SubnetID, lab.SecurityGroupID, lab.MTU = nw.ID, sn.ID, sg.ID, nw.MTU
+	if sn.GatewayIP != nil {
+		lab.Gateway = *sn.GatewayIP
+	}
+	_, ipnet, err := net.ParseCIDR(sn.CIDR)
+	if err != nil {
+		return nil, fmt.Errorf("subnet cidr %q: %w", sn.CIDR, err)
+	}
+	prefix, _ := ipnet.Mask.Size()
+
+	for i := 1; i <= cfg.VMs; i++ {
+		name := VMName(cfg.Name, i)
+		p, err := api.createPort(ctx, map[string]any{
+			"name": name, "network_id": nw.ID, "security_groups": []string{sg.ID},
+			"binding:host_id": host, "device_owner": DeviceOwner, "device_id": name,
+		})
+		if err != nil {
+			return nil, err
+		}
+		ip := ""
+		for _, f := range p.FixedIPs {
+			if f.SubnetID == sn.ID {
+				ip = f.IPAddress
+			}
+		}
+		if ip == "" {
+			return nil, fmt.Errorf("port %s (%s) got no address on subnet %s", p.ID, name, sn.ID)
+		}
+		v := VM{Name: name, Netns: name, PortID: p.ID, IP: ip, MAC: p.MAC, Tap: wiring.TapName(p.ID)}
+		step("VM %s: %s %s, port %s, tap %s", name, v.IP, v.MAC, v.PortID, v.Tap)
+		if err := addVM(ctx, hh, v, prefix, lab.Gateway, nw.MTU); err != nil {
+			return nil, fmt.Errorf("VM %s: %w", name, err)
+		}
+		lab.VMs = append(lab.VMs, v)
+	}
+
+	if !cfg.Allinone {
+		step("WARNING: no agent runs, so the ports stay DOWN and the taps are not wired")
+		return lab, nil
+	}
+	if err := waitActive(ctx, api, lab, exited, cfg.Timeout, step); err != nil {
+		return nil, err
+	}
+	step("up: %d VM(s), every port ACTIVE", len(lab.VMs))
+	return lab, nil
+}
+
+func linkUp(h *netlink.Handle, name string) error {
+	l, err := h.LinkByName(name)
+	if err != nil {
+		return fmt.Errorf("look up %s: %w", name, err)
+	}
+	if err := h.LinkSetUp(l); err != nil {
+		return fmt.Errorf("set %s up: %w", name, err)
+	}
+	return nil
+}
+
+// addVM creates the VM namespace and the veth tap (in the host
+// namespace, left down for the agent) / eth0 (in the VM, configured).
+func addVM(ctx context.Context, hh *netlink.Handle, v VM, prefix int, gateway string, mtu int) error {
+	if err := addNetns(ctx, v.Netns); err != nil {
+		return err
+	}
+	vmNS, err := netns.GetFromName(v.Netns)
+	if err != nil {
+		return fmt.Errorf("open namespace %s: %w", v.Netns, err)
+	}
+	defer vmNS.Close()
+	vh, err := netlink.NewHandleAt(vmNS)
+	if err != nil {
+		return fmt.Errorf("netlink in %s: %w", v.Netns, err)
+	}
+	defer vh.Close()
+	mac, err := net.ParseMAC(v.MAC)
+	if err != nil {
+		return fmt.Errorf("port MAC %q: %w", v.MAC, err)
+	}
+	attrs := netlink.NewLinkAttrs()
+	attrs.Name = v.Tap
+	// As libvirt does: the tap's MAC is the VM's with fe: first, so that
+	// the bridge never takes the VM's address as its own.
+	attrs.HardwareAddr = append(net.HardwareAddr{0xfe}, mac[1:]...)
+	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(vmNS), PeerHardwareAddr: mac}
+	if mtu > 0 {
+		veth.MTU, veth.PeerMTU = mtu, uint32(mtu)
+	}
+	if err := hh.LinkAdd(veth); err != nil {
+		return fmt.Errorf("create veth %s / %s eth0: %w", v.Tap, v.Netns, err)
+	}
+	if err := linkUp(vh, "lo"); err != nil {
+		return err
+	}
+	eth0, err := vh.LinkByName("eth0")
+	if err != nil {
+		return fmt.Errorf("look up eth0: %w", err)
+	}
+	addr, err := netlink.ParseAddr(fmt.Sprintf("%s/%d", v.IP, prefix))
+	if err != nil {
+		return err
+	}
+	if err := vh.AddrAdd(eth0, addr); err != nil {
+		return fmt.Errorf("add %s to eth0: %w", addr, err)
+	}
+	if err := vh.LinkSetUp(eth0); err != nil {
+		return fmt.Errorf("set eth0 up: %w", err)
+	}
+	if gateway != "" {
+		gw := net.ParseIP(gateway)
+		if err := vh.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: gw}); err != nil {
+			return fmt.Errorf("default route via %s: %w", gateway, err)
+		}
+	}
+	// OVS's userspace datapath does not complete CHECKSUM_PARTIAL packets
+	// it receives over AF_PACKET: without this, TCP between VMs times out.
+	if _, err := (dataplane.Netns{Name: v.Netns}).Run(ctx, nil, "ethtool", "-K", "eth0", "tx", "off"); err != nil {
+		return fmt.Errorf("disable checksum offload on eth0 (TCP would fail through the userspace OVS): %w", err)
+	}
+	return nil
+}
+
+// startDaemon starts moat in the host namespace, detached into its own
+// session with its output in moat.log and its pid in moat.pid. exited is
+// closed when it ends while this process still runs.
+func startDaemon(cfg Config, host string) (exited <-chan struct{}, err error) {
+	logf, err := os.OpenFile(filepath.Join(cfg.StateDir, moatLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("open moat's log: %w", err)
+	}
+	defer logf.Close()
+	args := append([]string{"netns", "exec", host, cfg.Moat}, DaemonArgs(cfg, cfg.StateDir)...)
+	cmd := exec.Command("ip", args...) // `ip netns exec` execs: the pid is moat's
+	cmd.Stdout, cmd.Stderr = logf, logf
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", cmd, err)
+	}
+	pidfile := filepath.Join(cfg.StateDir, moatPid)
+	if err := os.WriteFile(pidfile, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o644); err != nil {
+		_ = cmd.Process.Kill()
+		return nil, fmt.Errorf("write %s: %w", pidfile, err)
+	}
+	done := make(chan struct{})
+	go func() {
+		_ = cmd.Wait()
+		close(done)
+	}()
+	return done, nil
+}
+
+func waitAPI(ctx context.Context, api *client, exited <-chan struct{}, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	var last error
+	for {
+		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		last = api.do(pctx, "GET", "/", nil, nil)
+		cancel()
+		if last == nil {
+			return nil
+		}
+		select {
+		case <-exited:
+			return errors.New("moat exited before its API answered")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(100 * time.Millisecond):
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("moat's API did not answer at %s within %s: %v", APIURL, timeout, last)
+		}
+	}
+}
+
+// waitActive polls the ports until the agent has set them all ACTIVE.
+func waitActive(ctx context.Context, api *client, lab *Lab, exited <-chan struct{}, timeout time.Duration, step func(string, ...any)) error {
+	deadline := time.Now().Add(timeout)
+	lastReport, lastCount := time.Now(), -1
+	for {
+		var down []string
+		for _, v := range lab.VMs {
+			p, err := api.port(ctx, v.PortID)
+			if err != nil {
+				return err
+			}
+			if p.Status != "ACTIVE" {
+				down = append(down, fmt.Sprintf("%s %s", v.Name, p.Status))
+			}
+		}
+		active := len(lab.VMs) - len(down)
+		if len(down) == 0 {
+			return nil
+		}
+		if active != lastCount || time.Since(lastReport) > 5*time.Second {
+			step("waiting for the agent: %d/%d port(s) ACTIVE", active, len(lab.VMs))
+			lastReport, lastCount = time.Now(), active
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("ports not ACTIVE after %s: %s (is the agent wiring them? see %s)", timeout, strings.Join(down, ", "), filepath.Join(lab.StateDir, moatLog))
+		}
+		select {
+		case <-exited:
+			return errors.New("moat exited while the ports were being wired")
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// Down stops the lab's moat and Open vSwitch, deletes its namespaces and
+// its state directory. It is idempotent and works on half-built labs.
+func Down(ctx context.Context, name, stateDir string) error {
+	if err := ValidName(name); err != nil {
+		return err
+	}
+	if stateDir == "" {
+		stateDir = StateDir(name)
+	}
+	var errs []error
+	// moat first, so that its agent does not react to vanishing devices.
+	if err := wiring.StopPidfile(filepath.Join(stateDir, moatPid), stateDir, 5*time.Second); err != nil {
+		errs = append(errs, fmt.Errorf("stop moat: %w", err))
+	}
+	if err := wiring.StopPrivateOVS(stateDir); err != nil {
+		errs = append(errs, fmt.Errorf("stop Open vSwitch: %w", err))
+	}
+	nss, err := labNetns(name)
+	if err != nil {
+		errs = append(errs, err)
+	}
+	for _, ns := range nss { // VMs first, the host last
+		if err := delNetns(ctx, ns); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := os.RemoveAll(stateDir); err != nil {
+		errs = append(errs, fmt.Errorf("remove %s: %w", stateDir, err))
+	}
+	return errors.Join(errs...)
+}
+
+// logTail returns the last n lines of a file, or "".
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return ""
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.TrimSpace(strings.Join(lines, "\n"))
+}

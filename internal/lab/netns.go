@@ -1,0 +1,141 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/vishvananda/netns"
+
+	"github.com/moat-sg/moat/internal/dataplane"
+)
+
+// netnsDir is where `ip netns` keeps named namespaces.
+const netnsDir = "/run/netns"
+
+func netnsExists(name string) bool {
+	_, err := os.Stat(filepath.Join(netnsDir, name))
+	return err == nil
+}
+
+func addNetns(ctx context.Context, name string) error {
+	if _, err := (dataplane.Host{}).Run(ctx, nil, "ip", "netns", "add", name); err != nil {
+		return fmt.Errorf("create network namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// delNetns ends the processes left in a namespace (SIGTERM) and deletes it.
+func delNetns(ctx context.Context, name string) error {
+	if !netnsExists(name) {
+		return nil
+	}
+	if out, err := (dataplane.Host{}).Run(ctx, nil, "ip", "netns", "pids", name); err == nil {
+		for _, f := range strings.Fields(string(out)) {
+			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
+				_ = syscall.Kill(pid, syscall.SIGTERM)
+			}
+		}
+	}
+	if _, err := (dataplane.Host{}).Run(ctx, nil, "ip", "netns", "del", name); err != nil {
+		return fmt.Errorf("delete network namespace %s: %w", name, err)
+	}
+	return nil
+}
+
+// labNetns lists the namespaces of lab name: the NAME-vmN, then NAME-host.
+func labNetns(name string) ([]string, error) {
+	entries, err := os.ReadDir(netnsDir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("list network namespaces: %w", err)
+	}
+	var out []string
+	host := false
+	for _, e := range entries {
+		n := e.Name()
+		if n == HostNetns(name) {
+			host = true
+			continue
+		}
+		if num, ok := strings.CutPrefix(n, name+"-vm"); ok && num != "" {
+			if _, err := strconv.Atoi(num); err == nil {
+				out = append(out, n)
+			}
+		}
+	}
+	if host {
+		out = append(out, HostNetns(name))
+	}
+	return out, nil
+}
+
+// inNetns runs f on an OS thread inside the named namespace, then moves
+// the thread back. If it cannot move back, the thread stays locked and the
+// runtime ends it with the goroutine, so no other code ever runs in the
+// namespace by accident. (Go may schedule this on the main thread, whose
+// namespace is the process's in /proc/PID/ns/net: it must not stay there.)
+func inNetns(name string, f func() error) error {
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread()
+		orig, err := netns.Get()
+		if err != nil {
+			errc <- fmt.Errorf("open the current network namespace: %w", err)
+			return // thread discarded
+		}
+		defer orig.Close()
+		ns, err := netns.GetFromName(name)
+		if err != nil {
+			runtime.UnlockOSThread()
+			errc <- fmt.Errorf("open network namespace %s: %w", name, err)
+			return
+		}
+		defer ns.Close()
+		if err := netns.Set(ns); err != nil {
+			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
+			return // thread discarded
+		}
+		err = f()
+		if netns.Set(orig) == nil {
+			runtime.UnlockOSThread()
+		}
+		errc <- err
+	}()
+	return <-errc
+}
+
+// dialIn returns a DialContext whose sockets live in the named namespace:
+// the socket is created on a thread inside it, and stays there.
+func dialIn(name string) func(ctx context.Context, network, addr string) (net.Conn, error) {
+	return func(ctx context.Context, network, addr string) (net.Conn, error) {
+		var c net.Conn
+		err := inNetns(name, func() error {
+			var d net.Dialer
+			var err error
+			c, err = d.DialContext(ctx, network, addr)
+			return err
+		})
+		return c, err
+	}
+}
+
+// sysctl writes /proc/sys/KEY inside a namespace (/proc/sys/net follows
+// the opening thread's network namespace).
+func sysctl(ns, key, value string) error {
+	return inNetns(ns, func() error {
+		if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644); err != nil {
+			return fmt.Errorf("sysctl %s=%s in %s: %w", key, value, ns, err)
+		}
+		return nil
+	})
+}
