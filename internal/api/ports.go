@@ -481,6 +481,9 @@ func (s *Server) createPort(ctx context.Context, tx *store.Tx, nctx *neutron.Con
 		p.SecurityGroups = []string{}
 	}
 	p.AllowedAddressPairs = neutron.AddressPairsFrom(it["allowed_address_pairs"], p.MACAddress)
+	if err := neutron.CheckAddressPairs(p.AllowedAddressPairs); err != nil {
+		return nil, err
+	}
 	if len(p.AllowedAddressPairs) > 0 && !p.PortSecurityEnabled {
 		return nil, neutron.AddressPairAndPortSecurityRequired()
 	}
@@ -577,6 +580,9 @@ func (s *Server) updatePort(w http.ResponseWriter, r *request) error {
 		}
 		if v, ok := in["allowed_address_pairs"]; ok {
 			p.AllowedAddressPairs = neutron.AddressPairsFrom(v, p.MACAddress)
+			if err := neutron.CheckAddressPairs(p.AllowedAddressPairs); err != nil {
+				return err
+			}
 		}
 		if len(p.AllowedAddressPairs) > 0 && !p.PortSecurityEnabled {
 			return neutron.AddressPairAndPortSecurityRequired()

@@ -270,6 +270,21 @@ func AddressPairsFrom(v any, portMAC string) []AddressPair {
 	return out
 }
 
+// CheckAddressPairs refuses a port's pairs that are the same once the
+// port's MAC fills in a missing one (Neutron's database refuses the second
+// row and answers DuplicateAddressPairInRequest).
+func CheckAddressPairs(pairs []AddressPair) error {
+	seen := map[AddressPair]bool{}
+	for _, ap := range pairs {
+		if seen[ap] {
+			return newErr(http.StatusBadRequest, "DuplicateAddressPairInRequest",
+				"Request contains duplicate address pair: mac_address %s ip_address %s.", ap.MACAddress, ap.IPAddress)
+		}
+		seen[ap] = true
+	}
+	return nil
+}
+
 var vnicTypes = []string{"normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder",
 	"smart-nic", "vdpa", "accelerator-direct", "accelerator-direct-physical", "remote-managed"}
 
