@@ -336,11 +336,18 @@ func TestAllowedAddressPairs(t *testing.T) {
 			wantError(t, err, tc.status, tc.typ, tc.message)
 		})
 	}
+	// A pair without MAC is the same as one with the port's MAC.
+	same := []ports.AddressPair{{IPAddress: "10.9.0.1"}, {IPAddress: "10.9.0.1", MACAddress: "fa:16:3e:00:00:05"}}
+	_, err := ports.Create(ctx, e.a, ports.CreateOpts{NetworkID: n.ID, MACAddress: "fa:16:3e:00:00:05", AllowedAddressPairs: same}).Extract()
+	wantError(t, err, 400, "DuplicateAddressPairInRequest", "Request contains duplicate address pair: mac_address fa:16:3e:00:00:05 ip_address 10.9.0.1.")
+	same = []ports.AddressPair{{IPAddress: "10.9.0.1", MACAddress: mac}, {IPAddress: "10.9.0.1"}}
+	_, err = ports.Update(ctx, e.a, p.ID, ports.UpdateOpts{AllowedAddressPairs: &same}).Extract()
+	wantError(t, err, 400, "DuplicateAddressPairInRequest", "Request contains duplicate address pair: mac_address "+mac+" ip_address 10.9.0.1.")
 	if got := getPort(t, e.a, p.ID); len(got.AllowedAddressPairs) != 10 {
 		t.Errorf("refused updates changed the pairs: %v", pairs(got.AllowedAddressPairs))
 	}
 	// Pairs need port security.
-	_, err := ports.Create(ctx, e.a, portsecurity.PortCreateOptsExt{
+	_, err = ports.Create(ctx, e.a, portsecurity.PortCreateOptsExt{
 		CreateOptsBuilder:   ports.CreateOpts{NetworkID: n.ID, AllowedAddressPairs: []ports.AddressPair{{IPAddress: "10.9.0.1"}}, SecurityGroups: sgIDs()},
 		PortSecurityEnabled: gophercloud.Disabled}).Extract()
 	wantError(t, err, 409, "AddressPairAndPortSecurityRequired", "Port Security must be enabled in order to have allowed address pairs on a port.")
