@@ -94,6 +94,10 @@ type SecurityGroup struct {
 // converters and normalisation: "icmp" on IPv6 is already "ipv6-icmp", the
 // port range 1-65535 is already absent, and so on).
 type Rule struct {
+	// ID is the rule's id in the API. Rendering ignores it (two rules
+	// that differ only in id render alike and share cache entries); it
+	// exists so that RuleSources can say which rule produced a line.
+	ID        string
 	Direction string // Ingress or Egress
 	Ethertype string // IPv4 or IPv6
 	// Protocol is the stored value: "" for any, a lower-case name ("tcp",

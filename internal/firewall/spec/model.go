@@ -74,6 +74,7 @@ func (m *model) addRule(sgID string, body map[string]any) error {
 		return err
 	}
 	id, _ := body["id"].(string)
+	r.ID = id
 	g.fw.Rules = append(g.fw.Rules, r)
 	g.ids = append(g.ids, id)
 	return nil
