@@ -1,0 +1,79 @@
+// Package moatrules gives moat trace the rules moat itself would install
+// for a host state, with their provenance: which security group rule
+// produced which line of a port's chains, and which groups each port
+// carries. It joins the firewall compiler and the trace simulator, which
+// know nothing of each other.
+package moatrules
+
+import (
+	"bytes"
+	"fmt"
+
+	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/trace"
+)
+
+// Host compiles st and loads the result for tracing. The rules go through
+// firewall.WriteSave and trace.ParseSave, the same text a host's
+// iptables-save would print, so that a trace of a spec and a trace of the
+// host that runs it walk the same rules.
+func Host(st *firewall.HostState) (*trace.Host, error) {
+	rs, err := firewall.Compile(st)
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	h := &trace.Host{}
+	for _, fam := range []struct {
+		v6 bool
+		t  *firewall.Tables
+		rs **trace.Ruleset
+	}{{false, &rs.IPv4, &h.IPv4}, {true, &rs.IPv6, &h.IPv6}} {
+		var b bytes.Buffer
+		if err := firewall.WriteSave(&b, &fam.t.Raw, &fam.t.Filter); err != nil {
+			return nil, err
+		}
+		if *fam.rs, err = trace.ParseSaveString(b.String(), fam.v6); err != nil {
+			return nil, fmt.Errorf("read back the compiled rules: %w", err)
+		}
+	}
+	var b bytes.Buffer
+	if err := firewall.WriteIPSetSave(&b, rs.IPSets); err != nil {
+		return nil, err
+	}
+	if h.Sets, err = trace.ParseIPSets(&b); err != nil {
+		return nil, fmt.Errorf("read back the compiled ipsets: %w", err)
+	}
+	if h.Provenance, err = Provenance(st); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
+// Provenance maps the rules of every port of st to their security group
+// rules (firewall.RuleSources) and lists each port's groups.
+func Provenance(st *firewall.HostState) (*trace.Provenance, error) {
+	p := &trace.Provenance{Rules: map[trace.RuleKey][]trace.SGRule{}, Groups: map[string][]string{}}
+	for _, port := range st.Ports {
+		p.Groups[port.ID] = append([]string(nil), port.SecurityGroups...)
+		src, err := firewall.RuleSources(st, port.ID)
+		if err != nil {
+			return nil, err
+		}
+		for k, rules := range src {
+			key := trace.RuleKey{IPv6: k.IPv6, Chain: k.Chain, Rule: k.Rule}
+			for _, r := range rules {
+				p.Rules[key] = appendUnique(p.Rules[key], trace.SGRule{GroupID: r.GroupID, RuleID: r.RuleID, Index: r.Index})
+			}
+		}
+	}
+	return p, nil
+}
+
+func appendUnique(rs []trace.SGRule, r trace.SGRule) []trace.SGRule {
+	for _, x := range rs {
+		if x == r {
+			return rs
+		}
+	}
+	return append(rs, r)
+}

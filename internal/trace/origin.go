@@ -1,0 +1,409 @@
+package trace
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"github.com/moat-sg/moat/internal/neutron"
+)
+
+// Origin kinds: what a rule of Neutron's hybrid layout stands for.
+const (
+	// OriginSGRule is a security group rule.
+	OriginSGRule = "security-group-rule"
+	// OriginDefaultDrop is sg-fallback's DROP: no rule allowed the packet.
+	OriginDefaultDrop = "default-drop"
+	// OriginToDefaultDrop is a port chain's jump to sg-fallback.
+	OriginToDefaultDrop = "to-default-drop"
+	// OriginAntiSpoofing is the s chain and the o chain's jump to it.
+	OriginAntiSpoofing = "anti-spoofing"
+	// OriginInvalid drops packets conntrack considers INVALID.
+	OriginInvalid = "invalid-state"
+	// OriginEstablished returns packets of known connections.
+	OriginEstablished = "established"
+	// OriginDHCPClient lets the VM's DHCP requests out.
+	OriginDHCPClient = "dhcp-client"
+	// OriginDHCPReply lets DHCP replies to the VM in (a provider rule).
+	OriginDHCPReply = "dhcp-reply"
+	// OriginDHCPProtection drops DHCP server traffic from the VM.
+	OriginDHCPProtection = "dhcp-protection"
+	// OriginICMPv6ND allows neighbour discovery and MLD.
+	OriginICMPv6ND = "icmpv6-nd"
+	// OriginICMPv6RA allows router advertisements to the VM.
+	OriginICMPv6RA = "icmpv6-ra"
+	// OriginRAProtection drops router advertisements from the VM.
+	OriginRAProtection = "ra-protection"
+	// OriginICMPv6Egress lets the VM's other ICMPv6 out.
+	OriginICMPv6Egress = "icmpv6-egress"
+	// OriginPortSecurityDisabled accepts everything of such a port.
+	OriginPortSecurityDisabled = "port-security-disabled"
+	// OriginTrusted accepts everything of a network:* port.
+	OriginTrusted = "trusted-port"
+	// OriginSGChainAccept is sg-chain's final ACCEPT: the port's chains
+	// returned, the packet is allowed.
+	OriginSGChainAccept = "sg-chain-accept"
+	// OriginDispatch are the jumps from the hooks to the port chains.
+	OriginDispatch = "dispatch"
+	// OriginCTZone gives the port's packets their conntrack zone.
+	OriginCTZone = "conntrack-zone"
+	// OriginStateless makes a stateless port's packets untracked.
+	OriginStateless = "stateless"
+	// OriginPolicy is a built-in chain's policy.
+	OriginPolicy = "chain-policy"
+	// OriginOther is a rule outside Neutron's layout.
+	OriginOther = "other"
+)
+
+// Origin is what a rule stands for.
+type Origin struct {
+	Kind string `json:"kind"`
+	// Text describes the rule for people.
+	Text string `json:"text"`
+	// Rules are the security group rules behind a rule, when known.
+	Rules []SGRule `json:"security_group_rules,omitempty"`
+}
+
+// ruleView is what classification needs to know about a rule.
+type ruleView struct {
+	cr       *compiledRule
+	proto    int // -1: none
+	sport    []portRange
+	dport    []portRange
+	multi    []portRange
+	icmpType int // -1: none
+	icmpLo   int
+	icmpHi   int
+	src, dst string
+	set      *item
+	states   State
+	hasState bool
+	hasMAC   bool
+}
+
+func viewOf(cr *compiledRule) ruleView {
+	v := ruleView{cr: cr, proto: -1, icmpType: -1}
+	for i := range cr.items {
+		it := &cr.items[i]
+		switch it.kind {
+		case itemProto:
+			v.proto = it.num
+		case itemSport:
+			v.sport = it.ranges
+		case itemDport:
+			v.dport = it.ranges
+		case itemMultiport:
+			v.multi = it.ranges
+		case itemICMP, itemICMPv6:
+			v.icmpType, v.icmpLo, v.icmpHi = it.icmpType, it.icmpLo, it.icmpHi
+			if it.icmpType < 0 {
+				v.icmpType = 255
+			}
+		case itemSrc:
+			v.src = it.pfx.String()
+		case itemDst:
+			v.dst = it.pfx.String()
+		case itemSet:
+			v.set = it
+		case itemState:
+			v.states, v.hasState = it.states, true
+		case itemMAC:
+			v.hasMAC = true
+		}
+	}
+	return v
+}
+
+func (v ruleView) udp(sport, dport int) bool {
+	return v.proto == 17 && len(v.sport) == 1 && v.sport[0] == portRange{sport, sport} &&
+		len(v.dport) == 1 && v.dport[0] == portRange{dport, dport}
+}
+
+func (v ruleView) icmp6(types ...int) bool {
+	if v.proto != 58 {
+		return false
+	}
+	for _, t := range types {
+		if v.icmpType == t {
+			return true
+		}
+	}
+	return false
+}
+
+// classify says what a rule stands for, from its chain and its text (and
+// its position: in a port chain, Neutron's fixed rules come before the
+// RELATED,ESTABLISHED rule, the security group rules after it).
+func (s *sim) classify(r *Rule) *Origin {
+	return classifyRule(r, s.rs.IPv6, s.h.Provenance)
+}
+
+func classifyRule(r *Rule, v6 bool, prov *Provenance) *Origin {
+	cr := r.compile()
+	v := viewOf(cr)
+	tg := cr.target
+	chain := r.Chain.Name
+	o := func(kind, text string) *Origin { return &Origin{Kind: kind, Text: text} }
+	if kind, _ := portChainKind(chain); kind != 0 {
+		return classifyPortRule(r, kind, v, v6, prov)
+	}
+	_, local, wrapped := wrapOf(chain)
+	switch {
+	case wrapped && local == "sg-fallback" && tg.kind == targetDrop:
+		return o(OriginDefaultDrop, "default drop (sg-fallback): no security group rule allowed the packet")
+	case wrapped && local == "sg-chain" && tg.kind == targetAccept:
+		return o(OriginSGChainAccept, "sg-chain ACCEPT: the port's chains let the packet through")
+	case wrapped && local == "PREROUTING" && tg.kind == targetCT && tg.notrack:
+		return o(OriginStateless, "stateless security group: CT --notrack, conntrack skips the port's packets")
+	case wrapped && local == "PREROUTING" && tg.kind == targetCT:
+		return o(OriginCTZone, "conntrack zone "+strconv.Itoa(tg.zone)+" of the port")
+	case wrapped && (local == "FORWARD" || local == "INPUT") && tg.kind == targetAccept:
+		switch {
+		case strings.Contains(cr.comment, "port security is disabled"):
+			return o(OriginPortSecurityDisabled, "port security disabled: every packet of the port is accepted")
+		case strings.Contains(cr.comment, "port is trusted"):
+			return o(OriginTrusted, "trusted port (device_owner network:*): every packet is accepted")
+		}
+		if local == "INPUT" {
+			return o(OriginPortSecurityDisabled, "port security disabled: every packet of the port is accepted")
+		}
+		return o(OriginPortSecurityDisabled, "port security disabled, or a trusted network:* port: every packet is accepted")
+	case tg.kind == targetJump || tg.kind == targetGoto:
+		if _, _, ok := wrapOf(tg.name); ok || tg.name == "neutron-filter-top" {
+			return o(OriginDispatch, "dispatch to "+tg.name)
+		}
+	}
+	return o(OriginOther, "not part of Neutron's security group layout")
+}
+
+func classifyPortRule(r *Rule, kind byte, v ruleView, v6 bool, prov *Provenance) *Origin {
+	cr, tg := v.cr, v.cr.target
+	o := func(k, text string) *Origin { return &Origin{Kind: k, Text: text} }
+	if kind == 's' {
+		if tg.kind == targetDrop {
+			return o(OriginAntiSpoofing, "anti-spoofing: the source IP/MAC pair is not one of the port's (fixed IPs, allowed address pairs)")
+		}
+		return o(OriginAntiSpoofing, "anti-spoofing: an allowed IP/MAC pair of the port")
+	}
+	// Neutron's fixed rules come before RELATED,ESTABLISHED.
+	head := true
+	for _, x := range r.Chain.Rules {
+		if x == r {
+			break
+		}
+		if xv := x.compile(); isEstablished(xv) {
+			head = false
+			break
+		}
+	}
+	switch {
+	case isEstablished(cr):
+		return o(OriginEstablished, "a packet of a known connection (RELATED,ESTABLISHED)")
+	case v.hasState && v.states == StateInvalid && tg.kind == targetDrop:
+		return o(OriginInvalid, "INVALID state: conntrack does not know the packet's connection")
+	case tg.kind == targetJump || tg.kind == targetGoto:
+		if _, local, ok := wrapOf(tg.name); ok && local == "sg-fallback" {
+			return o(OriginToDefaultDrop, "no security group rule matched: on to the default drop")
+		}
+		if k, _ := portChainKind(tg.name); k == 's' {
+			return o(OriginAntiSpoofing, "anti-spoofing check of the source IP/MAC")
+		}
+	}
+	if kind == 'o' {
+		switch {
+		case v.udp(68, 67) || v.udp(546, 547):
+			return o(OriginDHCPClient, "DHCP client traffic of the VM (built-in)")
+		case (v.udp(67, 68) || v.udp(547, 546)) && tg.kind == targetDrop:
+			return o(OriginDHCPProtection, "DHCP spoofing protection: the VM may not act as a DHCP server")
+		case v.icmp6(134) && tg.kind == targetDrop:
+			return o(OriginRAProtection, "the VM may not send router advertisements")
+		case head && v.icmp6(131, 135, 143) && v.src == "::/128":
+			return o(OriginICMPv6ND, "ICMPv6 MLD/neighbour discovery from the unspecified address (built-in)")
+		case head && v.proto == 58 && v.icmpType < 0 && tg.kind == targetReturn:
+			return o(OriginICMPv6Egress, "ICMPv6 from the VM (built-in)")
+		}
+	} else {
+		switch {
+		case v.udp(67, 68) || v.udp(547, 546):
+			return o(OriginDHCPReply, "DHCP reply to the VM (provider rule)")
+		case head && v.icmp6(130, 135, 136) && tg.kind == targetReturn:
+			return o(OriginICMPv6ND, "ICMPv6 MLD/neighbour discovery to the VM (built-in)")
+		case v.icmp6(134) && v.src == "" && v.set == nil && tg.kind == targetReturn && (prov == nil || len(prov.Rules[RuleKey{v6, r.Chain.Name, r.Text}]) == 0):
+			return o(OriginICMPv6RA, "router advertisement to the VM (provider rule)")
+		}
+	}
+	if tg.kind == targetReturn && !head {
+		org := &Origin{Kind: OriginSGRule, Text: "security group rule: " + describeSGRule(v, kind, v6)}
+		if prov != nil {
+			org.Rules = prov.Rules[RuleKey{v6, r.Chain.Name, r.Text}]
+			if len(org.Rules) > 0 {
+				ids := make([]string, len(org.Rules))
+				for i, sr := range org.Rules {
+					ids[i] = sr.String()
+				}
+				org.Text = "security group rule " + strings.Join(ids, ", ") + ": " + describeSGRule(v, kind, v6)
+			}
+		}
+		return org
+	}
+	return o(OriginOther, "not part of Neutron's security group layout")
+}
+
+func isEstablished(cr *compiledRule) bool {
+	for _, it := range cr.items {
+		if it.kind == itemState && !it.neg && it.states == StateRelated|StateEstablished {
+			return cr.target.kind == targetReturn
+		}
+	}
+	return false
+}
+
+// describeSGRule spells a rule of a port chain as the security group rule
+// it stands for: direction, ethertype, protocol, ports, remote.
+func describeSGRule(v ruleView, kind byte, v6 bool) string {
+	var b strings.Builder
+	dir := "ingress"
+	if kind == 'o' {
+		dir = "egress"
+	}
+	eth := "IPv4"
+	if v6 {
+		eth = "IPv6"
+	}
+	b.WriteString(dir + " " + eth)
+	switch {
+	case v.proto <= 0:
+		b.WriteString(", any protocol")
+	default:
+		fmt.Fprintf(&b, ", protocol %s", protoName(v.proto))
+		if v.proto == 94 {
+			b.WriteString(" [not IP-in-IP, which is 4]")
+		}
+	}
+	ports := v.dport
+	if ports == nil {
+		ports = v.multi
+	}
+	if len(ports) > 0 {
+		var ps []string
+		for _, r := range ports {
+			if r.lo == r.hi {
+				ps = append(ps, strconv.Itoa(r.lo))
+			} else {
+				ps = append(ps, fmt.Sprintf("%d-%d", r.lo, r.hi))
+			}
+		}
+		b.WriteString(", port " + strings.Join(ps, ","))
+	}
+	if v.icmpType >= 0 && v.icmpType != 255 {
+		fmt.Fprintf(&b, ", type %d", v.icmpType)
+		if v.icmpLo == v.icmpHi {
+			fmt.Fprintf(&b, " code %d", v.icmpLo)
+		}
+	}
+	remote := v.src
+	if kind == 'o' {
+		remote = v.dst
+	}
+	switch {
+	case v.set != nil:
+		b.WriteString(", remote: members of ipset " + v.set.name)
+		if g := groupOfSet(v.set.name); g != "" {
+			b.WriteString(" (security group " + g + "…)")
+		}
+	case remote != "":
+		b.WriteString(", remote " + remote)
+	default:
+		b.WriteString(", any remote")
+	}
+	return b.String()
+}
+
+// groupOfSet reads the (cut) group id out of Neutron's set name
+// "NIPv4<group id>".
+func groupOfSet(name string) string {
+	for _, p := range []string{"NIPv4", "NIPv6"} {
+		if strings.HasPrefix(name, p) {
+			return name[len(p):]
+		}
+	}
+	return ""
+}
+
+// suggest builds the command that would allow a packet the default rule
+// dropped, and notes about it.
+func suggest(s *sim, notes []string) (string, []string) {
+	p, port := s.pkt, s.port
+	group := "<group>"
+	if s.h.Provenance != nil && port.ID != "" {
+		if gs := s.h.Provenance.Groups[port.ID]; len(gs) > 0 {
+			group = gs[0]
+		}
+	}
+	if group == "<group>" {
+		notes = append(notes, "<group>: one of the port's security groups (openstack port show "+portName(port)+" -c security_group_ids); a dump does not name them")
+	}
+	dir, remote := "--ingress", p.Src
+	if port.Direction == Egress {
+		dir, remote = "--egress", p.Dst
+	}
+	eth := "IPv4"
+	if p.IPv6 {
+		eth = "IPv6"
+	}
+	args := []string{"openstack security group rule create", group, dir, "--ethertype", eth}
+	proto, why := suggestProtocol(p.Protocol, p.IPv6)
+	if proto != "" {
+		args = append(args, "--protocol", proto)
+	}
+	if why != "" {
+		notes = append(notes, why)
+	}
+	if hasPorts(p.Protocol) && p.DstPort >= 0 {
+		args = append(args, "--dst-port", strconv.Itoa(p.DstPort))
+	}
+	if (p.Protocol == 1 || p.Protocol == 58) && p.ICMPType >= 0 {
+		args = append(args, "--icmp-type", strconv.Itoa(p.ICMPType))
+		if p.ICMPCode >= 0 {
+			args = append(args, "--icmp-code", strconv.Itoa(p.ICMPCode))
+		}
+	}
+	bits := 32
+	if p.IPv6 {
+		bits = 128
+	}
+	args = append(args, "--remote-ip", fmt.Sprintf("%s/%d", remote, bits))
+	if p.State == StateUntracked {
+		notes = append(notes, "the port's security group is stateless: replies are not allowed automatically, the other direction needs a rule too")
+	}
+	return strings.Join(args, " "), notes
+}
+
+func portName(port *PortRef) string {
+	if port.ID != "" {
+		return port.ID
+	}
+	return "<port>"
+}
+
+// suggestProtocol spells a protocol for the openstack CLI: Neutron's name
+// where Neutron and iptables agree on it, else the number.
+func suggestProtocol(num int, v6 bool) (arg, why string) {
+	if num == 0 {
+		return "", ""
+	}
+	if num == neutron.ProtoIPIP {
+		return "4", "--protocol 4, not ipip: Neutron renders the name ipip as -p ipip, which iptables reads as 94 (/etc/protocols), not IP-in-IP (4)"
+	}
+	name := neutron.ProtocolName(num)
+	if v6 && num == neutron.ProtoICMPv6 {
+		name = "ipv6-icmp"
+	}
+	if name == "" || name == "ip" {
+		return strconv.Itoa(num), ""
+	}
+	if n, ok := neutron.ParseIptablesProtocol(name); !ok || n != num {
+		return strconv.Itoa(num), fmt.Sprintf("--protocol %d, not %s: iptables reads %s differently", num, name, name)
+	}
+	return name, ""
+}
