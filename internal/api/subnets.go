@@ -192,12 +192,19 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 	if err := checkSubnetLimits(sn, "new subnet"); err != nil {
 		return nil, err
 	}
+	if err := neutron.CheckSubnetFamilies(sn.IPVersion, it["dns_nameservers"], it["host_routes"]); err != nil {
+		return nil, err
+	}
 	sn.GatewayIP, sn.AllocationPools, err = neutron.BuildSubnet(neutron.SubnetRequest{
 		IPVersion: sn.IPVersion, CIDR: cidr, GatewayIP: it["gateway_ip"], Pools: it["allocation_pools"],
 		EnableDHCP: sn.EnableDHCP, IPv6RAMode: sn.IPv6RAMode, IPv6AddressMode: sn.IPv6AddressMode,
 	})
 	if err != nil {
 		return nil, err
+	}
+	// Neutron refuses /0 (dnsmasq cannot serve it) before the overlap check.
+	if cidr.Bits() == 0 {
+		return nil, neutron.InvalidInput("0 is not allowed as CIDR prefix length")
 	}
 	existing, err := tx.SubnetsOfNetwork(ctx, n.ID)
 	if err != nil {
@@ -417,6 +424,11 @@ func (s *Server) updateSubnet(w http.ResponseWriter, r *request) error {
 			sn.Description = v
 		}
 		if v, ok := in["enable_dhcp"].(bool); ok {
+			if v && !sn.EnableDHCP {
+				if err := neutron.CheckDHCPCIDR(sn.IPVersion, sn.CIDR); err != nil {
+					return err
+				}
+			}
 			sn.EnableDHCP = v
 		}
 		if v, ok := in["dns_nameservers"]; ok {
@@ -426,6 +438,9 @@ func (s *Server) updateSubnet(w http.ResponseWriter, r *request) error {
 			sn.HostRoutes = routesOf(v)
 		}
 		if err := checkSubnetLimits(sn, sn.ID); err != nil {
+			return err
+		}
+		if err := neutron.CheckSubnetFamilies(sn.IPVersion, in["dns_nameservers"], in["host_routes"]); err != nil {
 			return err
 		}
 		gw, hasGW := in["gateway_ip"]

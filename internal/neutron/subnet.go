@@ -323,8 +323,10 @@ func BuildSubnet(req SubnetRequest) (gateway *netip.Addr, pools []Pool, err erro
 		return nil, nil, InvalidInput("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False")
 	}
 	bits := p.Addr().BitLen()
-	if req.EnableDHCP && ((req.IPVersion == 4 && p.Bits() > 30) || (req.IPVersion == 6 && p.Bits() > 126)) {
-		return nil, nil, InvalidInput("Subnet has a prefix length that is incompatible with DHCP service enabled")
+	if req.EnableDHCP {
+		if err := CheckDHCPCIDR(req.IPVersion, p); err != nil {
+			return nil, nil, err
+		}
 	}
 	first, last := rangeOf(p)
 	// Usable host range: IPv4 excludes the network and broadcast
@@ -390,6 +392,57 @@ func BuildSubnet(req SubnetRequest) (gateway *netip.Addr, pools []Pool, err erro
 		}
 	}
 	return gateway, pools, nil
+}
+
+// CheckDHCPCIDR is what Neutron requires of a subnet that gets DHCP: room
+// for a server, and not a multicast, loopback or 0.0.0.0 range.
+func CheckDHCPCIDR(version int, p netip.Prefix) error {
+	if (version == 4 && p.Bits() > 30) || (version == 6 && p.Bits() > 126) {
+		return InvalidInput("Subnet has a prefix length that is incompatible with DHCP service enabled")
+	}
+	a := p.Masked().Addr()
+	switch {
+	case a.IsMulticast():
+		return InvalidInput("Multicast IP subnet is not supported if enable_dhcp is True")
+	case a.IsLoopback():
+		return InvalidInput("Loopback IP subnet is not supported if enable_dhcp is True")
+	case version == 4 && a == netip.IPv4Unspecified():
+		// Neutron's message ends with a period of its own.
+		return InvalidInput("First IP '0.0.0.0' of network is not supported if enable_dhcp is True.")
+	}
+	return nil
+}
+
+// CheckSubnetFamilies checks that a subnet's DNS servers and host routes
+// (as the request gave them) are of its IP version, with Neutron's
+// messages.
+func CheckSubnetFamilies(version int, dns, routes any) error {
+	mismatch := func(name, v string) error {
+		return InvalidInput(fmt.Sprintf("%s '%s' does not match the ip_version '%d'", name, v, version))
+	}
+	// wrong reports an address or CIDR of the other family (the
+	// validators have checked the syntax).
+	wrong := func(v any) bool {
+		str, _ := v.(string)
+		p, err := ParseCIDR(str)
+		return err == nil && p.Addr().Is4() != (version == 4)
+	}
+	list, _ := dns.([]any)
+	for _, it := range list {
+		if wrong(it) {
+			return mismatch("dns_nameserver", it.(string))
+		}
+	}
+	list, _ = routes.([]any)
+	for _, it := range list {
+		m, _ := it.(map[string]any)
+		for _, k := range []string{"nexthop", "destination"} {
+			if wrong(m[k]) {
+				return mismatch(k, m[k].(string))
+			}
+		}
+	}
+	return nil
 }
 
 // rangeOf returns the first and last address of a prefix.
