@@ -186,6 +186,22 @@ func TestSubnetErrors(t *testing.T) {
 			"Invalid input for dns_nameservers. Reason: Duplicate nameserver '1.1.1.1'."},
 		{"21 host routes", with(v4("10.1.0.0/24"), "host_routes", routes), 400, "HostRoutesExhausted",
 			"Unable to complete operation for new subnet. The number of host routes exceeds the limit 20."},
+		{"DHCP on 0.0.0.0/8", v4("0.0.0.0/8"), 400, "InvalidInput",
+			"Invalid input for operation: First IP '0.0.0.0' of network is not supported if enable_dhcp is True.."},
+		{"DHCP on multicast", v4("224.0.0.0/24"), 400, "InvalidInput",
+			"Invalid input for operation: Multicast IP subnet is not supported if enable_dhcp is True."},
+		{"DHCP on IPv6 multicast", with(v4("ff00::/64"), "ip_version", 6), 400, "InvalidInput",
+			"Invalid input for operation: Multicast IP subnet is not supported if enable_dhcp is True."},
+		{"DHCP on loopback", v4("127.0.0.0/24"), 400, "InvalidInput",
+			"Invalid input for operation: Loopback IP subnet is not supported if enable_dhcp is True."},
+		{"prefix length 0", with(v4("::/0"), "ip_version", 6, "enable_dhcp", false), 400, "InvalidInput",
+			"Invalid input for operation: 0 is not allowed as CIDR prefix length."},
+		{"DNS server of the other family", with(v4("10.1.0.0/24"), "dns_nameservers", []any{"2001:DB8::1"}), 400, "InvalidInput",
+			"Invalid input for operation: dns_nameserver '2001:DB8::1' does not match the ip_version '4'."},
+		{"route next hop of the other family", with(v4("10.1.0.0/24"), "host_routes", []any{map[string]any{"destination": "2001:db8::/64", "nexthop": "2001:db8::1"}}),
+			400, "InvalidInput", "Invalid input for operation: nexthop '2001:db8::1' does not match the ip_version '4'."},
+		{"route destination of the other family", with(v4("10.1.0.0/24"), "host_routes", []any{map[string]any{"destination": "2001:db8::/64", "nexthop": "10.1.0.9"}}),
+			400, "InvalidInput", "Invalid input for operation: destination '2001:db8::/64' does not match the ip_version '4'."},
 		{"unknown network", with(v4("10.1.0.0/24"), "network_id", "00000000-0000-0000-0000-000000000000"), 404, "NetworkNotFound",
 			"Network 00000000-0000-0000-0000-000000000000 could not be found."},
 		{"another project's network", with(v4("10.1.0.0/24"), "network_id", nb.ID), 404, "NetworkNotFound",
@@ -239,11 +255,21 @@ func TestSubnetUpdate(t *testing.T) {
 	_, err = update(subnets.UpdateOpts{HostRoutes: &routes})
 	wantError(t, err, 400, "HostRoutesExhausted",
 		"Unable to complete operation for "+sn.ID+". The number of host routes exceeds the limit 20.")
+	_, err = update(subnets.UpdateOpts{DNSNameservers: &[]string{"2001:db8::1"}})
+	wantError(t, err, 400, "InvalidInput", "Invalid input for operation: dns_nameserver '2001:db8::1' does not match the ip_version '4'.")
 	got, err = update(subnets.UpdateOpts{DNSNameservers: ptr(six[:5]), HostRoutes: ptr(routes[:20])})
 	noErr(t, err, "five servers and twenty routes")
 	if len(got.DNSNameservers) != 5 || len(got.HostRoutes) != 20 {
 		t.Errorf("dns %d routes %d", len(got.DNSNameservers), len(got.HostRoutes))
 	}
+	// Turning DHCP on checks the range as a create does.
+	n2 := newNetwork(t, e.a, "n2")
+	small := newSubnetNoDHCP(t, e.a, n2.ID, "10.9.0.0/30")
+	_, err = subnets.Update(ctx, e.a, small.ID, subnets.UpdateOpts{EnableDHCP: ptr(true)}).Extract()
+	noErr(t, err, "DHCP on a /30")
+	tiny := createSubnet(t, e.a, subnets.CreateOpts{NetworkID: n2.ID, CIDR: "10.9.1.0/31", IPVersion: 4, EnableDHCP: ptr(false), GatewayIP: ptr("")})
+	_, err = subnets.Update(ctx, e.a, tiny.ID, subnets.UpdateOpts{EnableDHCP: ptr(true)}).Extract()
+	wantError(t, err, 400, "InvalidInput", "Invalid input for operation: Subnet has a prefix length that is incompatible with DHCP service enabled.")
 	// B cannot see or change A's subnet.
 	_, err = subnets.Update(ctx, e.b, sn.ID, subnets.UpdateOpts{Name: ptr("x")}).Extract()
 	wantError(t, err, 404, "SubnetNotFound", "Subnet "+sn.ID+" could not be found.")
