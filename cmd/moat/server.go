@@ -135,6 +135,16 @@ func runServer(ctx context.Context, f *serverFlags) error {
 		return err
 	}
 	slog.SetDefault(log)
+	st, err := store.Open(ctx, f.db)
+	if err != nil {
+		return fmt.Errorf("open database %s: %w", f.db, err)
+	}
+	defer st.Close()
+	return serveAPI(ctx, f, st, log)
+}
+
+// serveAPI serves the Neutron API over st until ctx ends.
+func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Logger) error {
 	auth, err := api.NewAuthenticator(f.auth, f.keystoneURL)
 	if err != nil {
 		return err
@@ -143,11 +153,6 @@ func runServer(ctx context.Context, f *serverFlags) error {
 	if err != nil {
 		return err
 	}
-	st, err := store.Open(ctx, f.db)
-	if err != nil {
-		return fmt.Errorf("open database %s: %w", f.db, err)
-	}
-	defer st.Close()
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.listen, err)
@@ -164,7 +169,7 @@ func runServer(ctx context.Context, f *serverFlags) error {
 		return err
 	case <-ctx.Done():
 	}
-	log.Info("shutting down")
+	log.Info("shutting down the API")
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	if err := srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {

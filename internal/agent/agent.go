@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
+	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
@@ -59,10 +60,10 @@ type WirePort struct {
 	Tag, MTU           int
 }
 
-// Plugged is a port found wired at start-up.
+// Plugged is a port found wired at start-up (NetworkID "" if unknown).
 type Plugged struct {
-	ID  string
-	Tag int
+	ID, NetworkID string
+	Tag           int
 }
 
 // Wiring plugs ports the hybrid way (tap, qbr, qvb/qvo, br-int).
@@ -120,20 +121,20 @@ type Agent struct {
 	wired    map[string]WirePort // ports plugged (qbr/qvb/qvo)
 	attached map[string]bool     // ports whose tap is in their qbr
 	status   map[string]string   // status last known in the store
-	tags     map[string]int      // local VLAN per network
+	vlans    *wiring.VLANs       // local VLAN per network
 
 	// Sync counts successful syncs, for tests and metrics.
 	Syncs int
 }
 
 // New builds an agent.
-func New(cfg Config, feed Feed, rules Rules, sets Sets, wiring Wiring, ct conntrack.Deleter) *Agent {
+func New(cfg Config, feed Feed, rules Rules, sets Sets, wire Wiring, ct conntrack.Deleter) *Agent {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Agent{cfg: cfg, feed: feed, rules: rules, sets: sets, wiring: wiring, conntrack: ct, log: cfg.Logger,
+	return &Agent{cfg: cfg, feed: feed, rules: rules, sets: sets, wiring: wire, conntrack: ct, log: cfg.Logger,
 		compiler: firewall.NewCompiler(), zones: map[string]int{}, wired: map[string]WirePort{},
-		attached: map[string]bool{}, status: map[string]string{}, tags: map[string]int{}}
+		attached: map[string]bool{}, status: map[string]string{}, vlans: wiring.NewVLANs()}
 }
 
 // Run syncs until ctx ends. Rules stay installed when it returns: a
@@ -221,7 +222,14 @@ func (a *Agent) recover(ctx context.Context) error {
 		return fmt.Errorf("read wired ports: %w", err)
 	}
 	for _, p := range plugged {
-		a.wired[p.ID] = WirePort{ID: p.ID, Tag: p.Tag}
+		a.wired[p.ID] = WirePort{ID: p.ID, NetworkID: p.NetworkID, Tag: p.Tag}
+		if p.NetworkID != "" && p.Tag > 0 {
+			// A conflict (two networks on one tag after a crash) only
+			// means the port is re-plugged with a fresh tag below.
+			if err := a.vlans.Seed(p.ID, p.NetworkID, p.Tag); err != nil {
+				a.log.Warn("wired port's VLAN not kept", "port", p.ID, "err", err)
+			}
+		}
 	}
 	if len(zones) > 0 || len(plugged) > 0 {
 		a.log.Info("taking over from a previous run", "zones", len(zones), "wired_ports", len(plugged))
@@ -254,14 +262,18 @@ func (a *Agent) Sync(ctx context.Context) error {
 			delete(a.wired, id)
 			delete(a.attached, id)
 			delete(a.status, id)
+			a.vlans.Release(id)
 		}
 	}
-	a.releaseTags()
-	a.adoptTags(snap)
 	// 2. New ports get their bridge and OVS port; the tap (the VM) is not
 	//    connected until step 5, when the port's chains exist.
 	for _, p := range snap.Ports {
-		want := WirePort{ID: p.ID, MAC: p.MACAddress, NetworkID: p.NetworkID, Tag: a.tag(p.NetworkID), MTU: 1500}
+		tag, err := a.vlans.Assign(p.ID, p.NetworkID)
+		if err != nil {
+			tag = wiring.DeadVLAN // no tag left: wired, but passes nothing
+			a.log.Error("no local VLAN left", "port", p.ID, "network", p.NetworkID, "err", err)
+		}
+		want := WirePort{ID: p.ID, MAC: p.MACAddress, NetworkID: p.NetworkID, Tag: tag, MTU: 1500}
 		if n := snap.Networks[p.NetworkID]; n != nil {
 			want.MTU = n.MTU
 		}
@@ -364,63 +376,6 @@ func (a *Agent) drifted(ctx context.Context) bool {
 	a.rules.Invalidate()
 	a.sets.Invalidate()
 	return true
-}
-
-// tag returns the network's local VLAN, allocating the lowest free one.
-func (a *Agent) tag(network string) int {
-	if t, ok := a.tags[network]; ok {
-		return t
-	}
-	used := map[int]bool{}
-	for _, t := range a.tags {
-		used[t] = true
-	}
-	// Tags seen on ports wired by a previous run stay taken until those
-	// ports are synced again.
-	for _, w := range a.wired {
-		if w.NetworkID == "" {
-			used[w.Tag] = true
-		}
-	}
-	for t := 1; t <= 4094; t++ {
-		if !used[t] {
-			a.tags[network] = t
-			return t
-		}
-	}
-	return 4095 // Neutron's dead VLAN: no traffic
-}
-
-// adoptTags keeps the VLAN tags a previous run gave networks, learnt from
-// the ports it left wired, so a restart does not retag anything.
-func (a *Agent) adoptTags(snap *store.HostSnapshot) {
-	used := map[int]bool{}
-	for _, t := range a.tags {
-		used[t] = true
-	}
-	for _, p := range snap.Ports {
-		w, ok := a.wired[p.ID]
-		if !ok || w.NetworkID != "" || w.Tag <= 0 || w.Tag > 4094 {
-			continue
-		}
-		if _, has := a.tags[p.NetworkID]; !has && !used[w.Tag] {
-			a.tags[p.NetworkID] = w.Tag
-			used[w.Tag] = true
-		}
-	}
-}
-
-// releaseTags frees the tags of networks without ports on the host.
-func (a *Agent) releaseTags() {
-	inUse := map[string]bool{}
-	for _, w := range a.wired {
-		inUse[w.NetworkID] = true
-	}
-	for n := range a.tags {
-		if !inUse[n] {
-			delete(a.tags, n)
-		}
-	}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

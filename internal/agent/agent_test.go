@@ -305,7 +305,7 @@ func TestRemovedRuleAndMemberStopTheirFlows(t *testing.T) {
 func TestRestartKeepsZonesAndTags(t *testing.T) {
 	a, _, rules, wiring, _, ev := newFixture(t)
 	rules.zones = map[string]int{portA: 4321}
-	wiring.plugged = []Plugged{{ID: portA, Tag: 7}}
+	wiring.plugged = []Plugged{{ID: portA, NetworkID: netA, Tag: 7}}
 	ctx := context.Background()
 	if err := a.recover(ctx); err != nil {
 		t.Fatal(err)

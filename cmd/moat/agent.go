@@ -1,0 +1,149 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-sg/moat/internal/agent"
+	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/dataplane/conntrack"
+	"github.com/moat-sg/moat/internal/dataplane/ipset"
+	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/store"
+)
+
+// agentFlags are the flags of `moat agent` (and `moat allinone`).
+type agentFlags struct {
+	host          string
+	backend       string
+	bridge        string
+	ovsdb         string
+	datapathType  string
+	noIPSet       bool
+	noComments    bool
+	checkInterval time.Duration
+	pollInterval  time.Duration
+}
+
+func (f *agentFlags) register(cmd *cobra.Command) {
+	host, _ := os.Hostname()
+	cmd.Flags().StringVar(&f.host, "host", host, "this host's name: the agent enforces the ports whose binding:host_id is this")
+	cmd.Flags().StringVar(&f.backend, "backend", string(iptables.NFT), "iptables backend: iptables-legacy or iptables-nft")
+	cmd.Flags().StringVar(&f.bridge, "bridge", wiring.ModeAuto, "br-int: ovs, linux (a Linux bridge: no VLAN isolation) or auto (OVS when it answers)")
+	cmd.Flags().StringVar(&f.ovsdb, "ovsdb", "", "OVSDB to use (ovs-vsctl --db), e.g. unix:/run/openvswitch/db.sock; empty: the default")
+	cmd.Flags().StringVar(&f.datapathType, "datapath-type", "system", "datapath type of a br-int the agent creates: system or netdev (userspace)")
+	cmd.Flags().BoolVar(&f.noIPSet, "no-ipset", false, "match remote groups rule by rule instead of with ipsets (Neutron's enable_ipset = False)")
+	cmd.Flags().BoolVar(&f.noComments, "no-comments", false, "leave comments off the rules (Neutron's comment_iptables_rules = False)")
+	cmd.Flags().DurationVar(&f.checkInterval, "check-interval", 5*time.Second, "how often the kernel is re-read to repair drift")
+	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", 200*time.Millisecond, "how often the change log is polled for other processes' changes")
+}
+
+// newAgent builds the agent of this host over a store, with the real
+// kernel behind it (in this process's network namespace).
+func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Logger) (*agent.Agent, func(), error) {
+	if f.host == "" {
+		return nil, nil, fmt.Errorf("--host is empty and the hostname is unknown")
+	}
+	backend, err := iptables.ParseBackend(f.backend)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, bin := range append(backend.Binaries(), "ipset") {
+		if _, err := exec.LookPath(bin); err != nil {
+			return nil, nil, fmt.Errorf("%s is not installed (apt-get install iptables ipset): %w", bin, err)
+		}
+	}
+	wire, err := wiring.New(ctx, wiring.Config{Mode: f.bridge, OVSDB: f.ovsdb, DatapathType: f.datapathType, Logger: log})
+	if err != nil {
+		return nil, nil, fmt.Errorf("set up br-int: %w", err)
+	}
+	log.Info("wiring ports", "bridge", wire.Kind(), "host", f.host, "backend", backend)
+	cfg := agent.DefaultConfig()
+	cfg.Options = firewall.Options{EnableIPSet: !f.noIPSet, CommentRules: !f.noComments}
+	cfg.CheckInterval, cfg.PollInterval = f.checkInterval, f.pollInterval
+	cfg.Logger = log
+	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: f.host},
+		rulesAdapter{iptables.NewSyncer(dataplane.Host{}, backend)},
+		ipset.NewSyncer(dataplane.Host{}), wiringAdapter{wire}, conntrack.Netlink{})
+	return a, func() { wire.Close() }, nil
+}
+
+// rulesAdapter drops the iptables syncer's statistics.
+type rulesAdapter struct{ *iptables.Syncer }
+
+func (r rulesAdapter) Apply(ctx context.Context, rs *firewall.Ruleset) error {
+	_, err := r.Syncer.Apply(ctx, rs)
+	return err
+}
+
+// wiringAdapter maps the agent's wiring calls to the wiring package.
+type wiringAdapter struct{ wiring.Wirer }
+
+func (w wiringAdapter) Plug(ctx context.Context, p agent.WirePort) error {
+	return w.Wirer.Plug(ctx, wiring.Port{ID: p.ID, MAC: p.MAC, NetworkID: p.NetworkID, Tag: p.Tag, MTU: p.MTU})
+}
+
+func (w wiringAdapter) Plugged(ctx context.Context) ([]agent.Plugged, error) {
+	ps, err := w.Wirer.Plugged(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]agent.Plugged, 0, len(ps))
+	for _, p := range ps {
+		id := p.PortID
+		if id == "" {
+			id = p.DevID // a half-known leftover: the agent unplugs it
+		}
+		out = append(out, agent.Plugged{ID: id, NetworkID: p.NetworkID, Tag: p.Tag})
+	}
+	return out, nil
+}
+
+func init() {
+	var f agentFlags
+	var db string
+	var logLevel string
+	cmd := &cobra.Command{
+		Use:   "agent",
+		Short: "Enforce security groups on this host (wiring, iptables, ipsets, conntrack)",
+		Long: `Follow the store for the ports bound to this host (binding:host_id = --host), wire them the
+hybrid way (tap, qbr, qvb/qvo, br-int) and enforce their security groups with iptables in
+Neutron's layout. Rules stay installed when the agent stops; a restarted agent takes over
+without an open window.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log, err := newLogger(logLevel)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(log)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			st, err := store.Open(ctx, db)
+			if err != nil {
+				return fmt.Errorf("open database %s: %w", db, err)
+			}
+			defer st.Close()
+			a, closeFn, err := newAgent(ctx, &f, st, log)
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			return a.Run(ctx)
+		},
+	}
+	f.register(cmd)
+	cmd.Flags().StringVar(&db, "db", store.DefaultURL, "database the server writes: sqlite:///path/file.db or postgres://...")
+	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	rootCmd.AddCommand(cmd)
+}

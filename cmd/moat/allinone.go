@@ -1,0 +1,64 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"syscall"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-sg/moat/internal/store"
+)
+
+func init() {
+	var sf serverFlags
+	var af agentFlags
+	cmd := &cobra.Command{
+		Use:   "allinone",
+		Short: "Serve the API and enforce it on this host, in one process (the embedded default)",
+		Long: `Run the Neutron API server and this host's agent in one process over one database
+(SQLite by default): what a single hypervisor, a lab or a laptop needs. The agent wakes up
+on every committed change, so an API call is enforced in the kernel within milliseconds.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := sf.readQuotas(cmd); err != nil {
+				return err
+			}
+			log, err := newLogger(sf.logLevel)
+			if err != nil {
+				return err
+			}
+			slog.SetDefault(log)
+			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			st, err := store.Open(ctx, sf.db)
+			if err != nil {
+				return fmt.Errorf("open database %s: %w", sf.db, err)
+			}
+			defer st.Close()
+			a, closeFn, err := newAgent(ctx, &af, st, log.With("part", "agent"))
+			if err != nil {
+				return err
+			}
+			defer closeFn()
+			// Either part failing stops both: an API without enforcement
+			// (or the reverse) would mislead.
+			ctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			errc := make(chan error, 2)
+			go func() { errc <- serveAPI(ctx, &sf, st, log.With("part", "api")); cancel() }()
+			go func() { errc <- a.Run(ctx); cancel() }()
+			err1, err2 := <-errc, <-errc
+			if err1 != nil {
+				return err1
+			}
+			return err2
+		},
+	}
+	sf.register(cmd)
+	af.register(cmd)
+	rootCmd.AddCommand(cmd)
+}
