@@ -197,13 +197,16 @@ func validateSecurityGroupIDs(v any) error {
 	return nil
 }
 
+// validateAddressPairs is neutron-lib's _validate_allowed_address_pairs,
+// checks, order and answers: most refusals are plain HTTPBadRequest
+// messages, a non-dict item is a Reason.
 func validateAddressPairs(v any) error {
 	if IsNotSpecified(v) {
 		return nil
 	}
 	list, ok := v.([]any)
 	if !ok {
-		return InvalidInput(fmt.Sprintf("'%s' is not a list", PyStr(v)))
+		return BadRequest("Allowed address pairs must be a list.")
 	}
 	if len(list) > MaxAllowedAddressPairs {
 		return newErr(http.StatusBadRequest, "AllowedAddressPairExhausted",
@@ -213,36 +216,61 @@ func validateAddressPairs(v any) error {
 	for _, it := range list {
 		m, ok := it.(map[string]any)
 		if !ok {
-			return InvalidInput(fmt.Sprintf("'%s' is not a dict", PyStr(it)))
+			return reasonf("'%s' is not a dictionary", PyStr(it))
+		}
+		mac, hasMAC := m["mac_address"]
+		if hasMAC {
+			if err := validateMAC(mac); err != nil {
+				return BadRequest("%s", err.Error())
+			}
 		}
 		ip, hasIP := m["ip_address"]
 		if !hasIP {
 			return newErr(http.StatusBadRequest, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address")
 		}
-		for k := range m {
-			if k != "ip_address" && k != "mac_address" {
-				return InvalidInput(fmt.Sprintf("Unrecognized attribute(s) '%s'", k))
-			}
-		}
-		s, ok := ip.(string)
-		if _, err := ParseCIDR(s); !ok || err != nil {
-			return InvalidInput(fmt.Sprintf("'%s' is not a valid IP address", PyStr(ip)))
-		}
-		mac, hasMAC := m["mac_address"]
+		macText := "None"
 		if hasMAC {
-			if err := validateMAC(mac); err != nil {
-				return InvalidInput(err.Error())
-			}
+			macText = PyStr(mac)
 		}
-		key := PyStr(mac) + " " + s
-		if !hasMAC {
-			key = "None " + s
-		}
+		key := macText + " " + PyStr(ip)
 		if seen[key] {
 			return newErr(http.StatusBadRequest, "DuplicateAddressPairInRequest",
-				"Request contains duplicate address pair: mac_address %s ip_address %s.", strings.SplitN(key, " ", 2)[0], s)
+				"Request contains duplicate address pair: mac_address %s ip_address %s.", macText, PyStr(ip))
 		}
 		seen[key] = true
+		var unknown []string
+		for k := range m {
+			if k != "ip_address" && k != "mac_address" {
+				unknown = append(unknown, k)
+			}
+		}
+		if len(unknown) > 0 {
+			sort.Strings(unknown)
+			return BadRequest("Unrecognized attribute(s) '%s'", strings.Join(unknown, ", "))
+		}
+		if err := validatePairAddress(ip); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// validatePairAddress is validate_subnet for a CIDR, validate_ip_address
+// for an address, raised as plain HTTPBadRequest messages.
+func validatePairAddress(ip any) error {
+	s, ok := ip.(string)
+	if !ok || !strings.Contains(s, "/") {
+		if err := validateIP(ip); err != nil {
+			return BadRequest("%s", err.Error())
+		}
+		return nil
+	}
+	p, err := ParseCIDR(s)
+	if err != nil || strings.TrimSpace(s) != s {
+		return BadRequest("'%s' is not a valid IP subnet", s)
+	}
+	if p.Addr().Is4() && p.String() != s {
+		return BadRequest("'%s' isn't a recognized IP subnet cidr, '%s' is recommended", s, FormatCIDR(p.Masked()))
 	}
 	return nil
 }
