@@ -325,6 +325,11 @@ func TestAllowedAddressPairs(t *testing.T) {
 		{"duplicate with MAC", []ports.AddressPair{{IPAddress: "10.9.0.1", MACAddress: mac}, {IPAddress: "10.9.0.1", MACAddress: mac}}, 400,
 			"DuplicateAddressPairInRequest", "Request contains duplicate address pair: mac_address " + mac + " ip_address 10.9.0.1."},
 		{"no address", []ports.AddressPair{{MACAddress: mac}}, 400, "AllowedAddressPairsMissingIP", "AllowedAddressPair must contain ip_address"},
+		{"bad CIDR", []ports.AddressPair{{IPAddress: "10.0.0.0/33"}}, 400, "HTTPBadRequest", "'10.0.0.0/33' is not a valid IP subnet"},
+		{"bad address", []ports.AddressPair{{IPAddress: "10.0.0.300"}}, 400, "HTTPBadRequest", "'10.0.0.300' is not a valid IP address"},
+		{"CIDR not canonical", []ports.AddressPair{{IPAddress: "10.9/16"}}, 400, "HTTPBadRequest",
+			"'10.9/16' isn't a recognized IP subnet cidr, '10.9.0.0/16' is recommended"},
+		{"bad MAC", []ports.AddressPair{{IPAddress: "10.0.0.1", MACAddress: "zz"}}, 400, "HTTPBadRequest", "'zz' is not a valid MAC address"},
 	}
 	for _, tc := range tests {
 		t.Run("create "+tc.name, func(t *testing.T) {
@@ -335,6 +340,19 @@ func TestAllowedAddressPairs(t *testing.T) {
 			_, err := ports.Update(ctx, e.a, p.ID, ports.UpdateOpts{AllowedAddressPairs: &tc.pairs}).Extract()
 			wantError(t, err, tc.status, tc.typ, tc.message)
 		})
+	}
+	// Shapes gophercloud cannot send.
+	for _, tc := range []struct {
+		pairs   any
+		typ     string
+		message string
+	}{
+		{"x", "HTTPBadRequest", "Allowed address pairs must be a list."},
+		{[]any{"x"}, "HTTPBadRequest", "Invalid input for allowed_address_pairs. Reason: 'x' is not a dictionary."},
+		{[]any{map[string]any{"ip_address": "10.0.0.1", "foo": 1}}, "HTTPBadRequest", "Unrecognized attribute(s) 'foo'"},
+	} {
+		err := rawRequest(t, e.a, http.MethodPost, "ports", map[string]any{"port": map[string]any{"network_id": n.ID, "allowed_address_pairs": tc.pairs}}, nil, nil, 201)
+		wantError(t, err, 400, tc.typ, tc.message)
 	}
 	// A pair without MAC is the same as one with the port's MAC.
 	same := []ports.AddressPair{{IPAddress: "10.9.0.1"}, {IPAddress: "10.9.0.1", MACAddress: "fa:16:3e:00:00:05"}}
