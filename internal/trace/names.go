@@ -119,3 +119,26 @@ func (rs *Ruleset) Taps() []string {
 	rs.taps = taps
 	return taps
 }
+
+// wraps lists the wrap prefixes of the filter table's port chains (one,
+// normally: neutron-openvswi-).
+func (rs *Ruleset) wraps() []string {
+	if rs.wrapList != nil {
+		return rs.wrapList
+	}
+	seen := map[string]bool{}
+	rs.wrapList = []string{}
+	if t := rs.Table("filter"); t != nil {
+		for _, c := range t.Chains {
+			if kind, _ := portChainKind(c.Name); kind == 'i' {
+				w, _, _ := wrapOf(c.Name)
+				if !seen[w] {
+					seen[w] = true
+					rs.wrapList = append(rs.wrapList, w)
+				}
+			}
+		}
+	}
+	sort.Strings(rs.wrapList)
+	return rs.wrapList
+}

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"strings"
 )
 
 // WriteText prints a trace for people: the packet, the path (each rule
@@ -78,9 +77,4 @@ func WriteText(w io.Writer, res *Result) error {
 		}
 	}
 	return bw.Flush()
-}
-
-// indent is used by explain tables.
-func indent(s string, n int) string {
-	return strings.Repeat(" ", n) + s
 }

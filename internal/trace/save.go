@@ -15,7 +15,8 @@ type Ruleset struct {
 	IPv6   bool
 	Tables []*Table // in input order
 
-	taps []string // Taps, once computed
+	taps     []string // Taps, once computed
+	wrapList []string // wraps, once computed
 }
 
 // Table is one table of a dump.

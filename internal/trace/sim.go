@@ -18,6 +18,8 @@ type Host struct {
 	Sets IPSets
 	// Provenance maps rules to security group rules; nil for dumps.
 	Provenance *Provenance
+
+	idx *hostIndex
 }
 
 // Provenance says which security group rules produced the rules of the
@@ -333,44 +335,61 @@ func parseAddr(s string) (netip.Addr, error) {
 	return a.Unmap(), nil
 }
 
+// hostIndex is what findPort needs, computed once per Host: a batch
+// traces thousands of packets through the same rules.
+type hostIndex struct {
+	taps  map[string]bool
+	known []string // sorted
+	ports map[string]*PortRef
+}
+
+func (h *Host) index() *hostIndex {
+	if h.idx != nil {
+		return h.idx
+	}
+	x := &hostIndex{taps: map[string]bool{}, ports: map[string]*PortRef{}}
+	for _, rs := range []*Ruleset{h.IPv4, h.IPv6} {
+		if rs != nil {
+			for _, t := range rs.Taps() {
+				x.taps[t] = true
+			}
+		}
+	}
+	for t := range x.taps {
+		x.known = append(x.known, t)
+	}
+	sort.Strings(x.known)
+	h.idx = x
+	return x
+}
+
 // findPort resolves --port (an id or a prefix) or --tap to a tap the rules
-// know, and reads the port's addresses from its chains.
+// know, and reads the port's addresses from its chains. The result is a
+// copy the caller may change.
 func (h *Host) findPort(portID, tap string) (*PortRef, error) {
 	if (portID == "") == (tap == "") {
 		return nil, fmt.Errorf("give exactly one of --port and --tap")
 	}
-	taps := map[string]bool{}
-	for _, rs := range []*Ruleset{h.IPv4, h.IPv6} {
-		if rs != nil {
-			for _, t := range rs.Taps() {
-				taps[t] = true
-			}
-		}
-	}
-	known := make([]string, 0, len(taps))
-	for t := range taps {
-		known = append(known, t)
-	}
-	sort.Strings(known)
+	x := h.index()
 	listKnown := func() string {
-		if len(known) == 0 {
+		switch {
+		case len(x.known) == 0:
 			return "the rules name no tap devices"
+		case len(x.known) > 10:
+			return "the rules name " + strconv.Itoa(len(x.known)) + " taps, e.g. " + strings.Join(x.known[:10], ", ")
 		}
-		if len(known) > 10 {
-			return "the rules name " + strconv.Itoa(len(known)) + " taps, e.g. " + strings.Join(known[:10], ", ")
-		}
-		return "the rules name " + strings.Join(known, ", ")
+		return "the rules name " + strings.Join(x.known, ", ")
 	}
 	if portID != "" {
 		id := strings.ToLower(strings.TrimSpace(portID))
 		if len(id) >= portDevIDLen {
 			tap = "tap" + id[:portDevIDLen]
 		} else {
+			// The taps are sorted: those with the prefix are adjacent.
+			i := sort.SearchStrings(x.known, "tap"+id)
 			var matches []string
-			for _, t := range known {
-				if strings.HasPrefix(t, "tap"+id) {
-					matches = append(matches, t)
-				}
+			for ; i < len(x.known) && strings.HasPrefix(x.known[i], "tap"+id); i++ {
+				matches = append(matches, x.known[i])
 			}
 			switch len(matches) {
 			case 0:
@@ -378,45 +397,59 @@ func (h *Host) findPort(portID, tap string) (*PortRef, error) {
 			case 1:
 				tap = matches[0]
 			default:
+				if len(matches) > 10 {
+					matches = append(matches[:10], "...")
+				}
 				return nil, fmt.Errorf("port prefix %q is ambiguous: %s", portID, strings.Join(matches, ", "))
 			}
 		}
 	}
-	if !taps[tap] {
+	if !x.taps[tap] {
 		return nil, fmt.Errorf("no rules for %s (%s)", tap, listKnown())
 	}
-	ref := &PortRef{Devices: DevicesOfTap(tap)}
-	if portID != "" && len(portID) > portDevIDLen {
-		ref.ID = portID
+	ref := x.ports[tap]
+	if ref == nil {
+		ref = h.portRef(tap)
+		x.ports[tap] = ref
 	}
-	if h.Provenance != nil && ref.ID == "" {
+	c := *ref
+	if portID != "" && len(portID) > portDevIDLen {
+		c.ID = portID
+	}
+	return &c, nil
+}
+
+func (h *Host) portRef(tap string) *PortRef {
+	ref := &PortRef{Devices: DevicesOfTap(tap)}
+	if h.Provenance != nil {
 		for id := range h.Provenance.Groups {
 			if strings.HasPrefix(id, tap[3:]) {
 				ref.ID = id
 			}
 		}
 	}
-	// The port's chains: any wrap prefix whose i chain exists.
+	// The port's chains: under any wrap prefix whose i chain exists.
 	for _, rs := range []*Ruleset{h.IPv4, h.IPv6} {
-		if rs == nil || rs.Table("filter") == nil {
+		if rs == nil || rs.Table("filter") == nil || ref.Chains.In != "" {
 			continue
 		}
-		for _, c := range rs.Table("filter").Chains {
-			kind, id10 := portChainKind(c.Name)
-			if kind == 'i' && strings.HasPrefix(tap[3:], id10) {
-				wrap, _, _ := wrapOf(c.Name)
-				ref.Chains = PortChainNames(wrap, tap[3:])
+		t := rs.Table("filter")
+		for _, wrap := range rs.wraps() {
+			pc := PortChainNames(wrap, tap[3:])
+			if t.Chain(pc.In) != nil {
+				ref.Chains = pc
+				break
 			}
 		}
 	}
 	if ref.Chains.In != "" {
 		for fam, rs := range []*Ruleset{h.IPv4, h.IPv6} {
-			if rs != nil {
+			if rs != nil && rs.Table("filter") != nil {
 				ref.Pairs[fam], ref.Fixed[fam] = portAddresses(rs, ref.Chains)
 			}
 		}
 	}
-	return ref, nil
+	return ref
 }
 
 // portAddresses reads a port's anti-spoofing pairs (s chain) and fixed

@@ -1,0 +1,57 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-sg/moat/internal/trace"
+)
+
+func init() {
+	rootCmd.AddCommand(newExplainCmd())
+}
+
+func newExplainCmd() *cobra.Command {
+	var src ruleSource
+	var port, tap string
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "explain --port ID",
+		Short: "List a port's rules with their packet and byte counters and what each stands for",
+		Long: `explain prints the rules of one port as a table: its conntrack zone rules
+(raw), its dispatch rules in the shared chains, and its i (to the VM), o (from
+the VM) and s (anti-spoofing) chains in full, each with its packet and byte
+counters and its meaning: which security group rule (with its id when moat
+compiled the rules), or which built-in protection. Run it before and after
+sending traffic to see which rule the traffic hits.
+
+The rules are read as for moat trace: from the kernel (iptables-save -c,
+--netns NAME for another namespace), from files (--iptables-save FILE ...),
+or compiled from a spec (--input FILE, counters are then zero).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			h, where, err := src.load(cmd.Context(), cmd.InOrStdin())
+			if err != nil {
+				return err
+			}
+			ex, err := h.Explain(port, tap)
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(ex)
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "rules: %s\n", where)
+			return trace.WriteExplainText(cmd.OutOrStdout(), ex)
+		},
+	}
+	src.flags(cmd)
+	cmd.Flags().StringVar(&port, "port", "", "port id, or a unique prefix of one")
+	cmd.Flags().StringVar(&tap, "tap", "", "the port's tap device, instead of --port")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print the table as JSON")
+	return cmd
+}

@@ -1,0 +1,141 @@
+package trace_test
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/firewall/workload"
+	"github.com/moat-sg/moat/internal/trace"
+)
+
+// The rulesets of a 5,000-port host: the lab's generator
+// (shared/reference/lab/gen_rules.py, Neutron's layout, 125,060 rules,
+// the traced port last, the worst case for the linear dispatch chains)
+// and moat's own compiler on the Neutron benchmark workload.
+
+const genRules = "../../../shared/reference/lab/gen_rules.py"
+
+var labRules = sync.OnceValues(func() (string, error) {
+	if _, err := os.Stat(genRules); err != nil {
+		return "", err
+	}
+	out, err := exec.Command("/usr/bin/python3", genRules, "iptables", "--synthetic", "5000").Output()
+	return string(out), err
+})
+
+// labSets holds the remote-group set gen_rules.py's rules name.
+const labSets = "create NIPv4a1b2c3d4-e5f6-4a7b-8c9d- hash:net family inet hashsize 1024 maxelem 65536\nadd NIPv4a1b2c3d4-e5f6-4a7b-8c9d- 192.168.1.13\n"
+
+var moatRules = sync.OnceValues(func() ([2]string, error) {
+	rs, err := firewall.Compile(workload.NewBench(5000).State)
+	if err != nil {
+		return [2]string{}, err
+	}
+	var b, s bytes.Buffer
+	if err = firewall.WriteSave(&b, &rs.IPv4.Raw, &rs.IPv4.Filter); err != nil {
+		return [2]string{}, err
+	}
+	err = firewall.WriteIPSetSave(&s, rs.IPSets)
+	return [2]string{b.String(), s.String()}, err
+})
+
+func labHost(tb testing.TB) (string, trace.Query) {
+	rules, err := labRules()
+	if err != nil {
+		tb.Skipf("gen_rules.py: %v", err)
+	}
+	return rules, trace.Query{Port: "5f2b7e1d-9a", Direction: trace.Ingress, Protocol: "4", Src: "192.168.1.12"}
+}
+
+func load(tb testing.TB, rules, sets string) *trace.Host {
+	v4, err := trace.ParseSaveString(rules, false)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	h := &trace.Host{IPv4: v4}
+	if sets != "" {
+		if h.Sets, err = trace.ParseIPSets(strings.NewReader(sets)); err != nil {
+			tb.Fatal(err)
+		}
+	}
+	return h
+}
+
+// BenchmarkTraceOne is what moat trace does for one packet: parse the
+// whole ruleset, then trace.
+func BenchmarkTraceOne(b *testing.B) {
+	for _, w := range []string{"lab", "moat"} {
+		b.Run("rules="+w, func(b *testing.B) {
+			rules, sets, q := benchInput(b, w)
+			b.SetBytes(int64(len(rules)))
+			for b.Loop() {
+				h := load(b, rules, sets)
+				res, err := h.Trace(q)
+				if err != nil || res.Verdict != "DROP" {
+					b.Fatal(err, res)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkTraceBatch is moat trace --packets: the ruleset is parsed once.
+func BenchmarkTraceBatch(b *testing.B) {
+	for _, w := range []string{"lab", "moat"} {
+		b.Run("rules="+w, func(b *testing.B) {
+			rules, sets, q := benchInput(b, w)
+			h := load(b, rules, sets)
+			// The first trace indexes the long chains it meets; a batch
+			// pays that once.
+			if _, err := h.Trace(q); err != nil {
+				b.Fatal(err)
+			}
+			for b.Loop() {
+				if _, err := h.Trace(q); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func benchInput(b *testing.B, w string) (rules, sets string, q trace.Query) {
+	if w == "lab" {
+		rules, q = labHost(b)
+		return rules, labSets, q
+	}
+	out, err := moatRules()
+	if err != nil {
+		b.Fatal(err)
+	}
+	// The last port of the workload: its dispatch rules come last.
+	ports := workload.NewBench(5000).State.Ports
+	last := ports[len(ports)-1].ID
+	for _, p := range ports {
+		if p.ID > last {
+			last = p.ID
+		}
+	}
+	return out[0], out[1], trace.Query{Port: last, Direction: trace.Ingress, Protocol: "4", Src: "203.0.113.1"}
+}
+
+func TestBenchInputsCount(t *testing.T) {
+	rules, _ := labHost(t)
+	h := load(t, rules, "")
+	n := 0
+	for _, tb := range h.IPv4.Tables {
+		for _, c := range tb.Chains {
+			n += len(c.Rules)
+		}
+	}
+	if n != 125060 {
+		t.Errorf("gen_rules.py 5000: %d rules, want 125,060", n)
+	}
+	fmt.Fprintln(os.Stderr, "rules:", n)
+}
