@@ -73,40 +73,9 @@ func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Log
 	cfg.CheckInterval, cfg.PollInterval = f.checkInterval, f.pollInterval
 	cfg.Logger = log
 	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: f.host},
-		rulesAdapter{iptables.NewSyncer(dataplane.Host{}, backend)},
-		ipset.NewSyncer(dataplane.Host{}), wiringAdapter{wire}, conntrack.Netlink{})
+		agent.IPTables(iptables.NewSyncer(dataplane.Host{}, backend)),
+		ipset.NewSyncer(dataplane.Host{}), agent.Wire(wire), conntrack.Netlink{})
 	return a, func() { wire.Close() }, nil
-}
-
-// rulesAdapter drops the iptables syncer's statistics.
-type rulesAdapter struct{ *iptables.Syncer }
-
-func (r rulesAdapter) Apply(ctx context.Context, rs *firewall.Ruleset) error {
-	_, err := r.Syncer.Apply(ctx, rs)
-	return err
-}
-
-// wiringAdapter maps the agent's wiring calls to the wiring package.
-type wiringAdapter struct{ wiring.Wirer }
-
-func (w wiringAdapter) Plug(ctx context.Context, p agent.WirePort) error {
-	return w.Wirer.Plug(ctx, wiring.Port{ID: p.ID, MAC: p.MAC, NetworkID: p.NetworkID, Tag: p.Tag, MTU: p.MTU})
-}
-
-func (w wiringAdapter) Plugged(ctx context.Context) ([]agent.Plugged, error) {
-	ps, err := w.Wirer.Plugged(ctx)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]agent.Plugged, 0, len(ps))
-	for _, p := range ps {
-		id := p.PortID
-		if id == "" {
-			id = p.DevID // a half-known leftover: the agent unplugs it
-		}
-		out = append(out, agent.Plugged{ID: id, NetworkID: p.NetworkID, Tag: p.Tag})
-	}
-	return out, nil
 }
 
 func init() {

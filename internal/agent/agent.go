@@ -89,6 +89,9 @@ type Config struct {
 	// MaxBackoff bounds the retry delay after a failed apply.
 	MaxBackoff time.Duration
 	Logger     *slog.Logger
+	// OnSynced, if set, is called after each successful sync with the
+	// change log revision the kernel now enforces (for benchmarks).
+	OnSynced func(revision int64)
 }
 
 // DefaultConfig is the production tuning: drift is repaired within about
@@ -323,6 +326,9 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 	a.rev = snap.Revision
 	a.Syncs++
+	if a.cfg.OnSynced != nil {
+		a.cfg.OnSynced(snap.Revision)
+	}
 	a.log.Debug("synced", "revision", snap.Revision, "ports", len(snap.Ports), "took", time.Since(start),
 		"compiled_ports", a.compiler.Stats().Ports)
 	return nil

@@ -1,0 +1,77 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/spf13/cobra"
+
+	"github.com/moat-sg/moat/internal/agentbench"
+	"github.com/moat-sg/moat/internal/dataplane/iptables"
+)
+
+func init() {
+	var ports []int
+	var backends []string
+	var repeat, changes int
+	var skipSyncer, skipLatency bool
+	cmd := &cobra.Command{
+		Use:   "agent [--ports 1000,5000] [--backend iptables-nft] [--changes 50]",
+		Short: "Time the agent against the kernel (root; scratch network namespaces)",
+		Long: `agent measures the host agent against real iptables and ipset in scratch network
+namespaces (it needs root; the machine's own firewall is not touched):
+
+  - the iptables syncer on the compiler benchmark's workload: a full apply into an
+    empty namespace next to a bare iptables-restore of the same rules, one rule
+    change, a no-op, a restart, a drift check (one JSON line per phase);
+  - API call to enforced-in-kernel latency: an API server and an agent share a
+    store; rules are created over HTTP and the clock stops when the agent's apply
+    of that revision returned (p50, p99, max over --changes rules).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if os.Geteuid() != 0 {
+				return fmt.Errorf("moat bench agent needs root (it creates network namespaces)")
+			}
+			var bs []iptables.Backend
+			for _, b := range backends {
+				pb, err := iptables.ParseBackend(b)
+				if err != nil {
+					return err
+				}
+				bs = append(bs, pb)
+			}
+			logf := func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...) }
+			out := json.NewEncoder(cmd.OutOrStdout())
+			if !skipSyncer {
+				rows, err := iptables.RunBench(cmd.Context(), iptables.BenchOptions{Ports: ports, Backends: bs, Repeat: repeat, Log: logf})
+				if err != nil {
+					return err
+				}
+				for _, r := range rows {
+					out.Encode(map[string]any{"bench": "syncer", "backend": r.Backend, "ports": r.Ports, "phase": r.Phase,
+						"wall_ms": ms(r.Wall), "cpu_ms": ms(r.CPU), "child_cpu_ms": ms(r.ChildCPU), "detail": r.Detail})
+				}
+			}
+			if !skipLatency {
+				for _, n := range ports {
+					for _, b := range bs {
+						res, err := agentbench.Run(cmd.Context(), agentbench.Options{Backend: b, Ports: n, Changes: changes, Log: logf})
+						if err != nil {
+							return err
+						}
+						out.Encode(map[string]any{"bench": "api_to_kernel", "result": res})
+					}
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().IntSliceVar(&ports, "ports", []int{1000, 5000}, "host sizes")
+	cmd.Flags().StringSliceVar(&backends, "backend", []string{string(iptables.NFT), string(iptables.Legacy)}, "iptables backends")
+	cmd.Flags().IntVar(&repeat, "repeat", 3, "syncer runs per size and backend (medians reported)")
+	cmd.Flags().IntVar(&changes, "changes", 50, "rules created for the latency measurement")
+	cmd.Flags().BoolVar(&skipSyncer, "skip-syncer", false, "skip the syncer phases")
+	cmd.Flags().BoolVar(&skipLatency, "skip-latency", false, "skip the API-to-kernel latency")
+	benchCmd.AddCommand(cmd)
+}
