@@ -43,6 +43,7 @@ or compiled from a spec (--input FILE, counters are then zero).`,
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
 				return enc.Encode(ex)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rules: %s\n", where)

@@ -277,6 +277,7 @@ is "unknown" when such a rule could have decided. See docs/trace.md.`,
 			if asJSON {
 				enc := json.NewEncoder(cmd.OutOrStdout())
 				enc.SetIndent("", "  ")
+				enc.SetEscapeHTML(false)
 				return enc.Encode(res)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rules:  %s\n", where)
@@ -345,6 +346,7 @@ func runTraceBatch(w io.Writer, stdin io.Reader, h *trace.Host, path string) err
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	bw := bufio.NewWriter(w)
 	enc := json.NewEncoder(bw)
+	enc.SetEscapeHTML(false)
 	failed, n := 0, 0
 	for sc.Scan() {
 		n++

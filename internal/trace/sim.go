@@ -221,6 +221,11 @@ func (h *Host) Resolve(q Query) (*Packet, *PortRef, error) {
 	fam := 0
 	if v6 {
 		fam = 1
+		if h.IPv6 == nil {
+			return nil, nil, fmt.Errorf("no IPv6 rules to trace an IPv6 packet through (ip6tables-save output is needed)")
+		}
+	} else if h.IPv4 == nil {
+		return nil, nil, fmt.Errorf("no IPv4 rules to trace an IPv4 packet through (iptables-save output is needed)")
 	}
 
 	port, err := h.findPort(q.Port, q.Tap)
