@@ -141,7 +141,7 @@ func TestMatches(t *testing.T) {
 	pkt := Packet{Protocol: 6, Src: netip.MustParseAddr("10.1.2.3"), Dst: netip.MustParseAddr("192.168.1.12"),
 		SrcPort: 40000, DstPort: 22, ICMPType: -1, ICMPCode: -1, State: StateNew,
 		SrcMAC: net.HardwareAddr{0xfa, 0x16, 0x3e, 0, 0, 1},
-		InDev: "qbrX", OutDev: "qbrX", PhysIn: "qvbX", PhysOut: "tapX"}
+		InDev:  "qbrX", OutDev: "qbrX", PhysIn: "qvbX", PhysOut: "tapX"}
 	icmp := pkt
 	icmp.Protocol, icmp.SrcPort, icmp.DstPort, icmp.ICMPType, icmp.ICMPCode = 1, -1, -1, 8, 0
 	noPorts := pkt
