@@ -223,7 +223,7 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 			return nil, err
 		}
 	}
-	if err := s.syncDHCPPort(ctx, tx, n); err != nil {
+	if err := s.syncDHCPPort(ctx, tx, n, ""); err != nil {
 		return nil, err
 	}
 	sn.Tags = []string{}
@@ -316,7 +316,8 @@ func checkSubnetLimits(sn *neutron.Subnet, name string) error {
 // subnets: one address on each DHCP-enabled subnet, no port when there is
 // none. Neutron's DHCP agent creates this port; moat's server does, since
 // the DHCP server's address is what the host rules protect.
-func (s *Server) syncDHCPPort(ctx context.Context, tx *store.Tx, n *neutron.Network) error {
+// gone is a subnet about to be deleted, whose address the port gives up.
+func (s *Server) syncDHCPPort(ctx context.Context, tx *store.Tx, n *neutron.Network, gone string) error {
 	subs, err := tx.SubnetsOfNetwork(ctx, n.ID)
 	if err != nil {
 		return err
@@ -334,7 +335,7 @@ func (s *Server) syncDHCPPort(ctx context.Context, tx *store.Tx, n *neutron.Netw
 	}
 	var want []*neutron.Subnet
 	for i := range subs {
-		if subs[i].EnableDHCP && !subs[i].IsSLAAC() {
+		if subs[i].EnableDHCP && !subs[i].IsSLAAC() && subs[i].ID != gone {
 			want = append(want, &subs[i])
 		}
 	}
@@ -468,7 +469,7 @@ func (s *Server) updateSubnet(w http.ResponseWriter, r *request) error {
 		if err := tx.UpdateSubnet(r.Context(), sn); err != nil {
 			return err
 		}
-		return s.syncDHCPPort(r.Context(), tx, n)
+		return s.syncDHCPPort(r.Context(), tx, n, "")
 	})
 	if err != nil {
 		return err
@@ -506,11 +507,7 @@ func (s *Server) deleteSubnet(w http.ResponseWriter, r *request) error {
 			return neutron.SubnetInUse(sn.ID)
 		}
 		// The DHCP port lets go of its address on this subnet first.
-		sn.EnableDHCP = false
-		if err := tx.UpdateSubnet(r.Context(), sn); err != nil {
-			return err
-		}
-		if err := s.syncDHCPPort(r.Context(), tx, n); err != nil {
+		if err := s.syncDHCPPort(r.Context(), tx, n, sn.ID); err != nil {
 			return err
 		}
 		return tx.DeleteSubnet(r.Context(), sn)

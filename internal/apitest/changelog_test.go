@@ -123,8 +123,8 @@ func TestChangeLog(t *testing.T) {
 	noErr(t, ports.Delete(ctx, e.a, p.ID).ExtractErr(), "delete the port")
 	logged("port delete", append([]change{{portK, del, p.ID}}, members(db.ID)...)...)
 	noErr(t, subnets.Delete(ctx, e.a, sn.ID).ExtractErr(), "delete the subnet")
-	// The subnet lets go of its DHCP server first (DHCP off), then goes.
-	logged("subnet delete", change{subnet, update, sn.ID}, change{portK, del, dhcp.ID}, change{subnet, del, sn.ID})
+	// The subnet's DHCP server goes first, then the subnet.
+	logged("subnet delete", change{portK, del, dhcp.ID}, change{subnet, del, sn.ID})
 	noErr(t, networks.Delete(ctx, e.a, n.ID).ExtractErr(), "delete the network")
 	logged("network delete", change{network, del, n.ID})
 
