@@ -44,8 +44,8 @@ func labSpec(extra ...map[string]any) map[string]any {
 		rules = append(rules, r)
 	}
 	return map[string]any{
-		"name":    "lab",
-		"options": map[string]any{"enable_ipset": true, "comment_iptables_rules": true},
+		"name":            "lab",
+		"options":         map[string]any{"enable_ipset": true, "comment_iptables_rules": true},
 		"security_groups": []any{map[string]any{"id": labGroup, "name": "tunnel", "stateful": true, "rules": rules}},
 		"ports": []any{
 			map[string]any{"id": labPort1, "mac_address": "fa:16:3e:c3:ea:d5", "fixed_ips": []string{"192.168.1.12"}, "security_groups": []string{labGroup}},
@@ -277,4 +277,3 @@ func suggestionRule(t *testing.T, cmd string) map[string]any {
 	}
 	return rule
 }
-
