@@ -310,7 +310,7 @@ func (c *Chain) buildIndex() *chainIndex {
 	if c.index != nil {
 		return c.index
 	}
-	x := &chainIndex{byKey: map[indexKey][]int32{}}
+	x := &chainIndex{byKey: make(map[indexKey][]int32, len(c.Rules))}
 	for i, r := range c.Rules {
 		k := r.indexKey()
 		if k.kind == keyNone {
@@ -330,6 +330,13 @@ func (c *Chain) buildIndex() *chainIndex {
 // candidate when the packet has no such device at this hook, since
 // xt_physdev then lets the option pass.
 func (c *Chain) candidates(p *Packet) []int32 {
+	c.visits++
+	if c.index == nil && c.visits == 1 {
+		// The first packet through the chain (a single trace) only needs
+		// its own rules: a scan costs less than building the index, which
+		// the next packet (a batch) builds.
+		return c.scanCandidates(p)
+	}
 	x := c.buildIndex()
 	lists := [][]int32{x.free}
 	add := func(kind keyKind, dev string, passWhenEmpty bool) {
@@ -354,5 +361,33 @@ func (c *Chain) candidates(p *Packet) []int32 {
 		out = append(out, l...)
 	}
 	slices.Sort(out)
+	return out
+}
+
+// scanCandidates is candidates without the index.
+func (c *Chain) scanCandidates(p *Packet) []int32 {
+	var out []int32
+	for i, r := range c.Rules {
+		k := r.indexKey()
+		var ok bool
+		switch k.kind {
+		case keyNone:
+			ok = true
+		case keyPhysIn:
+			ok = p.PhysIn == "" || p.PhysIn == k.dev
+		case keyPhysOut:
+			ok = p.PhysOut == "" || p.PhysOut == k.dev
+		case keyIn:
+			ok = p.InDev == k.dev
+		case keyOut:
+			ok = p.OutDev == k.dev
+		}
+		if ok {
+			out = append(out, int32(i))
+		}
+	}
+	if out == nil {
+		out = []int32{} // nil means "not indexed" to the caller
+	}
 	return out
 }
