@@ -94,7 +94,7 @@ func (s *ruleSource) loadSpec(stdin io.Reader) (*trace.Host, string, error) {
 	if err != nil {
 		return nil, "", fmt.Errorf("scenario %s: %w", sc.Name, err)
 	}
-	return h, "rules moat compiles for scenario " + sc.Name + " of " + s.input, nil
+	return h, "what moat compiles for scenario " + sc.Name + " of " + s.input, nil
 }
 
 func (s *ruleSource) loadFiles() (*trace.Host, string, error) {
@@ -132,7 +132,13 @@ func (s *ruleSource) loadFiles() (*trace.Host, string, error) {
 			return nil, "", fmt.Errorf("%s: %w", s.ipsetFile, err)
 		}
 	}
-	return h, "rules from files", nil
+	var files []string
+	for _, f := range []string{s.iptablesSave, s.ip6tablesSave, s.ipsetFile} {
+		if f != "" {
+			files = append(files, f)
+		}
+	}
+	return h, "files " + strings.Join(files, ", "), nil
 }
 
 // run runs a command, in --netns if given.
