@@ -85,21 +85,44 @@ func BenchmarkTraceOne(b *testing.B) {
 	}
 }
 
-// BenchmarkTraceBatch is moat trace --packets: the ruleset is parsed once.
+// BenchmarkTraceBatch is moat trace --packets: the ruleset is parsed
+// once, then packets to and from ports all over the host are traced (one
+// op is one packet).
 func BenchmarkTraceBatch(b *testing.B) {
 	for _, w := range []string{"lab", "moat"} {
 		b.Run("rules="+w, func(b *testing.B) {
 			rules, sets, q := benchInput(b, w)
 			h := load(b, rules, sets)
-			// The first trace indexes the long chains it meets; a batch
-			// pays that once.
-			if _, err := h.Trace(q); err != nil {
-				b.Fatal(err)
+			taps := h.IPv4.Taps()
+			qs := make([]trace.Query, 0, 1000)
+			for i := 0; i < 1000; i++ {
+				x := q
+				x.Port = ""
+				x.Tap = taps[(i*7919)%len(taps)]
+				switch i % 4 {
+				case 1:
+					x.Protocol, x.DstPort = "tcp", "22"
+				case 2:
+					x.Direction, x.Src, x.Dst, x.Protocol = trace.Egress, "", "198.51.100.9", "udp"
+					x.DstPort = "53"
+				case 3:
+					x.Protocol, x.ICMPType = "icmp", "8"
+				}
+				qs = append(qs, x)
 			}
-			for b.Loop() {
-				if _, err := h.Trace(q); err != nil {
+			// The first two packets scan and then index the long chains;
+			// a batch pays that once.
+			for _, x := range qs[:2] {
+				if _, err := h.Trace(x); err != nil {
 					b.Fatal(err)
 				}
+			}
+			i := 0
+			for b.Loop() {
+				if _, err := h.Trace(qs[i%len(qs)]); err != nil {
+					b.Fatal(err)
+				}
+				i++
 			}
 		})
 	}
