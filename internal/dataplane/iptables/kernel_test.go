@@ -2,8 +2,6 @@ package iptables
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -35,27 +33,20 @@ func needKernel(t testing.TB, backend Backend) {
 	}
 }
 
-// newNetns creates a scratch namespace with its own xtables lock file and
-// returns an Exec that runs commands in it.
+// newNetns creates a scratch namespace with its own xtables lock file,
+// deleted when the test ends, and returns an Exec that runs commands in it.
 func newNetns(t testing.TB) dataplane.Netns {
 	t.Helper()
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "moat-ipt-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace: %v: %s", err, out)
+	ns, cleanup, err := ScratchNamespace("moat-ipt")
+	if err != nil {
+		t.Skipf("cannot create a network namespace: %v", err)
 	}
 	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
+		if err := cleanup(); err != nil {
+			t.Error(err)
 		}
 	})
-	// Legacy iptables locks /run/xtables.lock across all namespaces; a lock
-	// of our own keeps parallel tests (and other engineers' runs) apart.
-	lock := filepath.Join(t.TempDir(), "xtables.lock")
-	return dataplane.Netns{Name: name, Env: []string{"XTABLES_LOCKFILE=" + lock}}
+	return ns
 }
 
 func run(t testing.TB, ex dataplane.Exec, stdin, name string, args ...string) string {
@@ -295,7 +286,8 @@ func TestKernelApplyScenarios(t *testing.T) {
 }
 
 // TestKernelIncremental adds one rule to one app group and checks that the
-// restore input rewrites exactly the chains of the ports in that group.
+// restore input inserts it into exactly the chains of the ports in that
+// group, then adds and removes ports.
 func TestKernelIncremental(t *testing.T) {
 	for _, backend := range Backends() {
 		t.Run(string(backend), func(t *testing.T) {
@@ -324,18 +316,41 @@ func TestKernelIncremental(t *testing.T) {
 			if len(calls) != 1 || calls[0].Name != backend.Command(IPv4, "restore") {
 				t.Fatalf("calls %v, want one IPv4 restore", calls)
 			}
-			var declared, want []string
-			for _, l := range strings.Split(calls[0].Stdin, "\n") {
-				if strings.HasPrefix(l, ":") {
-					declared = append(declared, strings.Fields(l[1:])[0])
-				}
-			}
+			var want []string
 			for i := 7; i < 50; i += 10 {
 				want = append(want, "neutron-openvswi-i"+b.State.Ports[i].ID[:10])
 			}
-			slices.Sort(want)
-			if !slices.Equal(declared, want) || st.ChainsRewritten != len(want) || st.Saved {
-				t.Errorf("rewrote %q (%+v), want %q", declared, st, want)
+			assertOnlyInserts(t, calls[0].Stdin, want, "-p 6 -m tcp --dport 7777 -j RETURN")
+			if st.ChainsPatched != len(want) || st.ChainsWritten() != len(want) || st.Saved {
+				t.Errorf("stats %+v", st)
+			}
+			assertInstalled(t, ns, backend, rs)
+			if d, err := s.Check(ctx, rs); err != nil || len(d) > 0 {
+				t.Errorf("drift %q, %v", d, err)
+			}
+			// A port comes: its chains are created, the dispatch chains
+			// (two rules per port) patched, not rewritten.
+			b.State.Ports = append(b.State.Ports, firewall.Port{
+				ID: "ffffffff-0000-4000-8000-000000000001", MAC: "fa:16:3e:ff:00:01",
+				FixedIPs: []string{"10.200.0.1"}, SecurityGroups: []string{b.Common, b.Apps[0]}, DeviceOwner: "compute:nova",
+			})
+			rs = b.compile(t)
+			createSets(t, ns, rs)
+			if st, err = s.Apply(ctx, rs); err != nil {
+				t.Fatal(err)
+			}
+			if st.ChainsRewritten != 0 || st.ChainsCreated == 0 || st.ChainsPatched == 0 || st.Bytes > 20000 {
+				t.Errorf("port added: %+v", st)
+			}
+			assertInstalled(t, ns, backend, rs)
+			// And goes.
+			b.State.Ports = slices.Delete(slices.Clone(b.State.Ports), 10, 11)
+			rs = b.compile(t)
+			if st, err = s.Apply(ctx, rs); err != nil {
+				t.Fatal(err)
+			}
+			if st.ChainsRewritten != 0 || st.ChainsDeleted == 0 || st.ChainsPatched == 0 || st.Bytes > 5000 {
+				t.Errorf("port removed: %+v", st)
 			}
 			assertInstalled(t, ns, backend, rs)
 			if d, err := s.Check(ctx, rs); err != nil || len(d) > 0 {

@@ -244,3 +244,40 @@ func TestBackend(t *testing.T) {
 		t.Errorf("Command = %q", got)
 	}
 }
+
+func TestPatchChain(t *testing.T) {
+	const (
+		a, b, c, d = "-s 10.0.0.1/32 -j RETURN", "-s 10.0.0.2/32 -j RETURN", "-s 10.0.0.3/32 -j RETURN", "-s 10.0.0.4/32 -j RETURN"
+		x, fb      = "-m state --state INVALID -j DROP", "-j neutron-openvswi-sg-fallback"
+	)
+	for _, tc := range []struct {
+		name       string
+		have, want []string
+		lines      []string // nil: rewrite
+	}{
+		{name: "insert in the middle", have: []string{a, b, x, fb}, want: []string{a, b, c, x, fb},
+			lines: []string{"-I C 3 " + c}},
+		{name: "insert at the top", have: []string{b, x, fb}, want: []string{a, b, x, fb},
+			lines: []string{"-I C 1 " + a}},
+		{name: "append", have: []string{a, b, c, d}, want: []string{a, b, c, d, x},
+			lines: []string{"-I C 5 " + x}},
+		{name: "delete", have: []string{a, b, c, x, fb}, want: []string{a, c, x, fb},
+			lines: []string{"-D C " + b}},
+		{name: "replace", have: []string{a, b, c, d, x, fb}, want: []string{a, d, c, d, x, fb},
+			lines: []string{"-D C " + b, "-I C 2 " + d}},
+		// -D would delete the first a: rewrite.
+		{name: "delete of a rule the prefix repeats", have: []string{a, b, a, x}, want: []string{a, b, x}},
+		{name: "flushed chain", have: nil, want: []string{a, b, c, x, fb}},
+		{name: "emptied chain", have: []string{a}, want: nil},
+		{name: "most rules change", have: []string{a, b, c, d}, want: []string{d, c, b, a}},
+		{name: "protocol number read back", have: []string{"-p 4 -j RETURN", x}, want: []string{"-p ipencap -j RETURN", a, x},
+			lines: []string{"-I C 2 " + a}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			lines, _, ok := patchChain("C", tc.have, tc.want)
+			if ok != (tc.lines != nil) || !slices.Equal(lines, tc.lines) {
+				t.Errorf("got %q (patch %v), want %q", lines, ok, tc.lines)
+			}
+		})
+	}
+}

@@ -11,10 +11,11 @@ import (
 
 // tableNames are the tables moat manages, in the order a family's restore
 // input holds them. No rule refers to a chain of another table, so the order
-// does not matter for references; raw goes first so that, should filter's
-// transaction fail after raw's committed, the ports' conntrack zones are in
-// place and nothing is opened (a zone rule alone accepts nothing).
-var tableNames = [2]string{"raw", "filter"}
+// does not matter for correctness, but it does for cost: iptables-nft-restore
+// --noflush pays about 1.7 times the user CPU for a large filter section
+// that follows a committed raw section (measured with 1.8.9 at 1,000
+// ports: 0.77 s against 0.45 s), so the big table goes first.
+var tableNames = [2]string{"filter", "raw"}
 
 // desiredTables turns one family of a Ruleset into the states the kernel must
 // reach, with the canary added to filter. It checks that the ruleset stays
@@ -23,7 +24,7 @@ var tableNames = [2]string{"raw", "filter"}
 // its own.
 func desiredTables(ts *firewall.Tables) ([2]*tableState, error) {
 	var out [2]*tableState
-	for i, t := range [2]*firewall.Table{&ts.Raw, &ts.Filter} {
+	for i, t := range [2]*firewall.Table{&ts.Filter, &ts.Raw} {
 		name := tableNames[i]
 		if t.Name != "" && t.Name != name {
 			return out, fmt.Errorf("table %q given as the %s table", t.Name, name)
@@ -80,18 +81,20 @@ type tablePlan struct {
 	declare []string
 	// write are the chains whose rules are (re)written.
 	write []firewall.Chain
+	// patch are -D and -I lines for owned chains changed in a few rules.
+	patch []string
 	// builtin are -D and -I lines for the built-in chains.
 	builtin []string
 	// remove are the owned chains to delete (-X), after the rules that refer
 	// to them are gone.
 	remove []string
 
-	created, rewritten, rules int
-	drift                     []string
+	created, rewritten, patched, rules int
+	drift                              []string
 }
 
 func (p *tablePlan) empty() bool {
-	return len(p.declare) == 0 && len(p.builtin) == 0
+	return len(p.declare) == 0 && len(p.patch) == 0 && len(p.builtin) == 0
 }
 
 // planTable diffs a table. cur is what the kernel holds (read, or what the
@@ -129,13 +132,19 @@ func planTable(table string, cur, want *tableState) (*tablePlan, *tableState) {
 			p.drift = append(p.drift, fmt.Sprintf("%s: missing chain %s", table, w.Name))
 			j++
 		default:
-			w := want.owned[j]
-			if !sameRules(cur.owned[i].Rules, w.Rules) {
-				p.declare = append(p.declare, w.Name)
-				p.write = append(p.write, w)
-				p.rewritten++
-				p.rules += len(w.Rules)
-				p.drift = append(p.drift, fmt.Sprintf("%s: chain %s differs (%d rules, want %d)", table, w.Name, len(cur.owned[i].Rules), len(w.Rules)))
+			w, have := want.owned[j], cur.owned[i].Rules
+			if !sameRules(have, w.Rules) {
+				if lines, inserted, ok := patchChain(w.Name, have, w.Rules); ok {
+					p.patch = append(p.patch, lines...)
+					p.patched++
+					p.rules += inserted
+				} else {
+					p.declare = append(p.declare, w.Name)
+					p.write = append(p.write, w)
+					p.rewritten++
+					p.rules += len(w.Rules)
+				}
+				p.drift = append(p.drift, fmt.Sprintf("%s: chain %s differs (%d rules, want %d)", table, w.Name, len(have), len(w.Rules)))
 			}
 			i++
 			j++
@@ -164,6 +173,54 @@ func planTable(table string, cur, want *tableState) (*tablePlan, *tableState) {
 		next.builtins = append(next.builtins, firewall.Chain{Name: name, Rules: rules})
 	}
 	return p, next
+}
+
+// patchChain returns the -D and -I lines that turn an owned chain's rules
+// have into want when they differ in a few consecutive rules: a rule added
+// to a group becomes one -I per port chain, a port added or removed a few
+// -I or -D lines in the dispatch chains, which hold two rules per port.
+// Rewriting such chains instead would cost a line per rule of the chain:
+// at 5,000 ports, 40,000 lines to add one port. ok is false where a rewrite
+// is as cheap or the edit would be ambiguous.
+//
+// Rules are deleted by their text (a stale view makes the transaction fail
+// rather than delete another rule) and inserted by position. Under drift (a
+// rule someone added to or removed from the chain since the syncer last
+// read it) a position can be off: the transaction then fails (index too
+// big) or the rule lands one place off until the next Check repairs the
+// chain.
+func patchChain(chain string, have, want []string) (lines []string, inserted int, ok bool) {
+	p := 0
+	for p < len(have) && p < len(want) && sameRule(have[p], want[p]) {
+		p++
+	}
+	s := 0
+	for s < len(have)-p && s < len(want)-p && sameRule(have[len(have)-1-s], want[len(want)-1-s]) {
+		s++
+	}
+	del, ins := have[p:len(have)-s], want[p:len(want)-s]
+	edits := len(del) + len(ins)
+	if len(want) == 0 || edits > 2 && 2*edits > len(want) {
+		return nil, 0, false
+	}
+	// -D deletes the first rule with that text: one in the kept prefix
+	// would be hit instead. An empty rule (no match, no target) cannot be
+	// spelled after -D or -I.
+	for _, d := range del {
+		if d == "" || slices.ContainsFunc(have[:p], func(r string) bool { return sameRule(r, d) }) {
+			return nil, 0, false
+		}
+	}
+	if slices.Contains(ins, "") {
+		return nil, 0, false
+	}
+	for _, d := range del {
+		lines = append(lines, "-D "+chain+" "+firewall.RestoreRule(d))
+	}
+	for k, r := range ins {
+		lines = append(lines, "-I "+chain+" "+strconv.Itoa(p+1+k)+" "+firewall.RestoreRule(r))
+	}
+	return lines, len(ins), true
 }
 
 // planBuiltin makes moat's rules (want, all jumps to owned chains) the first
@@ -241,6 +298,9 @@ func (p *tablePlan) writeTo(b *strings.Builder) {
 			}
 			b.WriteByte('\n')
 		}
+	}
+	for _, l := range p.patch {
+		b.WriteString(l + "\n")
 	}
 	for _, l := range p.builtin {
 		b.WriteString(l + "\n")

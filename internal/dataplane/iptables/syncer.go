@@ -27,6 +27,7 @@ import (
 	"errors"
 	"fmt"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -42,18 +43,73 @@ type Syncer struct {
 	backend Backend
 
 	mu sync.Mutex
-	// known is what the kernel holds per family (raw, filter), or nil when
+	// known is what the kernel holds per family (filter, raw), or nil when
 	// the syncer does not know and must read it.
 	known [2]*[2]*tableState
+	// gen, if set, reads the namespace's ruleset generation. verified says
+	// that known (both families) is exactly the kernel's state at
+	// generation verifiedGen: read by a save, or written by the syncer with
+	// no other transaction in between.
+	gen         GenerationFunc
+	verified    bool
+	verifiedGen uint32
 }
 
 // NewSyncer returns a syncer that runs backend's tools through exec. It
 // panics on an unknown backend (use ParseBackend on user input).
+//
+// With iptables-nft and an exec that is a dataplane.Host or dataplane.Netns,
+// the syncer also reads the namespace's nf_tables generation (NFTGeneration)
+// so that Check and CanaryPresent skip reading the tables when nothing was
+// written since they were last read; SetGeneration sets another source.
 func NewSyncer(exec dataplane.Exec, backend Backend) *Syncer {
 	if !backend.Valid() {
 		panic("iptables: unknown backend " + string(backend))
 	}
-	return &Syncer{exec: exec, backend: backend}
+	s := &Syncer{exec: exec, backend: backend}
+	if backend == NFT {
+		switch e := exec.(type) {
+		case dataplane.Host:
+			s.gen = NFTGeneration("")
+		case *dataplane.Host:
+			s.gen = NFTGeneration("")
+		case dataplane.Netns:
+			s.gen = NFTGeneration(e.Name)
+		case *dataplane.Netns:
+			s.gen = NFTGeneration(e.Name)
+		}
+	}
+	return s
+}
+
+// SetGeneration sets the source of the ruleset generation (nil: none; then
+// Check always reads the kernel). Only a source that changes on every write
+// to the namespace's tables is correct: NFTGeneration for iptables-nft.
+func (s *Syncer) SetGeneration(g GenerationFunc) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.gen = g
+	s.verified = false
+}
+
+// generation reads the generation; ok is false without a source or when it
+// cannot be read (the callers then read the tables, as without one).
+func (s *Syncer) generation(ctx context.Context) (uint32, bool) {
+	if s.gen == nil {
+		return 0, false
+	}
+	g, err := s.gen(ctx)
+	return g, err == nil
+}
+
+// unchanged reports whether the kernel is still exactly what the syncer
+// knows, by the generation.
+func (s *Syncer) unchanged(ctx context.Context) bool {
+	if !s.verified || s.known[IPv4] == nil || s.known[IPv6] == nil {
+		return false
+	}
+	g, ok := s.generation(ctx)
+	return ok && g == s.verifiedGen
 }
 
 // Backend returns the backend the syncer drives.
@@ -68,21 +124,24 @@ type Stats struct {
 	// Saves and Restores count the iptables-save and iptables-restore
 	// processes run.
 	Saves, Restores int
-	// ChainsCreated, ChainsRewritten and ChainsDeleted count owned chains.
-	ChainsCreated, ChainsRewritten, ChainsDeleted int
-	// RulesWritten counts the -A lines written to owned chains;
+	// ChainsCreated, ChainsRewritten, ChainsPatched and ChainsDeleted
+	// count owned chains: created, flushed and written again, changed with
+	// a few -D and -I lines, deleted.
+	ChainsCreated, ChainsRewritten, ChainsPatched, ChainsDeleted int
+	// RulesWritten counts the rules written (-A or -I) to owned chains;
 	// BuiltinRules the -I and -D lines in built-in chains.
 	RulesWritten, BuiltinRules int
 	// Bytes is the size of the restore input.
 	Bytes int
 }
 
-// ChainsWritten is the number of owned chains created or rewritten.
-func (s Stats) ChainsWritten() int { return s.ChainsCreated + s.ChainsRewritten }
+// ChainsWritten is the number of owned chains created, rewritten or patched.
+func (s Stats) ChainsWritten() int { return s.ChainsCreated + s.ChainsRewritten + s.ChainsPatched }
 
 func (s *Stats) add(p *tablePlan) {
 	s.ChainsCreated += p.created
 	s.ChainsRewritten += p.rewritten
+	s.ChainsPatched += p.patched
 	s.ChainsDeleted += len(p.remove)
 	s.RulesWritten += p.rules
 	s.BuiltinRules += len(p.builtin)
@@ -94,13 +153,14 @@ func (s *Syncer) Invalidate() {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.known = [2]*[2]*tableState{}
+	s.verified = false
 }
 
 // Apply makes the kernel hold rs's filter and raw tables for both families,
 // writing only chains that differ. On error the family that failed is
 // forgotten (the next Apply reads it again); the tables of a failed
 // iptables-restore transaction are unchanged, but with two tables per
-// family, raw may have committed when filter failed. The error says which.
+// family, filter may have committed when raw failed. The error says which.
 func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error) {
 	var st Stats
 	var want [2][2]*tableState
@@ -112,6 +172,13 @@ func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	// The generation before anything: if it is the one the syncer's view
+	// was verified at, or both families are read below, and it moves by
+	// exactly the transactions written, the view after the Apply is exact.
+	g0, genOK := s.generation(ctx)
+	exact := genOK && s.verified && g0 == s.verifiedGen
+	s.verified = false
+	readAll, commits := true, 0
 	for _, f := range families {
 		if err := ctx.Err(); err != nil {
 			return st, err
@@ -123,17 +190,33 @@ func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error)
 				return st, fmt.Errorf("apply %s: %w", f, err)
 			}
 			cur = read
+		} else {
+			readAll = false
 		}
 		var plans [2]*tablePlan
 		var next [2]*tableState
 		for i, t := range tableNames {
 			plans[i], next[i] = planTable(t, cur[i], want[f][i])
 		}
-		if err := s.restore(ctx, f, plans, &st); err != nil {
+		n, err := s.restore(ctx, f, plans, &st)
+		if err != nil {
 			s.known[f] = nil
 			return st, fmt.Errorf("apply %s: %w", f, err)
 		}
+		commits += n
 		s.known[f] = &next
+	}
+	if exact || readAll && genOK {
+		g1 := g0
+		if commits > 0 {
+			var ok bool
+			if g1, ok = s.generation(ctx); !ok {
+				return st, nil
+			}
+		}
+		if g1-g0 == uint32(commits) {
+			s.verified, s.verifiedGen = true, g1
+		}
 	}
 	return st, nil
 }
@@ -147,8 +230,8 @@ func rsTables(rs *firewall.Ruleset, f Family) *firewall.Tables {
 }
 
 // restore writes the non-empty plans of one family in one iptables-restore
-// --noflush process.
-func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st *Stats) error {
+// --noflush process and returns the number of table transactions written.
+func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st *Stats) (int, error) {
 	var b strings.Builder
 	// sections[i] is the first line of the i-th table written, to tell
 	// from iptables-restore's "line N" which table failed.
@@ -169,7 +252,7 @@ func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st 
 		st.add(p)
 	}
 	if len(sections) == 0 {
-		return nil
+		return 0, nil
 	}
 	in := b.String()
 	st.Restores++
@@ -196,7 +279,7 @@ func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st 
 			for _, sec := range sections {
 				names = append(names, sec.table)
 			}
-			return fmt.Errorf("restore %s: %w", strings.Join(names, ", "), err)
+			return 0, fmt.Errorf("restore %s: %w", strings.Join(names, ", "), err)
 		}
 		var committed []string
 		for _, sec := range sections {
@@ -206,11 +289,11 @@ func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st 
 			committed = append(committed, sec.table)
 		}
 		if len(committed) > 0 {
-			return fmt.Errorf("restore %s table failed (%s committed before it): %w", failed, strings.Join(committed, ", "), err)
+			return 0, fmt.Errorf("restore %s table failed (%s committed before it): %w", failed, strings.Join(committed, ", "), err)
 		}
-		return fmt.Errorf("restore %s table failed, nothing committed: %w", failed, err)
+		return 0, fmt.Errorf("restore %s table failed, nothing committed: %w", failed, err)
 	}
-	return nil
+	return len(sections), nil
 }
 
 var errorLineRE = regexp.MustCompile(`(?:Error occurred at line: |line )(\d+)`)
@@ -265,6 +348,11 @@ func (s *Syncer) save(ctx context.Context, f Family, table string) (map[string]*
 // start with moat's jumps, a missing canary. An empty result means no drift.
 // Check also replaces the syncer's view with what it read, so that an Apply
 // that follows repairs exactly the drift without reading again.
+//
+// With a generation source (iptables-nft) Check reads only when the
+// namespace's tables were written since the syncer last read them or wrote
+// them itself; otherwise it compares rs with that view, which costs no
+// process at all.
 func (s *Syncer) Check(ctx context.Context, rs *firewall.Ruleset) ([]string, error) {
 	var want [2][2]*tableState
 	for _, f := range families {
@@ -275,16 +363,25 @@ func (s *Syncer) Check(ctx context.Context, rs *firewall.Ruleset) ([]string, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if !s.unchanged(ctx) {
+		// The generation is read before the tables: a write after it makes
+		// the next Check read again, even if this read already saw it.
+		g, genOK := s.generation(ctx)
+		s.verified = false
+		for _, f := range families {
+			cur, err := s.read(ctx, f, nil)
+			if err != nil {
+				s.known[f] = nil
+				return nil, fmt.Errorf("check %s: %w", f, err)
+			}
+			s.known[f] = cur
+		}
+		s.verified, s.verifiedGen = genOK, g
+	}
 	var drift []string
 	for _, f := range families {
-		cur, err := s.read(ctx, f, nil)
-		if err != nil {
-			s.known[f] = nil
-			return nil, fmt.Errorf("check %s: %w", f, err)
-		}
-		s.known[f] = cur
 		for i, t := range tableNames {
-			p, _ := planTable(t, cur[i], want[f][i])
+			p, _ := planTable(t, s.known[f][i], want[f][i])
 			for _, d := range p.drift {
 				drift = append(drift, f.String()+" "+d)
 			}
@@ -299,6 +396,11 @@ func (s *Syncer) Check(ctx context.Context, rs *firewall.Ruleset) ([]string, err
 // only that chain; iptables-legacy still reads the table's blob from the
 // kernel, but does not format it. Call Invalidate when it returns false.
 func (s *Syncer) CanaryPresent(ctx context.Context) (bool, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.unchanged(ctx) && s.hasCanary() {
+		return true, nil
+	}
 	for _, f := range families {
 		args := []string{"-t", "filter", "-S", CanaryChain}
 		if s.backend == Legacy {
@@ -320,6 +422,18 @@ func (s *Syncer) CanaryPresent(ctx context.Context) (bool, error) {
 		}
 	}
 	return true, nil
+}
+
+// hasCanary reports whether the syncer's view holds both canaries.
+func (s *Syncer) hasCanary() bool {
+	for _, f := range families {
+		filter := s.known[f][0]
+		i, ok := slices.BinarySearchFunc(filter.owned, CanaryChain, func(c firewall.Chain, n string) int { return strings.Compare(c.Name, n) })
+		if !ok || !slices.Equal(filter.owned[i].Rules, canaryRules) {
+			return false
+		}
+	}
+	return true
 }
 
 var zoneRE = regexp.MustCompile(`--comment "?Set zone for ([^" ]+)"? .*-j CT --zone (\d+)`)
@@ -365,6 +479,7 @@ func (s *Syncer) RemoveAll(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.known = [2]*[2]*tableState{}
+	s.verified = false
 	empty := &tableState{}
 	for _, f := range families {
 		cur, err := s.read(ctx, f, nil)
@@ -375,7 +490,7 @@ func (s *Syncer) RemoveAll(ctx context.Context) error {
 		for i, t := range tableNames {
 			plans[i], _ = planTable(t, cur[i], empty)
 		}
-		if err := s.restore(ctx, f, plans, &Stats{}); err != nil {
+		if _, err := s.restore(ctx, f, plans, &Stats{}); err != nil {
 			return fmt.Errorf("remove %s: %w", f, err)
 		}
 	}

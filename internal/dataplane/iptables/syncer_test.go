@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/iptables/iptablestest"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/workload"
@@ -198,9 +199,10 @@ func TestApplyOneRuleChange(t *testing.T) {
 	rs := b.compile(t)
 	h.rec.Reset()
 	st := mustApply(t, h.s, rs)
-	// app3 is on ports 3, 13, 23, 33: their IPv4 ingress chains change,
-	// nothing else; no read, one restore (IPv4).
-	if st.Saved || st.Restores != 1 || st.ChainsRewritten != 4 || st.ChainsCreated != 0 || st.ChainsDeleted != 0 || st.BuiltinRules != 0 {
+	// app3 is on ports 3, 13, 23, 33: their IPv4 ingress chains get the
+	// rule, nothing else changes; no read, one restore (IPv4), one -I line
+	// per chain.
+	if st.Saved || st.Restores != 1 || st.ChainsPatched != 4 || st.RulesWritten != 4 || st.ChainsWritten() != 4 || st.ChainsDeleted != 0 || st.BuiltinRules != 0 {
 		t.Errorf("one-rule change: %+v", st)
 	}
 	calls := h.rec.Calls()
@@ -208,30 +210,38 @@ func TestApplyOneRuleChange(t *testing.T) {
 		t.Fatalf("calls %v", calls)
 	}
 	in := calls[0].Stdin
-	if strings.Contains(in, "*raw") {
-		t.Errorf("raw written:\n%s", in)
-	}
-	var declared []string
-	for _, l := range strings.Split(in, "\n") {
-		if strings.HasPrefix(l, ":") {
-			declared = append(declared, strings.Fields(l[1:])[0])
-		}
-		if strings.HasPrefix(l, "-A ") && !strings.HasPrefix(l, "-A neutron-openvswi-i") {
-			t.Errorf("unexpected line %q", l)
-		}
-	}
 	var want []string
 	for _, i := range []int{3, 13, 23, 33} {
 		want = append(want, "neutron-openvswi-i"+b.State.Ports[i].ID[:10])
 	}
-	slices.Sort(want)
-	if !slices.Equal(declared, want) {
-		t.Errorf("declared %q, want %q", declared, want)
-	}
+	assertOnlyInserts(t, in, want, "-p 6 -m tcp --dport 4242 -j RETURN")
 	if !strings.Contains(in, "--dport 4242") {
 		t.Errorf("new rule not written:\n%s", in)
 	}
 	assertKernel(t, h.k, rs)
+}
+
+// assertOnlyInserts checks that a restore input inserts rule into each of
+// chains and does nothing else.
+func assertOnlyInserts(t *testing.T, in string, chains []string, rule string) {
+	t.Helper()
+	var got []string
+	for _, l := range strings.Split(strings.TrimSpace(in), "\n") {
+		if l == "*filter" || l == "COMMIT" {
+			continue
+		}
+		f := strings.SplitN(l, " ", 4)
+		if len(f) != 4 || f[0] != "-I" || f[3] != rule {
+			t.Errorf("unexpected line %q", l)
+			continue
+		}
+		got = append(got, f[1])
+	}
+	slices.Sort(got)
+	want := slices.Sorted(slices.Values(chains))
+	if !slices.Equal(got, want) {
+		t.Errorf("inserted into %q, want %q", got, want)
+	}
 }
 
 func TestApplyPortsComeAndGo(t *testing.T) {
@@ -423,12 +433,12 @@ func TestRestoreFailureRereads(t *testing.T) {
 	assertKernel(t, h.k, rs)
 }
 
-func TestFilterFailsAfterRawCommitted(t *testing.T) {
+func TestFailedTableIsNamed(t *testing.T) {
 	h := newFakeHost(Legacy)
 	b := newBench(t, 4)
 	mustApply(t, h.s, b.rs)
 	// A new port (raw and filter change) whose rules name a missing ipset
-	// make the filter transaction fail after raw committed.
+	// make the filter transaction fail; raw, after it, is not attempted.
 	b.State.Ports = append(b.State.Ports, firewall.Port{
 		ID: "99999999-0000-4000-8000-000000000000", MAC: "fa:16:3e:99:99:99",
 		FixedIPs: []string{"10.9.9.9"}, SecurityGroups: []string{b.Common}, DeviceOwner: "compute:nova",
@@ -436,11 +446,11 @@ func TestFilterFailsAfterRawCommitted(t *testing.T) {
 	rs := b.compile(t)
 	h.k.SetExists = func(name string) bool { return false }
 	_, err := h.s.Apply(context.Background(), rs)
-	if err == nil || !strings.Contains(err.Error(), "filter table failed (raw committed before it)") {
+	if err == nil || !strings.Contains(err.Error(), "filter table failed, nothing committed") {
 		t.Fatalf("Apply = %v", err)
 	}
-	if strings.Contains(h.k.Save("ipv4", "filter"), "neutron-openvswi-i99999999") {
-		t.Error("filter half-applied")
+	if strings.Contains(h.k.Save("ipv4", "filter"), "neutron-openvswi-i99999999") || strings.Contains(h.k.Save("ipv4", "raw"), "99999999") {
+		t.Error("half-applied")
 	}
 	h.k.SetExists = nil
 	st := mustApply(t, h.s, rs)
@@ -615,5 +625,123 @@ func TestContextCancelled(t *testing.T) {
 	cancel()
 	if _, err := h.s.Apply(ctx, newBench(t, 1).rs); !errors.Is(err, context.Canceled) {
 		t.Errorf("Apply = %v", err)
+	}
+}
+
+// failingExec fails every restore with iptables-restore's message for a line.
+type failingExec struct {
+	k    *iptablestest.Kernel
+	line int
+}
+
+func (f *failingExec) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	if strings.HasSuffix(name, "-restore") {
+		return nil, &dataplane.CommandError{Cmd: name, Err: &iptablestest.ExitError{Code: 1},
+			Stderr: fmt.Sprintf("iptables-restore: line %d failed\n", f.line)}
+	}
+	return f.k.Run(ctx, stdin, name, args...)
+}
+
+func TestRestoreErrorNamesTable(t *testing.T) {
+	b := newBench(t, 2)
+	// The fresh input is "*filter", its lines, "COMMIT", then "*raw".
+	var in strings.Builder
+	want, _ := desiredTables(&b.rs.IPv4)
+	p, _ := planTable("filter", &tableState{}, want[0])
+	p.writeTo(&in)
+	rawLine := strings.Count(in.String(), "\n") + 2
+	for _, tc := range []struct {
+		line int
+		want string
+	}{
+		{2, "restore filter table failed, nothing committed"},
+		{rawLine, "restore raw table failed (filter committed before it)"},
+	} {
+		f := &failingExec{k: iptablestest.New(), line: tc.line}
+		_, err := NewSyncer(f, NFT).Apply(context.Background(), b.rs)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("line %d: %v, want %q", tc.line, err, tc.want)
+		}
+	}
+}
+
+func TestGenerationSkipsReads(t *testing.T) {
+	h := newFakeHost(NFT)
+	h.s.SetGeneration(h.k.Generation)
+	ctx := context.Background()
+	b := newBench(t, 5)
+	mustApply(t, h.s, b.rs)
+
+	// Nothing written since the Apply: Check and the canary cost nothing.
+	h.rec.Reset()
+	if d := mustCheck(t, h.s, b.rs); len(d) > 0 {
+		t.Errorf("drift %q", d)
+	}
+	if ok, err := h.s.CanaryPresent(ctx); !ok || err != nil {
+		t.Errorf("CanaryPresent = %v, %v", ok, err)
+	}
+	// A changed ruleset is still compared, against the view.
+	b.AddRule(b.Common, 6000)
+	rs := b.compile(t)
+	if d := mustCheck(t, h.s, rs); len(d) != len(b.State.Ports) {
+		t.Errorf("drift %q, want every port's ingress chain", d)
+	}
+	if calls := h.rec.Calls(); len(calls) != 0 {
+		t.Errorf("Check and CanaryPresent ran %v", calls)
+	}
+	mustApply(t, h.s, rs)
+
+	// Another tool writes (even an unrelated table): the next Check reads.
+	h.run(t, "iptables-nft", "-t", "nat", "-N", "DOCKER")
+	h.rec.Reset()
+	if d := mustCheck(t, h.s, rs); len(d) > 0 {
+		t.Errorf("drift %q", d)
+	}
+	if n := len(h.rec.Matching("-save")); n != 4 {
+		t.Errorf("Check after a foreign write ran %d saves, want 4", n)
+	}
+	// ... and once: the read is verified.
+	h.rec.Reset()
+	mustCheck(t, h.s, rs)
+	if n := len(h.rec.Calls()); n != 0 {
+		t.Errorf("second Check ran %d commands", n)
+	}
+
+	// A foreign write between the syncer's view and its own Apply: the
+	// Apply cannot vouch for the result, the next Check reads.
+	port := "neutron-openvswi-i" + b.State.Ports[1].ID[:10]
+	h.run(t, "iptables-nft", "-A", port, "-j", "ACCEPT")
+	b.AddRule(b.Common, 6001)
+	rs = b.compile(t)
+	mustApply(t, h.s, rs)
+	h.rec.Reset()
+	d := mustCheck(t, h.s, rs)
+	if len(h.rec.Matching("-save")) != 4 || !slices.ContainsFunc(d, func(s string) bool { return strings.Contains(s, port) }) {
+		t.Errorf("drift %q after %v", d, h.rec.Calls())
+	}
+	mustApply(t, h.s, rs)
+	if d := mustCheck(t, h.s, rs); len(d) > 0 {
+		t.Errorf("drift after repair %q", d)
+	}
+
+	// A flushed chain makes the position of an insert wrong: the Apply
+	// fails, the next one reads and converges.
+	h.run(t, "iptables-nft", "-F", port)
+	b.AddRule(b.Common, 6002)
+	rs = b.compile(t)
+	if _, err := h.s.Apply(ctx, rs); err == nil || !strings.Contains(err.Error(), "Index of insertion too big") {
+		t.Errorf("Apply on a flushed chain = %v", err)
+	}
+	if st := mustApply(t, h.s, rs); !st.Saved {
+		t.Errorf("%+v", st)
+	}
+	if d := mustCheck(t, h.s, rs); len(d) > 0 {
+		t.Errorf("drift %q", d)
+	}
+
+	// The canary, removed: the generation moved, CanaryPresent asks.
+	h.run(t, "ip6tables-nft", "-F", CanaryChain)
+	if ok, err := h.s.CanaryPresent(ctx); ok || err != nil {
+		t.Errorf("CanaryPresent = %v, %v after the canary was flushed", ok, err)
 	}
 }

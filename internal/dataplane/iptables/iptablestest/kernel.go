@@ -32,6 +32,7 @@ import (
 type Kernel struct {
 	mu   sync.Mutex
 	fams [2]map[string]*table // by family (0 ipv4, 1 ipv6), by table name
+	gen  uint32               // bumped by every committed write, as nf_tables' generation
 
 	// FailRestore, when set, is called before each restore is applied with
 	// the binary's name and its input; an error fails the command without
@@ -309,6 +310,7 @@ func (k *Kernel) restore(fam int, name string, args []string, input string) ([]b
 			return nil, lineErr("no table specified")
 		case line == "COMMIT":
 			k.fams[fam][cur.name] = cur
+			k.gen++
 			cur = nil
 		case line[0] == ':':
 			f := strings.Fields(line[1:])
@@ -373,7 +375,10 @@ func (k *Kernel) command(fam int, name string, args []string) ([]byte, error) {
 	if err != nil {
 		return nil, fail(name, args, 1, "iptables: "+err.Error())
 	}
-	k.fams[fam][tname] = work
+	if len(rest) > 0 && rest[0] != "-S" && rest[0] != "--list-rules" {
+		k.fams[fam][tname] = work
+		k.gen++
+	}
 	return []byte(out), nil
 }
 
@@ -675,6 +680,15 @@ func splitLine(line string) ([]string, error) {
 		out = append(out, cur.String())
 	}
 	return out, nil
+}
+
+// Generation returns a number bumped by every committed write (a restore's
+// table transaction, a command that changes a table), as nf_tables'
+// ruleset generation is. It has the type of iptables.GenerationFunc.
+func (k *Kernel) Generation(ctx context.Context) (uint32, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	return k.gen, ctx.Err()
 }
 
 // Save returns iptables-save's output for one family ("ipv4" or "ipv6") and

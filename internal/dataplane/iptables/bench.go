@@ -1,0 +1,368 @@
+package iptables
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/dataplane/ipset"
+	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/firewall/workload"
+)
+
+// BenchOptions configures RunBench.
+type BenchOptions struct {
+	Ports    []int     // host sizes, e.g. 1000 and 5000
+	Backends []Backend // default: both
+	Repeat   int       // runs per size and backend; medians are reported (default 3)
+	// Log, if set, receives progress lines.
+	Log func(format string, args ...any)
+}
+
+// BenchRow is one measured phase: medians over the runs.
+type BenchRow struct {
+	Backend Backend
+	Ports   int
+	Phase   string
+	// Wall is elapsed time; CPU is the user+system time of this process and
+	// of the tools it ran (their rusage, kernel work on their behalf
+	// included), which is what a shared host pays.
+	Wall, CPU, ChildCPU time.Duration
+	// Detail says what the phase wrote (chains, restore bytes).
+	Detail string
+}
+
+// Phases of RunBench, in the order they are reported.
+const (
+	PhaseBareRestore = "bare iptables-restore of the full ruleset (reference)"
+	PhaseFullApply   = "full Apply into an empty namespace"
+	PhaseIPSets      = "ipset Apply, all sets, empty namespace"
+	PhaseNoop        = "Apply, nothing changed"
+	PhaseOneRule     = "Apply after one rule added to one app group"
+	PhaseAddPort     = "Apply after one port added"
+	PhaseRestart     = "Apply by a fresh syncer (agent restart, nothing to write)"
+	PhaseCheckRead   = "Check reading the tables (after Invalidate)"
+	PhaseCheckGen    = "Check with nothing written since (nft: generation unchanged)"
+	PhaseCanary      = "CanaryPresent"
+)
+
+var benchPhases = []string{PhaseBareRestore, PhaseFullApply, PhaseIPSets, PhaseNoop, PhaseOneRule, PhaseAddPort, PhaseRestart, PhaseCheckRead, PhaseCheckGen, PhaseCanary}
+
+// RunBench measures the syncer against the real tools in scratch network
+// namespaces (root only): for each backend and size, a full Apply of the
+// internal/firewall/workload ruleset into an empty namespace next to a bare
+// iptables-restore of the same tables (what `moat render` prints), then in
+// the applied namespace a one-rule change (one app group, so a tenth of the
+// ports), a port added, an Apply with nothing to do, an Apply by a fresh
+// syncer, Check (reading, and trusting the nf_tables generation) and
+// CanaryPresent. Every run uses fresh namespaces (never two backends in one
+// namespace) with their own xtables lock. Rusage of children is process-wide,
+// so run it in a process that does nothing else.
+func RunBench(ctx context.Context, opt BenchOptions) ([]BenchRow, error) {
+	if opt.Repeat <= 0 {
+		opt.Repeat = 3
+	}
+	if len(opt.Backends) == 0 {
+		opt.Backends = Backends()
+	}
+	logf := opt.Log
+	if logf == nil {
+		logf = func(string, ...any) {}
+	}
+	var rows []BenchRow
+	for _, n := range opt.Ports {
+		for _, backend := range opt.Backends {
+			samples := map[string][]sample{}
+			details := map[string]string{}
+			for r := 0; r < opt.Repeat; r++ {
+				if err := ctx.Err(); err != nil {
+					return nil, err
+				}
+				logf("bench: %s, %d ports, run %d/%d", backend, n, r+1, opt.Repeat)
+				if err := benchRun(ctx, backend, n, r, samples, details); err != nil {
+					return nil, fmt.Errorf("bench %s %d ports: %w", backend, n, err)
+				}
+			}
+			for _, phase := range benchPhases {
+				ss := samples[phase]
+				if len(ss) == 0 {
+					continue
+				}
+				rows = append(rows, BenchRow{
+					Backend: backend, Ports: n, Phase: phase,
+					Wall:     median(ss, func(s sample) time.Duration { return s.wall }),
+					CPU:      median(ss, func(s sample) time.Duration { return s.self + s.child }),
+					ChildCPU: median(ss, func(s sample) time.Duration { return s.child }),
+					Detail:   details[phase],
+				})
+			}
+		}
+	}
+	return rows, nil
+}
+
+// benchRun is one run of every phase for one backend and size.
+func benchRun(ctx context.Context, backend Backend, n, r int, samples map[string][]sample, details map[string]string) error {
+	b := workload.NewBench(n)
+	c := firewall.NewCompiler()
+	rs, err := c.Compile(b.State)
+	if err != nil {
+		return err
+	}
+	b.State.Zones = rs.ZoneAssignments
+	add := func(phase string, s sample) { samples[phase] = append(samples[phase], s) }
+
+	bare, cleanBare, err := ScratchNamespace("moat-bench")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = cleanBare() }()
+	ns, clean, err := ScratchNamespace("moat-bench")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = clean() }()
+
+	// The reference: iptables-restore (without --noflush) of both tables of
+	// both families, the way `moat render` prints them.
+	var input [2]string
+	for _, f := range families {
+		var sb strings.Builder
+		ts := rsTables(rs, f)
+		if err := firewall.WriteSave(&sb, &ts.Filter, &ts.Raw); err != nil {
+			return err
+		}
+		input[f] = sb.String()
+	}
+	if err := loadSets(ctx, bare, rs); err != nil {
+		return err
+	}
+	bareRestore := func() error {
+		for _, f := range families {
+			args := []string{}
+			if backend == Legacy {
+				args = append(args, "-w")
+			}
+			if _, err := bare.Run(ctx, []byte(input[f]), backend.Command(f, "restore"), args...); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	details[PhaseBareRestore] = fmt.Sprintf("%d + %d rules, %s", rs.IPv4.Filter.RuleCount()+rs.IPv4.Raw.RuleCount(),
+		rs.IPv6.Filter.RuleCount()+rs.IPv6.Raw.RuleCount(), kb(len(input[0])+len(input[1])))
+
+	sets := ipset.NewSyncer(ns)
+	s := NewSyncer(ns, backend)
+	var st Stats
+	fullApply := func() (err error) { st, err = s.Apply(ctx, rs); return err }
+	// Alternate which goes first, so that a trend in the machine's load
+	// does not favour one side.
+	if r%2 == 0 {
+		sm, err := measure(bareRestore)
+		if err != nil {
+			return fmt.Errorf("bare restore: %w", err)
+		}
+		add(PhaseBareRestore, sm)
+	}
+	sm, err := measure(func() error { _, err := sets.Apply(ctx, rs.IPSets); return err })
+	if err != nil {
+		return err
+	}
+	add(PhaseIPSets, sm)
+	details[PhaseIPSets] = fmt.Sprintf("%d sets", len(rs.IPSets))
+	if sm, err = measure(fullApply); err != nil {
+		return fmt.Errorf("full apply: %w", err)
+	}
+	add(PhaseFullApply, sm)
+	details[PhaseFullApply] = fmt.Sprintf("%d chains, %s, %d saves + %d restores", st.ChainsWritten(), kb(st.Bytes), st.Saves, st.Restores)
+	if r%2 == 1 {
+		sm, err := measure(bareRestore)
+		if err != nil {
+			return fmt.Errorf("bare restore: %w", err)
+		}
+		add(PhaseBareRestore, sm)
+	}
+
+	if sm, err = measure(fullApply); err != nil {
+		return err
+	}
+	if st.Restores != 0 || st.Saves != 0 {
+		return fmt.Errorf("apply without change did work: %+v", st)
+	}
+	add(PhaseNoop, sm)
+
+	b.AddRule(b.Apps[r%len(b.Apps)], 10000+r)
+	rs2, err := c.Compile(b.State)
+	if err != nil {
+		return err
+	}
+	if sm, err = measure(func() (err error) { st, err = s.Apply(ctx, rs2); return err }); err != nil {
+		return fmt.Errorf("one-rule change: %w", err)
+	}
+	add(PhaseOneRule, sm)
+	details[PhaseOneRule] = fmt.Sprintf("%d chains patched, %d rewritten, %d rules, %s", st.ChainsPatched, st.ChainsRewritten, st.RulesWritten, kb(st.Bytes))
+
+	b.State.Ports = append(b.State.Ports, firewall.Port{
+		ID: fmt.Sprintf("ffffffff-0000-4000-8000-%012d", r), MAC: fmt.Sprintf("fa:16:3f:00:00:%02x", r%256),
+		FixedIPs: []string{fmt.Sprintf("10.250.0.%d", 1+r%250)}, SecurityGroups: []string{b.Common, b.Apps[0]}, DeviceOwner: "compute:nova",
+	})
+	rs3, err := c.Compile(b.State)
+	if err != nil {
+		return err
+	}
+	if _, err := sets.Apply(ctx, rs3.IPSets); err != nil {
+		return err
+	}
+	if sm, err = measure(func() (err error) { st, err = s.Apply(ctx, rs3); return err }); err != nil {
+		return fmt.Errorf("port added: %w", err)
+	}
+	add(PhaseAddPort, sm)
+	details[PhaseAddPort] = fmt.Sprintf("%d chains created, %d patched, %d rewritten, %s", st.ChainsCreated, st.ChainsPatched, st.ChainsRewritten, kb(st.Bytes))
+
+	s2 := NewSyncer(ns, backend)
+	if sm, err = measure(func() (err error) { st, err = s2.Apply(ctx, rs3); return err }); err != nil {
+		return err
+	}
+	if st.Restores != 0 {
+		return fmt.Errorf("a fresh syncer wrote to a synced namespace: %+v", st)
+	}
+	add(PhaseRestart, sm)
+	details[PhaseRestart] = fmt.Sprintf("%d saves", st.Saves)
+
+	var drift []string
+	s.Invalidate()
+	if sm, err = measure(func() (err error) { drift, err = s.Check(ctx, rs3); return err }); err != nil {
+		return err
+	}
+	if len(drift) > 0 {
+		return fmt.Errorf("drift right after apply: %q", drift[:min(len(drift), 5)])
+	}
+	add(PhaseCheckRead, sm)
+	if sm, err = measure(func() (err error) { drift, err = s.Check(ctx, rs3); return err }); err != nil {
+		return err
+	}
+	if len(drift) > 0 {
+		return fmt.Errorf("drift right after check: %q", drift[:min(len(drift), 5)])
+	}
+	add(PhaseCheckGen, sm)
+
+	var ok bool
+	if sm, err = measure(func() (err error) { ok, err = s.CanaryPresent(ctx); return err }); err != nil {
+		return err
+	}
+	if !ok {
+		return fmt.Errorf("canary missing after apply")
+	}
+	add(PhaseCanary, sm)
+	return nil
+}
+
+func loadSets(ctx context.Context, ex dataplane.Exec, rs *firewall.Ruleset) error {
+	var b strings.Builder
+	if err := firewall.WriteIPSetSave(&b, rs.IPSets); err != nil {
+		return err
+	}
+	_, err := ex.Run(ctx, []byte(b.String()), "ipset", "-exist", "restore")
+	return err
+}
+
+func kb(n int) string { return fmt.Sprintf("%.0f kB", float64(n)/1000) }
+
+type sample struct{ wall, self, child time.Duration }
+
+// measure runs f and returns its wall time and the CPU time of this process
+// and of the children it waited for meanwhile.
+func measure(f func() error) (sample, error) {
+	var s0, c0, s1, c1 syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &s0)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &c0)
+	start := time.Now()
+	err := f()
+	wall := time.Since(start)
+	syscall.Getrusage(syscall.RUSAGE_SELF, &s1)
+	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &c1)
+	return sample{wall: wall, self: cpu(s1) - cpu(s0), child: cpu(c1) - cpu(c0)}, err
+}
+
+func cpu(r syscall.Rusage) time.Duration {
+	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+}
+
+func median(ss []sample, get func(sample) time.Duration) time.Duration {
+	v := make([]time.Duration, len(ss))
+	for i, s := range ss {
+		v[i] = get(s)
+	}
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+// WriteBenchTable prints rows as a Markdown table, with the full Apply
+// relative to the bare restore of the same size and backend.
+func WriteBenchTable(w io.Writer, rows []BenchRow) error {
+	var b strings.Builder
+	b.WriteString("| ports | backend | phase | wall ms | CPU ms (of which tools) | what |\n|---|---|---|---|---|---|\n")
+	ref := map[string]BenchRow{}
+	for _, r := range rows {
+		if r.Phase == PhaseBareRestore {
+			ref[fmt.Sprint(r.Ports, r.Backend)] = r
+		}
+	}
+	for _, r := range rows {
+		what := r.Detail
+		if bare, ok := ref[fmt.Sprint(r.Ports, r.Backend)]; ok && r.Phase == PhaseFullApply && bare.Wall > 0 && bare.CPU > 0 {
+			what += fmt.Sprintf("; %.2f× / %.2f× the bare restore", float64(r.Wall)/float64(bare.Wall), float64(r.CPU)/float64(bare.CPU))
+		}
+		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s (%s) | %s |\n", r.Ports, r.Backend, r.Phase, ms(r.Wall), ms(r.CPU), ms(r.ChildCPU), what)
+	}
+	_, err := io.WriteString(w, b.String())
+	return err
+}
+
+func ms(d time.Duration) string {
+	v := float64(d) / float64(time.Millisecond)
+	if v < 10 {
+		return fmt.Sprintf("%.1f", v)
+	}
+	return fmt.Sprintf("%.0f", v)
+}
+
+// ScratchNamespace creates a network namespace named prefix-<random> for
+// benchmarks and tests, with its own xtables lock file, and returns an Exec
+// running commands in it and a function that deletes it. It needs root.
+func ScratchNamespace(prefix string) (dataplane.Netns, func() error, error) {
+	var rnd [4]byte
+	if _, err := rand.Read(rnd[:]); err != nil {
+		return dataplane.Netns{}, nil, err
+	}
+	name := prefix + "-" + hex.EncodeToString(rnd[:])
+	dir, err := os.MkdirTemp("", name)
+	if err != nil {
+		return dataplane.Netns{}, nil, err
+	}
+	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
+		os.RemoveAll(dir)
+		return dataplane.Netns{}, nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+	}
+	cleanup := func() error {
+		defer os.RemoveAll(dir)
+		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
+			return fmt.Errorf("ip netns del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
+		}
+		return nil
+	}
+	// Legacy iptables serialises on /run/xtables.lock across namespaces.
+	ns := dataplane.Netns{Name: name, Env: []string{"XTABLES_LOCKFILE=" + filepath.Join(dir, "xtables.lock")}}
+	return ns, cleanup, nil
+}
