@@ -203,15 +203,21 @@ func (s *ruleSource) loadLive(ctx context.Context) (*trace.Host, string, error) 
 		where += ", netns " + s.netns
 	}
 	where += ")"
+	// Without IPv6 rules or ipsets a trace still works for what does not
+	// need them; say what is missing.
 	if out, err := s.run(ctx, b.Command(iptables.IPv6, "save"), "-c"); err == nil {
 		if h.IPv6, err = trace.ParseSaveString(string(out), true); err != nil {
 			return nil, "", fmt.Errorf("%s output: %w", b.Command(iptables.IPv6, "save"), err)
 		}
+	} else {
+		where += "; no IPv6 rules: " + err.Error()
 	}
 	if out, err := s.run(ctx, "ipset", "save"); err == nil {
 		if h.Sets, err = trace.ParseIPSets(bytes.NewReader(out)); err != nil {
 			return nil, "", fmt.Errorf("ipset save output: %w", err)
 		}
+	} else {
+		where += "; no ipsets: " + err.Error()
 	}
 	return h, where, nil
 }

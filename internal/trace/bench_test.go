@@ -2,7 +2,6 @@ package trace_test
 
 import (
 	"bytes"
-	"fmt"
 	"os"
 	"os/exec"
 	"strings"
@@ -160,5 +159,4 @@ func TestBenchInputsCount(t *testing.T) {
 	if n != 125060 {
 		t.Errorf("gen_rules.py 5000: %d rules, want 125,060", n)
 	}
-	fmt.Fprintln(os.Stderr, "rules:", n)
 }

@@ -10,7 +10,9 @@ import (
 )
 
 // Host is what a trace runs against: both families' rules, the ipsets,
-// and (when the rules were compiled by moat) where they came from.
+// and (when the rules were compiled by moat) where they came from. Traces
+// compile rules and index chains as they go, so a Host is not safe for
+// concurrent use.
 type Host struct {
 	IPv4, IPv6 *Ruleset
 	// Sets are the ipsets; nil when unknown, which makes every set match
