@@ -788,7 +788,35 @@ func (s *sim) finish(v string) {
 		res.Suggestion, res.Notes = suggest(s, res.Notes)
 	}
 	res.Notes = append(res.Notes, s.ipipNotes()...)
+	if s.port.Hook == HookInput && s.bridgedMissed() {
+		res.Notes = append(res.Notes, "at INPUT the frame is not being bridged, so rules with --physdev-is-bridged (Neutron's dispatch to the port's o chain) do not match: the port's security groups do not filter this traffic to the host itself")
+	}
 	res.Packet = describePort(s.pkt, s.port)
+}
+
+// bridgedMissed reports whether a rule of the path failed only for lack of
+// a bridge out-port.
+func (s *sim) bridgedMissed() bool {
+	for _, st := range s.res.Path {
+		if st.Result != No {
+			continue
+		}
+		bridged, other := false, false
+		for _, m := range st.Matches {
+			if m.Result != No {
+				continue
+			}
+			if m.Match == "--physdev-is-bridged" {
+				bridged = true
+			} else {
+				other = true
+			}
+		}
+		if bridged && !other {
+			return true
+		}
+	}
+	return false
 }
 
 // ipipNotes points out -p ipip rules an IP-in-IP packet met: the bug of
