@@ -281,7 +281,7 @@ func TestTrace(t *testing.T) {
 			name: "to the host itself: Neutron's INPUT rule never matches (physdev-is-bridged)", host: "basic",
 			q:       trace.Query{Port: portBasic, Direction: trace.Egress, Hook: trace.HookInput, Protocol: "tcp", Dst: "192.168.1.1", DstPort: "22"},
 			verdict: "ACCEPT", kind: trace.OriginPolicy, chain: "INPUT",
-			notes:   []string{"do not filter this traffic to the host itself"},
+			notes: []string{"do not filter this traffic to the host itself"},
 		},
 		{
 			name: "no ipset data: a set match is unknown, never a miss", host: "ipip_remote_group/nosets",
