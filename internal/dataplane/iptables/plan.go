@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/neutron"
 )
 
 // tableNames are the tables moat manages, in the order a family's restore
@@ -279,34 +280,106 @@ func planBuiltin(chain string, have, want []string) ([]string, []string) {
 	return lines, after
 }
 
-// writeTo appends the plan as one iptables-restore --noflush table section:
-// declarations first (so every chain a rule jumps to exists), then the
-// chains' rules, then the built-in chains' jumps, and deletions last, once
-// nothing refers to the chains.
-func (p *tablePlan) writeTo(b *strings.Builder) {
-	b.WriteString("*" + p.table + "\n")
+// appendTo appends the plan as one iptables-restore --noflush table
+// section: declarations first (so every chain a rule jumps to exists), then
+// the chains' rules, then the built-in chains' jumps, and deletions last,
+// once nothing refers to the chains. It returns the extended buffer and the
+// number of lines added.
+func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
+	size := len("*") + len(p.table) + len("\nCOMMIT\n")
+	lines := 2
 	for _, name := range p.declare {
-		b.WriteString(":" + name + " - [0:0]\n")
+		size += len(name) + len(": - [0:0]\n")
 	}
 	for _, c := range p.write {
 		for _, r := range c.Rules {
-			b.WriteString("-A ")
-			b.WriteString(c.Name)
-			if r != "" {
-				b.WriteByte(' ')
-				b.WriteString(firewall.RestoreRule(r))
-			}
-			b.WriteByte('\n')
+			size += len("-A ") + len(c.Name) + 1 + len(r) + 1
+		}
+		lines += len(c.Rules)
+	}
+	for _, ls := range [][]string{p.patch, p.builtin} {
+		for _, l := range ls {
+			size += len(l) + 1
 		}
 	}
-	for _, l := range p.patch {
-		b.WriteString(l + "\n")
+	for _, name := range p.remove {
+		size += len("-X ") + len(name) + 1
 	}
-	for _, l := range p.builtin {
-		b.WriteString(l + "\n")
+	lines += len(p.declare) + len(p.patch) + len(p.builtin) + len(p.remove)
+	b = slices.Grow(b, size)
+
+	b = append(b, '*')
+	b = append(b, p.table...)
+	b = append(b, '\n')
+	for _, name := range p.declare {
+		b = append(b, ':')
+		b = append(b, name...)
+		b = append(b, " - [0:0]\n"...)
+	}
+	for _, c := range p.write {
+		for _, r := range c.Rules {
+			b = append(b, "-A "...)
+			b = append(b, c.Name...)
+			if r != "" {
+				b = append(b, ' ')
+				b = appendRestoreRule(b, r)
+			}
+			b = append(b, '\n')
+		}
+	}
+	for _, ls := range [][]string{p.patch, p.builtin} {
+		for _, l := range ls {
+			b = append(b, l...)
+			b = append(b, '\n')
+		}
 	}
 	for _, name := range p.remove {
-		b.WriteString("-X " + name + "\n")
+		b = append(b, "-X "...)
+		b = append(b, name...)
+		b = append(b, '\n')
 	}
-	b.WriteString("COMMIT\n")
+	b = append(b, "COMMIT\n"...)
+	return b, lines
+}
+
+// saveProtocols maps the protocol names iptables-save prints (and the
+// compiler writes) to their numbers, sparing the general parser.
+var saveProtocols = func() map[string]int {
+	m := map[string]int{}
+	for n := 1; n < 256; n++ {
+		m[neutron.IptablesProtocolName(n)] = n
+	}
+	return m
+}()
+
+// appendRestoreRule appends firewall.RestoreRule(rule) without building the
+// string: the -p argument (outside quoted comment text) as a number, so that
+// loading does not depend on the host's /etc/protocols. A full load writes
+// every rule, and this is most of the syncer's own work there.
+func appendRestoreRule(b []byte, rule string) []byte {
+	inQuote := false
+	for i := 0; i < len(rule); i++ {
+		switch c := rule[i]; {
+		case c == '"':
+			inQuote = !inQuote
+		case inQuote:
+		case c == '-' && strings.HasPrefix(rule[i:], "-p ") && (i == 0 || rule[i-1] == ' '):
+			start := i + len("-p ")
+			end := strings.IndexByte(rule[start:], ' ')
+			if end < 0 {
+				end = len(rule) - start
+			}
+			num, ok := saveProtocols[rule[start:start+end]]
+			if !ok {
+				num, ok = neutron.ParseIptablesProtocol(rule[start : start+end])
+			}
+			if !ok {
+				return append(b, rule...)
+			}
+			b = append(b, rule[:start]...)
+			b = strconv.AppendInt(b, int64(num), 10)
+			return append(b, rule[start+end:]...)
+		}
+	}
+	return append(b, rule...)
 }

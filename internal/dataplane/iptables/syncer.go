@@ -232,7 +232,7 @@ func rsTables(rs *firewall.Ruleset, f Family) *firewall.Tables {
 // restore writes the non-empty plans of one family in one iptables-restore
 // --noflush process and returns the number of table transactions written.
 func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st *Stats) (int, error) {
-	var b strings.Builder
+	var b []byte
 	// sections[i] is the first line of the i-th table written, to tell
 	// from iptables-restore's "line N" which table failed.
 	type section struct {
@@ -246,17 +246,16 @@ func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st 
 			continue
 		}
 		sections = append(sections, section{p.table, line})
-		before := b.Len()
-		p.writeTo(&b)
-		line += strings.Count(b.String()[before:], "\n")
+		var n int
+		b, n = p.appendTo(b)
+		line += n
 		st.add(p)
 	}
 	if len(sections) == 0 {
 		return 0, nil
 	}
-	in := b.String()
 	st.Restores++
-	st.Bytes += len(in)
+	st.Bytes += len(b)
 	args := []string{"--noflush"}
 	if s.backend == Legacy {
 		// Legacy iptables serialises all writers through one lock file
@@ -264,7 +263,7 @@ func (s *Syncer) restore(ctx context.Context, f Family, plans [2]*tablePlan, st 
 		// wait for it rather than fail.
 		args = append([]string{"-w"}, args...)
 	}
-	if _, err := s.exec.Run(ctx, []byte(in), s.backend.Command(f, "restore"), args...); err != nil {
+	if _, err := s.exec.Run(ctx, b, s.backend.Command(f, "restore"), args...); err != nil {
 		// Name the table that failed and those that committed before it.
 		failed := ""
 		if n, ok := restoreErrorLine(err); ok {

@@ -645,11 +645,13 @@ func (f *failingExec) Run(ctx context.Context, stdin []byte, name string, args .
 func TestRestoreErrorNamesTable(t *testing.T) {
 	b := newBench(t, 2)
 	// The fresh input is "*filter", its lines, "COMMIT", then "*raw".
-	var in strings.Builder
 	want, _ := desiredTables(&b.rs.IPv4)
 	p, _ := planTable("filter", &tableState{}, want[0])
-	p.writeTo(&in)
-	rawLine := strings.Count(in.String(), "\n") + 2
+	in, n := p.appendTo(nil)
+	if c := strings.Count(string(in), "\n"); c != n {
+		t.Fatalf("appendTo counted %d lines, wrote %d", n, c)
+	}
+	rawLine := n + 2
 	for _, tc := range []struct {
 		line int
 		want string
