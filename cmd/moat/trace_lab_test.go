@@ -237,6 +237,69 @@ func labIPIP(t *testing.T, backend string) {
 	if n := counter("-s 192.168.1.13/32 -p ipencap"); n != 5 {
 		t.Errorf("the new rule's counter is %d, want 5", n)
 	}
+
+	// 3. To the host itself: trace says Neutron's INPUT dispatch rule
+	// (--physdev-is-bridged) cannot match at INPUT; the kernel's counters
+	// must agree.
+	inNetns(host, "", "ip", "addr", "add", "192.168.1.1/24", "dev", "qbrc0a350e0-43")
+	inputPolicy := func() uint64 {
+		t.Helper()
+		save := inNetns(host, "", backend+"-save", "-c", "-t", "filter")
+		for _, l := range strings.Split(save, "\n") {
+			if rest, ok := strings.CutPrefix(l, ":INPUT ACCEPT ["); ok {
+				p, _, _ := strings.Cut(rest, ":")
+				n, err := strconv.ParseUint(p, 10, 64)
+				if err == nil {
+					return n
+				}
+			}
+		}
+		t.Fatalf("no INPUT policy counter in:\n%s", save)
+		return 0
+	}
+	before := inputPolicy()
+	inNetns(lab+"-vm1", "", "/usr/bin/python3", filepath.Join(labDir, "pkt.py"), "send", "--proto", "1", "--dst", "192.168.1.1", "--count", "3")
+	out, err := runCmd(t, newExplainCmd, "", "--netns", host, "--port", "c0a350e0", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ex struct {
+		Rules []struct {
+			Family, Chain string
+			Packets       uint64
+		} `json:"rules"`
+	}
+	if err := json.Unmarshal([]byte(out), &ex); err != nil {
+		t.Fatal(err)
+	}
+	seen := false
+	for _, r := range ex.Rules {
+		if r.Family == "IPv4" && r.Chain == "neutron-openvswi-INPUT" {
+			seen = true
+			if r.Packets != 0 {
+				t.Errorf("the INPUT dispatch rule counted %d packets; trace models it as never matching", r.Packets)
+			}
+		}
+	}
+	if !seen {
+		t.Errorf("explain shows no INPUT rule:\n%s", out)
+	}
+	out, err = runCmd(t, newTraceCmd, "", "--netns", host, "--port", "c0a350e0", "--direction", "egress", "--hook", "input",
+		"--protocol", "icmp", "--icmp-type", "8", "--dst", "192.168.1.1", "--json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var in result
+	if err := json.Unmarshal([]byte(out), &in); err != nil {
+		t.Fatal(err)
+	}
+	if in.Verdict != "ACCEPT" || in.DecidedBy.OriginKind != "chain-policy" {
+		t.Errorf("trace to the host: %+v", in)
+	}
+	// The packets did reach INPUT: its policy counted them.
+	if after := inputPolicy(); after < before+3 {
+		t.Errorf("INPUT policy counter went from %d to %d, want +3", before, after)
+	}
 }
 
 // suggestionRule turns the suggested openstack command into the rule body
