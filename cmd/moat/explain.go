@@ -46,7 +46,7 @@ or compiled from a spec (--input FILE, counters are then zero).`,
 				enc.SetEscapeHTML(false)
 				return enc.Encode(ex)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "rules: %s\n", where)
+			fmt.Fprintf(cmd.OutOrStdout(), "rules:  %s\n", where)
 			return trace.WriteExplainText(cmd.OutOrStdout(), ex)
 		},
 	}

@@ -79,7 +79,7 @@ type Result struct {
 	DecidedBy *Decision `json:"decided_by"`
 	// Suggestion is the command that would allow the packet, for a drop
 	// by the default rule.
-	Suggestion string   `json:"suggestion,omitempty"`
+	Suggestion string   `json:"suggestion"`
 	Notes      []string `json:"notes,omitempty"`
 	// Unknown lists what the trace could not evaluate on its way.
 	Unknown []string `json:"unknown,omitempty"`
