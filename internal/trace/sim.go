@@ -87,8 +87,6 @@ type Result struct {
 	Zone int `json:"zone,omitempty"`
 	// State is the conntrack state the filter table saw.
 	State string `json:"state"`
-
-	pkt Packet
 }
 
 // Step is one rule (or policy) the packet met.
@@ -519,7 +517,9 @@ func (h *Host) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 	if rs == nil {
 		return nil, fmt.Errorf("no %s rules to trace an %s packet through", fam, fam)
 	}
-	res := &Result{Tap: port.Tap, PortID: port.ID, Direction: port.Direction, Hook: port.Hook, pkt: *pkt}
+	cp := *pkt // the raw table may change its state
+	pkt = &cp
+	res := &Result{Tap: port.Tap, PortID: port.ID, Direction: port.Direction, Hook: port.Hook}
 	s := &sim{h: h, rs: rs, res: res, pkt: pkt, port: port, allowedBy: -1}
 
 	// raw PREROUTING: conntrack zone or notrack. A drop there is final.
@@ -549,7 +549,6 @@ func (h *Host) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 		hookChain = "INPUT"
 	}
 	s.finish(s.traverse(filter, hookChain))
-	res.Packet = describePort(pkt, port)
 	return res, nil
 }
 
