@@ -195,6 +195,13 @@ func (s *ruleSource) loadLive(ctx context.Context) (*trace.Host, string, error) 
 			return nil, "", err
 		}
 	}
+	if !bytes.Contains(v4out, []byte("\n*")) && !bytes.HasPrefix(v4out, []byte("*")) {
+		ns := "this network namespace"
+		if s.netns != "" {
+			ns = "network namespace " + s.netns
+		}
+		return nil, "", fmt.Errorf("%s shows no iptables tables in %s: run moat in the host's namespace (ip netns exec HOST moat ..., or --netns HOST), or choose the other --backend", b.Command(iptables.IPv4, "save"), ns)
+	}
 	if h.IPv4, err = trace.ParseSaveString(string(v4out), false); err != nil {
 		return nil, "", fmt.Errorf("%s output: %w", b.Command(iptables.IPv4, "save"), err)
 	}
