@@ -300,7 +300,11 @@ func moduleOption(it *item, module, opt string, rest []string) int {
 			return 2
 		case "--physdev-is-bridged", "--physdev-is-in", "--physdev-is-out":
 			it.kind = map[string]itemKind{"--physdev-is-bridged": itemPhysBridged, "--physdev-is-in": itemPhysIsIn, "--physdev-is-out": itemPhysIsOut}[opt]
-			it.text = strings.TrimSuffix(it.text, " "+quoteArg(v))
+			// A flag: the caller's text took the next argument along.
+			it.text = opt
+			if it.neg {
+				it.text = "! " + opt
+			}
 			return 1
 		}
 	case "tcp", "udp", "sctp", "dccp":
