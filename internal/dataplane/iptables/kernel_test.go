@@ -583,3 +583,33 @@ func stripComments(s string) string {
 	}
 	return b.String()
 }
+
+// TestKernelStagedLoad loads enough ports that iptables-nft gets the new
+// chains in stages ahead of the main transaction, next to other tools'
+// rules.
+func TestKernelStagedLoad(t *testing.T) {
+	needKernel(t, NFT)
+	t.Parallel()
+	ns := newNetns(t)
+	ctx := context.Background()
+	run(t, ns, foreignSetup4, "iptables-nft-restore", "--noflush")
+	before := foreignState(t, ns, NFT)
+	rec := &iptablestest.Recorder{Exec: ns}
+	s := NewSyncer(rec, NFT)
+	b := newBench(t, 300)
+	createSets(t, ns, b.rs)
+	st, err := s.Apply(ctx, b.rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(rec.Matching("-restore")); n <= 2 || st.Restores != n {
+		t.Errorf("%d restores (%+v), want stages", n, st)
+	}
+	assertInstalled(t, ns, NFT, b.rs)
+	if got := foreignState(t, ns, NFT); got != before {
+		t.Errorf("foreign rules changed:\n%s", lineDiff(before, got))
+	}
+	if d, err := s.Check(ctx, b.rs); err != nil || len(d) > 0 {
+		t.Errorf("drift %q, %v", d, err)
+	}
+}

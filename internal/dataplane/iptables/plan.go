@@ -80,8 +80,8 @@ type tablePlan struct {
 	// a missing chain and flushes an existing one, with both iptables-legacy
 	// and iptables-nft (tested in kernel_test.go), so it serves all three.
 	declare []string
-	// write are the chains whose rules are (re)written.
-	write []firewall.Chain
+	// create are the chains created, write those flushed and written again.
+	create, write []firewall.Chain
 	// patch are -D and -I lines for owned chains changed in a few rules.
 	patch []string
 	// builtin are -D and -I lines for the built-in chains.
@@ -127,7 +127,7 @@ func planTable(table string, cur, want *tableState) (*tablePlan, *tableState) {
 		case c > 0: // missing
 			w := want.owned[j]
 			p.declare = append(p.declare, w.Name)
-			p.write = append(p.write, w)
+			p.create = append(p.create, w)
 			p.created++
 			p.rules += len(w.Rules)
 			p.drift = append(p.drift, fmt.Sprintf("%s: missing chain %s", table, w.Name))
@@ -291,11 +291,13 @@ func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
 	for _, name := range p.declare {
 		size += len(name) + len(": - [0:0]\n")
 	}
-	for _, c := range p.write {
-		for _, r := range c.Rules {
-			size += len("-A ") + len(c.Name) + 1 + len(r) + 1
+	for _, cs := range [][]firewall.Chain{p.create, p.write} {
+		for _, c := range cs {
+			for _, r := range c.Rules {
+				size += len("-A ") + len(c.Name) + 1 + len(r) + 1
+			}
+			lines += len(c.Rules)
 		}
-		lines += len(c.Rules)
 	}
 	for _, ls := range [][]string{p.patch, p.builtin} {
 		for _, l := range ls {
@@ -316,15 +318,17 @@ func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
 		b = append(b, name...)
 		b = append(b, " - [0:0]\n"...)
 	}
-	for _, c := range p.write {
-		for _, r := range c.Rules {
-			b = append(b, "-A "...)
-			b = append(b, c.Name...)
-			if r != "" {
-				b = append(b, ' ')
-				b = appendRestoreRule(b, r)
+	for _, cs := range [][]firewall.Chain{p.create, p.write} {
+		for _, c := range cs {
+			for _, r := range c.Rules {
+				b = append(b, "-A "...)
+				b = append(b, c.Name...)
+				if r != "" {
+					b = append(b, ' ')
+					b = appendRestoreRule(b, r)
+				}
+				b = append(b, '\n')
 			}
-			b = append(b, '\n')
 		}
 	}
 	for _, ls := range [][]string{p.patch, p.builtin} {
@@ -382,4 +386,98 @@ func appendRestoreRule(b []byte, rule string) []byte {
 		}
 	}
 	return append(b, rule...)
+}
+
+// Staging limits: a batch of new chains loaded ahead of the main
+// transaction holds at most this many chains and rules.
+const (
+	stageChains = 500
+	stageRules  = 10000
+)
+
+// stage moves the creation of new chains out of the plan into batches, each
+// its own table section, to be restored before the plan. It exists for
+// iptables-nft: iptables-nft-restore --noflush spends time superlinear in
+// the size of one transaction (1.8.9, one family at 5,000 ports: 6.4 s of
+// user CPU in one transaction, 3.3 s in 50; without --noflush 1.2 s), while
+// the same chains in batches of a few hundred cost little more than a
+// restore without --noflush. New chains are not referenced by anything
+// until the main transaction (built-in jumps, patched or rewritten dispatch
+// chains) refers to them, so packets see the old rules until then and the
+// new ones after: loading in stages does not make the change any less
+// atomic. A failed stage leaves unreferenced chains that the next Apply,
+// reading the kernel, adopts or deletes.
+//
+// Batches follow the jumps between the new chains: a chain comes in a
+// batch after every new chain it jumps to.
+func (p *tablePlan) stage() []*tablePlan {
+	if len(p.create) <= stageChains {
+		return nil
+	}
+	idx := make(map[string]int, len(p.create))
+	for i, c := range p.create {
+		idx[c.Name] = i
+	}
+	// level: 0 for a chain that jumps to no new chain, else one more than
+	// the highest level of the new chains it jumps to. Jumps cannot loop
+	// (iptables refuses loops), but a malformed plan must not hang: cap.
+	level := make([]int, len(p.create))
+	for i := range level {
+		level[i] = -1
+	}
+	var depth func(i, guard int) int
+	depth = func(i, guard int) int {
+		if level[i] >= 0 || guard > len(p.create) {
+			return max(level[i], 0)
+		}
+		l := 0
+		for _, r := range p.create[i].Rules {
+			if j, ok := idx[ruleTarget(r)]; ok && j != i {
+				l = max(l, depth(j, guard+1)+1)
+			}
+		}
+		level[i] = l
+		return l
+	}
+	top := 0
+	for i := range p.create {
+		top = max(top, depth(i, 0))
+	}
+	var batches []*tablePlan
+	for l := 0; l <= top; l++ {
+		var cur *tablePlan
+		rules := 0
+		for i, c := range p.create {
+			if level[i] != l {
+				continue
+			}
+			if cur == nil || len(cur.create) >= stageChains || rules+len(c.Rules) > stageRules && len(cur.create) > 0 {
+				cur = &tablePlan{table: p.table}
+				batches = append(batches, cur)
+				rules = 0
+			}
+			cur.declare = append(cur.declare, c.Name)
+			cur.create = append(cur.create, c)
+			cur.created++
+			cur.rules += len(c.Rules)
+			rules += len(c.Rules)
+		}
+	}
+	// What stays: every declaration but those of the staged chains.
+	staged := make(map[string]bool, len(p.create))
+	for _, c := range p.create {
+		staged[c.Name] = true
+	}
+	decl := p.declare[:0:0]
+	for _, n := range p.declare {
+		if !staged[n] {
+			decl = append(decl, n)
+		}
+	}
+	p.declare, p.create = decl, nil
+	for _, b := range batches {
+		p.created -= b.created
+		p.rules -= b.rules
+	}
+	return batches
 }

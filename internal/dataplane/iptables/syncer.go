@@ -20,6 +20,23 @@
 // chains' policies — is never written: built-in chains are edited with -I and
 // -D only, never declared (a ":FORWARD ACCEPT" line would reset a policy
 // another tool set).
+//
+// How an agent uses it, with the ipset syncer (package ipset):
+//
+//	zones, _ := syncer.InstalledZones(ctx)       // at start: keep ports' conntrack zones
+//	stale, err := sets.Apply(ctx, rs.IPSets)     // sets exist before rules use them
+//	st, err := syncer.Apply(ctx, rs)             // on error: retry with backoff
+//	err = sets.Destroy(ctx, stale)               // after no rule uses them
+//
+// and for drift, often CanaryPresent (Invalidate and Apply when false) and
+// every few seconds Check (Apply when it reports anything; Check has
+// refreshed the view). With iptables-nft both cost no process while nothing
+// wrote to the namespace (see GenerationFunc); with iptables-legacy each
+// reads the whole table from the kernel (Check about 0.25 s of CPU at 1,000
+// ports). RemoveAll on uninstall.
+//
+// Package iptablestest holds an in-memory kernel for tests of code built on
+// the syncer.
 package iptables
 
 import (
@@ -163,6 +180,9 @@ func (s *Syncer) Invalidate() {
 // family, filter may have committed when raw failed. The error says which.
 func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error) {
 	var st Stats
+	if rs == nil {
+		return st, fmt.Errorf("apply: no ruleset")
+	}
 	var want [2][2]*tableState
 	for _, f := range families {
 		var err error
@@ -184,7 +204,8 @@ func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error)
 			return st, err
 		}
 		cur := s.known[f]
-		if cur == nil {
+		fresh := cur == nil
+		if fresh {
 			read, err := s.read(ctx, f, &st)
 			if err != nil {
 				return st, fmt.Errorf("apply %s: %w", f, err)
@@ -197,6 +218,20 @@ func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error)
 		var next [2]*tableState
 		for i, t := range tableNames {
 			plans[i], next[i] = planTable(t, cur[i], want[f][i])
+		}
+		if s.backend == NFT && (fresh || exact) {
+			// Only on a view just read or verified: a stage flushes any
+			// chain of that name, which must therefore not exist.
+			for i := range plans {
+				for _, b := range plans[i].stage() {
+					n, err := s.restore(ctx, f, [2]*tablePlan{b, {}}, &st)
+					if err != nil {
+						s.known[f] = nil
+						return st, fmt.Errorf("apply %s: load new chains ahead: %w", f, err)
+					}
+					commits += n
+				}
+			}
 		}
 		n, err := s.restore(ctx, f, plans, &st)
 		if err != nil {
@@ -353,6 +388,9 @@ func (s *Syncer) save(ctx context.Context, f Family, table string) (map[string]*
 // them itself; otherwise it compares rs with that view, which costs no
 // process at all.
 func (s *Syncer) Check(ctx context.Context, rs *firewall.Ruleset) ([]string, error) {
+	if rs == nil {
+		return nil, fmt.Errorf("check: no ruleset")
+	}
 	var want [2][2]*tableState
 	for _, f := range families {
 		var err error

@@ -747,3 +747,110 @@ func TestGenerationSkipsReads(t *testing.T) {
 		t.Errorf("CanaryPresent = %v, %v after the canary was flushed", ok, err)
 	}
 }
+
+func TestStagedLoad(t *testing.T) {
+	b := newBench(t, 300) // 900+ new chains per family: more than one stage
+	for _, tc := range []struct {
+		backend Backend
+		staged  bool
+	}{{NFT, true}, {Legacy, false}} {
+		t.Run(string(tc.backend), func(t *testing.T) {
+			h := newFakeHost(tc.backend)
+			foreign(t, h, tc.backend.variant())
+			before := foreignLines(h.k)
+			st := mustApply(t, h.s, b.rs)
+			restores := h.rec.Matching("-restore")
+			if tc.staged != (len(restores) > 2) || st.Restores != len(restores) {
+				t.Fatalf("%d restores (%+v)", len(restores), st)
+			}
+			var stages []iptablestest.Call
+			for _, name := range []string{"iptables-nft-restore", "ip6tables-nft-restore"} {
+				var fam []iptablestest.Call
+				for _, c := range restores {
+					if c.Name == name {
+						fam = append(fam, c)
+					}
+				}
+				if len(fam) > 0 {
+					stages = append(stages, fam[:len(fam)-1]...) // the last is the main transaction
+				}
+			}
+			for i, c := range stages {
+				// A stage creates chains and fills them, nothing else; the
+				// fake refuses a jump to a chain that does not exist yet.
+				for _, l := range strings.Split(strings.TrimSpace(c.Stdin), "\n") {
+					if !(strings.HasPrefix(l, "*") || strings.HasPrefix(l, ":") || strings.HasPrefix(l, "-A neutron-") || strings.HasPrefix(l, "-A moat-") || l == "COMMIT") {
+						t.Fatalf("stage %d: line %q", i, l)
+					}
+				}
+				if n := strings.Count(c.Stdin, "\n:"); n > stageChains {
+					t.Errorf("stage %d declares %d chains", i, n)
+				}
+			}
+			if st.ChainsCreated != chainCount(b.rs) {
+				t.Errorf("created %d chains, want %d", st.ChainsCreated, chainCount(b.rs))
+			}
+			assertKernelOwned(t, h.k, b.rs)
+			if got := foreignLines(h.k); !mapsEqual(got, before) {
+				t.Errorf("foreign rules changed")
+			}
+		})
+	}
+}
+
+// assertKernelOwned checks moat's part of the fake's tables against rs,
+// where other tools' rules share them.
+func assertKernelOwned(t *testing.T, k *iptablestest.Kernel, rs *firewall.Ruleset) {
+	t.Helper()
+	for _, f := range families {
+		want, err := desiredTables(rsTables(rs, f))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i, tb := range tableNames {
+			got, err := parseSave(k.Save(f.String(), tb), tb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if p, _ := planTable(tb, got[tb], want[i]); len(p.drift) > 0 {
+				t.Errorf("%s %s: %q", f, tb, p.drift[:min(len(p.drift), 5)])
+			}
+		}
+	}
+}
+
+func TestStageFailureLeavesOldRules(t *testing.T) {
+	h := newFakeHost(NFT)
+	small := newBench(t, 3)
+	mustApply(t, h.s, small.rs)
+	h.s.Invalidate()
+	before4, before6 := h.k.Save("ipv4", "filter"), h.k.Save("ipv6", "filter")
+	calls := 0
+	h.k.FailRestore = func(string, string) error {
+		calls++
+		if calls == 2 {
+			return errors.New("injected failure in the second stage")
+		}
+		return nil
+	}
+	big := newBench(t, 300)
+	if _, err := h.s.Apply(context.Background(), big.rs); err == nil || !strings.Contains(err.Error(), "load new chains ahead") {
+		t.Fatalf("Apply = %v", err)
+	}
+	// The first stage's chains exist, unreferenced; moat's jumps and the
+	// old chains are as they were.
+	got4 := h.k.Save("ipv4", "filter")
+	for _, l := range strings.Split(before4, "\n") {
+		if !strings.Contains(got4, l) {
+			t.Errorf("line %q gone after a failed stage", l)
+		}
+	}
+	if h.k.Save("ipv6", "filter") != before6 {
+		t.Error("ipv6 changed")
+	}
+	h.k.FailRestore = nil
+	if st := mustApply(t, h.s, big.rs); !st.Saved {
+		t.Errorf("%+v", st)
+	}
+	assertKernel(t, h.k, big.rs)
+}
