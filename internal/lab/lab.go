@@ -414,6 +414,29 @@ func addVM(ctx context.Context, hh *netlink.Handle, v VM, prefix int, gateway st
 	return nil
 }
 
+// PidFile is where a lab's moat process id is kept (Down stops it).
+func PidFile(stateDir string) string { return filepath.Join(stateDir, moatPid) }
+
+// Start starts the lab's moat again the way Up started it, after it
+// stopped or was killed (the end-to-end tests kill it with SIGKILL), and
+// waits until its API answers. cfg is the Config the lab was built with.
+func Start(ctx context.Context, cfg Config) error {
+	if err := cfg.defaults(); err != nil {
+		return err
+	}
+	host := HostNetns(cfg.Name)
+	if !netnsExists(host) {
+		return fmt.Errorf("lab %s is not up (no namespace %s)", cfg.Name, host)
+	}
+	exited, err := startDaemon(cfg, host)
+	if err != nil {
+		return err
+	}
+	api := newClient(host, APIURL)
+	defer api.close()
+	return waitAPI(ctx, api, exited, cfg.Timeout)
+}
+
 // startDaemon starts moat in the host namespace, detached into its own
 // session with its output in moat.log and its pid in moat.pid. exited is
 // closed when it ends while this process still runs.
