@@ -1,0 +1,174 @@
+package e2e
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/moat-sg/moat/internal/lab"
+)
+
+// ownerDir holds one file per lab these tests built, named after the lab
+// and holding the test process's pid and executable, written before the
+// lab is built:
+// TestMain removes the labs whose owner is gone (a test binary killed by a
+// timeout), and never those of another run that is still going.
+const ownerDir = "/run/moat-e2e"
+
+// labPrefix starts every lab name of this package ("e" + 5 hex digits:
+// namespace names stay short).
+const labPrefix = "e"
+
+var labNameRE = regexp.MustCompile(`^e[0-9a-f]{5}$`)
+
+func TestMain(m *testing.M) {
+	if os.Geteuid() == 0 {
+		sweep()
+	}
+	code := m.Run()
+	if moatDir != "" {
+		os.RemoveAll(moatDir)
+	}
+	os.Exit(code)
+}
+
+// sweep tears down the labs left by test processes that are gone.
+func sweep() {
+	entries, err := os.ReadDir(ownerDir)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !labNameRE.MatchString(name) {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join(ownerDir, name))
+		if pid, exe, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok && ownerAlive(pid, exe) {
+			continue
+		}
+		fmt.Fprintf(os.Stderr, "e2e: removing lab %s left by a test run that is gone\n", name)
+		if err := lab.Down(context.Background(), name, ""); err != nil {
+			fmt.Fprintf(os.Stderr, "e2e: lab down %s: %v\n", name, err)
+			continue
+		}
+		os.Remove(filepath.Join(ownerDir, name))
+	}
+}
+
+// ownerAlive reports whether process pid still runs executable exe (a
+// recycled pid runs another one).
+func ownerAlive(pid, exe string) bool {
+	if _, err := strconv.Atoi(pid); err != nil {
+		return false
+	}
+	got, err := os.Readlink("/proc/" + pid + "/exe")
+	return err == nil && got == exe
+}
+
+// newLabName returns an unused lab name and records this process as its
+// owner.
+func newLabName(t *testing.T) string {
+	t.Helper()
+	if err := os.MkdirAll(ownerDir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	self, err := os.Readlink("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		b := make([]byte, 3)
+		_, _ = rand.Read(b)
+		name := labPrefix + hex.EncodeToString(b)[:5]
+		f, err := os.OpenFile(filepath.Join(ownerDir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+		if os.IsExist(err) {
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		fmt.Fprintf(f, "%d %s\n", os.Getpid(), self)
+		f.Close()
+		if _, err := os.Stat(lab.StateDir(name)); err == nil {
+			os.Remove(f.Name()) // someone else's lab of that name
+			continue
+		}
+		return name
+	}
+}
+
+// Tools the tests drive (besides the lab's own: ip, OVS, ethtool).
+var tools = []string{"ip", "ping", "ethtool", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ipset", "conntrack"}
+
+// needRoot skips the test unless it can build labs here.
+func needRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("needs root (network namespaces, raw sockets); CI runs the suite as root")
+	}
+	var missing []string
+	for _, tool := range tools {
+		if _, err := exec.LookPath(tool); err != nil {
+			missing = append(missing, tool)
+		}
+	}
+	if len(missing) > 0 {
+		t.Skipf("missing tools %v: run `make deps` (Makefile TEST_PACKAGES)", missing)
+	}
+	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
+		t.Skip("no br_netfilter (/proc/sys/net/bridge): iptables cannot see bridged frames; load br_netfilter on the host")
+	}
+}
+
+// needBackend skips when the backend's binaries are missing.
+func needBackend(t *testing.T, backend string) {
+	t.Helper()
+	for _, fam := range []string{"iptables", "ip6tables"} {
+		for _, tool := range []string{"", "-save", "-restore"} {
+			bin := fam + strings.TrimPrefix(backend, "iptables") + tool
+			if _, err := exec.LookPath(bin); err != nil {
+				t.Skipf("%s is not installed (apt-get install iptables)", bin)
+			}
+		}
+	}
+}
+
+var (
+	moatOnce sync.Once
+	moatDir  string
+	moatBin  string
+	moatErr  error
+)
+
+// buildMoat builds cmd/moat once per test binary run.
+func buildMoat(t *testing.T) string {
+	t.Helper()
+	moatOnce.Do(func() {
+		goTool, err := exec.LookPath("go")
+		if err != nil {
+			goTool = "/usr/local/go/bin/go"
+		}
+		if moatDir, moatErr = os.MkdirTemp("", "moat-e2e"); moatErr != nil {
+			return
+		}
+		moatBin = filepath.Join(moatDir, "moat")
+		out, err := exec.Command(goTool, "build", "-o", moatBin, "github.com/moat-sg/moat/cmd/moat").CombinedOutput()
+		if err != nil {
+			moatErr = fmt.Errorf("go build moat: %v\n%s", err, out)
+		}
+	})
+	if moatErr != nil {
+		t.Fatal(moatErr)
+	}
+	return moatBin
+}
