@@ -1,7 +1,6 @@
 package api
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -23,23 +22,87 @@ type kv struct {
 type object []kv
 
 func (o object) MarshalJSON() ([]byte, error) {
-	var b bytes.Buffer
-	b.WriteByte('{')
-	for i, f := range o {
-		if i > 0 {
-			b.WriteByte(',')
+	return appendJSON(nil, o)
+}
+
+// appendJSON encodes v in one pass. The API's responses are trees of
+// objects, lists, strings, numbers and booleans; going through
+// json.Marshal for each nested object would re-validate and re-compact
+// every level again (most of a large list's CPU). Other types fall back to
+// encoding/json.
+func appendJSON(b []byte, v any) ([]byte, error) {
+	var err error
+	switch x := v.(type) {
+	case nil:
+		return append(b, "null"...), nil
+	case object:
+		b = append(b, '{')
+		for i, f := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, f.K)
+			b = append(b, ':')
+			if b, err = appendJSON(b, f.V); err != nil {
+				return nil, err
+			}
 		}
-		k, _ := json.Marshal(f.K)
-		b.Write(k)
-		b.WriteByte(':')
-		v, err := json.Marshal(f.V)
+		return append(b, '}'), nil
+	case []object:
+		b = append(b, '[')
+		for i, o := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			if b, err = appendJSON(b, o); err != nil {
+				return nil, err
+			}
+		}
+		return append(b, ']'), nil
+	case string:
+		return appendString(b, x), nil
+	case []string:
+		b = append(b, '[')
+		for i, s := range x {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, s)
+		}
+		return append(b, ']'), nil
+	case bool:
+		return strconv.AppendBool(b, x), nil
+	case int:
+		return strconv.AppendInt(b, int64(x), 10), nil
+	case int64:
+		return strconv.AppendInt(b, x, 10), nil
+	default:
+		enc, err := json.Marshal(v)
 		if err != nil {
 			return nil, err
 		}
-		b.Write(v)
+		return append(b, enc...), nil
 	}
-	b.WriteByte('}')
-	return b.Bytes(), nil
+}
+
+// appendString quotes s as encoding/json does (including its escaping of
+// <, > and & and of invalid UTF-8), without its reflection.
+func appendString(b []byte, s string) []byte {
+	simple := true
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c < 0x20 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' || c >= 0x80 {
+			simple = false
+			break
+		}
+	}
+	if simple {
+		b = append(b, '"')
+		b = append(b, s...)
+		return append(b, '"')
+	}
+	enc, _ := json.Marshal(s)
+	return append(b, enc...)
 }
 
 // get returns the value of key k.
@@ -73,7 +136,7 @@ func (o object) only(fields []string) object {
 
 // writeJSON writes a JSON response.
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	body, err := json.Marshal(v)
+	body, err := appendJSON(make([]byte, 0, 1024), v)
 	if err != nil {
 		// Only our own values are marshalled; this is a programming error.
 		slog.Error("encode response", "err", err)

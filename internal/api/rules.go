@@ -80,8 +80,8 @@ func (l ruleLookup) SecurityGroupVisible(id, project string) (bool, error) {
 // for an unknown one).
 func (l ruleLookup) AddressGroupVisible(id, project string) (bool, error) { return false, nil }
 
-func (l ruleLookup) Rules(sgID string) ([]neutron.SecurityGroupRule, error) {
-	return l.tx.RulesOfGroup(l.ctx, sgID)
+func (l ruleLookup) RuleWithKey(sgID string, keys []string) (string, error) {
+	return l.tx.RuleWithKey(l.ctx, sgID, keys)
 }
 
 // visibleRule is Neutron's policy for rules: admins, the rule's project, and

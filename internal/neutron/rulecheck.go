@@ -8,8 +8,9 @@ type RuleLookup interface {
 	SecurityGroupVisible(id, projectID string) (bool, error)
 	// AddressGroupVisible is the same for address groups.
 	AddressGroupVisible(id, projectID string) (bool, error)
-	// Rules lists the rules already in a group.
-	Rules(sgID string) ([]SecurityGroupRule, error)
+	// RuleWithKey returns the id of a rule of the group whose RuleKey is
+	// one of keys (the oldest), or "".
+	RuleWithKey(sgID string, keys []string) (string, error)
 }
 
 // CheckNewRules runs the checks of Neutron's rule creation on rules built by
@@ -70,14 +71,16 @@ func CheckNewRules(lookup RuleLookup, rules []*SecurityGroupRule, bulk bool) (st
 		}
 		seen[k] = true
 	}
-	existing, err := lookup.Rules(sgID)
+	keys := make([]string, 0, len(seen))
+	for _, r := range rules {
+		keys = append(keys, RuleKey(r))
+	}
+	id, err := lookup.RuleWithKey(sgID, keys)
 	if err != nil {
 		return "", err
 	}
-	for i := range existing {
-		if seen[RuleKey(&existing[i])] {
-			return "", SecurityGroupRuleExists(existing[i].ID)
-		}
+	if id != "" {
+		return "", SecurityGroupRuleExists(id)
 	}
 	return sgID, nil
 }

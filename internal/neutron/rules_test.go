@@ -26,7 +26,16 @@ type fakeLookup struct {
 
 func (f *fakeLookup) SecurityGroupVisible(id, _ string) (bool, error) { return f.groups[id], nil }
 func (f *fakeLookup) AddressGroupVisible(id, _ string) (bool, error)  { return f.addressGroups[id], nil }
-func (f *fakeLookup) Rules(sg string) ([]SecurityGroupRule, error)    { return f.rules[sg], nil }
+func (f *fakeLookup) RuleWithKey(sg string, keys []string) (string, error) {
+	for _, r := range f.rules[sg] {
+		for _, k := range keys {
+			if RuleKey(&r) == k {
+				return r.ID, nil
+			}
+		}
+	}
+	return "", nil
+}
 
 // createRules runs a rule POST body through the same steps the API does.
 func createRules(ctx *Context, lookup RuleLookup, body any) ([]*SecurityGroupRule, error) {

@@ -51,9 +51,11 @@ var migrations = []migration{
 			port_range_min INTEGER,
 			port_range_max INTEGER,
 			remote_ip_prefix TEXT,
+			-- neutron.RuleKey: what makes two rules duplicates
+			rule_key TEXT NOT NULL,
 			standard_attr_id BIGINT NOT NULL UNIQUE REFERENCES standard_attrs(id)
 		)`,
-		`CREATE INDEX security_group_rules_group ON security_group_rules(security_group_id)`,
+		`CREATE INDEX security_group_rules_group ON security_group_rules(security_group_id, rule_key)`,
 		`CREATE INDEX security_group_rules_remote_group ON security_group_rules(remote_group_id)`,
 		`CREATE INDEX security_group_rules_project ON security_group_rules(project_id)`,
 		`CREATE TABLE tags (

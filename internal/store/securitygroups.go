@@ -441,6 +441,27 @@ func (t *Tx) ListRules(ctx context.Context, q ListQuery) ([]neutron.SecurityGrou
 	return out, nil
 }
 
+// RuleWithKey returns the id of a rule of the group with one of the
+// duplicate keys (neutron.RuleKey), in creation order, or "".
+func (t *Tx) RuleWithKey(ctx context.Context, sgID string, keys []string) (string, error) {
+	if len(keys) == 0 {
+		return "", nil
+	}
+	args := []any{sgID}
+	for _, k := range keys {
+		args = append(args, k)
+	}
+	ids, err := t.stringColumn(ctx, `SELECT r.id FROM security_group_rules r JOIN standard_attrs sa ON sa.id = r.standard_attr_id
+		WHERE r.security_group_id = ? AND r.rule_key IN (`+placeholders(len(keys))+`) ORDER BY sa.id LIMIT 1`, args...)
+	if err != nil {
+		return "", fmt.Errorf("look for duplicate rules: %w", err)
+	}
+	if len(ids) == 0 {
+		return "", nil
+	}
+	return ids[0], nil
+}
+
 // RulesOfGroup lists a group's rules in creation order.
 func (t *Tx) RulesOfGroup(ctx context.Context, sgID string) ([]neutron.SecurityGroupRule, error) {
 	return t.selectRules(ctx, ruleSelect+` WHERE r.security_group_id = ? ORDER BY sa.id`, sgID)
@@ -460,10 +481,10 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 		}
 		r.StandardAttrs = sa
 		if _, err := t.exec(ctx, `INSERT INTO security_group_rules (id, project_id, security_group_id, remote_group_id,
-			remote_address_group_id, direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, standard_attr_id)
-			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			remote_address_group_id, direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, rule_key, standard_attr_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			r.ID, r.ProjectID, r.SecurityGroupID, r.RemoteGroupID, r.RemoteAddressGroupID, r.Direction, r.Ethertype,
-			r.Protocol, r.PortRangeMin, r.PortRangeMax, r.RemoteIPPrefix, sa.StandardAttrID); err != nil {
+			r.Protocol, r.PortRangeMin, r.PortRangeMax, r.RemoteIPPrefix, neutron.RuleKey(r), sa.StandardAttrID); err != nil {
 			return fmt.Errorf("insert security group rule: %w", err)
 		}
 		if err := t.logChange(ctx, KindSecurityGroupRule, r.ID, OpCreate, r.ProjectID); err != nil {

@@ -26,14 +26,19 @@ const DefaultURL = "sqlite:///var/lib/moat/moat.db"
 // Store is an open database.
 type Store struct {
 	d dialect
-	// writer serialises write transactions; for SQLite it is a single
-	// connection that begins transactions IMMEDIATE, so concurrent writers
-	// queue instead of failing with "database is locked".
-	writer *sql.DB
+	// writer runs write transactions; for SQLite they begin IMMEDIATE and
+	// writeMu queues them in Go, so that concurrent writers wait their turn
+	// instead of failing with "database is locked".
+	writer  *sql.DB
+	writeMu sync.Mutex
 	// reader serves read transactions concurrently (SQLite WAL readers do
 	// not block the writer).
 	reader *sql.DB
 	now    func() time.Time
+
+	// Prepared statements by query text, per pool: SQLite spends more
+	// time preparing a statement than running it.
+	writerStmts, readerStmts stmtCache
 
 	// changed is closed (and replaced) after every committed write, so
 	// that an agent in the same process wakes up at once.
@@ -108,7 +113,9 @@ func openSQLite(u *url.URL) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	writer.SetMaxOpenConns(1)
+	// Writes are serialised in Write; the second connection lets a
+	// statement be prepared while a write transaction holds the first.
+	writer.SetMaxOpenConns(2)
 	if err := writer.Ping(); err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -124,6 +131,8 @@ func openSQLite(u *url.URL) (*Store, error) {
 
 // Close releases the database.
 func (s *Store) Close() error {
+	s.writerStmts.close()
+	s.readerStmts.close()
 	err := s.writer.Close()
 	if s.reader != s.writer {
 		if e := s.reader.Close(); err == nil {
@@ -137,11 +146,15 @@ func (s *Store) Close() error {
 // nil. Changes fn records are appended to the change log in the same
 // transaction.
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
+	if s.d.name() == "sqlite" {
+		s.writeMu.Lock()
+		defer s.writeMu.Unlock()
+	}
 	sqlTx, err := s.writer.BeginTx(ctx, nil)
 	if err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
-	tx := &Tx{tx: sqlTx, d: s.d, now: s.now(), write: true}
+	tx := &Tx{tx: sqlTx, d: s.d, now: s.now(), write: true, stmts: &s.writerStmts, db: s.writer}
 	if err := s.d.lockWrites(ctx, sqlTx); err != nil {
 		sqlTx.Rollback()
 		return err
@@ -164,7 +177,7 @@ func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
 		return fmt.Errorf("begin read transaction: %w", err)
 	}
 	defer sqlTx.Rollback()
-	return fn(&Tx{tx: sqlTx, d: s.d, now: s.now()})
+	return fn(&Tx{tx: sqlTx, d: s.d, now: s.now(), stmts: &s.readerStmts, db: s.reader})
 }
 
 // Tx is one transaction. Its methods are the only way moat reads and
@@ -177,21 +190,90 @@ type Tx struct {
 	// bumped remembers revisions already bumped in this transaction:
 	// Neutron bumps an object at most once per transaction.
 	bumped map[int64]bool
+	stmts  *stmtCache
+	db     *sql.DB
 }
 
 // Now is the transaction's timestamp (UTC, whole seconds, as Neutron stores).
 func (t *Tx) Now() time.Time { return t.now }
 
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.ExecContext(ctx, args...)
+	}
 	return t.tx.ExecContext(ctx, t.d.rebind(q), args...)
 }
 
 func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryContext(ctx, args...)
+	}
 	return t.tx.QueryContext(ctx, t.d.rebind(q), args...)
 }
 
 func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	if st := t.stmt(ctx, q); st != nil {
+		return st.QueryRowContext(ctx, args...)
+	}
 	return t.tx.QueryRowContext(ctx, t.d.rebind(q), args...)
+}
+
+// stmt returns the transaction's handle of the pool's prepared statement
+// for q, or nil to run q unprepared (cache full, or preparing failed: the
+// unprepared call then reports the error).
+func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
+	if t.stmts == nil {
+		return nil
+	}
+	st := t.stmts.get(ctx, t.db, t.d.rebind(q))
+	if st == nil {
+		return nil
+	}
+	return t.tx.StmtContext(ctx, st)
+}
+
+// stmtCache holds prepared statements by text, up to a bound: queries with
+// IN lists come in a few lengths, not unboundedly many, but a bound keeps
+// a pathological caller from growing it forever.
+type stmtCache struct {
+	mu sync.Mutex
+	m  map[string]*sql.Stmt
+}
+
+const maxCachedStmts = 1024
+
+func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st, ok := c.m[q]; ok {
+		return st
+	}
+	if len(c.m) >= maxCachedStmts {
+		return nil
+	}
+	// Preparing needs a free connection of the pool. When every one is
+	// held by a transaction (each possibly waiting here), give up quickly
+	// and run this query unprepared rather than wait for each other.
+	pctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	st, err := db.PrepareContext(pctx, q)
+	if err != nil {
+		return nil
+	}
+	if c.m == nil {
+		c.m = map[string]*sql.Stmt{}
+	}
+	c.m[q] = st
+	return st
+}
+
+func (c *stmtCache) close() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, st := range c.m {
+		st.Close()
+	}
+	c.m = nil
 }
 
 // dialect holds what differs between SQLite and PostgreSQL.

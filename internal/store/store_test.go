@@ -3,8 +3,10 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/moat-sg/moat/internal/neutron"
 )
@@ -269,5 +271,42 @@ func TestRebindDollar(t *testing.T) {
 	want := `SELECT a FROM t WHERE b = $1 AND c = '?' AND d IN ($2, $3)`
 	if got != want {
 		t.Fatalf("got %s", got)
+	}
+}
+
+// TestConcurrentReadsDoNotDeadlockOnPrepare runs more concurrent read
+// transactions than the pool has connections, each preparing new
+// statements while holding its connection.
+func TestConcurrentReadsDoNotDeadlockOnPrepare(t *testing.T) {
+	s := openTest(t)
+	ctx := context.Background()
+	const n = 32
+	errc := make(chan error, n)
+	start := make(chan struct{})
+	for i := 0; i < n; i++ {
+		go func(i int) {
+			<-start
+			errc <- s.Read(ctx, func(tx *Tx) error {
+				// A distinct query text per goroutine: each needs a prepare.
+				_, err := tx.stringColumn(ctx, fmt.Sprintf(`SELECT id FROM security_groups WHERE name = ? AND %d = %d`, i, i), "x")
+				if err != nil {
+					return err
+				}
+				_, err = tx.LatestRevision(ctx)
+				return err
+			})
+		}(i)
+	}
+	close(start)
+	timeout := time.After(30 * time.Second)
+	for i := 0; i < n; i++ {
+		select {
+		case err := <-errc:
+			if err != nil {
+				t.Fatal(err)
+			}
+		case <-timeout:
+			t.Fatal("reads deadlocked")
+		}
 	}
 }

@@ -274,8 +274,15 @@ type lookup struct {
 
 func (l *lookup) SecurityGroupVisible(id, _ string) (bool, error) { return l.groups[id], nil }
 func (l *lookup) AddressGroupVisible(id, _ string) (bool, error)  { return l.ags[id], nil }
-func (l *lookup) Rules(sg string) ([]neutron.SecurityGroupRule, error) {
-	return l.rules[sg], nil
+func (l *lookup) RuleWithKey(sg string, keys []string) (string, error) {
+	for i := range l.rules[sg] {
+		for _, k := range keys {
+			if neutron.RuleKey(&l.rules[sg][i]) == k {
+				return l.rules[sg][i].ID, nil
+			}
+		}
+	}
+	return "", nil
 }
 
 type neutronRule = neutron.SecurityGroupRule
