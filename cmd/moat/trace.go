@@ -18,6 +18,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/firewall/spec"
+	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/trace"
 	"github.com/moat-sg/moat/internal/trace/moatrules"
 )
@@ -34,6 +35,7 @@ type ruleSource struct {
 	compat                                 bool
 	backend                                string
 	netns                                  string
+	db                                     string
 }
 
 func (s *ruleSource) flags(cmd *cobra.Command) {
@@ -46,6 +48,7 @@ func (s *ruleSource) flags(cmd *cobra.Command) {
 	f.BoolVar(&s.compat, "neutron-compat", false, "with --input: compile as Neutron 21 would, bugs included (docs/compatibility.md)")
 	f.StringVar(&s.backend, "backend", "auto", "live rules: iptables-legacy, iptables-nft, or auto (the one holding Neutron's or moat's chains)")
 	f.StringVar(&s.netns, "netns", "", "live rules: read them in this network namespace (ip netns exec NAME ...)")
+	f.StringVar(&s.db, "db", "", "moat's database, to name the security group rule behind each rule (default: "+store.DefaultURL+" if it exists)")
 }
 
 func (s *ruleSource) fromFiles() bool { return s.iptablesSave != "" || s.ip6tablesSave != "" }
@@ -286,6 +289,7 @@ is "unknown" when such a rule could have decided. See docs/trace.md.`,
 			if err != nil {
 				return err
 			}
+			where += src.withProvenance(cmd.Context(), h, pf.q.Port)
 			if packets != "" {
 				return runTraceBatch(cmd.OutOrStdout(), cmd.InOrStdin(), h, packets)
 			}

@@ -247,7 +247,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read host state: %w", err)
 	}
-	rs, err := a.compiler.Compile(hostState(snap, a.cfg.Options, a.zones))
+	rs, err := a.compiler.Compile(HostState(snap, a.cfg.Options, a.zones))
 	if err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}

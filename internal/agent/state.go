@@ -9,9 +9,11 @@ import (
 	"github.com/moat-sg/moat/internal/store"
 )
 
-// hostState turns a store snapshot into the compiler's input. zones are the
+// HostState turns a store snapshot into the compiler's input. zones are the
 // conntrack zones already in use (kept stable across compiles and restarts).
-func hostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string]int) *firewall.HostState {
+// Rules carry their ids, so that what the compiler renders can be traced
+// back to them.
+func HostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string]int) *firewall.HostState {
 	hs := &firewall.HostState{Options: opts, GroupMembers: snap.Members, Zones: zones}
 	for _, p := range snap.Ports {
 		fp := firewall.Port{
@@ -50,6 +52,7 @@ func firewallRule(r *neutron.SecurityGroupRule) firewall.Rule {
 		return *p
 	}
 	fr := firewall.Rule{
+		ID:        r.ID,
 		Direction: r.Direction, Ethertype: r.Ethertype, Protocol: str(r.Protocol),
 		PortRangeMin: r.PortRangeMin, PortRangeMax: r.PortRangeMax,
 		RemoteIPPrefix: str(r.RemoteIPPrefix), RemoteGroupID: str(r.RemoteGroupID),

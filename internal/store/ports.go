@@ -424,3 +424,19 @@ func (t *Tx) PortsUsingSubnet(ctx context.Context, subnetID string) (int, error)
 	return t.count(ctx, `SELECT COUNT(*) FROM ip_allocations a JOIN ports p ON p.id = a.port_id
 		WHERE a.subnet_id = ? AND p.device_owner <> ?`, subnetID, neutron.DeviceOwnerDHCP)
 }
+
+// FindPort resolves a port id or a unique prefix of one to the port.
+func (t *Tx) FindPort(ctx context.Context, prefix string) (*neutron.Port, error) {
+	ids, err := t.stringColumn(ctx, `SELECT id FROM ports WHERE id LIKE ? ORDER BY id LIMIT 2`,
+		strings.NewReplacer("%", "", "_", "").Replace(prefix)+"%")
+	if err != nil {
+		return nil, fmt.Errorf("find port %s: %w", prefix, err)
+	}
+	switch len(ids) {
+	case 0:
+		return nil, nil
+	case 1:
+		return t.GetPort(ctx, ids[0])
+	}
+	return nil, fmt.Errorf("port id prefix %q is not unique", prefix)
+}
