@@ -1,0 +1,385 @@
+package capture
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+)
+
+// Hop names, in the order a frame from the VM crosses them.
+const (
+	HopVM    = "vm"
+	HopTap   = "tap"
+	HopQbr   = "qbr"
+	HopQvb   = "qvb"
+	HopQvo   = "qvo"
+	HopBrInt = "br-int"
+	HopPhys  = "physical"
+)
+
+// Hop is one device to watch.
+type Hop struct {
+	Name   string `json:"hop"`
+	Device string `json:"device"`
+	Netns  string `json:"netns,omitempty"` // "" is the current namespace
+	// Partial marks a bridge device: it sees only frames addressed to the
+	// host or flooded, not frames the bridge forwards between its ports,
+	// so it does not decide where traffic stops.
+	Partial bool `json:"partial,omitempty"`
+}
+
+// Path returns the hops of a port (id or an id prefix of 11 characters):
+// the VM's interface when vmNetns names one (a lab VM), then tap, qbr,
+// qvb, qvo and br-int in hostNetns, then the physical interface if given.
+func Path(portID, hostNetns, vmNetns, vmDev, physical string) []Hop {
+	id := portID
+	if len(id) > 11 {
+		id = id[:11]
+	}
+	var hops []Hop
+	if vmNetns != "" && vmDev != "" {
+		hops = append(hops, Hop{Name: HopVM, Device: vmDev, Netns: vmNetns})
+	}
+	hops = append(hops,
+		Hop{Name: HopTap, Device: "tap" + id, Netns: hostNetns},
+		Hop{Name: HopQbr, Device: "qbr" + id, Netns: hostNetns, Partial: true},
+		Hop{Name: HopQvb, Device: "qvb" + id, Netns: hostNetns},
+		Hop{Name: HopQvo, Device: "qvo" + id, Netns: hostNetns},
+		Hop{Name: HopBrInt, Device: "br-int", Netns: hostNetns, Partial: true},
+	)
+	if physical != "" {
+		hops = append(hops, Hop{Name: HopPhys, Device: physical, Netns: hostNetns})
+	}
+	return hops
+}
+
+// Sniffer captures on one hop until ctx ends.
+type Sniffer interface {
+	Sniff(ctx context.Context, hop Hop, filter string) ([]Packet, error)
+}
+
+// Tcpdump sniffs with tcpdump, through `ip netns exec` for other namespaces.
+type Tcpdump struct{}
+
+func (Tcpdump) Sniff(ctx context.Context, hop Hop, filter string) ([]Packet, error) {
+	args := []string{"-i", hop.Device, "-nn", "-U", "-s", "192", "-w", "-"}
+	if filter != "" {
+		args = append(args, filter)
+	}
+	name := "tcpdump"
+	if hop.Netns != "" {
+		args = append([]string{"netns", "exec", hop.Netns, "tcpdump"}, args...)
+		name = "ip"
+	}
+	cmd := exec.Command(name, args...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start tcpdump on %s: %w", hop.Device, err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		// tcpdump ended by itself: the device is missing or the filter bad.
+		return nil, fmt.Errorf("tcpdump on %s: %v: %s", hop.Device, err, strings.TrimSpace(stderr.String()))
+	case <-ctx.Done():
+		// SIGINT makes tcpdump flush and exit cleanly.
+		cmd.Process.Signal(interruptSignal)
+		select {
+		case <-done:
+		case <-time.After(3 * time.Second):
+			cmd.Process.Kill()
+			<-done
+		}
+	}
+	return ReadPcap(&stdout)
+}
+
+// HopResult is what one hop saw.
+type HopResult struct {
+	Hop
+	Packets int      `json:"packets"`
+	Error   string   `json:"error,omitempty"`
+	packets []Packet // kept for the analysis
+}
+
+// Watch sniffs every hop at once for the given time.
+func Watch(ctx context.Context, s Sniffer, hops []Hop, filter string, d time.Duration) []HopResult {
+	ctx, cancel := context.WithTimeout(ctx, d)
+	defer cancel()
+	out := make([]HopResult, len(hops))
+	var wg sync.WaitGroup
+	for i, h := range hops {
+		wg.Add(1)
+		go func(i int, h Hop) {
+			defer wg.Done()
+			ps, err := s.Sniff(ctx, h, filter)
+			out[i] = HopResult{Hop: h, Packets: len(ps), packets: ps}
+			if err != nil {
+				out[i].Error = err.Error()
+			}
+		}(i, h)
+	}
+	wg.Wait()
+	return out
+}
+
+// Stop is a flow that was seen on one side of a hop and not the other.
+type Stop struct {
+	Flow      string `json:"flow"`
+	Direction string `json:"direction"` // ingress (to the VM) or egress (from it)
+	Between   string `json:"between"`   // e.g. "qvb and tap"
+	Seen      int    `json:"packets"`
+	Firewall  bool   `json:"firewall"` // the host firewall's place on the path
+	Next      string `json:"next,omitempty"`
+}
+
+// Report is the table and the verdict.
+type Report struct {
+	Port    string      `json:"port"`
+	Hops    []HopResult `json:"hops"`
+	Stops   []Stop      `json:"stops"`
+	Verdict string      `json:"verdict"`
+}
+
+type flowKey struct {
+	src, dst          netip.Addr
+	proto, sport, dpt int
+	icmpT, icmpC      int
+}
+
+// decisive is the order of the hops that see every frame of the port.
+var decisive = []string{HopVM, HopTap, HopQvb, HopQvo, HopPhys}
+
+// Analyze says, for each flow, how far it got. A flow seen on qvb but not
+// on the tap was coming in and stopped in the port's bridge: that is where
+// the host firewall (FORWARD, physdev) drops; a flow seen on the tap but
+// not on qvb was going out and stopped there too.
+func Analyze(portID, hostNetns string, results []HopResult) Report {
+	rep := Report{Port: portID, Hops: results}
+	have := map[string]bool{}
+	seen := map[flowKey]map[string]int{}
+	var order []flowKey
+	for _, r := range results {
+		if r.Partial || r.Error != "" {
+			continue
+		}
+		have[r.Name] = true
+		for _, p := range r.packets {
+			if p.Proto < 0 {
+				continue // ARP and the like: not what security groups filter
+			}
+			k := flowKey{p.Src, p.Dst, p.Proto, p.Sport, p.Dport, p.ICMPType, p.ICMPCode}
+			if seen[k] == nil {
+				seen[k] = map[string]int{}
+				order = append(order, k)
+			}
+			seen[k][r.Name]++
+		}
+	}
+	var path []string
+	for _, h := range decisive {
+		if have[h] {
+			path = append(path, h)
+		}
+	}
+	for _, k := range order {
+		at := seen[k]
+		// Where the flow was seen, in path order: the first and last hop.
+		first, last := -1, -1
+		for i, h := range path {
+			if at[h] > 0 {
+				if first < 0 {
+					first = i
+				}
+				last = i
+			}
+		}
+		if first < 0 {
+			continue
+		}
+		var st *Stop
+		switch {
+		case first > 0 && last == len(path)-1:
+			// Came from outside and did not reach the hops before first.
+			st = &Stop{Direction: "ingress", Between: path[first] + " and " + path[first-1], Seen: at[path[first]]}
+			st.Firewall = path[first] == HopQvb && path[first-1] == HopTap
+		case first == 0 && last < len(path)-1:
+			st = &Stop{Direction: "egress", Between: path[last] + " and " + path[last+1], Seen: at[path[last]]}
+			st.Firewall = path[last] == HopTap && path[last+1] == HopQvb
+		case first > 0 && last < len(path)-1:
+			// Seen only in the middle: arrived on an unwatched side.
+			continue
+		default:
+			continue // crossed every watched hop
+		}
+		st.Flow = describe(k)
+		if st.Firewall {
+			st.Between = "qbr and the tap"
+			if st.Direction == "egress" {
+				st.Between = "the tap and qbr"
+			}
+			st.Next = traceCommand(portID, hostNetns, st.Direction, k)
+		}
+		rep.Stops = append(rep.Stops, *st)
+	}
+	sort.SliceStable(rep.Stops, func(i, j int) bool { return rep.Stops[i].Seen > rep.Stops[j].Seen })
+	switch {
+	case len(order) == 0:
+		rep.Verdict = "no IP packets seen on the port's path: is traffic being sent, and does the filter match it?"
+	case len(rep.Stops) == 0:
+		rep.Verdict = "every flow seen crossed all the watched hops"
+	default:
+		s := rep.Stops[0]
+		if s.Firewall {
+			rep.Verdict = fmt.Sprintf("%s packets (%s) stop between %s: the host firewall dropped them (the port's security groups). Find the rule that decided with:\n  %s",
+				s.Direction, s.Flow, s.Between, s.Next)
+		} else {
+			rep.Verdict = fmt.Sprintf("%s packets (%s) stop between %s: not the security groups (that would be between qbr and the tap); look at the wiring there",
+				s.Direction, s.Flow, s.Between)
+		}
+	}
+	return rep
+}
+
+func describe(k flowKey) string {
+	s := fmt.Sprintf("%s > %s protocol %d", k.src, k.dst, k.proto)
+	switch {
+	case k.icmpT >= 0:
+		s += fmt.Sprintf(" type %d code %d", k.icmpT, k.icmpC)
+	case k.dpt != 0:
+		s += fmt.Sprintf(" port %d", k.dpt)
+	}
+	return s
+}
+
+// traceCommand is the `moat trace` that explains the drop of one flow.
+func traceCommand(portID, hostNetns, dir string, k flowKey) string {
+	var b strings.Builder
+	b.WriteString("moat trace")
+	if hostNetns != "" {
+		b.WriteString(" --netns " + hostNetns)
+	}
+	fmt.Fprintf(&b, " --port %s --direction %s --protocol %d --src %s --dst %s", portID, dir, k.proto, k.src, k.dst)
+	switch {
+	case k.icmpT >= 0:
+		fmt.Fprintf(&b, " --icmp-type %d --icmp-code %d", k.icmpT, k.icmpC)
+	case k.dpt != 0:
+		fmt.Fprintf(&b, " --sport %d --dport %d", k.sport, k.dpt)
+	}
+	return b.String()
+}
+
+var linkNetns = regexp.MustCompile(`link-netns (\S+)`)
+var peerIndex = regexp.MustCompile(`^\d+: [^@:]+@if(\d+):`)
+
+// VMSide finds the namespace and device at the other end of a veth tap (a
+// lab VM), or "" when the tap is not a veth into a named namespace.
+func VMSide(ctx context.Context, hostNetns, tap string) (netns, dev string, err error) {
+	out, err := ipCmd(ctx, hostNetns, "-o", "link", "show", "dev", tap)
+	if err != nil {
+		return "", "", err
+	}
+	m := linkNetns.FindSubmatch(out)
+	p := peerIndex.FindSubmatch(out)
+	if m == nil || p == nil {
+		return "", "", nil
+	}
+	netns = string(m[1])
+	idx, _ := strconv.Atoi(string(p[1]))
+	links, err := ipCmd(ctx, netns, "-o", "link", "show")
+	if err != nil {
+		return "", "", err
+	}
+	for _, line := range strings.Split(string(links), "\n") {
+		f := strings.SplitN(line, ": ", 3)
+		if len(f) < 2 {
+			continue
+		}
+		if n, _ := strconv.Atoi(f[0]); n == idx {
+			name, _, _ := strings.Cut(f[1], "@")
+			return netns, name, nil
+		}
+	}
+	return "", "", nil
+}
+
+func ipCmd(ctx context.Context, netns string, args ...string) ([]byte, error) {
+	if netns != "" {
+		args = append([]string{"netns", "exec", netns, "ip"}, args...)
+	}
+	cmd := exec.CommandContext(ctx, "ip", args...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return nil, fmt.Errorf("ip %s: %v: %s", strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+	}
+	return out, nil
+}
+
+// ErrNoTcpdump says tcpdump is missing.
+var ErrNoTcpdump = errors.New("tcpdump is not installed (apt-get install tcpdump)")
+
+// CheckTools reports a missing tcpdump early.
+func CheckTools() error {
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		return ErrNoTcpdump
+	}
+	return nil
+}
+
+func shortError(e string) string {
+	if i := strings.LastIndex(e, ": "); i >= 0 {
+		return e[i+2:]
+	}
+	return e
+}
+
+// WriteText prints the hop table and the verdict.
+func WriteText(w io.Writer, rep Report) error {
+	fmt.Fprintf(w, "port %s\n\n", rep.Port)
+	fmt.Fprintf(w, "  %-8s %-16s %-14s %8s\n", "hop", "device", "netns", "packets")
+	for _, h := range rep.Hops {
+		ns := h.Netns
+		if ns == "" {
+			ns = "-"
+		}
+		count := strconv.Itoa(h.Packets)
+		note := ""
+		if h.Partial {
+			note = "  (a bridge device: sees only frames for the host, or flooded)"
+		}
+		switch {
+		case h.Error != "" && h.Partial:
+			// Not needed for the verdict (an OVS bridge's own port is often down).
+			count, note = "-", "  (not capturable: "+shortError(h.Error)+")"
+		case h.Error != "":
+			count = "error"
+		}
+		fmt.Fprintf(w, "  %-8s %-16s %-14s %8s%s\n", h.Name, h.Device, ns, count, note)
+		if h.Error != "" && !h.Partial {
+			fmt.Fprintf(w, "           %s\n", h.Error)
+		}
+	}
+	fmt.Fprintln(w)
+	for _, s := range rep.Stops {
+		fmt.Fprintf(w, "  stops: %s %s, %d packet(s), between %s\n", s.Direction, s.Flow, s.Seen, s.Between)
+	}
+	if len(rep.Stops) > 0 {
+		fmt.Fprintln(w)
+	}
+	_, err := fmt.Fprintf(w, "verdict: %s\n", rep.Verdict)
+	return err
+}
