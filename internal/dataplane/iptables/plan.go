@@ -409,9 +409,19 @@ const (
 // reading the kernel, adopts or deletes.
 //
 // Batches follow the jumps between the new chains: a chain comes in a
-// batch after every new chain it jumps to.
+// batch after every new chain it jumps to. Staging starts from more than
+// stageChains new chains or stageRules new rules in the table.
+//
+// What remains above a restore without --noflush is mostly iptables-nft's
+// handling of jumps to many distinct chains (10,000 rules jumping to 10,000
+// chains: 0.7 s of user CPU, in one transaction or not; to one chain: 0.03
+// s), which Neutron's sg-chain is made of.
 func (p *tablePlan) stage() []*tablePlan {
-	if len(p.create) <= stageChains {
+	rules := 0
+	for _, c := range p.create {
+		rules += len(c.Rules)
+	}
+	if len(p.create) <= stageChains && rules <= stageRules {
 		return nil
 	}
 	idx := make(map[string]int, len(p.create))
