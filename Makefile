@@ -9,18 +9,32 @@ BIN := bin/moat
 # iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
 # namespaces), and Neutron itself (the parity oracle for the compiler).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
-	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool
+	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump
 
-.PHONY: all build run test deps vet fmt-check clean
+# What the agent drives on a host (Open vSwitch is optional: without it the
+# agent falls back to a Linux bridge br-int, without VLAN isolation).
+RUN_PACKAGES := iptables ipset conntrack iproute2
+
+.PHONY: all build run run-deps test deps vet fmt-check clean
 
 all: build
 
 build:
 	$(GO) build -o $(BIN) ./cmd/moat
 
-# The main job: the Neutron API on 127.0.0.1:9696, state in /var/lib/moat.
-run: build
-	./$(BIN) server
+# The main job: the Neutron API on 127.0.0.1:9696 and this host's agent,
+# state in /var/lib/moat.
+run: build run-deps
+	./$(BIN) allinone
+
+run-deps:
+	@missing=""; for p in $(RUN_PACKAGES); do \
+		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+	done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing:$$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 deps:
 	@missing=""; for p in $(TEST_PACKAGES); do \

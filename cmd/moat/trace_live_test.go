@@ -1,0 +1,38 @@
+package main
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+)
+
+// In a namespace without rules, live mode says where to run instead of
+// failing on an empty dump.
+func TestTraceLiveEmptyNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	for _, bin := range []string{"ip", "iptables-nft-save"} {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s not installed", bin)
+		}
+	}
+	b := make([]byte, 3)
+	_, _ = rand.Read(b)
+	ns := "mt" + hex.EncodeToString(b) + "-empty"
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Skipf("ip netns add: %v %s", err, out)
+	}
+	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	_, err := runCmd(t, newTraceCmd, "", "--netns", ns, "--port", "c0a350e0", "--direction", "ingress", "--protocol", "4", "--src", "10.0.0.1")
+	if err == nil || !strings.Contains(err.Error(), "shows no iptables tables in network namespace "+ns) {
+		t.Errorf("error %v", err)
+	}
+	_, err = runCmd(t, newExplainCmd, "", "--netns", ns, "--backend", "iptables-nft", "--port", "c0a350e0")
+	if err == nil || !strings.Contains(err.Error(), "no iptables tables") {
+		t.Errorf("explain: error %v", err)
+	}
+}
