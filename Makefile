@@ -9,7 +9,7 @@ BIN := bin/moat
 # iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
 # namespaces), and Neutron itself (the parity oracle for the compiler).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
-	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump
+	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump postgresql
 
 # What the agent drives on a host (Open vSwitch is optional: without it the
 # agent falls back to a Linux bridge br-int, without VLAN isolation).
@@ -52,10 +52,11 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# The whole suite. MOAT_REQUIRE_CLI makes a missing openstack CLI a failure,
+# The whole suite. MOAT_REQUIRE_CLI and MOAT_REQUIRE_POSTGRES make a missing
+# openstack CLI or PostgreSQL a failure,
 # not a skip.
 test: deps fmt-check vet
-	MOAT_REQUIRE_CLI=1 $(GO) test -count=1 -timeout 30m ./...
+	MOAT_REQUIRE_CLI=1 MOAT_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 30m ./...
 
 clean:
 	rm -rf bin

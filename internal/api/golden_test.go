@@ -13,6 +13,8 @@ import (
 	"sort"
 	"strings"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
 // The golden replay sends the requests the real Neutron 21 server answered
@@ -486,6 +488,12 @@ func sendGolden(t *testing.T, srv *httptest.Server, m *ids, g *goldenExchange) (
 
 func TestGoldenReplayHeadersAuth(t *testing.T) {
 	srv := newTestServer(t, HeaderAuth{})
+	replayGolden(t, "testdata/golden-api", srv, nil)
+}
+
+// The same replay with PostgreSQL behind the API: one code for both.
+func TestGoldenReplayPostgres(t *testing.T) {
+	srv := newTestServerOn(t, HeaderAuth{}, pgtest.Start(t).NewDatabase(t))
 	replayGolden(t, "testdata/golden-api", srv, nil)
 }
 

@@ -3,17 +3,25 @@ package api
 import (
 	"context"
 	"net/http/httptest"
+	"os"
 	"path/filepath"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
 // newTestServer serves a fresh moat API over real HTTP on loopback, with
 // its own SQLite database.
 func newTestServer(t testing.TB, auth Authenticator) *httptest.Server {
 	t.Helper()
-	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
+	return newTestServerOn(t, auth, "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
+}
+
+// newTestServerOn is newTestServer over the database at url.
+func newTestServerOn(t testing.TB, auth Authenticator, url string) *httptest.Server {
+	t.Helper()
+	st, err := store.Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -23,4 +31,10 @@ func newTestServer(t testing.TB, auth Authenticator) *httptest.Server {
 		st.Close()
 	})
 	return srv
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
 }

@@ -4,21 +4,41 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
 func openTest(t *testing.T) *Store {
 	t.Helper()
-	s, err := Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
+	return openURL(t, "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
+}
+
+func openURL(t *testing.T, url string) *Store {
+	t.Helper()
+	s, err := Open(context.Background(), url)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { s.Close() })
 	return s
+}
+
+// onBoth runs a test on SQLite and on PostgreSQL: the store is one code
+// for both drivers.
+func onBoth(t *testing.T, test func(*testing.T, *Store)) {
+	t.Run("sqlite", func(t *testing.T) { test(t, openTest(t)) })
+	t.Run("postgres", func(t *testing.T) { test(t, openURL(t, pgtest.Start(t).NewDatabase(t))) })
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	pgtest.Stop()
+	os.Exit(code)
 }
 
 func TestOpenMigratesOnceAndReopens(t *testing.T) {
@@ -49,7 +69,10 @@ func TestOpenRejectsBadURLs(t *testing.T) {
 }
 
 func TestSecurityGroupLifecycleRevisionsAndChangeLog(t *testing.T) {
-	s := openTest(t)
+	onBoth(t, testSecurityGroupLifecycleRevisionsAndChangeLog)
+}
+
+func testSecurityGroupLifecycleRevisionsAndChangeLog(t *testing.T, s *Store) {
 	ctx := context.Background()
 	g := &neutron.SecurityGroup{ProjectID: "p1", Name: "web", Stateful: true}
 	err := s.Write(ctx, func(tx *Tx) error {
@@ -132,7 +155,10 @@ func TestSecurityGroupLifecycleRevisionsAndChangeLog(t *testing.T) {
 }
 
 func TestDeletingGroupCascadesToRulesThatReferenceIt(t *testing.T) {
-	s := openTest(t)
+	onBoth(t, testDeletingGroupCascadesToRulesThatReferenceIt)
+}
+
+func testDeletingGroupCascadesToRulesThatReferenceIt(t *testing.T, s *Store) {
 	ctx := context.Background()
 	a := &neutron.SecurityGroup{ProjectID: "p1", Name: "a", Stateful: true}
 	b := &neutron.SecurityGroup{ProjectID: "p1", Name: "b", Stateful: true}
@@ -166,8 +192,9 @@ func TestDeletingGroupCascadesToRulesThatReferenceIt(t *testing.T) {
 	})
 }
 
-func TestListFiltersSortsTagsAndPages(t *testing.T) {
-	s := openTest(t)
+func TestListFiltersSortsTagsAndPages(t *testing.T) { onBoth(t, testListFiltersSortsTagsAndPages) }
+
+func testListFiltersSortsTagsAndPages(t *testing.T, s *Store) {
 	ctx := context.Background()
 	names := []string{"c", "a", "b", "a"}
 	var groups []*neutron.SecurityGroup
@@ -278,7 +305,10 @@ func TestRebindDollar(t *testing.T) {
 // transactions than the pool has connections, each preparing new
 // statements while holding its connection.
 func TestConcurrentReadsDoNotDeadlockOnPrepare(t *testing.T) {
-	s := openTest(t)
+	onBoth(t, testConcurrentReadsDoNotDeadlockOnPrepare)
+}
+
+func testConcurrentReadsDoNotDeadlockOnPrepare(t *testing.T, s *Store) {
 	ctx := context.Background()
 	const n = 32
 	errc := make(chan error, n)
