@@ -53,8 +53,7 @@ vet:
 	$(GO) vet ./...
 
 # The whole suite. MOAT_REQUIRE_CLI and MOAT_REQUIRE_POSTGRES make a missing
-# openstack CLI or PostgreSQL a failure,
-# not a skip.
+# openstack CLI or PostgreSQL a failure, not a skip.
 test: deps fmt-check vet
 	MOAT_REQUIRE_CLI=1 MOAT_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 30m ./...
 
