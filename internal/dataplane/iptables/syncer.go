@@ -6,11 +6,15 @@
 // the whole desired Ruleset and writes only the difference. It reads the
 // kernel (iptables-save) only when it does not know what the kernel holds —
 // the first time, after Invalidate and after a failure — and otherwise diffs
-// against what it wrote last, so that a change to one chain costs one chain's
-// rewrite and no read. Each family gets at most one iptables-restore
-// --noflush process, one transaction per table; a failed transaction leaves
-// that table as it was, and the syncer forgets what it knew so that the next
-// Apply starts from a fresh read.
+// against what it wrote last, so that a change costs what changed and no
+// read: a chain that differs in a few rules gets -D and -I lines, one that
+// differs more is flushed and written again, unchanged chains are not
+// written. Each family gets one iptables-restore --noflush process, one
+// transaction per table (filter, then raw); a failed transaction leaves
+// that table as it was, and the syncer forgets what it knew so that the
+// next Apply starts from a fresh read. (With iptables-nft, many new chains
+// are loaded in stages before that transaction, which alone makes them
+// reachable; see tablePlan.stage.)
 //
 // Ownership: moat owns the chains named neutron-openvswi-* and
 // neutron-filter-top (Neutron's hybrid layout, so that a host Neutron ran is
