@@ -122,3 +122,20 @@ func pageURL(r *request, marker string, reverse bool) string {
 	}
 	return baseURL(r.Request) + r.URL.Path + "?" + strings.Join(parts, "&")
 }
+
+// writeList answers a list request with one page of items under collection,
+// plus Neutron's "<collection>_links" when the request asked for a page.
+func writeList[T any](w http.ResponseWriter, r *request, p *listParams, collection string,
+	items []T, id func(*T) string, render func(*T) object) {
+	out := make([]object, len(items))
+	ids := make([]string, len(items))
+	for i := range items {
+		out[i] = render(&items[i])
+		ids[i] = id(&items[i])
+	}
+	resp := object{{collection, out}}
+	if links := pageLinks(r, p.query, ids); links != nil {
+		resp = append(resp, kv{collection + "_links", links})
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -113,17 +113,9 @@ func (s *Server) listNetworks(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]object, len(nets))
-	ids := make([]string, len(nets))
-	for i := range nets {
-		out[i] = renderNetwork(&nets[i], r.ctx.IsAdmin, false, p.fields)
-		ids[i] = nets[i].ID
-	}
-	resp := object{{"networks", out}}
-	if links := pageLinks(r, p.query, ids); links != nil {
-		resp = append(resp, kv{"networks_links", links})
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeList(w, r, p, "networks", nets,
+		func(n *neutron.Network) string { return n.ID },
+		func(n *neutron.Network) object { return renderNetwork(n, r.ctx.IsAdmin, false, p.fields) })
 	return nil
 }
 

@@ -94,17 +94,9 @@ func (s *Server) listPorts(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]object, len(ports))
-	ids := make([]string, len(ports))
-	for i := range ports {
-		out[i] = renderPort(&ports[i], r.ctx.IsAdmin, false, p.fields)
-		ids[i] = ports[i].ID
-	}
-	resp := object{{"ports", out}}
-	if links := pageLinks(r, p.query, ids); links != nil {
-		resp = append(resp, kv{"ports_links", links})
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeList(w, r, p, "ports", ports,
+		func(pt *neutron.Port) string { return pt.ID },
+		func(pt *neutron.Port) object { return renderPort(pt, r.ctx.IsAdmin, false, p.fields) })
 	return nil
 }
 

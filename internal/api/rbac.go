@@ -29,17 +29,9 @@ func (s *Server) listRBAC(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]object, len(ps))
-	ids := make([]string, len(ps))
-	for i := range ps {
-		out[i] = renderRBAC(&ps[i], p.fields)
-		ids[i] = ps[i].ID
-	}
-	resp := object{{"rbac_policies", out}}
-	if links := pageLinks(r, p.query, ids); links != nil {
-		resp = append(resp, kv{"rbac_policies_links", links})
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeList(w, r, p, "rbac_policies", ps,
+		func(rp *neutron.RBACPolicy) string { return rp.ID },
+		func(rp *neutron.RBACPolicy) object { return renderRBAC(rp, p.fields) })
 	return nil
 }
 

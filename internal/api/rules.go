@@ -138,17 +138,9 @@ func (s *Server) listRules(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]object, len(rules))
-	ids := make([]string, len(rules))
-	for i := range rules {
-		out[i] = renderRule(&rules[i], p.fields)
-		ids[i] = rules[i].ID
-	}
-	resp := object{{"security_group_rules", out}}
-	if links := pageLinks(r, p.query, ids); links != nil {
-		resp = append(resp, kv{"security_group_rules_links", links})
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeList(w, r, p, "security_group_rules", rules,
+		func(rule *neutron.SecurityGroupRule) string { return rule.ID },
+		func(rule *neutron.SecurityGroupRule) object { return renderRule(rule, p.fields) })
 	return nil
 }
 

@@ -129,17 +129,9 @@ func (s *Server) listSecurityGroups(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]object, len(groups))
-	ids := make([]string, len(groups))
-	for i := range groups {
-		out[i] = renderSecurityGroup(&groups[i], p.fields)
-		ids[i] = groups[i].ID
-	}
-	resp := object{{"security_groups", out}}
-	if links := pageLinks(r, p.query, ids); links != nil {
-		resp = append(resp, kv{"security_groups_links", links})
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeList(w, r, p, "security_groups", groups,
+		func(g *neutron.SecurityGroup) string { return g.ID },
+		func(g *neutron.SecurityGroup) object { return renderSecurityGroup(g, p.fields) })
 	return nil
 }
 

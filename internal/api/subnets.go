@@ -73,17 +73,9 @@ func (s *Server) listSubnets(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
-	out := make([]object, len(subs))
-	ids := make([]string, len(subs))
-	for i := range subs {
-		out[i] = renderSubnet(&subs[i], p.fields)
-		ids[i] = subs[i].ID
-	}
-	resp := object{{"subnets", out}}
-	if links := pageLinks(r, p.query, ids); links != nil {
-		resp = append(resp, kv{"subnets_links", links})
-	}
-	writeJSON(w, http.StatusOK, resp)
+	writeList(w, r, p, "subnets", subs,
+		func(sn *neutron.Subnet) string { return sn.ID },
+		func(sn *neutron.Subnet) object { return renderSubnet(sn, p.fields) })
 	return nil
 }
 
