@@ -41,7 +41,6 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 			cfg := lab.Config{
 				Name: args[0], VMs: vms, Backend: backend, StateDir: stateDir,
 				Timeout: timeout, KeepOnFailure: keep, Progress: cmd.ErrOrStderr(),
-				Allinone: hasCommand("allinone"),
 			}
 			l, err := lab.Up(ctx, cfg)
 			if err != nil {
@@ -78,24 +77,11 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 	rootCmd.AddCommand(labCmd)
 }
 
-// hasCommand reports whether this moat has a top-level subcommand.
-func hasCommand(name string) bool {
-	for _, c := range rootCmd.Commands() {
-		if c.Name() == name {
-			return true
-		}
-	}
-	return false
-}
-
 func printLabSummary(w io.Writer, name string, l *lab.Lab) {
 	fmt.Fprintf(w, "lab %s is up: the Neutron API is %s inside namespace %s (state in %s)\n\n", name, l.API, l.HostNetns, l.StateDir)
 	fmt.Fprintf(w, "  %-14s %-15s %-17s %-14s %s\n", "VM (netns)", "IP", "MAC", "tap", "port")
 	for _, v := range l.VMs {
 		fmt.Fprintf(w, "  %-14s %-15s %-17s %-14s %s\n", v.Netns, v.IP, v.MAC, v.Tap, v.PortID)
-	}
-	if !l.Agent {
-		fmt.Fprintf(w, "\nWARNING: this moat has no `allinone` command, so no agent runs: the ports stay DOWN\nand the taps are not wired.\n")
 	}
 	osc := fmt.Sprintf("ip netns exec %s openstack --os-auth-type none --os-endpoint %s", l.HostNetns, l.API)
 	save := "iptables-save"

@@ -34,7 +34,7 @@ func TestCaptureInALab(t *testing.T) {
 	rand.Read(r[:])
 	name := "cap" + hex.EncodeToString(r[:])
 	ctx := context.Background()
-	l, err := lab.Up(ctx, lab.Config{Name: name, VMs: 2, Moat: bin, Allinone: true, StateDir: filepath.Join(t.TempDir(), "state")})
+	l, err := lab.Up(ctx, lab.Config{Name: name, VMs: 2, Moat: bin, StateDir: filepath.Join(t.TempDir(), "state")})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -76,7 +76,7 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 	bin := buildMoat(t)
 	name := newLabName(t)
 	var progress syncProgress
-	cfg := lab.Config{Name: name, VMs: vms, Backend: backend, Moat: bin, Allinone: true,
+	cfg := lab.Config{Name: name, VMs: vms, Backend: backend, Moat: bin,
 		Timeout: 90 * time.Second, Progress: &progress}
 	e := &env{name: name, backend: iptables.Backend(backend), cfg: cfg, host: lab.HostNetns(name)}
 	t.Cleanup(func() {

@@ -56,10 +56,6 @@ type Config struct {
 	Backend string // one of Backends
 	// Moat is the moat binary run inside NAME-host; default the running one.
 	Moat string
-	// Allinone runs `moat allinone` (API + agent). When false — a moat
-	// without the agent — only `moat server` runs: the ports stay DOWN
-	// and no tap is wired, which Lab.Agent reports.
-	Allinone bool
 	// StateDir defaults to /run/moat-lab/NAME.
 	StateDir string
 	// Timeout bounds the wait for the API and for every port to become
@@ -83,8 +79,6 @@ type Lab struct {
 	Gateway         string `json:"gateway_ip,omitempty"`
 	MTU             int    `json:"mtu"`
 	Backend         string `json:"backend"`
-	// Agent is false when no agent runs (see Config.Allinone).
-	Agent bool `json:"agent"`
 }
 
 // VM is one VM namespace and its port.
@@ -134,9 +128,6 @@ const (
 // └──────────────────────────────────────────────────────────────────────┘
 func DaemonArgs(cfg Config, stateDir string) []string {
 	server := []string{"--listen", APIListen, "--db", "sqlite://" + filepath.Join(stateDir, moatDB)}
-	if !cfg.Allinone {
-		return append([]string{"server"}, server...)
-	}
 	ovs := wiring.PrivateOVS{Dir: stateDir}
 	return append(append([]string{"allinone"}, server...),
 		"--host", HostNetns(cfg.Name),
@@ -264,12 +255,8 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	}
 	w.Close() // br-int exists now; the agent does the wiring
 
-	lab = &Lab{API: APIURL, HostNetns: host, StateDir: cfg.StateDir, Backend: cfg.Backend, Agent: cfg.Allinone}
-	what := "moat allinone (API and agent)"
-	if !cfg.Allinone {
-		what = "moat server (NO AGENT: this moat has no `allinone`; ports stay DOWN, taps unwired)"
-	}
-	step("starting %s in %s", what, host)
+	lab = &Lab{API: APIURL, HostNetns: host, StateDir: cfg.StateDir, Backend: cfg.Backend}
+	step("starting moat allinone (API and agent) in %s", host)
 	exited, err := startDaemon(cfg, host)
 	if err != nil {
 		return nil, err
@@ -329,10 +316,6 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 		lab.VMs = append(lab.VMs, v)
 	}
 
-	if !cfg.Allinone {
-		step("WARNING: no agent runs, so the ports stay DOWN and the taps are not wired")
-		return lab, nil
-	}
 	if err := waitActive(ctx, api, lab, exited, cfg.Timeout, step); err != nil {
 		return nil, err
 	}

@@ -37,10 +37,10 @@ func TestDaemonArgs(t *testing.T) {
 		cfg  Config
 		want string
 	}{
-		{Config{Name: "x", Backend: "iptables-legacy", Allinone: true},
+		{Config{Name: "x", Backend: "iptables-legacy"},
 			"allinone --listen 127.0.0.1:9696 --db sqlite:///run/moat-lab/x/moat.db --host x-host --backend iptables-legacy --bridge ovs --ovsdb unix:/run/moat-lab/x/db.sock"},
-		{Config{Name: "x", Backend: "iptables-nft", Allinone: false},
-			"server --listen 127.0.0.1:9696 --db sqlite:///run/moat-lab/x/moat.db"},
+		{Config{Name: "y", Backend: "iptables-nft"},
+			"allinone --listen 127.0.0.1:9696 --db sqlite:///run/moat-lab/y/moat.db --host y-host --backend iptables-nft --bridge ovs --ovsdb unix:/run/moat-lab/y/db.sock"},
 	}
 	for _, c := range cases {
 		if got := strings.Join(DaemonArgs(c.cfg, StateDir(c.cfg.Name)), " "); got != c.want {
@@ -136,11 +136,6 @@ func moat(t *testing.T, bin string, args ...string) (stdout, stderr string, err 
 	cmd.Stdout, cmd.Stderr = &o, &e
 	err = cmd.Run()
 	return o.String(), e.String(), err
-}
-
-func hasAllinone(t *testing.T, bin string) bool {
-	_, _, err := moat(t, bin, "allinone", "--help")
-	return err == nil
 }
 
 func inNS(t *testing.T, ns string, name string, args ...string) (string, error) {
@@ -318,48 +313,7 @@ func TestLab(t *testing.T) {
 		}
 	})
 
-	// Without an agent, do its wiring by hand (no firewall rules exist in
-	// the host namespace, so everything passes): proves the lab's VMs,
-	// taps and OVS carry packets, and that wiring works in the lab.
-	t.Run("hand wiring without an agent", func(t *testing.T) {
-		if l.Agent {
-			t.Skip("the agent wires the ports in this lab")
-		}
-		w, err := wiring.New(ctx, wiring.Config{Mode: wiring.ModeOVS, OVSDB: (&wiring.PrivateOVS{Dir: state}).DB(), Netns: host})
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer w.Close()
-		vlans := wiring.NewVLANs()
-		for _, v := range l.VMs {
-			tag, err := vlans.Assign(v.PortID, l.NetworkID)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := w.Plug(ctx, wiring.Port{ID: v.PortID, MAC: v.MAC, NetworkID: l.NetworkID, Tag: tag, MTU: l.MTU}); err != nil {
-				t.Fatal(err)
-			}
-			if ok, err := w.AttachTap(ctx, v.PortID); !ok || err != nil {
-				t.Fatalf("AttachTap(%s) = %v, %v", v.PortID, ok, err)
-			}
-		}
-		a, b := l.VMs[0], l.VMs[1]
-		var perr error
-		for i := 0; i < 10; i++ {
-			if _, perr = inNS(t, a.Netns, "ping", "-n", "-q", "-c", "1", "-W", "1", b.IP); perr == nil {
-				break
-			}
-		}
-		if perr != nil {
-			t.Errorf("%s cannot ping %s through the hand-wired lab: %v", a.Name, b.IP, perr)
-		}
-	})
-
 	t.Run("agent: ports ACTIVE, taps wired, whitelist enforced", func(t *testing.T) {
-		if !l.Agent || !hasAllinone(t, bin) {
-			t.Skip("NOT TESTED: this moat has no `moat allinone` yet, so the lab runs `moat server` only " +
-				"(no agent: ports stay DOWN, taps unwired); this subtest runs once allinone exists")
-		}
 		ovs := wiring.PrivateOVS{Dir: state}
 		for _, v := range l.VMs {
 			p, err := api.port(ctx, v.PortID)
