@@ -589,13 +589,29 @@ func stripComments(s string) string {
 // rules.
 func TestKernelStagedLoad(t *testing.T) {
 	needKernel(t, NFT)
-	t.Parallel()
+	for _, tc := range []struct {
+		name string
+		lim  stageLimits
+	}{
+		{"default limits", defaultStageLimits},
+		// Chains declared in one batch and continued by appends in the next.
+		{"chains split over batches", stageLimits{chains: 40, rules: 300, targets: 50}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			testKernelStagedLoad(t, tc.lim)
+		})
+	}
+}
+
+func testKernelStagedLoad(t *testing.T, lim stageLimits) {
 	ns := newNetns(t)
 	ctx := context.Background()
 	run(t, ns, foreignSetup4, "iptables-nft-restore", "--noflush")
 	before := foreignState(t, ns, NFT)
 	rec := &iptablestest.Recorder{Exec: ns}
 	s := NewSyncer(rec, NFT)
+	s.stageLimits = lim
 	b := newBench(t, 300)
 	createSets(t, ns, b.rs)
 	st, err := s.Apply(ctx, b.rs)

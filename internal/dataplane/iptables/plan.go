@@ -82,6 +82,8 @@ type tablePlan struct {
 	declare []string
 	// create are the chains created, write those flushed and written again.
 	create, write []firewall.Chain
+	// extend are rules appended to chains created by an earlier stage.
+	extend []firewall.Chain
 	// patch are -D and -I lines for owned chains changed in a few rules.
 	patch []string
 	// builtin are -D and -I lines for the built-in chains.
@@ -95,7 +97,7 @@ type tablePlan struct {
 }
 
 func (p *tablePlan) empty() bool {
-	return len(p.declare) == 0 && len(p.patch) == 0 && len(p.builtin) == 0
+	return len(p.declare) == 0 && len(p.extend) == 0 && len(p.patch) == 0 && len(p.builtin) == 0
 }
 
 // planTable diffs a table. cur is what the kernel holds (read, or what the
@@ -291,7 +293,7 @@ func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
 	for _, name := range p.declare {
 		size += len(name) + len(": - [0:0]\n")
 	}
-	for _, cs := range [][]firewall.Chain{p.create, p.write} {
+	for _, cs := range [][]firewall.Chain{p.create, p.extend, p.write} {
 		for _, c := range cs {
 			for _, r := range c.Rules {
 				size += len("-A ") + len(c.Name) + 1 + len(r) + 1
@@ -318,7 +320,7 @@ func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
 		b = append(b, name...)
 		b = append(b, " - [0:0]\n"...)
 	}
-	for _, cs := range [][]firewall.Chain{p.create, p.write} {
+	for _, cs := range [][]firewall.Chain{p.create, p.extend, p.write} {
 		for _, c := range cs {
 			for _, r := range c.Rules {
 				b = append(b, "-A "...)
@@ -388,12 +390,24 @@ func appendRestoreRule(b []byte, rule string) []byte {
 	return append(b, rule...)
 }
 
-// Staging limits: a batch of new chains loaded ahead of the main
-// transaction holds at most this many chains and rules.
-const (
-	stageChains = 500
-	stageRules  = 10000
-)
+// stageLimits bound one batch of new chains loaded ahead of the main
+// transaction.
+type stageLimits struct {
+	// chains and rules: iptables-nft-restore --noflush is superlinear in
+	// the size of one transaction.
+	chains, rules int
+	// targets: distinct new chains that a batch's rules jump to without
+	// declaring them. iptables-nft 1.8.9 looks up each such name as a
+	// possible target extension (a failed stat of libxt_NAME.so and
+	// libipt_NAME.so) and keeps the failures in a list it searches
+	// linearly: 2,500 rules jumping to 2,500 distinct chains cost 0.04 s of
+	// user CPU, 10,000 to 10,000 cost 0.52 s, the same 10,000 in ten
+	// processes 0.05 s. Chains a restore declares (":name") are known
+	// chains and cost nothing, which is why a bare restore does not pay it.
+	targets int
+}
+
+var defaultStageLimits = stageLimits{chains: 500, rules: 10000, targets: 1000}
 
 // stage moves the creation of new chains out of the plan into batches, each
 // its own table section, to be restored before the plan. It exists for
@@ -405,23 +419,21 @@ const (
 // until the main transaction (built-in jumps, patched or rewritten dispatch
 // chains) refers to them, so packets see the old rules until then and the
 // new ones after: loading in stages does not make the change any less
-// atomic. A failed stage leaves unreferenced chains that the next Apply,
-// reading the kernel, adopts or deletes.
+// atomic. A failed stage leaves unreferenced chains, possibly partly
+// filled, that the next Apply, reading the kernel, adopts or deletes.
 //
 // Batches follow the jumps between the new chains: a chain comes in a
-// batch after every new chain it jumps to. Staging starts from more than
-// stageChains new chains or stageRules new rules in the table.
-//
-// What remains above a restore without --noflush is mostly iptables-nft's
-// handling of jumps to many distinct chains (10,000 rules jumping to 10,000
-// chains: 0.7 s of user CPU, in one transaction or not; to one chain: 0.03
-// s), which Neutron's sg-chain is made of.
-func (p *tablePlan) stage() []*tablePlan {
+// batch after every new chain it jumps to. A chain whose rules overflow a
+// batch (Neutron's sg-chain and INPUT chain: two or one jumps per port, to
+// distinct chains) is declared in one batch and continued by appends in the
+// next ones. Staging starts from more than lim.chains new chains or
+// lim.rules new rules in the table.
+func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 	rules := 0
 	for _, c := range p.create {
 		rules += len(c.Rules)
 	}
-	if len(p.create) <= stageChains && rules <= stageRules {
+	if len(p.create) <= lim.chains && rules <= lim.rules {
 		return nil
 	}
 	idx := make(map[string]int, len(p.create))
@@ -453,24 +465,61 @@ func (p *tablePlan) stage() []*tablePlan {
 	for i := range p.create {
 		top = max(top, depth(i, 0))
 	}
-	var batches []*tablePlan
+	var (
+		batches []*tablePlan
+		cur     *tablePlan
+		targets map[string]bool // new chains cur's rules jump to
+	)
+	next := func() {
+		cur = &tablePlan{table: p.table}
+		batches = append(batches, cur)
+		targets = map[string]bool{}
+	}
+	// add puts rules of c into cur: declared and created if first, else
+	// appended to the chain an earlier batch created.
+	add := func(c firewall.Chain, rules []string, first bool) {
+		part := firewall.Chain{Name: c.Name, Rules: rules}
+		if first {
+			cur.declare = append(cur.declare, c.Name)
+			cur.create = append(cur.create, part)
+			cur.created++
+		} else {
+			cur.extend = append(cur.extend, part)
+		}
+		cur.rules += len(rules)
+	}
 	for l := 0; l <= top; l++ {
-		var cur *tablePlan
-		rules := 0
+		cur = nil
 		for i, c := range p.create {
 			if level[i] != l {
 				continue
 			}
-			if cur == nil || len(cur.create) >= stageChains || rules+len(c.Rules) > stageRules && len(cur.create) > 0 {
-				cur = &tablePlan{table: p.table}
-				batches = append(batches, cur)
-				rules = 0
+			// A chain that fits in a batch of its own is not split.
+			if cur == nil || len(cur.create) >= lim.chains || cur.rules > 0 &&
+				(cur.rules+len(c.Rules) > lim.rules || len(targets)+newTargets(c, idx, targets) > lim.targets) {
+				next()
 			}
-			cur.declare = append(cur.declare, c.Name)
-			cur.create = append(cur.create, c)
-			cur.created++
-			cur.rules += len(c.Rules)
-			rules += len(c.Rules)
+			start, first := 0, true
+			for k, r := range c.Rules {
+				t := ruleTarget(r)
+				_, jumpsNew := idx[t]
+				jumpsNew = jumpsNew && t != c.Name && !targets[t]
+				if cur.rules+k-start < lim.rules && !(jumpsNew && len(targets) >= lim.targets) {
+					if jumpsNew {
+						targets[t] = true
+					}
+					continue
+				}
+				if k > start {
+					add(c, c.Rules[start:k], first)
+					start, first = k, false
+				}
+				next()
+				if jumpsNew {
+					targets[t] = true
+				}
+			}
+			add(c, c.Rules[start:], first)
 		}
 	}
 	// What stays: every declaration but those of the staged chains.
@@ -490,4 +539,21 @@ func (p *tablePlan) stage() []*tablePlan {
 		p.rules -= b.rules
 	}
 	return batches
+}
+
+// newTargets counts the distinct chains of idx, other than c and those in
+// seen, that c's rules jump to.
+func newTargets(c firewall.Chain, idx map[string]int, seen map[string]bool) int {
+	var own map[string]bool
+	for _, r := range c.Rules {
+		t := ruleTarget(r)
+		if _, ok := idx[t]; !ok || t == c.Name || seen[t] || own[t] {
+			continue
+		}
+		if own == nil {
+			own = map[string]bool{}
+		}
+		own[t] = true
+	}
+	return len(own)
 }

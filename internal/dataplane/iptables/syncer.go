@@ -74,6 +74,8 @@ type Syncer struct {
 	gen         GenerationFunc
 	verified    bool
 	verifiedGen uint32
+
+	stageLimits stageLimits // iptables-nft only; tests make them small
 }
 
 // NewSyncer returns a syncer that runs backend's tools through exec. It
@@ -87,7 +89,7 @@ func NewSyncer(exec dataplane.Exec, backend Backend) *Syncer {
 	if !backend.Valid() {
 		panic("iptables: unknown backend " + string(backend))
 	}
-	s := &Syncer{exec: exec, backend: backend}
+	s := &Syncer{exec: exec, backend: backend, stageLimits: defaultStageLimits}
 	if backend == NFT {
 		switch e := exec.(type) {
 		case dataplane.Host:
@@ -227,7 +229,7 @@ func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error)
 			// Only on a view just read or verified: a stage flushes any
 			// chain of that name, which must therefore not exist.
 			for i := range plans {
-				for _, b := range plans[i].stage() {
+				for _, b := range plans[i].stage(s.stageLimits) {
 					n, err := s.restore(ctx, f, [2]*tablePlan{b, {}}, &st)
 					if err != nil {
 						s.known[f] = nil

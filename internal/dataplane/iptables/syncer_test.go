@@ -751,11 +751,19 @@ func TestGenerationSkipsReads(t *testing.T) {
 func TestStagedLoad(t *testing.T) {
 	b := newBench(t, 300) // 900+ new chains per family: more than one stage
 	for _, tc := range []struct {
+		name    string
 		backend Backend
+		lim     stageLimits
 		staged  bool
-	}{{NFT, true}, {Legacy, false}} {
-		t.Run(string(tc.backend), func(t *testing.T) {
+	}{
+		{"nft", NFT, defaultStageLimits, true},
+		// Small limits: sg-chain, INPUT and other chains split over batches.
+		{"nft small batches", NFT, stageLimits{chains: 40, rules: 300, targets: 50}, true},
+		{"legacy", Legacy, defaultStageLimits, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
 			h := newFakeHost(tc.backend)
+			h.s.stageLimits = tc.lim
 			foreign(t, h, tc.backend.variant())
 			before := foreignLines(h.k)
 			st := mustApply(t, h.s, b.rs)
@@ -775,6 +783,17 @@ func TestStagedLoad(t *testing.T) {
 					stages = append(stages, fam[:len(fam)-1]...) // the last is the main transaction
 				}
 			}
+			appends := 0 // -A lines to chains an earlier stage created
+			for _, c := range stages {
+				for _, l := range strings.Split(c.Stdin, "\n") {
+					if f := strings.Fields(l); len(f) > 1 && f[0] == "-A" && !strings.Contains(c.Stdin, "\n:"+f[1]+" ") {
+						appends++
+					}
+				}
+			}
+			if split := tc.lim != defaultStageLimits; split != (appends > 0) {
+				t.Errorf("%d appends to chains of earlier stages, want split %v", appends, split)
+			}
 			for i, c := range stages {
 				// A stage creates chains and fills them, nothing else; the
 				// fake refuses a jump to a chain that does not exist yet.
@@ -783,7 +802,7 @@ func TestStagedLoad(t *testing.T) {
 						t.Fatalf("stage %d: line %q", i, l)
 					}
 				}
-				if n := strings.Count(c.Stdin, "\n:"); n > stageChains {
+				if n := strings.Count(c.Stdin, "\n:"); n > tc.lim.chains {
 					t.Errorf("stage %d declares %d chains", i, n)
 				}
 			}
