@@ -17,6 +17,18 @@ RUN_PACKAGES := iptables ipset conntrack iproute2
 
 .PHONY: all build run run-deps test deps vet fmt-check clean
 
+# install-missing installs those of the Debian packages $(1) that are not
+# installed yet (nothing, and no apt-get update, when all are).
+define install-missing
+missing=""; for p in $(1); do \
+	dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
+done; \
+if [ -n "$$missing" ]; then \
+	echo "installing:$$missing"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+fi
+endef
+
 all: build
 
 build:
@@ -28,22 +40,10 @@ run: build run-deps
 	./$(BIN) allinone
 
 run-deps:
-	@missing=""; for p in $(RUN_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call install-missing,$(RUN_PACKAGES))
 
 deps:
-	@missing=""; for p in $(TEST_PACKAGES); do \
-		dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q "ok installed" || missing="$$missing $$p"; \
-	done; \
-	if [ -n "$$missing" ]; then \
-		echo "installing:$$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	@$(call install-missing,$(TEST_PACKAGES))
 	$(GO) mod download
 
 fmt-check:

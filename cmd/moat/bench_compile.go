@@ -6,11 +6,11 @@ import (
 	"io"
 	"runtime"
 	"slices"
-	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
+	"github.com/moat-sg/moat/internal/apibench"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/workload"
 )
@@ -153,13 +153,11 @@ func benchCompileOnce(n int) (compileResult, error) {
 	return res, nil
 }
 
-// cpuTime is the CPU time this process used so far (all threads).
+// cpuTime is the CPU time this process used so far (all threads), 0 if
+// it cannot be read.
 func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		return 0
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	c, _ := apibench.SelfCPU()
+	return c
 }
 
 func ms(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

@@ -17,6 +17,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"time"
 
@@ -217,7 +218,7 @@ func seed(c *client, ports int) ([]string, error) {
 			rules = append(rules, fmt.Sprintf(`{"security_group_id": %q, "direction": "ingress", "protocol": "tcp", "port_range_min": %d, "port_range_max": %d}`, g.SecurityGroup.ID, 1000+i, 1000+i))
 		}
 		rules = append(rules, fmt.Sprintf(`{"security_group_id": %q, "direction": "ingress", "remote_group_id": %q}`, g.SecurityGroup.ID, g.SecurityGroup.ID))
-		body := `{"security_group_rules": [` + join(rules) + `]}`
+		body := `{"security_group_rules": [` + strings.Join(rules, ", ") + `]}`
 		return g.SecurityGroup.ID, c.do("POST", "/v2.0/security-group-rules", body, http.StatusCreated, nil)
 	}
 	common, err := mkGroup("common")
@@ -238,22 +239,11 @@ func seed(c *client, ports int) ([]string, error) {
 			items = append(items, fmt.Sprintf(`{"network_id": %q, "binding:host_id": %q, "security_groups": [%q, %q]}`,
 				net.Network.ID, host, common, apps[i%10]))
 		}
-		if err := c.do("POST", "/v2.0/ports", `{"ports": [`+join(items)+`]}`, http.StatusCreated, nil); err != nil {
+		if err := c.do("POST", "/v2.0/ports", `{"ports": [`+strings.Join(items, ", ")+`]}`, http.StatusCreated, nil); err != nil {
 			return nil, err
 		}
 	}
 	return apps, nil
-}
-
-func join(items []string) string {
-	var b bytes.Buffer
-	for i, it := range items {
-		if i > 0 {
-			b.WriteString(", ")
-		}
-		b.WriteString(it)
-	}
-	return b.String()
 }
 
 type client struct {

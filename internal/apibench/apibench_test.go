@@ -2,15 +2,13 @@ package apibench
 
 import (
 	"context"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/moat-sg/moat/internal/api"
-	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/apitest"
 )
 
 func TestPercentile(t *testing.T) {
@@ -153,14 +151,8 @@ func TestRunUnreachable(t *testing.T) {
 // TestRunNoauthHint: a server that ignores X-Project-Id is refused with a
 // hint about header identity.
 func TestRunNoauthHint(t *testing.T) {
-	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	srv := httptest.NewServer(api.New(api.Options{Store: st, Auth: api.NoAuth{}}))
-	defer srv.Close()
-	err = Run(context.Background(), Config{URL: srv.URL + "/", Rules: 1}, nil)
+	srv := apitest.Start(t, apitest.Config{})
+	err := Run(context.Background(), Config{URL: srv.URL + "/", Rules: 1}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--auth headers") {
 		t.Fatalf("err = %v", err)
 	}

@@ -3,8 +3,6 @@ package e2e
 import (
 	"testing"
 	"time"
-
-	"github.com/moat-sg/moat/internal/lab"
 )
 
 // probes is how many packets each probe sends.
@@ -21,7 +19,7 @@ const deliverTimeout = 5 * time.Second
 // state (every port in group "lab": egress only) and puts it back.
 func TestSecurityGroups(t *testing.T) {
 	needRoot(t)
-	for _, backend := range lab.Backends {
+	for _, backend := range backends() {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			start := time.Now()

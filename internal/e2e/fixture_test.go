@@ -7,9 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -40,13 +37,12 @@ func qvb(v lab.VM) string    { return wiring.VethBridgeName(v.PortID) }
 
 // env is one lab (one backend) with its API client.
 type env struct {
-	name    string
 	backend iptables.Backend
 	cfg     lab.Config
 	lab     *lab.Lab
 	host    string
 	vm      []lab.VM // vm[0] is NAME-vm1
-	api     *apiClient
+	api     *lab.Client
 }
 
 // syncProgress is a goroutine-safe buffer for lab.Config.Progress.
@@ -78,7 +74,7 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 	var progress syncProgress
 	cfg := lab.Config{Name: name, VMs: vms, Backend: backend, Moat: bin,
 		Timeout: 90 * time.Second, Progress: &progress}
-	e := &env{name: name, backend: iptables.Backend(backend), cfg: cfg, host: lab.HostNetns(name)}
+	e := &env{backend: iptables.Backend(backend), cfg: cfg, host: lab.HostNetns(name)}
 	t.Cleanup(func() {
 		if t.Failed() {
 			if b, err := os.ReadFile(filepath.Join(lab.StateDir(name), "moat.log")); err == nil {
@@ -91,7 +87,7 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 			}
 		}
 		if e.api != nil {
-			e.api.http.CloseIdleConnections()
+			e.api.Close()
 		}
 		if err := lab.Down(context.Background(), name, ""); err != nil {
 			t.Errorf("lab down %s: %v (the next run's TestMain tries again)", name, err)
@@ -106,7 +102,7 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 	}
 	t.Logf("lab %s (%s, %d VMs) up in %s", name, backend, vms, time.Since(start).Round(time.Millisecond))
 	e.lab, e.vm = l, l.VMs
-	e.api = newAPIClient(e.host)
+	e.api = lab.NewClient(e.host, lab.APIURL)
 	for _, v := range e.vm {
 		t.Logf("  %s %s %s port %s", v.Name, v.IP, v.MAC, v.PortID)
 	}
@@ -460,64 +456,9 @@ func lineDiff(a, b string) string {
 
 // ---- the Neutron API, over HTTP inside the host namespace ----
 
-type apiClient struct {
-	http *http.Client
-}
-
-func newAPIClient(hostNS string) *apiClient {
-	dial := func(ctx context.Context, network, addr string) (net.Conn, error) {
-		var c net.Conn
-		err := inNetns(hostNS, func() error {
-			var d net.Dialer
-			var err error
-			c, err = d.DialContext(ctx, network, addr)
-			return err
-		})
-		return c, err
-	}
-	return &apiClient{http: &http.Client{Transport: &http.Transport{DialContext: dial}, Timeout: 30 * time.Second}}
-}
-
-func (a *apiClient) do(ctx context.Context, method, path string, body, out any) error {
-	var rd io.Reader
-	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
-			return err
-		}
-		rd = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, lab.APIURL+path, rd)
-	if err != nil {
-		return err
-	}
-	req.Header.Set("Accept", "application/json")
-	if body != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	resp, err := a.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("%s %s: %w", method, path, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
-	}
-	if out != nil && len(b) > 0 {
-		if err := json.Unmarshal(b, out); err != nil {
-			return fmt.Errorf("%s %s: decode %q: %w", method, path, b, err)
-		}
-	}
-	return nil
-}
-
 func (e *env) call(t *testing.T, method, path string, body, out any) {
 	t.Helper()
-	if err := e.api.do(context.Background(), method, path, body, out); err != nil {
+	if err := e.api.Do(context.Background(), method, path, body, out); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -582,7 +523,7 @@ func (e *env) deleteRule(t *testing.T, id string) {
 // cleanupCall makes an API call in a cleanup; a 404 (already gone) is fine.
 func (e *env) cleanupCall(t *testing.T, method, path string, body any) {
 	t.Helper()
-	if err := e.api.do(context.Background(), method, path, body, nil); err != nil && !strings.Contains(err.Error(), "404") {
+	if err := e.api.Do(context.Background(), method, path, body, nil); err != nil && !strings.Contains(err.Error(), "404") {
 		t.Errorf("cleanup: %v", err)
 	}
 }

@@ -3,8 +3,6 @@ package e2e
 import (
 	"regexp"
 	"testing"
-
-	"github.com/moat-sg/moat/internal/lab"
 )
 
 // TestIPIP is the mission's story with real packets: an IPIP tunnel (IP
@@ -14,7 +12,7 @@ import (
 // IPIP; moat renders protocol 4. `--protocol 4` works the same.
 func TestIPIP(t *testing.T) {
 	needRoot(t)
-	for _, backend := range lab.Backends {
+	for _, backend := range backends() {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
 			lookCLI(t)

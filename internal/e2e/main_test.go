@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/lab"
 )
 
@@ -130,15 +131,21 @@ func needRoot(t *testing.T) {
 	}
 }
 
+// backends are the iptables backends every scenario runs on.
+func backends() []string {
+	var out []string
+	for _, b := range iptables.Backends() {
+		out = append(out, string(b))
+	}
+	return out
+}
+
 // needBackend skips when the backend's binaries are missing.
 func needBackend(t *testing.T, backend string) {
 	t.Helper()
-	for _, fam := range []string{"iptables", "ip6tables"} {
-		for _, tool := range []string{"", "-save", "-restore"} {
-			bin := fam + strings.TrimPrefix(backend, "iptables") + tool
-			if _, err := exec.LookPath(bin); err != nil {
-				t.Skipf("%s is not installed (apt-get install iptables)", bin)
-			}
+	for _, bin := range iptables.Backend(backend).Binaries() {
+		if _, err := exec.LookPath(bin); err != nil {
+			t.Skipf("%s is not installed (apt-get install iptables)", bin)
 		}
 	}
 }

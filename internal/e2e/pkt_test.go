@@ -1,11 +1,9 @@
 package e2e
 
 // Packets from Go inside the lab's VM namespaces. A socket is created on
-// an OS thread that has entered the namespace (runtime.LockOSThread,
-// netns.Set); it stays in that namespace for its whole life, so reading and
-// writing it afterwards from any goroutine is fine. The thread goes back to
-// its own namespace before it is unlocked (if it cannot, it stays locked
-// and the runtime ends it with the goroutine).
+// an OS thread that has entered the namespace (lab.InNetns); it stays in
+// that namespace for its whole life, so reading and writing it afterwards
+// from any goroutine is fine.
 
 import (
 	"bytes"
@@ -16,46 +14,15 @@ import (
 	"net"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
-)
 
-// inNetns runs f on a locked OS thread inside the named namespace.
-func inNetns(name string, f func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread()
-		orig, err := netns.Get()
-		if err != nil {
-			errc <- fmt.Errorf("open the current network namespace: %w", err)
-			return // the thread stays locked and is discarded
-		}
-		defer orig.Close()
-		target, err := netns.GetFromName(name)
-		if err != nil {
-			runtime.UnlockOSThread()
-			errc <- fmt.Errorf("open network namespace %s: %w", name, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter network namespace %s: %w", name, err)
-			return // discarded
-		}
-		err = f()
-		if netns.Set(orig) == nil {
-			runtime.UnlockOSThread()
-		}
-		errc <- err
-	}()
-	return <-errc
-}
+	"github.com/moat-sg/moat/internal/lab"
+)
 
 // ---- packet building ----
 
@@ -176,7 +143,7 @@ func (c *counter) wait(n int, timeout time.Duration) int {
 func listenIP(t *testing.T, ns string, proto int, match func(payload []byte) bool) *counter {
 	t.Helper()
 	var conn net.PacketConn
-	err := inNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		var err error
 		conn, err = net.ListenPacket(fmt.Sprintf("ip4:%d", proto), "0.0.0.0")
 		return err
@@ -223,7 +190,7 @@ type udpEnd struct {
 func listenUDP(t *testing.T, ns, ip string, port int, tag []byte, echo bool) *udpEnd {
 	t.Helper()
 	var conn *net.UDPConn
-	err := inNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		var err error
 		conn, err = net.ListenUDP("udp4", &net.UDPAddr{IP: net.ParseIP(ip), Port: port})
 		return err
@@ -270,7 +237,7 @@ func (u *udpEnd) send(t *testing.T, ip string, port int, payload []byte, n int) 
 func capture(t *testing.T, ns, ifname string, tag []byte) *counter {
 	t.Helper()
 	var f *os.File
-	err := inNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
@@ -321,7 +288,7 @@ func pace() { time.Sleep(5 * time.Millisecond) }
 func sendIP(t *testing.T, ns string, proto int, dst string, n int, payload func(i int) []byte) {
 	t.Helper()
 	var conn *net.IPConn
-	err := inNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		var err error
 		conn, err = net.DialIP(fmt.Sprintf("ip4:%d", proto), nil, &net.IPAddr{IP: net.ParseIP(dst)})
 		return err
@@ -352,7 +319,7 @@ func sendEcho(t *testing.T, ns, dst string, tag []byte, n int) {
 func sendHdrincl(t *testing.T, ns, dst string, n int, packet func(i int) []byte) {
 	t.Helper()
 	var fd int
-	err := inNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		var err error
 		fd, err = unix.Socket(unix.AF_INET, unix.SOCK_RAW|unix.SOCK_CLOEXEC, unix.IPPROTO_RAW) // implies IP_HDRINCL
 		return err
@@ -376,7 +343,7 @@ func sendHdrincl(t *testing.T, ns, dst string, n int, packet func(i int) []byte)
 func sendFrames(t *testing.T, ns, ifname string, n int, frame func(i int) []byte) {
 	t.Helper()
 	var fd int
-	err := inNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		ifi, err := net.InterfaceByName(ifname)
 		if err != nil {
 			return err
@@ -429,7 +396,7 @@ type pinger struct {
 func startPinger(t *testing.T, ns, dst string, every time.Duration) *pinger {
 	t.Helper()
 	p := &pinger{id: uint16(time.Now().UnixNano()>>10) | 1, stop: make(chan struct{})}
-	err := inNetns(ns, func() error {
+	err := lab.InNetns(ns, func() error {
 		var err error
 		p.conn, err = net.ListenPacket("ip4:1", "0.0.0.0")
 		return err

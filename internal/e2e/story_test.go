@@ -7,7 +7,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/dataplane/iptables"
 )
 
 // TestDropStory is the mission's story with real packets in a lab: IPIP
@@ -18,7 +18,7 @@ import (
 func TestDropStory(t *testing.T) {
 	needRoot(t)
 	lookCLI(t)
-	e := newEnv(t, lab.Backends[1], 2)
+	e := newEnv(t, string(iptables.NFT), 2)
 	vm1, vm2 := e.vm[0], e.vm[1]
 	bin := buildMoat(t)
 	db := "sqlite://" + filepath.Join(e.lab.StateDir, "moat.db")

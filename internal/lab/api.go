@@ -11,22 +11,27 @@ import (
 	"time"
 )
 
-// client speaks the Neutron API of the lab's moat, from inside its host
+// Client speaks the Neutron API of a lab's moat from inside its host
 // namespace (the API listens on 127.0.0.1 there). noauth: no token.
-type client struct {
+type Client struct {
 	base string
 	http *http.Client
 }
 
-func newClient(hostNS, base string) *client {
+// NewClient returns a client of the API at base (e.g. APIURL) whose
+// connections are made inside network namespace hostNS.
+func NewClient(hostNS, base string) *Client {
 	tr := &http.Transport{DialContext: dialIn(hostNS), DisableKeepAlives: false, MaxIdleConns: 4}
-	return &client{base: base, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
+	return &Client{base: base, http: &http.Client{Transport: tr, Timeout: 30 * time.Second}}
 }
 
-func (c *client) close() { c.http.CloseIdleConnections() }
+// Close drops the idle connections.
+func (c *Client) Close() { c.http.CloseIdleConnections() }
 
-// do sends body (JSON) and decodes a 2xx answer into out.
-func (c *client) do(ctx context.Context, method, path string, body, out any) error {
+// Do sends body (JSON, if not nil) and decodes a 2xx answer, if it has a
+// body, into out (if not nil). Other answers are errors with the status and
+// the body.
+func (c *Client) Do(ctx context.Context, method, path string, body, out any) error {
 	var rd io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -55,7 +60,7 @@ func (c *client) do(ctx context.Context, method, path string, body, out any) err
 	if resp.StatusCode/100 != 2 {
 		return fmt.Errorf("%s %s: %s: %s", method, path, resp.Status, strings.TrimSpace(string(b)))
 	}
-	if out != nil {
+	if out != nil && len(b) > 0 {
 		if err := json.Unmarshal(b, out); err != nil {
 			return fmt.Errorf("%s %s: decode answer: %w", method, path, err)
 		}
@@ -89,36 +94,36 @@ type apiPort struct {
 	} `json:"fixed_ips"`
 }
 
-func (c *client) createNetwork(ctx context.Context, name string) (apiNetwork, error) {
+func (c *Client) createNetwork(ctx context.Context, name string) (apiNetwork, error) {
 	var r struct{ Network apiNetwork }
-	err := c.do(ctx, "POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": name}}, &r)
+	err := c.Do(ctx, "POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": name}}, &r)
 	return r.Network, err
 }
 
-func (c *client) createSubnet(ctx context.Context, name, networkID, cidr string) (apiSubnet, error) {
+func (c *Client) createSubnet(ctx context.Context, name, networkID, cidr string) (apiSubnet, error) {
 	var r struct{ Subnet apiSubnet }
-	err := c.do(ctx, "POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{
+	err := c.Do(ctx, "POST", "/v2.0/subnets", map[string]any{"subnet": map[string]any{
 		"name": name, "network_id": networkID, "cidr": cidr, "ip_version": 4}}, &r)
 	return r.Subnet, err
 }
 
-func (c *client) createGroup(ctx context.Context, name, description string) (apiGroup, error) {
+func (c *Client) createGroup(ctx context.Context, name, description string) (apiGroup, error) {
 	var r struct {
 		Group apiGroup `json:"security_group"`
 	}
-	err := c.do(ctx, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{
+	err := c.Do(ctx, "POST", "/v2.0/security-groups", map[string]any{"security_group": map[string]any{
 		"name": name, "description": description}}, &r)
 	return r.Group, err
 }
 
-func (c *client) createPort(ctx context.Context, port map[string]any) (apiPort, error) {
+func (c *Client) createPort(ctx context.Context, port map[string]any) (apiPort, error) {
 	var r struct{ Port apiPort }
-	err := c.do(ctx, "POST", "/v2.0/ports", map[string]any{"port": port}, &r)
+	err := c.Do(ctx, "POST", "/v2.0/ports", map[string]any{"port": port}, &r)
 	return r.Port, err
 }
 
-func (c *client) port(ctx context.Context, id string) (apiPort, error) {
+func (c *Client) port(ctx context.Context, id string) (apiPort, error) {
 	var r struct{ Port apiPort }
-	err := c.do(ctx, "GET", "/v2.0/ports/"+id, nil, &r)
+	err := c.Do(ctx, "GET", "/v2.0/ports/"+id, nil, &r)
 	return r.Port, err
 }

@@ -31,6 +31,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 )
 
@@ -46,14 +47,11 @@ const (
 	MaxVMs      = 50
 )
 
-// Backends the lab can ask the agent for.
-var Backends = []string{"iptables-legacy", "iptables-nft"}
-
 // Config describes a lab to build.
 type Config struct {
 	Name    string
 	VMs     int
-	Backend string // one of Backends
+	Backend string // an iptables.Backend; default iptables-nft
 	// Moat is the moat binary run inside NAME-host; default the running one.
 	Moat string
 	// StateDir defaults to /run/moat-lab/NAME.
@@ -145,14 +143,10 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("--vms %d: want 1..%d", c.VMs, MaxVMs)
 	}
 	if c.Backend == "" {
-		c.Backend = Backends[1]
+		c.Backend = string(iptables.NFT)
 	}
-	ok := false
-	for _, b := range Backends {
-		ok = ok || b == c.Backend
-	}
-	if !ok {
-		return fmt.Errorf("--backend %q: want one of %s", c.Backend, strings.Join(Backends, ", "))
+	if !iptables.Backend(c.Backend).Valid() {
+		return fmt.Errorf("--backend %q: want one of %s, %s", c.Backend, iptables.Legacy, iptables.NFT)
 	}
 	if c.Moat == "" {
 		exe, err := os.Executable()
@@ -261,8 +255,8 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	api := newClient(host, APIURL)
-	defer api.close()
+	api := NewClient(host, APIURL)
+	defer api.Close()
 	if err := waitAPI(ctx, api, exited, cfg.Timeout); err != nil {
 		return nil, err
 	}
@@ -415,8 +409,8 @@ func Start(ctx context.Context, cfg Config) error {
 	if err != nil {
 		return err
 	}
-	api := newClient(host, APIURL)
-	defer api.close()
+	api := NewClient(host, APIURL)
+	defer api.Close()
 	return waitAPI(ctx, api, exited, cfg.Timeout)
 }
 
@@ -450,12 +444,12 @@ func startDaemon(cfg Config, host string) (exited <-chan struct{}, err error) {
 	return done, nil
 }
 
-func waitAPI(ctx context.Context, api *client, exited <-chan struct{}, timeout time.Duration) error {
+func waitAPI(ctx context.Context, api *Client, exited <-chan struct{}, timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	var last error
 	for {
 		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		last = api.do(pctx, "GET", "/", nil, nil)
+		last = api.Do(pctx, "GET", "/", nil, nil)
 		cancel()
 		if last == nil {
 			return nil
@@ -474,7 +468,7 @@ func waitAPI(ctx context.Context, api *client, exited <-chan struct{}, timeout t
 }
 
 // waitActive polls the ports until the agent has set them all ACTIVE.
-func waitActive(ctx context.Context, api *client, lab *Lab, exited <-chan struct{}, timeout time.Duration, step func(string, ...any)) error {
+func waitActive(ctx context.Context, api *Client, lab *Lab, exited <-chan struct{}, timeout time.Duration, step func(string, ...any)) error {
 	deadline := time.Now().Add(timeout)
 	lastReport, lastCount := time.Now(), -1
 	for {

@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"sort"
 	"strings"
 	"testing"
 	"time"
@@ -154,10 +155,9 @@ func mustNS(t *testing.T, ns string, name string, args ...string) string {
 }
 
 // TestLab runs `moat lab up NAME --vms 2 --json` and `moat lab down NAME`
-// with the real binary and checks what they build and remove. The agent's
-// part (ports ACTIVE, taps wired, the group's whitelist enforced with
-// pings) needs `moat allinone`; without it that subtest is skipped with a
-// message saying so.
+// with the real binary and checks what they build and remove, and the
+// agent's part: ports ACTIVE, taps wired, the group's whitelist enforced
+// with pings.
 func TestLab(t *testing.T) {
 	needLab(t)
 	bin := buildMoat(t)
@@ -253,14 +253,14 @@ func TestLab(t *testing.T) {
 		}
 	})
 
-	api := newClient(host, l.API)
-	defer api.close()
+	api := NewClient(host, l.API)
+	defer api.Close()
 	ctx := context.Background()
 	t.Run("API objects", func(t *testing.T) {
 		var nets struct {
 			Networks []struct{ ID, Name string } `json:"networks"`
 		}
-		if err := api.do(ctx, "GET", "/v2.0/networks?name=lab", nil, &nets); err != nil || len(nets.Networks) != 1 || nets.Networks[0].ID != l.NetworkID {
+		if err := api.Do(ctx, "GET", "/v2.0/networks?name=lab", nil, &nets); err != nil || len(nets.Networks) != 1 || nets.Networks[0].ID != l.NetworkID {
 			t.Errorf("networks named lab: %+v, %v", nets, err)
 		}
 		var sn struct {
@@ -269,7 +269,7 @@ func TestLab(t *testing.T) {
 				NetworkID string `json:"network_id"`
 			} `json:"subnet"`
 		}
-		if err := api.do(ctx, "GET", "/v2.0/subnets/"+l.SubnetID, nil, &sn); err != nil || sn.Subnet.CIDR != CIDR || sn.Subnet.NetworkID != l.NetworkID {
+		if err := api.Do(ctx, "GET", "/v2.0/subnets/"+l.SubnetID, nil, &sn); err != nil || sn.Subnet.CIDR != CIDR || sn.Subnet.NetworkID != l.NetworkID {
 			t.Errorf("subnet: %+v, %v", sn, err)
 		}
 		var sg struct {
@@ -281,14 +281,14 @@ func TestLab(t *testing.T) {
 				} `json:"security_group_rules"`
 			} `json:"security_group"`
 		}
-		if err := api.do(ctx, "GET", "/v2.0/security-groups/"+l.SecurityGroupID, nil, &sg); err != nil {
+		if err := api.Do(ctx, "GET", "/v2.0/security-groups/"+l.SecurityGroupID, nil, &sg); err != nil {
 			t.Fatal(err)
 		}
 		var dirs []string
 		for _, r := range sg.Group.Rules {
 			dirs = append(dirs, r.Direction+" "+r.Ethertype)
 		}
-		sortStrings(dirs)
+		sort.Strings(dirs)
 		if sg.Group.Name != GroupName || !reflect.DeepEqual(dirs, []string{"egress IPv4", "egress IPv6"}) {
 			t.Errorf("group %q rules %v, want lab with egress IPv4/IPv6 only", sg.Group.Name, dirs)
 		}
@@ -303,7 +303,7 @@ func TestLab(t *testing.T) {
 					SecurityGroups []string `json:"security_groups"`
 				} `json:"port"`
 			}
-			if err := api.do(ctx, "GET", "/v2.0/ports/"+v.PortID, nil, &p); err != nil {
+			if err := api.Do(ctx, "GET", "/v2.0/ports/"+v.PortID, nil, &p); err != nil {
 				t.Fatal(err)
 			}
 			if p.Port.Name != v.Name || p.Port.NetworkID != l.NetworkID || p.Port.HostID != host || p.Port.DeviceOwner != DeviceOwner ||
@@ -333,7 +333,7 @@ func TestLab(t *testing.T) {
 		if _, err := inNS(t, a.Netns, "ping", "-n", "-q", "-c", "2", "-i", "0.2", "-W", "1", b.IP); err == nil {
 			t.Errorf("%s can ping %s before any ingress rule", a.Name, b.IP)
 		}
-		if err := api.do(ctx, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
+		if err := api.Do(ctx, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
 			"security_group_id": l.SecurityGroupID, "direction": "ingress", "ethertype": "IPv4", "protocol": "icmp"}}, nil); err != nil {
 			t.Fatal(err)
 		}
@@ -380,16 +380,6 @@ func checkGone(t *testing.T, name string) {
 func processMatches(pid, s string) bool {
 	b, err := os.ReadFile("/proc/" + pid + "/cmdline")
 	return err == nil && strings.Contains(string(b), s)
-}
-
-func sortStrings(s []string) {
-	for i := range s {
-		for j := i + 1; j < len(s); j++ {
-			if s[j] < s[i] {
-				s[i], s[j] = s[j], s[i]
-			}
-		}
-	}
 }
 
 // A failing lab up (here: moat exits at once) removes what it built.

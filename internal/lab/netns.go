@@ -79,12 +79,12 @@ func labNetns(name string) ([]string, error) {
 	return out, nil
 }
 
-// inNetns runs f on an OS thread inside the named namespace, then moves
+// InNetns runs f on an OS thread inside the named namespace, then moves
 // the thread back. If it cannot move back, the thread stays locked and the
 // runtime ends it with the goroutine, so no other code ever runs in the
 // namespace by accident. (Go may schedule this on the main thread, whose
 // namespace is the process's in /proc/PID/ns/net: it must not stay there.)
-func inNetns(name string, f func() error) error {
+func InNetns(name string, f func() error) error {
 	errc := make(chan error, 1)
 	go func() {
 		runtime.LockOSThread()
@@ -119,7 +119,7 @@ func inNetns(name string, f func() error) error {
 func dialIn(name string) func(ctx context.Context, network, addr string) (net.Conn, error) {
 	return func(ctx context.Context, network, addr string) (net.Conn, error) {
 		var c net.Conn
-		err := inNetns(name, func() error {
+		err := InNetns(name, func() error {
 			var d net.Dialer
 			var err error
 			c, err = d.DialContext(ctx, network, addr)
@@ -132,7 +132,7 @@ func dialIn(name string) func(ctx context.Context, network, addr string) (net.Co
 // sysctl writes /proc/sys/KEY inside a namespace (/proc/sys/net follows
 // the opening thread's network namespace).
 func sysctl(ns, key, value string) error {
-	return inNetns(ns, func() error {
+	return InNetns(ns, func() error {
 		if err := os.WriteFile("/proc/sys/"+strings.ReplaceAll(key, ".", "/"), []byte(value), 0o644); err != nil {
 			return fmt.Errorf("sysctl %s=%s in %s: %w", key, value, ns, err)
 		}
