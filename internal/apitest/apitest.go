@@ -10,6 +10,8 @@ import (
 	"context"
 	"log/slog"
 	"net/http/httptest"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"testing"
 
@@ -82,4 +84,34 @@ func Start(t testing.TB, cfg Config) *Server {
 		}
 	})
 	return &Server{URL: srv.URL, Store: st}
+}
+
+const cliInstallHint = "apt-get install -y --no-install-recommends python3-openstackclient python3-neutronclient"
+
+// LookCLI finds the openstack binary, or skips the test (fails it when
+// MOAT_REQUIRE_CLI=1, as in CI).
+func LookCLI(t testing.TB) string {
+	t.Helper()
+	bin, err := exec.LookPath("openstack")
+	if err != nil {
+		if os.Getenv("MOAT_REQUIRE_CLI") == "1" {
+			t.Fatalf("MOAT_REQUIRE_CLI=1 but the openstack CLI is not on PATH (%v); install it with: %s", err, cliInstallHint)
+		}
+		t.Skipf("the openstack CLI is not on PATH; install it with `%s` (set MOAT_REQUIRE_CLI=1 to fail instead of skipping)", cliInstallHint)
+	}
+	return bin
+}
+
+// CLIEnv is a clean environment for the openstack CLI: a private HOME (no
+// clouds.yaml, no cache), no OS_* variables, no Python bytecode or warnings.
+func CLIEnv(home string) []string {
+	return []string{
+		"PATH=" + os.Getenv("PATH"),
+		"HOME=" + home,
+		"XDG_CONFIG_HOME=" + home + "/.config",
+		"XDG_CACHE_HOME=" + home + "/.cache",
+		"LC_ALL=C.UTF-8",
+		"PYTHONDONTWRITEBYTECODE=1",
+		"PYTHONWARNINGS=ignore",
+	}
 }

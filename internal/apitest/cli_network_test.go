@@ -71,7 +71,7 @@ func (p cliPort) pairs() []string {
 }
 
 func TestOpenstackCLINetworks(t *testing.T) {
-	bin := lookCLI(t)
+	bin := LookCLI(t)
 	srv := Start(t, Config{Auth: NoAuth, Networks: labNetworks()})
 	cli := newCLI(t, bin, srv)
 	const project = "fake_project_id"

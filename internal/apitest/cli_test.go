@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
-	"os"
 	"os/exec"
 	"slices"
 	"strconv"
@@ -18,8 +17,6 @@ import (
 // --os-endpoint URL`. Every call starts Python (~1 s), so the scenario is
 // one test whose steps depend on each other, run in order.
 
-const cliInstallHint = "apt-get install -y --no-install-recommends python3-openstackclient python3-neutronclient"
-
 // osCLI runs the openstack binary against one server with a clean
 // environment: a private HOME and working directory (no clouds.yaml, no
 // cache) and no OS_* variables.
@@ -28,33 +25,11 @@ type osCLI struct {
 	env                []string
 }
 
-// lookCLI finds the openstack binary, or skips the test (fails it when
-// MOAT_REQUIRE_CLI=1, as in CI).
-func lookCLI(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("openstack")
-	if err != nil {
-		if os.Getenv("MOAT_REQUIRE_CLI") == "1" {
-			t.Fatalf("MOAT_REQUIRE_CLI=1 but the openstack CLI is not on PATH (%v); install it with: %s", err, cliInstallHint)
-		}
-		t.Skipf("the openstack CLI is not on PATH; install it with `%s` (set MOAT_REQUIRE_CLI=1 to fail instead of skipping)", cliInstallHint)
-	}
-	return bin
-}
-
 func newCLI(t *testing.T, bin string, srv *Server) *osCLI {
 	home := t.TempDir()
 	return &osCLI{
 		bin: bin, endpoint: srv.URL, dir: home,
-		env: []string{
-			"PATH=" + os.Getenv("PATH"),
-			"HOME=" + home,
-			"XDG_CONFIG_HOME=" + home + "/.config",
-			"XDG_CACHE_HOME=" + home + "/.cache",
-			"LC_ALL=C.UTF-8",
-			"PYTHONDONTWRITEBYTECODE=1",
-			"PYTHONWARNINGS=ignore",
-		},
+		env: CLIEnv(home),
 	}
 }
 
@@ -166,7 +141,7 @@ func num(p *int) string {
 }
 
 func TestOpenstackCLI(t *testing.T) {
-	bin := lookCLI(t)
+	bin := LookCLI(t)
 	srv := Start(t, Config{Auth: NoAuth})
 	cli := newCLI(t, bin, srv)
 	const project = "fake_project_id" // noauth: admin of fake_project_id

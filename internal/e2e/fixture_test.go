@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/lab"
@@ -77,8 +78,8 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 	e := &env{backend: iptables.Backend(backend), cfg: cfg, host: lab.HostNetns(name)}
 	t.Cleanup(func() {
 		if t.Failed() {
-			if b, err := os.ReadFile(filepath.Join(lab.StateDir(name), "moat.log")); err == nil {
-				t.Logf("moat.log of lab %s (last 60 lines):\n%s", name, lastLines(string(b), 60))
+			if tail := lab.LogTail(lab.LogFile(lab.StateDir(name)), 60); tail != "" {
+				t.Logf("moat.log of lab %s (last 60 lines):\n%s", name, tail)
 			}
 			if os.Getenv("MOAT_E2E_KEEP") == "1" {
 				os.Remove(filepath.Join(ownerDir, name)) // not for the next run's sweep
@@ -107,14 +108,6 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 		t.Logf("  %s %s %s port %s", v.Name, v.IP, v.MAC, v.PortID)
 	}
 	return e
-}
-
-func lastLines(s string, n int) string {
-	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }
 
 // ---- commands in the lab's namespaces ----
@@ -550,20 +543,6 @@ func (e *env) setGroups(t *testing.T, v lab.VM, groups ...string) {
 
 // ---- the openstack CLI, inside the host namespace ----
 
-const cliInstallHint = "apt-get install -y --no-install-recommends python3-openstackclient python3-neutronclient"
-
-// lookCLI skips the test when the openstack CLI is missing (fails it when
-// MOAT_REQUIRE_CLI=1, as in CI).
-func lookCLI(t *testing.T) {
-	t.Helper()
-	if _, err := exec.LookPath("openstack"); err != nil {
-		if os.Getenv("MOAT_REQUIRE_CLI") == "1" {
-			t.Fatalf("MOAT_REQUIRE_CLI=1 but the openstack CLI is not on PATH (%v); install it with: %s", err, cliInstallHint)
-		}
-		t.Skipf("the openstack CLI is not on PATH; install it with `%s` (set MOAT_REQUIRE_CLI=1 to fail instead of skipping)", cliInstallHint)
-	}
-}
-
 // cli runs `openstack --os-auth-type none --os-endpoint URL args... -f
 // json` in the host namespace, as an operator on the host would, with a
 // clean environment (no clouds.yaml, no OS_* variables), and decodes its
@@ -575,8 +554,7 @@ func (e *env) cli(t *testing.T, out any, args ...string) {
 	full = append(full, "-f", "json")
 	cmd := exec.CommandContext(t.Context(), "ip", full...)
 	cmd.Dir = home
-	cmd.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + home, "LC_ALL=C.UTF-8",
-		"PYTHONDONTWRITEBYTECODE=1", "PYTHONWARNINGS=ignore"}
+	cmd.Env = apitest.CLIEnv(home)
 	cmd.WaitDelay = 5 * time.Second
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
@@ -656,7 +634,7 @@ func (e *env) startMoat(t *testing.T) {
 
 // moatLog returns the lab's moat log.
 func (e *env) moatLog(t *testing.T) string {
-	b, err := os.ReadFile(filepath.Join(e.lab.StateDir, "moat.log"))
+	b, err := os.ReadFile(lab.LogFile(e.lab.StateDir))
 	if err != nil && !errors.Is(err, os.ErrNotExist) {
 		t.Fatal(err)
 	}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"regexp"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/apitest"
 )
 
 // TestIPIP is the mission's story with real packets: an IPIP tunnel (IP
@@ -15,7 +17,7 @@ func TestIPIP(t *testing.T) {
 	for _, backend := range backends() {
 		t.Run(backend, func(t *testing.T) {
 			t.Parallel()
-			lookCLI(t)
+			apitest.LookCLI(t)
 			e := newEnv(t, backend, 2)
 			e.ipip(t)
 		})

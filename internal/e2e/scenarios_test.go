@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/lab"
 )
 
@@ -124,7 +125,7 @@ func (e *env) defaultGroup(t *testing.T, vm1, vm2, vm3 lab.VM) {
 }
 
 func (e *env) cliICMP(t *testing.T, vm1, vm2 lab.VM) {
-	lookCLI(t)
+	apitest.LookCLI(t)
 	var r cliRule
 	e.cli(t, &r, "security", "group", "rule", "create", "lab", "--ingress", "--protocol", "icmp")
 	e.cleanupRule(t, r.ID)

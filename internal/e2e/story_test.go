@@ -3,11 +3,12 @@ package e2e
 import (
 	"encoding/json"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/lab"
 )
 
 // TestDropStory is the mission's story with real packets in a lab: IPIP
@@ -17,11 +18,11 @@ import (
 // rule's counters moving; `moat capture` first saw where they stopped.
 func TestDropStory(t *testing.T) {
 	needRoot(t)
-	lookCLI(t)
+	apitest.LookCLI(t)
 	e := newEnv(t, string(iptables.NFT), 2)
 	vm1, vm2 := e.vm[0], e.vm[1]
 	bin := buildMoat(t)
-	db := "sqlite://" + filepath.Join(e.lab.StateDir, "moat.db")
+	db := lab.DBURL(e.lab.StateDir)
 	tag := newTag()
 	got := listenIP(t, vm2.Netns, 4, carrying(tag))
 	send := func() {

@@ -125,7 +125,7 @@ const (
 // │ already exists (datapath_type=netdev) when allinone starts.          │
 // └──────────────────────────────────────────────────────────────────────┘
 func DaemonArgs(cfg Config, stateDir string) []string {
-	server := []string{"--listen", APIListen, "--db", "sqlite://" + filepath.Join(stateDir, moatDB)}
+	server := []string{"--listen", APIListen, "--db", DBURL(stateDir)}
 	ovs := wiring.PrivateOVS{Dir: stateDir}
 	return append(append([]string{"allinone"}, server...),
 		"--host", HostNetns(cfg.Name),
@@ -200,7 +200,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 			err = fmt.Errorf("%w%s; left in place: `moat lab down %s` removes it", err, logs, cfg.Name)
 			return
 		}
-		if tail := logTail(filepath.Join(cfg.StateDir, moatLog), 10); tail != "" {
+		if tail := LogTail(LogFile(cfg.StateDir), 10); tail != "" {
 			err = fmt.Errorf("%w\nlast lines of %s:\n%s", err, moatLog, tail)
 		}
 		step("failed, tearing down what was built")
@@ -394,6 +394,12 @@ func addVM(ctx context.Context, hh *netlink.Handle, v VM, prefix int, gateway st
 // PidFile is where a lab's moat process id is kept (Down stops it).
 func PidFile(stateDir string) string { return filepath.Join(stateDir, moatPid) }
 
+// LogFile is the lab's moat log.
+func LogFile(stateDir string) string { return filepath.Join(stateDir, moatLog) }
+
+// DBURL is the --db of the lab's moat.
+func DBURL(stateDir string) string { return "sqlite://" + filepath.Join(stateDir, moatDB) }
+
 // Start starts the lab's moat again the way Up started it, after it
 // stopped or was killed (the end-to-end tests kill it with SIGKILL), and
 // waits until its API answers. cfg is the Config the lab was built with.
@@ -535,8 +541,8 @@ func Down(ctx context.Context, name, stateDir string) error {
 	return errors.Join(errs...)
 }
 
-// logTail returns the last n lines of a file, or "".
-func logTail(path string, n int) string {
+// LogTail returns the last n lines of a file, or "".
+func LogTail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return ""
