@@ -97,14 +97,7 @@ func (t *Tx) ListNetworks(ctx context.Context, q ListQuery) ([]neutron.Network, 
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(all))
-	for i := range all {
-		ids[i] = all[i].ID
-	}
-	var out []neutron.Network
-	for _, i := range Page(ids, q) {
-		out = append(out, all[i])
-	}
+	out := pageOf(all, func(n *neutron.Network) string { return n.ID }, q)
 	return out, t.fillNetworks(ctx, out)
 }
 

@@ -201,15 +201,7 @@ func (t *Tx) ListPorts(ctx context.Context, q ListQuery) ([]neutron.Port, error)
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(all))
-	for i := range all {
-		ids[i] = all[i].ID
-	}
-	var out []neutron.Port
-	for _, i := range Page(ids, q) {
-		out = append(out, all[i])
-	}
-	return out, nil
+	return pageOf(all, func(p *neutron.Port) string { return p.ID }, q), nil
 }
 
 // PortsOfNetwork lists a network's ports.

@@ -201,3 +201,17 @@ func Page(ids []string, q ListQuery) []int {
 	}
 	return out
 }
+
+// pageOf returns the items of all (in list order) on the page q selects.
+func pageOf[T any](all []T, id func(*T) string, q ListQuery) []T {
+	ids := make([]string, len(all))
+	for i := range all {
+		ids[i] = id(&all[i])
+	}
+	page := Page(ids, q)
+	out := make([]T, len(page))
+	for i, p := range page {
+		out[i] = all[p]
+	}
+	return out
+}

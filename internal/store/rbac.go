@@ -57,15 +57,7 @@ func (t *Tx) ListRBACPolicies(ctx context.Context, q ListQuery) ([]neutron.RBACP
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(all))
-	for i := range all {
-		ids[i] = all[i].ID
-	}
-	var out []neutron.RBACPolicy
-	for _, i := range Page(ids, q) {
-		out = append(out, all[i])
-	}
-	return out, nil
+	return pageOf(all, func(p *neutron.RBACPolicy) string { return p.ID }, q), nil
 }
 
 // RBACPolicyExists reports whether the same sharing already exists.

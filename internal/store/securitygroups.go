@@ -181,15 +181,7 @@ func (t *Tx) ListSecurityGroups(ctx context.Context, q ListQuery) ([]neutron.Sec
 		}
 		all = kept
 	}
-	ids := make([]string, len(all))
-	for i := range all {
-		ids[i] = all[i].ID
-	}
-	page := Page(ids, q)
-	out := make([]neutron.SecurityGroup, len(page))
-	for i, p := range page {
-		out[i] = all[p]
-	}
+	out := pageOf(all, func(g *neutron.SecurityGroup) string { return g.ID }, q)
 	if err := t.loadSGTags(ctx, out); err != nil {
 		return nil, err
 	}
@@ -429,16 +421,7 @@ func (t *Tx) ListRules(ctx context.Context, q ListQuery) ([]neutron.SecurityGrou
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(all))
-	for i := range all {
-		ids[i] = all[i].ID
-	}
-	page := Page(ids, q)
-	out := make([]neutron.SecurityGroupRule, len(page))
-	for i, p := range page {
-		out[i] = all[p]
-	}
-	return out, nil
+	return pageOf(all, func(r *neutron.SecurityGroupRule) string { return r.ID }, q), nil
 }
 
 // RuleWithKey returns the id of a rule of the group with one of the

@@ -340,3 +340,15 @@ func testConcurrentReadsDoNotDeadlockOnPrepare(t *testing.T, s *Store) {
 		}
 	}
 }
+
+func TestPageOf(t *testing.T) {
+	type item struct{ id string }
+	all := []item{{"a"}, {"b"}, {"c"}, {"d"}}
+	got := pageOf(all, func(x *item) string { return x.id }, ListQuery{Limit: 2, Marker: "a"})
+	if len(got) != 2 || got[0].id != "b" || got[1].id != "c" {
+		t.Fatalf("pageOf = %v, want [{b} {c}]", got)
+	}
+	if got := pageOf(all, func(x *item) string { return x.id }, ListQuery{Marker: "d"}); len(got) != 0 {
+		t.Fatalf("pageOf past the end = %v, want none", got)
+	}
+}

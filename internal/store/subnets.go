@@ -148,14 +148,7 @@ func (t *Tx) ListSubnets(ctx context.Context, q ListQuery) ([]neutron.Subnet, er
 	if err != nil {
 		return nil, err
 	}
-	ids := make([]string, len(all))
-	for i := range all {
-		ids[i] = all[i].ID
-	}
-	var out []neutron.Subnet
-	for _, i := range Page(ids, q) {
-		out = append(out, all[i])
-	}
+	out := pageOf(all, func(s *neutron.Subnet) string { return s.ID }, q)
 	return out, t.fillSubnetTags(ctx, out)
 }
 
