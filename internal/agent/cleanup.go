@@ -2,6 +2,7 @@ package agent
 
 import (
 	"net"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -42,26 +43,31 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 			out = append(out, f)
 		}
 	}
+	// Removed members of remote-group sets (both families' sets).
+	removed := removedMembers(old.IPSets, cur.IPSets)
 	for _, fam := range []int{4, 6} {
 		oldT, curT := &old.IPv4.Filter, &cur.IPv4.Filter
 		if fam == 6 {
 			oldT, curT = &old.IPv6.Filter, &cur.IPv6.Filter
 		}
-		// Removed rules.
+		// Removed rules. Most chains are unchanged from one sync to the
+		// next (the compiler hands them out again): skip those cheaply.
 		for _, oc := range oldT.Chains {
 			dir, port := portChain(oc.Name, byChainID)
 			if port == "" {
 				continue
 			}
 			nc, _ := curT.Chain(oc.Name)
+			if slices.Equal(oc.Rules, nc.Rules) {
+				continue
+			}
 			for _, line := range removedLines(oc.Rules, nc.Rules) {
 				for _, f := range ruleFilters(line, fam, dir, uint16(zones[port]), addrs[port]) {
 					add(f)
 				}
 			}
 		}
-		// Removed members of remote-group sets.
-		removed := removedMembers(old.IPSets, cur.IPSets)
+		// Rules that match a set a member left.
 		if len(removed) == 0 {
 			continue
 		}
@@ -71,6 +77,9 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 				continue
 			}
 			for _, line := range c.Rules {
+				if !strings.Contains(line, "--match-set") {
+					continue // spares matchSet's split of every rule
+				}
 				set, side := matchSet(line)
 				for _, member := range removed[set] {
 					n := parseNet(member)
