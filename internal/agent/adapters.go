@@ -38,7 +38,14 @@ func (w wirer) Plugged(ctx context.Context) ([]Plugged, error) {
 		if id == "" {
 			id = p.DevID // a half-known leftover: the agent unplugs it
 		}
-		out = append(out, Plugged{ID: id, NetworkID: p.NetworkID, Tag: p.Tag})
+		pl := Plugged{ID: id, NetworkID: p.NetworkID, Tag: p.Tag}
+		if p.Complete() {
+			// Only then may the agent take the port as plugged: a
+			// half-wired one must differ from what it wants, so that
+			// the first sync repairs it.
+			pl.MAC, pl.MTU = p.MAC, p.MTU
+		}
+		out = append(out, pl)
 	}
 	return out, nil
 }

@@ -61,9 +61,11 @@ type WirePort struct {
 }
 
 // Plugged is a port found wired at start-up (NetworkID "" if unknown).
+// MAC and MTU are set only for a port wired completely: a port that
+// differs from what it should be in any field is plugged again.
 type Plugged struct {
-	ID, NetworkID string
-	Tag           int
+	ID, NetworkID, MAC string
+	Tag, MTU           int
 }
 
 // Wiring plugs ports the hybrid way (tap, qbr, qvb/qvo, br-int).
@@ -224,6 +226,8 @@ func nextBackoff(cur, max time.Duration) time.Duration {
 
 // recover learns what a previous run left: the conntrack zones in the raw
 // table (so ports keep theirs) and the ports wired with their VLAN tags.
+// A port wired completely as the store still wants it is not plugged
+// again by the first sync.
 func (a *Agent) recover(ctx context.Context) error {
 	zones, err := a.rules.InstalledZones(ctx)
 	if err != nil {
@@ -237,7 +241,7 @@ func (a *Agent) recover(ctx context.Context) error {
 		return fmt.Errorf("read wired ports: %w", err)
 	}
 	for _, p := range plugged {
-		a.wired[p.ID] = WirePort{ID: p.ID, NetworkID: p.NetworkID, Tag: p.Tag}
+		a.wired[p.ID] = WirePort{ID: p.ID, MAC: p.MAC, NetworkID: p.NetworkID, Tag: p.Tag, MTU: p.MTU}
 		if p.NetworkID != "" && p.Tag > 0 {
 			// A conflict (two networks on one tag after a crash) only
 			// means the port is re-plugged with a fresh tag below.

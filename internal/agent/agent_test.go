@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
+	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
@@ -337,5 +338,62 @@ func TestDriftIsRepaired(t *testing.T) {
 	}
 	if a.drifted(ctx) {
 		t.Fatal("no drift reported as drift")
+	}
+}
+
+// halfWired reports every port as missing from br-int.
+type halfWired struct{ *wiring.Fake }
+
+func (w halfWired) Plugged(ctx context.Context) ([]wiring.Plugged, error) {
+	ps, err := w.Fake.Plugged(ctx)
+	for i := range ps {
+		ps[i].InBrInt = false
+	}
+	return ps, err
+}
+
+func TestRestartDoesNotReplugCompleteWiring(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		wirer func(*wiring.Fake) wiring.Wirer
+		plugs int
+	}{
+		{"complete", func(f *wiring.Fake) wiring.Wirer { return f }, 0},
+		{"half-wired", func(f *wiring.Fake) wiring.Wirer { return halfWired{f} }, 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, feed, rules, _, ct, ev := newFixture(t)
+			fake := wiring.NewFake(wiring.KindOVS)
+			ctx := context.Background()
+			first := New(a.cfg, feed, rules, &fakeSets{ev: ev}, Wire(fake), ct)
+			if err := first.recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := first.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if len(fake.Calls) == 0 || fake.Calls[0] != "plug "+portA {
+				t.Fatalf("first run: calls %v, want a plug first", fake.Calls)
+			}
+			// A restart: the kernel keeps the zones and the wiring.
+			rules.zones = first.zones
+			fake.Calls = nil
+			second := New(a.cfg, feed, rules, &fakeSets{ev: ev}, Wire(tc.wirer(fake)), ct)
+			if err := second.recover(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if err := second.Sync(ctx); err != nil {
+				t.Fatal(err)
+			}
+			plugs := 0
+			for _, c := range fake.Calls {
+				if strings.HasPrefix(c, "plug ") {
+					plugs++
+				}
+			}
+			if plugs != tc.plugs {
+				t.Fatalf("restart: %d plugs, want %d (calls %v)", plugs, tc.plugs, fake.Calls)
+			}
+		})
 	}
 }
