@@ -51,25 +51,36 @@ func (k *compilation) resolve(ps *portStatic, rl *ruleList, fam int) (*ruleList,
 		return rl, nil
 	}
 	res := &ruleList{ids: map[string]struct{}{}}
+	add := res.add
 	for _, gl := range rl.glines {
 		if gl.exp == nil {
-			res.add(gl.line)
+			add(gl.line)
 			continue
 		}
-		x := gl.exp
-		l, err := k.addresses(addrKey{addressGroup: !x.remoteGroup, id: x.id})
-		if err != nil {
+		if err := k.expand(gl.exp, fam, ps.fixedText, add); err != nil {
 			return nil, err
-		}
-		for _, a := range l.byFamily[fam] {
-			if x.remoteGroup && ps.isOwn(a) {
-				continue
-			}
-			res.add(join(prefixArg(x.flag, a.prefix), x.rest))
 		}
 	}
 	res.texts = texts(res.lines)
 	return res, nil
+}
+
+// expand passes to add the lines an expansion stands for in one family:
+// the rule once per address of its remote group or address group, less
+// the remote group's members that are the port's own fixed addresses (own,
+// as stored).
+func (k *compilation) expand(x *expansion, fam int, own []string, add func(line)) error {
+	l, err := k.addresses(addrKey{addressGroup: !x.remoteGroup, id: x.id})
+	if err != nil {
+		return err
+	}
+	for _, a := range l.byFamily[fam] {
+		if x.remoteGroup && isOwn(own, a) {
+			continue
+		}
+		add(join(prefixArg(x.flag, a.prefix), x.rest))
+	}
+	return nil
 }
 
 // chainRules lays out a port chain as _add_rules_by_security_group does:

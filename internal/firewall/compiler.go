@@ -178,6 +178,21 @@ type compilation struct {
 func (c *Compiler) Compile(s *HostState) (*Ruleset, error) {
 	c.gen++
 	c.stats = Stats{Ports: len(s.Ports)}
+	k, err := c.newCompilation(s)
+	if err != nil {
+		return nil, err
+	}
+	rs, err := k.run()
+	if err != nil {
+		return nil, err
+	}
+	c.evict()
+	return rs, nil
+}
+
+// newCompilation sets up one compile of s: its groups and address groups
+// by id (each listed once) and the rules every port chain ends with.
+func (c *Compiler) newCompilation(s *HostState) (*compilation, error) {
 	k := &compilation{
 		c: c, s: s, opt: s.Options,
 		groups: make(map[string]*SecurityGroup, len(s.SecurityGroups)),
@@ -201,12 +216,7 @@ func (c *Compiler) Compile(s *HostState) (*Ruleset, error) {
 		}
 		k.ags[ag.ID] = ag
 	}
-	rs, err := k.run()
-	if err != nil {
-		return nil, err
-	}
-	c.evict()
-	return rs, nil
+	return k, nil
 }
 
 // evict drops cache entries the last compile did not use.
@@ -604,7 +614,7 @@ func (k *compilation) stateless(ps *portStatic, combo *comboEntry) (bool, error)
 			fam = v6
 		}
 		for _, a := range l.byFamily[fam] {
-			if !ps.isOwn(a) {
+			if !isOwn(ps.fixedText, a) {
 				return g.stateless, nil
 			}
 		}
@@ -613,12 +623,12 @@ func (k *compilation) stateless(ps *portStatic, combo *comboEntry) (bool, error)
 }
 
 // isOwn reports whether a remote-group member is one of the port's own
-// fixed addresses, which Neutron leaves out of per-member rules. Neutron
-// compares the stored texts, so an allowed address pair that spells the
-// port's address differently ("10.0.0.5/32", "2001:db8:0::8") still gets
-// its rule; so does moat.
-func (ps *portStatic) isOwn(a address) bool {
-	for _, f := range ps.fixedText {
+// fixed addresses (own, as stored), which Neutron leaves out of per-member
+// rules. Neutron compares the stored texts, so an allowed address pair
+// that spells the port's address differently ("10.0.0.5/32",
+// "2001:db8:0::8") still gets its rule; so does moat.
+func isOwn(own []string, a address) bool {
+	for _, f := range own {
 		if f == a.raw {
 			return true
 		}

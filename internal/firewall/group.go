@@ -54,7 +54,10 @@ type expansion struct {
 // direction. It depends only on the group and on the options, never on the
 // port that carries the group.
 type renderedGroup struct {
-	lines     [2][2][]gline
+	lines [2][2][]gline
+	// index holds, for each line, the position of its rule in the
+	// group's Rules (for RuleSources).
+	index     [2][2][]int
 	stateless bool
 	// probe is how Neutron decides whether a port whose first group this
 	// is gets a conntrack zone or --notrack: it looks for the group's first
@@ -95,6 +98,7 @@ func renderGroup(g *SecurityGroup, opt Options) (*renderedGroup, error) {
 			dir = out
 		}
 		rg.lines[fam][dir] = append(rg.lines[fam][dir], gl)
+		rg.index[fam][dir] = append(rg.index[fam][dir], i)
 		switch {
 		case r.RemoteGroupID != "":
 			rg.remoteGroups = appendRef(rg.remoteGroups, remoteRef{r.RemoteGroupID, fam == v6})

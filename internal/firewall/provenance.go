@@ -1,15 +1,12 @@
 package firewall
 
-import (
-	"fmt"
-	"strings"
-)
+import "fmt"
 
 // Provenance: which security group rule produced which line of a port's
-// chains. The compiler's hot path knows nothing of it; RuleSources renders
-// the port's group rules again, one rule at a time, with the same functions
-// the compiler uses, so that it costs nothing unless somebody asks (moat
-// trace and moat explain do, for one port).
+// chains. The compiler's hot path knows nothing of it beyond the position
+// of each rendered line's rule; RuleSources renders the ports' groups
+// again with the compiler's own pieces, so that it costs nothing unless
+// somebody asks (moat trace and moat explain do).
 
 // RuleSource is one security group rule behind a line.
 type RuleSource struct {
@@ -19,7 +16,6 @@ type RuleSource struct {
 	RuleID string
 	// Index is the rule's position in its group's Rules.
 	Index int
-	Rule  Rule
 }
 
 // LineKey names one rule of a port chain: the family's table, the chain and
@@ -30,7 +26,7 @@ type LineKey struct {
 	Rule  string
 }
 
-// RuleSources maps every line the port's i and o chains hold for security
+// RuleSources maps every line the ports' i and o chains hold for security
 // group rules to the rules that produce it, in the order the port carries
 // its groups and the groups hold their rules. Several rules can produce the
 // same line (the chain holds it once); the first is the one the compiler
@@ -39,109 +35,82 @@ type LineKey struct {
 // equals one of them is (the chain holds that line once).
 //
 // Without ipsets, a remote-group or address-group rule produces one line
-// per address, each mapped to the rule. The result is empty for a port
-// whose chains the compiler does not build (port security disabled,
-// network:* owners); an unknown port is an error.
-func RuleSources(s *HostState, portID string) (map[LineKey][]RuleSource, error) {
-	var port *Port
+// per address, each mapped to the rule. The groups are rendered and the
+// address lists read once for all the ports asked about; a port listed
+// twice counts once. Ports whose chains the compiler does not build (port
+// security disabled, network:* owners) add nothing; an unknown port is an
+// error, and so is a state Compile rejects for naming a group or address
+// group twice.
+func RuleSources(s *HostState, portIDs ...string) (map[LineKey][]RuleSource, error) {
+	ports := make(map[string]*Port, len(s.Ports))
 	for i := range s.Ports {
-		if s.Ports[i].ID == portID {
-			port = &s.Ports[i]
-			break
+		if p := &s.Ports[i]; ports[p.ID] == nil {
+			ports[p.ID] = p
 		}
 	}
-	if port == nil {
-		return nil, fmt.Errorf("no port %s in the host state", portID)
+	for _, id := range portIDs {
+		if ports[id] == nil {
+			return nil, fmt.Errorf("no port %s in the host state", id)
+		}
+	}
+	c := NewCompiler()
+	c.gen++
+	k, err := c.newCompilation(s)
+	if err != nil {
+		return nil, err
 	}
 	res := map[LineKey][]RuleSource{}
-	if kindOf(port) != filtered {
-		return res, nil
-	}
-	groups := make(map[string]*SecurityGroup, len(s.SecurityGroups))
-	for i := range s.SecurityGroups {
-		groups[s.SecurityGroups[i].ID] = &s.SecurityGroups[i]
-	}
-	own := map[string]bool{}
-	for _, f := range port.FixedIPs {
-		own[f] = true
-	}
-	chain := [2]string{portChainName('i', port.ID), portChainName('o', port.ID)}
-	addrs := map[addrKey]*addressList{}
-	lookup := func(key addrKey) (*addressList, error) {
-		if l := addrs[key]; l != nil {
-			return l, nil
-		}
-		var raw []string
-		if key.addressGroup {
-			for _, ag := range s.AddressGroups {
-				if ag.ID == key.id {
-					raw = ag.Addresses
-				}
-			}
-		} else {
-			raw = s.GroupMembers[key.id]
-		}
-		l, err := parseAddresses(raw)
-		if err != nil {
-			return nil, fmt.Errorf("remote %s: %w", key.id, err)
-		}
-		addrs[key] = l
-		return l, nil
-	}
-	seen := map[string]bool{}
-	for _, gid := range port.SecurityGroups {
-		g := groups[gid]
-		if g == nil || seen[gid] {
+	done := make(map[string]bool, len(portIDs))
+	for _, id := range portIDs {
+		if done[id] {
 			continue
 		}
-		seen[gid] = true
-		for i := range g.Rules {
-			r := &g.Rules[i]
-			gl, err := renderRule(r, s.Options)
-			if err != nil {
-				return nil, fmt.Errorf("security group %s rule %d: %w", g.ID, i, err)
-			}
-			fam, dir := v4, in
-			if r.Ethertype == IPv6 {
-				fam = v6
-			}
-			if r.Direction == Egress {
-				dir = out
-			}
-			src := RuleSource{GroupID: g.ID, RuleID: r.ID, Index: i, Rule: *r}
-			add := func(text string) {
-				k := LineKey{IPv6: fam == v6, Chain: chain[dir], Rule: text}
-				res[k] = append(res[k], src)
-			}
-			if gl.exp == nil {
-				add(gl.text)
-				continue
-			}
-			x := gl.exp
-			l, err := lookup(addrKey{addressGroup: !x.remoteGroup, id: x.id})
-			if err != nil {
-				return nil, err
-			}
-			for _, a := range l.byFamily[fam] {
-				if x.remoteGroup && own[a.raw] {
-					continue
-				}
-				add(join(prefixArg(x.flag, a.prefix), x.rest).text)
-			}
+		done[id] = true
+		if err := k.ruleSources(ports[id], res); err != nil {
+			return nil, err
 		}
 	}
 	return res, nil
 }
 
-// String describes the source for people: "group G rule R" (or the index
-// when the rule has no id).
-func (s RuleSource) String() string {
-	var b strings.Builder
-	b.WriteString("security group " + s.GroupID + " rule ")
-	if s.RuleID != "" {
-		b.WriteString(s.RuleID)
-	} else {
-		fmt.Fprintf(&b, "#%d", s.Index)
+// ruleSources adds one port's lines to res.
+func (k *compilation) ruleSources(port *Port, res map[LineKey][]RuleSource) error {
+	if kindOf(port) != filtered {
+		return nil
 	}
-	return b.String()
+	chain := [2]string{portChainName('i', port.ID), portChainName('o', port.ID)}
+	seen := map[string]bool{}
+	for _, gid := range port.SecurityGroups {
+		if seen[gid] {
+			continue
+		}
+		seen[gid] = true
+		ge, err := k.group(gid)
+		if err != nil {
+			return err
+		}
+		if ge == nil {
+			continue
+		}
+		// Rendered groups keep no rule ids: take them from the state.
+		g := k.groups[gid]
+		for fam := range ge.r.lines {
+			for dir := range ge.r.lines[fam] {
+				for j, gl := range ge.r.lines[fam][dir] {
+					i := ge.r.index[fam][dir][j]
+					src := RuleSource{GroupID: g.ID, RuleID: g.Rules[i].ID, Index: i}
+					add := func(l line) {
+						key := LineKey{IPv6: fam == v6, Chain: chain[dir], Rule: l.text}
+						res[key] = append(res[key], src)
+					}
+					if gl.exp == nil {
+						add(gl.line)
+					} else if err := k.expand(gl.exp, fam, port.FixedIPs, add); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
