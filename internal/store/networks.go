@@ -102,19 +102,10 @@ func (t *Tx) ListNetworks(ctx context.Context, q ListQuery) ([]neutron.Network, 
 }
 
 func (t *Tx) fillNetworks(ctx context.Context, nets []neutron.Network) error {
-	attrIDs := make([]int64, len(nets))
-	for i := range nets {
-		attrIDs[i] = nets[i].StandardAttrID
-	}
-	tags, err := t.tagsOf(ctx, attrIDs)
-	if err != nil {
+	if err := fillTags(ctx, t, nets, func(n *neutron.Network) *neutron.StandardAttrs { return &n.StandardAttrs }); err != nil {
 		return err
 	}
 	for i := range nets {
-		nets[i].Tags = tags[nets[i].StandardAttrID]
-		if nets[i].Tags == nil {
-			nets[i].Tags = []string{}
-		}
 		ids, err := t.stringColumn(ctx, `SELECT id FROM subnets WHERE network_id = ? ORDER BY id`, nets[i].ID)
 		if err != nil {
 			return err

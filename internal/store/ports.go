@@ -71,11 +71,9 @@ func (t *Tx) fillPorts(ctx context.Context, ports []neutron.Port) error {
 	}
 	idx := map[string]int{}
 	ids := make([]any, len(ports))
-	attrIDs := make([]int64, len(ports))
 	for i := range ports {
 		idx[ports[i].ID] = i
 		ids[i] = ports[i].ID
-		attrIDs[i] = ports[i].StandardAttrID
 		ports[i].FixedIPs = []neutron.FixedIP{}
 		ports[i].AllowedAddressPairs = []neutron.AddressPair{}
 		ports[i].SecurityGroups = []string{}
@@ -124,17 +122,7 @@ func (t *Tx) fillPorts(ctx context.Context, ports []neutron.Port) error {
 		}
 		rows.Close()
 	}
-	tags, err := t.tagsOf(ctx, attrIDs)
-	if err != nil {
-		return err
-	}
-	for i := range ports {
-		ports[i].Tags = tags[ports[i].StandardAttrID]
-		if ports[i].Tags == nil {
-			ports[i].Tags = []string{}
-		}
-	}
-	return nil
+	return fillTags(ctx, t, ports, func(p *neutron.Port) *neutron.StandardAttrs { return &p.StandardAttrs })
 }
 
 // GetPort returns a port with everything attached, or nil.

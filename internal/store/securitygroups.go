@@ -189,21 +189,7 @@ func (t *Tx) ListSecurityGroups(ctx context.Context, q ListQuery) ([]neutron.Sec
 }
 
 func (t *Tx) loadSGTags(ctx context.Context, groups []neutron.SecurityGroup) error {
-	ids := make([]int64, len(groups))
-	for i := range groups {
-		ids[i] = groups[i].StandardAttrID
-	}
-	tags, err := t.tagsOf(ctx, ids)
-	if err != nil {
-		return err
-	}
-	for i := range groups {
-		groups[i].Tags = tags[groups[i].StandardAttrID]
-		if groups[i].Tags == nil {
-			groups[i].Tags = []string{}
-		}
-	}
-	return nil
+	return fillTags(ctx, t, groups, func(g *neutron.SecurityGroup) *neutron.StandardAttrs { return &g.StandardAttrs })
 }
 
 // LoadRules fills in the rules of each group, in creation order.

@@ -153,21 +153,7 @@ func (t *Tx) ListSubnets(ctx context.Context, q ListQuery) ([]neutron.Subnet, er
 }
 
 func (t *Tx) fillSubnetTags(ctx context.Context, subs []neutron.Subnet) error {
-	ids := make([]int64, len(subs))
-	for i := range subs {
-		ids[i] = subs[i].StandardAttrID
-	}
-	tags, err := t.tagsOf(ctx, ids)
-	if err != nil {
-		return err
-	}
-	for i := range subs {
-		subs[i].Tags = tags[subs[i].StandardAttrID]
-		if subs[i].Tags == nil {
-			subs[i].Tags = []string{}
-		}
-	}
-	return nil
+	return fillTags(ctx, t, subs, func(s *neutron.Subnet) *neutron.StandardAttrs { return &s.StandardAttrs })
 }
 
 // CreateSubnet stores a subnet.

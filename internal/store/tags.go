@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"sort"
+
+	"github.com/moat-sg/moat/internal/neutron"
 )
 
 // tagsOf returns the sorted tags of each standard attributes id.
@@ -100,4 +102,25 @@ func (t *Tx) Tags(ctx context.Context, standardAttrID int64) ([]string, error) {
 		return []string{}, nil
 	}
 	return m[standardAttrID], nil
+}
+
+// fillTags sets the tags of each item, whose standard attributes attrs
+// returns: sorted, and [] rather than nil when there are none.
+func fillTags[T any](ctx context.Context, t *Tx, items []T, attrs func(*T) *neutron.StandardAttrs) error {
+	ids := make([]int64, len(items))
+	for i := range items {
+		ids[i] = attrs(&items[i]).StandardAttrID
+	}
+	tags, err := t.tagsOf(ctx, ids)
+	if err != nil {
+		return err
+	}
+	for i := range items {
+		sa := attrs(&items[i])
+		sa.Tags = tags[sa.StandardAttrID]
+		if sa.Tags == nil {
+			sa.Tags = []string{}
+		}
+	}
+	return nil
 }
