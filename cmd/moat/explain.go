@@ -36,7 +36,7 @@ or compiled from a spec (--input FILE, counters are then zero).`,
 			if err != nil {
 				return err
 			}
-			where += src.withProvenance(cmd.Context(), h, port)
+			where += src.withProvenance(cmd.Context(), h, port, false)
 			ex, err := h.Explain(port, tap)
 			if err != nil {
 				return err

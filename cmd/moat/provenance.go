@@ -17,8 +17,10 @@ import (
 // security group rule ids when moat's store is at hand (--db, or the
 // default database when it exists): the store says which host the port is
 // bound to, and compiling that host's state tells which group rule
-// produced which line. It returns a note for the output, or "".
-func (s *ruleSource) withProvenance(ctx context.Context, h *trace.Host, portID string) string {
+// produced which line. Only the port's own rules are mapped unless
+// wholeHost is set (a batch of packets may name any port of the host). It
+// returns a note for the output, or "".
+func (s *ruleSource) withProvenance(ctx context.Context, h *trace.Host, portID string, wholeHost bool) string {
 	if s.input != "" || portID == "" {
 		return "" // a spec already carries its rule ids; --tap has no port id
 	}
@@ -35,6 +37,7 @@ func (s *ruleSource) withProvenance(ctx context.Context, h *trace.Host, portID s
 	}
 	defer st.Close()
 	var snap *store.HostSnapshot
+	var fullID string
 	err = st.Read(ctx, func(tx *store.Tx) error {
 		p, err := tx.FindPort(ctx, portID)
 		if err != nil {
@@ -43,6 +46,7 @@ func (s *ruleSource) withProvenance(ctx context.Context, h *trace.Host, portID s
 		if p == nil {
 			return fmt.Errorf("port %s is not in %s", portID, db)
 		}
+		fullID = p.ID
 		snap, err = tx.HostSnapshot(ctx, p.HostID)
 		return err
 	})
@@ -52,7 +56,12 @@ func (s *ruleSource) withProvenance(ctx context.Context, h *trace.Host, portID s
 	// Options only change rendering details the keys are matched on, so
 	// take the agent's defaults.
 	hs := agent.HostState(snap, firewall.Options{EnableIPSet: true, CommentRules: true}, nil)
-	prov, err := moatrules.Provenance(hs)
+	var prov *trace.Provenance
+	if wholeHost {
+		prov, err = moatrules.Provenance(hs)
+	} else {
+		prov, err = moatrules.PortProvenance(hs, fullID)
+	}
 	if err != nil {
 		return "; rule ids unknown: " + err.Error()
 	}

@@ -289,7 +289,7 @@ is "unknown" when such a rule could have decided. See docs/trace.md.`,
 			if err != nil {
 				return err
 			}
-			where += src.withProvenance(cmd.Context(), h, pf.q.Port)
+			where += src.withProvenance(cmd.Context(), h, pf.q.Port, packets != "")
 			if packets != "" {
 				return runTraceBatch(cmd.OutOrStdout(), cmd.InOrStdin(), h, packets)
 			}

@@ -52,18 +52,41 @@ func Host(st *firewall.HostState) (*trace.Host, error) {
 // Provenance maps the rules of every port of st to their security group
 // rules (firewall.RuleSources) and lists each port's groups.
 func Provenance(st *firewall.HostState) (*trace.Provenance, error) {
+	return provenance(st, nil)
+}
+
+// PortProvenance is Provenance for the ports of st with the given ids
+// only; an id st does not hold adds nothing.
+func PortProvenance(st *firewall.HostState, portIDs ...string) (*trace.Provenance, error) {
+	want := make(map[string]bool, len(portIDs))
+	for _, id := range portIDs {
+		want[id] = true
+	}
+	return provenance(st, want)
+}
+
+// provenance is Provenance for the ports in want, or all if want is nil.
+func provenance(st *firewall.HostState, want map[string]bool) (*trace.Provenance, error) {
 	p := &trace.Provenance{Rules: map[trace.RuleKey][]trace.SGRule{}, Groups: map[string][]string{}}
+	var ids []string
 	for _, port := range st.Ports {
-		p.Groups[port.ID] = append([]string(nil), port.SecurityGroups...)
-		src, err := firewall.RuleSources(st, port.ID)
-		if err != nil {
-			return nil, err
+		if want != nil && !want[port.ID] {
+			continue
 		}
-		for k, rules := range src {
-			key := trace.RuleKey{IPv6: k.IPv6, Chain: k.Chain, Rule: k.Rule}
-			for _, r := range rules {
-				p.Rules[key] = appendUnique(p.Rules[key], trace.SGRule{GroupID: r.GroupID, RuleID: r.RuleID, Index: r.Index})
-			}
+		p.Groups[port.ID] = append([]string(nil), port.SecurityGroups...)
+		ids = append(ids, port.ID)
+	}
+	if len(ids) == 0 {
+		return p, nil
+	}
+	src, err := firewall.RuleSources(st, ids...)
+	if err != nil {
+		return nil, err
+	}
+	for k, rules := range src {
+		key := trace.RuleKey{IPv6: k.IPv6, Chain: k.Chain, Rule: k.Rule}
+		for _, r := range rules {
+			p.Rules[key] = appendUnique(p.Rules[key], trace.SGRule{GroupID: r.GroupID, RuleID: r.RuleID, Index: r.Index})
 		}
 	}
 	return p, nil

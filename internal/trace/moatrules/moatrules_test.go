@@ -2,6 +2,7 @@ package moatrules_test
 
 import (
 	"os"
+	"slices"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/firewall/spec"
@@ -52,5 +53,54 @@ func TestHost(t *testing.T) {
 	}
 	if res.PortID != portB || res.Verdict != "ACCEPT" || len(res.DecidedBy.Rules) != 1 {
 		t.Errorf("trace: port %s verdict %s by %+v", res.PortID, res.Verdict, res.DecidedBy)
+	}
+}
+
+// PortProvenance is Provenance cut to the ports asked about.
+func TestPortProvenance(t *testing.T) {
+	f, err := os.Open("../testdata/sample.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	file, err := spec.Parse(f, "sample")
+	if err != nil {
+		t.Fatal(err)
+	}
+	sc, err := file.Scenario("ipip_remote_group")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, ipset := range []bool{true, false} {
+		st, err := sc.HostState(map[string]any{"enable_ipset": ipset})
+		if err != nil {
+			t.Fatal(err)
+		}
+		all, err := moatrules.Provenance(st)
+		if err != nil {
+			t.Fatal(err)
+		}
+		const portB = "e5f6a7b8-9c0d-4e1f-8a2b-3c4d5e6f7a8b"
+		one, err := moatrules.PortProvenance(st, portB, "not-a-port")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(one.Groups) != 1 || !slices.Equal(one.Groups[portB], all.Groups[portB]) {
+			t.Errorf("ipset=%v: groups %v, want port B's of %v", ipset, one.Groups, all.Groups)
+		}
+		chains := trace.PortChainNames(trace.DefaultWrap, portB)
+		want := 0
+		for k, rs := range all.Rules {
+			if k.Chain != chains.In && k.Chain != chains.Out {
+				continue
+			}
+			want++
+			if !slices.Equal(one.Rules[k], rs) {
+				t.Errorf("ipset=%v: %+v -> %v, want %v", ipset, k, one.Rules[k], rs)
+			}
+		}
+		if want == 0 || len(one.Rules) != want {
+			t.Errorf("ipset=%v: %d rules mapped, want %d", ipset, len(one.Rules), want)
+		}
 	}
 }
