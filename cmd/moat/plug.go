@@ -27,12 +27,8 @@ exist, so a VM is never connected unfiltered.`,
 			if len(portID) < 11 {
 				return fmt.Errorf("--port %q: want a Neutron port id", portID)
 			}
-			w, err := wiring.New(cmd.Context(), wiring.Config{Mode: bridge, OVSDB: ovsdb, Logger: slog.New(slog.NewTextHandler(os.Stderr, nil))})
-			if err != nil {
-				return err
-			}
-			defer w.Close()
-			if err := w.AdoptTap(cmd.Context(), portID, tap); err != nil {
+			// Renaming needs netlink only: br-int is the agent's to set up.
+			if err := wiring.AdoptTap("", portID, tap); err != nil {
 				return err
 			}
 			fmt.Printf("%s is %s; the agent connects it once port %s is filtered\n", tap, wiring.TapName(portID), portID)
@@ -41,8 +37,12 @@ exist, so a VM is never connected unfiltered.`,
 	}
 	plug.Flags().StringVar(&portID, "port", "", "Neutron port id")
 	plug.Flags().StringVar(&tap, "tap", "", "the tap device the hypervisor created")
-	plug.Flags().StringVar(&bridge, "bridge", wiring.ModeAuto, "br-int kind: ovs, linux or auto")
-	plug.Flags().StringVar(&ovsdb, "ovsdb", "", "OVSDB to use (ovs-vsctl --db)")
+	// plug does not touch br-int: --bridge and --ovsdb are accepted, and
+	// ignored, for hooks written when it did.
+	plug.Flags().StringVar(&bridge, "bridge", wiring.ModeAuto, "ignored (plug does not touch br-int)")
+	plug.Flags().StringVar(&ovsdb, "ovsdb", "", "ignored (plug does not touch br-int)")
+	plug.Flags().MarkHidden("bridge")
+	plug.Flags().MarkHidden("ovsdb")
 	plug.MarkFlagRequired("port")
 	plug.MarkFlagRequired("tap")
 

@@ -59,6 +59,41 @@ func (l *links) get(name string) (netlink.Link, error) {
 	return link, nil
 }
 
+// adoptTap renames dev to portID's tap name (see Wirer.AdoptTap).
+func (l *links) adoptTap(portID, dev string) error {
+	want := TapName(portID)
+	link, err := l.get(dev)
+	if err != nil {
+		return err
+	}
+	if link == nil {
+		if t, err := l.get(want); err == nil && t != nil {
+			return nil // renamed already
+		}
+		return fmt.Errorf("adopt tap %s for port %s: no such device", dev, portID)
+	}
+	if t, err := l.get(want); err != nil {
+		return err
+	} else if t != nil {
+		return fmt.Errorf("adopt tap %s for port %s: %s exists already", dev, portID, want)
+	}
+	wasUp := link.Attrs().Flags&net.FlagUp != 0
+	if wasUp {
+		if err := l.h.LinkSetDown(link); err != nil {
+			return fmt.Errorf("adopt tap: set %s down to rename it: %w", dev, err)
+		}
+	}
+	if err := l.h.LinkSetName(link, want); err != nil {
+		return fmt.Errorf("adopt tap: rename %s to %s: %w", dev, want, err)
+	}
+	if wasUp {
+		if err := l.h.LinkSetUp(link); err != nil {
+			return fmt.Errorf("adopt tap: set %s up: %w", want, err)
+		}
+	}
+	return nil
+}
+
 func (l *links) del(name string) error {
 	link, err := l.get(name)
 	if err != nil || link == nil {

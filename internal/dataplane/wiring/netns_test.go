@@ -640,6 +640,37 @@ func TestAdoptTap(t *testing.T) {
 	}
 }
 
+// The package-level AdoptTap (`moat plug`) renames the tap without setting
+// up an integration bridge.
+func TestAdoptTapWithoutWirer(t *testing.T) {
+	needRoot(t)
+	host := scratchNetns(t, "mwa")
+	p := testPorts()[0]
+	run(t, host, "ip", "link", "add", "vnet7", "type", "veth", "peer", "name", "vnet7p")
+	run(t, host, "ip", "link", "set", "vnet7", "up")
+	for round := 0; round < 2; round++ {
+		if err := AdoptTap(host, p.ID, "vnet7"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ls := linksIn(t, host)
+	if _, ok := ls["vnet7"]; ok {
+		t.Error("vnet7 not renamed")
+	}
+	if l, ok := ls[TapName(p.ID)]; !ok || !l.up() {
+		t.Errorf("adopted tap: %+v (present %v), want it up", l, ok)
+	}
+	if _, ok := ls["br-int"]; ok {
+		t.Error("AdoptTap created br-int")
+	}
+	if err := AdoptTap(host, testPorts()[1].ID, "nosuchdev"); err == nil {
+		t.Error("AdoptTap of a missing device succeeded")
+	}
+	if err := AdoptTap(host, "no/such", "vnet7p"); err == nil {
+		t.Error("AdoptTap with an invalid port id succeeded")
+	}
+}
+
 // New's choice of bridge, and its errors.
 func TestNewDetect(t *testing.T) {
 	needRoot(t)

@@ -98,8 +98,9 @@ type Wirer interface {
 	// The port must be plugged.
 	AttachTap(ctx context.Context, portID string) (attached bool, err error)
 	// AdoptTap renames a hypervisor's tap named dev to TapName(portID), so
-	// that the firewall's physdev rules match it (for `moat plug --tap`).
-	// It is a no-op when dev already has that name.
+	// that the firewall's physdev rules match it. It is a no-op when dev
+	// already has that name. (`moat plug --tap` uses the package-level
+	// AdoptTap, which needs no Wirer.)
 	AdoptTap(ctx context.Context, portID, dev string) error
 	// Unplug detaches tapX from qbrX (it stays, the hypervisor owns it),
 	// removes qvoX from br-int and deletes the veth and qbrX. portID may
@@ -347,44 +348,33 @@ func (w *wirer) AdoptTap(ctx context.Context, portID, dev string) error {
 	if err := validID(portID); err != nil {
 		return fmt.Errorf("adopt tap: %w", err)
 	}
-	want := TapName(portID)
-	if dev == want {
+	if dev == TapName(portID) {
 		return nil
 	}
 	if err := w.lock(ctx); err != nil {
 		return err
 	}
 	defer w.unlock()
-	l, err := w.links.get(dev)
+	return w.links.adoptTap(portID, dev)
+}
+
+// AdoptTap does what Wirer.AdoptTap does, in the calling process's network
+// namespace or in the one named netns, without a Wirer: renaming a tap
+// needs netlink only, so no integration bridge is looked for or created
+// (`moat plug`, which a hypervisor hook calls per VM).
+func AdoptTap(netns, portID, dev string) error {
+	if err := validID(portID); err != nil {
+		return fmt.Errorf("adopt tap: %w", err)
+	}
+	if dev == TapName(portID) {
+		return nil
+	}
+	l, err := newLinks(netns)
 	if err != nil {
 		return err
 	}
-	if l == nil {
-		if t, err := w.links.get(want); err == nil && t != nil {
-			return nil // renamed already
-		}
-		return fmt.Errorf("adopt tap %s for port %s: no such device", dev, portID)
-	}
-	if t, err := w.links.get(want); err != nil {
-		return err
-	} else if t != nil {
-		return fmt.Errorf("adopt tap %s for port %s: %s exists already", dev, portID, want)
-	}
-	wasUp := l.Attrs().Flags&net.FlagUp != 0
-	if wasUp {
-		if err := w.links.h.LinkSetDown(l); err != nil {
-			return fmt.Errorf("adopt tap: set %s down to rename it: %w", dev, err)
-		}
-	}
-	if err := w.links.h.LinkSetName(l, want); err != nil {
-		return fmt.Errorf("adopt tap: rename %s to %s: %w", dev, want, err)
-	}
-	if wasUp {
-		if err := w.links.h.LinkSetUp(l); err != nil {
-			return fmt.Errorf("adopt tap: set %s up: %w", want, err)
-		}
-	}
-	return nil
+	defer l.close()
+	return l.adoptTap(portID, dev)
 }
 
 func (w *wirer) Unplug(ctx context.Context, portID string) error {
