@@ -8,7 +8,7 @@ import (
 
 // assemble builds a filtered port's chains and raw rules.
 func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stateless bool) (*portOut, error) {
-	out := &portOut{zone: zone, stateless: stateless}
+	out := &portOut{}
 	for fam := range out.chains {
 		chains := make([]Chain, 0, 3)
 		for dir, name := range []string{ps.chainI, ps.chainO} {

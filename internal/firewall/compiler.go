@@ -157,10 +157,8 @@ type assemblyInputs struct {
 
 // portOut is a filtered port's share of the ruleset.
 type portOut struct {
-	chains    [2][]Chain // i, o and, if present, s chain per family
-	raw       []string   // raw PREROUTING rules
-	zone      int
-	stateless bool
+	chains [2][]Chain // i, o and, if present, s chain per family
+	raw    []string   // raw PREROUTING rules
 }
 
 // compilation is the state of one Compile call.

@@ -45,7 +45,6 @@ type gline struct {
 type expansion struct {
 	remoteGroup bool
 	id          string
-	v6          bool
 	flag        string // "-s" for ingress, "-d" for egress
 	rest        line   // protocol/port part and jump, after the prefix
 }
@@ -154,11 +153,11 @@ func renderRule(r *Rule, opt Options) (gline, error) {
 	case r.RemoteGroupID != "" && opt.EnableIPSet:
 		return gline{line: join(mid, setMatch(r.Ethertype, r.RemoteGroupID, setDir), jumpReturn)}, nil
 	case r.RemoteGroupID != "":
-		return gline{exp: &expansion{remoteGroup: true, id: r.RemoteGroupID, v6: fam6, flag: flag, rest: join(mid, jumpReturn)}}, nil
+		return gline{exp: &expansion{remoteGroup: true, id: r.RemoteGroupID, flag: flag, rest: join(mid, jumpReturn)}}, nil
 	case remoteAG != "" && opt.EnableIPSet:
 		return gline{line: join(mid, setMatch(r.Ethertype, remoteAG, setDir), jumpReturn)}, nil
 	case remoteAG != "":
-		return gline{exp: &expansion{id: remoteAG, v6: fam6, flag: flag, rest: join(mid, jumpReturn)}}, nil
+		return gline{exp: &expansion{id: remoteAG, flag: flag, rest: join(mid, jumpReturn)}}, nil
 	}
 	pre, err := rulePrefix(r, fam6, flag)
 	if err != nil {
