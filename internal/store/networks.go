@@ -105,12 +105,30 @@ func (t *Tx) fillNetworks(ctx context.Context, nets []neutron.Network) error {
 	if err := fillTags(ctx, t, nets, func(n *neutron.Network) *neutron.StandardAttrs { return &n.StandardAttrs }); err != nil {
 		return err
 	}
+	idx := make(map[string]int, len(nets))
+	ids := make([]any, len(nets))
 	for i := range nets {
-		ids, err := t.stringColumn(ctx, `SELECT id FROM subnets WHERE network_id = ? ORDER BY id`, nets[i].ID)
+		idx[nets[i].ID] = i
+		ids[i] = nets[i].ID
+		nets[i].Subnets = []string{}
+	}
+	for _, chunk := range chunks(ids, 500) {
+		rows, err := t.query(ctx, `SELECT network_id, id FROM subnets WHERE network_id IN (`+placeholders(len(chunk))+`) ORDER BY network_id, id`, chunk...)
 		if err != nil {
-			return err
+			return fmt.Errorf("read subnets of networks: %w", err)
 		}
-		nets[i].Subnets = ids
+		for rows.Next() {
+			var nid, sid string
+			if err := rows.Scan(&nid, &sid); err != nil {
+				rows.Close()
+				return fmt.Errorf("read subnets of networks: %w", err)
+			}
+			nets[idx[nid]].Subnets = append(nets[idx[nid]].Subnets, sid)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return fmt.Errorf("read subnets of networks: %w", err)
+		}
 	}
 	return nil
 }
