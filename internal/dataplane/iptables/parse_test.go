@@ -281,25 +281,3 @@ func TestPatchChain(t *testing.T) {
 		})
 	}
 }
-
-// TestAppendRestoreRule checks the syncer's copy of firewall.RestoreRule on
-// every rule the reference scenarios compile to, and a few edge cases.
-func TestAppendRestoreRule(t *testing.T) {
-	rules := []string{"", "-p", "-p tcp", "-m comment --comment \"-p tcp\" -p udp -j RETURN", "-p nosuchproto -j DROP", "! -p icmp -j DROP", "-p 4 -j RETURN"}
-	for _, rs := range scenarios(t) {
-		for _, ts := range []firewall.Tables{rs.IPv4, rs.IPv6} {
-			for _, tb := range []firewall.Table{ts.Filter, ts.Raw} {
-				for _, cs := range [][]firewall.Chain{tb.Builtins, tb.Chains} {
-					for _, c := range cs {
-						rules = append(rules, c.Rules...)
-					}
-				}
-			}
-		}
-	}
-	for _, r := range rules {
-		if got, want := string(appendRestoreRule([]byte("x"), r)), "x"+firewall.RestoreRule(r); got != want {
-			t.Errorf("%q: got %q, want %q", r, got, want)
-		}
-	}
-}

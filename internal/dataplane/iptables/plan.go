@@ -7,7 +7,6 @@ import (
 	"strings"
 
 	"github.com/moat-sg/moat/internal/firewall"
-	"github.com/moat-sg/moat/internal/neutron"
 )
 
 // tableNames are the tables moat manages, in the order a family's restore
@@ -327,7 +326,7 @@ func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
 				b = append(b, c.Name...)
 				if r != "" {
 					b = append(b, ' ')
-					b = appendRestoreRule(b, r)
+					b = firewall.AppendRestoreRule(b, r)
 				}
 				b = append(b, '\n')
 			}
@@ -346,48 +345,6 @@ func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
 	}
 	b = append(b, "COMMIT\n"...)
 	return b, lines
-}
-
-// saveProtocols maps the protocol names iptables-save prints (and the
-// compiler writes) to their numbers, sparing the general parser.
-var saveProtocols = func() map[string]int {
-	m := map[string]int{}
-	for n := 1; n < 256; n++ {
-		m[neutron.IptablesProtocolName(n)] = n
-	}
-	return m
-}()
-
-// appendRestoreRule appends firewall.RestoreRule(rule) without building the
-// string: the -p argument (outside quoted comment text) as a number, so that
-// loading does not depend on the host's /etc/protocols. A full load writes
-// every rule, and this is most of the syncer's own work there.
-func appendRestoreRule(b []byte, rule string) []byte {
-	inQuote := false
-	for i := 0; i < len(rule); i++ {
-		switch c := rule[i]; {
-		case c == '"':
-			inQuote = !inQuote
-		case inQuote:
-		case c == '-' && strings.HasPrefix(rule[i:], "-p ") && (i == 0 || rule[i-1] == ' '):
-			start := i + len("-p ")
-			end := strings.IndexByte(rule[start:], ' ')
-			if end < 0 {
-				end = len(rule) - start
-			}
-			num, ok := saveProtocols[rule[start:start+end]]
-			if !ok {
-				num, ok = neutron.ParseIptablesProtocol(rule[start : start+end])
-			}
-			if !ok {
-				return append(b, rule...)
-			}
-			b = append(b, rule[:start]...)
-			b = strconv.AppendInt(b, int64(num), 10)
-			return append(b, rule[start+end:]...)
-		}
-	}
-	return append(b, rule...)
 }
 
 // stageLimits bound one batch of new chains loaded ahead of the main
