@@ -5,7 +5,6 @@ import (
 	"sort"
 
 	"github.com/moat-sg/moat/internal/firewall"
-	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
 
@@ -37,31 +36,11 @@ func HostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string
 		g := snap.Groups[id]
 		fg := firewall.SecurityGroup{ID: g.ID, Stateless: !g.Stateful}
 		for _, r := range g.Rules {
-			fg.Rules = append(fg.Rules, firewallRule(&r))
+			fg.Rules = append(fg.Rules, firewall.RuleFromNeutron(&r))
 		}
 		hs.SecurityGroups = append(hs.SecurityGroups, fg)
 	}
 	return hs
-}
-
-func firewallRule(r *neutron.SecurityGroupRule) firewall.Rule {
-	str := func(p *string) string {
-		if p == nil {
-			return ""
-		}
-		return *p
-	}
-	fr := firewall.Rule{
-		ID:        r.ID,
-		Direction: r.Direction, Ethertype: r.Ethertype, Protocol: str(r.Protocol),
-		PortRangeMin: r.PortRangeMin, PortRangeMax: r.PortRangeMax,
-		RemoteIPPrefix: str(r.RemoteIPPrefix), RemoteGroupID: str(r.RemoteGroupID),
-		RemoteAddressGroupID: str(r.RemoteAddressGroupID),
-	}
-	if n := r.NormalizedCIDR(); n != nil {
-		fr.NormalizedCIDR = *n
-	}
-	return fr
 }
 
 // portAddrs maps each port to its addresses (fixed IPs as host routes,

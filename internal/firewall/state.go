@@ -1,5 +1,7 @@
 package firewall
 
+import "github.com/moat-sg/moat/internal/neutron"
+
 // Directions and ethertypes as Neutron's API stores them.
 const (
 	Ingress = "ingress"
@@ -112,6 +114,29 @@ type Rule struct {
 	NormalizedCIDR       string
 	RemoteGroupID        string
 	RemoteAddressGroupID string
+}
+
+// RuleFromNeutron is the compiler's view of a rule the API stored: its id,
+// and its attributes with absent values as "" (NormalizedCIDR too when the
+// prefix does not parse).
+func RuleFromNeutron(r *neutron.SecurityGroupRule) Rule {
+	str := func(p *string) string {
+		if p == nil {
+			return ""
+		}
+		return *p
+	}
+	fr := Rule{
+		ID:        r.ID,
+		Direction: r.Direction, Ethertype: r.Ethertype, Protocol: str(r.Protocol),
+		PortRangeMin: r.PortRangeMin, PortRangeMax: r.PortRangeMax,
+		RemoteIPPrefix: str(r.RemoteIPPrefix), RemoteGroupID: str(r.RemoteGroupID),
+		RemoteAddressGroupID: str(r.RemoteAddressGroupID),
+	}
+	if n := r.NormalizedCIDR(); n != nil {
+		fr.NormalizedCIDR = *n
+	}
+	return fr
 }
 
 // AddressGroup is a Neutron address group.

@@ -248,22 +248,7 @@ func storeRule(l *lookup, sgID string, body map[string]any) (firewall.Rule, erro
 		return firewall.Rule{}, err
 	}
 	l.rules[sgID] = append(l.rules[sgID], *r)
-	fr := firewall.Rule{Direction: r.Direction, Ethertype: r.Ethertype}
-	if r.Protocol != nil {
-		fr.Protocol = *r.Protocol
-	}
-	fr.PortRangeMin, fr.PortRangeMax = r.PortRangeMin, r.PortRangeMax
-	if r.RemoteIPPrefix != nil {
-		fr.RemoteIPPrefix = *r.RemoteIPPrefix
-		fr.NormalizedCIDR = *r.NormalizedCIDR()
-	}
-	if r.RemoteGroupID != nil {
-		fr.RemoteGroupID = *r.RemoteGroupID
-	}
-	if r.RemoteAddressGroupID != nil {
-		fr.RemoteAddressGroupID = *r.RemoteAddressGroupID
-	}
-	return fr, nil
+	return firewall.RuleFromNeutron(r), nil
 }
 
 // lookup answers the API's database questions from the scenario.
