@@ -46,37 +46,21 @@ The scenario's options (enable_ipset, comment_iptables_rules) apply.
 }
 
 func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool) error {
-	var r io.Reader = stdin
-	name := "stdin"
-	if input != "-" {
-		f, err := os.Open(input)
-		if err != nil {
-			return fmt.Errorf("read spec: %w", err)
-		}
-		defer f.Close()
-		r = f
-		name = strings.TrimSuffix(filepath.Base(input), filepath.Ext(input))
-	}
-	file, err := spec.Parse(r, name)
+	file, err := readSpec(stdin, input)
 	if err != nil {
-		return fmt.Errorf("%s: %w", input, err)
+		return err
 	}
 	if scenario == "" && len(file.Scenarios) > 1 {
 		return fmt.Errorf("%s holds %d scenarios, choose one with --scenario: %s",
 			input, len(file.Scenarios), strings.Join(file.Names(), ", "))
 	}
-	sc, err := file.Scenario(scenario)
+	st, name, err := scenarioState(file, input, scenario, compat)
 	if err != nil {
-		return fmt.Errorf("%s: %w", input, err)
+		return err
 	}
-	st, err := sc.HostState(nil)
-	if err != nil {
-		return fmt.Errorf("scenario %s: %w", sc.Name, err)
-	}
-	st.Options.NeutronCompat = compat
 	rs, err := firewall.Compile(st)
 	if err != nil {
-		return fmt.Errorf("scenario %s: %w", sc.Name, err)
+		return fmt.Errorf("scenario %s: %w", name, err)
 	}
 	bw := bufio.NewWriter(w)
 	sections := []struct {
@@ -94,4 +78,41 @@ func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool
 		}
 	}
 	return bw.Flush()
+}
+
+// readSpec parses the spec file input ("-" for stdin), named after the
+// file.
+func readSpec(stdin io.Reader, input string) (*spec.File, error) {
+	var r io.Reader = stdin
+	name := "stdin"
+	if input != "-" {
+		f, err := os.Open(input)
+		if err != nil {
+			return nil, fmt.Errorf("read spec: %w", err)
+		}
+		defer f.Close()
+		r = f
+		name = strings.TrimSuffix(filepath.Base(input), filepath.Ext(input))
+	}
+	file, err := spec.Parse(r, name)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", input, err)
+	}
+	return file, nil
+}
+
+// scenarioState returns the host state of a scenario of file, read from
+// input ("" picks the only one), compiled as Neutron 21 would with compat,
+// and the scenario's name.
+func scenarioState(file *spec.File, input, scenario string, compat bool) (*firewall.HostState, string, error) {
+	sc, err := file.Scenario(scenario)
+	if err != nil {
+		return nil, "", fmt.Errorf("%s: %w", input, err)
+	}
+	st, err := sc.HostState(nil)
+	if err != nil {
+		return nil, "", fmt.Errorf("scenario %s: %w", sc.Name, err)
+	}
+	st.Options.NeutronCompat = compat
+	return st, sc.Name, nil
 }

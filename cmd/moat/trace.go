@@ -10,14 +10,12 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
-	"github.com/moat-sg/moat/internal/firewall/spec"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/trace"
 	"github.com/moat-sg/moat/internal/trace/moatrules"
@@ -69,35 +67,19 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*trace.Host, st
 }
 
 func (s *ruleSource) loadSpec(stdin io.Reader) (*trace.Host, string, error) {
-	var r io.Reader = stdin
-	name := "stdin"
-	if s.input != "-" {
-		f, err := os.Open(s.input)
-		if err != nil {
-			return nil, "", fmt.Errorf("read spec: %w", err)
-		}
-		defer f.Close()
-		r = f
-		name = strings.TrimSuffix(filepath.Base(s.input), filepath.Ext(s.input))
-	}
-	file, err := spec.Parse(r, name)
+	file, err := readSpec(stdin, s.input)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", s.input, err)
+		return nil, "", err
 	}
-	sc, err := file.Scenario(s.scenario)
+	st, name, err := scenarioState(file, s.input, s.scenario, s.compat)
 	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", s.input, err)
+		return nil, "", err
 	}
-	st, err := sc.HostState(nil)
-	if err != nil {
-		return nil, "", fmt.Errorf("scenario %s: %w", sc.Name, err)
-	}
-	st.Options.NeutronCompat = s.compat
 	h, err := moatrules.Host(st)
 	if err != nil {
-		return nil, "", fmt.Errorf("scenario %s: %w", sc.Name, err)
+		return nil, "", fmt.Errorf("scenario %s: %w", name, err)
 	}
-	return h, "what moat compiles for scenario " + sc.Name + " of " + s.input, nil
+	return h, "what moat compiles for scenario " + name + " of " + s.input, nil
 }
 
 func (s *ruleSource) loadFiles() (*trace.Host, string, error) {
