@@ -397,6 +397,21 @@ func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 	for i, c := range p.create {
 		idx[c.Name] = i
 	}
+	// jumps[i][k] is the index of the new chain that rule k of new chain i
+	// jumps to, or -1: each rule's target is looked up once.
+	jumps := make([][]int, len(p.create))
+	all := make([]int, rules)
+	for i, c := range p.create {
+		js := all[:len(c.Rules):len(c.Rules)]
+		all = all[len(c.Rules):]
+		for k, r := range c.Rules {
+			js[k] = -1
+			if j, ok := idx[ruleTarget(r)]; ok {
+				js[k] = j
+			}
+		}
+		jumps[i] = js
+	}
 	// level: 0 for a chain that jumps to no new chain, else one more than
 	// the highest level of the new chains it jumps to. Jumps cannot loop
 	// (iptables refuses loops), but a malformed plan must not hang: cap.
@@ -410,8 +425,8 @@ func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 			return max(level[i], 0)
 		}
 		l := 0
-		for _, r := range p.create[i].Rules {
-			if j, ok := idx[ruleTarget(r)]; ok && j != i {
+		for _, j := range jumps[i] {
+			if j >= 0 && j != i {
 				l = max(l, depth(j, guard+1)+1)
 			}
 		}
@@ -425,12 +440,12 @@ func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 	var (
 		batches []*tablePlan
 		cur     *tablePlan
-		targets map[string]bool // new chains cur's rules jump to
+		targets map[int]bool // new chains cur's rules jump to
 	)
 	next := func() {
 		cur = &tablePlan{table: p.table}
 		batches = append(batches, cur)
-		targets = map[string]bool{}
+		targets = map[int]bool{}
 	}
 	// add puts rules of c into cur: declared and created if first, else
 	// appended to the chain an earlier batch created.
@@ -453,14 +468,12 @@ func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 			}
 			// A chain that fits in a batch of its own is not split.
 			if cur == nil || len(cur.create) >= lim.chains || cur.rules > 0 &&
-				(cur.rules+len(c.Rules) > lim.rules || len(targets)+newTargets(c, idx, targets) > lim.targets) {
+				(cur.rules+len(c.Rules) > lim.rules || len(targets)+newTargets(i, jumps[i], targets) > lim.targets) {
 				next()
 			}
 			start, first := 0, true
-			for k, r := range c.Rules {
-				t := ruleTarget(r)
-				_, jumpsNew := idx[t]
-				jumpsNew = jumpsNew && t != c.Name && !targets[t]
+			for k, t := range jumps[i] {
+				jumpsNew := t >= 0 && t != i && !targets[t]
 				if cur.rules+k-start < lim.rules && !(jumpsNew && len(targets) >= lim.targets) {
 					if jumpsNew {
 						targets[t] = true
@@ -498,17 +511,16 @@ func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 	return batches
 }
 
-// newTargets counts the distinct chains of idx, other than c and those in
-// seen, that c's rules jump to.
-func newTargets(c firewall.Chain, idx map[string]int, seen map[string]bool) int {
-	var own map[string]bool
-	for _, r := range c.Rules {
-		t := ruleTarget(r)
-		if _, ok := idx[t]; !ok || t == c.Name || seen[t] || own[t] {
+// newTargets counts the distinct new chains, other than chain i itself and
+// those in seen, that chain i's rules jump to (jumps as in stage).
+func newTargets(i int, jumps []int, seen map[int]bool) int {
+	var own map[int]bool
+	for _, t := range jumps {
+		if t < 0 || t == i || seen[t] || own[t] {
 			continue
 		}
 		if own == nil {
-			own = map[string]bool{}
+			own = map[int]bool{}
 		}
 		own[t] = true
 	}
