@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/capture"
+	"github.com/moat-sg/moat/internal/trace"
 )
 
 func init() {
@@ -36,7 +37,7 @@ rule. Run it in the host's namespace, or give --netns. Needs tcpdump.`,
 				return err
 			}
 			ctx := cmd.Context()
-			tap := "tap" + port[:11]
+			tap := trace.PortDevices(port).Tap
 			vmDev := ""
 			if vmNetns == "" {
 				var err error

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/moat-sg/moat/internal/trace"
 )
 
 // Hop names, in the order a frame from the VM crosses them.
@@ -42,19 +44,16 @@ type Hop struct {
 // the VM's interface when vmNetns names one (a lab VM), then tap, qbr,
 // qvb, qvo and br-int in hostNetns, then the physical interface if given.
 func Path(portID, hostNetns, vmNetns, vmDev, physical string) []Hop {
-	id := portID
-	if len(id) > 11 {
-		id = id[:11]
-	}
+	dev := trace.PortDevices(portID)
 	var hops []Hop
 	if vmNetns != "" && vmDev != "" {
 		hops = append(hops, Hop{Name: HopVM, Device: vmDev, Netns: vmNetns})
 	}
 	hops = append(hops,
-		Hop{Name: HopTap, Device: "tap" + id, Netns: hostNetns},
-		Hop{Name: HopQbr, Device: "qbr" + id, Netns: hostNetns, Partial: true},
-		Hop{Name: HopQvb, Device: "qvb" + id, Netns: hostNetns},
-		Hop{Name: HopQvo, Device: "qvo" + id, Netns: hostNetns},
+		Hop{Name: HopTap, Device: dev.Tap, Netns: hostNetns},
+		Hop{Name: HopQbr, Device: dev.Bridge, Netns: hostNetns, Partial: true},
+		Hop{Name: HopQvb, Device: dev.BridgeVeth, Netns: hostNetns},
+		Hop{Name: HopQvo, Device: dev.OVSVeth, Netns: hostNetns},
 		Hop{Name: HopBrInt, Device: "br-int", Netns: hostNetns, Partial: true},
 	)
 	if physical != "" {

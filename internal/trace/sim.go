@@ -388,7 +388,7 @@ func (h *Host) findPort(portID, tap string) (*PortRef, error) {
 	if portID != "" {
 		id := strings.ToLower(strings.TrimSpace(portID))
 		if len(id) >= portDevIDLen {
-			tap = "tap" + id[:portDevIDLen]
+			tap = PortDevices(id).Tap
 		} else {
 			// The taps are sorted: those with the prefix are adjacent.
 			i := sort.SearchStrings(x.known, "tap"+id)
