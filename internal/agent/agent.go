@@ -127,9 +127,6 @@ type Agent struct {
 	attached map[string]bool     // ports whose tap is in their qbr
 	status   map[string]string   // status last known in the store
 	vlans    *wiring.VLANs       // local VLAN per network
-
-	// Sync counts successful syncs, for tests and metrics.
-	Syncs int
 }
 
 // New builds an agent.
@@ -341,7 +338,6 @@ func (a *Agent) Sync(ctx context.Context) error {
 		a.status[p.ID] = neutron.PortStatusActive
 	}
 	a.rev = snap.Revision
-	a.Syncs++
 	if a.cfg.OnSynced != nil {
 		a.cfg.OnSynced(snap.Revision)
 	}

@@ -94,11 +94,7 @@ func NewSyncer(exec dataplane.Exec, backend Backend) *Syncer {
 		switch e := exec.(type) {
 		case dataplane.Host:
 			s.gen = NFTGeneration("")
-		case *dataplane.Host:
-			s.gen = NFTGeneration("")
 		case dataplane.Netns:
-			s.gen = NFTGeneration(e.Name)
-		case *dataplane.Netns:
 			s.gen = NFTGeneration(e.Name)
 		}
 	}
@@ -134,9 +130,6 @@ func (s *Syncer) unchanged(ctx context.Context) bool {
 	g, ok := s.generation(ctx)
 	return ok && g == s.verifiedGen
 }
-
-// Backend returns the backend the syncer drives.
-func (s *Syncer) Backend() Backend { return s.backend }
 
 // Stats describes the work one Apply did.
 type Stats struct {
