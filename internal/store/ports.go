@@ -31,6 +31,7 @@ var portList = listSpec{
 	tagAttr: "sa.id",
 }
 
+// selectPorts reads the port rows q selects, without what fillPorts adds.
 func (t *Tx) selectPorts(ctx context.Context, q string, args ...any) ([]neutron.Port, error) {
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
@@ -61,7 +62,16 @@ func (t *Tx) selectPorts(ctx context.Context, q string, args ...any) ([]neutron.
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read ports: %w", err)
 	}
-	return out, t.fillPorts(ctx, out)
+	return out, nil
+}
+
+// selectFilledPorts is selectPorts followed by fillPorts.
+func (t *Tx) selectFilledPorts(ctx context.Context, q string, args ...any) ([]neutron.Port, error) {
+	ports, err := t.selectPorts(ctx, q, args...)
+	if err != nil {
+		return nil, err
+	}
+	return ports, t.fillPorts(ctx, ports)
 }
 
 // fillPorts loads fixed IPs, address pairs, security groups and tags.
@@ -127,7 +137,7 @@ func (t *Tx) fillPorts(ctx context.Context, ports []neutron.Port) error {
 
 // GetPort returns a port with everything attached, or nil.
 func (t *Tx) GetPort(ctx context.Context, id string) (*neutron.Port, error) {
-	ports, err := t.selectPorts(ctx, portSelect+` WHERE p.id = ?`, id)
+	ports, err := t.selectFilledPorts(ctx, portSelect+` WHERE p.id = ?`, id)
 	if err != nil || len(ports) == 0 {
 		return nil, err
 	}
@@ -189,17 +199,18 @@ func (t *Tx) ListPorts(ctx context.Context, q ListQuery) ([]neutron.Port, error)
 	if err != nil {
 		return nil, err
 	}
-	return pageOf(all, func(p *neutron.Port) string { return p.ID }, q), nil
+	out := pageOf(all, func(p *neutron.Port) string { return p.ID }, q)
+	return out, t.fillPorts(ctx, out)
 }
 
 // PortsOfNetwork lists a network's ports.
 func (t *Tx) PortsOfNetwork(ctx context.Context, networkID string) ([]neutron.Port, error) {
-	return t.selectPorts(ctx, portSelect+` WHERE p.network_id = ? ORDER BY p.id`, networkID)
+	return t.selectFilledPorts(ctx, portSelect+` WHERE p.network_id = ? ORDER BY p.id`, networkID)
 }
 
 // PortsOnHost lists the ports bound to a host.
 func (t *Tx) PortsOnHost(ctx context.Context, host string) ([]neutron.Port, error) {
-	return t.selectPorts(ctx, portSelect+` WHERE p.host_id = ? ORDER BY p.id`, host)
+	return t.selectFilledPorts(ctx, portSelect+` WHERE p.host_id = ? ORDER BY p.id`, host)
 }
 
 // MACInUse reports whether a MAC is taken on a network.
