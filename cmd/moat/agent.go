@@ -44,8 +44,9 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.datapathType, "datapath-type", "system", "datapath type of a br-int the agent creates: system or netdev (userspace)")
 	cmd.Flags().BoolVar(&f.noIPSet, "no-ipset", false, "match remote groups rule by rule instead of with ipsets (Neutron's enable_ipset = False)")
 	cmd.Flags().BoolVar(&f.noComments, "no-comments", false, "leave comments off the rules (Neutron's comment_iptables_rules = False)")
-	cmd.Flags().DurationVar(&f.checkInterval, "check-interval", 5*time.Second, "how often the kernel is re-read to repair drift")
-	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", 200*time.Millisecond, "how often the change log is polled for other processes' changes")
+	def := agent.DefaultConfig()
+	cmd.Flags().DurationVar(&f.checkInterval, "check-interval", def.CheckInterval, "how often the kernel is re-read to repair drift")
+	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", def.PollInterval, "how often the change log is polled for other processes' changes")
 }
 
 // newAgent builds the agent of this host over a store, with the real
