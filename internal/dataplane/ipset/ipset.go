@@ -130,6 +130,16 @@ func validate(sets []firewall.IPSet) (map[string]*firewall.IPSet, error) {
 	return want, nil
 }
 
+// writeFill writes the restore lines that create set name (or, with
+// -exist, keep it) with w's type and family and make w's members its
+// only ones.
+func writeFill(b *strings.Builder, name string, w *firewall.IPSet, maxelem int) {
+	fmt.Fprintf(b, "create %s %s family %s hashsize 1024 maxelem %d\nflush %s\n", name, w.Type, w.Family, maxelem, name)
+	for _, m := range w.Members {
+		b.WriteString("add " + name + " " + m + "\n")
+	}
+}
+
 // Apply makes the kernel hold sets (every owned set moat needs, with its
 // members) and returns the owned sets that exist but are not wanted, sorted:
 // destroy them with Destroy once iptables no longer uses them. Members are
@@ -175,10 +185,7 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 			// covers a set that exists after all (a stale view; -exist lets
 			// the create pass).
 			n.maxelem = maxElem(len(w.Members))
-			fmt.Fprintf(&b, "create %s %s family %s hashsize 1024 maxelem %d\nflush %s\n", name, w.Type, w.Family, n.maxelem, name)
-			for _, m := range w.Members {
-				b.WriteString("add " + name + " " + m + "\n")
-			}
+			writeFill(&b, name, w, n.maxelem)
 			st.Created++
 			st.Adds += len(w.Members)
 		case k.typ != w.Type || k.family != w.Family:
@@ -214,10 +221,7 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 				delete(next, tmp)
 			}
 			n.maxelem = max(k.maxelem, maxElem(len(w.Members)))
-			fmt.Fprintf(&b, "create %s %s family %s hashsize 1024 maxelem %d\nflush %s\n", tmp, w.Type, w.Family, n.maxelem, tmp)
-			for _, m := range w.Members {
-				b.WriteString("add " + tmp + " " + m + "\n")
-			}
+			writeFill(&b, tmp, w, n.maxelem)
 			b.WriteString("swap " + tmp + " " + name + "\ndestroy " + tmp + "\n")
 			st.Swapped++
 			st.Filled += len(w.Members)

@@ -63,7 +63,7 @@ func (k *Kernel) Run(ctx context.Context, stdin []byte, name string, args ...str
 		return &dataplane.CommandError{Cmd: strings.Join(append([]string{name}, args...), " "), Err: &ExitError{1}, Stderr: "ipset v7.17: " + msg + "\n"}
 	}
 	if name != "ipset" {
-		return nil, fail("iptablestest: unknown command " + name)
+		return nil, fail("ipsettest: unknown command " + name)
 	}
 	exist := false
 	var rest []string
