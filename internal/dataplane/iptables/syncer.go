@@ -179,15 +179,9 @@ func (s *Syncer) Invalidate() {
 // family, filter may have committed when raw failed. The error says which.
 func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error) {
 	var st Stats
-	if rs == nil {
-		return st, fmt.Errorf("apply: no ruleset")
-	}
-	var want [2][2]*tableState
-	for _, f := range families {
-		var err error
-		if want[f], err = desiredTables(rsTables(rs, f)); err != nil {
-			return st, fmt.Errorf("apply %s ruleset: %w", f, err)
-		}
+	want, err := desiredFamilies("apply", rs)
+	if err != nil {
+		return st, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -253,6 +247,22 @@ func (s *Syncer) Apply(ctx context.Context, rs *firewall.Ruleset) (Stats, error)
 		}
 	}
 	return st, nil
+}
+
+// desiredFamilies is desiredTables for both families of rs; op ("apply",
+// "check") begins its errors.
+func desiredFamilies(op string, rs *firewall.Ruleset) ([2][2]*tableState, error) {
+	var want [2][2]*tableState
+	if rs == nil {
+		return want, fmt.Errorf("%s: no ruleset", op)
+	}
+	for _, f := range families {
+		var err error
+		if want[f], err = desiredTables(rsTables(rs, f)); err != nil {
+			return want, fmt.Errorf("%s %s ruleset: %w", op, f, err)
+		}
+	}
+	return want, nil
 }
 
 // rsTables returns one family's tables of a ruleset.
@@ -387,15 +397,9 @@ func (s *Syncer) save(ctx context.Context, f Family, table string) (map[string]*
 // them itself; otherwise it compares rs with that view, which costs no
 // process at all.
 func (s *Syncer) Check(ctx context.Context, rs *firewall.Ruleset) ([]string, error) {
-	if rs == nil {
-		return nil, fmt.Errorf("check: no ruleset")
-	}
-	var want [2][2]*tableState
-	for _, f := range families {
-		var err error
-		if want[f], err = desiredTables(rsTables(rs, f)); err != nil {
-			return nil, fmt.Errorf("check %s ruleset: %w", f, err)
-		}
+	want, err := desiredFamilies("check", rs)
+	if err != nil {
+		return nil, err
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
