@@ -255,3 +255,12 @@ func perItemSnapshot(ctx context.Context, tx *Tx, host string) (*HostSnapshot, e
 	snap.Members, err = tx.GroupMembers(ctx, sortedKeys(remote))
 	return snap, err
 }
+
+func TestInOrder(t *testing.T) {
+	type item struct{ id string }
+	found := []item{{"c"}, {"a"}, {"b"}}
+	got := inOrder(found, func(x *item) string { return x.id }, []string{"a", "gone", "b", "c"})
+	if !reflect.DeepEqual(got, []item{{"a"}, {"b"}, {"c"}}) {
+		t.Fatalf("inOrder = %v, want [{a} {b} {c}]", got)
+	}
+}

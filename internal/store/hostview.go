@@ -34,30 +34,23 @@ func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, erro
 	if snap.Ports, err = t.PortsOnHost(ctx, host); err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
-	groupIDs := map[string]bool{}
+	netIDs, groupIDs := map[string]bool{}, map[string]bool{}
 	for _, p := range snap.Ports {
-		if _, ok := snap.Networks[p.NetworkID]; !ok {
-			n, err := t.GetNetwork(ctx, p.NetworkID)
-			if err != nil {
-				return nil, fmt.Errorf("snapshot of %s: %w", host, err)
-			}
-			if n != nil {
-				snap.Networks[n.ID] = n
-			}
-		}
+		netIDs[p.NetworkID] = true
 		for _, g := range p.SecurityGroups {
 			groupIDs[g] = true
 		}
 	}
-	var groups []neutron.SecurityGroup
-	for _, id := range sortedKeys(groupIDs) {
-		g, err := t.GetSecurityGroup(ctx, id)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of %s: %w", host, err)
-		}
-		if g != nil {
-			groups = append(groups, *g)
-		}
+	nets, err := t.networksByID(ctx, sortedKeys(netIDs))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+	}
+	for i := range nets {
+		snap.Networks[nets[i].ID] = &nets[i]
+	}
+	groups, err := t.securityGroupsByID(ctx, sortedKeys(groupIDs))
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	if err := t.LoadRules(ctx, groups); err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)

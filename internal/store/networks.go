@@ -101,6 +101,21 @@ func (t *Tx) ListNetworks(ctx context.Context, q ListQuery) ([]neutron.Network, 
 	return out, t.fillNetworks(ctx, out)
 }
 
+// networksByID returns the networks with the given ids that exist, as
+// GetNetwork returns them, in the order of ids.
+func (t *Tx) networksByID(ctx context.Context, ids []string) ([]neutron.Network, error) {
+	var found []neutron.Network
+	for _, chunk := range chunks(anySlice(ids), 500) {
+		part, err := t.selectNetworks(ctx, networkSelect+` WHERE n.id IN (`+placeholders(len(chunk))+`)`, chunk...)
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, part...)
+	}
+	out := inOrder(found, func(n *neutron.Network) string { return n.ID }, ids)
+	return out, t.fillNetworks(ctx, out)
+}
+
 func (t *Tx) fillNetworks(ctx context.Context, nets []neutron.Network) error {
 	if err := fillTags(ctx, t, nets, func(n *neutron.Network) *neutron.StandardAttrs { return &n.StandardAttrs }); err != nil {
 		return err

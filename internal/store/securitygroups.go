@@ -131,6 +131,41 @@ func (t *Tx) GetSecurityGroup(ctx context.Context, id string) (*neutron.Security
 	return &groups[0], nil
 }
 
+// securityGroupsByID returns the groups with the given ids that exist, as
+// GetSecurityGroup returns them, in the order of ids.
+func (t *Tx) securityGroupsByID(ctx context.Context, ids []string) ([]neutron.SecurityGroup, error) {
+	var found []neutron.SecurityGroup
+	for _, chunk := range chunks(anySlice(ids), 500) {
+		part, err := t.selectSecurityGroups(ctx, sgSelect+` WHERE sg.id IN (`+placeholders(len(chunk))+`)`, chunk...)
+		if err != nil {
+			return nil, err
+		}
+		found = append(found, part...)
+	}
+	out := inOrder(found, func(g *neutron.SecurityGroup) string { return g.ID }, ids)
+	return out, t.loadSGTags(ctx, out)
+}
+
+func (t *Tx) selectSecurityGroups(ctx context.Context, q string, args ...any) ([]neutron.SecurityGroup, error) {
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read security groups: %w", err)
+	}
+	defer rows.Close()
+	var out []neutron.SecurityGroup
+	for rows.Next() {
+		g, err := scanSecurityGroup(rows)
+		if err != nil {
+			return nil, fmt.Errorf("read security groups: %w", err)
+		}
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read security groups: %w", err)
+	}
+	return out, nil
+}
+
 // ListSecurityGroups returns the groups q selects, in order, with tags.
 func (t *Tx) ListSecurityGroups(ctx context.Context, q ListQuery) ([]neutron.SecurityGroup, error) {
 	scope, scopeArgs := "", []any(nil)
@@ -150,21 +185,9 @@ func (t *Tx) ListSecurityGroups(ctx context.Context, q ListQuery) ([]neutron.Sec
 		q.Filters = f
 	}
 	text, args := sgList.build(q, scope, scopeArgs)
-	rows, err := t.query(ctx, text, args...)
+	all, err := t.selectSecurityGroups(ctx, text, args...)
 	if err != nil {
-		return nil, fmt.Errorf("list security groups: %w", err)
-	}
-	defer rows.Close()
-	var all []neutron.SecurityGroup
-	for rows.Next() {
-		g, err := scanSecurityGroup(rows)
-		if err != nil {
-			return nil, fmt.Errorf("list security groups: %w", err)
-		}
-		all = append(all, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("list security groups: %w", err)
+		return nil, err
 	}
 	if err := t.markShared(ctx, all, q.Caller); err != nil {
 		return nil, err
@@ -549,6 +572,31 @@ func nullInt(n sql.NullInt64) *int {
 	}
 	v := int(n.Int64)
 	return &v
+}
+
+// anySlice converts query arguments.
+func anySlice(ss []string) []any {
+	out := make([]any, len(ss))
+	for i, s := range ss {
+		out[i] = s
+	}
+	return out
+}
+
+// inOrder returns the items of found in the order of ids, leaving out ids
+// no item has.
+func inOrder[T any](found []T, id func(*T) string, ids []string) []T {
+	byID := make(map[string]int, len(found))
+	for i := range found {
+		byID[id(&found[i])] = i
+	}
+	out := make([]T, 0, len(found))
+	for _, x := range ids {
+		if i, ok := byID[x]; ok {
+			out = append(out, found[i])
+		}
+	}
+	return out
 }
 
 func chunks(vals []any, size int) [][]any {
