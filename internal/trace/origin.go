@@ -185,16 +185,12 @@ func classifyPortRule(r *Rule, kind byte, v ruleView, v6 bool, prov *Provenance)
 		}
 		return o(OriginAntiSpoofing, "anti-spoofing: an allowed IP/MAC pair of the port")
 	}
-	// Neutron's fixed rules come before RELATED,ESTABLISHED.
-	head := true
-	for _, x := range r.Chain.Rules {
-		if x == r {
-			break
-		}
-		if xv := x.compile(); isEstablished(xv) {
-			head = false
-			break
-		}
+	// Neutron's fixed rules come before RELATED,ESTABLISHED (Num is the
+	// rule's position, plus one).
+	head := r.Num-1 <= r.Chain.firstEstablished()
+	var sources []SGRule
+	if prov != nil {
+		sources = prov.Rules[RuleKey{v6, r.Chain.Name, r.Text}]
 	}
 	switch {
 	case isEstablished(cr):
@@ -228,25 +224,40 @@ func classifyPortRule(r *Rule, kind byte, v ruleView, v6 bool, prov *Provenance)
 			return o(OriginDHCPReply, "DHCP reply to the VM (provider rule)")
 		case head && v.icmp6(130, 135, 136) && tg.kind == targetReturn:
 			return o(OriginICMPv6ND, "ICMPv6 MLD/neighbour discovery to the VM (built-in)")
-		case v.icmp6(134) && v.src == "" && v.set == nil && tg.kind == targetReturn && (prov == nil || len(prov.Rules[RuleKey{v6, r.Chain.Name, r.Text}]) == 0):
+		case v.icmp6(134) && v.src == "" && v.set == nil && tg.kind == targetReturn && len(sources) == 0:
 			return o(OriginICMPv6RA, "router advertisement to the VM (provider rule)")
 		}
 	}
 	if tg.kind == targetReturn && !head {
-		org := &Origin{Kind: OriginSGRule, Text: "security group rule: " + describeSGRule(v, kind, v6)}
-		if prov != nil {
-			org.Rules = prov.Rules[RuleKey{v6, r.Chain.Name, r.Text}]
-			if len(org.Rules) > 0 {
-				ids := make([]string, len(org.Rules))
-				for i, sr := range org.Rules {
-					ids[i] = sr.String()
-				}
-				org.Text = "security group rule " + strings.Join(ids, ", ") + ": " + describeSGRule(v, kind, v6)
+		desc := describeSGRule(v, kind, v6)
+		org := &Origin{Kind: OriginSGRule, Text: "security group rule: " + desc, Rules: sources}
+		if len(sources) > 0 {
+			ids := make([]string, len(sources))
+			for i, sr := range sources {
+				ids[i] = sr.String()
 			}
+			org.Text = "security group rule " + strings.Join(ids, ", ") + ": " + desc
 		}
 		return org
 	}
 	return o(OriginOther, "not part of Neutron's security group layout")
+}
+
+// firstEstablished returns the position of the chain's first
+// RELATED,ESTABLISHED RETURN, len(c.Rules) when it has none; found once
+// per chain.
+func (c *Chain) firstEstablished() int {
+	if c.established == 0 {
+		n := len(c.Rules)
+		for i, x := range c.Rules {
+			if isEstablished(x.compile()) {
+				n = i
+				break
+			}
+		}
+		c.established = n + 1
+	}
+	return c.established - 1
 }
 
 func isEstablished(cr *compiledRule) bool {

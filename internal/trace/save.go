@@ -40,6 +40,8 @@ type Chain struct {
 
 	index  *chainIndex // built on the second traversal of a long chain
 	visits int
+	// established is firstEstablished plus one, 0 until asked.
+	established int
 }
 
 // Builtin reports whether the chain is one of the kernel's built-in chains
