@@ -175,9 +175,8 @@ func (t *Tx) AllocateSegment(ctx context.Context, cfg neutron.NetworkConfig, net
 		return err
 	}
 	taken := func(pn string, id int) (bool, error) {
-		var n int
-		err := t.queryRow(ctx, `SELECT COUNT(*) FROM network_segments WHERE network_type = ? AND physical_network = ? AND segmentation_id = ?`,
-			req.NetworkType, pn, id).Scan(&n)
+		n, err := t.count(ctx, `SELECT COUNT(*) FROM network_segments WHERE network_type = ? AND physical_network = ? AND segmentation_id = ?`,
+			req.NetworkType, pn, id)
 		return n > 0, err
 	}
 	switch req.NetworkType {

@@ -26,20 +26,11 @@ func (t *Tx) QuotaOverrides(ctx context.Context, projectID string) (map[string]i
 
 // QuotaProjects lists the projects that have limits set, sorted.
 func (t *Tx) QuotaProjects(ctx context.Context) ([]string, error) {
-	rows, err := t.query(ctx, `SELECT DISTINCT project_id FROM quotas ORDER BY project_id`)
+	out, err := t.stringColumn(ctx, `SELECT DISTINCT project_id FROM quotas ORDER BY project_id`)
 	if err != nil {
 		return nil, fmt.Errorf("list quota projects: %w", err)
 	}
-	defer rows.Close()
-	var out []string
-	for rows.Next() {
-		var p string
-		if err := rows.Scan(&p); err != nil {
-			return nil, fmt.Errorf("list quota projects: %w", err)
-		}
-		out = append(out, p)
-	}
-	return out, rows.Err()
+	return out, nil
 }
 
 // SetQuota sets a project's limit for one resource.

@@ -5,7 +5,6 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
-	"sort"
 
 	"github.com/google/uuid"
 
@@ -276,18 +275,7 @@ func (t *Tx) CreateSecurityGroup(ctx context.Context, g *neutron.SecurityGroup, 
 		return err
 	}
 	g.Rules = rules
-	return t.refreshSGAttrs(ctx, g)
-}
-
-// refreshSGAttrs re-reads revision and update time after bumps.
-func (t *Tx) refreshSGAttrs(ctx context.Context, g *neutron.SecurityGroup) error {
-	var updated string
-	if err := t.queryRow(ctx, `SELECT revision_number, updated_at FROM standard_attrs WHERE id = ?`, g.StandardAttrID).
-		Scan(&g.RevisionNumber, &updated); err != nil {
-		return fmt.Errorf("read revision of %s: %w", g.ID, err)
-	}
-	g.UpdatedAt = parseTime(updated)
-	return nil
+	return t.refreshAttrs(ctx, &g.StandardAttrs)
 }
 
 // UpdateSecurityGroup saves a group's name, description and stateful flag
@@ -306,7 +294,7 @@ func (t *Tx) UpdateSecurityGroup(ctx context.Context, g *neutron.SecurityGroup) 
 	if err := t.logChange(ctx, KindSecurityGroup, g.ID, OpUpdate, g.ProjectID); err != nil {
 		return err
 	}
-	return t.refreshSGAttrs(ctx, g)
+	return t.refreshAttrs(ctx, &g.StandardAttrs)
 }
 
 // DeleteSecurityGroup removes a group, its rules, and the rules of other
@@ -352,11 +340,7 @@ func (t *Tx) DefaultSecurityGroupID(ctx context.Context, projectID string) (stri
 
 // CountSecurityGroups counts a project's groups, as Neutron's quota does.
 func (t *Tx) CountSecurityGroups(ctx context.Context, projectID string) (int, error) {
-	var n int
-	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM security_groups WHERE project_id = ?`, projectID).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count security groups of %s: %w", projectID, err)
-	}
-	return n, nil
+	return t.count(ctx, `SELECT COUNT(*) FROM security_groups WHERE project_id = ?`, projectID)
 }
 
 // ---- rules
@@ -488,12 +472,7 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 }
 
 func (t *Tx) bumpGroups(ctx context.Context, groups map[string]bool) error {
-	ids := make([]string, 0, len(groups))
-	for id := range groups {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range sortedKeys(groups) {
 		var sa int64
 		if err := t.queryRow(ctx, `SELECT standard_attr_id FROM security_groups WHERE id = ?`, id).Scan(&sa); err != nil {
 			return fmt.Errorf("bump revision of security group %s: %w", id, err)
@@ -520,13 +499,7 @@ func (t *Tx) UpdateRuleDescription(ctx context.Context, r *neutron.SecurityGroup
 	if err := t.logChange(ctx, KindSecurityGroupRule, r.ID, OpUpdate, r.ProjectID); err != nil {
 		return err
 	}
-	var updated string
-	if err := t.queryRow(ctx, `SELECT revision_number, updated_at FROM standard_attrs WHERE id = ?`, r.StandardAttrID).
-		Scan(&r.RevisionNumber, &updated); err != nil {
-		return fmt.Errorf("read revision of %s: %w", r.ID, err)
-	}
-	r.UpdatedAt = parseTime(updated)
-	return nil
+	return t.refreshAttrs(ctx, &r.StandardAttrs)
 }
 
 // DeleteRule removes a rule and bumps its group's revision.
@@ -551,11 +524,7 @@ func (t *Tx) deleteRule(ctx context.Context, r *neutron.SecurityGroupRule, bumpG
 
 // CountRules counts the rules a project owns, as Neutron's quota does.
 func (t *Tx) CountRules(ctx context.Context, projectID string) (int, error) {
-	var n int
-	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM security_group_rules WHERE project_id = ?`, projectID).Scan(&n); err != nil {
-		return 0, fmt.Errorf("count security group rules of %s: %w", projectID, err)
-	}
-	return n, nil
+	return t.count(ctx, `SELECT COUNT(*) FROM security_group_rules WHERE project_id = ?`, projectID)
 }
 
 func nullStr(s sql.NullString) *string {
