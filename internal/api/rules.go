@@ -166,19 +166,8 @@ func (s *Server) createRules(w http.ResponseWriter, r *request) error {
 	var rules []*neutron.SecurityGroupRule
 	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
 		// The API's quota check comes before the plugin's validation.
-		perProject := map[string]int{}
-		var order []string
-		for _, it := range items {
-			p := it["project_id"].(string)
-			if perProject[p] == 0 {
-				order = append(order, p)
-			}
-			perProject[p]++
-		}
-		for _, p := range order {
-			if err := s.checkQuota(r.Context(), tx, p, "security_group_rule", perProject[p]); err != nil {
-				return err
-			}
+		if err := s.checkQuotaItems(r.Context(), tx, items, "security_group_rule"); err != nil {
+			return err
 		}
 		for _, it := range items {
 			rule, err := neutron.RuleFromAttrs(it)

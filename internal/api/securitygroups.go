@@ -167,19 +167,8 @@ func (s *Server) createSecurityGroups(w http.ResponseWriter, r *request) error {
 	created := make([]neutron.SecurityGroup, 0, len(items))
 	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
 		// The API's quota check comes first, for the whole request.
-		perProject := map[string]int{}
-		var order []string
-		for _, it := range items {
-			p := it["project_id"].(string)
-			if perProject[p] == 0 {
-				order = append(order, p)
-			}
-			perProject[p]++
-		}
-		for _, p := range order {
-			if err := s.checkQuota(r.Context(), tx, p, "security_group", perProject[p]); err != nil {
-				return err
-			}
+		if err := s.checkQuotaItems(r.Context(), tx, items, "security_group"); err != nil {
+			return err
 		}
 		for _, it := range items {
 			g := &neutron.SecurityGroup{
