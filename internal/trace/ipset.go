@@ -33,11 +33,10 @@ type IPSet struct {
 // ParseIPSets reads `ipset save` output (create/add lines) or `ipset list`
 // output (Name:/Type:/Header:/Members: blocks); the format is detected.
 func ParseIPSets(r io.Reader) (IPSets, error) {
-	data, err := io.ReadAll(r)
+	s, err := readString(r)
 	if err != nil {
 		return nil, fmt.Errorf("read ipsets: %w", err)
 	}
-	s := string(data)
 	sets := IPSets{}
 	if strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "Name:") {
 		err = parseIPSetList(s, sets)

@@ -101,9 +101,7 @@ func (it *item) eval(p *Packet, sets IPSets) (Outcome, string) {
 		}
 		return outcome(inRanges(port, it.ranges), it.neg), ""
 	case itemMultiport:
-		switch p.Protocol {
-		case 6, 17, 33, 132, 136:
-		default:
+		if !hasPorts(p.Protocol) {
 			return outcome(false, it.neg), "packet: protocol " + protoName(p.Protocol) + " has no ports"
 		}
 		var ok bool
