@@ -1,7 +1,6 @@
 package trace
 
 import (
-	"sort"
 	"strconv"
 	"strings"
 
@@ -118,31 +117,16 @@ func Protocols(all bool) []Protocol {
 // gives each number, as iptables accepts them.
 func etcProtocolNames() map[int][]string {
 	names := map[int][]string{}
-	// neutron.ParseIptablesProtocol knows them; walk the candidate names
-	// that the embedded table holds by asking for each number's save name
-	// and the well-known aliases.
+	// The embedded table gives one name per number: the one iptables-save
+	// prints.
 	for n := 0; n <= 255; n++ {
 		if name := neutron.IptablesProtocolName(n); name != "" && name != strconv.Itoa(n) {
-			names[n] = append(names[n], name)
+			names[n] = []string{name}
 		}
 	}
 	// hopopt shares 0 with ip; iptables prints no -p for 0.
-	names[0] = []string{"ip", "hopopt"}
-	for n := range names {
-		sort.Strings(names[n])
-		names[n] = uniq(names[n])
-	}
+	names[0] = []string{"hopopt", "ip"}
 	return names
-}
-
-func uniq(s []string) []string {
-	out := s[:0]
-	for i, x := range s {
-		if i == 0 || x != s[i-1] {
-			out = append(out, x)
-		}
-	}
-	return out
 }
 
 // ProtocolRowText is a row for a text table.
