@@ -77,7 +77,7 @@ const portID = "290ec38c-b349-4fe5-a93a-188b99947afe"
 func result(hop string, frames ...[]byte) HopResult {
 	var ps []Packet
 	for _, f := range frames {
-		ps = append(ps, ParseFrame(f, len(f)))
+		ps = append(ps, ParseFrame(f))
 	}
 	h := HopResult{Hop: Hop{Name: hop, Device: hop}, Packets: len(ps), packets: ps}
 	h.Partial = hop == HopQbr || hop == HopBrInt

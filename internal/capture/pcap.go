@@ -15,17 +15,14 @@ import (
 // Packet is what capture needs of a frame: enough to tell flows apart and
 // to build the `moat trace` command that explains a drop.
 type Packet struct {
-	SrcMAC     string
-	Proto      int // IP protocol, -1 for non-IP frames
-	Src, Dst   netip.Addr
-	Sport      int // TCP/UDP/SCTP/UDP-Lite/DCCP, else 0
-	Dport      int
-	ICMPType   int // ICMP/ICMPv6, else -1
-	ICMPCode   int
-	VLAN       int  // 802.1Q tag on br-int, 0 for none
-	IsIPv6     bool // Src/Dst are IPv6
-	EtherType  uint16
-	WireLength int
+	SrcMAC    string
+	Proto     int // IP protocol, -1 for non-IP frames
+	Src, Dst  netip.Addr
+	Sport     int // TCP/UDP/SCTP/UDP-Lite/DCCP, else 0
+	Dport     int
+	ICMPType  int // ICMP/ICMPv6, else -1
+	ICMPCode  int
+	EtherType uint16
 }
 
 func (p Packet) String() string {
@@ -71,7 +68,7 @@ func ReadPcap(r io.Reader) ([]Packet, error) {
 		if _, err := io.ReadFull(r, rec[:]); err != nil {
 			return out, nil
 		}
-		incl, orig := order.Uint32(rec[8:12]), order.Uint32(rec[12:16])
+		incl := order.Uint32(rec[8:12])
 		if incl > 1<<18 {
 			return out, fmt.Errorf("pcap record of %d bytes: corrupt stream", incl)
 		}
@@ -79,13 +76,14 @@ func ReadPcap(r io.Reader) ([]Packet, error) {
 		if _, err := io.ReadFull(r, data); err != nil {
 			return out, nil
 		}
-		out = append(out, ParseFrame(data, int(orig)))
+		out = append(out, ParseFrame(data))
 	}
 }
 
-// ParseFrame decodes an Ethernet frame as far as it can.
-func ParseFrame(b []byte, wireLen int) Packet {
-	p := Packet{Proto: -1, ICMPType: -1, WireLength: wireLen}
+// ParseFrame decodes an Ethernet frame as far as it can. An 802.1Q tag
+// (br-int's) is skipped.
+func ParseFrame(b []byte) Packet {
+	p := Packet{Proto: -1, ICMPType: -1}
 	if len(b) < 14 {
 		return p
 	}
@@ -93,7 +91,6 @@ func ParseFrame(b []byte, wireLen int) Packet {
 	et := binary.BigEndian.Uint16(b[12:14])
 	b = b[14:]
 	if et == 0x8100 && len(b) >= 4 {
-		p.VLAN = int(binary.BigEndian.Uint16(b[0:2]) & 0x0fff)
 		et = binary.BigEndian.Uint16(b[2:4])
 		b = b[4:]
 	}
@@ -118,7 +115,6 @@ func ParseFrame(b []byte, wireLen int) Packet {
 		if len(b) < 40 {
 			return p
 		}
-		p.IsIPv6 = true
 		p.Proto = int(b[6])
 		p.Src, _ = netip.AddrFromSlice(b[8:24])
 		p.Dst, _ = netip.AddrFromSlice(b[24:40])
