@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 
 	"github.com/spf13/cobra"
@@ -42,10 +41,7 @@ or compiled from a spec (--input FILE, counters are then zero).`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				enc.SetEscapeHTML(false)
-				return enc.Encode(ex)
+				return writeIndentedJSON(cmd.OutOrStdout(), ex)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rules:  %s\n", where)
 			return trace.WriteExplainText(cmd.OutOrStdout(), ex)

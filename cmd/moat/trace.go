@@ -280,10 +280,7 @@ is "unknown" when such a rule could have decided. See docs/trace.md.`,
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(cmd.OutOrStdout())
-				enc.SetIndent("", "  ")
-				enc.SetEscapeHTML(false)
-				return enc.Encode(res)
+				return writeIndentedJSON(cmd.OutOrStdout(), res)
 			}
 			fmt.Fprintf(cmd.OutOrStdout(), "rules:  %s\n", where)
 			return trace.WriteText(cmd.OutOrStdout(), res)
@@ -294,6 +291,15 @@ is "unknown" when such a rule could have decided. See docs/trace.md.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().StringVar(&packets, "packets", "", "trace every packet of this file (JSON lines; - for standard input) and print JSON lines")
 	return cmd
+}
+
+// writeIndentedJSON prints v as indented JSON, with <, > and & as they
+// are (rules and commands hold them).
+func writeIndentedJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	return enc.Encode(v)
 }
 
 // batchPacket is one line of --packets. Numbers may be JSON numbers or
