@@ -334,11 +334,9 @@ func portGroups(ctx context.Context, tx *store.Tx, nctx *neutron.Context, projec
 		if err != nil {
 			return nil, err
 		}
-		ok := g != nil && (nctx.IsAdmin || g.ProjectID == project)
-		if g != nil && !ok {
-			if ok, err = tx.SecurityGroupSharedWith(ctx, id, project); err != nil {
-				return nil, err
-			}
+		ok, err := usableGroup(ctx, tx, nctx, g, project)
+		if err != nil {
+			return nil, err
 		}
 		if !ok {
 			missing = append(missing, id)

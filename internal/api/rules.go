@@ -54,33 +54,62 @@ func renderRule(r *neutron.SecurityGroupRule, fields []string) object {
 	return ruleFields(r, false).only(fields)
 }
 
-// ruleLookup answers the rule checks from inside the write transaction.
+// ruleLookup answers the rule checks from inside the write transaction of
+// one request. It remembers the groups it loaded and the answers it gave:
+// a bulk create asks about the same group once per rule, and nothing
+// changes them before the checks are done.
 type ruleLookup struct {
-	ctx  context.Context
-	tx   *store.Tx
-	nctx *neutron.Context
+	ctx     context.Context
+	tx      *store.Tx
+	nctx    *neutron.Context
+	groups  map[string]*neutron.SecurityGroup // nil: no such group
+	visible map[[2]string]bool                // by group id and project
+}
+
+func newRuleLookup(ctx context.Context, tx *store.Tx, nctx *neutron.Context) *ruleLookup {
+	return &ruleLookup{ctx: ctx, tx: tx, nctx: nctx,
+		groups: map[string]*neutron.SecurityGroup{}, visible: map[[2]string]bool{}}
+}
+
+// group loads a group once per request; nil if there is none.
+func (l *ruleLookup) group(id string) (*neutron.SecurityGroup, error) {
+	if g, ok := l.groups[id]; ok {
+		return g, nil
+	}
+	g, err := l.tx.GetSecurityGroup(l.ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	l.groups[id] = g
+	return g, nil
 }
 
 // SecurityGroupVisible is Neutron's _check_security_group: the group must
 // exist for the rule's project, as its own or shared with it (admins see
 // every group).
-func (l ruleLookup) SecurityGroupVisible(id, project string) (bool, error) {
-	g, err := l.tx.GetSecurityGroup(l.ctx, id)
-	if err != nil || g == nil {
+func (l *ruleLookup) SecurityGroupVisible(id, project string) (bool, error) {
+	key := [2]string{id, project}
+	if ok, seen := l.visible[key]; seen {
+		return ok, nil
+	}
+	g, err := l.group(id)
+	if err != nil {
 		return false, err
 	}
-	if l.nctx.IsAdmin || g.ProjectID == project {
-		return true, nil
+	ok, err := usableGroup(l.ctx, l.tx, l.nctx, g, project)
+	if err != nil {
+		return false, err
 	}
-	return l.tx.SecurityGroupSharedWith(l.ctx, id, project)
+	l.visible[key] = ok
+	return ok, nil
 }
 
 // AddressGroupVisible: moat does not serve address groups yet, so no
 // address group exists (Neutron answers AddressGroupNotFound the same way
 // for an unknown one).
-func (l ruleLookup) AddressGroupVisible(id, project string) (bool, error) { return false, nil }
+func (l *ruleLookup) AddressGroupVisible(id, project string) (bool, error) { return false, nil }
 
-func (l ruleLookup) RuleWithKey(sgID string, keys []string) (string, error) {
+func (l *ruleLookup) RuleWithKey(sgID string, keys []string) (string, error) {
 	return l.tx.RuleWithKey(l.ctx, sgID, keys)
 }
 
@@ -176,13 +205,14 @@ func (s *Server) createRules(w http.ResponseWriter, r *request) error {
 			}
 			rules = append(rules, rule)
 		}
-		sgID, err := neutron.CheckNewRules(ruleLookup{r.Context(), tx, r.ctx}, rules, bulk)
+		lookup := newRuleLookup(r.Context(), tx, r.ctx)
+		sgID, err := neutron.CheckNewRules(lookup, rules, bulk)
 		if err != nil {
 			return err
 		}
 		// A project a group is shared with may use the group, not change
 		// its rules (Neutron 21 lets it; see docs/compatibility.md).
-		if g, err := tx.GetSecurityGroup(r.Context(), sgID); err != nil {
+		if g, err := lookup.group(sgID); err != nil {
 			return err
 		} else if g != nil && !r.ctx.IsAdmin && g.ProjectID != rules[0].ProjectID {
 			return policyDenied("rule:create_security_group_rule")

@@ -41,6 +41,19 @@ func ownsGroup(ctx *neutron.Context, g *neutron.SecurityGroup) bool {
 	return ctx.IsAdmin || g.ProjectID == ctx.ProjectID
 }
 
+// usableGroup reports whether project may use group g (nil when there is
+// no such group) for a port or as a rule's group or remote group: its own
+// group, one shared with it, or any group when an admin asks.
+func usableGroup(ctx context.Context, tx *store.Tx, nctx *neutron.Context, g *neutron.SecurityGroup, project string) (bool, error) {
+	if g == nil {
+		return false, nil
+	}
+	if nctx.IsAdmin || g.ProjectID == project {
+		return true, nil
+	}
+	return tx.SecurityGroupSharedWith(ctx, g.ID, project)
+}
+
 // getVisibleGroup loads a group the caller may see, or answers as Neutron
 // does for a missing or foreign one: SecurityGroupNotFound.
 func getVisibleGroup(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.SecurityGroup, error) {
