@@ -370,6 +370,9 @@ func (s *Server) createPorts(w http.ResponseWriter, r *request) error {
 	raws := rawItems(r.body, neutron.PortResource)
 	var created []neutron.Port
 	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		// Creating ports does not change networks: each item's network is
+		// loaded once, for the policy checks and for the create.
+		nets := make([]*neutron.Network, len(items))
 		for i, it := range items {
 			n, err := getVisibleNetwork(r.Context(), tx, r.ctx, it["network_id"].(string))
 			if err != nil {
@@ -378,12 +381,13 @@ func (s *Server) createPorts(w http.ResponseWriter, r *request) error {
 			if err := enforce("create_port", neutron.PortResource, raws[i], portChecks(r.ctx, n, raws[i], false)); err != nil {
 				return err
 			}
+			nets[i] = n
 		}
 		if err := s.checkQuotaItems(r.Context(), tx, items, "port"); err != nil {
 			return err
 		}
-		for _, it := range items {
-			p, err := s.createPort(r.Context(), tx, r.ctx, it)
+		for i, it := range items {
+			p, err := s.createPort(r.Context(), tx, r.ctx, nets[i], it)
 			if err != nil {
 				return err
 			}
@@ -406,11 +410,10 @@ func (s *Server) createPorts(w http.ResponseWriter, r *request) error {
 	return nil
 }
 
-func (s *Server) createPort(ctx context.Context, tx *store.Tx, nctx *neutron.Context, it map[string]any) (*neutron.Port, error) {
-	n, err := getVisibleNetwork(ctx, tx, nctx, it["network_id"].(string))
-	if err != nil {
-		return nil, err
-	}
+// createPort creates the port of one item on n, the item's network (loaded
+// with getVisibleNetwork).
+func (s *Server) createPort(ctx context.Context, tx *store.Tx, nctx *neutron.Context, n *neutron.Network, it map[string]any) (*neutron.Port, error) {
+	var err error
 	p := &neutron.Port{
 		ID: uuid.NewString(), ProjectID: it["project_id"].(string), NetworkID: n.ID, Name: it["name"].(string),
 		Description: it["description"].(string), AdminStateUp: it["admin_state_up"].(bool), Status: neutron.PortStatusDown,
