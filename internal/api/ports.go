@@ -480,10 +480,10 @@ func (s *Server) createPort(ctx context.Context, tx *store.Tx, nctx *neutron.Con
 	if len(p.AllowedAddressPairs) > 0 && !p.PortSecurityEnabled {
 		return nil, neutron.AddressPairAndPortSecurityRequired()
 	}
+	// CreatePort sets the new port's tags to [].
 	if err := tx.CreatePort(ctx, p); err != nil {
 		return nil, err
 	}
-	p.Tags = []string{}
 	return p, nil
 }
 

@@ -218,7 +218,6 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 	if err := s.syncDHCPPort(ctx, tx, n, ""); err != nil {
 		return nil, err
 	}
-	sn.Tags = []string{}
 	return sn, nil
 }
 

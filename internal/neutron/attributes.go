@@ -54,17 +54,6 @@ func (r *Resource) Attr(name string) (*Attr, bool) {
 	return nil, false
 }
 
-// VisibleNames lists the attributes shown in responses, in order.
-func (r *Resource) VisibleNames() []string {
-	var names []string
-	for _, a := range r.Attrs {
-		if a.Visible {
-			names = append(names, a.Name)
-		}
-	}
-	return names
-}
-
 // PrepareBody checks and normalises a decoded POST or PUT body exactly as
 // Neutron's prepare_request_body does: body shape, project ownership,
 // unknown attributes, required and read-only attributes, defaults, then

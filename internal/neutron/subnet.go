@@ -2,7 +2,6 @@ package neutron
 
 import (
 	"fmt"
-	"math/big"
 	"net/http"
 	"net/netip"
 	"strings"
@@ -53,16 +52,6 @@ type Subnet struct {
 func (s *Subnet) IsSLAAC() bool {
 	return s.IPVersion == 6 && s.IPv6AddressMode != nil &&
 		(*s.IPv6AddressMode == IPv6SLAAC || *s.IPv6AddressMode == IPv6DHCPv6Stateless)
-}
-
-// InPools reports whether addr is in one of the subnet's allocation pools.
-func (s *Subnet) InPools(addr netip.Addr) bool {
-	for _, p := range s.AllocationPools {
-		if p.Start.Compare(addr) <= 0 && addr.Compare(p.End) <= 0 {
-			return true
-		}
-	}
-	return false
 }
 
 // ConvertCIDRCanonical is convert_cidr_to_canonical_format: host bits are
@@ -476,15 +465,6 @@ func excludeAddr(p Pool, a *netip.Addr) []Pool {
 	}
 	return out
 }
-
-// PoolSize is the number of addresses in a pool.
-func PoolSize(p Pool) *big.Int {
-	s, e := new(big.Int).SetBytes(p.Start.AsSlice()), new(big.Int).SetBytes(p.End.AsSlice())
-	return new(big.Int).Add(new(big.Int).Sub(e, s), big.NewInt(1))
-}
-
-// Overlaps reports whether two prefixes share addresses.
-func Overlaps(a, b netip.Prefix) bool { return a.Overlaps(b) }
 
 // EUI64 is the SLAAC address of mac in a /64.
 func EUI64(prefix netip.Prefix, mac string) (netip.Addr, error) {
