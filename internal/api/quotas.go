@@ -89,11 +89,6 @@ func (s *Server) checkQuota(ctx context.Context, tx *store.Tx, project, resource
 	return nil
 }
 
-func quotaPolicy(action string) *neutron.Error {
-	return &neutron.Error{Status: http.StatusForbidden, Type: "PolicyNotAuthorized",
-		Message: fmt.Sprintf("rule:%s is disallowed by policy", action)}
-}
-
 func (s *Server) quotaRoutes(m string, segs []string) (handlerFunc, error) {
 	switch len(segs) {
 	case 1:
@@ -132,7 +127,7 @@ func (s *Server) renderLimits(l map[string]int64) object {
 
 func (s *Server) listQuotas(w http.ResponseWriter, r *request) error {
 	if !r.ctx.IsAdmin {
-		return quotaPolicy("get_quota")
+		return policyDenied("rule:get_quota")
 	}
 	out := []object{}
 	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
@@ -163,7 +158,7 @@ func (s *Server) quotaTenant(w http.ResponseWriter, r *request) error {
 
 func canReadQuota(r *request) error {
 	if !r.ctx.IsAdmin && r.segs[1] != r.ctx.ProjectID {
-		return quotaPolicy("get_quota")
+		return policyDenied("rule:get_quota")
 	}
 	return nil
 }
@@ -255,7 +250,7 @@ func validateQuotaRange(v any) error {
 
 func (s *Server) updateQuota(w http.ResponseWriter, r *request) error {
 	if !r.ctx.IsAdmin {
-		return quotaPolicy("update_quota")
+		return policyDenied("rule:update_quota")
 	}
 	items, _, err := quotaResourceDef().PrepareBody(r.ctx, r.body, false, false)
 	if err != nil {
@@ -297,7 +292,7 @@ func (s *Server) updateQuota(w http.ResponseWriter, r *request) error {
 
 func (s *Server) deleteQuota(w http.ResponseWriter, r *request) error {
 	if !r.ctx.IsAdmin {
-		return quotaPolicy("delete_quota")
+		return policyDenied("rule:delete_quota")
 	}
 	var found bool
 	err := s.store.Write(r.Context(), func(tx *store.Tx) error {
