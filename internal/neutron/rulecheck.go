@@ -64,16 +64,14 @@ func CheckNewRules(lookup RuleLookup, rules []*SecurityGroupRule, bulk bool) (st
 	}
 	sgID := rules[0].SecurityGroupID
 	seen := map[string]bool{}
+	keys := make([]string, 0, len(rules))
 	for _, r := range rules {
 		k := RuleKey(r)
 		if seen[k] {
 			return "", DuplicateSecurityGroupRuleInPost()
 		}
 		seen[k] = true
-	}
-	keys := make([]string, 0, len(seen))
-	for _, r := range rules {
-		keys = append(keys, RuleKey(r))
+		keys = append(keys, k)
 	}
 	id, err := lookup.RuleWithKey(sgID, keys)
 	if err != nil {

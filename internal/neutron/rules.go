@@ -212,13 +212,9 @@ func RuleFromAttrs(a map[string]any) (*SecurityGroupRule, error) {
 	}
 
 	// _make_canonical_ipv6_icmp_protocol
-	if r.Ethertype == IPv6 && r.Protocol != nil {
-		switch *r.Protocol {
-		case "icmp", "icmpv6", "ipv6-icmp":
-			r.Protocol = strPtr("ipv6-icmp")
-		case "1":
-			r.Protocol = strPtr("58")
-		}
+	if r.Protocol != nil {
+		p := canonicalIPv6ICMP(*r.Protocol, r.Ethertype)
+		r.Protocol = &p
 	}
 	// _make_canonical_port_range
 	if r.PortRangeMin != nil && r.PortRangeMax != nil && *r.PortRangeMin == 1 && *r.PortRangeMax == 65535 {
@@ -261,8 +257,6 @@ func RuleFromAttrs(a map[string]any) (*SecurityGroupRule, error) {
 	}
 	return r, nil
 }
-
-func strPtr(s string) *string { return &s }
 
 // portProtocols are the protocols whose rules may carry port ranges.
 var portProtocols = map[int]bool{ProtoTCP: true, ProtoUDP: true, ProtoDCCP: true, ProtoSCTP: true, ProtoUDPLite: true}
@@ -332,18 +326,25 @@ func RuleKey(r *SecurityGroupRule) string {
 	}, "_")
 }
 
+// canonicalIPv6ICMP is _make_canonical_ipv6_icmp_protocol: an IPv6 rule's
+// ICMP protocol, by any of its names or as 1, is ipv6-icmp (58).
+func canonicalIPv6ICMP(p, ethertype string) string {
+	if ethertype == IPv6 {
+		switch p {
+		case "icmp", "icmpv6", "ipv6-icmp":
+			return "ipv6-icmp"
+		case "1":
+			return "58"
+		}
+	}
+	return p
+}
+
 // protocolKey is _get_ip_proto_name_and_num: a [name, number] pair, so that
 // "tcp" and "6" compare equal. Like Neutron it compares strings, so "06" is
 // not "6".
 func protocolKey(p, ethertype string) string {
-	if ethertype == IPv6 {
-		switch p {
-		case "icmp", "icmpv6", "ipv6-icmp":
-			p = "ipv6-icmp"
-		case "1":
-			p = "58"
-		}
-	}
+	p = canonicalIPv6ICMP(p, ethertype)
 	if n, ok := protocolNumbers[p]; ok {
 		if p == "icmpv6" {
 			return "[icmpv6, 58]"
