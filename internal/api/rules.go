@@ -155,11 +155,8 @@ func (s *Server) listRules(w http.ResponseWriter, r *request) error {
 	if project == "" {
 		project = r.ctx.ProjectID
 	}
-	if err := s.ensureDefaultGroup(r.Context(), r.ctx, project); err != nil {
-		return err
-	}
 	var rules []neutron.SecurityGroupRule
-	err = s.store.Read(r.Context(), func(tx *store.Tx) error {
+	err = s.readWithDefaultGroup(r.Context(), r.ctx, project, func(tx *store.Tx) error {
 		var err error
 		rules, err = tx.ListRules(r.Context(), p.query)
 		return err

@@ -67,23 +67,35 @@ func getVisibleGroup(ctx context.Context, tx *store.Tx, nctx *neutron.Context, i
 	return g, nil
 }
 
-// ensureDefaultGroup creates a project's default group on first use, as
-// Neutron does on list and create; a member cannot trigger it for another
-// project.
-func (s *Server) ensureDefaultGroup(ctx context.Context, nctx *neutron.Context, project string) error {
-	if project == "" || (project != nctx.ProjectID && !nctx.IsAdmin) {
-		return nil
+// readWithDefaultGroup runs read in a read transaction once project's
+// default group exists: Neutron creates it on first use, on list as on
+// create (a member cannot trigger it for another project; "" is no
+// project). The check shares read's transaction; only when the group is
+// missing does it take a write transaction and a second read one.
+func (s *Server) readWithDefaultGroup(ctx context.Context, nctx *neutron.Context, project string, read func(*store.Tx) error) error {
+	if project != "" && project != nctx.ProjectID && !nctx.IsAdmin {
+		project = ""
 	}
-	var id string
+	missing := false
 	err := s.store.Read(ctx, func(tx *store.Tx) error {
-		var err error
-		id, err = tx.DefaultSecurityGroupID(ctx, project)
-		return err
+		if project != "" {
+			id, err := tx.DefaultSecurityGroupID(ctx, project)
+			if err != nil {
+				return err
+			}
+			if missing = id == ""; missing {
+				return nil
+			}
+		}
+		return read(tx)
 	})
-	if err != nil || id != "" {
+	if err != nil || !missing {
 		return err
 	}
-	return s.store.Write(ctx, func(tx *store.Tx) error { return s.ensureDefaultGroupTx(ctx, tx, nctx, project) })
+	if err := s.store.Write(ctx, func(tx *store.Tx) error { return s.ensureDefaultGroupTx(ctx, tx, nctx, project) }); err != nil {
+		return err
+	}
+	return s.store.Read(ctx, read)
 }
 
 func (s *Server) ensureDefaultGroupTx(ctx context.Context, tx *store.Tx, nctx *neutron.Context, project string) error {
@@ -119,17 +131,14 @@ func (s *Server) listSecurityGroups(w http.ResponseWriter, r *request) error {
 	if err != nil {
 		return err
 	}
+	project := ""
 	if r.ctx.ProjectID != "" {
-		project := filterProject(p.query.Filters)
-		if project == "" {
+		if project = filterProject(p.query.Filters); project == "" {
 			project = r.ctx.ProjectID
-		}
-		if err := s.ensureDefaultGroup(r.Context(), r.ctx, project); err != nil {
-			return err
 		}
 	}
 	var groups []neutron.SecurityGroup
-	err = s.store.Read(r.Context(), func(tx *store.Tx) error {
+	err = s.readWithDefaultGroup(r.Context(), r.ctx, project, func(tx *store.Tx) error {
 		var err error
 		if groups, err = tx.ListSecurityGroups(r.Context(), p.query); err != nil {
 			return err
