@@ -15,7 +15,7 @@ import (
 // that the agent connects it to the port's bridge once the port's rules
 // are in place; unplug takes the port's wiring down.
 func init() {
-	var portID, tap, bridge, ovsdb string
+	var portID, tap string
 	plug := &cobra.Command{
 		Use:   "plug --port ID --tap DEV",
 		Short: "Hand a hypervisor-created tap to the agent for a port",
@@ -37,12 +37,6 @@ exist, so a VM is never connected unfiltered.`,
 	}
 	plug.Flags().StringVar(&portID, "port", "", "Neutron port id")
 	plug.Flags().StringVar(&tap, "tap", "", "the tap device the hypervisor created")
-	// plug does not touch br-int: --bridge and --ovsdb are accepted, and
-	// ignored, for hooks written when it did.
-	plug.Flags().StringVar(&bridge, "bridge", wiring.ModeAuto, "ignored (plug does not touch br-int)")
-	plug.Flags().StringVar(&ovsdb, "ovsdb", "", "ignored (plug does not touch br-int)")
-	plug.Flags().MarkHidden("bridge")
-	plug.Flags().MarkHidden("ovsdb")
 	plug.MarkFlagRequired("port")
 	plug.MarkFlagRequired("tap")
 
