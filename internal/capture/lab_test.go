@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/moatbin"
 )
 
 // TestCaptureInALab pings from one lab VM to another, whose group allows
@@ -26,10 +27,8 @@ func TestCaptureInALab(t *testing.T) {
 			t.Skipf("%s not installed", bin)
 		}
 	}
-	bin := filepath.Join(t.TempDir(), "moat")
-	if out, err := exec.Command("go", "build", "-o", bin, "../../cmd/moat").CombinedOutput(); err != nil {
-		t.Fatalf("build moat: %v\n%s", err, out)
-	}
+	bin := moatbin.Build(t)
+	defer moatbin.Remove()
 	var r [3]byte
 	rand.Read(r[:])
 	name := "cap" + hex.EncodeToString(r[:])

@@ -22,6 +22,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/moatbin"
 )
 
 // Chain names of moat's (Neutron's) hybrid layout.
@@ -70,7 +71,7 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 	t.Helper()
 	needRoot(t)
 	needBackend(t, backend)
-	bin := buildMoat(t)
+	bin := moatbin.Build(t)
 	name := newLabName(t)
 	var progress syncProgress
 	cfg := lab.Config{Name: name, VMs: vms, Backend: backend, Moat: bin,

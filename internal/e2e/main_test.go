@@ -11,11 +11,11 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/moatbin"
 )
 
 // ownerDir holds one file per lab these tests built, named after the lab
@@ -36,9 +36,7 @@ func TestMain(m *testing.M) {
 		sweep()
 	}
 	code := m.Run()
-	if moatDir != "" {
-		os.RemoveAll(moatDir)
-	}
+	moatbin.Remove()
 	os.Exit(code)
 }
 
@@ -148,34 +146,4 @@ func needBackend(t *testing.T, backend string) {
 			t.Skipf("%s is not installed (apt-get install iptables)", bin)
 		}
 	}
-}
-
-var (
-	moatOnce sync.Once
-	moatDir  string
-	moatBin  string
-	moatErr  error
-)
-
-// buildMoat builds cmd/moat once per test binary run.
-func buildMoat(t *testing.T) string {
-	t.Helper()
-	moatOnce.Do(func() {
-		goTool, err := exec.LookPath("go")
-		if err != nil {
-			goTool = "/usr/local/go/bin/go"
-		}
-		if moatDir, moatErr = os.MkdirTemp("", "moat-e2e"); moatErr != nil {
-			return
-		}
-		moatBin = filepath.Join(moatDir, "moat")
-		out, err := exec.Command(goTool, "build", "-o", moatBin, "github.com/moat-sg/moat/cmd/moat").CombinedOutput()
-		if err != nil {
-			moatErr = fmt.Errorf("go build moat: %v\n%s", err, out)
-		}
-	})
-	if moatErr != nil {
-		t.Fatal(moatErr)
-	}
-	return moatBin
 }

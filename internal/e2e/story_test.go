@@ -9,6 +9,7 @@ import (
 	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/moatbin"
 )
 
 // TestDropStory is the mission's story with real packets in a lab: IPIP
@@ -21,7 +22,7 @@ func TestDropStory(t *testing.T) {
 	apitest.LookCLI(t)
 	e := newEnv(t, string(iptables.NFT), 2)
 	vm1, vm2 := e.vm[0], e.vm[1]
-	bin := buildMoat(t)
+	bin := moatbin.Build(t)
 	db := lab.DBURL(e.lab.StateDir)
 	tag := newTag()
 	got := listenIP(t, vm2.Netns, 4, carrying(tag))

@@ -18,6 +18,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/moatbin"
 )
 
 func TestValidName(t *testing.T) {
@@ -97,36 +98,9 @@ func labName() string {
 	return "mt" + hex.EncodeToString(b)
 }
 
-// buildMoat builds cmd/moat once per test binary run.
-var moatBin string
-
-func buildMoat(t *testing.T) string {
-	t.Helper()
-	if moatBin != "" {
-		return moatBin
-	}
-	goTool, err := exec.LookPath("go")
-	if err != nil {
-		goTool = "/usr/local/go/bin/go"
-	}
-	dir, err := os.MkdirTemp("", "moatlab")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(dir, "moat")
-	cmd := exec.Command(goTool, "build", "-o", bin, "github.com/moat-sg/moat/cmd/moat")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("build moat: %v\n%s", err, out)
-	}
-	moatBin = bin
-	return bin
-}
-
 func TestMain(m *testing.M) {
 	code := m.Run()
-	if moatBin != "" {
-		os.RemoveAll(filepath.Dir(moatBin))
-	}
+	moatbin.Remove()
 	os.Exit(code)
 }
 
@@ -160,7 +134,7 @@ func mustNS(t *testing.T, ns string, name string, args ...string) string {
 // with pings.
 func TestLab(t *testing.T) {
 	needLab(t)
-	bin := buildMoat(t)
+	bin := moatbin.Build(t)
 	name := labName()
 	host := HostNetns(name)
 	state := StateDir(name)
