@@ -203,15 +203,11 @@ func scenarios(t testing.TB) []*firewall.Ruleset {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, name := range sf.Names() {
-			sc, err := sf.Scenario(name)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := sc.HostState(nil)
-			if err != nil {
-				t.Fatal(err)
-			}
+		states, err := sf.HostStates()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, st := range states {
 			rs, err := firewall.Compile(st)
 			if err != nil {
 				t.Fatal(err)

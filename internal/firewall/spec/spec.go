@@ -197,6 +197,19 @@ func (s *Scenario) HostState(overrides map[string]any) (*firewall.HostState, err
 	return m.hostState()
 }
 
+// HostStates is HostState(nil) of every scenario, in file order.
+func (f *File) HostStates() ([]*firewall.HostState, error) {
+	out := make([]*firewall.HostState, 0, len(f.Scenarios))
+	for _, s := range f.Scenarios {
+		st, err := s.HostState(nil)
+		if err != nil {
+			return nil, fmt.Errorf("scenario %s: %w", s.Name, err)
+		}
+		out = append(out, st)
+	}
+	return out, nil
+}
+
 // hostPort converts a port, with the harness's defaults.
 func hostPort(p Port) (firewall.Port, error) {
 	if p.ID == "" {
