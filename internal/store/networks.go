@@ -273,10 +273,7 @@ func (t *Tx) UpdateNetwork(ctx context.Context, n *neutron.Network) error {
 		n.Name, boolInt(n.AdminStateUp), boolInt(n.Shared), n.MTU, boolInt(n.PortSecurityEnabled), n.ID); err != nil {
 		return fmt.Errorf("update network %s: %w", n.ID, err)
 	}
-	if _, err := t.exec(ctx, `UPDATE standard_attrs SET description = ? WHERE id = ?`, n.Description, n.StandardAttrID); err != nil {
-		return fmt.Errorf("update network %s: %w", n.ID, err)
-	}
-	if err := t.bumpRevision(ctx, n.StandardAttrID); err != nil {
+	if err := t.updateDescription(ctx, "network "+n.ID, &n.StandardAttrs, n.Description); err != nil {
 		return err
 	}
 	if err := t.logChange(ctx, KindNetwork, n.ID, OpUpdate, n.ProjectID); err != nil {

@@ -313,16 +313,13 @@ func (t *Tx) UpdatePort(ctx context.Context, old, p *neutron.Port) error {
 		p.HostID, p.VNICType, string(profile), p.VIFType, p.ID); err != nil {
 		return fmt.Errorf("update port %s: %w", p.ID, err)
 	}
-	if _, err := t.exec(ctx, `UPDATE standard_attrs SET description = ? WHERE id = ?`, p.Description, p.StandardAttrID); err != nil {
-		return fmt.Errorf("update port %s: %w", p.ID, err)
+	if err := t.updateDescription(ctx, "port "+p.ID, &p.StandardAttrs, p.Description); err != nil {
+		return err
 	}
 	if err := t.clearPortChildren(ctx, p.ID); err != nil {
 		return err
 	}
 	if err := t.writePortChildren(ctx, p); err != nil {
-		return err
-	}
-	if err := t.bumpRevision(ctx, p.StandardAttrID); err != nil {
 		return err
 	}
 	if err := t.logChange(ctx, KindPort, p.ID, OpUpdate, p.ProjectID); err != nil {

@@ -31,6 +31,15 @@ func (t *Tx) insertStandardAttrs(ctx context.Context, resourceType string, descr
 
 // bumpRevision increments an object's revision number and update time,
 // once per transaction as Neutron's revision plugin does.
+// updateDescription saves an updated object's description and bumps its
+// revision; what names the object in errors.
+func (t *Tx) updateDescription(ctx context.Context, what string, sa *neutron.StandardAttrs, description string) error {
+	if _, err := t.exec(ctx, `UPDATE standard_attrs SET description = ? WHERE id = ?`, description, sa.StandardAttrID); err != nil {
+		return fmt.Errorf("update %s: %w", what, err)
+	}
+	return t.bumpRevision(ctx, sa.StandardAttrID)
+}
+
 func (t *Tx) bumpRevision(ctx context.Context, standardAttrID int64) error {
 	if t.bumped == nil {
 		t.bumped = map[int64]bool{}
@@ -285,10 +294,7 @@ func (t *Tx) UpdateSecurityGroup(ctx context.Context, g *neutron.SecurityGroup) 
 		g.Name, boolInt(g.Stateful), g.ID); err != nil {
 		return fmt.Errorf("update security group %s: %w", g.ID, err)
 	}
-	if _, err := t.exec(ctx, `UPDATE standard_attrs SET description = ? WHERE id = ?`, g.Description, g.StandardAttrID); err != nil {
-		return fmt.Errorf("update security group %s: %w", g.ID, err)
-	}
-	if err := t.bumpRevision(ctx, g.StandardAttrID); err != nil {
+	if err := t.updateDescription(ctx, "security group "+g.ID, &g.StandardAttrs, g.Description); err != nil {
 		return err
 	}
 	if err := t.logChange(ctx, KindSecurityGroup, g.ID, OpUpdate, g.ProjectID); err != nil {
@@ -487,6 +493,7 @@ func (t *Tx) bumpGroups(ctx context.Context, groups map[string]bool) error {
 // UpdateRuleDescription saves a rule's description; the rule and its group
 // get new revisions.
 func (t *Tx) UpdateRuleDescription(ctx context.Context, r *neutron.SecurityGroupRule) error {
+	// A rule's description may be NULL: not updateDescription's string.
 	if _, err := t.exec(ctx, `UPDATE standard_attrs SET description = ? WHERE id = ?`, r.Description, r.StandardAttrID); err != nil {
 		return fmt.Errorf("update security group rule %s: %w", r.ID, err)
 	}

@@ -198,10 +198,7 @@ func (t *Tx) UpdateSubnet(ctx context.Context, s *neutron.Subnet) error {
 		s.Name, gatewayString(s), boolInt(s.EnableDHCP), pools, dns, routes, s.ID); err != nil {
 		return fmt.Errorf("update subnet %s: %w", s.ID, err)
 	}
-	if _, err := t.exec(ctx, `UPDATE standard_attrs SET description = ? WHERE id = ?`, s.Description, s.StandardAttrID); err != nil {
-		return fmt.Errorf("update subnet %s: %w", s.ID, err)
-	}
-	if err := t.bumpRevision(ctx, s.StandardAttrID); err != nil {
+	if err := t.updateDescription(ctx, "subnet "+s.ID, &s.StandardAttrs, s.Description); err != nil {
 		return err
 	}
 	if err := t.logChange(ctx, KindSubnet, s.ID, OpUpdate, s.ProjectID); err != nil {
