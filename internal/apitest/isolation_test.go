@@ -31,6 +31,7 @@ import (
 //	sb  subnet of B on s
 //	g   A's security group, shared with D by RBAC policy p (A's)
 //	r   a rule of A in g
+//	rd  a rule of D in g (made by admin: D may not add rules to g itself)
 //	q   RBAC policy held by B on A's group g, targeting E (made by admin)
 //	na  A's private network, sa its subnet (no ports but the DHCP port)
 //	pa  A's port on s with g: B is the owner of its network
@@ -180,6 +181,8 @@ func newFixture(t *testing.T) *fixture {
 	f.id["r"] = f.create(t, A, "security-group-rules", "security_group_rule", map[string]any{
 		"security_group_id": f.id["g"], "direction": "ingress", "ethertype": "IPv4", "protocol": "tcp",
 		"port_range_min": 22, "port_range_max": 22, "remote_ip_prefix": "10.0.0.0/8", "description": "ssh"})
+	f.id["rd"] = f.create(t, callerAdmin, "security-group-rules", "security_group_rule", map[string]any{"tenant_id": projectD.project,
+		"security_group_id": f.id["g"], "direction": "egress", "ethertype": "IPv6", "protocol": "udp", "port_range_min": 53, "port_range_max": 53})
 	f.id["p"] = f.create(t, A, "rbac-policies", "rbac_policy", map[string]any{
 		"object_type": "security_group", "object_id": f.id["g"], "action": "access_as_shared", "target_tenant": projectD.project})
 	f.id["q"] = f.create(t, callerAdmin, "rbac-policies", "rbac_policy", map[string]any{"tenant_id": projectB.project,
@@ -256,6 +259,9 @@ var (
 	objR = object{key: "r", collection: "security-group-rules", res: neutron.SecurityGroupRuleResource,
 		// get_security_group_rule: admin_owner_or_sg_owner.
 		visible: callers(callerA, callerAdmin)}
+	objRD = object{key: "rd", collection: "security-group-rules", res: neutron.SecurityGroupRuleResource,
+		// sg_owner: the owner of the rule's group sees it too.
+		visible: callers(callerA, callerD, callerAdmin)}
 	objS = object{key: "s", collection: "networks", res: neutron.NetworkResource,
 		// get_network: admin_or_owner or rule:shared.
 		visible: everyone, tagger: callerB, mayTag: ptrSet(callers(callerB, callerAdmin))}
@@ -278,7 +284,7 @@ var (
 	objQ = object{key: "q", collection: "rbac-policies", res: neutron.RBACPolicyResource,
 		visible: callers(callerB, callerAdmin)}
 
-	allObjects    = []object{objG, objR, objS, objNA, objSB, objSA, objPA, objPD, objP, objQ}
+	allObjects    = []object{objG, objR, objRD, objS, objNA, objSB, objSA, objPA, objPD, objP, objQ}
 	taggedObjects = []object{objG, objS, objNA, objSB, objSA, objPA, objPD}
 )
 
@@ -425,6 +431,9 @@ func deleteRows() []row {
 		// delete_security_group_rule: admin_or_owner.
 		del(objR, want5(noContent204, notFound("HTTPNotFound"), notFound("HTTPNotFound"), notFound("HTTPNotFound"), noContent204)),
 		// delete_network: admin_or_owner, then NetworkInUse (pa, pd).
+		// moat: the owner of g may remove D's rule from it (Neutron 21:
+		// 403, delete_security_group_rule is admin_or_owner of the rule).
+		del(objRD, want5(noContent204, notFound("HTTPNotFound"), notFound("HTTPNotFound"), noContent204, noContent204)),
 		del(objS, want5(denied, inUse("NetworkInUse"), denied, denied, inUse("NetworkInUse"))),
 		del(objNA, want5(noContent204, netNF, netNF, netNF, noContent204)),
 		// delete_subnet: admin_or_network_owner, then SubnetInUse.
