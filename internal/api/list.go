@@ -19,7 +19,7 @@ type listParams struct {
 // parseList reads Neutron's list query parameters for res. ignored names
 // filter attributes Neutron accepts but does not apply.
 func parseList(r *request, res *neutron.Resource, ignored ...string) (*listParams, error) {
-	q := r.URL.Query()
+	q := r.query
 	p := &listParams{fields: fieldsParam(r)}
 	filters, err := res.ParseFilters(q, ignored...)
 	if err != nil {
@@ -52,12 +52,49 @@ func parseList(r *request, res *neutron.Resource, ignored ...string) (*listParam
 // fieldsParam is the non-empty values of fields=.
 func fieldsParam(r *request) []string {
 	var out []string
-	for _, f := range r.URL.Query()["fields"] {
+	for _, f := range r.query["fields"] {
 		if f != "" {
 			out = append(out, f)
 		}
 	}
 	return out
+}
+
+// maxQueryParams is the most query parameters a request may carry. It is
+// net/url's limit, beyond which url.Query returns no parameters at all: a
+// filtered list would then answer with every object the caller may see,
+// fields= and filters silently gone.
+const maxQueryParams = 10000
+
+// parseQuery splits a query string as Neutron's WSGI layer (webob's
+// parse_qsl) does: pairs separated by "&" only, so that a ";" is part of a
+// value rather than a reason to drop the pair as url.ParseQuery does; "+"
+// and %XX decoded. What it cannot decode is refused, never skipped, so that
+// no filter is ever silently ignored.
+func parseQuery(raw string) (url.Values, error) {
+	q := url.Values{}
+	if raw == "" {
+		return q, nil
+	}
+	if n := strings.Count(raw, "&") + 1; n > maxQueryParams {
+		return nil, neutron.BadRequest("Too many query parameters: %d, at most %d are accepted.", n, maxQueryParams)
+	}
+	for _, pair := range strings.Split(raw, "&") {
+		if pair == "" {
+			continue
+		}
+		k, v, _ := strings.Cut(pair, "=")
+		key, err := url.QueryUnescape(k)
+		if err != nil {
+			return nil, neutron.BadRequest("Invalid query parameter %q: %v.", k, err)
+		}
+		val, err := url.QueryUnescape(v)
+		if err != nil {
+			return nil, neutron.BadRequest("Invalid value of query parameter %q: %v.", key, err)
+		}
+		q[key] = append(q[key], val)
+	}
+	return q, nil
 }
 
 // wants reports whether a response with these fields includes name.

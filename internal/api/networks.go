@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"net/http"
+	"strings"
 
 	"github.com/google/uuid"
 
@@ -221,14 +222,11 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *request) error {
 		if n, err = getVisibleNetwork(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
 			return err
 		}
-		if !ownsNetwork(r.ctx, n) {
-			return policyDenied("rule:update_network")
-		}
 		var checks []attrCheck
 		for _, a := range networkPolicyAttrs {
 			checks = append(checks, attrCheck{attr: a, allowed: func() bool { return r.ctx.IsAdmin }})
 		}
-		if err := enforce("update_network", neutron.NetworkResource, in, checks); err != nil {
+		if err := enforceUpdate("update_network", ownsNetwork(r.ctx, n), neutron.NetworkResource, in, checks); err != nil {
 			return err
 		}
 		for _, a := range networkPolicyAttrs[1:] {
@@ -249,6 +247,11 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *request) error {
 			n.AdminStateUp = v
 		}
 		if v, ok := in["shared"].(bool); ok {
+			if n.Shared && !v {
+				if err := checkUnshareNetwork(r.Context(), tx, n); err != nil {
+					return err
+				}
+			}
 			n.Shared = v
 		}
 		if v, ok := in["port_security_enabled"].(bool); ok {
@@ -266,6 +269,39 @@ func (s *Server) updateNetwork(w http.ResponseWriter, r *request) error {
 		return err
 	}
 	writeJSON(w, http.StatusOK, object{{"network", renderNetwork(n, r.ctx.IsAdmin, false, nil)}})
+	return nil
+}
+
+// invalidSharedSetting is neutron-lib's InvalidSharedSetting; Neutron
+// names the network by its name here.
+func invalidSharedSetting(name string) *neutron.Error {
+	return &neutron.Error{Status: http.StatusConflict, Type: "InvalidSharedSetting",
+		Message: "Unable to reconfigure sharing settings for network " + name + ". Multiple tenants are using it."}
+}
+
+// checkUnshareNetwork refuses to make a shared network private while
+// another project has a port or a subnet on it (Neutron's
+// _validate_shared_update): those ports would stay on a network their
+// project no longer sees. network:* ports (the DHCP port) do not count.
+func checkUnshareNetwork(ctx context.Context, tx *store.Tx, n *neutron.Network) error {
+	ports, err := tx.PortsOfNetwork(ctx, n.ID)
+	if err != nil {
+		return err
+	}
+	for _, p := range ports {
+		if p.ProjectID != n.ProjectID && !strings.HasPrefix(p.DeviceOwner, "network:") {
+			return invalidSharedSetting(n.Name)
+		}
+	}
+	subs, err := tx.SubnetsOfNetwork(ctx, n.ID)
+	if err != nil {
+		return err
+	}
+	for _, sn := range subs {
+		if sn.ProjectID != n.ProjectID {
+			return invalidSharedSetting(n.Name)
+		}
+	}
 	return nil
 }
 

@@ -16,8 +16,8 @@ func policyDenied(rule string) *neutron.Error {
 }
 
 // attrCheck is one attribute-level policy rule: it applies when the client
-// set the attribute explicitly (to something other than its default) and
-// allows the request when allowed returns true.
+// sets the attribute explicitly (see enforce and enforceUpdate) and allows
+// the request when allowed returns true.
 type attrCheck struct {
 	attr    string
 	allowed func() bool
@@ -27,21 +27,43 @@ type attrCheck struct {
 	// each item's key order; JSON objects reach moat unordered, so the
 	// keys follow this order (the one gophercloud and the CLI send).
 	sub []string
+	// explicit: Neutron's default for the attribute is ATTR_NOT_SPECIFIED
+	// where moat's attribute map has a value (binding:host_id's ""), so
+	// any value a create sends is explicitly set.
+	explicit bool
 }
 
-// enforce evaluates Neutron's "rule:ACTION and rule:ACTION:ATTR..." for the
-// attributes a request sets explicitly, and answers with the whole
-// expression when any of them fails, as oslo.policy reports it.
+// enforce evaluates the policy of a create, "rule:ACTION and
+// rule:ACTION:ATTR...", for the attributes a request sets explicitly, and
+// answers with the whole expression when any of them fails, as oslo.policy
+// reports it. On create an attribute set to its default counts as not set
+// (Neutron's _is_attribute_explicitly_set without ATTRIBUTES_TO_UPDATE).
+// The action's own rule is what every caller may do on create.
 func enforce(action string, res *neutron.Resource, raw map[string]any, checks []attrCheck) error {
+	return evaluate(action, true, true, res, raw, checks)
+}
+
+// enforceUpdate evaluates the policy of an update: allowed is the action's
+// own rule (rule:update_X, usually "admin or owner of the object"), and
+// every attribute the body names is checked, whatever its value. Skipping
+// defaults here would let a member send shared: false or
+// binding:host_id: "" past admin-only rules.
+func enforceUpdate(action string, allowed bool, res *neutron.Resource, raw map[string]any, checks []attrCheck) error {
+	return evaluate(action, allowed, false, res, raw, checks)
+}
+
+func evaluate(action string, allowed, skipDefaults bool, res *neutron.Resource, raw map[string]any, checks []attrCheck) error {
 	expr := "rule:" + action
-	denied := false
+	denied := !allowed
 	for _, c := range checks {
 		v, present := raw[c.attr]
 		if !present {
 			continue
 		}
-		if a, ok := res.Attr(c.attr); ok && a.HasDefault && !neutron.IsNotSpecified(a.Default) && fmt.Sprint(a.Default) == fmt.Sprint(v) {
-			continue // explicitly set to the default: not checked
+		if skipDefaults && !c.explicit {
+			if a, ok := res.Attr(c.attr); ok && a.HasDefault && !neutron.IsNotSpecified(a.Default) && fmt.Sprint(a.Default) == fmt.Sprint(v) {
+				continue // explicitly set to the default: not checked
+			}
 		}
 		rule := "rule:" + action + ":" + c.attr
 		if subs := subRules(action, c, v); len(subs) > 0 {

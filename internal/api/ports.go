@@ -75,10 +75,24 @@ func getVisiblePort(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id
 	if err != nil {
 		return nil, nil, err
 	}
-	if !nctx.IsAdmin && p.ProjectID != nctx.ProjectID && (n == nil || n.ProjectID != nctx.ProjectID) {
+	if !visiblePort(nctx, p, n) {
 		return nil, nil, neutron.PortNotFound(id)
 	}
 	return p, n, nil
+}
+
+// visiblePort is Neutron's get_port (admin_owner_or_network_owner): the
+// port's project, the owner of its network n (nil if gone) and admins.
+func visiblePort(nctx *neutron.Context, p *neutron.Port, n *neutron.Network) bool {
+	return nctx.IsAdmin || p.ProjectID == nctx.ProjectID || (n != nil && n.ProjectID == nctx.ProjectID)
+}
+
+// mayChangePort is Neutron's update_port rule (admin_or_owner or advsvc):
+// the owner of a port's network may see the port and delete it, but not
+// change it (its groups, port security or device owner would be theirs to
+// open).
+func mayChangePort(nctx *neutron.Context, p *neutron.Port) bool {
+	return nctx.IsAdmin || nctx.IsAdvsvc || p.ProjectID == nctx.ProjectID
 }
 
 func (s *Server) listPorts(w http.ResponseWriter, r *request) error {
@@ -130,6 +144,11 @@ func portChecks(nctx *neutron.Context, n *neutron.Network, raw map[string]any, u
 		if netOwner() {
 			return true
 		}
+		// On create, rule:shared lets any project pick a subnet of a
+		// shared network; update_port:fixed_ips has no rule:shared.
+		if update {
+			return false
+		}
 		list, _ := raw["fixed_ips"].([]any)
 		for _, it := range list {
 			if m, ok := it.(map[string]any); ok {
@@ -150,7 +169,10 @@ func portChecks(nctx *neutron.Context, n *neutron.Network, raw map[string]any, u
 		{attr: "fixed_ips", allowed: fixedIPs, sub: []string{"subnet_id", "ip_address"}},
 		{attr: "device_owner", allowed: deviceOwner},
 		{attr: "allowed_address_pairs", allowed: netOwner, sub: []string{"ip_address", "mac_address"}},
-		{attr: "binding:host_id", allowed: admin},
+		// Anyone who may create or change the port (rule:ACTION) may
+		// choose its vnic_type; the rule still shows in the expression.
+		{attr: "binding:vnic_type", allowed: func() bool { return true }},
+		{attr: "binding:host_id", allowed: admin, explicit: true},
 		{attr: "binding:profile", allowed: admin},
 		{attr: "port_security_enabled", allowed: netOwner},
 	}
@@ -504,7 +526,7 @@ func (s *Server) updatePort(w http.ResponseWriter, r *request) error {
 		if err != nil {
 			return err
 		}
-		if err := enforce("update_port", neutron.PortResource, raw, portChecks(r.ctx, n, raw, true)); err != nil {
+		if err := enforceUpdate("update_port", mayChangePort(r.ctx, old), neutron.PortResource, raw, portChecks(r.ctx, n, raw, true)); err != nil {
 			return err
 		}
 		if err := checkRevision(ifMatch, old.RevisionNumber); err != nil {

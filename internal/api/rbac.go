@@ -79,14 +79,13 @@ func (s *Server) createRBAC(w http.ResponseWriter, r *request) error {
 		return policyDenied(rbacCreateRule)
 	}
 	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		g, err := tx.GetSecurityGroup(r.Context(), p.ObjectID)
-		if err != nil {
+		// Neutron answers a missing or foreign object with the policy
+		// error too.
+		if ok, err := mayShareObject(r, tx, p.ObjectID); err != nil || !ok {
+			if err == nil {
+				err = policyDenied(rbacCreateRule)
+			}
 			return err
-		}
-		// Only the group's owner (or an admin) may share it; Neutron answers
-		// a missing or foreign object with the policy error too.
-		if g == nil || (!r.ctx.IsAdmin && g.ProjectID != r.ctx.ProjectID) {
-			return policyDenied(rbacCreateRule)
 		}
 		if exists, err := tx.RBACPolicyExists(r.Context(), p); err != nil || exists {
 			if err == nil {
@@ -105,6 +104,21 @@ func (s *Server) createRBAC(w http.ResponseWriter, r *request) error {
 	writeJSON(w, http.StatusCreated, object{{"rbac_policy", renderRBAC(p, nil)}})
 	return nil
 }
+
+// mayShareObject is Neutron's validate_rbac_policy_change: "Only admins
+// can manipulate policies on objects they do not own". It holds for create
+// and for retargeting: a project that holds a policy on a group it does not
+// own (an admin made it) must not hand the group to a third project.
+func mayShareObject(r *request, tx *store.Tx, objectID string) (bool, error) {
+	g, err := tx.GetSecurityGroup(r.Context(), objectID)
+	if err != nil {
+		return false, err
+	}
+	return g != nil && (r.ctx.IsAdmin || g.ProjectID == r.ctx.ProjectID), nil
+}
+
+// rbacUpdateRule is the policy expression of a retarget.
+const rbacUpdateRule = "(rule:update_rbac_policy and rule:update_rbac_policy:target_tenant)"
 
 // checkUnshare refuses to take a group away from projects whose ports use
 // it (Neutron's RbacPolicyInUse), unless another policy still shares it.
@@ -151,7 +165,13 @@ func (s *Server) updateRBAC(w http.ResponseWriter, r *request) error {
 			return nil
 		}
 		if target == neutron.RBACTargetAllProjects && !r.ctx.IsAdmin {
-			return policyDenied("(rule:update_rbac_policy and rule:update_rbac_policy:target_tenant)")
+			return policyDenied(rbacUpdateRule)
+		}
+		if ok, err := mayShareObject(r, tx, p.ObjectID); err != nil || !ok {
+			if err == nil {
+				err = policyDenied(rbacUpdateRule)
+			}
+			return err
 		}
 		if target != neutron.RBACTargetAllProjects {
 			if err := checkUnshare(r, tx, p); err != nil {

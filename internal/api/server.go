@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"runtime/debug"
 	"strings"
 	"time"
@@ -72,7 +73,9 @@ type request struct {
 	// segs are the path segments after /v2.0, with a trailing ".json" cut
 	// from the last one.
 	segs []string
-	body any
+	// query is the parsed query string (see parseQuery).
+	query url.Values
+	body  any
 }
 
 type handlerFunc func(w http.ResponseWriter, r *request) error
@@ -144,6 +147,11 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if strings.ContainsRune(path, 0) || strings.Contains(r.URL.RawQuery, "%00") {
 		writeError(w, r, errNUL)
+		return
+	}
+	var err error
+	if req.query, err = parseQuery(r.URL.RawQuery); err != nil {
+		writeError(w, r, err)
 		return
 	}
 	h, err := s.route(req)

@@ -54,10 +54,22 @@ func getVisibleSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.Context, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if !nctx.IsAdmin && sn.ProjectID != nctx.ProjectID && (n == nil || !visibleNetwork(nctx, n)) {
+	if !visibleSubnet(nctx, sn, n) {
 		return nil, nil, neutron.SubnetNotFound(id)
 	}
 	return sn, n, nil
+}
+
+// visibleSubnet is Neutron's get_subnet (admin_or_owner or shared): the
+// subnet's project, and whoever sees its network n (nil if gone).
+func visibleSubnet(nctx *neutron.Context, sn *neutron.Subnet, n *neutron.Network) bool {
+	return nctx.IsAdmin || sn.ProjectID == nctx.ProjectID || (n != nil && visibleNetwork(nctx, n))
+}
+
+// mayChangeSubnet is Neutron's update_subnet and delete_subnet
+// (admin_or_network_owner, or the subnet's project).
+func mayChangeSubnet(nctx *neutron.Context, sn *neutron.Subnet, n *neutron.Network) bool {
+	return nctx.IsAdmin || sn.ProjectID == nctx.ProjectID || (n != nil && ownsNetwork(nctx, n))
 }
 
 func (s *Server) listSubnets(w http.ResponseWriter, r *request) error {
@@ -403,7 +415,7 @@ func (s *Server) updateSubnet(w http.ResponseWriter, r *request) error {
 		if sn, n, err = getVisibleSubnet(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
 			return err
 		}
-		if !r.ctx.IsAdmin && sn.ProjectID != r.ctx.ProjectID && !ownsNetwork(r.ctx, n) {
+		if !mayChangeSubnet(r.ctx, sn, n) {
 			return policyDenied("rule:update_subnet")
 		}
 		if err := checkRevision(ifMatch, sn.RevisionNumber); err != nil {
@@ -479,7 +491,7 @@ func (s *Server) deleteSubnet(w http.ResponseWriter, r *request) error {
 		if err != nil {
 			return err
 		}
-		if !r.ctx.IsAdmin && sn.ProjectID != r.ctx.ProjectID && !ownsNetwork(r.ctx, n) {
+		if !mayChangeSubnet(r.ctx, sn, n) {
 			return policyDenied("rule:delete_subnet")
 		}
 		if err := checkRevision(ifMatch, sn.RevisionNumber); err != nil {

@@ -61,60 +61,109 @@ func validateTagsBody(body any) ([]string, error) {
 	return tags, nil
 }
 
+// tagParent is what a tag route needs to know about the resource it tags.
+type tagParent struct {
+	target store.TagTarget
+	// visible: the caller may see the resource, and so read its tags.
+	visible bool
+	// mayChange: the caller may change the resource, and so its tags.
+	mayChange bool
+}
+
+// tagLookup loads the parent of a tag route for the caller; nil when there
+// is no such resource.
+type tagLookup func(r *request, tx *store.Tx) (*tagParent, error)
+
 // securityGroupTags routes /v2.0/security-groups/{id}/tags[/{tag}].
 func (s *Server) securityGroupTags(method string, segs []string) (handlerFunc, error) {
-	lookup := func(r *request, tx *store.Tx) (store.TagTarget, error) {
-		g, err := tx.GetSecurityGroup(r.Context(), r.segs[1])
-		if err != nil {
-			return store.TagTarget{}, err
+	return s.tagRoutes(method, segs, "security_groups", func(r *request, tx *store.Tx) (*tagParent, error) {
+		g, err := tx.GetSecurityGroupFor(r.Context(), r.segs[1], r.ctx.ProjectID)
+		if err != nil || g == nil {
+			return nil, err
 		}
-		if g == nil || (!r.ctx.IsAdmin && g.ProjectID != r.ctx.ProjectID) {
-			return store.TagTarget{}, tagResourceNotFound("security_groups", r.segs[1])
-		}
-		return store.TagTarget{Kind: store.KindSecurityGroup, ID: g.ID, ProjectID: g.ProjectID, StandardAttrID: g.StandardAttrID}, nil
-	}
-	return s.tagRoutes(method, segs, lookup)
+		return &tagParent{
+			target:  store.TagTarget{Kind: store.KindSecurityGroup, ID: g.ID, ProjectID: g.ProjectID, StandardAttrID: g.StandardAttrID},
+			visible: visibleGroup(r.ctx, g), mayChange: ownsGroup(r.ctx, g),
+		}, nil
+	})
 }
 
 func (s *Server) networkTags(method string, segs []string) (handlerFunc, error) {
-	return s.tagRoutes(method, segs, func(r *request, tx *store.Tx) (store.TagTarget, error) {
+	return s.tagRoutes(method, segs, "networks", func(r *request, tx *store.Tx) (*tagParent, error) {
 		n, err := tx.GetNetwork(r.Context(), r.segs[1])
-		if err != nil {
-			return store.TagTarget{}, err
+		if err != nil || n == nil {
+			return nil, err
 		}
-		if n == nil || !ownsNetwork(r.ctx, n) {
-			return store.TagTarget{}, tagResourceNotFound("networks", r.segs[1])
-		}
-		return store.TagTarget{Kind: store.KindNetwork, ID: n.ID, ProjectID: n.ProjectID, StandardAttrID: n.StandardAttrID}, nil
+		return &tagParent{
+			target:  store.TagTarget{Kind: store.KindNetwork, ID: n.ID, ProjectID: n.ProjectID, StandardAttrID: n.StandardAttrID},
+			visible: visibleNetwork(r.ctx, n), mayChange: ownsNetwork(r.ctx, n),
+		}, nil
 	})
 }
 
 func (s *Server) subnetTags(method string, segs []string) (handlerFunc, error) {
-	return s.tagRoutes(method, segs, func(r *request, tx *store.Tx) (store.TagTarget, error) {
+	return s.tagRoutes(method, segs, "subnets", func(r *request, tx *store.Tx) (*tagParent, error) {
 		sn, err := tx.GetSubnet(r.Context(), r.segs[1])
+		if err != nil || sn == nil {
+			return nil, err
+		}
+		n, err := tx.GetNetwork(r.Context(), sn.NetworkID)
 		if err != nil {
-			return store.TagTarget{}, err
+			return nil, err
 		}
-		if sn == nil || (!r.ctx.IsAdmin && sn.ProjectID != r.ctx.ProjectID) {
-			return store.TagTarget{}, tagResourceNotFound("subnets", r.segs[1])
-		}
-		return store.TagTarget{Kind: store.KindSubnet, ID: sn.ID, ProjectID: sn.ProjectID, StandardAttrID: sn.StandardAttrID}, nil
+		return &tagParent{
+			target:  store.TagTarget{Kind: store.KindSubnet, ID: sn.ID, ProjectID: sn.ProjectID, StandardAttrID: sn.StandardAttrID},
+			visible: visibleSubnet(r.ctx, sn, n), mayChange: mayChangeSubnet(r.ctx, sn, n),
+		}, nil
 	})
 }
 
 func (s *Server) portTags(method string, segs []string) (handlerFunc, error) {
-	return s.tagRoutes(method, segs, func(r *request, tx *store.Tx) (store.TagTarget, error) {
-		p, _, err := getVisiblePort(r.Context(), tx, r.ctx, r.segs[1])
-		if err != nil {
-			return store.TagTarget{}, tagResourceNotFound("ports", r.segs[1])
+	return s.tagRoutes(method, segs, "ports", func(r *request, tx *store.Tx) (*tagParent, error) {
+		p, err := tx.GetPort(r.Context(), r.segs[1])
+		if err != nil || p == nil {
+			return nil, err
 		}
-		return store.TagTarget{Kind: store.KindPort, ID: p.ID, ProjectID: p.ProjectID, StandardAttrID: p.StandardAttrID}, nil
+		n, err := tx.GetNetwork(r.Context(), p.NetworkID)
+		if err != nil {
+			return nil, err
+		}
+		return &tagParent{
+			target:  store.TagTarget{Kind: store.KindPort, ID: p.ID, ProjectID: p.ProjectID, StandardAttrID: p.StandardAttrID},
+			visible: visiblePort(r.ctx, p, n), mayChange: mayChangePort(r.ctx, p),
+		}, nil
 	})
 }
 
-type tagLookup func(r *request, tx *store.Tx) (store.TagTarget, error)
+// tagTarget resolves the parent of a tag request: a resource the caller
+// cannot see is TagResourceNotFound, as in Neutron; one it sees but may not
+// change is refused with the tag policy of later Neutron releases
+// (update_<collection>_tags, delete_<collection>_tags). Neutron 21 has no
+// tag policy: whoever sees a resource could retag it (a network owner the
+// ports on its network, every project a shared network or group).
+func tagTarget(r *request, tx *store.Tx, collection string, lookup tagLookup) (store.TagTarget, error) {
+	p, err := lookup(r, tx)
+	if err != nil {
+		return store.TagTarget{}, err
+	}
+	if p == nil || !p.visible {
+		return store.TagTarget{}, tagResourceNotFound(collection, r.segs[1])
+	}
+	switch r.Method {
+	case http.MethodPut:
+		if !p.mayChange {
+			return store.TagTarget{}, policyDenied("rule:update_" + collection + "_tags")
+		}
+	case http.MethodDelete:
+		if !p.mayChange {
+			return store.TagTarget{}, policyDenied("rule:delete_" + collection + "_tags")
+		}
+	}
+	return p.target, nil
+}
 
-func (s *Server) tagRoutes(method string, segs []string, lookup tagLookup) (handlerFunc, error) {
+func (s *Server) tagRoutes(method string, segs []string, collection string, find tagLookup) (handlerFunc, error) {
+	lookup := func(r *request, tx *store.Tx) (store.TagTarget, error) { return tagTarget(r, tx, collection, find) }
 	if len(segs) == 3 {
 		switch method {
 		case http.MethodGet:
