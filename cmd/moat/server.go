@@ -26,8 +26,10 @@ type serverFlags struct {
 	db          string
 	auth        string
 	keystoneURL string
-	logLevel    string
-	quotas      map[string]int64
+	// keystoneTimeout bounds one token validation (503 beyond).
+	keystoneTimeout time.Duration
+	logLevel        string
+	quotas          map[string]int64
 
 	tenantNetworkType string
 	vniRanges         string
@@ -41,6 +43,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.db, "db", store.DefaultURL, "database: sqlite:///path/file.db or postgres://user:pass@host/db")
 	cmd.Flags().StringVar(&f.auth, "auth", "noauth", "identity: noauth (Neutron's noauth), headers (trust X-User-Id/X-Project-Id/X-Roles from an auth proxy) or keystone")
 	cmd.Flags().StringVar(&f.keystoneURL, "keystone-url", "", "Keystone v3 URL that validates X-Auth-Token (with --auth keystone)")
+	cmd.Flags().DurationVar(&f.keystoneTimeout, "keystone-timeout", api.DefaultKeystoneTimeout, "how long to wait for Keystone to validate a token before answering 503 (with --auth keystone)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&f.tenantNetworkType, "tenant-network-type", "vxlan", "type of networks created without provider attributes: vxlan, vlan or local")
 	cmd.Flags().StringVar(&f.vniRanges, "vni-ranges", "1:1000", "VXLAN ids for tenant networks, MIN:MAX[,MIN:MAX...]")
@@ -145,7 +148,7 @@ func runServer(ctx context.Context, f *serverFlags) error {
 
 // serveAPI serves the Neutron API over st until ctx ends.
 func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Logger) error {
-	auth, err := api.NewAuthenticator(f.auth, f.keystoneURL)
+	auth, err := api.NewAuthenticator(api.IdentityConfig{Mode: f.auth, KeystoneURL: f.keystoneURL, KeystoneTimeout: f.keystoneTimeout})
 	if err != nil {
 		return err
 	}

@@ -126,9 +126,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(requestIDHeader, "req-"+uuid.NewString())
-	ctx, ok := s.auth.Authenticate(r)
+	ctx, ok := authenticate(w, r, s.auth, s.log)
 	if !ok {
-		writeUnauthorized(w, s.auth.Challenge())
 		return
 	}
 	req := &request{Request: r, ctx: ctx}
