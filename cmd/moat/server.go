@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/httpserve"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
@@ -26,8 +27,10 @@ type serverFlags struct {
 	db          string
 	auth        string
 	keystoneURL string
-	logLevel    string
-	quotas      map[string]int64
+	// keystoneTimeout bounds one token validation (503 beyond).
+	keystoneTimeout time.Duration
+	logLevel        string
+	quotas          map[string]int64
 
 	tenantNetworkType string
 	vniRanges         string
@@ -38,9 +41,10 @@ type serverFlags struct {
 
 func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:9696", "address to serve the Neutron API on")
-	cmd.Flags().StringVar(&f.db, "db", store.DefaultURL, "database: sqlite:///path/file.db or postgres://user:pass@host/db")
+	cmd.Flags().StringVar(&f.db, "db", store.DefaultURL, "database: sqlite:///path/file.db (add ?synchronous=normal to skip the sync per commit, at the risk of losing the last changes on power loss) or postgres://user:pass@host/db")
 	cmd.Flags().StringVar(&f.auth, "auth", "noauth", "identity: noauth (Neutron's noauth), headers (trust X-User-Id/X-Project-Id/X-Roles from an auth proxy) or keystone")
 	cmd.Flags().StringVar(&f.keystoneURL, "keystone-url", "", "Keystone v3 URL that validates X-Auth-Token (with --auth keystone)")
+	cmd.Flags().DurationVar(&f.keystoneTimeout, "keystone-timeout", api.DefaultKeystoneTimeout, "how long to wait for Keystone to validate a token before answering 503 (with --auth keystone)")
 	cmd.Flags().StringVar(&f.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	cmd.Flags().StringVar(&f.tenantNetworkType, "tenant-network-type", "vxlan", "type of networks created without provider attributes: vxlan, vlan or local")
 	cmd.Flags().StringVar(&f.vniRanges, "vni-ranges", "1:1000", "VXLAN ids for tenant networks, MIN:MAX[,MIN:MAX...]")
@@ -145,7 +149,7 @@ func runServer(ctx context.Context, f *serverFlags) error {
 
 // serveAPI serves the Neutron API over st until ctx ends.
 func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Logger) error {
-	auth, err := api.NewAuthenticator(f.auth, f.keystoneURL)
+	auth, err := api.NewAuthenticator(api.IdentityConfig{Mode: f.auth, KeystoneURL: f.keystoneURL, KeystoneTimeout: f.keystoneTimeout})
 	if err != nil {
 		return err
 	}
@@ -157,10 +161,8 @@ func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.listen, err)
 	}
-	srv := &http.Server{
-		Handler:           api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log}),
-		ReadHeaderTimeout: 10 * time.Second,
-	}
+	srv := httpserve.New(api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log}),
+		httpserve.Defaults, log)
 	log.Info("serving the Neutron API", "url", "http://"+ln.Addr().String(), "db", f.db, "auth", f.auth)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()

@@ -2,6 +2,7 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -56,7 +57,7 @@ func TestKeystoneAuth(t *testing.T) {
 	}}
 	ksrv := httptest.NewServer(ks)
 	defer ksrv.Close()
-	auth, err := NewAuthenticator("keystone", ksrv.URL+"/v3")
+	auth, err := NewAuthenticator(IdentityConfig{Mode: "keystone", KeystoneURL: ksrv.URL + "/v3"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,9 +128,9 @@ func TestKeystoneAuthCacheExpires(t *testing.T) {
 	k.now = func() time.Time { return now }
 	req := httptest.NewRequest(http.MethodGet, "/v2.0/security-groups", nil)
 	req.Header.Set("X-Auth-Token", "t")
-	ctx, ok := k.Authenticate(req)
-	if !ok || ctx.ProjectID != "p" || ctx.UserID != "u" || ctx.IsAdmin {
-		t.Fatalf("got %+v %v", ctx, ok)
+	ctx, err := k.Authenticate(req)
+	if err != nil || ctx.ProjectID != "p" || ctx.UserID != "u" || ctx.IsAdmin {
+		t.Fatalf("got %+v %v", ctx, err)
 	}
 	// Within the TTL and the token's life: served from the cache.
 	now = now.Add(20 * time.Second)
@@ -141,20 +142,11 @@ func TestKeystoneAuthCacheExpires(t *testing.T) {
 	// and Keystone now refuses it.
 	now = now.Add(15 * time.Second)
 	delete(ks.tokens, "t")
-	if _, ok := k.Authenticate(req); ok {
-		t.Fatal("expired token accepted from the cache")
+	if _, err := k.Authenticate(req); !errors.Is(err, ErrUnauthenticated) {
+		t.Fatalf("expired token from the cache: %v, want refused", err)
 	}
 	if ks.calls.Load() != 2 {
 		t.Fatalf("%d Keystone calls, want 2", ks.calls.Load())
-	}
-}
-
-func TestKeystoneUnreachableRefuses(t *testing.T) {
-	k := NewKeystoneAuth("http://127.0.0.1:1/v3", http.DefaultClient)
-	req := httptest.NewRequest(http.MethodGet, "/v2.0/security-groups", nil)
-	req.Header.Set("X-Auth-Token", "t")
-	if _, ok := k.Authenticate(req); ok {
-		t.Fatal("accepted a token nobody validated")
 	}
 }
 
@@ -179,17 +171,23 @@ func TestHeaderAndNoAuthIdentity(t *testing.T) {
 		for k, v := range c.headers {
 			req.Header.Set(k, v)
 		}
-		ctx, ok := c.auth.Authenticate(req)
-		if ok != c.ok || (ok && (ctx.ProjectID != c.project || ctx.IsAdmin != c.admin)) {
-			t.Errorf("%s: got %+v %v", c.name, ctx, ok)
+		ctx, err := c.auth.Authenticate(req)
+		ok := err == nil
+		if ok != c.ok || (ok && (ctx.ProjectID != c.project || ctx.IsAdmin != c.admin)) || (!ok && !errors.Is(err, ErrUnauthenticated)) {
+			t.Errorf("%s: got %+v %v", c.name, ctx, err)
 		}
 	}
 }
 
 func TestNewAuthenticatorRejectsBadConfig(t *testing.T) {
-	for _, c := range []struct{ mode, url string }{{"kerberos", ""}, {"keystone", ""}, {"keystone", "not a url"}} {
-		if _, err := NewAuthenticator(c.mode, c.url); err == nil {
-			t.Errorf("NewAuthenticator(%q, %q) accepted", c.mode, c.url)
+	for _, c := range []IdentityConfig{
+		{Mode: "kerberos"},
+		{Mode: "keystone"},
+		{Mode: "keystone", KeystoneURL: "not a url"},
+		{Mode: "keystone", KeystoneURL: "http://keystone:5000/v3", KeystoneTimeout: -time.Second},
+	} {
+		if _, err := NewAuthenticator(c); err == nil {
+			t.Errorf("NewAuthenticator(%+v) accepted", c)
 		}
 	}
 }

@@ -113,6 +113,10 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
+// Unwrap lets http.ResponseController (httpserve.NoWriteTimeout, flushing)
+// reach the connection through the recorder.
+func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
+
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch {
@@ -129,9 +133,8 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(requestIDHeader, "req-"+uuid.NewString())
-	ctx, ok := s.auth.Authenticate(r)
+	ctx, ok := authenticate(w, r, s.auth, s.log)
 	if !ok {
-		writeUnauthorized(w, s.auth.Challenge())
 		return
 	}
 	req := &request{Request: r, ctx: ctx}

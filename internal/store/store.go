@@ -9,9 +9,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
 	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -69,7 +71,8 @@ func (s *Store) notify() {
 
 // Open opens (creating if needed) the database at url and migrates its
 // schema to the latest version. Accepted forms: sqlite:///abs/path.db,
-// sqlite://relative/path.db, postgres://... and postgresql://....
+// sqlite://relative/path.db (either with ?synchronous=normal to trade
+// durability on power loss for speed), postgres://... and postgresql://....
 func Open(ctx context.Context, rawURL string) (*Store, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
@@ -95,6 +98,26 @@ func Open(ctx context.Context, rawURL string) (*Store, error) {
 	return s, nil
 }
 
+// sqliteSynchronousOf reads the sqlite URL's parameters: only
+// synchronous=full|normal (default full), as SQLite's pragma value.
+func sqliteSynchronousOf(q url.Values) (string, error) {
+	for _, k := range slices.Sorted(maps.Keys(q)) {
+		if k != "synchronous" {
+			return "", fmt.Errorf("sqlite URL: unknown parameter %q (the only one is synchronous=full|normal)", k)
+		}
+	}
+	switch vs := q["synchronous"]; {
+	case len(vs) == 0:
+		return "FULL", nil
+	case len(vs) == 1 && strings.EqualFold(vs[0], "full"):
+		return "FULL", nil
+	case len(vs) == 1 && strings.EqualFold(vs[0], "normal"):
+		return "NORMAL", nil
+	default:
+		return "", fmt.Errorf("sqlite URL: synchronous=%s: want full or normal", strings.Join(vs, ","))
+	}
+}
+
 func openSQLite(u *url.URL) (*Store, error) {
 	path := u.Path
 	if u.Host != "" { // sqlite://relative/path.db
@@ -103,19 +126,30 @@ func openSQLite(u *url.URL) (*Store, error) {
 	if path == "" {
 		return nil, errors.New("sqlite URL needs a file path, e.g. sqlite:///var/lib/moat/moat.db")
 	}
+	// synchronous=FULL (the default) syncs the WAL on every commit, so an
+	// acknowledged write survives a power loss: a rule deletion the API
+	// answered 204 for cannot come back. NORMAL survives a crash of moat
+	// (kill -9) but may lose the last commits on power loss, for fewer
+	// fsyncs; sqlite:///path.db?synchronous=normal opts in.
+	synchronous, err := sqliteSynchronousOf(u.Query())
+	if err != nil {
+		return nil, err
+	}
 	if dir := filepath.Dir(path); dir != "" {
 		if err := os.MkdirAll(dir, 0o750); err != nil {
 			return nil, fmt.Errorf("create database directory: %w", err)
 		}
 	}
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	// The driver runs these pragmas on every connection it opens, so they
+	// hold for each connection of both pools.
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(" + synchronous + ")"
 	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
 	// Writes are serialised in Write; the second connection lets a
 	// statement be prepared while a write transaction holds the first.
-	writer.SetMaxOpenConns(2)
+	writer.SetMaxOpenConns(maxSQLiteWriters)
 	if err := writer.Ping(); err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -125,9 +159,15 @@ func openSQLite(u *url.URL) (*Store, error) {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	reader.SetMaxOpenConns(8)
+	reader.SetMaxOpenConns(maxSQLiteReaders)
 	return &Store{d: sqliteDialect{}, writer: writer, reader: reader}, nil
 }
+
+// The pools' sizes: WAL readers run concurrently, writers one at a time.
+const (
+	maxSQLiteWriters = 2
+	maxSQLiteReaders = 8
+)
 
 // Close releases the database.
 func (s *Store) Close() error {

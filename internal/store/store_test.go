@@ -2,6 +2,7 @@ package store
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -350,5 +351,69 @@ func TestPageOf(t *testing.T) {
 	}
 	if got := pageOf(all, func(x *item) string { return x.id }, ListQuery{Marker: "d"}); len(got) != 0 {
 		t.Fatalf("pageOf past the end = %v, want none", got)
+	}
+}
+
+// TestSQLiteSynchronous checks the durability pragma on every connection
+// of both pools, held at once so that each is a distinct connection: FULL
+// unless the URL opts into NORMAL (power loss may then undo the last
+// acknowledged commits, a deleted rule coming back).
+func TestSQLiteSynchronous(t *testing.T) {
+	const full, normal = 2, 1 // PRAGMA synchronous values
+	for _, c := range []struct {
+		query string
+		want  int
+	}{
+		{"", full},
+		{"?synchronous=full", full},
+		{"?synchronous=FULL", full},
+		{"?synchronous=normal", normal},
+	} {
+		t.Run(c.query, func(t *testing.T) {
+			s := openURL(t, "sqlite://"+filepath.Join(t.TempDir(), "moat.db")+c.query)
+			// A write and a read through the store first, so that the
+			// pools' connections have done real work.
+			if err := s.Write(context.Background(), func(*Tx) error { return nil }); err != nil {
+				t.Fatal(err)
+			}
+			for _, p := range []struct {
+				name string
+				db   *sql.DB
+				n    int
+			}{{"writer", s.writer, maxSQLiteWriters}, {"reader", s.reader, maxSQLiteReaders}} {
+				var conns []*sql.Conn
+				for i := 0; i < p.n; i++ {
+					conn, err := p.db.Conn(context.Background())
+					if err != nil {
+						t.Fatalf("%s connection %d: %v", p.name, i, err)
+					}
+					defer conn.Close()
+					conns = append(conns, conn)
+				}
+				for i, conn := range conns {
+					var got int
+					if err := conn.QueryRowContext(context.Background(), "PRAGMA synchronous").Scan(&got); err != nil {
+						t.Fatalf("%s connection %d: %v", p.name, i, err)
+					}
+					if got != c.want {
+						t.Errorf("%s connection %d: synchronous = %d, want %d", p.name, i, got, c.want)
+					}
+					var mode string
+					if err := conn.QueryRowContext(context.Background(), "PRAGMA journal_mode").Scan(&mode); err != nil || mode != "wal" {
+						t.Errorf("%s connection %d: journal_mode %q %v, want wal", p.name, i, mode, err)
+					}
+				}
+			}
+		})
+	}
+}
+
+func TestSQLiteURLParameters(t *testing.T) {
+	dir := t.TempDir()
+	for _, q := range []string{"?synchronous=off", "?synchronous=extra", "?synchronous=", "?synchronous=full&synchronous=normal", "?cache=shared", "?mode=ro&synchronous=full"} {
+		if s, err := Open(context.Background(), "sqlite://"+filepath.Join(dir, "moat.db")+q); err == nil {
+			s.Close()
+			t.Errorf("Open(...%s) succeeded, want error", q)
+		}
 	}
 }
