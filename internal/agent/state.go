@@ -17,7 +17,7 @@ func HostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string
 	for _, p := range snap.Ports {
 		fp := firewall.Port{
 			ID: p.ID, MAC: p.MACAddress, SecurityGroups: p.SecurityGroups,
-			PortSecurityDisabled: !p.PortSecurityEnabled, DeviceOwner: p.DeviceOwner,
+			PortSecurityDisabled: !p.PortSecurityEnabled, DeviceOwner: p.DeviceOwner, CreatedAt: p.CreatedAt,
 		}
 		for _, ip := range p.FixedIPs {
 			fp.FixedIPs = append(fp.FixedIPs, ip.IPAddress.String())
