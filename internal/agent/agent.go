@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
 	"strings"
 	"time"
@@ -143,6 +144,7 @@ type Agent struct {
 	attached map[string]bool       // ports whose tap is in their qbr
 	status   map[string]portStatus // status last reported to the store
 	vlans    *wiring.VLANs         // local VLAN per network
+	warnings []string              // the compiler's, last logged
 }
 
 // portStatus is what the agent reports for a port.
@@ -188,9 +190,14 @@ func (a *Agent) Run(ctx context.Context) error {
 					return nil
 				}
 				backoff = nextBackoff(backoff, a.cfg.MaxBackoff)
-				a.log.Error("apply failed; the previous rules stay in force, retrying", "err", err, "retry_in", backoff)
-				a.rules.Invalidate()
-				a.sets.Invalidate()
+				var pe *plugError
+				if errors.As(err, &pe) {
+					a.log.Error("ports not wired, retrying", "err", err, "retry_in", backoff)
+				} else {
+					a.log.Error("apply failed; the previous rules stay in force, retrying", "err", err, "retry_in", backoff)
+					a.rules.Invalidate()
+					a.sets.Invalidate()
+				}
 				retry = time.After(backoff)
 			} else {
 				dirty, backoff = false, 0
@@ -301,8 +308,11 @@ func (a *Agent) Sync(ctx context.Context) error {
 	for _, r := range rs.Rejected {
 		rejected[r.PortID] = r.Reason
 	}
-	for _, w := range rs.Warnings {
-		a.log.Warn("host state", "problem", w)
+	if !slices.Equal(rs.Warnings, a.warnings) {
+		for _, w := range rs.Warnings {
+			a.log.Warn("host state", "problem", w)
+		}
+		a.warnings = rs.Warnings
 	}
 	// 1. Ports that left the host, or are rejected now, lose their wiring
 	//    before their chains, so that no frame crosses them unfiltered.
@@ -323,8 +333,11 @@ func (a *Agent) Sync(ctx context.Context) error {
 	for _, p := range snap.Ports {
 		if reason, bad := rejected[p.ID]; bad {
 			delete(a.enforced, p.ID)
-			a.log.Error("port rejected: it passes no traffic", "port", p.ID, "reason", reason)
-			a.report(ctx, &p, portStatus{neutron.PortStatusError, reason})
+			want := portStatus{neutron.PortStatusError, reason}
+			if a.status[p.ID] != want {
+				a.log.Error("port rejected: it passes no traffic", "port", p.ID, "reason", reason)
+			}
+			a.report(ctx, &p, want)
 		}
 	}
 	// 2. New ports get their bridge and OVS port; the tap (the VM) is not
@@ -402,15 +415,18 @@ func (a *Agent) Sync(ctx context.Context) error {
 			continue
 		}
 		if reason, failed := plugFailed[p.ID]; failed {
-			a.log.Error("port not wired", "port", p.ID, "reason", reason)
-			a.report(ctx, &p, portStatus{neutron.PortStatusError, reason})
+			want := portStatus{neutron.PortStatusError, reason}
+			if a.status[p.ID] != want {
+				a.log.Error("port not wired", "port", p.ID, "reason", reason)
+			}
+			a.report(ctx, &p, want)
 			continue
 		}
 		a.report(ctx, &p, portStatus{status: neutron.PortStatusActive})
 	}
 	if len(plugFailed) > 0 {
 		// Everything else is in place; the failed plugs are retried.
-		return fmt.Errorf("plug %d port(s): %s", len(plugFailed), strings.Join(sortedValues(plugFailed), "; "))
+		return &plugError{fmt.Sprintf("plug %d port(s): %s", len(plugFailed), strings.Join(sortedValues(plugFailed), "; "))}
 	}
 	a.rev = snap.Revision
 	if a.cfg.OnSynced != nil {
@@ -420,6 +436,12 @@ func (a *Agent) Sync(ctx context.Context) error {
 		"compiled_ports", a.compiler.Stats().Ports, "rejected_ports", len(rs.Rejected))
 	return nil
 }
+
+// plugError is a sync that did everything but plug some ports: the kernel
+// holds what the agent knows, so a retry need not re-read it.
+type plugError struct{ msg string }
+
+func (e *plugError) Error() string { return e.msg }
 
 // report records a port's status in the store unless the store or the
 // agent's last report already says so.
