@@ -49,7 +49,9 @@ func portAddrs(snap *store.HostSnapshot) map[string][]*net.IPNet {
 	out := map[string][]*net.IPNet{}
 	for _, p := range snap.Ports {
 		for _, ip := range p.FixedIPs {
-			out[p.ID] = append(out[p.ID], hostNet(net.IP(ip.IPAddress.AsSlice())))
+			if ip.IPAddress.IsValid() { // a stored address that did not parse: the port is rejected
+				out[p.ID] = append(out[p.ID], hostNet(net.IP(ip.IPAddress.AsSlice())))
+			}
 		}
 		for _, ap := range p.AllowedAddressPairs {
 			if n := parseNet(ap.IPAddress); n != nil {
