@@ -265,7 +265,7 @@ func sortChains(cs []Chain) {
 // less those two groups would share (rejectSetClashes).
 func (k *compilation) ipsets(ports []*Port, entries []*portEntry) []IPSet {
 	want := map[string]setRef{}
-	k.eachSet(ports, entries, make([]string, len(ports)), false, func(_ int, r setRef) {
+	k.eachSet(ports, entries, nil, false, func(_ int, r setRef) {
 		if name := r.name(); !k.setClash[name] {
 			want[name] = r
 		}

@@ -493,10 +493,10 @@ func (k *compilation) rejectSetClashes(ports []*Port, entries []*portEntry, reas
 }
 
 // eachSet calls fn for every ipset the groups of the ports not rejected
-// name: filtered ports and port-security-disabled ones (Neutron creates
-// sets for the latter's groups too), not trusted ones. With perPort it
-// calls fn for every port; else once per group, for the first port that
-// carries it (ports share combinations and groups).
+// (reasons nil: none is) name: filtered ports and port-security-disabled
+// ones (Neutron creates sets for the latter's groups too), not trusted
+// ones. With perPort it calls fn for every port; else once per group, for
+// the first port that carries it (ports share combinations and groups).
 func (k *compilation) eachSet(ports []*Port, entries []*portEntry, reasons []string, perPort bool, fn func(i int, r setRef)) {
 	var seenCombo map[*comboEntry]bool
 	var seenGroup map[string]bool
@@ -504,7 +504,7 @@ func (k *compilation) eachSet(ports []*Port, entries []*portEntry, reasons []str
 		seenCombo, seenGroup = map[*comboEntry]bool{}, map[string]bool{}
 	}
 	for i, p := range ports {
-		if reasons[i] != "" || entries[i].static.kind == trusted {
+		if reasons != nil && reasons[i] != "" || entries[i].static.kind == trusted {
 			continue
 		}
 		if e := entries[i]; !perPort && e.static.kind == filtered {
