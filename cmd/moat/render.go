@@ -32,6 +32,11 @@ own format (tables in legacy iptables order, zero counters, no date comments;
 ipset entries sorted as ipset save -sorted prints them, without initval).
 The scenario's options (enable_ipset, comment_iptables_rules) apply.
 
+A port the compiler rejects (a bad id, MAC or address, a group it cannot
+render, a name it would share with another port) is left out as an agent
+leaves it out: no chains, its traffic dropped. render prints the rest and
+exits non-zero, naming each rejected port and why.
+
 --input - reads the spec from standard input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -62,6 +67,10 @@ func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool
 	if err != nil {
 		return fmt.Errorf("scenario %s: %w", name, err)
 	}
+	// Rejected ports are left out of the output (their traffic is
+	// dropped), which an agent would report per port; render prints the
+	// rest and fails.
+	rejected := rs.RejectedError()
 	bw := bufio.NewWriter(w)
 	sections := []struct {
 		title string
@@ -77,7 +86,13 @@ func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool
 			return err
 		}
 	}
-	return bw.Flush()
+	if err := bw.Flush(); err != nil {
+		return err
+	}
+	if rejected != nil {
+		return fmt.Errorf("scenario %s: %w", name, rejected)
+	}
+	return nil
 }
 
 // readSpec parses the spec file input ("-" for stdin), named after the

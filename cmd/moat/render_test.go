@@ -155,7 +155,7 @@ func TestRenderErrors(t *testing.T) {
 		{"port without id", `{"name":"x","security_groups":[],"ports":[{"mac_address":"fa:16:3e:00:00:01"}]}`,
 			[]string{"--input", "-"}, "port without id"},
 		{"duplicate port", `{"name":"x","security_groups":[],"ports":[{"id":"p","mac_address":"fa:16:3e:00:00:01"},{"id":"p","mac_address":"fa:16:3e:00:00:02"}]}`,
-			[]string{"--input", "-"}, "port p listed twice"},
+			[]string{"--input", "-"}, `port "p": listed twice`},
 		{"stray argument", "", []string{"--input", sample, "extra"}, "unknown command"},
 	}
 	for _, tt := range tests {
@@ -346,4 +346,43 @@ func run(t *testing.T, stdin string, args ...string) string {
 		t.Fatalf("%s: %v\n%s\ninput:\n%s", strings.Join(args, " "), err, stderr.String(), stdin)
 	}
 	return stdout.String()
+}
+
+// TestRenderRejectsBadPortsAlone renders specs with one bad port each
+// (issue 9, findings 3 and 8): the output is the golden file, in which
+// the bad port has no rule and the other port its usual rules, and render
+// fails naming the bad port. The injection spec's port id closes the
+// comment quote and starts a new line: before the compiler checked ids,
+// render printed a standalone "-A FORWARD -j ACCEPT" line for it.
+func TestRenderRejectsBadPortsAlone(t *testing.T) {
+	for _, c := range []struct{ name, wantErr string }{
+		{"injection", `port "p\" -j ACCEPT\n-A FORWARD -j ACCEPT": bad port id`},
+		{"bad_mac", `port "bad0mac0-0000-4000-8000-000000000001": bad MAC "fa:16:3e:zz:00:01"`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out, err := render(t, "", "--input", filepath.Join("testdata", "render", c.name+".json"))
+			if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+				t.Fatalf("error %v, want one containing %q", err, c.wantErr)
+			}
+			for _, l := range strings.Split(out, "\n") {
+				if strings.HasPrefix(l, "-A ") && !strings.HasPrefix(l, "-A neutron-") &&
+					!strings.Contains(l, " -j neutron-") {
+					t.Errorf("line %q jumps from a built-in chain to something not moat's", l)
+				}
+			}
+			golden := filepath.Join("testdata", "render", c.name+".golden")
+			if *update {
+				if err := os.WriteFile(golden, []byte(out), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want, err := os.ReadFile(golden)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if out != string(want) {
+				t.Errorf("output differs from %s:\n%s", golden, parity.LineDiff(string(want), out))
+			}
+		})
+	}
 }

@@ -10,7 +10,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
@@ -30,7 +32,9 @@ type Feed interface {
 	// Changed returns a channel closed at the next local change, or nil
 	// when changes can only be found by polling LatestRevision.
 	Changed() <-chan struct{}
-	SetPortStatus(ctx context.Context, portID, status string) error
+	// SetPortStatus reports a port ACTIVE (reason "") or ERROR with the
+	// reason the agent cannot enforce it.
+	SetPortStatus(ctx context.Context, portID, status, reason string) error
 }
 
 // Rules applies iptables rulesets (the iptables syncer).
@@ -123,11 +127,28 @@ type Agent struct {
 	applied  *firewall.Ruleset // what the kernel holds, nil until the first apply
 	rev      int64
 
-	wired    map[string]WirePort // ports plugged (qbr/qvb/qvo)
-	attached map[string]bool     // ports whose tap is in their qbr
-	status   map[string]string   // status last known in the store
-	vlans    *wiring.VLANs       // local VLAN per network
+	// A tap joins its bridge only once the port's own rules are in the
+	// kernel. Each successful apply gets a generation; enforced records,
+	// per port, the last one whose ruleset held the port's rules, and
+	// kernelGen the generation the kernel is known to hold: 0 after a
+	// failed apply (a table may be half written) or drift, until the next
+	// successful apply.
+	gen       uint64
+	kernelGen uint64
+	enforced  map[string]uint64
+	// held are the ports whose rules the kernel holds: on a name clash,
+	// they keep their names (firewall.HostState.Installed).
+	held map[string]bool
+
+	wired    map[string]WirePort   // ports plugged (qbr/qvb/qvo)
+	attached map[string]bool       // ports whose tap is in their qbr
+	status   map[string]portStatus // status last reported to the store
+	vlans    *wiring.VLANs         // local VLAN per network
+	warnings []string              // the compiler's, last logged
 }
+
+// portStatus is what the agent reports for a port.
+type portStatus struct{ status, reason string }
 
 // New builds an agent.
 func New(cfg Config, feed Feed, rules Rules, sets Sets, wire Wiring, ct conntrack.Deleter) *Agent {
@@ -136,7 +157,8 @@ func New(cfg Config, feed Feed, rules Rules, sets Sets, wire Wiring, ct conntrac
 	}
 	return &Agent{cfg: cfg, feed: feed, rules: rules, sets: sets, wiring: wire, conntrack: ct, log: cfg.Logger,
 		compiler: firewall.NewCompiler(), zones: map[string]int{}, wired: map[string]WirePort{},
-		attached: map[string]bool{}, status: map[string]string{}, vlans: wiring.NewVLANs()}
+		enforced: map[string]uint64{}, held: map[string]bool{},
+		attached: map[string]bool{}, status: map[string]portStatus{}, vlans: wiring.NewVLANs()}
 }
 
 // Run syncs until ctx ends. Rules stay installed when it returns: a
@@ -168,9 +190,14 @@ func (a *Agent) Run(ctx context.Context) error {
 					return nil
 				}
 				backoff = nextBackoff(backoff, a.cfg.MaxBackoff)
-				a.log.Error("apply failed; the previous rules stay in force, retrying", "err", err, "retry_in", backoff)
-				a.rules.Invalidate()
-				a.sets.Invalidate()
+				var pe *plugError
+				if errors.As(err, &pe) {
+					a.log.Error("ports not wired, retrying", "err", err, "retry_in", backoff)
+				} else {
+					a.log.Error("apply failed; the previous rules stay in force, retrying", "err", err, "retry_in", backoff)
+					a.rules.Invalidate()
+					a.sets.Invalidate()
+				}
 				retry = time.After(backoff)
 			} else {
 				dirty, backoff = false, 0
@@ -201,6 +228,7 @@ func (a *Agent) Run(ctx context.Context) error {
 					a.log.Warn("canary chain gone (tables flushed?): resyncing")
 					a.rules.Invalidate()
 					a.sets.Invalidate()
+					a.kernelGen = 0 // no tap joins until the rules are back
 					dirty = true
 				}
 			}
@@ -232,6 +260,7 @@ func (a *Agent) recover(ctx context.Context) error {
 	}
 	for id, z := range zones {
 		a.zones[id] = z
+		a.held[id] = true
 	}
 	plugged, err := a.wiring.Plugged(ctx)
 	if err != nil {
@@ -239,6 +268,9 @@ func (a *Agent) recover(ctx context.Context) error {
 	}
 	for _, p := range plugged {
 		a.wired[p.ID] = WirePort{ID: p.ID, MAC: p.MAC, NetworkID: p.NetworkID, Tag: p.Tag, MTU: p.MTU}
+		if p.MAC != "" {
+			a.held[p.ID] = true // wired completely by a previous run
+		}
 		if p.NetworkID != "" && p.Tag > 0 {
 			// A conflict (two networks on one tag after a crash) only
 			// means the port is re-plugged with a fresh tag below.
@@ -260,7 +292,9 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read host state: %w", err)
 	}
-	rs, err := a.compiler.Compile(HostState(snap, a.cfg.Options, a.zones))
+	hs := HostState(snap, a.cfg.Options, a.zones)
+	hs.Installed = a.held
+	rs, err := a.compiler.Compile(hs)
 	if err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
@@ -268,22 +302,52 @@ func (a *Agent) Sync(ctx context.Context) error {
 	for i := range snap.Ports {
 		present[snap.Ports[i].ID] = &snap.Ports[i]
 	}
-	// 1. Ports that left the host lose their wiring before their chains,
-	//    so that no frame crosses them unfiltered.
+	// Ports the compiler rejected get no rules: they are treated as gone
+	// from the host (unwired, their taps out of any bridge) and reported.
+	rejected := make(map[string]string, len(rs.Rejected))
+	for _, r := range rs.Rejected {
+		rejected[r.PortID] = r.Reason
+	}
+	if !slices.Equal(rs.Warnings, a.warnings) {
+		for _, w := range rs.Warnings {
+			a.log.Warn("host state", "problem", w)
+		}
+		a.warnings = rs.Warnings
+	}
+	// 1. Ports that left the host, or are rejected now, lose their wiring
+	//    before their chains, so that no frame crosses them unfiltered.
 	for _, id := range sortedKeys(a.wired) {
-		if present[id] == nil {
+		_, bad := rejected[id]
+		if present[id] == nil || bad {
 			if err := a.wiring.Unplug(ctx, id); err != nil {
 				return fmt.Errorf("unplug port %s: %w", id, err)
 			}
 			delete(a.wired, id)
 			delete(a.attached, id)
-			delete(a.status, id)
 			a.vlans.Release(id)
+		}
+		if present[id] == nil {
+			delete(a.status, id)
+		}
+	}
+	for _, p := range snap.Ports {
+		if reason, bad := rejected[p.ID]; bad {
+			delete(a.enforced, p.ID)
+			want := portStatus{neutron.PortStatusError, reason}
+			if a.status[p.ID] != want {
+				a.log.Error("port rejected: it passes no traffic", "port", p.ID, "reason", reason)
+			}
+			a.report(ctx, &p, want)
 		}
 	}
 	// 2. New ports get their bridge and OVS port; the tap (the VM) is not
-	//    connected until step 5, when the port's chains exist.
+	//    connected until step 5, when the port's chains exist. A port that
+	//    cannot be plugged is reported and retried; it holds up no other.
+	plugFailed := map[string]string{}
 	for _, p := range snap.Ports {
+		if _, bad := rejected[p.ID]; bad {
+			continue
+		}
 		tag, err := a.vlans.Assign(p.ID, p.NetworkID)
 		if err != nil {
 			tag = wiring.DeadVLAN // no tag left: wired, but passes nothing
@@ -295,19 +359,37 @@ func (a *Agent) Sync(ctx context.Context) error {
 		}
 		if have, ok := a.wired[p.ID]; !ok || have != want {
 			if err := a.wiring.Plug(ctx, want); err != nil {
-				return fmt.Errorf("plug port %s: %w", p.ID, err)
+				plugFailed[p.ID] = "wiring: " + err.Error()
+				continue
 			}
 			a.wired[p.ID] = want
 		}
 	}
 	// 3. Sets before the rules that name them, rules, then the sets no
-	//    rule names any more.
+	//    rule names any more. A failure may leave a table half written:
+	//    until an apply succeeds, no tap joins its bridge.
 	stale, err := a.sets.Apply(ctx, rs.IPSets)
 	if err != nil {
+		a.kernelGen = 0
 		return fmt.Errorf("apply ipsets: %w", err)
 	}
 	if err := a.rules.Apply(ctx, rs); err != nil {
+		a.kernelGen = 0
 		return fmt.Errorf("apply iptables: %w", err)
+	}
+	a.gen++
+	a.kernelGen = a.gen
+	a.held = make(map[string]bool, len(snap.Ports))
+	for _, p := range snap.Ports {
+		if _, bad := rejected[p.ID]; !bad {
+			a.enforced[p.ID] = a.gen
+			a.held[p.ID] = true
+		}
+	}
+	for id := range a.enforced {
+		if present[id] == nil {
+			delete(a.enforced, id)
+		}
 	}
 	previous := a.applied
 	a.applied = rs
@@ -329,31 +411,61 @@ func (a *Agent) Sync(ctx context.Context) error {
 	// 5. Ports are filtered: connect their taps and report them ACTIVE.
 	a.attachTaps(ctx)
 	for _, p := range snap.Ports {
-		if p.Status != neutron.PortStatusActive && a.status[p.ID] != neutron.PortStatusActive {
-			if err := a.feed.SetPortStatus(ctx, p.ID, neutron.PortStatusActive); err != nil {
-				a.log.Warn("report port status", "port", p.ID, "err", err)
-				continue
-			}
+		if _, bad := rejected[p.ID]; bad {
+			continue
 		}
-		a.status[p.ID] = neutron.PortStatusActive
+		if reason, failed := plugFailed[p.ID]; failed {
+			want := portStatus{neutron.PortStatusError, reason}
+			if a.status[p.ID] != want {
+				a.log.Error("port not wired", "port", p.ID, "reason", reason)
+			}
+			a.report(ctx, &p, want)
+			continue
+		}
+		a.report(ctx, &p, portStatus{status: neutron.PortStatusActive})
+	}
+	if len(plugFailed) > 0 {
+		// Everything else is in place; the failed plugs are retried.
+		return &plugError{fmt.Sprintf("plug %d port(s): %s", len(plugFailed), strings.Join(sortedValues(plugFailed), "; "))}
 	}
 	a.rev = snap.Revision
 	if a.cfg.OnSynced != nil {
 		a.cfg.OnSynced(snap.Revision)
 	}
 	a.log.Debug("synced", "revision", snap.Revision, "ports", len(snap.Ports), "took", time.Since(start),
-		"compiled_ports", a.compiler.Stats().Ports)
+		"compiled_ports", a.compiler.Stats().Ports, "rejected_ports", len(rs.Rejected))
 	return nil
 }
 
-// attachTaps connects the taps of wired, filtered ports, including taps a
-// hypervisor created since the last look.
+// plugError is a sync that did everything but plug some ports: the kernel
+// holds what the agent knows, so a retry need not re-read it.
+type plugError struct{ msg string }
+
+func (e *plugError) Error() string { return e.msg }
+
+// report records a port's status in the store unless the store or the
+// agent's last report already says so.
+func (a *Agent) report(ctx context.Context, p *neutron.Port, want portStatus) {
+	if (portStatus{p.Status, p.StatusReason}) == want || a.status[p.ID] == want {
+		a.status[p.ID] = want
+		return
+	}
+	if err := a.feed.SetPortStatus(ctx, p.ID, want.status, want.reason); err != nil {
+		a.log.Warn("report port status", "port", p.ID, "err", err)
+		return
+	}
+	a.status[p.ID] = want
+}
+
+// attachTaps connects the taps of wired ports whose own rules the kernel
+// holds (the last successful apply had them, and nothing failed or
+// drifted since), including taps a hypervisor created since the last look.
 func (a *Agent) attachTaps(ctx context.Context) {
-	if a.applied == nil {
+	if a.kernelGen == 0 {
 		return
 	}
 	for _, id := range sortedKeys(a.wired) {
-		if a.attached[id] {
+		if a.attached[id] || a.enforced[id] != a.kernelGen {
 			continue
 		}
 		ok, err := a.wiring.AttachTap(ctx, id)
@@ -393,7 +505,16 @@ func (a *Agent) drifted(ctx context.Context) bool {
 	a.log.Warn("kernel state drifted from moat's rules: repairing", "differences", len(diffs), "first", diffs[0])
 	a.rules.Invalidate()
 	a.sets.Invalidate()
+	a.kernelGen = 0 // no tap joins until the rules are back
 	return true
+}
+
+func sortedValues(m map[string]string) []string {
+	out := make([]string, 0, len(m))
+	for _, k := range sortedKeys(m) {
+		out = append(out, m[k])
+	}
+	return out
 }
 
 func sortedKeys[V any](m map[string]V) []string {
@@ -436,7 +557,7 @@ func (f StoreFeed) Changed() <-chan struct{} { return f.Store.Changed() }
 
 var errPortGone = errors.New("port is gone")
 
-func (f StoreFeed) SetPortStatus(ctx context.Context, portID, status string) error {
+func (f StoreFeed) SetPortStatus(ctx context.Context, portID, status, reason string) error {
 	err := f.Store.Write(ctx, func(tx *store.Tx) error {
 		p, err := tx.GetPort(ctx, portID)
 		if err != nil {
@@ -445,7 +566,7 @@ func (f StoreFeed) SetPortStatus(ctx context.Context, portID, status string) err
 		if p == nil || p.HostID != f.Host {
 			return errPortGone
 		}
-		return tx.SetPortStatus(ctx, p, status)
+		return tx.ReportPortStatus(ctx, p, status, reason)
 	})
 	if errors.Is(err, errPortGone) {
 		return nil

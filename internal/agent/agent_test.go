@@ -66,8 +66,12 @@ func (f *fakeFeed) Changed() <-chan struct{} {
 	return f.changed
 }
 
-func (f *fakeFeed) SetPortStatus(_ context.Context, id, status string) error {
-	f.ev.add("status %s %s", id[:4], status)
+func (f *fakeFeed) SetPortStatus(_ context.Context, id, status, reason string) error {
+	if reason != "" {
+		f.ev.add("status %s %s %s", id[:4], status, reason)
+	} else {
+		f.ev.add("status %s %s", id[:4], status)
+	}
 	return nil
 }
 
@@ -136,9 +140,14 @@ type fakeWiring struct {
 	ev      *events
 	taps    map[string]bool // taps that exist
 	plugged []Plugged
+	plugErr map[string]error // Plug fails for these ports
 }
 
 func (w *fakeWiring) Plug(_ context.Context, p WirePort) error {
+	if err := w.plugErr[p.ID]; err != nil {
+		w.ev.add("plug %s FAILED", p.ID[:4])
+		return err
+	}
 	w.ev.add("plug %s tag=%d mtu=%d", p.ID[:4], p.Tag, p.MTU)
 	return nil
 }

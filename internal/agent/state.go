@@ -17,7 +17,7 @@ func HostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string
 	for _, p := range snap.Ports {
 		fp := firewall.Port{
 			ID: p.ID, MAC: p.MACAddress, SecurityGroups: p.SecurityGroups,
-			PortSecurityDisabled: !p.PortSecurityEnabled, DeviceOwner: p.DeviceOwner,
+			PortSecurityDisabled: !p.PortSecurityEnabled, DeviceOwner: p.DeviceOwner, CreatedAt: p.CreatedAt,
 		}
 		for _, ip := range p.FixedIPs {
 			fp.FixedIPs = append(fp.FixedIPs, ip.IPAddress.String())
@@ -49,7 +49,9 @@ func portAddrs(snap *store.HostSnapshot) map[string][]*net.IPNet {
 	out := map[string][]*net.IPNet{}
 	for _, p := range snap.Ports {
 		for _, ip := range p.FixedIPs {
-			out[p.ID] = append(out[p.ID], hostNet(net.IP(ip.IPAddress.AsSlice())))
+			if ip.IPAddress.IsValid() { // a stored address that did not parse: the port is rejected
+				out[p.ID] = append(out[p.ID], hostNet(net.IP(ip.IPAddress.AsSlice())))
+			}
 		}
 		for _, ap := range p.AllowedAddressPairs {
 			if n := parseNet(ap.IPAddress); n != nil {

@@ -58,6 +58,11 @@ func renderPort(p *neutron.Port, admin, created bool, fields []string) object {
 	o = append(o, kv{"port_security_enabled", p.PortSecurityEnabled})
 	o = append(o, tail...)
 	o = append(o, kv{"project_id", p.ProjectID})
+	if admin && p.Status == neutron.PortStatusError && p.StatusReason != "" {
+		// moat's own, for admins (docs/compatibility.md): why the host's
+		// agent cannot enforce the port. It may name other projects' ports.
+		o = append(o, kv{"moat:status_reason", p.StatusReason})
+	}
 	return o.only(fields)
 }
 

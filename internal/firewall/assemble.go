@@ -7,15 +7,12 @@ import (
 )
 
 // assemble builds a filtered port's chains and raw rules.
-func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stateless bool) (*portOut, error) {
+func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stateless bool) *portOut {
 	out := &portOut{}
 	for fam := range out.chains {
 		chains := make([]Chain, 0, 3)
 		for dir, name := range []string{ps.chainI, ps.chainO} {
-			sg, err := k.resolve(ps, &combo.lists[fam][dir], fam)
-			if err != nil {
-				return nil, err
-			}
+			sg := k.resolve(ps, &combo.lists[fam][dir], fam)
 			var prov []line
 			if dir == in {
 				prov = ps.provider[fam]
@@ -41,14 +38,14 @@ func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stat
 		"-i " + ps.qvb + tail,
 		"-m physdev --physdev-in " + ps.tap + tail,
 	}
-	return out, nil
+	return out
 }
 
 // resolve returns a chain's group rules for one port, expanding per-member
 // rules when ipsets are off.
-func (k *compilation) resolve(ps *portStatic, rl *ruleList, fam int) (*ruleList, error) {
+func (k *compilation) resolve(ps *portStatic, rl *ruleList, fam int) *ruleList {
 	if rl.glines == nil {
-		return rl, nil
+		return rl
 	}
 	res := &ruleList{ids: map[string]struct{}{}}
 	add := res.add
@@ -57,30 +54,24 @@ func (k *compilation) resolve(ps *portStatic, rl *ruleList, fam int) (*ruleList,
 			add(gl.line)
 			continue
 		}
-		if err := k.expand(gl.exp, fam, ps.fixedText, add); err != nil {
-			return nil, err
-		}
+		k.expand(gl.exp, fam, ps.fixedText, add)
 	}
 	res.texts = texts(res.lines)
-	return res, nil
+	return res
 }
 
 // expand passes to add the lines an expansion stands for in one family:
 // the rule once per address of its remote group or address group, less
 // the remote group's members that are the port's own fixed addresses (own,
 // as stored).
-func (k *compilation) expand(x *expansion, fam int, own []string, add func(line)) error {
-	l, err := k.addresses(addrKey{addressGroup: !x.remoteGroup, id: x.id})
-	if err != nil {
-		return err
-	}
+func (k *compilation) expand(x *expansion, fam int, own []string, add func(line)) {
+	l := k.addresses(addrKey{addressGroup: !x.remoteGroup, id: x.id})
 	for _, a := range l.byFamily[fam] {
 		if x.remoteGroup && isOwn(own, a) {
 			continue
 		}
 		add(join(prefixArg(x.flag, a.prefix), x.rest))
 	}
-	return nil
 }
 
 // chainRules lays out a port chain as _add_rules_by_security_group does:
@@ -137,13 +128,14 @@ func dropIDs(ls, drop []line) []string {
 type dispatch struct {
 	statics []*portStatic
 	raws    [][]string // each filtered port's raw rules, nil for others
+	drops   []string   // the rules dropping rejected ports' traffic
 
 	forward, input, sgChain, prerouting []string
 }
 
 // dispatchChains returns the shared chains, rebuilt only when a port came,
-// went or changed its share.
-func (c *Compiler) dispatchChains(statics []*portStatic, outs []*portOut) *dispatch {
+// went or changed its share. drops end neutron-openvswi-FORWARD.
+func (c *Compiler) dispatchChains(statics []*portStatic, outs []*portOut, drops []string) *dispatch {
 	raws := make([][]string, len(outs))
 	for i, o := range outs {
 		if o != nil {
@@ -151,10 +143,10 @@ func (c *Compiler) dispatchChains(statics []*portStatic, outs []*portOut) *dispa
 		}
 	}
 	if d := c.dispatch; d != nil && slices.Equal(d.statics, statics) &&
-		slices.EqualFunc(d.raws, raws, sameArray) {
+		slices.EqualFunc(d.raws, raws, sameArray) && slices.Equal(d.drops, drops) {
 		return d
 	}
-	d := &dispatch{statics: statics, raws: raws}
+	d := &dispatch{statics: statics, raws: raws, drops: drops}
 	var nf, nu, nt int
 	for _, ps := range statics {
 		switch ps.kind {
@@ -166,7 +158,7 @@ func (c *Compiler) dispatchChains(statics []*portStatic, outs []*portOut) *dispa
 			nt++
 		}
 	}
-	d.forward = make([]string, 0, 2*len(statics))
+	d.forward = make([]string, 0, 2*len(statics)+len(drops))
 	d.input = make([]string, 0, nf+nu)
 	d.sgChain = make([]string, 0, 2*nf+1)
 	d.prerouting = make([]string, 0, 3*nf)
@@ -189,6 +181,7 @@ func (c *Compiler) dispatchChains(statics []*portStatic, outs []*portOut) *dispa
 			}
 		}
 	}
+	d.forward = append(d.forward, drops...)
 	d.sgChain = append(d.sgChain, "-j ACCEPT")
 	c.dispatch = d
 	return d
@@ -268,55 +261,18 @@ func sortChains(cs []Chain) {
 	}
 }
 
-// ipsets lists the sets the rules of the local ports' groups name.
-func (k *compilation) ipsets(ports []*Port, entries []*portEntry) ([]IPSet, error) {
-	type ref struct {
-		key addrKey
-		v6  bool
-	}
-	want := map[string]ref{}
-	var groups []string
-	for i, p := range ports {
-		switch e := entries[i]; e.static.kind {
-		case trusted:
-			continue // the agent never asks for a trusted port's groups
-		case filtered:
-			// Ports share combinations; look at each one once.
-			if e.combo.setsGen == k.c.gen {
-				continue
-			}
-			e.combo.setsGen = k.c.gen
+// ipsets lists the sets the rules of the (accepted) ports' groups name,
+// less those two groups would share (rejectSetClashes).
+func (k *compilation) ipsets(ports []*Port, entries []*portEntry) []IPSet {
+	want := map[string]setRef{}
+	k.eachSet(ports, entries, nil, false, func(_ int, r setRef) {
+		if name := r.name(); !k.setClash[name] {
+			want[name] = r
 		}
-		groups = append(groups, p.SecurityGroups...)
-	}
-	seenGroup := map[string]bool{}
-	for _, id := range groups {
-		if seenGroup[id] {
-			continue
-		}
-		seenGroup[id] = true
-		ge, err := k.group(id)
-		if err != nil {
-			return nil, err
-		}
-		if ge == nil {
-			continue
-		}
-		for _, r := range ge.r.remoteGroups {
-			want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{id: r.id}, r.v6}
-		}
-		// Neutron creates address group sets as well, even though
-		// (unlike moat) its rules never use them.
-		for _, r := range ge.r.addressGroups {
-			want[IPSetName(ethertype(r.v6), r.id)] = ref{addrKey{addressGroup: true, id: r.id}, r.v6}
-		}
-	}
+	})
 	sets := make([]IPSet, 0, len(want))
 	for name, r := range want {
-		l, err := k.addresses(r.key)
-		if err != nil {
-			return nil, err
-		}
+		l := k.addresses(r.key)
 		fam, family := v4, "inet"
 		if r.v6 {
 			fam, family = v6, "inet6"
@@ -324,7 +280,7 @@ func (k *compilation) ipsets(ports []*Port, entries []*portEntry) ([]IPSet, erro
 		sets = append(sets, IPSet{Name: name, Type: "hash:net", Family: family, Members: l.setEntries[fam]})
 	}
 	slices.SortFunc(sets, func(a, b IPSet) int { return strings.Compare(a.Name, b.Name) })
-	return sets, nil
+	return sets
 }
 
 func ethertype(isV6 bool) string {

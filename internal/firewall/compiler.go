@@ -93,6 +93,7 @@ type groupEntry struct {
 	src     SecurityGroup // deep copy of what r was rendered from
 	opt     Options
 	r       *renderedGroup
+	err     error // why the group cannot be rendered (r is nil)
 }
 
 type addrKey struct {
@@ -137,6 +138,7 @@ type portEntry struct {
 	src      Port // deep copy of what static was built from
 	comments bool
 	static   *portStatic
+	err      error       // why the port cannot have rules (static is nil)
 	comboKey string      // the port's group ids, joined
 	combo    *comboEntry // its combination in the last compile
 
@@ -168,33 +170,41 @@ type compilation struct {
 	opt    Options
 	groups map[string]*SecurityGroup
 	ags    map[string]*AddressGroup
+	// Groups and address groups the state lists more than once: which
+	// copy is meant is unknown, so neither is used.
+	dupGroups, dupAGs map[string]bool
+	// setClash holds the ipset names two different remote groups (or
+	// address groups) would share.
+	setClash map[string]bool
+	warnings []string
 
 	established, invalid, fallback line
 }
 
-// Compile compiles a host state into its ruleset.
+// Compile compiles a host state into its ruleset. No object of the state
+// makes it fail: a port that cannot have rules, because of itself or of
+// a group it carries, is left out and listed in Ruleset.Rejected with the
+// reason, and the rest of the host is compiled as usual. The error is for
+// a state that is not there at all.
 func (c *Compiler) Compile(s *HostState) (*Ruleset, error) {
+	if s == nil {
+		return nil, fmt.Errorf("compile: no host state")
+	}
 	c.gen++
 	c.stats = Stats{Ports: len(s.Ports)}
-	k, err := c.newCompilation(s)
-	if err != nil {
-		return nil, err
-	}
-	rs, err := k.run()
-	if err != nil {
-		return nil, err
-	}
+	rs := c.newCompilation(s).run()
 	c.evict()
 	return rs, nil
 }
 
 // newCompilation sets up one compile of s: its groups and address groups
-// by id (each listed once) and the rules every port chain ends with.
-func (c *Compiler) newCompilation(s *HostState) (*compilation, error) {
+// by id and the rules every port chain ends with.
+func (c *Compiler) newCompilation(s *HostState) *compilation {
 	k := &compilation{
 		c: c, s: s, opt: s.Options,
-		groups: make(map[string]*SecurityGroup, len(s.SecurityGroups)),
-		ags:    make(map[string]*AddressGroup, len(s.AddressGroups)),
+		groups:    make(map[string]*SecurityGroup, len(s.SecurityGroups)),
+		ags:       make(map[string]*AddressGroup, len(s.AddressGroups)),
+		dupGroups: map[string]bool{}, dupAGs: map[string]bool{},
 	}
 	cm := s.Options.CommentRules
 	k.established = line{text: withComment("-m state --state RELATED,ESTABLISHED -j RETURN", commentAllowAssoc, cm)}
@@ -203,18 +213,19 @@ func (c *Compiler) newCompilation(s *HostState) (*compilation, error) {
 	for i := range s.SecurityGroups {
 		g := &s.SecurityGroups[i]
 		if _, dup := k.groups[g.ID]; dup {
-			return nil, fmt.Errorf("security group %s listed twice", g.ID)
+			k.dupGroups[g.ID] = true // the ports carrying it are rejected
 		}
 		k.groups[g.ID] = g
 	}
 	for i := range s.AddressGroups {
 		ag := &s.AddressGroups[i]
-		if _, dup := k.ags[ag.ID]; dup {
-			return nil, fmt.Errorf("address group %s listed twice", ag.ID)
+		if _, dup := k.ags[ag.ID]; dup && !k.dupAGs[ag.ID] {
+			k.dupAGs[ag.ID] = true
+			k.warnings = append(k.warnings, fmt.Sprintf("address group %s listed twice: its rules match no address", quoteShort(ag.ID)))
 		}
 		k.ags[ag.ID] = ag
 	}
-	return k, nil
+	return k
 }
 
 // evict drops cache entries the last compile did not use.
@@ -241,68 +252,316 @@ func (c *Compiler) evict() {
 	}
 }
 
-func (k *compilation) run() (*Ruleset, error) {
+func (k *compilation) run() *Ruleset {
 	ports := k.c.sortedPorts(k.s.Ports)
-
-	// Static parts first: they say which ports are filtered, which the zone
-	// allocator needs to know.
+	// reasons[i] is why ports[i] is rejected, "" while it is not.
+	reasons := make([]string, len(ports))
 	entries := make([]*portEntry, len(ports))
-	present := make(map[string]bool, len(ports))
-	var prev *Port
+
+	// Each port by itself: its id, MAC and addresses, and the groups its
+	// chains are made of.
+	for i := 0; i < len(ports); {
+		j := i + 1
+		for j < len(ports) && ports[j].ID == ports[i].ID {
+			j++
+		}
+		if j > i+1 {
+			for x := i; x < j; x++ {
+				reasons[x] = "listed twice in the host state"
+			}
+		}
+		i = j
+	}
 	for i, p := range ports {
-		if i > 0 && ports[i-1].ID == p.ID {
-			return nil, fmt.Errorf("port %s listed twice", p.ID)
+		if reasons[i] != "" {
+			continue
 		}
 		e, err := k.port(p)
 		if err != nil {
-			return nil, err
-		}
-		entries[i] = e
-		if e.static.kind == trusted {
+			reasons[i] = err.Error()
 			continue
 		}
-		present[p.ID] = true
-		// Chain and device names are cut from the id, so two ports must
-		// not share its first ten characters; sorted, such ports are
-		// neighbours.
-		if prev != nil && truncate(prev.ID, 10) == truncate(p.ID, 10) {
-			return nil, fmt.Errorf("ports %s and %s would share chain %s", prev.ID, p.ID, portChainName('i', p.ID))
+		entries[i] = e
+		if e.static.kind == filtered {
+			if err := k.portCombo(p, e); err != nil {
+				reasons[i] = err.Error()
+			}
 		}
-		prev = p
 	}
+	// Then names the ports would share with each other.
+	if k.opt.EnableIPSet {
+		k.rejectSetClashes(ports, entries, reasons)
+	}
+	k.rejectNameClashes(ports, entries, reasons)
 
-	zones := newZoneAllocator(k.s.Zones)
+	// Zones, allocated in port-id order as Neutron does, and chains.
+	present := make(map[string]bool, len(ports))
+	for _, p := range ports {
+		if kindOf(p) != trusted {
+			present[p.ID] = true
+		}
+	}
 	isPresent := func(id string) bool { return present[id] }
+	zones := newZoneAllocator(k.s.Zones)
 	rs := &Ruleset{}
-	statics := make([]*portStatic, len(ports))
 	outs := make([]*portOut, len(ports))
 	for i, p := range ports {
-		e := entries[i]
-		statics[i] = e.static
-		if e.static.kind != filtered {
+		if reasons[i] != "" || entries[i].static.kind != filtered {
 			continue
 		}
 		zone, err := zones.zone(p.ID, isPresent)
 		if err != nil {
-			return nil, fmt.Errorf("port %s: %w", p.ID, err)
+			reasons[i] = err.Error()
+			continue
 		}
-		if outs[i], err = k.portChains(p, e, zone); err != nil {
-			return nil, err
-		}
+		outs[i] = k.portChains(p, entries[i], zone)
 		rs.PortZones = append(rs.PortZones, PortZone{PortID: p.ID, Zone: zone})
 	}
 	rs.ZoneAssignments = zones.assigned
-	dispatch := k.c.dispatchChains(statics, outs)
-	rs.IPv4 = k.tables(v4, dispatch, outs)
-	rs.IPv6 = k.tables(v6, dispatch, outs)
-	if k.opt.EnableIPSet {
-		sets, err := k.ipsets(ports, entries)
-		if err != nil {
-			return nil, err
+
+	// The rest of the compile sees the accepted ports only.
+	accepted, acceptedEntries, acceptedOuts := ports, entries, outs
+	if slices.ContainsFunc(reasons, func(r string) bool { return r != "" }) {
+		accepted, acceptedEntries, acceptedOuts = nil, nil, nil
+		for i, p := range ports {
+			if reasons[i] != "" {
+				if n := len(rs.Rejected); n == 0 || rs.Rejected[n-1].PortID != p.ID { // once if listed twice
+					rs.Rejected = append(rs.Rejected, PortError{PortID: p.ID, Reason: reasons[i]})
+				}
+				continue
+			}
+			accepted = append(accepted, p)
+			acceptedEntries = append(acceptedEntries, entries[i])
+			acceptedOuts = append(acceptedOuts, outs[i])
 		}
-		rs.IPSets = sets
 	}
-	return rs, nil
+	statics := make([]*portStatic, len(accepted))
+	for i, e := range acceptedEntries {
+		statics[i] = e.static
+	}
+	var drops []string
+	if len(rs.Rejected) > 0 {
+		drops = k.rejectedDrops(ports, reasons, statics)
+	}
+	dispatch := k.c.dispatchChains(statics, acceptedOuts, drops)
+	rs.IPv4 = k.tables(v4, dispatch, acceptedOuts)
+	rs.IPv6 = k.tables(v6, dispatch, acceptedOuts)
+	if k.opt.EnableIPSet {
+		rs.IPSets = k.ipsets(accepted, acceptedEntries)
+	}
+	rs.Warnings = k.collectWarnings()
+	return rs
+}
+
+// collectWarnings lists the address lists this compile used that hold
+// addresses which do not parse, and the duplicates newCompilation found.
+func (k *compilation) collectWarnings() []string {
+	out := slices.Clone(k.warnings)
+	for key, e := range k.c.addrs {
+		if e.gen != k.c.gen || len(e.l.bad) == 0 {
+			continue
+		}
+		what := "security group"
+		if key.addressGroup {
+			what = "address group"
+		}
+		out = append(out, fmt.Sprintf("%s %s: left out addresses that do not parse: %s",
+			what, key.id, strings.Join(e.l.bad, ", ")))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// rejectNameClashes rejects ports that would share names with another
+// port: device names (tap, qbr, qvb, qvo: "tap" + id[:11]) for any ports,
+// chain names (id[:10]) for filtered ports. Two such ports would share
+// each other's rules or wiring; one of them keeps the names, see
+// keepsNames. Ports are sorted by id, so clashing ports are neighbours.
+func (k *compilation) rejectNameClashes(ports []*Port, entries []*portEntry, reasons []string) {
+	clashes := func(what string, name func(i int) string) {
+		for i := 0; i < len(ports); {
+			if reasons[i] != "" || name(i) == "" {
+				i++
+				continue
+			}
+			block := []int{i}
+			j := i + 1
+			for ; j < len(ports); j++ {
+				if reasons[j] != "" || name(j) == "" {
+					continue
+				}
+				if name(j) != name(i) {
+					break
+				}
+				block = append(block, j)
+			}
+			if len(block) > 1 {
+				keep := block[0]
+				for _, x := range block[1:] {
+					if k.keepsNames(ports[x], ports[keep]) {
+						keep = x
+					}
+				}
+				for _, x := range block {
+					if x != keep {
+						reasons[x] = fmt.Sprintf("its %s %s would also be those of port %s, which keeps them",
+							what, name(x), ports[keep].ID)
+					}
+				}
+			}
+			i = j
+		}
+	}
+	clashes("device names", func(i int) string { return entries[i].static.tap })
+	clashes("chains", func(i int) string { return entries[i].static.chainI })
+}
+
+// keepsNames reports whether port a rather than b keeps the names both
+// would have: a port the host already holds wins; otherwise the port
+// created first (a known time before an unknown one); then the lower id.
+// So a running port is never disturbed by one that arrives later.
+func (k *compilation) keepsNames(a, b *Port) bool {
+	if ia, ib := k.s.Installed[a.ID], k.s.Installed[b.ID]; ia != ib {
+		return ia
+	}
+	if za, zb := a.CreatedAt.IsZero(), b.CreatedAt.IsZero(); za != zb {
+		return zb
+	}
+	if !a.CreatedAt.Equal(b.CreatedAt) {
+		return a.CreatedAt.Before(b.CreatedAt)
+	}
+	return a.ID < b.ID
+}
+
+// setRef is an ipset a port's rules use: a remote group's or an address
+// group's addresses of one family.
+type setRef struct {
+	key addrKey
+	v6  bool
+}
+
+func (r setRef) name() string { return IPSetName(ethertype(r.v6), r.key.id) }
+
+func (r setRef) String() string {
+	what := "remote group"
+	if r.key.addressGroup {
+		what = "address group"
+	}
+	return what + " " + r.key.id
+}
+
+// rejectSetClashes finds ipset names that two different remote groups or
+// address groups would share (ids alike in their first 24 characters) and
+// rejects the filtered ports whose rules would match such a set: sharing
+// it would merge the two groups' members. The set is not created at all.
+func (k *compilation) rejectSetClashes(ports []*Port, entries []*portEntry, reasons []string) {
+	refs := map[string][]setRef{}
+	k.eachSet(ports, entries, reasons, false, func(_ int, r setRef) {
+		name := r.name()
+		if !slices.Contains(refs[name], r) {
+			refs[name] = append(refs[name], r)
+		}
+	})
+	for name, rs := range refs {
+		if len(rs) > 1 {
+			if k.setClash == nil {
+				k.setClash = map[string]bool{}
+			}
+			k.setClash[name] = true
+			slices.SortFunc(rs, func(a, b setRef) int { return strings.Compare(a.String(), b.String()) })
+		}
+	}
+	if len(k.setClash) == 0 {
+		return
+	}
+	k.eachSet(ports, entries, reasons, true, func(i int, r setRef) {
+		if reasons[i] != "" || entries[i].static.kind != filtered || !k.setClash[r.name()] {
+			return
+		}
+		if r.key.addressGroup && k.opt.NeutronCompat {
+			return // Neutron's rules do not use address group sets
+		}
+		var others []string
+		for _, o := range refs[r.name()] {
+			if o != r {
+				others = append(others, o.String())
+			}
+		}
+		reasons[i] = fmt.Sprintf("its rules name %s, whose ipset %s would also hold the addresses of %s",
+			r, r.name(), strings.Join(others, ", "))
+	})
+}
+
+// eachSet calls fn for every ipset the groups of the ports not rejected
+// (reasons nil: none is) name: filtered ports and port-security-disabled
+// ones (Neutron creates sets for the latter's groups too), not trusted
+// ones. With perPort it calls fn for every port; else once per group, for
+// the first port that carries it (ports share combinations and groups).
+func (k *compilation) eachSet(ports []*Port, entries []*portEntry, reasons []string, perPort bool, fn func(i int, r setRef)) {
+	var seenCombo map[*comboEntry]bool
+	var seenGroup map[string]bool
+	if !perPort {
+		seenCombo, seenGroup = map[*comboEntry]bool{}, map[string]bool{}
+	}
+	for i, p := range ports {
+		if reasons != nil && reasons[i] != "" || entries[i].static.kind == trusted {
+			continue
+		}
+		if e := entries[i]; !perPort && e.static.kind == filtered {
+			if seenCombo[e.combo] {
+				continue
+			}
+			seenCombo[e.combo] = true
+		}
+		for _, id := range p.SecurityGroups {
+			if !perPort {
+				if seenGroup[id] {
+					continue
+				}
+				seenGroup[id] = true
+			}
+			ge, err := k.group(id)
+			if err != nil || ge == nil {
+				continue // a broken group: its ports are rejected, it names no set
+			}
+			for _, r := range ge.r.remoteGroups {
+				fn(i, setRef{addrKey{id: r.id}, r.v6})
+			}
+			for _, r := range ge.r.addressGroups {
+				fn(i, setRef{addrKey{addressGroup: true, id: r.id}, r.v6})
+			}
+		}
+	}
+}
+
+// rejectedDrops are the FORWARD rules that drop the traffic of rejected
+// ports whose tap name is their own (no accepted port's, and not made of
+// an id that cannot be a device name): if anything puts such a tap into a
+// bridge, its frames still pass no rule that accepts them.
+func (k *compilation) rejectedDrops(ports []*Port, reasons []string, accepted []*portStatic) []string {
+	taken := make(map[string]bool, len(accepted))
+	for _, ps := range accepted {
+		taken[ps.tap] = true
+	}
+	var out []string
+	for i, p := range ports {
+		if reasons[i] == "" || checkID(p.ID) != nil {
+			continue
+		}
+		tap := TapDevice(p.ID)
+		if taken[tap] {
+			continue
+		}
+		taken[tap] = true
+		cm := ""
+		if k.opt.CommentRules {
+			cm = ` -m comment --comment "` + commentRejected + `"`
+		}
+		for _, dir := range []string{"out", "in"} {
+			out = append(out, "-m physdev --physdev-"+dir+" "+tap+" --physdev-is-bridged"+cm+" -j DROP")
+		}
+	}
+	return out
 }
 
 // sortedPorts returns the ports sorted by id. Agents usually pass the same
@@ -328,7 +587,9 @@ func (c *Compiler) sortedPorts(in []Port) []*Port {
 	return ports
 }
 
-// port returns the port's cache entry with its static part up to date.
+// port returns the port's cache entry with its static part up to date, or
+// why the port cannot have rules (kept like the static part, so that a
+// bad port costs nothing while it stays as it is).
 func (k *compilation) port(p *Port) (*portEntry, error) {
 	e := k.c.ports[p.ID]
 	if e == nil {
@@ -336,16 +597,13 @@ func (k *compilation) port(p *Port) (*portEntry, error) {
 		k.c.ports[p.ID] = e
 	}
 	e.gen = k.c.gen
-	if e.static == nil || e.comments != k.opt.CommentRules || !samePort(&e.src, p) {
+	if (e.static == nil && e.err == nil) || e.comments != k.opt.CommentRules || !samePort(&e.src, p) {
 		st, err := buildPortStatic(p, k.opt)
-		if err != nil {
-			return nil, err
-		}
-		e.src, e.comments, e.static, e.out = clonePort(p), k.opt.CommentRules, st, nil
+		e.src, e.comments, e.static, e.err, e.out = clonePort(p), k.opt.CommentRules, st, err, nil
 		e.comboKey = strings.Join(p.SecurityGroups, "\x00")
 		k.c.stats.PortsRebuilt++
 	}
-	return e, nil
+	return e, e.err
 }
 
 func samePort(a, b *Port) bool {
@@ -364,44 +622,48 @@ func clonePort(p *Port) Port {
 	return c
 }
 
-// portChains returns a filtered port's chains, re-assembling them only if
-// an input changed.
-func (k *compilation) portChains(p *Port, e *portEntry, zone int) (*portOut, error) {
+// portCombo brings the combination of a filtered port's groups up to
+// date; the error says which of its groups cannot be rendered.
+func (k *compilation) portCombo(p *Port, e *portEntry) error {
 	combo := e.combo
 	if combo == nil || combo.gen != k.c.gen || combo.key != e.comboKey {
 		var err error
 		if combo, err = k.combo(e.comboKey, p.SecurityGroups); err != nil {
-			return nil, err
+			e.combo = nil
+			return err
 		}
 	}
-	stateless, err := k.stateless(e.static, combo)
-	if err != nil {
-		return nil, err
-	}
-	deps, err := k.comboDeps(combo)
-	if err != nil {
-		return nil, err
-	}
 	e.combo = combo
+	return nil
+}
+
+// portChains returns a filtered port's chains, re-assembling them only if
+// an input changed. portCombo has set e.combo.
+func (k *compilation) portChains(p *Port, e *portEntry, zone int) *portOut {
+	combo := e.combo
+	stateless := k.stateless(e.static, combo)
+	deps := k.comboDeps(combo)
 	in := assemblyInputs{combo: combo.version, deps: deps, zone: zone, stateless: stateless, opt: k.opt}
 	if e.out != nil && e.in == in {
-		return e.out, nil
+		return e.out
 	}
-	out, err := k.assemble(e.static, combo, zone, stateless)
-	if err != nil {
-		return nil, err
-	}
+	out := k.assemble(e.static, combo, zone, stateless)
 	e.out, e.in = out, in
 	k.c.stats.PortsRecompiled++
-	return out, nil
+	return out
 }
 
 // group returns a security group's rendered rules, nil for a group the
 // state does not hold.
+// The error says why the group cannot be rendered; like the rendered
+// rules it is kept while the group stays as it is.
 func (k *compilation) group(id string) (*groupEntry, error) {
+	if k.dupGroups[id] {
+		return nil, fmt.Errorf("security group %s is listed twice", quoteShort(id))
+	}
 	e := k.c.groups[id]
 	if e != nil && e.gen == k.c.gen {
-		return e, nil
+		return e, e.err
 	}
 	g := k.groups[id]
 	if g == nil {
@@ -409,16 +671,13 @@ func (k *compilation) group(id string) (*groupEntry, error) {
 	}
 	if e == nil || e.opt != k.opt || !sameGroup(&e.src, g) {
 		r, err := renderGroup(g, k.opt)
-		if err != nil {
-			return nil, err
-		}
 		k.c.version++
-		e = &groupEntry{version: k.c.version, src: cloneGroup(g), opt: k.opt, r: r}
+		e = &groupEntry{version: k.c.version, src: cloneGroup(g), opt: k.opt, r: r, err: err}
 		k.c.groups[id] = e
 		k.c.stats.GroupsRendered++
 	}
 	e.gen = k.c.gen
-	return e, nil
+	return e, e.err
 }
 
 func sameGroup(a, b *SecurityGroup) bool {
@@ -528,14 +787,16 @@ func (rl *ruleList) add(l line) {
 
 // addresses returns a remote group's members or an address group's
 // addresses.
-func (k *compilation) addresses(key addrKey) (*addressList, error) {
+// Addresses that do not parse are left out (and reported as warnings); an
+// address group listed twice has none.
+func (k *compilation) addresses(key addrKey) *addressList {
 	e := k.c.addrs[key]
 	if e != nil && e.gen == k.c.gen {
-		return e.l, nil
+		return e.l
 	}
 	var raw []string
 	if key.addressGroup {
-		if ag := k.ags[key.id]; ag != nil {
+		if ag := k.ags[key.id]; ag != nil && !k.dupAGs[key.id] {
 			raw = ag.Addresses
 		}
 	} else {
@@ -543,26 +804,18 @@ func (k *compilation) addresses(key addrKey) (*addressList, error) {
 	}
 	fp := k.c.seeds.listFingerprint(raw)
 	if e == nil || e.fp != fp {
-		l, err := parseAddresses(raw)
-		if err != nil {
-			what := "security group"
-			if key.addressGroup {
-				what = "address group"
-			}
-			return nil, fmt.Errorf("%s %s: %w", what, key.id, err)
-		}
-		e = &addrEntry{fp: fp, l: l}
+		e = &addrEntry{fp: fp, l: parseAddresses(raw)}
 		k.c.addrs[key] = e
 		k.c.stats.AddressListsBuilt++
 	}
 	e.gen = k.c.gen
-	return e.l, nil
+	return e.l
 }
 
 // comboDeps fingerprints the address lists a combination's expansions read.
-func (k *compilation) comboDeps(e *comboEntry) (fingerprint, error) {
+func (k *compilation) comboDeps(e *comboEntry) fingerprint {
 	if e.depsGen == k.c.gen {
-		return e.deps, nil
+		return e.deps
 	}
 	var deps fingerprint
 	seen := map[addrKey]bool{}
@@ -577,9 +830,7 @@ func (k *compilation) comboDeps(e *comboEntry) (fingerprint, error) {
 					continue
 				}
 				seen[key] = true
-				if _, err := k.addresses(key); err != nil {
-					return fingerprint{}, err
-				}
+				k.addresses(key)
 				// The key is mixed in so that two lists swapping contents
 				// differ.
 				deps = k.c.seeds.mix(deps, key.id, k.c.addrs[key].fp)
@@ -587,37 +838,34 @@ func (k *compilation) comboDeps(e *comboEntry) (fingerprint, error) {
 		}
 	}
 	e.deps, e.depsGen = deps, k.c.gen
-	return deps, nil
+	return deps
 }
 
 // stateless is Neutron's _get_port_sg_rules/_are_sg_rules_stateful: the
 // port follows the stateful flag of the first rule of its first group that
 // applies to it; no such rule, or a network:/neutron: owner, means
 // stateful.
-func (k *compilation) stateless(ps *portStatic, combo *comboEntry) (bool, error) {
+func (k *compilation) stateless(ps *portStatic, combo *comboEntry) bool {
 	if ps.forceStateful || len(combo.groups) == 0 || combo.groups[0] == nil {
-		return false, nil
+		return false
 	}
 	g := combo.groups[0]
 	for _, pr := range g.probe {
 		if pr.id == "" || k.opt.EnableIPSet {
-			return g.stateless, nil
+			return g.stateless
 		}
-		l, err := k.addresses(addrKey{id: pr.id})
-		if err != nil {
-			return false, err
-		}
+		l := k.addresses(addrKey{id: pr.id})
 		fam := v4
 		if pr.v6 {
 			fam = v6
 		}
 		for _, a := range l.byFamily[fam] {
 			if !isOwn(ps.fixedText, a) {
-				return g.stateless, nil
+				return g.stateless
 			}
 		}
 	}
-	return false, nil
+	return false
 }
 
 // isOwn reports whether a remote-group member is one of the port's own

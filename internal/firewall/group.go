@@ -3,6 +3,7 @@ package firewall
 import (
 	"fmt"
 	"net/netip"
+	"strconv"
 	"strings"
 
 	"github.com/moat-sg/moat/internal/neutron"
@@ -79,6 +80,9 @@ type remoteRef struct {
 }
 
 func renderGroup(g *SecurityGroup, opt Options) (*renderedGroup, error) {
+	if err := checkID(g.ID); err != nil {
+		return nil, fmt.Errorf("bad security group id: %w", err)
+	}
 	rg := &renderedGroup{stateless: g.Stateless}
 	for i := range g.Rules {
 		r := &g.Rules[i]
@@ -87,7 +91,11 @@ func renderGroup(g *SecurityGroup, opt Options) (*renderedGroup, error) {
 		}
 		gl, err := renderRule(r, opt)
 		if err != nil {
-			return nil, fmt.Errorf("security group %s rule %d: %w", g.ID, i, err)
+			which := strconv.Itoa(i)
+			if r.ID != "" {
+				which = quoteShort(r.ID)
+			}
+			return nil, fmt.Errorf("security group %s rule %s: %w", g.ID, which, err)
 		}
 		fam, dir := v4, in
 		if r.Ethertype == IPv6 {
@@ -126,7 +134,7 @@ func renderRule(r *Rule, opt Options) (gline, error) {
 	case IPv6:
 		fam6 = true
 	default:
-		return gline{}, fmt.Errorf("bad ethertype %q", r.Ethertype)
+		return gline{}, fmt.Errorf("bad ethertype %s", quoteShort(r.Ethertype))
 	}
 	flag, setDir := "-s", "src"
 	switch r.Direction {
@@ -134,10 +142,24 @@ func renderRule(r *Rule, opt Options) (gline, error) {
 	case Egress:
 		flag, setDir = "-d", "dst"
 	default:
-		return gline{}, fmt.Errorf("bad direction %q", r.Direction)
+		return gline{}, fmt.Errorf("bad direction %s", quoteShort(r.Direction))
+	}
+	// Remote ids become set names.
+	if r.RemoteGroupID != "" {
+		if err := checkID(r.RemoteGroupID); err != nil {
+			return gline{}, fmt.Errorf("bad remote_group_id: %w", err)
+		}
+	}
+	if r.RemoteAddressGroupID != "" {
+		if err := checkID(r.RemoteAddressGroupID); err != nil {
+			return gline{}, fmt.Errorf("bad remote_address_group_id: %w", err)
+		}
 	}
 	p, err := resolveProtocol(r.Protocol, fam6, opt.NeutronCompat)
 	if err != nil {
+		return gline{}, err
+	}
+	if err := checkPortRange(r, p, opt.NeutronCompat); err != nil {
 		return gline{}, err
 	}
 	msave, mkey := matchArgs(r, p)
@@ -185,7 +207,7 @@ func rulePrefix(r *Rule, fam6 bool, flag string) (line, error) {
 	}
 	p, err := neutron.ParseCIDR(cidr)
 	if err != nil {
-		return line{}, fmt.Errorf("bad remote_ip_prefix %q", cidr)
+		return line{}, fmt.Errorf("bad remote_ip_prefix %s", quoteShort(cidr))
 	}
 	if p.Addr().Is6() != fam6 {
 		return line{}, fmt.Errorf("remote_ip_prefix %s does not match the rule's ethertype", cidr)

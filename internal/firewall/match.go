@@ -46,7 +46,7 @@ func resolveProtocol(stored string, v6, compat bool) (protoSpec, error) {
 	}
 	num, ok := neutron.ProtocolNumber(stored)
 	if !ok {
-		return protoSpec{}, fmt.Errorf("unknown protocol %q", stored)
+		return protoSpec{}, fmt.Errorf("unknown protocol %s", quoteShort(stored))
 	}
 	if v6 && (strings.EqualFold(stored, "icmp") || strings.EqualFold(stored, "icmpv6")) {
 		num = neutron.ProtoICMPv6 // the agent's legacy-name rewrite
@@ -84,7 +84,7 @@ func resolveNeutronProtocol(stored string, v6 bool) (protoSpec, error) {
 	token := neutronIptablesName(stored)
 	num, ok := neutron.ParseIptablesProtocol(token)
 	if !ok {
-		return protoSpec{}, fmt.Errorf("protocol %q: Neutron writes -p %s, which iptables rejects", stored, token)
+		return protoSpec{}, fmt.Errorf("protocol %s: Neutron writes -p %s, which iptables rejects", quoteShort(stored), quoteShort(token))
 	}
 	s := protoSpec{save: neutron.IptablesProtocolName(num), key: token, module: neutronModules[token]}
 	switch token {

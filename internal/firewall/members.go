@@ -1,7 +1,6 @@
 package firewall
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -25,14 +24,18 @@ type addressList struct {
 	byFamily [2][]address
 	// setEntries are the ipset entries per family, see IPSet.Members.
 	setEntries [2][]string
+	// bad are the entries that do not parse, left out (fail closed: an
+	// address nobody can have allows nothing), sorted.
+	bad []string
 }
 
-func parseAddresses(raw []string) (*addressList, error) {
+func parseAddresses(raw []string) *addressList {
 	l := &addressList{}
 	for _, s := range raw {
 		p, err := neutron.ParseCIDR(s)
 		if err != nil {
-			return nil, fmt.Errorf("bad address %q", s)
+			l.bad = append(l.bad, quoteShort(s))
+			continue
 		}
 		a := address{prefix: p, raw: s}
 		fam := v4
@@ -51,7 +54,9 @@ func parseAddresses(raw []string) (*addressList, error) {
 		})
 		l.setEntries[fam] = setEntries(as)
 	}
-	return l, nil
+	slices.Sort(l.bad)
+	l.bad = slices.Compact(l.bad)
+	return l
 }
 
 // setEntries converts addresses to ipset hash:net entries as `ipset list

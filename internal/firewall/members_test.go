@@ -33,14 +33,14 @@ func TestCompareSetEntriesLikeIpset(t *testing.T) {
 }
 
 func TestSetEntries(t *testing.T) {
-	l, err := parseAddresses([]string{
+	l := parseAddresses([]string{
 		"10.1.2.3/24", "10.1.2.0/24", // host bits are cleared; duplicates merge
 		"192.168.0.5", "192.168.0.5/32",
 		"0.0.0.0/0", // ipset cannot hold /0: two /1s
 		"2001:db8::5/64", "::/0", "2001:DB8::1",
 	})
-	if err != nil {
-		t.Fatal(err)
+	if len(l.bad) > 0 {
+		t.Fatal(l.bad)
 	}
 	if want := []string{"0.0.0.0/1", "10.1.2.0/24", "128.0.0.0/1", "192.168.0.5"}; !slices.Equal(l.setEntries[v4], want) {
 		t.Errorf("IPv4 entries %v, want %v", l.setEntries[v4], want)
@@ -48,7 +48,8 @@ func TestSetEntries(t *testing.T) {
 	if want := []string{"::/1", "2001:db8::1", "2001:db8::/64", "8000::/1"}; !slices.Equal(l.setEntries[v6], want) {
 		t.Errorf("IPv6 entries %v, want %v", l.setEntries[v6], want)
 	}
-	if _, err := parseAddresses([]string{"10.0.0.300"}); err == nil {
-		t.Error("bad address accepted")
+	if l := parseAddresses([]string{"10.0.0.300", "10.0.0.1"}); !slices.Equal(l.bad, []string{`"10.0.0.300"`}) ||
+		!slices.Equal(l.setEntries[v4], []string{"10.0.0.1"}) {
+		t.Errorf("bad address: bad %v, entries %v; want it left out alone", l.bad, l.setEntries[v4])
 	}
 }

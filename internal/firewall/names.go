@@ -42,6 +42,9 @@ const (
 	commentTrustedAccept = "Accept all packets when port is trusted."
 	commentIPv6RADrop    = "Drop IPv6 Router Advts from VM Instance."
 	commentIPv6ICMPAllow = "Allow IPv6 ICMP traffic."
+
+	// moat's own, on the rules that drop a rejected port's traffic.
+	commentRejected = "Drop all packets of a port whose rules cannot be built."
 )
 
 func truncate(s string, n int) string {

@@ -107,8 +107,8 @@ func fixedFor(opt Options) *fixedTexts {
 }
 
 func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
-	if p.ID == "" {
-		return nil, fmt.Errorf("port without id")
+	if err := checkPort(p); err != nil {
+		return nil, err
 	}
 	f := fixedFor(opt)
 	ps := &portStatic{
@@ -152,16 +152,13 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	}
 	ps.input = []string{physdev("in", commentInputToSG, ps.chainO)}
 
-	mac, err := parseMAC(p.MAC)
-	if err != nil {
-		return nil, fmt.Errorf("port %s: bad MAC %q", p.ID, p.MAC)
-	}
+	mac, _ := parseMAC(p.MAC) // checked by checkPort
 	ps.fixedText = slices.Clone(p.FixedIPs)
 	var fixed [2][]netip.Addr
 	for _, s := range p.FixedIPs {
 		a, err := netip.ParseAddr(s)
 		if err != nil || a.Zone() != "" {
-			return nil, fmt.Errorf("port %s: bad fixed IP %q", p.ID, s)
+			return nil, fmt.Errorf("bad fixed IP %s", quoteShort(s))
 		}
 		fixed[family(a)] = append(fixed[family(a)], a)
 	}
@@ -247,12 +244,12 @@ func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts) ([2][]string, err
 		if ap.MAC != "" {
 			var err error
 			if m, err = parseMAC(ap.MAC); err != nil {
-				return [2][]string{}, fmt.Errorf("port %s: bad allowed address pair MAC %q", p.ID, ap.MAC)
+				return [2][]string{}, fmt.Errorf("bad allowed address pair MAC %s", quoteShort(ap.MAC))
 			}
 		}
 		pfx, err := neutron.ParseCIDR(ap.IP)
 		if err != nil {
-			return [2][]string{}, fmt.Errorf("port %s: bad allowed address pair %q", p.ID, ap.IP)
+			return [2][]string{}, fmt.Errorf("bad allowed address pair %s", quoteShort(ap.IP))
 		}
 		add(m, pfx, ap.IP)
 	}

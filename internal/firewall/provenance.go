@@ -39,8 +39,8 @@ type LineKey struct {
 // address lists read once for all the ports asked about; a port listed
 // twice counts once. Ports whose chains the compiler does not build (port
 // security disabled, network:* owners) add nothing; an unknown port is an
-// error, and so is a state Compile rejects for naming a group or address
-// group twice.
+// error, and so is a port Compile would reject for itself or for a group
+// it carries (a bad id, a group listed twice or with a bad rule).
 func RuleSources(s *HostState, portIDs ...string) (map[LineKey][]RuleSource, error) {
 	ports := make(map[string]*Port, len(s.Ports))
 	for i := range s.Ports {
@@ -55,10 +55,7 @@ func RuleSources(s *HostState, portIDs ...string) (map[LineKey][]RuleSource, err
 	}
 	c := NewCompiler()
 	c.gen++
-	k, err := c.newCompilation(s)
-	if err != nil {
-		return nil, err
-	}
+	k := c.newCompilation(s)
 	res := map[LineKey][]RuleSource{}
 	done := make(map[string]bool, len(portIDs))
 	for _, id := range portIDs {
@@ -77,6 +74,9 @@ func RuleSources(s *HostState, portIDs ...string) (map[LineKey][]RuleSource, err
 func (k *compilation) ruleSources(port *Port, res map[LineKey][]RuleSource) error {
 	if kindOf(port) != filtered {
 		return nil
+	}
+	if err := checkPort(port); err != nil {
+		return fmt.Errorf("port %s: %w", quoteShort(port.ID), err)
 	}
 	chain := [2]string{portChainName('i', port.ID), portChainName('o', port.ID)}
 	seen := map[string]bool{}
@@ -105,8 +105,8 @@ func (k *compilation) ruleSources(port *Port, res map[LineKey][]RuleSource) erro
 					}
 					if gl.exp == nil {
 						add(gl.line)
-					} else if err := k.expand(gl.exp, fam, port.FixedIPs, add); err != nil {
-						return err
+					} else {
+						k.expand(gl.exp, fam, port.FixedIPs, add)
 					}
 				}
 			}

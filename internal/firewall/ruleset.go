@@ -1,6 +1,7 @@
 package firewall
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 )
@@ -26,6 +27,49 @@ type Ruleset struct {
 	// stable. Entries of ports that left the host stay reserved until the
 	// zone range is exhausted, as in Neutron.
 	ZoneAssignments map[string]int
+
+	// Rejected are the ports the compiler could not give rules, sorted by
+	// port id, each with the reason: a bad id, MAC or address, a security
+	// group it cannot render, a chain, device or ipset name it would share
+	// with another port or group. A rejected port has no chains, no zone
+	// and no ACCEPT rule; while its tap name is its own, FORWARD drops its
+	// traffic (fail closed). An agent keeps its tap out of its bridge and
+	// reports the reason. The rest of the host is compiled as if the port
+	// were not there.
+	Rejected []PortError
+
+	// Warnings are problems that affect no port's traffic beyond the bad
+	// object itself, e.g. a remote group member address that does not
+	// parse (it is left out of the group: fail closed), sorted.
+	Warnings []string
+}
+
+// PortError is a port the compiler rejected, and why.
+type PortError struct {
+	PortID string
+	Reason string
+}
+
+// RejectedError is nil when no port was rejected, else an error naming
+// every rejected port and its reason, for callers that want all or
+// nothing (moat render, parity tests).
+func (rs *Ruleset) RejectedError() error {
+	if len(rs.Rejected) == 0 {
+		return nil
+	}
+	msgs := make([]string, len(rs.Rejected))
+	for i, r := range rs.Rejected {
+		msgs[i] = fmt.Sprintf("port %q: %s", r.PortID, r.Reason)
+	}
+	return fmt.Errorf("%d port(s) rejected: %s", len(msgs), strings.Join(msgs, "; "))
+}
+
+// IsRejected reports whether the port was rejected.
+func (rs *Ruleset) IsRejected(portID string) bool {
+	_, ok := slices.BinarySearchFunc(rs.Rejected, portID, func(e PortError, id string) int {
+		return strings.Compare(e.PortID, id)
+	})
+	return ok
 }
 
 // Tables are the two tables the hybrid driver writes for one family.

@@ -1,6 +1,10 @@
 package firewall
 
-import "github.com/moat-sg/moat/internal/neutron"
+import (
+	"time"
+
+	"github.com/moat-sg/moat/internal/neutron"
+)
 
 // Directions and ethertypes as Neutron's API stores them.
 const (
@@ -38,6 +42,13 @@ type HostState struct {
 	// back from the raw table at start-up). Ports found here keep their
 	// zone; new ports get new zones, see ZoneAssignments.
 	Zones map[string]int
+
+	// Installed names the ports whose rules the host holds now (an agent:
+	// the ports of the last ruleset it applied, or after a restart the
+	// ports it found wired or with a zone in the raw table). It decides
+	// nothing but name clashes: of ports that would share chain or device
+	// names, an installed one keeps them (see Ruleset.Rejected).
+	Installed map[string]bool
 }
 
 // Options are the agent settings that change the rules.
@@ -72,6 +83,10 @@ type Port struct {
 	// DeviceOwner decides trust: "network:*" ports are not filtered at all
 	// (Neutron's trusted ports), "neutron:*" ports are always stateful.
 	DeviceOwner string
+	// CreatedAt is when the port was created (zero if unknown). It renders
+	// nothing: of clashing ports none of which is installed, the older one
+	// keeps the names.
+	CreatedAt time.Time
 }
 
 // AddressPair is an allowed address pair.

@@ -13,6 +13,9 @@ import (
 const (
 	PortStatusDown   = "DOWN"
 	PortStatusActive = "ACTIVE"
+	// PortStatusError is what a host agent reports for a port it cannot
+	// enforce (Port.StatusReason says why); the port passes no traffic.
+	PortStatusError = "ERROR"
 
 	VIFTypeUnbound = "unbound"
 	VIFTypeOVS     = "ovs"
@@ -46,6 +49,7 @@ type Port struct {
 	MACAddress          string
 	AdminStateUp        bool
 	Status              string
+	StatusReason        string // why the host's agent reported Status ERROR; "" otherwise
 	DeviceID            string
 	DeviceOwner         string
 	FixedIPs            []FixedIP

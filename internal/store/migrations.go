@@ -174,6 +174,9 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX rbac_policies_object ON rbac_policies(object_id)`,
 	}},
+	{3, "why a host agent reported a port ERROR", []string{
+		`ALTER TABLE ports ADD COLUMN status_reason TEXT NOT NULL DEFAULT ''`,
+	}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.

@@ -16,7 +16,7 @@ import (
 
 const portSelect = `SELECT p.id, p.project_id, p.network_id, p.name, p.mac_address, p.admin_state_up, p.status,
 	p.device_id, p.device_owner, p.port_security_enabled, p.host_id, p.vnic_type, p.profile, p.vif_type,
-	sa.id, sa.description, sa.revision_number, sa.created_at, sa.updated_at
+	p.status_reason, sa.id, sa.description, sa.revision_number, sa.created_at, sa.updated_at
 	FROM ports p JOIN standard_attrs sa ON sa.id = p.standard_attr_id`
 
 var portList = listSpec{
@@ -45,7 +45,7 @@ func (t *Tx) selectPorts(ctx context.Context, q string, args ...any) ([]neutron.
 		var desc sql.NullString
 		if err := rows.Scan(&p.ID, &p.ProjectID, &p.NetworkID, &p.Name, &p.MACAddress, &admin, &p.Status, &p.DeviceID,
 			&p.DeviceOwner, &psec, &p.HostID, &p.VNICType, &profile, &p.VIFType,
-			&p.StandardAttrID, &desc, &p.RevisionNumber, &created, &updated); err != nil {
+			&p.StatusReason, &p.StandardAttrID, &desc, &p.RevisionNumber, &created, &updated); err != nil {
 			rows.Close()
 			return nil, fmt.Errorf("read ports: %w", err)
 		}
@@ -369,15 +369,21 @@ func membershipChanges(old, p *neutron.Port) []string {
 }
 
 // SetPortStatus records what a host agent reports (ACTIVE once wired and
-// filtered, DOWN when unwired).
+// filtered, DOWN when unwired), without a reason.
 func (t *Tx) SetPortStatus(ctx context.Context, p *neutron.Port, status string) error {
-	if p.Status == status {
+	return t.ReportPortStatus(ctx, p, status, "")
+}
+
+// ReportPortStatus records a host agent's status of a port and, for
+// ERROR, why; a change bumps the port's revision and is logged.
+func (t *Tx) ReportPortStatus(ctx context.Context, p *neutron.Port, status, reason string) error {
+	if p.Status == status && p.StatusReason == reason {
 		return nil
 	}
-	if _, err := t.exec(ctx, `UPDATE ports SET status = ? WHERE id = ?`, status, p.ID); err != nil {
+	if _, err := t.exec(ctx, `UPDATE ports SET status = ?, status_reason = ? WHERE id = ?`, status, reason, p.ID); err != nil {
 		return fmt.Errorf("set status of port %s: %w", p.ID, err)
 	}
-	p.Status = status
+	p.Status, p.StatusReason = status, reason
 	if err := t.bumpRevision(ctx, p.StandardAttrID); err != nil {
 		return err
 	}

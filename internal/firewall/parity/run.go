@@ -40,6 +40,9 @@ func CompileDumps(sc *spec.Scenario, set map[string]any, compat bool) ([]*firewa
 		d.State.Options.NeutronCompat = compat
 		d.State.Zones = zones
 		rs, err := c.Compile(d.State)
+		if err == nil {
+			err = rs.RejectedError() // a left-out port would pass parity unseen
+		}
 		if err != nil {
 			return nil, nil, fmt.Errorf("dump %s: %w", d.Label, err)
 		}

@@ -19,6 +19,10 @@ import (
 // host that runs it walk the same rules.
 func Host(st *firewall.HostState) (*trace.Host, error) {
 	rs, err := firewall.Compile(st)
+	if err == nil {
+		// A trace of a host without some of its ports would mislead.
+		err = rs.RejectedError()
+	}
 	if err != nil {
 		return nil, fmt.Errorf("compile: %w", err)
 	}
