@@ -70,6 +70,7 @@ var cases = []struct {
 	{"opt-in unset skips even when everything is required", []string{"MOAT_REQUIRE_KERNEL=1", "MOAT_REQUIRE_CLI=1", "MOAT_REQUIRE_POSTGRES=1"}, func(t *testing.T) {
 		OptIn(t, "MOAT_TESTENV_OPTIN", "=1 to run it")
 	}, skip, "opt-in, not run by default or by CI: set MOAT_TESTENV_OPTIN=1 to run it"},
+	{"opt-in 0 skips", []string{"MOAT_TESTENV_OPTIN=0"}, func(t *testing.T) { OptIn(t, "MOAT_TESTENV_OPTIN", "=1") }, skip, "opt-in"},
 	{"opt-in set runs", []string{"MOAT_TESTENV_OPTIN=1000,5000"}, func(t *testing.T) {
 		if v := OptIn(t, "MOAT_TESTENV_OPTIN", "=1"); v != "1000,5000" {
 			t.Errorf("OptIn = %q", v)
