@@ -1,6 +1,7 @@
 package iptables
 
 import (
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -23,13 +24,7 @@ func FuzzParseSave(f *testing.F) {
 			return
 		}
 		if len(got) != 2 || got["filter"] == nil || got["raw"] == nil {
-			t.Fatalf("tables %v, want filter and raw", slices.Sorted(func(yield func(string) bool) {
-				for k := range got {
-					if !yield(k) {
-						return
-					}
-				}
-			}))
+			t.Fatalf("tables %v, want filter and raw", slices.Sorted(maps.Keys(got)))
 		}
 		var b strings.Builder
 		for _, name := range []string{"filter", "raw"} {
