@@ -57,9 +57,9 @@ func parseSave(out string, want ...string) (map[string]*tableState, error) {
 		tables[name] = &tableState{}
 	}
 	var (
-		cur     *tableState // nil outside a wanted table
-		curName string
-		inTable bool
+		cur      *tableState // nil outside a wanted table
+		curName  string
+		inTable  bool
 		owned    map[string]int // index into cur.owned
 		builtin  map[string]int // index into cur.builtins
 		declared map[string]bool
