@@ -16,6 +16,7 @@ TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
 RUN_PACKAGES := iptables ipset conntrack iproute2
 
 .PHONY: all build run run-deps test deps vet fmt-check clean
+.PHONY: fuzz
 
 # install-missing installs those of the Debian packages $(1) that are not
 # installed yet (nothing, and no apt-get update, when all are).
@@ -52,10 +53,31 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# The whole suite. MOAT_REQUIRE_CLI and MOAT_REQUIRE_POSTGRES make a missing
-# openstack CLI or PostgreSQL a failure, not a skip.
+# The whole suite, then the fuzz targets for a bounded time.
+# MOAT_REQUIRE_KERNEL, MOAT_REQUIRE_CLI and MOAT_REQUIRE_POSTGRES make a
+# missing root/tool/kernel feature, openstack CLI or PostgreSQL a failure,
+# not a skip (internal/testenv); only opt-in tests skip.
+TEST_REQUIRE := MOAT_REQUIRE_KERNEL=1 MOAT_REQUIRE_CLI=1 MOAT_REQUIRE_POSTGRES=1
 test: deps fmt-check vet
-	MOAT_REQUIRE_CLI=1 MOAT_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 30m ./...
+	$(TEST_REQUIRE) $(GO) test -count=1 -timeout 30m ./...
+	$(MAKE) fuzz
+
+# Every fuzz target (package:Target; go test -fuzz takes one target of one
+# package at a time) runs FUZZTIME past its committed corpus
+# (testdata/fuzz/<Target>): 8 x 20s in make test. A longer run, e.g.
+# `make fuzz FUZZTIME=10m`; a crasher is written to the package's
+# testdata/fuzz/<Target>/, where it stays as a regression seed once fixed.
+FUZZTIME ?= 20s
+FUZZ_TARGETS := internal/api:FuzzAPI \
+	internal/trace:FuzzParseSave internal/trace:FuzzParseIPSets internal/trace:FuzzQuery \
+	internal/dataplane/iptables:FuzzParseSave internal/dataplane/ipset:FuzzParseSave \
+	internal/firewall/spec:FuzzParse internal/firewall/spec:FuzzCompile
+fuzz:
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; fn=$${t##*:}; \
+		echo "fuzz $$fn in ./$$pkg for $(FUZZTIME)"; \
+		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+	done
 
 clean:
 	rm -rf bin

@@ -12,6 +12,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/parity"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 const corpusDir = "../../internal/firewall/testdata"
@@ -294,29 +295,12 @@ func numericProtocols(save string) string {
 
 func needKernelTools(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	for _, tool := range []string{"ip", "iptables-legacy-restore", "iptables-legacy-save", "ip6tables-legacy-restore", "ip6tables-legacy-save", "ipset"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skipf("%s not installed (apt-get install iptables ipset iproute2)", tool)
-		}
-	}
+	testenv.RequireTools(t, "iptables-legacy-restore", "iptables-legacy-save", "ip6tables-legacy-restore", "ip6tables-legacy-save", "ipset")
 	// The kernel must offer legacy iptables and ipset in a namespace.
-	ns := fmt.Sprintf("moat-render-probe-%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace: %v %s", err, out)
-	}
-	defer exec.Command("ip", "netns", "del", ns).Run()
-	for _, probe := range [][]string{
-		{"iptables-legacy", "-t", "raw", "-S"},
-		{"ip6tables-legacy", "-t", "raw", "-S"},
-		{"ipset", "list"},
-	} {
-		if out, err := exec.Command("ip", append([]string{"netns", "exec", ns}, probe...)...).CombinedOutput(); err != nil {
-			t.Skipf("%s does not work in a namespace here: %v %s", strings.Join(probe, " "), err, out)
-		}
-	}
+	testenv.RequireInNetns(t,
+		[]string{"iptables-legacy", "-t", "raw", "-S"},
+		[]string{"ip6tables-legacy", "-t", "raw", "-S"},
+		[]string{"ipset", "list"})
 }
 
 // scratchNamespace creates a network namespace that is deleted when the

@@ -3,28 +3,23 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"os/exec"
 	"strings"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // In a namespace without rules, live mode says where to run instead of
 // failing on an empty dump.
 func TestTraceLiveEmptyNamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root")
-	}
-	for _, bin := range []string{"ip", "iptables-nft-save"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed", bin)
-		}
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, "iptables-nft-save")
 	b := make([]byte, 3)
 	_, _ = rand.Read(b)
 	ns := "mt" + hex.EncodeToString(b) + "-empty"
 	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Skipf("ip netns add: %v %s", err, out)
+		t.Fatalf("ip netns add: %v %s", err, out)
 	}
 	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
 	_, err := runCmd(t, newTraceCmd, "", "--netns", ns, "--port", "c0a350e0", "--direction", "ingress", "--protocol", "4", "--src", "10.0.0.1")

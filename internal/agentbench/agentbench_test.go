@@ -2,24 +2,17 @@ package agentbench
 
 import (
 	"context"
-	"os"
-	"os/exec"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // TestRunSmall runs the measurement at a tiny size so that CI notices when
 // the benchmark (API, agent, syncers together) breaks.
 func TestRunSmall(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root for a scratch network namespace")
-	}
-	for _, bin := range append(iptables.NFT.Binaries(), "ipset") {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed", bin)
-		}
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, append(iptables.NFT.Binaries(), "ipset")...)
 	res, err := Run(context.Background(), Options{Backend: iptables.NFT, Ports: 20, Changes: 3})
 	if err != nil {
 		t.Fatal(err)

@@ -18,6 +18,7 @@ import (
 	"github.com/moat-sg/moat/internal/api"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // AuthMode is how the test server learns who calls it.
@@ -94,10 +95,7 @@ func LookCLI(t testing.TB) string {
 	t.Helper()
 	bin, err := exec.LookPath("openstack")
 	if err != nil {
-		if os.Getenv("MOAT_REQUIRE_CLI") == "1" {
-			t.Fatalf("MOAT_REQUIRE_CLI=1 but the openstack CLI is not on PATH (%v); install it with: %s", err, cliInstallHint)
-		}
-		t.Skipf("the openstack CLI is not on PATH; install it with `%s` (set MOAT_REQUIRE_CLI=1 to fail instead of skipping)", cliInstallHint)
+		testenv.CLI.Missing(t, "the openstack CLI is not on PATH (%v); install it with `%s`", err, cliInstallHint)
 	}
 	return bin
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -13,20 +12,16 @@ import (
 
 	"github.com/moat-sg/moat/internal/lab"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // TestCaptureInALab pings from one lab VM to another, whose group allows
 // no ingress: capture must see the echo requests up to qvb and not on the
 // tap, blame the host firewall and print the trace command.
 func TestCaptureInALab(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root: builds a lab in network namespaces")
-	}
-	for _, bin := range []string{"tcpdump", "ovs-vswitchd", "ovsdb-server", "ping", "iptables-nft-restore"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed", bin)
-		}
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, "tcpdump", "ping", "ethtool", "iptables-nft-restore")
+	testenv.RequireOVS(t)
 	bin := moatbin.Build(t)
 	defer moatbin.Remove()
 	var r [3]byte

@@ -3,8 +3,8 @@
 // package lab), for both iptables backends. Everything happens inside
 // namespaces the tests create; the machine's own firewall and links are
 // never touched. The tests need root and the tools of the Makefile's
-// TEST_PACKAGES; without them they skip (the openstack CLI: they fail when
-// MOAT_REQUIRE_CLI=1).
+// TEST_PACKAGES; without them they skip, or fail with MOAT_REQUIRE_KERNEL=1
+// (the openstack CLI: MOAT_REQUIRE_CLI=1), as make test sets them.
 //
 //	go test ./internal/e2e -v                          # both backends
 //	go test ./internal/e2e -run 'TestIPIP/iptables-nft' -v

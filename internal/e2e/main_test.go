@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -16,6 +15,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/lab"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // ownerDir holds one file per lab these tests built, named after the lab
@@ -109,24 +109,13 @@ func newLabName(t *testing.T) string {
 // Tools the tests drive (besides the lab's own: ip, OVS, ethtool).
 var tools = []string{"ip", "ping", "ethtool", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl", "ipset", "conntrack"}
 
-// needRoot skips the test unless it can build labs here.
+// needRoot skips the test (fails it with MOAT_REQUIRE_KERNEL=1) unless it
+// can build labs here.
 func needRoot(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces, raw sockets); CI runs the suite as root")
-	}
-	var missing []string
-	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) > 0 {
-		t.Skipf("missing tools %v: run `make deps` (Makefile TEST_PACKAGES)", missing)
-	}
-	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
-		t.Skip("no br_netfilter (/proc/sys/net/bridge): iptables cannot see bridged frames; load br_netfilter on the host")
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, tools...)
+	testenv.RequireBrNetfilter(t)
 }
 
 // backends are the iptables backends every scenario runs on.
@@ -138,12 +127,9 @@ func backends() []string {
 	return out
 }
 
-// needBackend skips when the backend's binaries are missing.
+// needBackend skips (fails with MOAT_REQUIRE_KERNEL=1) when the backend's
+// binaries are missing.
 func needBackend(t *testing.T, backend string) {
 	t.Helper()
-	for _, bin := range iptables.Backend(backend).Binaries() {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s is not installed (apt-get install iptables)", bin)
-		}
-	}
+	testenv.RequireTools(t, iptables.Backend(backend).Binaries()...)
 }

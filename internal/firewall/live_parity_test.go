@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/firewall/parity"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // TestLiveNeutronParity generates fresh random scenarios, renders them with
@@ -17,11 +18,10 @@ import (
 // and the reference harness are installed. MOAT_NEUTRON_SEED repeats a run,
 // MOAT_NEUTRON_N sets the number of scenarios (default 12).
 func TestLiveNeutronParity(t *testing.T) {
-	if os.Getenv("MOAT_NEUTRON_PARITY") != "1" {
-		t.Skip("set MOAT_NEUTRON_PARITY=1 to compare with the real Neutron driver (root, /usr/bin/python3 with python3-neutron, the reference harness)")
-	}
+	testenv.OptIn(t, "MOAT_NEUTRON_PARITY", "=1 to compare with the real Neutron driver (root, /usr/bin/python3 with python3-neutron, the reference harness outside the project)")
+	// Asked for explicitly: a driver that cannot run is a failure.
 	if err := parity.Available(); err != nil {
-		t.Skipf("the real Neutron driver cannot run here: %v", err)
+		t.Fatalf("MOAT_NEUTRON_PARITY is set but the real Neutron driver cannot run here: %v", err)
 	}
 	seed := uint64(time.Now().UnixNano())
 	if s := os.Getenv("MOAT_NEUTRON_SEED"); s != "" {

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 func TestValidName(t *testing.T) {
@@ -75,21 +76,13 @@ func TestConfigDefaults(t *testing.T) {
 	}
 }
 
-// needLab skips unless the lab can run here.
+// needLab skips (fails with MOAT_REQUIRE_KERNEL=1) unless the lab can run
+// here.
 func needLab(t *testing.T) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root (network namespaces); CI runs the suite as root")
-	}
-	var missing []string
-	for _, tool := range []string{"ip", "ping", "ethtool", "ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			missing = append(missing, tool)
-		}
-	}
-	if len(missing) > 0 {
-		t.Skipf("missing tools %v: run `make deps`", missing)
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, "ping", "ethtool")
+	testenv.RequireOVS(t)
 }
 
 func labName() string {

@@ -152,7 +152,7 @@ func ParseSaveString(s string, v6 bool) (*Ruleset, error) {
 		} else {
 			line, s = s, ""
 		}
-		line = strings.TrimSuffix(line, "\r")
+		line = strings.TrimRight(line, "\r") // CRLF files, even doubled
 		if line == "" || line[0] == '#' {
 			continue
 		}
@@ -282,9 +282,10 @@ func ruleLine(line string) (chain, text string, cnt Counters, err error) {
 		return rest, "", cnt, nil
 	}
 	chain, text = rest[:i], strings.TrimLeft(rest[i+1:], " ")
-	// iptables-restore also accepts counters as "-c P B" anywhere; take
-	// them out so that the text is what iptables-save prints.
-	if strings.HasPrefix(text, "-c ") {
+	// iptables-restore also accepts counters as "-c P B" at the start of
+	// the rule (when the line has no "[P:B]"); take them out so that the
+	// text is what iptables-save prints.
+	if strings.HasPrefix(text, "-c ") && !cnt.Known {
 		f := strings.SplitN(text, " ", 4)
 		if len(f) >= 3 {
 			p, e1 := strconv.ParseUint(f[1], 10, 64)
@@ -293,7 +294,7 @@ func ruleLine(line string) (chain, text string, cnt Counters, err error) {
 				cnt = Counters{Packets: p, Bytes: b, Known: true}
 				text = ""
 				if len(f) == 4 {
-					text = f[3]
+					text = strings.TrimLeft(f[3], " ")
 				}
 			}
 		}

@@ -13,6 +13,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 func mustNet(s string) *net.IPNet {
@@ -50,12 +51,8 @@ func TestFilterMatches(t *testing.T) {
 // TestNetlinkDeleteInANamespace creates conntrack entries in a scratch
 // network namespace with the conntrack tool and deletes some over netlink.
 func TestNetlinkDeleteInANamespace(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create a network namespace")
-	}
-	if _, err := exec.LookPath("conntrack"); err != nil {
-		t.Skip("conntrack tool not installed (apt-get install conntrack)")
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, "conntrack")
 	name := fmt.Sprintf("moatct%d", os.Getpid())
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
 		t.Fatalf("ip netns add: %v %s", err, out)

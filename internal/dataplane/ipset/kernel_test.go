@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"os"
 	"os/exec"
 	"slices"
 	"strings"
@@ -12,27 +11,23 @@ import (
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // newNetns creates a scratch network namespace (ipsets are per namespace)
-// deleted when the test ends, or skips the test where that is impossible.
+// deleted when the test ends, or skips the test where that is impossible
+// (fails it with MOAT_REQUIRE_KERNEL=1).
 func newNetns(t *testing.T) dataplane.Netns {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces (run the tests as root; CI does)")
-	}
-	for _, bin := range []string{"ip", "ipset", "iptables-nft"} {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (apt-get install ipset iptables iproute2): %v", bin, err)
-		}
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, "ipset", "iptables-nft")
 	var b [4]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
 	}
 	name := "moat-ipset-" + hex.EncodeToString(b[:])
 	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Skipf("cannot create a network namespace: %v: %s", err, out)
+		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
 	}
 	t.Cleanup(func() {
 		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {

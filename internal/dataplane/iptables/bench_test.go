@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // TestBenchSmoke runs RunBench on a small host so that the benchmark code
@@ -32,10 +34,7 @@ func TestBenchSmoke(t *testing.T) {
 //
 //	MOAT_BENCH_PORTS=1000,5000 MOAT_BENCH_REPEAT=3 go test ./internal/dataplane/iptables -run TestAgentBench -count=1 -v -timeout 60m
 func TestAgentBench(t *testing.T) {
-	spec := os.Getenv("MOAT_BENCH_PORTS")
-	if spec == "" {
-		t.Skip("set MOAT_BENCH_PORTS=1000,5000 to run the agent dataplane benchmark (root)")
-	}
+	spec := testenv.OptIn(t, "MOAT_BENCH_PORTS", "=1000,5000 to run the agent dataplane benchmark (root, minutes)")
 	needKernel(t, Legacy)
 	needKernel(t, NFT)
 	var ports []int

@@ -3,7 +3,6 @@ package iptables
 import (
 	"context"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -13,24 +12,20 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/iptables/iptablestest"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/spec"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // These tests drive the real iptables tools in scratch network namespaces,
 // one per test and backend, deleted when the test ends. They need root and
-// the iptables and ipset packages; without them they skip and say why.
+// the iptables and ipset packages; without them they skip and say why, or
+// fail with MOAT_REQUIRE_KERNEL=1 (as in CI).
 
 // needKernel skips the test unless it can create namespaces and run
 // backend's tools.
 func needKernel(t testing.TB, backend Backend) {
 	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("needs root to create network namespaces (run the tests as root; CI does)")
-	}
-	for _, bin := range append(backend.Binaries(), "ip", "ipset") {
-		if _, err := exec.LookPath(bin); err != nil {
-			t.Skipf("%s not installed (apt-get install iptables ipset iproute2): %v", bin, err)
-		}
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, append(backend.Binaries(), "ipset")...)
 }
 
 // newNetns creates a scratch namespace with its own xtables lock file,
@@ -39,7 +34,7 @@ func newNetns(t testing.TB) dataplane.Netns {
 	t.Helper()
 	ns, cleanup, err := ScratchNamespace("moat-ipt")
 	if err != nil {
-		t.Skipf("cannot create a network namespace: %v", err)
+		t.Fatalf("scratch namespace: %v", err)
 	}
 	t.Cleanup(func() {
 		if err := cleanup(); err != nil {

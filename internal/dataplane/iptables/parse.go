@@ -57,11 +57,12 @@ func parseSave(out string, want ...string) (map[string]*tableState, error) {
 		tables[name] = &tableState{}
 	}
 	var (
-		cur     *tableState // nil outside a wanted table
-		curName string
-		inTable bool
-		owned   map[string]int // index into cur.owned
-		builtin map[string]int // index into cur.builtins
+		cur      *tableState // nil outside a wanted table
+		curName  string
+		inTable  bool
+		owned    map[string]int // index into cur.owned
+		builtin  map[string]int // index into cur.builtins
+		declared map[string]bool
 	)
 	lineNo := 0
 	for len(out) > 0 {
@@ -92,7 +93,7 @@ func parseSave(out string, want ...string) (map[string]*tableState, error) {
 			}
 			inTable, curName = true, line[1:]
 			cur = tables[curName]
-			owned, builtin = map[string]int{}, map[string]int{}
+			owned, builtin, declared = map[string]int{}, map[string]int{}, map[string]bool{}
 			continue
 		}
 		if !inTable {
@@ -112,6 +113,13 @@ func parseSave(out string, want ...string) (map[string]*tableState, error) {
 				return nil, fmt.Errorf("iptables-save line %d: bad chain line %q", lineNo, line)
 			}
 			name, policy := f[0], f[1]
+			// iptables-save declares each chain once; a second
+			// declaration would make two chains of one name (or one
+			// both built-in and moat's) and the diff ambiguous.
+			if declared[name] {
+				return nil, fmt.Errorf("iptables-save line %d: chain %s declared twice in table %s", lineNo, name, curName)
+			}
+			declared[name] = true
 			switch {
 			case policy != "-":
 				builtin[name] = len(cur.builtins)

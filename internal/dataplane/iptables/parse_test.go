@@ -96,6 +96,12 @@ COMMIT
 		{name: "rule outside table", in: "-A INPUT -j ACCEPT\n", wantErr: "outside a table"},
 		{name: "garbage", in: "*filter\nhello\nCOMMIT\n", wantErr: "unexpected"},
 		{name: "nested", in: "*filter\n*raw\nCOMMIT\n", wantErr: "before table filter's COMMIT"},
+		// Found by FuzzParseSave: two declarations made two chains of one
+		// name, which did not survive a round trip (testdata/fuzz/FuzzParseSave/declared-twice).
+		{name: "chain declared twice", in: "*filter\n:neutron-openvswi-x - [0:0]\n-A neutron-openvswi-x -j ACCEPT\n:neutron-openvswi-x - [0:0]\nCOMMIT\n", wantErr: "chain neutron-openvswi-x declared twice in table filter"},
+		{name: "built-in declared twice", in: "*raw\n:OUTPUT ACCEPT [0:0]\n:OUTPUT DROP [0:0]\nCOMMIT\n", wantErr: "chain OUTPUT declared twice"},
+		{name: "foreign chain declared twice", in: "*filter\n:DOCKER - [0:0]\n:DOCKER - [0:0]\nCOMMIT\n", wantErr: "chain DOCKER declared twice"},
+		{name: "same chain in two tables", in: "*filter\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*raw\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n", want: map[string]*tableState{"filter": {builtins: []firewall.Chain{{Name: "OUTPUT"}}}, "raw": {builtins: []firewall.Chain{{Name: "OUTPUT"}}}}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			got, err := parseSave(tc.in, "filter", "raw")

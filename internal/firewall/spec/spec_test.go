@@ -6,8 +6,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/moat-sg/moat/internal/firewall"
 )
 
 const refDir = "../testdata/neutron"
@@ -173,33 +171,4 @@ func contains(list []string, s string) bool {
 		}
 	}
 	return false
-}
-
-// FuzzCompile feeds arbitrary specs through the loader and the compiler:
-// bad input must give an error, never a panic.
-func FuzzCompile(f *testing.F) {
-	for _, name := range []string{"sample.json", "edge.json"} {
-		b, err := os.ReadFile(filepath.Join(refDir, name))
-		if err != nil {
-			f.Fatal(err)
-		}
-		f.Add(b)
-	}
-	f.Add([]byte(`{"name":"x","security_groups":[{"id":"g","rules":[{"direction":"ingress","protocol":"icmp","port_range_min":255}]}],"ports":[{"id":"p","mac_address":"fa:16:3e:00:00:01","fixed_ips":["2001:db8::1"],"security_groups":["g"],"allowed_address_pairs":[{"ip_address":"::/0"}]}]}`))
-	f.Fuzz(func(t *testing.T, data []byte) {
-		file, err := Parse(strings.NewReader(string(data)), "fuzz")
-		if err != nil {
-			return
-		}
-		for _, sc := range file.Scenarios {
-			for _, compat := range []bool{false, true} {
-				st, err := sc.HostState(nil)
-				if err != nil {
-					continue
-				}
-				st.Options.NeutronCompat = compat
-				_, _ = firewall.Compile(st)
-			}
-		}
-	})
 }

@@ -20,6 +20,8 @@ import (
 	"time"
 
 	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 const binDir = "/usr/lib/postgresql/15/bin"
@@ -37,21 +39,15 @@ var (
 	initErr error
 )
 
-// Required reports whether tests must fail (not skip) without PostgreSQL:
-// CI sets MOAT_REQUIRE_POSTGRES=1 (make test installs it).
-func Required() bool { return os.Getenv("MOAT_REQUIRE_POSTGRES") == "1" }
-
 // Start returns the package's cluster, starting it on first use; it is
 // stopped by Stop (call it from TestMain). Without PostgreSQL or root the
-// test is skipped, or failed when Required.
+// test is skipped, or failed with MOAT_REQUIRE_POSTGRES=1 (CI sets it;
+// make test installs PostgreSQL).
 func Start(t testing.TB) *Cluster {
 	t.Helper()
 	once.Do(func() { shared, initErr = start() })
 	if initErr != nil {
-		if Required() {
-			t.Fatalf("PostgreSQL: %v", initErr)
-		}
-		t.Skipf("PostgreSQL not available (%v); MOAT_REQUIRE_POSTGRES=1 makes this a failure", initErr)
+		testenv.Postgres.Missing(t, "PostgreSQL is not available: %v", initErr)
 	}
 	return shared
 }
