@@ -11,8 +11,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
-	"os/exec"
 	"strings"
 	"sync"
 	"testing"
@@ -25,30 +23,16 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // needKernel skips (or, with MOAT_REQUIRE_KERNEL=1, fails) unless the
 // test can build namespaces with the backend's tools.
 func needKernel(t *testing.T, backend iptables.Backend) {
 	t.Helper()
-	skip := func(msg string) {
-		t.Helper()
-		if os.Getenv("MOAT_REQUIRE_KERNEL") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
-	if os.Geteuid() != 0 {
-		skip("needs root to create network namespaces (run the tests as root; CI does)")
-	}
-	for _, bin := range append(backend.Binaries(), "ip", "ipset", "ping") {
-		if _, err := exec.LookPath(bin); err != nil {
-			skip(fmt.Sprintf("%s not installed (apt-get install iptables ipset iproute2 iputils-ping)", bin))
-		}
-	}
-	if _, err := os.Stat("/proc/sys/net/bridge"); err != nil {
-		skip("no br_netfilter (/proc/sys/net/bridge): iptables cannot see bridged frames; load br_netfilter")
-	}
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, append(backend.Binaries(), "ipset", "ping")...)
+	testenv.RequireBrNetfilter(t)
 }
 
 // refusingExec runs commands in the host namespace; while chain is set,
