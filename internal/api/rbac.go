@@ -83,10 +83,15 @@ func (s *Server) createRBAC(w http.ResponseWriter, r *request) error {
 		if err != nil {
 			return err
 		}
-		// Only the group's owner (or an admin) may share it; Neutron answers
-		// a missing or foreign object with the policy error too.
-		if g == nil || (!r.ctx.IsAdmin && g.ProjectID != r.ctx.ProjectID) {
-			return policyDenied(rbacCreateRule)
+		// Only the group's owner (or an admin) may share it, even a group
+		// shared with the caller. Neutron's callback answers a member with
+		// 400 whether the group is foreign, shared with it or missing (so
+		// the answer tells nothing about other projects' groups).
+		switch {
+		case !r.ctx.IsAdmin && (g == nil || g.ProjectID != r.ctx.ProjectID):
+			return neutron.RBACNotOwner()
+		case g == nil:
+			return neutron.SecurityGroupNotFound(p.ObjectID)
 		}
 		if exists, err := tx.RBACPolicyExists(r.Context(), p); err != nil || exists {
 			if err == nil {
