@@ -7,15 +7,18 @@ BIN := bin/moat
 
 # Debian packages the tests drive for real: the openstack CLI (API tests),
 # iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
-# namespaces), and Neutron itself (the parity oracle for the compiler).
+# namespaces), Neutron itself (the parity oracle for the compiler), and
+# Neutron's own API tests with the Keystone they authenticate against
+# (tempest 33, neutron-tempest-plugin 2.0.0, Keystone 22 on PostgreSQL).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
-	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump postgresql
+	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump postgresql \
+	tempest neutron-tempest-plugin python3-keystone python3-psycopg2 curl
 
 # What the agent drives on a host (Open vSwitch is optional: without it the
 # agent falls back to a Linux bridge br-int, without VLAN isolation).
 RUN_PACKAGES := iptables ipset conntrack iproute2
 
-.PHONY: all build run run-deps test deps vet fmt-check clean
+.PHONY: all build run run-deps test tempest deps vet fmt-check clean
 
 # install-missing installs those of the Debian packages $(1) that are not
 # installed yet (nothing, and no apt-get update, when all are).
@@ -53,9 +56,17 @@ vet:
 	$(GO) vet ./...
 
 # The whole suite. MOAT_REQUIRE_CLI and MOAT_REQUIRE_POSTGRES make a missing
-# openstack CLI or PostgreSQL a failure, not a skip.
-test: deps fmt-check vet
+# openstack CLI or PostgreSQL a failure, not a skip. Then Neutron's own API
+# tests against the moat just built (tempest/run.sh).
+test: deps fmt-check vet build
 	MOAT_REQUIRE_CLI=1 MOAT_REQUIRE_POSTGRES=1 $(GO) test -count=1 -timeout 30m ./...
+	tempest/run.sh $(BIN) extended
+
+# Neutron's own API tests alone: `make tempest` runs the selection CI runs
+# (extended, which holds core); TEMPEST=core or TEMPEST='<regex>' picks another.
+TEMPEST ?= extended
+tempest: deps build
+	tempest/run.sh $(BIN) '$(TEMPEST)'
 
 clean:
 	rm -rf bin
