@@ -19,6 +19,7 @@
 set -euo pipefail
 # Debian's python3 and tools, whatever python a developer's PATH prefers
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin
+export PYTHONDONTWRITEBYTECODE=1 # no __pycache__ in the checkout
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 MOAT="$(realpath "${1:?usage: $0 MOAT_BINARY [extended|core|REGEX]}")"
 SEL="${2:-extended}"
@@ -48,12 +49,14 @@ python3 -W ignore "$HERE/selection_test.py" >/dev/null 2>&1 ||
 # --- one directory for everything, removed with every process on exit
 TOP=$(mktemp -d /tmp/moat-tempest.XXXXXX)
 chmod 711 "$TOP" # the postgres user must reach its data directory below
-PIDS=()
+PIDS=()   # Keystone and moat
+STESTR="" # stestr and its workers: a process group of their own, led by this pid
 cleanup() {
   local rc=$?
   set +e
+  [ -z "$STESTR" ] || kill -- "-$STESTR" 2>/dev/null
   for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null; done
-  for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
+  for pid in $STESTR "${PIDS[@]}"; do wait "$pid" 2>/dev/null; done
   if [ -f "$TOP/pg/data/postmaster.pid" ]; then
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$TOP/pg/data" -m immediate -w stop >/dev/null 2>&1
   fi
@@ -61,11 +64,14 @@ cleanup() {
   exit $rc
 }
 trap cleanup EXIT
+# (bash runs these only between foreground commands: the long ones run in the background)
 trap 'exit 130' INT TERM
 mkdir -p "$TOP"/{pg,keystone/fernet-keys,keystone/credential-keys,moat,ws/etc,ws/logs,ws/lock,home}
 chown postgres:postgres "$TOP/pg"
 chmod 700 "$TOP"/keystone/{fernet-keys,credential-keys}
-export HOME="$TOP/home" # tempest and stestr keep nothing in the caller's home
+mkdir "$TOP/tmp"
+# tempest and stestr keep nothing in the caller's home, nor in /tmp (stestr's test lists)
+export HOME="$TOP/home" TMPDIR="$TOP/tmp"
 
 read -r PG_PORT KS_PORT MOAT_PORT < <(python3 -c '
 import socket
@@ -76,8 +82,8 @@ KEYSTONE="http://127.0.0.1:$KS_PORT/v3"
 NEUTRON="http://127.0.0.1:$MOAT_PORT"
 
 wait_http() { # name url pid
-  for _ in $(seq 1 240); do
-    curl -s -o /dev/null "$2" && return 0
+  for _ in $(seq 1 480); do
+    curl -s --max-time 10 -o /dev/null "$2" && return 0
     kill -0 "$3" 2>/dev/null || { tail -n 30 "$TOP"/*/*.log >&2 || true; die "$1 exited"; }
     sleep 0.25
   done
@@ -235,7 +241,10 @@ log "ready in $((T1 - T0))s; running $SEL with concurrency $CONC"
 cd "$TOP/ws"
 stestr init >/dev/null
 # stestr's own exit status only says whether something failed; the verdict is selection.py's
-stestr run --concurrency "$CONC" --subunit "$REGEX" >"$TOP/ws/results.subunit" 2>"$TOP/ws/stestr.err" || true
+setsid stestr run --concurrency "$CONC" --subunit "$REGEX" >"$TOP/ws/results.subunit" 2>"$TOP/ws/stestr.err" &
+STESTR=$!
+wait "$STESTR" || true
+STESTR=""
 T2=$(date +%s)
 log "tests ran in $((T2 - T1))s (total $((T2 - T0))s)"
 if ! [ -s "$TOP/ws/results.subunit" ]; then
