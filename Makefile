@@ -7,16 +7,18 @@ BIN := bin/moat
 
 # Debian packages the tests drive for real: the openstack CLI (API tests),
 # iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
-# namespaces), and Neutron itself (the parity oracle for the compiler).
+# namespaces), Neutron itself (the parity oracle for the compiler), and
+# Neutron's own API tests with the Keystone they authenticate against
+# (tempest 33, neutron-tempest-plugin 2.0.0, Keystone 22 on PostgreSQL).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
-	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump postgresql
+	iptables ipset conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump postgresql \
+	tempest neutron-tempest-plugin python3-keystone python3-psycopg2 curl
 
 # What the agent drives on a host (Open vSwitch is optional: without it the
 # agent falls back to a Linux bridge br-int, without VLAN isolation).
 RUN_PACKAGES := iptables ipset conntrack iproute2
 
-.PHONY: all build run run-deps test deps vet fmt-check clean
-.PHONY: fuzz
+.PHONY: all build run run-deps test tempest fuzz deps vet fmt-check clean
 
 # install-missing installs those of the Debian packages $(1) that are not
 # installed yet (nothing, and no apt-get update, when all are).
@@ -53,14 +55,16 @@ fmt-check:
 vet:
 	$(GO) vet ./...
 
-# The whole suite, then the fuzz targets for a bounded time.
+# The whole suite, then the fuzz targets for a bounded time, then Neutron's
+# own API tests against the moat just built (tempest/run.sh).
 # MOAT_REQUIRE_KERNEL, MOAT_REQUIRE_CLI and MOAT_REQUIRE_POSTGRES make a
 # missing root/tool/kernel feature, openstack CLI or PostgreSQL a failure,
 # not a skip (internal/testenv); only opt-in tests skip.
 TEST_REQUIRE := MOAT_REQUIRE_KERNEL=1 MOAT_REQUIRE_CLI=1 MOAT_REQUIRE_POSTGRES=1
-test: deps fmt-check vet
+test: deps fmt-check vet build
 	$(TEST_REQUIRE) $(GO) test -count=1 -timeout 30m ./...
 	$(MAKE) fuzz
+	tempest/run.sh $(BIN) extended
 
 # Every fuzz target (package:Target; go test -fuzz takes one target of one
 # package at a time) runs FUZZTIME past its committed corpus
@@ -78,6 +82,12 @@ fuzz:
 		echo "fuzz $$fn in ./$$pkg for $(FUZZTIME)"; \
 		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
 	done
+
+# Neutron's own API tests alone: `make tempest` runs the selection CI runs
+# (extended, which holds core); TEMPEST=core or TEMPEST='<regex>' picks another.
+TEMPEST ?= extended
+tempest: deps build
+	tempest/run.sh $(BIN) '$(TEMPEST)'
 
 clean:
 	rm -rf bin

@@ -482,7 +482,10 @@ func (s *Server) createPort(ctx context.Context, tx *store.Tx, nctx *neutron.Con
 	}
 	sgs, requested := it["security_groups"].([]any)
 	switch {
-	case requested && len(sgs) > 0 && (!p.PortSecurityEnabled || len(p.FixedIPs) == 0):
+	// ML2 refuses groups only on a port without port security; a port
+	// without an address may have groups (its message speaks of
+	// addresses for plugins that require them).
+	case requested && len(sgs) > 0 && !p.PortSecurityEnabled:
 		return nil, neutron.PortSecurityAndIPRequiredForSecurityGroups()
 	case requested:
 		if p.SecurityGroups, err = portGroups(ctx, tx, nctx, p.ProjectID, idList(sgs)); err != nil {
@@ -587,7 +590,7 @@ func (s *Server) updatePort(w http.ResponseWriter, r *request) error {
 			p.PortSecurityEnabled = v
 		}
 		if sgs, ok := in["security_groups"].([]any); ok {
-			if len(sgs) > 0 && (!p.PortSecurityEnabled || len(p.FixedIPs) == 0) {
+			if len(sgs) > 0 && !p.PortSecurityEnabled {
 				return neutron.PortSecurityAndIPRequiredForSecurityGroups()
 			}
 			if p.SecurityGroups, err = portGroups(r.Context(), tx, r.ctx, p.ProjectID, idList(sgs)); err != nil {

@@ -79,12 +79,7 @@ func (s *Server) createRBAC(w http.ResponseWriter, r *request) error {
 		return policyDenied(rbacCreateRule)
 	}
 	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		// Neutron answers a missing or foreign object with the policy
-		// error too.
-		if ok, err := mayShareObject(r, tx, p.ObjectID); err != nil || !ok {
-			if err == nil {
-				err = policyDenied(rbacCreateRule)
-			}
+		if err := checkShareObject(r, tx, p.ObjectID); err != nil {
 			return err
 		}
 		if exists, err := tx.RBACPolicyExists(r.Context(), p); err != nil || exists {
@@ -105,16 +100,24 @@ func (s *Server) createRBAC(w http.ResponseWriter, r *request) error {
 	return nil
 }
 
-// mayShareObject is Neutron's validate_rbac_policy_change: "Only admins
+// checkShareObject is Neutron's validate_rbac_policy_change: "Only admins
 // can manipulate policies on objects they do not own". It holds for create
 // and for retargeting: a project that holds a policy on a group it does not
-// own (an admin made it) must not hand the group to a third project.
-func mayShareObject(r *request, tx *store.Tx, objectID string) (bool, error) {
+// own (an admin made it) must not hand the group to a third project. A
+// member gets the same 400 whether the group is foreign, shared with it or
+// missing, so the answer tells nothing about other projects' groups; an
+// admin naming a missing group gets 404.
+func checkShareObject(r *request, tx *store.Tx, objectID string) error {
 	g, err := tx.GetSecurityGroup(r.Context(), objectID)
-	if err != nil {
-		return false, err
+	switch {
+	case err != nil:
+		return err
+	case !r.ctx.IsAdmin && (g == nil || g.ProjectID != r.ctx.ProjectID):
+		return neutron.RBACNotOwner()
+	case g == nil:
+		return neutron.SecurityGroupNotFound(objectID)
 	}
-	return g != nil && (r.ctx.IsAdmin || g.ProjectID == r.ctx.ProjectID), nil
+	return nil
 }
 
 // rbacUpdateRule is the policy expression of a retarget.
@@ -167,10 +170,7 @@ func (s *Server) updateRBAC(w http.ResponseWriter, r *request) error {
 		if target == neutron.RBACTargetAllProjects && !r.ctx.IsAdmin {
 			return policyDenied(rbacUpdateRule)
 		}
-		if ok, err := mayShareObject(r, tx, p.ObjectID); err != nil || !ok {
-			if err == nil {
-				err = policyDenied(rbacUpdateRule)
-			}
+		if err := checkShareObject(r, tx, p.ObjectID); err != nil {
 			return err
 		}
 		if target != neutron.RBACTargetAllProjects {

@@ -129,8 +129,8 @@ func TestRBACRetargetNeedsObjectOwner(t *testing.T) {
 	f := newFixture(t)
 	q := "rbac-policies/" + f.id["q"]
 	status, b := f.call(t, callerB, http.MethodPut, q, map[string]any{"rbac_policy": map[string]any{"target_tenant": projectC.project}})
-	wantNeutronError(t, "B retargets q to C", status, b, 403, "PolicyNotAuthorized",
-		"(rule:update_rbac_policy and rule:update_rbac_policy:target_tenant) is disallowed by policy")
+	wantNeutronError(t, "B retargets q to C", status, b, 400, "InvalidInput",
+		"Invalid input for operation: Only admins can manipulate policies on objects they do not own.")
 	status, b = f.call(t, callerC, http.MethodGet, "security-groups/"+f.id["g"], nil)
 	wantNeutronError(t, "C looks for g", status, b, 404, "SecurityGroupNotFound", "Security group "+f.id["g"]+" does not exist")
 	if got := f.must(t, callerB, http.MethodGet, q, nil, 200); got["target_tenant"] != projectE {

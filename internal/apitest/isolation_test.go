@@ -78,6 +78,9 @@ var (
 	created201   = cell{201, ""}
 	noContent204 = cell{204, ""}
 	denied       = cell{403, "PolicyNotAuthorized"}
+	// notOwner is Neutron's "Only admins can manipulate policies on
+	// objects they do not own" (validate_rbac_policy_change).
+	notOwner = cell{400, "InvalidInput"}
 )
 
 func notFound(typ string) cell { return cell{404, typ} }
@@ -413,7 +416,7 @@ func updateRows() []row {
 		// "Only admins can manipulate policies on objects they do not own":
 		// B holds q but does not own g. moat: 403; Neutron 21 wraps the
 		// callback's InvalidInput in a 409 RbacPolicyInUse.
-		put(objQ, "target_tenant", map[string]any{"target_tenant": projectF}, want5(rbacNF, denied, rbacNF, rbacNF, ok200)),
+		put(objQ, "target_tenant", map[string]any{"target_tenant": projectF}, want5(rbacNF, notOwner, rbacNF, rbacNF, ok200)),
 		put(objQ, "target_tenant *", map[string]any{"target_tenant": "*"}, want5(rbacNF, denied, rbacNF, rbacNF, ok200)),
 	}
 }
@@ -474,12 +477,12 @@ func createRows() []row {
 		post("rule with remote group g", "security-group-rules", "security_group_rule", func(f *fixture, c who) map[string]any {
 			return map[string]any{"security_group_id": f.id["mine:"+c.String()], "direction": "ingress", "remote_group_id": f.id["g"]}
 		}, want5(created201, sgNF, sgNF, created201, created201)),
-		// Only the group's owner (or an admin) shares it. moat: 403 for the
-		// others; Neutron 21 answers InvalidInput from a callback.
+		// Only the group's owner (or an admin) shares it: Neutron 21's
+		// callback answers the others InvalidInput.
 		post("rbac policy on g", "rbac-policies", "rbac_policy", func(f *fixture, c who) map[string]any {
 			return map[string]any{"object_type": "security_group", "object_id": f.id["g"], "action": "access_as_shared",
 				"target_tenant": fmt.Sprintf("%s-%d", projectF, c)}
-		}, want5(created201, denied, denied, denied, created201)),
+		}, want5(created201, notOwner, notOwner, notOwner, created201)),
 		// create_port on a shared network: anyone.
 		post("port on s", "ports", "port", func(f *fixture, _ who) map[string]any {
 			return map[string]any{"network_id": f.id["s"]}

@@ -154,6 +154,12 @@ func TestRBACShareGroup(t *testing.T) {
 
 	t.Run("errors", func(t *testing.T) {
 		bweb := listGroups(t, e.b, groups.ListOpts{Name: "bweb"})[0]
+		// A shares web with B: B still may not share it on.
+		toB, err := rbacpolicies.Create(ctx, e.a, shareGroup(web.ID, projectB.project)).Extract()
+		noErr(t, err, "A shares web with B")
+		defer func() { noErr(t, rbacpolicies.Delete(ctx, e.a, toB.ID).ExtractErr(), "A unshares web") }()
+		notOwner := "Invalid input for operation: Only admins can manipulate policies on objects they do not own."
+		missing := "00000000-0000-0000-0000-000000000000"
 		tests := []struct {
 			name         string
 			who          *gophercloud.ServiceClient
@@ -165,10 +171,16 @@ func TestRBACShareGroup(t *testing.T) {
 				400, "InvalidActionForType", "Invalid action 'access_as_external' for object type 'security_group'. Valid actions: ('access_as_shared',)"},
 			{"unknown type", e.a, map[string]any{"object_type": "foo", "object_id": web.ID, "action": "access_as_shared", "target_tenant": projectB.project},
 				400, "InvalidInput", "Invalid input for operation: 'foo' is not a valid RBAC object type."},
-			// Neutron answers 400 with its callback's text here (see
-			// docs/compatibility.md); moat the policy error.
+			// Neutron wraps this message in its callback's name (see
+			// docs/compatibility.md).
 			{"another project's group", e.a, map[string]any{"object_type": "security_group", "object_id": bweb.ID, "action": "access_as_shared", "target_tenant": projectC.project},
-				403, "PolicyNotAuthorized", rbacCreateDenied},
+				400, "InvalidInput", notOwner},
+			{"a group shared with the caller", e.b, map[string]any{"object_type": "security_group", "object_id": web.ID, "action": "access_as_shared", "target_tenant": projectC.project},
+				400, "InvalidInput", notOwner},
+			{"a missing group", e.a, map[string]any{"object_type": "security_group", "object_id": missing, "action": "access_as_shared", "target_tenant": projectC.project},
+				400, "InvalidInput", notOwner},
+			{"a missing group, by an admin", e.admin, map[string]any{"object_type": "security_group", "object_id": missing, "action": "access_as_shared", "target_tenant": projectC.project},
+				404, "SecurityGroupNotFound", "Security group " + missing + " does not exist"},
 		}
 		for _, tc := range tests {
 			t.Run(tc.name, func(t *testing.T) {
@@ -176,8 +188,13 @@ func TestRBACShareGroup(t *testing.T) {
 				wantError(t, err, tc.status, tc.typ, tc.message)
 			})
 		}
-		missing := "00000000-0000-0000-0000-000000000000"
-		_, err := rbacpolicies.Get(ctx, e.a, missing).Extract()
+		// Nothing was created: B has no policy of its own.
+		pages, err := rbacpolicies.List(e.b, rbacpolicies.ListOpts{}).AllPages(ctx)
+		noErr(t, err, "B lists policies")
+		if got, err := rbacpolicies.ExtractRBACPolicies(pages); err != nil || len(got) != 0 {
+			t.Errorf("B's policies: %+v %v", got, err)
+		}
+		_, err = rbacpolicies.Get(ctx, e.a, missing).Extract()
 		wantError(t, err, 404, "RbacPolicyNotFound", "RBAC policy of type unknown with ID "+missing+" not found")
 		wantError(t, rbacpolicies.Delete(ctx, e.a, missing).ExtractErr(), 404, "RbacPolicyNotFound", "RBAC policy of type unknown with ID "+missing+" not found")
 	})

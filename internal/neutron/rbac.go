@@ -63,6 +63,13 @@ func DuplicateRBACPolicy() *Error {
 	return newErr(http.StatusConflict, "DuplicateRbacPolicy", "An RBAC policy already exists with those values.")
 }
 
+// RBACNotOwner is Neutron's answer to a member creating a policy on an
+// object it does not own; Neutron wraps the message in its callback's name
+// and a per-process id.
+func RBACNotOwner() *Error {
+	return InvalidInput("Only admins can manipulate policies on objects they do not own")
+}
+
 func RBACPolicyInUse(objectID, target string) *Error {
 	return newErr(http.StatusConflict, "RbacPolicyInUse",
 		"RBAC policy on object %s cannot be removed because other objects depend on it.\nDetails: project_id=%s", objectID, target)
