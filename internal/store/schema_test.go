@@ -324,7 +324,7 @@ func TestModesThatNeverCreate(t *testing.T) {
 	for _, m := range []Mode{Existing, ReadOnly} {
 		s, err := OpenMode(ctx, "sqlite://"+path, m)
 		closeIf(s)
-		if !errors.Is(err, ErrNoDatabase) || !strings.Contains(err.Error(), path+" does not exist") {
+		if !errors.Is(err, ErrNoDatabase) || !strings.Contains(err.Error(), path+": the database does not exist") {
 			t.Errorf("%s on a missing file: %v", m, err)
 		}
 	}

@@ -107,7 +107,7 @@ var ErrReadOnly = errors.New("the database is open read-only")
 
 // ErrNoDatabase is returned (wrapped) when a mode that never creates the
 // database finds no SQLite file.
-var ErrNoDatabase = errors.New("no database")
+var ErrNoDatabase = errors.New("the database does not exist")
 
 // Open opens (creating if needed) the database at url and migrates its
 // schema to the latest version: OpenMode with Migrate. Accepted forms:
@@ -250,7 +250,7 @@ func openSQLite(u *url.URL, mode Mode) (*Store, error) {
 		// SQLite would create an empty file; the modes that never
 		// create say so instead.
 		if errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("sqlite database %s does not exist (moat server creates it, or run moat db upgrade): %w", path, ErrNoDatabase)
+			return nil, fmt.Errorf("sqlite %s: %w (moat server creates it, or run moat db upgrade)", path, ErrNoDatabase)
 		}
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
