@@ -21,6 +21,12 @@ type HostSnapshot struct {
 	// Members maps a remote group to the addresses of all its ports on
 	// any host: fixed IPs and allowed-address-pair addresses (as stored).
 	Members map[string][]string
+	// PortErrors maps the ports whose stored row does not read in full
+	// (a binding:profile that is not JSON, ...) to why. They are in Ports
+	// with what could be read, which must not be enforced as if it were
+	// the port: the agent rejects them (no traffic, status ERROR with the
+	// reason). A bad row affects only its port.
+	PortErrors map[string]string
 }
 
 // HostSnapshot reads what the agent of host needs.
@@ -30,8 +36,8 @@ func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, erro
 		return nil, err
 	}
 	snap := &HostSnapshot{Revision: rev, Host: host, Networks: map[string]*neutron.Network{},
-		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}}
-	if snap.Ports, err = t.PortsOnHost(ctx, host); err != nil {
+		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}, PortErrors: map[string]string{}}
+	if snap.Ports, err = t.portsOnHost(ctx, host, snap.PortErrors); err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	netIDs, groupIDs := map[string]bool{}, map[string]bool{}
