@@ -189,7 +189,7 @@ func openServerStore(ctx context.Context, migrate, dbURL string) (*store.Store, 
 	if err != nil {
 		var se *store.SchemaError
 		if errors.As(err, &se) && se.Database < se.Binary {
-			err = fmt.Errorf("%w (moat db upgrade --db URL; or start with --migrate=always)", err)
+			err = fmt.Errorf("%w; or start with --migrate=always", err)
 		}
 		return nil, fmt.Errorf("open database %s: %w", store.Redact(dbURL), err)
 	}

@@ -167,7 +167,7 @@ func TestServerMigrateFlag(t *testing.T) {
 		url := pgtest.Start(t).NewDatabase(t)
 		_, err := runCmd(t, newServerCmd, "", "--db", url, "--listen", "127.0.0.1:0")
 		var se *store.SchemaError
-		if !errors.As(err, &se) || se.Database != 0 || !strings.Contains(err.Error(), "moat db upgrade --db URL; or start with --migrate=always") {
+		if !errors.As(err, &se) || se.Database != 0 || !strings.Contains(err.Error(), "run moat db upgrade to create it; or start with --migrate=always") {
 			t.Errorf("server on an empty PostgreSQL database: %v", err)
 		}
 		if _, err := runCmd(t, newDBCmd, "", "upgrade", "--db", url); err != nil {
