@@ -82,3 +82,65 @@ func testHostSnapshotIsolatesBadRows(t *testing.T, s *Store) {
 		t.Errorf("GetPort of the bad port: %v", err)
 	}
 }
+
+// TestHostSnapshotIsolatesBadDependencies: a network, group or rule row
+// that does not read (SQLite keeps text in a number column) rejects the
+// host's ports that depend on it, with the reason, and no other port.
+func TestHostSnapshotIsolatesBadDependencies(t *testing.T) {
+	// Ports of the fixture on h1: 0 (net 0, groups 0 and 1), 1 (net 2,
+	// group 1), 2 (net 0, no group), 4 (net 2, group 0).
+	type tc struct {
+		name    string
+		corrupt func(f *fixture) (string, []any)
+		want    func(f *fixture, ruleID string) map[string]string
+	}
+	for _, tt := range []tc{
+		{"network", func(f *fixture) (string, []any) {
+			return `UPDATE networks SET mtu = 'big' WHERE id = ?`, []any{f.nets[2].ID}
+		}, func(f *fixture, _ string) map[string]string {
+			why := "its network " + f.nets[2].ID + ` does not read: mtu holds "big", not a number`
+			return map[string]string{f.ports[1].ID: why, f.ports[4].ID: why}
+		}},
+		{"group", func(f *fixture) (string, []any) {
+			return `UPDATE security_groups SET stateful = 'maybe' WHERE id = ?`, []any{f.groups[1].ID}
+		}, func(f *fixture, _ string) map[string]string {
+			why := "its security group " + f.groups[1].ID + ` does not read: stateful holds "maybe", not a number`
+			return map[string]string{f.ports[0].ID: why, f.ports[1].ID: why}
+		}},
+		{"rule", func(f *fixture) (string, []any) {
+			return `UPDATE security_group_rules SET port_range_min = 'x' WHERE security_group_id = ? AND protocol = 'tcp'`, []any{f.groups[0].ID}
+		}, func(f *fixture, ruleID string) map[string]string {
+			why := "its security group " + f.groups[0].ID + " does not read: rule " + ruleID + `: port_range_min holds "x", not a number`
+			return map[string]string{f.ports[0].ID: why, f.ports[4].ID: why}
+		}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx := context.Background()
+			s := openTest(t)
+			f := buildFixture(t, s)
+			var ruleID string
+			if err := s.reader.QueryRow(`SELECT id FROM security_group_rules WHERE security_group_id = ? AND protocol = 'tcp'`,
+				f.groups[0].ID).Scan(&ruleID); err != nil {
+				t.Fatal(err)
+			}
+			q, args := tt.corrupt(f)
+			if _, err := s.writer.Exec(q, args...); err != nil {
+				t.Fatal(err)
+			}
+			var snap *HostSnapshot
+			if err := s.Read(ctx, func(tx *Tx) error {
+				var err error
+				snap, err = tx.HostSnapshot(ctx, "h1")
+				return err
+			}); err != nil {
+				t.Fatalf("one bad %s failed the snapshot: %v", tt.name, err)
+			}
+			if want := tt.want(f, ruleID); !reflect.DeepEqual(snap.PortErrors, want) {
+				t.Errorf("port errors:\n got %q\nwant %q", snap.PortErrors, want)
+			}
+			if len(snap.Ports) != 4 {
+				t.Errorf("%d ports on h1, want 4", len(snap.Ports))
+			}
+		})
+	}
+}

@@ -46,17 +46,13 @@ func (t *Tx) selectPorts(ctx context.Context, bad map[string]string, q string, a
 	defer rows.Close()
 	var out []neutron.Port
 	var r portRow
-	dests := r.columns()
+	cols := r.columns()
+	ptrs := cols.pointers()
 	for rows.Next() {
 		r = portRow{}
-		var probs columnProblems
-		if err := rows.Scan(dests.pointers()...); err != nil {
-			// Scan again, column by column, to learn which values do not
-			// read (a Scan of the same row may be repeated).
-			r = portRow{}
-			if err := rows.Scan(dests.lenient(&probs)...); err != nil {
-				return nil, fmt.Errorf("read ports: %w", err)
-			}
+		probs, err := scanRow(rows, ptrs, cols)
+		if err != nil {
+			return nil, fmt.Errorf("read ports: %w", err)
 		}
 		p := r.p
 		p.AdminStateUp, p.PortSecurityEnabled = r.admin != 0, r.psec != 0

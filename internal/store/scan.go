@@ -1,6 +1,7 @@
 package store
 
 import (
+	"database/sql"
 	"fmt"
 	"strconv"
 	"strings"
@@ -42,7 +43,9 @@ func (cs scanColumns) lenient(probs *columnProblems) []any {
 			out[i] = probs.str(c.name, dst)
 		case *int64:
 			out[i] = probs.int(c.name, dst)
-		default: // nullable columns take anything database/sql reads
+		case *sql.NullInt64:
+			out[i] = probs.nullInt(c.name, dst)
+		default: // nullable text takes anything database/sql reads
 			out[i] = dst
 		}
 	}
@@ -90,6 +93,38 @@ func (p *columnProblems) int(col string, dst *int64) any {
 			p.add(col, fmt.Sprintf("holds %T, not a number", v))
 		}
 	})
+}
+
+// nullInt scans a nullable integer column.
+func (p *columnProblems) nullInt(col string, dst *sql.NullInt64) any {
+	return scanFunc(func(v any) {
+		if v == nil {
+			*dst = sql.NullInt64{}
+			return
+		}
+		var n int64
+		before := len(*p)
+		p.int(col, &n).(scanFunc)(v)
+		if len(*p) == before {
+			*dst = sql.NullInt64{Int64: n, Valid: true}
+		}
+	})
+}
+
+// scanRow scans the current row into ptrs (cols' pointers). When a value
+// does not read, it scans the row again with lenient destinations and
+// returns what did not read: the destinations then hold what did (they
+// must be zeroed before each row). The error is for a row that cannot be
+// scanned at all.
+func scanRow(rows *sql.Rows, ptrs []any, cols scanColumns) (columnProblems, error) {
+	if err := rows.Scan(ptrs...); err == nil {
+		return nil, nil
+	}
+	var probs columnProblems
+	if err := rows.Scan(cols.lenient(&probs)...); err != nil {
+		return nil, err
+	}
+	return probs, nil
 }
 
 type scanFunc func(v any)
