@@ -21,7 +21,7 @@ func (p columnProblems) String() string { return strings.Join(p, "; ") }
 // scanColumns are a row's destinations, by column name.
 type scanColumns []struct {
 	name string
-	dst  any // *string, *int64 or *sql.NullString
+	dst  any // *string, *int64, *sql.NullString or *sql.NullInt64
 }
 
 // pointers are the destinations for a plain rows.Scan.
@@ -54,7 +54,7 @@ func (cs scanColumns) lenient(probs *columnProblems) []any {
 
 // str scans a text column; NULL and values that are not text are problems
 // (numbers are taken as their decimal text, as database/sql does).
-func (p *columnProblems) str(col string, dst *string) any {
+func (p *columnProblems) str(col string, dst *string) scanFunc {
 	return scanFunc(func(v any) {
 		switch v := v.(type) {
 		case string:
@@ -72,7 +72,7 @@ func (p *columnProblems) str(col string, dst *string) any {
 }
 
 // int scans an integer column (booleans are stored as 0 and 1).
-func (p *columnProblems) int(col string, dst *int64) any {
+func (p *columnProblems) int(col string, dst *int64) scanFunc {
 	return scanFunc(func(v any) {
 		switch v := v.(type) {
 		case int64:
@@ -96,7 +96,7 @@ func (p *columnProblems) int(col string, dst *int64) any {
 }
 
 // nullInt scans a nullable integer column.
-func (p *columnProblems) nullInt(col string, dst *sql.NullInt64) any {
+func (p *columnProblems) nullInt(col string, dst *sql.NullInt64) scanFunc {
 	return scanFunc(func(v any) {
 		if v == nil {
 			*dst = sql.NullInt64{}
@@ -104,7 +104,7 @@ func (p *columnProblems) nullInt(col string, dst *sql.NullInt64) any {
 		}
 		var n int64
 		before := len(*p)
-		p.int(col, &n).(scanFunc)(v)
+		p.int(col, &n)(v)
 		if len(*p) == before {
 			*dst = sql.NullInt64{Int64: n, Valid: true}
 		}

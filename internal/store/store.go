@@ -86,7 +86,7 @@ const (
 	// ReadOnly opens a database that exists at this moat's schema version
 	// for reads only: every write fails, in moat (ErrReadOnly) and in the
 	// database (SQLite mode=ro, PostgreSQL default_transaction_read_only).
-	// The tools (moat trace, explain, capture) open it so.
+	// The tools (moat trace and explain with --db) open it so.
 	ReadOnly
 )
 
@@ -183,18 +183,16 @@ func openMigrated(ctx context.Context, rawURL string) (*Store, []int, error) {
 
 // openConn connects as mode allows, without looking at the schema.
 func openConn(rawURL string, mode Mode) (*Store, error) {
-	u, err := url.Parse(rawURL)
+	driver, err := Driver(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse database URL: %w", err)
+		return nil, err
 	}
 	var s *Store
-	switch u.Scheme {
-	case "sqlite", "sqlite3":
+	if driver == "sqlite" {
+		u, _ := url.Parse(rawURL) // Driver parsed it
 		s, err = openSQLite(u, mode)
-	case "postgres", "postgresql":
+	} else {
 		s, err = openPostgres(rawURL, mode)
-	default:
-		return nil, fmt.Errorf("database URL %q: unsupported scheme %q (want sqlite:///path or postgres://)", Redact(rawURL), u.Scheme)
 	}
 	if err != nil {
 		return nil, err
