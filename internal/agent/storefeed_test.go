@@ -21,49 +21,7 @@ import (
 // the reason in the store, and ACTIVE again once the row is fixed.
 func TestBadRowIsolatedThroughTheStore(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "moat.db")
-	st, err := store.Open(ctx, "sqlite://"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var ids []string
-	err = st.Write(ctx, func(tx *store.Tx) error {
-		n := &neutron.Network{ProjectID: "p1", Name: "n", AdminStateUp: true, Status: "ACTIVE", MTU: 1450,
-			PortSecurityEnabled: true, NetworkType: neutron.NetTypeLocal}
-		if err := tx.CreateNetwork(ctx, n); err != nil {
-			return err
-		}
-		sn := &neutron.Subnet{ProjectID: "p1", NetworkID: n.ID, Name: "s", IPVersion: 4,
-			CIDR: netip.MustParsePrefix("10.0.0.0/24")}
-		if err := tx.CreateSubnet(ctx, sn); err != nil {
-			return err
-		}
-		g := &neutron.SecurityGroup{ProjectID: "p1", Name: "g", Stateful: true}
-		if err := tx.CreateSecurityGroup(ctx, g, neutron.DefaultRules("", "p1", false), false); err != nil {
-			return err
-		}
-		for i := 0; i < 2; i++ {
-			p := &neutron.Port{ProjectID: "p1", NetworkID: n.ID, Name: fmt.Sprint("p", i),
-				MACAddress: fmt.Sprintf("fa:16:3e:00:00:%02x", i), AdminStateUp: true, Status: neutron.PortStatusDown,
-				PortSecurityEnabled: true, HostID: "h1", VNICType: "normal", VIFType: neutron.VIFTypeOVS,
-				FixedIPs:            []neutron.FixedIP{{SubnetID: sn.ID, IPAddress: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", 10+i))}},
-				AllowedAddressPairs: []neutron.AddressPair{}, SecurityGroups: []string{g.ID}}
-			if err := tx.CreatePort(ctx, p); err != nil {
-				return err
-			}
-			ids = append(ids, p.ID)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	st, raw, ids := twoPortStore(t)
 	setMAC := func(mac string) {
 		t.Helper()
 		if _, err := raw.Exec(`UPDATE ports SET mac_address = ? WHERE id = ?`, mac, ids[1]); err != nil {
@@ -117,49 +75,7 @@ func TestBadRowIsolatedThroughTheStore(t *testing.T) {
 // and takes it back once the row is fixed.
 func TestUnreadableRowIsolatedThroughTheStore(t *testing.T) {
 	ctx := context.Background()
-	path := filepath.Join(t.TempDir(), "moat.db")
-	st, err := store.Open(ctx, "sqlite://"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer st.Close()
-	var ids []string
-	err = st.Write(ctx, func(tx *store.Tx) error {
-		n := &neutron.Network{ProjectID: "p1", Name: "n", AdminStateUp: true, Status: "ACTIVE", MTU: 1450,
-			PortSecurityEnabled: true, NetworkType: neutron.NetTypeLocal}
-		if err := tx.CreateNetwork(ctx, n); err != nil {
-			return err
-		}
-		sn := &neutron.Subnet{ProjectID: "p1", NetworkID: n.ID, Name: "s", IPVersion: 4,
-			CIDR: netip.MustParsePrefix("10.0.0.0/24")}
-		if err := tx.CreateSubnet(ctx, sn); err != nil {
-			return err
-		}
-		g := &neutron.SecurityGroup{ProjectID: "p1", Name: "g", Stateful: true}
-		if err := tx.CreateSecurityGroup(ctx, g, neutron.DefaultRules("", "p1", false), false); err != nil {
-			return err
-		}
-		for i := 0; i < 2; i++ {
-			p := &neutron.Port{ProjectID: "p1", NetworkID: n.ID, Name: fmt.Sprint("p", i),
-				MACAddress: fmt.Sprintf("fa:16:3e:00:00:%02x", i), AdminStateUp: true, Status: neutron.PortStatusDown,
-				PortSecurityEnabled: true, HostID: "h1", VNICType: "normal", VIFType: neutron.VIFTypeOVS,
-				FixedIPs:            []neutron.FixedIP{{SubnetID: sn.ID, IPAddress: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", 10+i))}},
-				AllowedAddressPairs: []neutron.AddressPair{}, SecurityGroups: []string{g.ID}}
-			if err := tx.CreatePort(ctx, p); err != nil {
-				return err
-			}
-			ids = append(ids, p.ID)
-		}
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	raw, err := sql.Open("sqlite", "file:"+path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer raw.Close()
+	st, raw, ids := twoPortStore(t)
 	setProfile := func(profile string) {
 		t.Helper()
 		if _, err := raw.Exec(`UPDATE ports SET profile = ? WHERE id = ?`, profile, ids[1]); err != nil {
@@ -208,4 +124,55 @@ func TestUnreadableRowIsolatedThroughTheStore(t *testing.T) {
 	if rules.applied.IsRejected(ids[1]) || !a.attached[ids[1]] {
 		t.Errorf("fixed port still rejected (%v) or not attached (%v)", rules.applied.Rejected, a.attached)
 	}
+}
+
+// twoPortStore is a SQLite store with two ports on host h1 in one group,
+// and a connection to its file around the store, to damage their rows.
+func twoPortStore(t *testing.T) (*store.Store, *sql.DB, []string) {
+	t.Helper()
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "moat.db")
+	st, err := store.Open(ctx, "sqlite://"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	var ids []string
+	err = st.Write(ctx, func(tx *store.Tx) error {
+		n := &neutron.Network{ProjectID: "p1", Name: "n", AdminStateUp: true, Status: "ACTIVE", MTU: 1450,
+			PortSecurityEnabled: true, NetworkType: neutron.NetTypeLocal}
+		if err := tx.CreateNetwork(ctx, n); err != nil {
+			return err
+		}
+		sn := &neutron.Subnet{ProjectID: "p1", NetworkID: n.ID, Name: "s", IPVersion: 4,
+			CIDR: netip.MustParsePrefix("10.0.0.0/24")}
+		if err := tx.CreateSubnet(ctx, sn); err != nil {
+			return err
+		}
+		g := &neutron.SecurityGroup{ProjectID: "p1", Name: "g", Stateful: true}
+		if err := tx.CreateSecurityGroup(ctx, g, neutron.DefaultRules("", "p1", false), false); err != nil {
+			return err
+		}
+		for i := 0; i < 2; i++ {
+			p := &neutron.Port{ProjectID: "p1", NetworkID: n.ID, Name: fmt.Sprint("p", i),
+				MACAddress: fmt.Sprintf("fa:16:3e:00:00:%02x", i), AdminStateUp: true, Status: neutron.PortStatusDown,
+				PortSecurityEnabled: true, HostID: "h1", VNICType: "normal", VIFType: neutron.VIFTypeOVS,
+				FixedIPs:            []neutron.FixedIP{{SubnetID: sn.ID, IPAddress: netip.MustParseAddr(fmt.Sprintf("10.0.0.%d", 10+i))}},
+				AllowedAddressPairs: []neutron.AddressPair{}, SecurityGroups: []string{g.ID}}
+			if err := tx.CreatePort(ctx, p); err != nil {
+				return err
+			}
+			ids = append(ids, p.ID)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	raw, err := sql.Open("sqlite", "file:"+path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { raw.Close() })
+	return st, raw, ids
 }

@@ -20,13 +20,9 @@ func testHostSnapshotIsolatesBadRows(t *testing.T, s *Store) {
 	host := f.ports[0].HostID
 	snapshot := func() *HostSnapshot {
 		t.Helper()
-		var snap *HostSnapshot
-		if err := s.Read(ctx, func(tx *Tx) error {
-			var err error
-			snap, err = tx.HostSnapshot(ctx, host)
-			return err
-		}); err != nil {
-			t.Fatalf("snapshot of %s: %v", host, err)
+		snap, err := readSnapshot(s, host)
+		if err != nil {
+			t.Fatal(err)
 		}
 		return snap
 	}
@@ -115,7 +111,6 @@ func TestHostSnapshotIsolatesBadDependencies(t *testing.T) {
 		}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx := context.Background()
 			s := openTest(t)
 			f := buildFixture(t, s)
 			var ruleID string
@@ -127,12 +122,8 @@ func TestHostSnapshotIsolatesBadDependencies(t *testing.T) {
 			if _, err := s.writer.Exec(q, args...); err != nil {
 				t.Fatal(err)
 			}
-			var snap *HostSnapshot
-			if err := s.Read(ctx, func(tx *Tx) error {
-				var err error
-				snap, err = tx.HostSnapshot(ctx, "h1")
-				return err
-			}); err != nil {
+			snap, err := readSnapshot(s, "h1")
+			if err != nil {
 				t.Fatalf("one bad %s failed the snapshot: %v", tt.name, err)
 			}
 			if want := tt.want(f, ruleID); !reflect.DeepEqual(snap.PortErrors, want) {
@@ -143,4 +134,15 @@ func TestHostSnapshotIsolatesBadDependencies(t *testing.T) {
 			}
 		})
 	}
+}
+
+// readSnapshot reads host's snapshot in a transaction of its own.
+func readSnapshot(s *Store, host string) (*HostSnapshot, error) {
+	var snap *HostSnapshot
+	err := s.Read(context.Background(), func(tx *Tx) error {
+		var err error
+		snap, err = tx.HostSnapshot(context.Background(), host)
+		return err
+	})
+	return snap, err
 }

@@ -363,12 +363,7 @@ func TestReadOnlyRefusesWrites(t *testing.T) {
 			t.Fatal(err)
 		}
 		defer s.Close()
-		var snap *HostSnapshot
-		if err := s.Read(ctx, func(tx *Tx) error {
-			var err error
-			snap, err = tx.HostSnapshot(ctx, "h1")
-			return err
-		}); err != nil || len(snap.Ports) == 0 {
+		if snap, err := readSnapshot(s, "h1"); err != nil || len(snap.Ports) == 0 {
 			t.Fatalf("read: %v, %+v", err, snap)
 		}
 		if err := s.Write(ctx, func(*Tx) error { return nil }); !errors.Is(err, ErrReadOnly) {
