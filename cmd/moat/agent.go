@@ -80,6 +80,10 @@ func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Log
 }
 
 func init() {
+	rootCmd.AddCommand(newAgentCmd())
+}
+
+func newAgentCmd() *cobra.Command {
 	var f agentFlags
 	var db string
 	var logLevel string
@@ -99,9 +103,13 @@ without an open window.`,
 			slog.SetDefault(log)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			st, err := store.Open(ctx, db)
+			// The agent reads its host and writes only port statuses: it
+			// never creates or migrates the database (the server does, or
+			// moat db upgrade) and refuses a schema other than its own.
+			// Issue 11 replaces this with a watch on the server.
+			st, err := store.OpenMode(ctx, db, store.Existing)
 			if err != nil {
-				return fmt.Errorf("open database %s: %w", db, err)
+				return fmt.Errorf("open database %s: %w", store.Redact(db), err)
 			}
 			defer st.Close()
 			a, closeFn, err := newAgent(ctx, &f, st, log)
@@ -115,5 +123,5 @@ without an open window.`,
 	f.register(cmd)
 	cmd.Flags().StringVar(&db, "db", store.DefaultURL, "database the server writes: sqlite:///path/file.db or postgres://...")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

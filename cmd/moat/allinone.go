@@ -2,18 +2,19 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"log/slog"
 	"os"
 	"os/signal"
 	"syscall"
 
 	"github.com/spf13/cobra"
-
-	"github.com/moat-sg/moat/internal/store"
 )
 
 func init() {
+	rootCmd.AddCommand(newAllinoneCmd())
+}
+
+func newAllinoneCmd() *cobra.Command {
 	var sf serverFlags
 	var af agentFlags
 	cmd := &cobra.Command{
@@ -34,9 +35,9 @@ on every committed change, so an API call is enforced in the kernel within milli
 			slog.SetDefault(log)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			st, err := store.Open(ctx, sf.db)
+			st, err := openServerStore(ctx, sf.migrate, sf.db)
 			if err != nil {
-				return fmt.Errorf("open database %s: %w", sf.db, err)
+				return err
 			}
 			defer st.Close()
 			a, closeFn, err := newAgent(ctx, &af, st, log.With("part", "agent"))
@@ -60,5 +61,5 @@ on every committed change, so an API call is enforced in the kernel within milli
 	}
 	sf.register(cmd)
 	af.register(cmd)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }

@@ -31,7 +31,7 @@ func (s *ruleSource) withProvenance(ctx context.Context, h *trace.Host, portID s
 		}
 		db = store.DefaultURL
 	}
-	st, err := store.Open(ctx, db)
+	st, err := store.OpenMode(ctx, db, store.ReadOnly)
 	if err != nil {
 		return "; rule ids unknown: " + err.Error()
 	}

@@ -25,6 +25,7 @@ import (
 type serverFlags struct {
 	listen      string
 	db          string
+	migrate     string
 	auth        string
 	keystoneURL string
 	// keystoneTimeout bounds one token validation (503 beyond).
@@ -42,6 +43,7 @@ type serverFlags struct {
 func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.listen, "listen", "127.0.0.1:9696", "address to serve the Neutron API on")
 	cmd.Flags().StringVar(&f.db, "db", store.DefaultURL, "database: sqlite:///path/file.db (add ?synchronous=normal to skip the sync per commit, at the risk of losing the last changes on power loss) or postgres://user:pass@host/db")
+	cmd.Flags().StringVar(&f.migrate, "migrate", migrateAuto, migrateUsage)
 	cmd.Flags().StringVar(&f.auth, "auth", "noauth", "identity: noauth (Neutron's noauth), headers (trust X-User-Id/X-Project-Id/X-Roles from an auth proxy) or keystone")
 	cmd.Flags().StringVar(&f.keystoneURL, "keystone-url", "", "Keystone v3 URL that validates X-Auth-Token (with --auth keystone)")
 	cmd.Flags().DurationVar(&f.keystoneTimeout, "keystone-timeout", api.DefaultKeystoneTimeout, "how long to wait for Keystone to validate a token before answering 503 (with --auth keystone)")
@@ -111,13 +113,18 @@ func newLogger(level string) (*slog.Logger, error) {
 }
 
 func init() {
+	rootCmd.AddCommand(newServerCmd())
+}
+
+func newServerCmd() *cobra.Command {
 	var f serverFlags
 	cmd := &cobra.Command{
 		Use:   "server",
 		Short: "Serve the Neutron v2.0 security-group API",
 		Long: `Serve the Neutron v2.0 API (security groups, rules, quotas, tags) so that the
 openstack CLI, gophercloud and Neutron's own clients work against moat unchanged.
-State lives in SQLite by default (--db sqlite:///var/lib/moat/moat.db).`,
+State lives in SQLite by default (--db sqlite:///var/lib/moat/moat.db), created and
+upgraded at start; a PostgreSQL database is upgraded with moat db upgrade (see --migrate).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if err := f.readQuotas(cmd); err != nil {
@@ -129,7 +136,7 @@ State lives in SQLite by default (--db sqlite:///var/lib/moat/moat.db).`,
 		},
 	}
 	f.register(cmd)
-	rootCmd.AddCommand(cmd)
+	return cmd
 }
 
 // runServer serves the API until ctx ends, then shuts down gracefully.
@@ -139,9 +146,9 @@ func runServer(ctx context.Context, f *serverFlags) error {
 		return err
 	}
 	slog.SetDefault(log)
-	st, err := store.Open(ctx, f.db)
+	st, err := openServerStore(ctx, f.migrate, f.db)
 	if err != nil {
-		return fmt.Errorf("open database %s: %w", f.db, err)
+		return err
 	}
 	defer st.Close()
 	return serveAPI(ctx, f, st, log)
@@ -163,7 +170,7 @@ func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Lo
 	}
 	srv := httpserve.New(api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log}),
 		httpserve.Defaults, log)
-	log.Info("serving the Neutron API", "url", "http://"+ln.Addr().String(), "db", f.db, "auth", f.auth)
+	log.Info("serving the Neutron API", "url", "http://"+ln.Addr().String(), "db", store.Redact(f.db), "auth", f.auth)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -559,7 +559,7 @@ var errPortGone = errors.New("port is gone")
 
 func (f StoreFeed) SetPortStatus(ctx context.Context, portID, status, reason string) error {
 	err := f.Store.Write(ctx, func(tx *store.Tx) error {
-		p, err := tx.GetPort(ctx, portID)
+		p, err := tx.PortForStatus(ctx, portID) // not GetPort: a port that does not read in full is reported too
 		if err != nil {
 			return err
 		}

@@ -18,6 +18,7 @@ func HostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string
 		fp := firewall.Port{
 			ID: p.ID, MAC: p.MACAddress, SecurityGroups: p.SecurityGroups,
 			PortSecurityDisabled: !p.PortSecurityEnabled, DeviceOwner: p.DeviceOwner, CreatedAt: p.CreatedAt,
+			Unreadable: snap.PortErrors[p.ID], // the compiler rejects such a port: no traffic, ERROR
 		}
 		for _, ip := range p.FixedIPs {
 			fp.FixedIPs = append(fp.FixedIPs, ip.IPAddress.String())

@@ -607,7 +607,7 @@ func (k *compilation) port(p *Port) (*portEntry, error) {
 }
 
 func samePort(a, b *Port) bool {
-	return a.ID == b.ID && a.MAC == b.MAC && a.DeviceOwner == b.DeviceOwner &&
+	return a.ID == b.ID && a.MAC == b.MAC && a.DeviceOwner == b.DeviceOwner && a.Unreadable == b.Unreadable &&
 		a.PortSecurityDisabled == b.PortSecurityDisabled &&
 		slices.Equal(a.FixedIPs, b.FixedIPs) &&
 		slices.Equal(a.AllowedAddressPairs, b.AllowedAddressPairs) &&

@@ -153,6 +153,9 @@ func TestBadObjectsAreRejectedAlone(t *testing.T) {
 			rjPortB: "remote group " + rjDB2,
 			rjPortC: "its rules name remote group " + rjDB2 + ", whose ipset NIPv4d0000000-0000-4000-8000- would also hold the addresses of remote group " + rjDB,
 		}, drops: []string{rjPortA, rjPortB, rjPortC}},
+		{name: "port whose stored row does not read", change: func(s *firewall.HostState) {
+			s.Ports[1].Unreadable = "stored port does not read: binding:profile is not a JSON object"
+		}, rejected: map[string]string{rjPortB: "stored port does not read: binding:profile is not a JSON object"}, drops: []string{rjPortB}},
 		{name: "member address that does not parse", change: func(s *firewall.HostState) {
 			s.GroupMembers[rjDB] = append(s.GroupMembers[rjDB], "10.9.0.300", "10.9.0.3 -j ACCEPT")
 		}, warning: `security group ` + rjDB + `: left out addresses that do not parse: "10.9.0.3 -j ACCEPT", "10.9.0.300"`},

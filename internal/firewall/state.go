@@ -87,6 +87,10 @@ type Port struct {
 	// nothing: of clashing ports none of which is installed, the older one
 	// keeps the names.
 	CreatedAt time.Time
+	// Unreadable, when set, says why the port's stored state could not be
+	// read in full (the store's HostSnapshot.PortErrors): the rest of the
+	// port is not to be trusted, so it is rejected with this reason.
+	Unreadable string
 }
 
 // AddressPair is an allowed address pair.

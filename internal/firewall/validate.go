@@ -63,6 +63,9 @@ func checkPort(p *Port) error {
 	if p.ID == "" {
 		return errors.New("port without id")
 	}
+	if p.Unreadable != "" {
+		return errors.New(p.Unreadable) // the store's words; it keeps them short
+	}
 	if err := checkID(p.ID); err != nil {
 		return fmt.Errorf("bad port id: %w", err)
 	}

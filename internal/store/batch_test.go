@@ -216,7 +216,7 @@ func perItemSnapshot(ctx context.Context, tx *Tx, host string) (*HostSnapshot, e
 	if err != nil {
 		return nil, err
 	}
-	snap := &HostSnapshot{Revision: rev, Host: host, Networks: map[string]*neutron.Network{},
+	snap := &HostSnapshot{Revision: rev, Host: host, PortErrors: map[string]string{}, Networks: map[string]*neutron.Network{},
 		Groups: map[string]*neutron.SecurityGroup{}}
 	if snap.Ports, err = tx.PortsOnHost(ctx, host); err != nil {
 		return nil, err

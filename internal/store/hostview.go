@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"strings"
 
 	"github.com/moat-sg/moat/internal/neutron"
 )
@@ -21,6 +22,13 @@ type HostSnapshot struct {
 	// Members maps a remote group to the addresses of all its ports on
 	// any host: fixed IPs and allowed-address-pair addresses (as stored).
 	Members map[string][]string
+	// PortErrors maps the ports whose stored row, or the row of their
+	// network, of a group they carry or of one of its rules, does not read
+	// in full (a binding:profile that is not JSON, ...) to why. They are in Ports
+	// with what could be read, which must not be enforced as if it were
+	// the port: the agent rejects them (no traffic, status ERROR with the
+	// reason). A bad row affects only its port.
+	PortErrors map[string]string
 }
 
 // HostSnapshot reads what the agent of host needs.
@@ -30,8 +38,8 @@ func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, erro
 		return nil, err
 	}
 	snap := &HostSnapshot{Revision: rev, Host: host, Networks: map[string]*neutron.Network{},
-		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}}
-	if snap.Ports, err = t.PortsOnHost(ctx, host); err != nil {
+		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}, PortErrors: map[string]string{}}
+	if snap.Ports, err = t.portsOnHost(ctx, host, snap.PortErrors); err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	netIDs, groupIDs := map[string]bool{}, map[string]bool{}
@@ -41,19 +49,39 @@ func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, erro
 			groupIDs[g] = true
 		}
 	}
-	nets, err := t.networksByID(ctx, sortedKeys(netIDs))
+	// A network, group or rule row that does not read rejects the ports
+	// that depend on it, and only those.
+	badNets, badGroups := map[string]string{}, map[string]string{}
+	nets, err := t.networksByID(ctx, sortedKeys(netIDs), badNets)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	for i := range nets {
 		snap.Networks[nets[i].ID] = &nets[i]
 	}
-	groups, err := t.securityGroupsByID(ctx, sortedKeys(groupIDs))
+	groups, err := t.securityGroupsByID(ctx, sortedKeys(groupIDs), badGroups)
 	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
-	if err := t.LoadRules(ctx, groups); err != nil {
+	if err := t.loadRules(ctx, groups, badGroups); err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+	}
+	for _, p := range snap.Ports {
+		if _, bad := snap.PortErrors[p.ID]; bad {
+			continue
+		}
+		var why []string
+		if r, bad := badNets[p.NetworkID]; bad {
+			why = append(why, "its network "+p.NetworkID+" does not read: "+r)
+		}
+		for _, g := range p.SecurityGroups {
+			if r, bad := badGroups[g]; bad {
+				why = append(why, "its security group "+g+" does not read: "+r)
+			}
+		}
+		if len(why) > 0 {
+			snap.PortErrors[p.ID] = strings.Join(why, "; ")
+		}
 	}
 	remote := map[string]bool{}
 	for i := range groups {

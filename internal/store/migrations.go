@@ -182,38 +182,191 @@ var migrations = []migration{
 // SchemaVersion is the version a freshly migrated database has.
 func SchemaVersion() int { return migrations[len(migrations)-1].version }
 
-func (s *Store) migrate(ctx context.Context) error {
-	if _, err := s.writer.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
-		version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`); err != nil {
-		return fmt.Errorf("create schema_migrations: %w", err)
+// SchemaError is a database whose schema version is not this moat's: a
+// database to upgrade (moat db upgrade), or one newer than this binary,
+// which moat refuses to run on.
+type SchemaError struct {
+	Database int // the database's version, 0 for no moat schema at all
+	Binary   int // SchemaVersion()
+}
+
+func (e *SchemaError) Error() string {
+	switch {
+	case e.Database == 0:
+		return fmt.Sprintf("the database has no moat schema yet (this moat's is version %d): run moat db upgrade to create it", e.Binary)
+	case e.Database < e.Binary:
+		return fmt.Sprintf("the database schema is at version %d, older than this moat's (%d): run moat db upgrade", e.Database, e.Binary)
+	default:
+		return fmt.Sprintf("the database schema is at version %d, newer than this moat's (%d): this moat is older than the database and does not run on a schema it does not know; use the moat that upgraded it, or a newer one", e.Database, e.Binary)
 	}
-	current := 0
-	if err := s.writer.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
-		return fmt.Errorf("read schema version: %w", err)
-	}
-	if current > SchemaVersion() {
-		return fmt.Errorf("database schema version %d is newer than this moat (%d): upgrade moat", current, SchemaVersion())
-	}
-	for _, m := range migrations {
-		if m.version <= current {
-			continue
-		}
-		err := s.Write(ctx, func(tx *Tx) error {
-			for _, stmt := range m.stmts {
-				stmt = strings.ReplaceAll(stmt, "{{AUTOINC}}", s.d.autoIncrement())
-				if _, err := tx.tx.ExecContext(ctx, stmt); err != nil {
-					return fmt.Errorf("%s: %w", firstLine(stmt), err)
-				}
-			}
-			_, err := tx.exec(ctx, `INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`,
-				m.version, m.name, fmtTime(tx.now))
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("migrate to schema version %d (%s): %w", m.version, m.name, err)
-		}
+}
+
+// checkSchema is nil for a database at this moat's version.
+func checkSchema(v int) error {
+	if v != SchemaVersion() {
+		return &SchemaError{Database: v, Binary: SchemaVersion()}
 	}
 	return nil
+}
+
+const createSchemaMigrations = `CREATE TABLE IF NOT EXISTS schema_migrations (
+	version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)`
+
+// migrate upgrades the schema to SchemaVersion, one version per
+// transaction, and returns the versions it applied. Each transaction is a
+// write transaction, which holds the database's write lock (SQLite's
+// BEGIN IMMEDIATE, PostgreSQL's advisory lock, see lockWrites) from
+// before it reads the current version: servers starting at once on one
+// fresh database take turns, and each version is applied exactly once.
+func (s *Store) migrate(ctx context.Context) ([]int, error) {
+	var applied []int
+	for {
+		var next *migration
+		err := s.Write(ctx, func(tx *Tx) error {
+			if _, err := tx.tx.ExecContext(ctx, createSchemaMigrations); err != nil {
+				return fmt.Errorf("create schema_migrations: %w", err)
+			}
+			var current int
+			if err := tx.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&current); err != nil {
+				return fmt.Errorf("read schema version: %w", err)
+			}
+			if current > SchemaVersion() {
+				return &SchemaError{Database: current, Binary: SchemaVersion()}
+			}
+			for i := range migrations {
+				if migrations[i].version > current {
+					next = &migrations[i]
+					break
+				}
+			}
+			if next == nil {
+				return nil
+			}
+			for _, stmt := range next.stmts {
+				stmt = strings.ReplaceAll(stmt, "{{AUTOINC}}", s.d.autoIncrement())
+				if _, err := tx.tx.ExecContext(ctx, stmt); err != nil {
+					return fmt.Errorf("migrate to schema version %d (%s): %s: %w", next.version, next.name, firstLine(stmt), err)
+				}
+			}
+			if _, err := tx.tx.ExecContext(ctx, s.d.rebind(`INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)`),
+				next.version, next.name, fmtTime(tx.now)); err != nil {
+				return fmt.Errorf("migrate to schema version %d (%s): %w", next.version, next.name, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return applied, err
+		}
+		if next == nil {
+			return applied, nil
+		}
+		applied = append(applied, next.version)
+	}
+}
+
+// schemaVersion reads the database's schema version without changing
+// anything: 0 when it has no schema_migrations table.
+func (s *Store) schemaVersion(ctx context.Context) (int, error) {
+	ok, err := s.d.hasTable(ctx, s.reader, "schema_migrations")
+	if err != nil || !ok {
+		return 0, err
+	}
+	var v int
+	if err := s.reader.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_migrations`).Scan(&v); err != nil {
+		return 0, fmt.Errorf("read schema version: %w", err)
+	}
+	return v, nil
+}
+
+// AppliedMigration is one row of the database's migration history.
+type AppliedMigration struct {
+	Version   int
+	Name      string
+	AppliedAt string // as stored: UTC, RFC 3339
+}
+
+// Schema is what a database says of its schema, next to this moat's.
+type Schema struct {
+	Version int // the database's, 0 for none
+	Binary  int // this moat's: SchemaVersion()
+	// Applied is the database's migration history, by version.
+	Applied []AppliedMigration
+	// Pending are this moat's migrations the database lacks.
+	Pending []AppliedMigration
+}
+
+// Check is nil when the database is at this moat's version, else a
+// *SchemaError saying what to do.
+func (s *Schema) Check() error { return checkSchema(s.Version) }
+
+// Inspect reads the schema of the database at url, opened read-only: it
+// neither creates nor migrates it, and works on any version.
+func Inspect(ctx context.Context, rawURL string) (*Schema, error) {
+	s, err := openConn(rawURL, ReadOnly)
+	if err != nil {
+		return nil, err
+	}
+	defer s.Close()
+	out := &Schema{Binary: SchemaVersion(), Applied: []AppliedMigration{}, Pending: []AppliedMigration{}}
+	if out.Version, err = s.schemaVersion(ctx); err != nil {
+		return nil, err
+	}
+	if out.Version > 0 {
+		rows, err := s.reader.QueryContext(ctx, `SELECT version, name, applied_at FROM schema_migrations ORDER BY version`)
+		if err != nil {
+			return nil, fmt.Errorf("read migration history: %w", err)
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m AppliedMigration
+			if err := rows.Scan(&m.Version, &m.Name, &m.AppliedAt); err != nil {
+				return nil, fmt.Errorf("read migration history: %w", err)
+			}
+			out.Applied = append(out.Applied, m)
+		}
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("read migration history: %w", err)
+		}
+	}
+	for _, m := range migrations {
+		if m.version > out.Version {
+			out.Pending = append(out.Pending, AppliedMigration{Version: m.version, Name: m.name})
+		}
+	}
+	return out, nil
+}
+
+// Upgraded is what Upgrade did.
+type Upgraded struct {
+	// From and To are the versions before and after this call's
+	// migrations, equal when it applied none.
+	From, To int
+	// Applied are the versions this call applied (none when another moat
+	// upgraded the database first).
+	Applied []int
+}
+
+// Upgrade creates the database at url if it is missing and migrates its
+// schema to this moat's (moat db upgrade). A database newer than this
+// moat is refused with a *SchemaError and left alone.
+func Upgrade(ctx context.Context, rawURL string) (*Upgraded, error) {
+	s, applied, err := openMigrated(ctx, rawURL)
+	up := &Upgraded{Applied: applied}
+	if len(applied) > 0 {
+		up.From, up.To = applied[0]-1, applied[len(applied)-1]
+	}
+	if err != nil {
+		return up, err
+	}
+	defer s.Close()
+	if len(applied) == 0 {
+		v, err := s.schemaVersion(ctx)
+		if err != nil {
+			return nil, err
+		}
+		up.From, up.To = v, v
+	}
+	return up, nil
 }
 
 func firstLine(s string) string {

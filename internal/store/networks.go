@@ -40,33 +40,62 @@ var networkList = listSpec{
 	tagAttr: "sa.id",
 }
 
-func (t *Tx) selectNetworks(ctx context.Context, q string, args ...any) ([]neutron.Network, error) {
+// selectNetworks reads the networks q selects; bad as for selectPorts
+// (it maps a network id to what of its row does not read).
+func (t *Tx) selectNetworks(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.Network, error) {
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read networks: %w", err)
 	}
 	defer rows.Close()
 	var out []neutron.Network
+	var r networkRow
+	cols := r.columns()
+	ptrs := cols.pointers()
 	for rows.Next() {
-		var n neutron.Network
-		var admin, shared, psec int
-		var physnet, desc sql.NullString
-		var seg sql.NullInt64
-		var created, updated string
-		if err := rows.Scan(&n.ID, &n.ProjectID, &n.Name, &admin, &n.Status, &shared, &n.MTU, &psec, &n.NetworkType,
-			&physnet, &seg, &n.StandardAttrID, &desc, &n.RevisionNumber, &created, &updated); err != nil {
+		r = networkRow{}
+		probs, err := scanRow(rows, ptrs, cols)
+		if err != nil {
 			return nil, fmt.Errorf("read networks: %w", err)
 		}
-		n.AdminStateUp, n.Shared, n.PortSecurityEnabled = admin != 0, shared != 0, psec != 0
-		n.PhysicalNetwork, n.SegmentationID = nullStr(physnet), nullInt(seg)
-		n.Description = desc.String
-		n.CreatedAt, n.UpdatedAt = parseTime(created), parseTime(updated)
+		n := r.n
+		n.AdminStateUp, n.Shared, n.PortSecurityEnabled = r.admin != 0, r.shared != 0, r.psec != 0
+		n.MTU = int(r.mtu)
+		n.PhysicalNetwork, n.SegmentationID = nullStr(r.physnet), nullInt(r.seg)
+		n.Description = r.desc.String
+		n.CreatedAt, n.UpdatedAt = parseTime(r.created), parseTime(r.updated)
+		if len(probs) > 0 {
+			if bad == nil || n.ID == "" {
+				return nil, fmt.Errorf("read network %s: %s", n.ID, probs)
+			}
+			bad[n.ID] = probs.String()
+		}
 		out = append(out, n)
 	}
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read networks: %w", err)
 	}
 	return out, nil
+}
+
+// networkRow is what networkSelect scans into.
+type networkRow struct {
+	n                        neutron.Network
+	admin, shared, psec, mtu int64
+	physnet, desc            sql.NullString
+	seg                      sql.NullInt64
+	created, updated         string
+}
+
+func (r *networkRow) columns() scanColumns {
+	n := &r.n
+	return scanColumns{
+		{"id", &n.ID}, {"project_id", &n.ProjectID}, {"name", &n.Name}, {"admin_state_up", &r.admin},
+		{"status", &n.Status}, {"shared", &r.shared}, {"mtu", &r.mtu}, {"port_security_enabled", &r.psec},
+		{"provider:network_type", &n.NetworkType}, {"provider:physical_network", &r.physnet},
+		{"provider:segmentation_id", &r.seg}, {"standard_attr_id", &n.StandardAttrID}, {"description", &r.desc},
+		{"revision_number", &n.RevisionNumber}, {"created_at", &r.created}, {"updated_at", &r.updated},
+	}
 }
 
 // networkScope: members see their networks and shared ones.
@@ -79,7 +108,7 @@ func networkScope(q ListQuery) (string, []any) {
 
 // GetNetwork returns a network with its tags and subnet ids, or nil.
 func (t *Tx) GetNetwork(ctx context.Context, id string) (*neutron.Network, error) {
-	nets, err := t.selectNetworks(ctx, networkSelect+` WHERE n.id = ?`, id)
+	nets, err := t.selectNetworks(ctx, nil, networkSelect+` WHERE n.id = ?`, id)
 	if err != nil || len(nets) == 0 {
 		return nil, err
 	}
@@ -93,7 +122,7 @@ func (t *Tx) GetNetwork(ctx context.Context, id string) (*neutron.Network, error
 func (t *Tx) ListNetworks(ctx context.Context, q ListQuery) ([]neutron.Network, error) {
 	scope, args := networkScope(q)
 	text, qargs := networkList.build(q, scope, args)
-	all, err := t.selectNetworks(ctx, text, qargs...)
+	all, err := t.selectNetworks(ctx, nil, text, qargs...)
 	if err != nil {
 		return nil, err
 	}
@@ -102,11 +131,11 @@ func (t *Tx) ListNetworks(ctx context.Context, q ListQuery) ([]neutron.Network, 
 }
 
 // networksByID returns the networks with the given ids that exist, as
-// GetNetwork returns them, in the order of ids.
-func (t *Tx) networksByID(ctx context.Context, ids []string) ([]neutron.Network, error) {
+// GetNetwork returns them, in the order of ids; bad as for selectNetworks.
+func (t *Tx) networksByID(ctx context.Context, ids []string, bad map[string]string) ([]neutron.Network, error) {
 	var found []neutron.Network
 	for _, chunk := range chunks(anySlice(ids), 500) {
-		part, err := t.selectNetworks(ctx, networkSelect+` WHERE n.id IN (`+placeholders(len(chunk))+`)`, chunk...)
+		part, err := t.selectNetworks(ctx, bad, networkSelect+` WHERE n.id IN (`+placeholders(len(chunk))+`)`, chunk...)
 		if err != nil {
 			return nil, err
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/netip"
 	"sort"
@@ -32,42 +33,73 @@ var portList = listSpec{
 }
 
 // selectPorts reads the port rows q selects, without what fillPorts adds.
-func (t *Tx) selectPorts(ctx context.Context, q string, args ...any) ([]neutron.Port, error) {
+// A row holding a value that does not read (a binding:profile that is not
+// JSON; in SQLite, which keeps any value in any column, text in a number
+// column) fails the read, unless bad is not nil: then the row is returned
+// with what could be read and bad maps its id to why, and the other rows
+// are read as usual. One bad row must not hide a host's other ports.
+func (t *Tx) selectPorts(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.Port, error) {
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read ports: %w", err)
 	}
+	defer rows.Close()
 	var out []neutron.Port
+	var r portRow
+	cols := r.columns()
+	ptrs := cols.pointers()
 	for rows.Next() {
-		var p neutron.Port
-		var admin, psec int
-		var profile, created, updated string
-		var desc sql.NullString
-		if err := rows.Scan(&p.ID, &p.ProjectID, &p.NetworkID, &p.Name, &p.MACAddress, &admin, &p.Status, &p.DeviceID,
-			&p.DeviceOwner, &psec, &p.HostID, &p.VNICType, &profile, &p.VIFType,
-			&p.StatusReason, &p.StandardAttrID, &desc, &p.RevisionNumber, &created, &updated); err != nil {
-			rows.Close()
+		r = portRow{}
+		probs, err := scanRow(rows, ptrs, cols)
+		if err != nil {
 			return nil, fmt.Errorf("read ports: %w", err)
 		}
-		p.AdminStateUp, p.PortSecurityEnabled = admin != 0, psec != 0
-		if err := json.Unmarshal([]byte(profile), &p.Profile); err != nil {
-			rows.Close()
-			return nil, fmt.Errorf("port %s profile: %w", p.ID, err)
+		p := r.p
+		p.AdminStateUp, p.PortSecurityEnabled = r.admin != 0, r.psec != 0
+		if err := json.Unmarshal([]byte(r.profile), &p.Profile); err != nil {
+			probs.add("binding:profile", fmt.Sprintf("is not a JSON object (%v)", err))
+			p.Profile = nil
 		}
-		p.Description = desc.String
-		p.CreatedAt, p.UpdatedAt = parseTime(created), parseTime(updated)
+		p.Description = r.desc.String
+		p.CreatedAt, p.UpdatedAt = parseTime(r.created), parseTime(r.updated)
+		if len(probs) > 0 {
+			if bad == nil || p.ID == "" { // a row without an id cannot even be named
+				return nil, fmt.Errorf("read port %s: %s", p.ID, probs)
+			}
+			bad[p.ID] = "stored port does not read: " + probs.String()
+		}
 		out = append(out, p)
 	}
-	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("read ports: %w", err)
 	}
 	return out, nil
 }
 
+// portRow is what portSelect scans into.
+type portRow struct {
+	p                         neutron.Port
+	admin, psec               int64
+	profile, created, updated string
+	desc                      sql.NullString
+}
+
+func (r *portRow) columns() scanColumns {
+	p := &r.p
+	return scanColumns{
+		{"id", &p.ID}, {"project_id", &p.ProjectID}, {"network_id", &p.NetworkID}, {"name", &p.Name},
+		{"mac_address", &p.MACAddress}, {"admin_state_up", &r.admin}, {"status", &p.Status},
+		{"device_id", &p.DeviceID}, {"device_owner", &p.DeviceOwner}, {"port_security_enabled", &r.psec},
+		{"binding:host_id", &p.HostID}, {"binding:vnic_type", &p.VNICType}, {"binding:profile", &r.profile},
+		{"binding:vif_type", &p.VIFType}, {"status_reason", &p.StatusReason},
+		{"standard_attr_id", &p.StandardAttrID}, {"description", &r.desc}, {"revision_number", &p.RevisionNumber},
+		{"created_at", &r.created}, {"updated_at", &r.updated},
+	}
+}
+
 // selectFilledPorts is selectPorts followed by fillPorts.
-func (t *Tx) selectFilledPorts(ctx context.Context, q string, args ...any) ([]neutron.Port, error) {
-	ports, err := t.selectPorts(ctx, q, args...)
+func (t *Tx) selectFilledPorts(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.Port, error) {
+	ports, err := t.selectPorts(ctx, bad, q, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -137,7 +169,7 @@ func (t *Tx) fillPorts(ctx context.Context, ports []neutron.Port) error {
 
 // GetPort returns a port with everything attached, or nil.
 func (t *Tx) GetPort(ctx context.Context, id string) (*neutron.Port, error) {
-	ports, err := t.selectFilledPorts(ctx, portSelect+` WHERE p.id = ?`, id)
+	ports, err := t.selectFilledPorts(ctx, nil, portSelect+` WHERE p.id = ?`, id)
 	if err != nil || len(ports) == 0 {
 		return nil, err
 	}
@@ -195,7 +227,7 @@ func (t *Tx) ListPorts(ctx context.Context, q ListQuery) ([]neutron.Port, error)
 	}
 	q.Filters = filters
 	text, qargs := portList.build(q, strings.Join(extra, " AND "), extraArgs)
-	all, err := t.selectPorts(ctx, text, qargs...)
+	all, err := t.selectPorts(ctx, nil, text, qargs...)
 	if err != nil {
 		return nil, err
 	}
@@ -205,12 +237,17 @@ func (t *Tx) ListPorts(ctx context.Context, q ListQuery) ([]neutron.Port, error)
 
 // PortsOfNetwork lists a network's ports.
 func (t *Tx) PortsOfNetwork(ctx context.Context, networkID string) ([]neutron.Port, error) {
-	return t.selectFilledPorts(ctx, portSelect+` WHERE p.network_id = ? ORDER BY p.id`, networkID)
+	return t.selectFilledPorts(ctx, nil, portSelect+` WHERE p.network_id = ? ORDER BY p.id`, networkID)
 }
 
 // PortsOnHost lists the ports bound to a host.
 func (t *Tx) PortsOnHost(ctx context.Context, host string) ([]neutron.Port, error) {
-	return t.selectFilledPorts(ctx, portSelect+` WHERE p.host_id = ? ORDER BY p.id`, host)
+	return t.portsOnHost(ctx, host, nil)
+}
+
+// portsOnHost lists the ports bound to a host; bad as for selectPorts.
+func (t *Tx) portsOnHost(ctx context.Context, host string, bad map[string]string) ([]neutron.Port, error) {
+	return t.selectFilledPorts(ctx, bad, portSelect+` WHERE p.host_id = ? ORDER BY p.id`, host)
 }
 
 // MACInUse reports whether a MAC is taken on a network.
@@ -366,6 +403,23 @@ func membershipChanges(old, p *neutron.Port) []string {
 		}
 	}
 	return out
+}
+
+// PortForStatus reads what ReportPortStatus needs of a port (id, project,
+// host, status and reason, standard attributes), or nil. Unlike GetPort it
+// reads no other column, so that a port whose stored row does not read in
+// full can still be reported ERROR with the reason.
+func (t *Tx) PortForStatus(ctx context.Context, id string) (*neutron.Port, error) {
+	var p neutron.Port
+	err := t.queryRow(ctx, `SELECT id, project_id, host_id, status, status_reason, standard_attr_id FROM ports WHERE id = ?`, id).
+		Scan(&p.ID, &p.ProjectID, &p.HostID, &p.Status, &p.StatusReason, &p.StandardAttrID)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read port %s: %w", id, err)
+	}
+	return &p, nil
 }
 
 // SetPortStatus records what a host agent reports (ACTIVE once wired and

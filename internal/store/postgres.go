@@ -5,7 +5,8 @@ import (
 	"database/sql"
 	"fmt"
 
-	_ "github.com/jackc/pgx/v5/stdlib" // registers the "pgx" driver
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 )
 
 type postgresDialect struct{}
@@ -27,15 +28,33 @@ func (postgresDialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
 	return nil
 }
 
-func openPostgres(rawURL string) (*Store, error) {
-	db, err := sql.Open("pgx", rawURL)
+func (postgresDialect) hasTable(ctx context.Context, db *sql.DB, name string) (bool, error) {
+	var ok bool
+	if err := db.QueryRowContext(ctx, `SELECT to_regclass($1) IS NOT NULL`, name).Scan(&ok); err != nil {
+		return false, fmt.Errorf("look for table %s: %w", name, err)
+	}
+	return ok, nil
+}
+
+func openPostgres(rawURL string, mode Mode) (*Store, error) {
+	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("open postgres: %w", err)
 	}
+	if mode == ReadOnly {
+		// Every transaction of every connection is read-only unless it
+		// says otherwise, which moat's never do.
+		cfg.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	db := stdlib.OpenDB(*cfg)
 	if err := db.Ping(); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
 	db.SetMaxOpenConns(16)
-	return &Store{d: postgresDialect{}, writer: db, reader: db}, nil
+	s := &Store{d: postgresDialect{}, writer: db, reader: db}
+	if mode == ReadOnly {
+		s.writer = nil
+	}
+	return s, nil
 }

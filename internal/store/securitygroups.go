@@ -69,15 +69,34 @@ var sgList = listSpec{
 }
 
 func scanSecurityGroup(sc interface{ Scan(...any) error }) (neutron.SecurityGroup, error) {
-	var g neutron.SecurityGroup
-	var stateful int
-	var desc sql.NullString
-	var created, updated string
-	err := sc.Scan(&g.ID, &g.ProjectID, &g.Name, &stateful, &g.StandardAttrID, &desc, &g.RevisionNumber, &created, &updated)
-	g.Stateful = stateful != 0
-	g.Description = desc.String
-	g.CreatedAt, g.UpdatedAt = parseTime(created), parseTime(updated)
-	return g, err
+	var r sgRow
+	err := sc.Scan(r.columns().pointers()...)
+	return r.group(), err
+}
+
+// sgRow is what sgSelect scans into.
+type sgRow struct {
+	g                neutron.SecurityGroup
+	stateful         int64
+	desc             sql.NullString
+	created, updated string
+}
+
+func (r *sgRow) columns() scanColumns {
+	g := &r.g
+	return scanColumns{
+		{"id", &g.ID}, {"project_id", &g.ProjectID}, {"name", &g.Name}, {"stateful", &r.stateful},
+		{"standard_attr_id", &g.StandardAttrID}, {"description", &r.desc}, {"revision_number", &g.RevisionNumber},
+		{"created_at", &r.created}, {"updated_at", &r.updated},
+	}
+}
+
+func (r *sgRow) group() neutron.SecurityGroup {
+	g := r.g
+	g.Stateful = r.stateful != 0
+	g.Description = r.desc.String
+	g.CreatedAt, g.UpdatedAt = parseTime(r.created), parseTime(r.updated)
+	return g
 }
 
 // sharedWithSQL selects the groups shared with a project (one parameter).
@@ -140,11 +159,12 @@ func (t *Tx) GetSecurityGroup(ctx context.Context, id string) (*neutron.Security
 }
 
 // securityGroupsByID returns the groups with the given ids that exist, as
-// GetSecurityGroup returns them, in the order of ids.
-func (t *Tx) securityGroupsByID(ctx context.Context, ids []string) ([]neutron.SecurityGroup, error) {
+// GetSecurityGroup returns them, in the order of ids; bad as for
+// selectSecurityGroups.
+func (t *Tx) securityGroupsByID(ctx context.Context, ids []string, bad map[string]string) ([]neutron.SecurityGroup, error) {
 	var found []neutron.SecurityGroup
 	for _, chunk := range chunks(anySlice(ids), 500) {
-		part, err := t.selectSecurityGroups(ctx, sgSelect+` WHERE sg.id IN (`+placeholders(len(chunk))+`)`, chunk...)
+		part, err := t.selectSecurityGroups(ctx, bad, sgSelect+` WHERE sg.id IN (`+placeholders(len(chunk))+`)`, chunk...)
 		if err != nil {
 			return nil, err
 		}
@@ -154,17 +174,30 @@ func (t *Tx) securityGroupsByID(ctx context.Context, ids []string) ([]neutron.Se
 	return out, t.loadSGTags(ctx, out)
 }
 
-func (t *Tx) selectSecurityGroups(ctx context.Context, q string, args ...any) ([]neutron.SecurityGroup, error) {
+// selectSecurityGroups reads the groups q selects; bad as for selectPorts
+// (it maps a group id to what of its row does not read).
+func (t *Tx) selectSecurityGroups(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.SecurityGroup, error) {
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read security groups: %w", err)
 	}
 	defer rows.Close()
 	var out []neutron.SecurityGroup
+	var r sgRow
+	cols := r.columns()
+	ptrs := cols.pointers()
 	for rows.Next() {
-		g, err := scanSecurityGroup(rows)
+		r = sgRow{}
+		probs, err := scanRow(rows, ptrs, cols)
 		if err != nil {
 			return nil, fmt.Errorf("read security groups: %w", err)
+		}
+		g := r.group()
+		if len(probs) > 0 {
+			if bad == nil || g.ID == "" {
+				return nil, fmt.Errorf("read security group %s: %s", g.ID, probs)
+			}
+			bad[g.ID] = probs.String()
 		}
 		out = append(out, g)
 	}
@@ -193,7 +226,7 @@ func (t *Tx) ListSecurityGroups(ctx context.Context, q ListQuery) ([]neutron.Sec
 		q.Filters = f
 	}
 	text, args := sgList.build(q, scope, scopeArgs)
-	all, err := t.selectSecurityGroups(ctx, text, args...)
+	all, err := t.selectSecurityGroups(ctx, nil, text, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -225,6 +258,11 @@ func (t *Tx) loadSGTags(ctx context.Context, groups []neutron.SecurityGroup) err
 
 // LoadRules fills in the rules of each group, in creation order.
 func (t *Tx) LoadRules(ctx context.Context, groups []neutron.SecurityGroup) error {
+	return t.loadRules(ctx, groups, nil)
+}
+
+// loadRules is LoadRules; bad as for selectRules.
+func (t *Tx) loadRules(ctx context.Context, groups []neutron.SecurityGroup, bad map[string]string) error {
 	if len(groups) == 0 {
 		return nil
 	}
@@ -236,7 +274,7 @@ func (t *Tx) LoadRules(ctx context.Context, groups []neutron.SecurityGroup) erro
 		groups[i].Rules = []neutron.SecurityGroupRule{}
 	}
 	for _, chunk := range chunks(ids, 500) {
-		rules, err := t.selectRules(ctx, ruleSelect+` WHERE r.security_group_id IN (`+placeholders(len(chunk))+`) ORDER BY sa.id`, chunk...)
+		rules, err := t.selectRules(ctx, bad, ruleSelect+` WHERE r.security_group_id IN (`+placeholders(len(chunk))+`) ORDER BY sa.id`, chunk...)
 		if err != nil {
 			return err
 		}
@@ -307,7 +345,7 @@ func (t *Tx) UpdateSecurityGroup(ctx context.Context, g *neutron.SecurityGroup) 
 // groups that name it as their remote group (Neutron's foreign key cascades
 // there too); each removed rule is logged and bumps its group's revision.
 func (t *Tx) DeleteSecurityGroup(ctx context.Context, g *neutron.SecurityGroup) error {
-	rules, err := t.selectRules(ctx, ruleSelect+` WHERE r.security_group_id = ? OR r.remote_group_id = ? ORDER BY sa.id`, g.ID, g.ID)
+	rules, err := t.selectRules(ctx, nil, ruleSelect+` WHERE r.security_group_id = ? OR r.remote_group_id = ? ORDER BY sa.id`, g.ID, g.ID)
 	if err != nil {
 		return err
 	}
@@ -367,39 +405,72 @@ var ruleList = listSpec{
 	},
 }
 
-func (t *Tx) selectRules(ctx context.Context, q string, args ...any) ([]neutron.SecurityGroupRule, error) {
+// selectRules reads the rules q selects. A rule whose row does not read
+// fails the read, unless bad is not nil: then the rule is left out and bad
+// maps its group to why (the group's rules are not all known, so neither
+// are its ports').
+func (t *Tx) selectRules(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.SecurityGroupRule, error) {
 	rows, err := t.query(ctx, q, args...)
 	if err != nil {
 		return nil, fmt.Errorf("read security group rules: %w", err)
 	}
 	defer rows.Close()
 	var out []neutron.SecurityGroupRule
+	var rr ruleRow
+	cols := rr.columns()
+	ptrs := cols.pointers()
 	for rows.Next() {
-		var r neutron.SecurityGroupRule
-		var proto, prefix, remoteGroup, remoteAG, desc sql.NullString
-		var pmin, pmax sql.NullInt64
-		var created, updated string
-		if err := rows.Scan(&r.ID, &r.ProjectID, &r.SecurityGroupID, &r.Direction, &r.Ethertype, &proto,
-			&pmin, &pmax, &prefix, &remoteGroup, &remoteAG,
-			&r.StandardAttrID, &desc, &r.RevisionNumber, &created, &updated); err != nil {
+		rr = ruleRow{}
+		probs, err := scanRow(rows, ptrs, cols)
+		if err != nil {
 			return nil, fmt.Errorf("read security group rules: %w", err)
 		}
-		r.Protocol = nullStr(proto)
-		r.RemoteIPPrefix = nullStr(prefix)
-		r.RemoteGroupID = nullStr(remoteGroup)
-		r.RemoteAddressGroupID = nullStr(remoteAG)
-		r.Description = nullStr(desc)
-		r.PortRangeMin, r.PortRangeMax = nullInt(pmin), nullInt(pmax)
-		r.CreatedAt, r.UpdatedAt = parseTime(created), parseTime(updated)
+		r := rr.r
+		if len(probs) > 0 {
+			if bad == nil || r.SecurityGroupID == "" {
+				return nil, fmt.Errorf("read security group rule %s: %s", r.ID, probs)
+			}
+			if _, seen := bad[r.SecurityGroupID]; !seen {
+				bad[r.SecurityGroupID] = "rule " + r.ID + ": " + probs.String()
+			}
+			continue
+		}
+		r.Protocol = nullStr(rr.proto)
+		r.RemoteIPPrefix = nullStr(rr.prefix)
+		r.RemoteGroupID = nullStr(rr.remoteGroup)
+		r.RemoteAddressGroupID = nullStr(rr.remoteAG)
+		r.Description = nullStr(rr.desc)
+		r.PortRangeMin, r.PortRangeMax = nullInt(rr.pmin), nullInt(rr.pmax)
+		r.CreatedAt, r.UpdatedAt = parseTime(rr.created), parseTime(rr.updated)
 		r.Tags = []string{}
 		out = append(out, r)
 	}
 	return out, rows.Err()
 }
 
+// ruleRow is what ruleSelect scans into.
+type ruleRow struct {
+	r                                          neutron.SecurityGroupRule
+	proto, prefix, remoteGroup, remoteAG, desc sql.NullString
+	pmin, pmax                                 sql.NullInt64
+	created, updated                           string
+}
+
+func (rr *ruleRow) columns() scanColumns {
+	r := &rr.r
+	return scanColumns{
+		{"id", &r.ID}, {"project_id", &r.ProjectID}, {"security_group_id", &r.SecurityGroupID},
+		{"direction", &r.Direction}, {"ethertype", &r.Ethertype}, {"protocol", &rr.proto},
+		{"port_range_min", &rr.pmin}, {"port_range_max", &rr.pmax}, {"remote_ip_prefix", &rr.prefix},
+		{"remote_group_id", &rr.remoteGroup}, {"remote_address_group_id", &rr.remoteAG},
+		{"standard_attr_id", &r.StandardAttrID}, {"description", &rr.desc}, {"revision_number", &r.RevisionNumber},
+		{"created_at", &rr.created}, {"updated_at", &rr.updated},
+	}
+}
+
 // GetRule returns the rule with id, or nil.
 func (t *Tx) GetRule(ctx context.Context, id string) (*neutron.SecurityGroupRule, error) {
-	rules, err := t.selectRules(ctx, ruleSelect+` WHERE r.id = ?`, id)
+	rules, err := t.selectRules(ctx, nil, ruleSelect+` WHERE r.id = ?`, id)
 	if err != nil || len(rules) == 0 {
 		return nil, err
 	}
@@ -416,7 +487,7 @@ func (t *Tx) ListRules(ctx context.Context, q ListQuery) ([]neutron.SecurityGrou
 		scopeArgs = []any{q.Scope.ProjectID, q.Scope.ProjectID}
 	}
 	text, args := ruleList.build(q, scope, scopeArgs)
-	all, err := t.selectRules(ctx, text, args...)
+	all, err := t.selectRules(ctx, nil, text, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -446,7 +517,7 @@ func (t *Tx) RuleWithKey(ctx context.Context, sgID string, keys []string) (strin
 
 // RulesOfGroup lists a group's rules in creation order.
 func (t *Tx) RulesOfGroup(ctx context.Context, sgID string) ([]neutron.SecurityGroupRule, error) {
-	return t.selectRules(ctx, ruleSelect+` WHERE r.security_group_id = ? ORDER BY sa.id`, sgID)
+	return t.selectRules(ctx, nil, ruleSelect+` WHERE r.security_group_id = ? ORDER BY sa.id`, sgID)
 }
 
 // CreateRules stores new rules (ids are assigned when empty) and bumps the

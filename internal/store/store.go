@@ -30,7 +30,8 @@ type Store struct {
 	d dialect
 	// writer runs write transactions; for SQLite they begin IMMEDIATE and
 	// writeMu queues them in Go, so that concurrent writers wait their turn
-	// instead of failing with "database is locked".
+	// instead of failing with "database is locked". It is nil in a store
+	// opened ReadOnly.
 	writer  *sql.DB
 	writeMu sync.Mutex
 	// reader serves read transactions concurrently (SQLite WAL readers do
@@ -69,32 +70,134 @@ func (s *Store) notify() {
 	s.mu.Unlock()
 }
 
+// Mode is what an opener may do to the database.
+type Mode int
+
+const (
+	// Migrate creates the database if it is missing and upgrades its
+	// schema to this moat's, under the migration lock: `moat db upgrade`,
+	// and `moat server` / `moat allinone` on SQLite by default.
+	Migrate Mode = iota
+	// Existing opens a database that exists at this moat's schema version
+	// for reads and writes, and never creates or migrates it: a server
+	// whose operator upgrades the schema with `moat db upgrade`, and the
+	// agent (which writes only port statuses).
+	Existing
+	// ReadOnly opens a database that exists at this moat's schema version
+	// for reads only: every write fails, in moat (ErrReadOnly) and in the
+	// database (SQLite mode=ro, PostgreSQL default_transaction_read_only).
+	// The tools (moat trace and explain with --db) open it so.
+	ReadOnly
+)
+
+func (m Mode) String() string {
+	switch m {
+	case Migrate:
+		return "migrate"
+	case Existing:
+		return "existing"
+	case ReadOnly:
+		return "read-only"
+	}
+	return fmt.Sprintf("Mode(%d)", int(m))
+}
+
+// ErrReadOnly is what Write returns on a store opened ReadOnly.
+var ErrReadOnly = errors.New("the database is open read-only")
+
+// ErrNoDatabase is returned (wrapped) when a mode that never creates the
+// database finds no SQLite file.
+var ErrNoDatabase = errors.New("the database does not exist")
+
 // Open opens (creating if needed) the database at url and migrates its
-// schema to the latest version. Accepted forms: sqlite:///abs/path.db,
-// sqlite://relative/path.db (either with ?synchronous=normal to trade
-// durability on power loss for speed), postgres://... and postgresql://....
+// schema to the latest version: OpenMode with Migrate. Accepted forms:
+// sqlite:///abs/path.db, sqlite://relative/path.db (either with
+// ?synchronous=normal to trade durability on power loss for speed),
+// postgres://... and postgresql://....
 func Open(ctx context.Context, rawURL string) (*Store, error) {
+	s, _, err := openMigrated(ctx, rawURL)
+	return s, err
+}
+
+// OpenMode opens the database at url as mode allows. Whatever the mode, a
+// database whose schema is newer than this moat's is refused with a
+// *SchemaError: moat never runs on a schema it does not know.
+func OpenMode(ctx context.Context, rawURL string, mode Mode) (*Store, error) {
+	if mode == Migrate {
+		return Open(ctx, rawURL)
+	}
+	s, err := openConn(rawURL, mode)
+	if err != nil {
+		return nil, err
+	}
+	v, err := s.schemaVersion(ctx)
+	if err == nil {
+		err = checkSchema(v)
+	}
+	if err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
+// Driver names the database kind of a URL: "sqlite" or "postgres".
+func Driver(rawURL string) (string, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("parse database URL: %w", err)
+		return "", fmt.Errorf("parse database URL: %w", err)
 	}
-	var s *Store
 	switch u.Scheme {
 	case "sqlite", "sqlite3":
-		s, err = openSQLite(u)
+		return "sqlite", nil
 	case "postgres", "postgresql":
-		s, err = openPostgres(rawURL)
-	default:
-		return nil, fmt.Errorf("database URL %q: unsupported scheme %q (want sqlite:///path or postgres://)", rawURL, u.Scheme)
+		return "postgres", nil
+	}
+	return "", fmt.Errorf("database URL %q: unsupported scheme %q (want sqlite:///path or postgres://)", Redact(rawURL), u.Scheme)
+}
+
+// Redact returns url with its password, if any, replaced: for logs and
+// messages.
+func Redact(rawURL string) string {
+	u, err := url.Parse(rawURL)
+	if err != nil || u.User == nil {
+		return rawURL
+	}
+	return u.Redacted()
+}
+
+// openMigrated opens in Migrate mode and returns the versions this call
+// applied.
+func openMigrated(ctx context.Context, rawURL string) (*Store, []int, error) {
+	s, err := openConn(rawURL, Migrate)
+	if err != nil {
+		return nil, nil, err
+	}
+	applied, err := s.migrate(ctx)
+	if err != nil {
+		s.Close()
+		return nil, applied, err
+	}
+	return s, applied, nil
+}
+
+// openConn connects as mode allows, without looking at the schema.
+func openConn(rawURL string, mode Mode) (*Store, error) {
+	driver, err := Driver(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	var s *Store
+	if driver == "sqlite" {
+		u, _ := url.Parse(rawURL) // Driver parsed it
+		s, err = openSQLite(u, mode)
+	} else {
+		s, err = openPostgres(rawURL, mode)
 	}
 	if err != nil {
 		return nil, err
 	}
 	s.now = func() time.Time { return time.Now().UTC().Truncate(time.Second) }
-	if err := s.migrate(ctx); err != nil {
-		s.Close()
-		return nil, err
-	}
 	return s, nil
 }
 
@@ -118,7 +221,7 @@ func sqliteSynchronousOf(q url.Values) (string, error) {
 	}
 }
 
-func openSQLite(u *url.URL) (*Store, error) {
+func openSQLite(u *url.URL, mode Mode) (*Store, error) {
 	path := u.Path
 	if u.Host != "" { // sqlite://relative/path.db
 		path = u.Host + u.Path
@@ -135,14 +238,44 @@ func openSQLite(u *url.URL) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	if dir := filepath.Dir(path); dir != "" {
-		if err := os.MkdirAll(dir, 0o750); err != nil {
-			return nil, fmt.Errorf("create database directory: %w", err)
+	if mode == Migrate {
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o750); err != nil {
+				return nil, fmt.Errorf("create database directory: %w", err)
+			}
 		}
+	} else if _, err := os.Stat(path); err != nil {
+		// SQLite would create an empty file; the modes that never
+		// create say so instead.
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("sqlite %s: %w (moat server creates it, or run moat db upgrade)", path, ErrNoDatabase)
+		}
+		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+	}
+	if mode == ReadOnly {
+		// mode=ro: SQLite refuses every write and never creates the file;
+		// query_only on top. No journal_mode: switching a database to WAL
+		// is a write (the server that created it did so).
+		reader, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=query_only(1)")
+		if err != nil {
+			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
+		}
+		reader.SetMaxOpenConns(maxSQLiteReaders)
+		if err := reader.Ping(); err != nil {
+			reader.Close()
+			return nil, fmt.Errorf("open sqlite %s read-only: %w", path, err)
+		}
+		return &Store{d: sqliteDialect{}, reader: reader}, nil
+	}
+	// mode=rw opens without creating: the file was there a moment ago,
+	// and one deleted since is an error, not a fresh empty database.
+	open := "rwc"
+	if mode != Migrate {
+		open = "rw"
 	}
 	// The driver runs these pragmas on every connection it opens, so they
 	// hold for each connection of both pools.
-	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(" + synchronous + ")"
+	pragmas := "mode=" + open + "&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(" + synchronous + ")"
 	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -173,7 +306,10 @@ const (
 func (s *Store) Close() error {
 	s.writerStmts.close()
 	s.readerStmts.close()
-	err := s.writer.Close()
+	var err error
+	if s.writer != nil {
+		err = s.writer.Close()
+	}
 	if s.reader != s.writer {
 		if e := s.reader.Close(); err == nil {
 			err = e
@@ -186,6 +322,9 @@ func (s *Store) Close() error {
 // nil. Changes fn records are appended to the change log in the same
 // transaction.
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
+	if s.writer == nil {
+		return ErrReadOnly
+	}
 	if s.d.name() == "sqlite" {
 		s.writeMu.Lock()
 		defer s.writeMu.Unlock()
@@ -325,6 +464,8 @@ type dialect interface {
 	// lockWrites serialises write transactions so that change log
 	// revisions are assigned in commit order.
 	lockWrites(ctx context.Context, tx *sql.Tx) error
+	// hasTable reports whether the database has a table of that name.
+	hasTable(ctx context.Context, db *sql.DB, name string) (bool, error)
 }
 
 type sqliteDialect struct{}
@@ -335,6 +476,14 @@ func (sqliteDialect) autoIncrement() string  { return "INTEGER PRIMARY KEY AUTOI
 
 // SQLite already runs one writer at a time (BEGIN IMMEDIATE on one connection).
 func (sqliteDialect) lockWrites(context.Context, *sql.Tx) error { return nil }
+
+func (sqliteDialect) hasTable(ctx context.Context, db *sql.DB, name string) (bool, error) {
+	var n int
+	if err := db.QueryRowContext(ctx, `SELECT COUNT(*) FROM sqlite_master WHERE type = 'table' AND name = ?`, name).Scan(&n); err != nil {
+		return false, fmt.Errorf("look for table %s: %w", name, err)
+	}
+	return n > 0, nil
+}
 
 // rebindDollar rewrites ? placeholders to $1, $2... for PostgreSQL.
 func rebindDollar(q string) string {

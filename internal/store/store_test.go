@@ -37,6 +37,9 @@ func onBoth(t *testing.T, test func(*testing.T, *Store)) {
 }
 
 func TestMain(m *testing.M) {
+	if url := os.Getenv(helperURLEnv); url != "" {
+		os.Exit(runMigrateHelper(url, os.Getenv(helperGoEnv)))
+	}
 	code := m.Run()
 	pgtest.Stop()
 	os.Exit(code)
