@@ -33,6 +33,8 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/ovsd"
+	"github.com/moat-sg/moat/internal/pidfile"
 )
 
 // Fixed parts of every lab.
@@ -126,7 +128,7 @@ const (
 // └──────────────────────────────────────────────────────────────────────┘
 func DaemonArgs(cfg Config, stateDir string) []string {
 	server := []string{"--listen", APIListen, "--db", DBURL(stateDir)}
-	ovs := wiring.PrivateOVS{Dir: stateDir}
+	ovs := ovsd.OVS{Dir: stateDir}
 	return append(append([]string{"allinone"}, server...),
 		"--host", HostNetns(cfg.Name),
 		"--backend", cfg.Backend,
@@ -238,7 +240,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	}
 
 	step("starting Open vSwitch (userspace datapath) in %s", host)
-	ovs, err := wiring.StartPrivateOVS(ctx, cfg.StateDir, host)
+	ovs, err := ovsd.Start(ctx, cfg.StateDir, host)
 	if err != nil {
 		return nil, err
 	}
@@ -520,10 +522,10 @@ func Down(ctx context.Context, name, stateDir string) error {
 	}
 	var errs []error
 	// moat first, so that its agent does not react to vanishing devices.
-	if err := wiring.StopPidfile(filepath.Join(stateDir, moatPid), stateDir, 5*time.Second); err != nil {
+	if err := pidfile.Stop(filepath.Join(stateDir, moatPid), stateDir, 5*time.Second); err != nil {
 		errs = append(errs, fmt.Errorf("stop moat: %w", err))
 	}
-	if err := wiring.StopPrivateOVS(stateDir); err != nil {
+	if err := ovsd.Stop(stateDir); err != nil {
 		errs = append(errs, fmt.Errorf("stop Open vSwitch: %w", err))
 	}
 	nss, err := labNetns(name)

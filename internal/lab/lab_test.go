@@ -19,6 +19,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -168,12 +169,12 @@ func TestLab(t *testing.T) {
 		if want := []string{name + "-vm1", name + "-vm2", host}; !reflect.DeepEqual(nss, want) {
 			t.Errorf("namespaces %v, want %v", nss, want)
 		}
-		ovs := wiring.PrivateOVS{Dir: state}
+		ovs := ovsd.OVS{Dir: state}
 		out, err := exec.Command("ovs-vsctl", "--db="+ovs.DB(), "get", "Bridge", "br-int", "datapath_type").Output()
 		if err != nil || strings.TrimSpace(string(out)) != "netdev" {
 			t.Errorf("br-int datapath_type: %q, %v", out, err)
 		}
-		for _, d := range wiring.OVSDaemons {
+		for _, d := range ovsd.Daemons {
 			pid, _ := os.ReadFile(filepath.Join(state, d+".pid"))
 			if !processMatches(strings.TrimSpace(string(pid)), state) {
 				t.Errorf("%s is not running", d)
@@ -281,7 +282,7 @@ func TestLab(t *testing.T) {
 	})
 
 	t.Run("agent: ports ACTIVE, taps wired, whitelist enforced", func(t *testing.T) {
-		ovs := wiring.PrivateOVS{Dir: state}
+		ovs := ovsd.OVS{Dir: state}
 		for _, v := range l.VMs {
 			p, err := api.port(ctx, v.PortID)
 			if err != nil || p.Status != "ACTIVE" {

@@ -26,6 +26,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -88,7 +89,7 @@ func nlHandle(t *testing.T, ns string) *netlink.Handle {
 }
 
 // privateOVS starts an OVS inside ns, stopped at the end of the test.
-func privateOVS(t *testing.T, ns string) *PrivateOVS {
+func privateOVS(t *testing.T, ns string) *ovsd.OVS {
 	t.Helper()
 	dir, err := os.MkdirTemp("", "mw") // short: unix socket paths
 	if err != nil {
@@ -97,7 +98,7 @@ func privateOVS(t *testing.T, ns string) *PrivateOVS {
 	t.Cleanup(func() { os.RemoveAll(dir) })
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	o, err := StartPrivateOVS(ctx, dir, ns)
+	o, err := ovsd.Start(ctx, dir, ns)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -253,7 +254,7 @@ func checkWired(t *testing.T, host string, ls map[string]linkDetail, p Port, bri
 	}
 }
 
-func vsctl(t *testing.T, o *PrivateOVS, args ...string) string {
+func vsctl(t *testing.T, o *ovsd.OVS, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ovs-vsctl", append([]string{"--db=" + o.DB(), "--timeout=10"}, args...)...).Output()
 	if err != nil {
@@ -262,7 +263,7 @@ func vsctl(t *testing.T, o *PrivateOVS, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func checkOVSPort(t *testing.T, o *PrivateOVS, p Port) {
+func checkOVSPort(t *testing.T, o *ovsd.OVS, p Port) {
 	t.Helper()
 	qvo := VethOVSName(p.ID)
 	if got := vsctl(t, o, "port-to-br", qvo); got != "br-int" {
