@@ -184,7 +184,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 		}
 	}
 	host := HostNetns(cfg.Name)
-	if netnsExists(host) {
+	if dataplane.NetnsExists(host) {
 		return nil, fmt.Errorf("lab %s exists (namespace %s): run `moat lab down %s` first", cfg.Name, host, cfg.Name)
 	}
 	if _, err := os.Stat(cfg.StateDir); err == nil {
@@ -215,7 +215,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	if err := addNetns(ctx, host); err != nil {
+	if err := dataplane.AddNetns(ctx, host); err != nil {
 		return nil, err
 	}
 	hostNS, err := netns.GetFromName(host)
@@ -333,7 +333,7 @@ func linkUp(h *netlink.Handle, name string) error {
 // addVM creates the VM namespace and the veth tap (in the host
 // namespace, left down for the agent) / eth0 (in the VM, configured).
 func addVM(ctx context.Context, hh *netlink.Handle, v VM, prefix int, gateway string, mtu int) error {
-	if err := addNetns(ctx, v.Netns); err != nil {
+	if err := dataplane.AddNetns(ctx, v.Netns); err != nil {
 		return err
 	}
 	vmNS, err := netns.GetFromName(v.Netns)
@@ -410,7 +410,7 @@ func Start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	host := HostNetns(cfg.Name)
-	if !netnsExists(host) {
+	if !dataplane.NetnsExists(host) {
 		return fmt.Errorf("lab %s is not up (no namespace %s)", cfg.Name, host)
 	}
 	exited, err := startDaemon(cfg, host)
@@ -533,7 +533,7 @@ func Down(ctx context.Context, name, stateDir string) error {
 		errs = append(errs, err)
 	}
 	for _, ns := range nss { // VMs first, the host last
-		if err := delNetns(ctx, ns); err != nil {
+		if err := dataplane.DeleteNetns(ctx, ns); err != nil {
 			errs = append(errs, err)
 		}
 	}

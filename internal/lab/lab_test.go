@@ -371,14 +371,14 @@ func TestUpRefusesExisting(t *testing.T) {
 	needLab(t)
 	name := labName()
 	t.Cleanup(func() { _ = Down(context.Background(), name, "") })
-	if err := addNetns(context.Background(), HostNetns(name)); err != nil {
+	if err := dataplane.AddNetns(context.Background(), HostNetns(name)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Up(context.Background(), Config{Name: name, VMs: 1})
 	if err == nil || !strings.Contains(err.Error(), "moat lab down "+name) {
 		t.Fatalf("Up over an existing lab = %v", err)
 	}
-	if !netnsExists(HostNetns(name)) {
+	if !dataplane.NetnsExists(HostNetns(name)) {
 		t.Error("Up deleted the existing lab's namespace")
 	}
 }
@@ -391,16 +391,16 @@ func TestDownHalfBuilt(t *testing.T) {
 	name := labName()
 	t.Cleanup(func() { _ = Down(ctx, name, "") })
 	for _, ns := range []string{HostNetns(name), VMName(name, 1), VMName(name, 12)} {
-		if err := addNetns(ctx, ns); err != nil {
+		if err := dataplane.AddNetns(ctx, ns); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A namespace that merely shares the prefix is not the lab's.
 	other := name + "-other"
-	if err := addNetns(ctx, other); err != nil {
+	if err := dataplane.AddNetns(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = delNetns(ctx, other) })
+	t.Cleanup(func() { _ = dataplane.DeleteNetns(ctx, other) })
 	state := StateDir(name)
 	if err := os.MkdirAll(state, 0o755); err != nil {
 		t.Fatal(err)
@@ -414,7 +414,7 @@ func TestDownHalfBuilt(t *testing.T) {
 		}
 	}
 	checkGone(t, name)
-	if !netnsExists(other) {
+	if !dataplane.NetnsExists(other) {
 		t.Errorf("Down deleted %s", other)
 	}
 }
