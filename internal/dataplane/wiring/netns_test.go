@@ -7,8 +7,6 @@ package wiring
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/testenv"
 )
@@ -41,24 +40,10 @@ func needRoot(t *testing.T, ovs bool) {
 	}
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // scratchNetns creates a network namespace deleted at the end of the test.
 func scratchNetns(t *testing.T, prefix string) string {
 	t.Helper()
-	name := prefix + randHex(3)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
+	name := netnstest.New(t, prefix).Name
 	run(t, name, "ip", "link", "set", "lo", "up")
 	return name
 }
@@ -66,26 +51,7 @@ func scratchNetns(t *testing.T, prefix string) string {
 // run runs a command in a namespace and returns its output.
 func run(t *testing.T, ns string, name string, args ...string) string {
 	t.Helper()
-	out, err := dataplane.Netns{Name: ns}.Run(context.Background(), nil, name, args...)
-	if err != nil {
-		t.Fatalf("in %s: %v", ns, err)
-	}
-	return string(out)
-}
-
-func nlHandle(t *testing.T, ns string) *netlink.Handle {
-	t.Helper()
-	fd, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fd.Close() })
-	h, err := netlink.NewHandleAt(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
+	return netnstest.Run(t, dataplane.Netns{Name: ns}, "", name, args...)
 }
 
 // privateOVS starts an OVS inside ns, stopped at the end of the test.
@@ -130,7 +96,7 @@ func addVM(t *testing.T, host string, p Port, ip string) vm {
 	attrs.Name = TapName(p.ID)
 	mac, _ := net.ParseMAC(p.MAC)
 	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(vfd), PeerHardwareAddr: mac}
-	if err := nlHandle(t, host).LinkAdd(veth); err != nil {
+	if err := netnstest.Handle(t, host).LinkAdd(veth); err != nil {
 		t.Fatalf("create %s/eth0: %v", attrs.Name, err)
 	}
 	run(t, vmNS, "ip", "addr", "add", ip+"/24", "dev", "eth0")
@@ -353,7 +319,7 @@ func TestOVSWiring(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := nlHandle(t, host)
+	h := netnstest.Handle(t, host)
 	before := ifindexes(linksIn(t, host), h, t)
 	for _, p := range ports {
 		if err := w.Plug(ctx, p); err != nil {
