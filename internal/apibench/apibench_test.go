@@ -116,3 +116,16 @@ func TestRunNoauthHint(t *testing.T) {
 		t.Fatalf("err = %v", err)
 	}
 }
+
+func TestServerTarget(t *testing.T) {
+	for db, want := range map[string]string{
+		"sqlite:///tmp/x/moat.db":                   "moat-sqlite",
+		"sqlite3:///tmp/x/moat.db?synchronous=full": "moat-sqlite",
+		"postgres://moat:moat@127.0.0.1:5432/moat":  "moat-postgres",
+		"postgresql://127.0.0.1/moat":               "moat-postgres",
+	} {
+		if got := (&Server{DB: db}).Target(); got != want {
+			t.Errorf("Target of %s = %s, want %s", db, got, want)
+		}
+	}
+}
