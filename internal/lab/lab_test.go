@@ -19,6 +19,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/testenv"
 )
@@ -115,11 +116,7 @@ func inNS(t *testing.T, ns string, name string, args ...string) (string, error) 
 
 func mustNS(t *testing.T, ns string, name string, args ...string) string {
 	t.Helper()
-	out, err := inNS(t, ns, name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return netnstest.Run(t, dataplane.Netns{Name: ns}, "", name, args...)
 }
 
 // TestLab runs `moat lab up NAME --vms 2 --json` and `moat lab down NAME`

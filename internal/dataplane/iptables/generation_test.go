@@ -59,11 +59,7 @@ func TestKernelCheckByGeneration(t *testing.T) {
 	rec := &iptablestest.Recorder{Exec: ns}
 	s := NewSyncer(rec, NFT)
 	s.SetGeneration(NFTGeneration(ns.Name))
-	b := newBench(t, 10)
-	createSets(t, ns, b.rs)
-	if _, err := s.Apply(ctx, b.rs); err != nil {
-		t.Fatal(err)
-	}
+	b := appliedBench(t, ns, s, 10)
 	rec.Reset()
 	if d, err := s.Check(ctx, b.rs); err != nil || len(d) > 0 {
 		t.Errorf("Check = %q, %v", d, err)

@@ -39,6 +39,18 @@ func createSets(t testing.TB, ex dataplane.Exec, rs *firewall.Ruleset) {
 	netnstest.Run(t, ex, b.String()+"\n", "ipset", "-exist", "restore")
 }
 
+// appliedBench compiles the benchmark workload for a host of ports, loads
+// its sets into ns and applies its rules with s.
+func appliedBench(t testing.TB, ns dataplane.Netns, s *Syncer, ports int) *bench {
+	t.Helper()
+	b := newBench(t, ports)
+	createSets(t, ns, b.rs)
+	if _, err := s.Apply(context.Background(), b.rs); err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
 // kernelTables reads both tables of a family with the backend's save tool.
 func kernelTables(t testing.TB, ex dataplane.Exec, backend Backend, f Family) map[string]*tableState {
 	t.Helper()
@@ -262,11 +274,7 @@ func TestKernelIncremental(t *testing.T) {
 			before := foreignState(t, ns, backend)
 			rec := &iptablestest.Recorder{Exec: ns}
 			s := NewSyncer(rec, backend)
-			b := newBench(t, 50)
-			createSets(t, ns, b.rs)
-			if _, err := s.Apply(ctx, b.rs); err != nil {
-				t.Fatal(err)
-			}
+			b := appliedBench(t, ns, s, 50)
 
 			b.AddRule(b.Apps[7], 7777)
 			rs := b.compile(t)
@@ -336,11 +344,7 @@ func TestKernelDrift(t *testing.T) {
 			ns := netnstest.New(t, "moat-ipt")
 			ctx := context.Background()
 			s := NewSyncer(ns, backend)
-			b := newBench(t, 8)
-			createSets(t, ns, b.rs)
-			if _, err := s.Apply(ctx, b.rs); err != nil {
-				t.Fatal(err)
-			}
+			b := appliedBench(t, ns, s, 8)
 			port := "neutron-openvswi-i" + b.State.Ports[3].ID[:10]
 			ipt4, ipt6 := backend.Command(IPv4, ""), backend.Command(IPv6, "")
 			for _, tc := range []struct {
@@ -406,11 +410,7 @@ func TestKernelFailedRestoreLeavesState(t *testing.T) {
 			ns := netnstest.New(t, "moat-ipt")
 			ctx := context.Background()
 			s := NewSyncer(ns, backend)
-			b := newBench(t, 6)
-			createSets(t, ns, b.rs)
-			if _, err := s.Apply(ctx, b.rs); err != nil {
-				t.Fatal(err)
-			}
+			b := appliedBench(t, ns, s, 6)
 			before := [2]map[string]*tableState{kernelTables(t, ns, backend, IPv4), kernelTables(t, ns, backend, IPv6)}
 
 			// A new group with a remote-group rule on port 0: a new set.
