@@ -3,17 +3,20 @@
 // private xtables lock, leftovers of killed runs swept) that is deleted
 // when the test ends, after internal/testenv has decided whether the test
 // may run here (skip, or fail with MOAT_REQUIRE_KERNEL=1). Run and Handle
-// drive it.
+// drive it; OVS starts a private Open vSwitch inside it.
 package netnstest
 
 import (
 	"context"
+	"os"
 	"testing"
+	"time"
 
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/scratchns"
 	"github.com/moat-sg/moat/internal/testenv"
 )
@@ -67,4 +70,30 @@ func Handle(t testing.TB, name string) *netlink.Handle {
 	}
 	t.Cleanup(h.Close)
 	return h
+}
+
+// OVS starts a private Open vSwitch (internal/ovsd) whose ovs-vswitchd
+// runs in the named namespace, with its state in a fresh directory; both
+// are gone when t ends. Without Open vSwitch the test skips, or fails with
+// MOAT_REQUIRE_KERNEL=1.
+func OVS(t testing.TB, ns string) *ovsd.OVS {
+	t.Helper()
+	testenv.RequireOVS(t)
+	dir, err := os.MkdirTemp("", "mo") // short: unix socket paths
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	o, err := ovsd.Start(ctx, dir, ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := o.Stop(); err != nil {
+			t.Error(err)
+		}
+	})
+	return o
 }

@@ -1,4 +1,4 @@
-package ovsd
+package ovsd_test
 
 import (
 	"context"
@@ -8,37 +8,26 @@ import (
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/netnstest"
+	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/pidfile"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
-// Start brings up an OVS that answers on its own socket, with ovs-vswitchd
+// Start (through netnstest.OVS) brings up an OVS that answers on its own socket, with ovs-vswitchd
 // in the given namespace; Stop ends both daemons, and again is fine.
 func TestStartStop(t *testing.T) {
-	testenv.RequireOVS(t)
 	ns := netnstest.New(t, "moat-ovsd")
-	dir, err := os.MkdirTemp("", "mo") // short: unix socket paths
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	o, err := Start(ctx, dir, ns.Name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { o.Stop() })
+	o := netnstest.OVS(t, ns.Name)
+	dir := o.Dir
 	out, err := exec.Command("ovs-vsctl", "--db="+o.DB(), "--timeout=10", "get", "Open_vSwitch", ".", "external_ids:moat-private").Output()
 	if err != nil || strings.TrimSpace(string(out)) != `"true"` {
 		t.Fatalf("ovs-vsctl get: %q, %v", out, err)
 	}
 	pids := map[string]string{}
-	for _, d := range Daemons {
+	for _, d := range ovsd.Daemons {
 		b, err := os.ReadFile(filepath.Join(dir, d+".pid"))
 		if err != nil {
 			t.Fatal(err)
@@ -52,7 +41,7 @@ func TestStartStop(t *testing.T) {
 		t.Errorf("ovs-vswitchd is in namespace %q, want %s", inNS, ns.Name)
 	}
 	for round := 0; round < 2; round++ {
-		if err := Stop(dir); err != nil {
+		if err := ovsd.Stop(dir); err != nil {
 			t.Fatalf("Stop (round %d): %v", round, err)
 		}
 	}
@@ -66,7 +55,7 @@ func TestStartStop(t *testing.T) {
 func TestStartErrors(t *testing.T) {
 	testenv.RequireOVS(t)
 	long := "/tmp/" + strings.Repeat("x", 100)
-	if _, err := Start(context.Background(), long, ""); err == nil || !strings.Contains(err.Error(), "too long") {
+	if _, err := ovsd.Start(context.Background(), long, ""); err == nil || !strings.Contains(err.Error(), "too long") {
 		t.Errorf("Start with a long directory: %v", err)
 	}
 }

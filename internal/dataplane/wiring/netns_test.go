@@ -54,28 +54,6 @@ func run(t *testing.T, ns string, name string, args ...string) string {
 	return netnstest.Run(t, dataplane.Netns{Name: ns}, "", name, args...)
 }
 
-// privateOVS starts an OVS inside ns, stopped at the end of the test.
-func privateOVS(t *testing.T, ns string) *ovsd.OVS {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "mw") // short: unix socket paths
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	o, err := ovsd.Start(ctx, dir, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := o.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return o
-}
-
 // vm is a VM namespace whose eth0's peer is the port's "tap" in the host.
 type vm struct {
 	ns   string
@@ -296,7 +274,7 @@ func TestOVSWiring(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	host := scratchNetns(t, "mwh")
-	o := privateOVS(t, host)
+	o := netnstest.OVS(t, host)
 	cfg := Config{Mode: ModeOVS, OVSDB: o.DB(), DatapathType: "netdev", Netns: host, Logger: slog.New(slog.DiscardHandler)}
 	w, err := New(ctx, cfg)
 	if err != nil {
@@ -433,7 +411,7 @@ func TestOVSLeftovers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	host := scratchNetns(t, "mwh")
-	o := privateOVS(t, host)
+	o := netnstest.OVS(t, host)
 	w, err := New(ctx, Config{Mode: ModeOVS, OVSDB: o.DB(), DatapathType: "netdev", Netns: host, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -680,7 +658,7 @@ func TestNewDetect(t *testing.T) {
 			cfg := c.cfg
 			cfg.Netns, cfg.Logger, cfg.Timeout = host, quiet, 5*time.Second
 			if c.ovs {
-				cfg.OVSDB = privateOVS(t, host).DB()
+				cfg.OVSDB = netnstest.OVS(t, host).DB()
 			}
 			if c.brint != "" {
 				run(t, host, "ip", "link", "add", "br-int", "type", c.brint, "peer", "name", "br-int-peer")
