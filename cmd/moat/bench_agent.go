@@ -9,6 +9,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/agentbench"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/syncbench"
 )
 
 func init() {
@@ -44,13 +45,12 @@ namespaces (it needs root; the machine's own firewall is not touched):
 			logf := func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...) }
 			out := json.NewEncoder(cmd.OutOrStdout())
 			if !skipSyncer {
-				rows, err := iptables.RunBench(cmd.Context(), iptables.BenchOptions{Ports: ports, Backends: bs, Repeat: repeat, Log: logf})
+				rows, err := syncbench.Run(cmd.Context(), syncbench.Options{Ports: ports, Backends: bs, Repeat: repeat, Log: logf})
 				if err != nil {
 					return err
 				}
 				for _, r := range rows {
-					out.Encode(map[string]any{"bench": "syncer", "backend": r.Backend, "ports": r.Ports, "phase": r.Phase,
-						"wall_ms": ms(r.Wall), "cpu_ms": ms(r.CPU), "child_cpu_ms": ms(r.ChildCPU), "detail": r.Detail})
+					out.Encode(r.Line())
 				}
 			}
 			if !skipLatency {

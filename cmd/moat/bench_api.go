@@ -106,10 +106,7 @@ func runBenchAPI(ctx context.Context, f *benchAPIFlags, out, errw io.Writer) err
 		}()
 		url = srv.URL
 		if target == "" {
-			target = "moat-sqlite"
-			if f.db != "" && !isSQLiteURL(f.db) {
-				target = "moat-postgres"
-			}
+			target = srv.Target()
 		}
 		fmt.Fprintf(errw, "in-process moat server on %s, database %s\n", srv.URL, srv.DB)
 	}
@@ -135,13 +132,4 @@ func runBenchAPI(ctx context.Context, f *benchAPIFlags, out, errw io.Writer) err
 		return err
 	}
 	return encErr
-}
-
-func isSQLiteURL(u string) bool {
-	for _, p := range []string{"sqlite:", "sqlite3:"} {
-		if len(u) >= len(p) && u[:len(p)] == p {
-			return true
-		}
-	}
-	return false
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -12,6 +11,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/parity"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -213,11 +213,11 @@ func TestRenderLoadsIntoKernel(t *testing.T) {
 			}
 			s := sections(t, out)
 			for _, numeric := range []bool{false, true} {
-				ns := scratchNamespace(t)
+				ns := netnstest.New(t, "moat-render")
 				// Sets first: iptables-restore refuses rules naming a
 				// missing set.
-				run(t, s["ipset save"], "ip", "netns", "exec", ns, "ipset", "restore")
-				got := initval.ReplaceAllString(run(t, "", "ip", "netns", "exec", ns, "ipset", "save", "-sorted"), "")
+				netnstest.Run(t, ns, s["ipset save"], "ipset", "restore")
+				got := initval.ReplaceAllString(netnstest.Run(t, ns, "", "ipset", "save", "-sorted"), "")
 				if got != s["ipset save"] {
 					t.Errorf("ipset save prints back differently:\n%s", parity.LineDiff(s["ipset save"], got))
 				}
@@ -234,9 +234,9 @@ func TestRenderLoadsIntoKernel(t *testing.T) {
 						t.Fatal(err)
 					}
 					for _, name := range []string{"raw", "filter"} {
-						run(t, tables[name], "ip", "netns", "exec", ns, tool+"-legacy-restore", "--noflush")
+						netnstest.Run(t, ns, tables[name], tool+"-legacy-restore", "--noflush")
 					}
-					got := stripSaveComments(run(t, "", "ip", "netns", "exec", ns, tool+"-legacy-save"))
+					got := stripSaveComments(netnstest.Run(t, ns, "", tool+"-legacy-save"))
 					if got != want {
 						t.Errorf("%s (numeric protocols %v) prints back differently:\n%s", tool, numeric, parity.LineDiff(want, got))
 					}
@@ -301,35 +301,6 @@ func needKernelTools(t *testing.T) {
 		[]string{"iptables-legacy", "-t", "raw", "-S"},
 		[]string{"ip6tables-legacy", "-t", "raw", "-S"},
 		[]string{"ipset", "list"})
-}
-
-// scratchNamespace creates a network namespace that is deleted when the
-// test ends. Nothing touches the root namespace's firewall.
-func scratchNamespace(t *testing.T) string {
-	t.Helper()
-	name := fmt.Sprintf("moat-render-%d-%d", os.Getpid(), nsCounter)
-	nsCounter++
-	run(t, "", "ip", "netns", "add", name)
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v %s", name, err, out)
-		}
-	})
-	return name
-}
-
-var nsCounter int
-
-func run(t *testing.T, stdin string, args ...string) string {
-	t.Helper()
-	cmd := exec.Command(args[0], args[1:]...)
-	cmd.Stdin = strings.NewReader(stdin)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("%s: %v\n%s\ninput:\n%s", strings.Join(args, " "), err, stderr.String(), stdin)
-	}
-	return stdout.String()
 }
 
 // TestRenderRejectsBadPortsAlone renders specs with one bad port each

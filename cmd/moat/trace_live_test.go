@@ -1,12 +1,10 @@
 package main
 
 import (
-	"crypto/rand"
-	"encoding/hex"
-	"os/exec"
 	"strings"
 	"testing"
 
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -15,13 +13,7 @@ import (
 func TestTraceLiveEmptyNamespace(t *testing.T) {
 	testenv.RequireNetns(t)
 	testenv.RequireTools(t, "iptables-nft-save")
-	b := make([]byte, 3)
-	_, _ = rand.Read(b)
-	ns := "mt" + hex.EncodeToString(b) + "-empty"
-	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { _ = exec.Command("ip", "netns", "del", ns).Run() })
+	ns := netnstest.New(t, "mt-empty").Name
 	_, err := runCmd(t, newTraceCmd, "", "--netns", ns, "--port", "c0a350e0", "--direction", "ingress", "--protocol", "4", "--src", "10.0.0.1")
 	if err == nil || !strings.Contains(err.Error(), "shows no iptables tables in network namespace "+ns) {
 		t.Errorf("error %v", err)

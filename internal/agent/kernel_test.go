@@ -21,6 +21,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/ipset"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/testenv"
@@ -77,11 +78,7 @@ func (e *refusingExec) Run(ctx context.Context, stdin []byte, name string, args 
 
 func nsRun(t *testing.T, ns, name string, args ...string) string {
 	t.Helper()
-	out, err := dataplane.Netns{Name: ns}.Run(context.Background(), nil, name, args...)
-	if err != nil {
-		t.Fatalf("in %s: %v", ns, err)
-	}
-	return string(out)
+	return netnstest.Run(t, dataplane.Netns{Name: ns}, "", name, args...)
 }
 
 // kernelVM is a VM: a namespace whose eth0 is the peer of the port's tap
@@ -90,15 +87,7 @@ type kernelVM struct{ ns, ip string }
 
 func addKernelVM(t *testing.T, host string, p neutron.Port) kernelVM {
 	t.Helper()
-	ns, cleanup, err := iptables.ScratchNamespace("moat-agvm")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cleanup(); err != nil {
-			t.Error(err)
-		}
-	})
+	ns := netnstest.New(t, "moat-agvm")
 	ip := p.FixedIPs[0].IPAddress.String()
 	nsRun(t, host, "ip", "link", "add", wiring.TapName(p.ID), "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
 	nsRun(t, ns.Name, "ip", "link", "set", "eth0", "address", p.MACAddress)
@@ -165,15 +154,7 @@ func TestKernelTapJoinsOnlyAfterItsOwnRules(t *testing.T) {
 
 func testKernelTapJoinsOnlyAfterItsOwnRules(t *testing.T, backend iptables.Backend) {
 	ctx := context.Background()
-	ns, cleanup, err := iptables.ScratchNamespace("moat-agt")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := cleanup(); err != nil {
-			t.Error(err)
-		}
-	})
+	ns := netnstest.New(t, "moat-agt")
 	host := ns.Name
 	nsRun(t, ns.Name, "ip", "link", "set", "lo", "up")
 	nsRun(t, ns.Name, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1")

@@ -27,6 +27,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/ipset"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/scratchns"
 	"github.com/moat-sg/moat/internal/store"
 )
 
@@ -61,11 +62,12 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	ns, cleanup, err := iptables.ScratchNamespace("mbench")
+	scratch, err := scratchns.New("mbench")
 	if err != nil {
 		return nil, err
 	}
-	defer cleanup()
+	defer scratch.Delete()
+	ns := scratch.Netns
 	dir, err := os.MkdirTemp("", "moat-agentbench-")
 	if err != nil {
 		return nil, err

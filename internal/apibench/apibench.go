@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/moat-sg/moat/internal/cputime"
 )
 
 // Config is one benchmark run.
@@ -401,11 +403,11 @@ type cpuMark struct{ self, server time.Duration }
 func (b *bench) cpuNow() (cpuMark, error) {
 	var m cpuMark
 	var err error
-	if m.self, err = SelfCPU(); err != nil {
+	if m.self, err = cputime.Self(); err != nil {
 		return m, err
 	}
 	if b.serverCPU {
-		if m.server, err = TreeCPU(b.cfg.ServerPIDs); err != nil {
+		if m.server, err = cputime.Tree(b.cfg.ServerPIDs); err != nil {
 			return m, fmt.Errorf("server CPU time: %w", err)
 		}
 	}

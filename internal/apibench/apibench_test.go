@@ -54,47 +54,6 @@ func TestRuleSpecDistinct(t *testing.T) {
 	}
 }
 
-func TestParseProcStat(t *testing.T) {
-	line := "4242 (neutron-server: (rpc) x) S 4000 4242 4242 0 -1 4194560 1 0 0 0 150 25 7 3 20 0 1 0 100 0 0\n"
-	st, err := parseProcStat(line)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.ppid != 4000 || st.cpu != 150+25+7+3 {
-		t.Errorf("got %+v", st)
-	}
-	if _, err := parseProcStat("garbage"); err == nil {
-		t.Error("no error for garbage")
-	}
-}
-
-func TestTreeCPU(t *testing.T) {
-	dir := t.TempDir()
-	write := func(pid, ppid string, ticks string) {
-		if err := os.MkdirAll(filepath.Join(dir, pid), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		line := pid + " (p) S " + ppid + " 0 0 0 -1 0 0 0 0 0 " + ticks + " 0 0 0 20 0 1 0 0 0 0\n"
-		if err := os.WriteFile(filepath.Join(dir, pid, "stat"), []byte(line), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("10", "1", "100") // root
-	write("11", "10", "50") // child
-	write("12", "11", "25") // grandchild
-	write("20", "1", "1000")
-	got, err := treeCPU(dir, []int{10})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if got != 1750*time.Millisecond {
-		t.Errorf("treeCPU = %v, want 1.75s", got)
-	}
-	if _, err := treeCPU(dir, []int{99}); err == nil {
-		t.Error("no error for a missing root")
-	}
-}
-
 // TestRunTiny runs the whole bench with tiny numbers against an in-process
 // moat, bulk fill included: every case must report and nothing may fail.
 func TestRunTiny(t *testing.T) {
@@ -155,5 +114,18 @@ func TestRunNoauthHint(t *testing.T) {
 	err := Run(context.Background(), Config{URL: srv.URL + "/", Rules: 1}, nil)
 	if err == nil || !strings.Contains(err.Error(), "--auth headers") {
 		t.Fatalf("err = %v", err)
+	}
+}
+
+func TestServerTarget(t *testing.T) {
+	for db, want := range map[string]string{
+		"sqlite:///tmp/x/moat.db":                   "moat-sqlite",
+		"sqlite3:///tmp/x/moat.db?synchronous=full": "moat-sqlite",
+		"postgres://moat:moat@127.0.0.1:5432/moat":  "moat-postgres",
+		"postgresql://127.0.0.1/moat":               "moat-postgres",
+	} {
+		if got := (&Server{DB: db}).Target(); got != want {
+			t.Errorf("Target of %s = %s, want %s", db, got, want)
+		}
 	}
 }

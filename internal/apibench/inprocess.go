@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/moat-sg/moat/internal/api"
@@ -84,6 +85,15 @@ func (s *Server) Close() error {
 		err = rerr
 	}
 	return err
+}
+
+// Target names the server in the results: moat-sqlite or moat-postgres,
+// after its database.
+func (s *Server) Target() string {
+	if strings.HasPrefix(s.DB, "sqlite:") || strings.HasPrefix(s.DB, "sqlite3:") {
+		return "moat-sqlite"
+	}
+	return "moat-postgres"
 }
 
 func (s *Server) removeDir() error {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -83,7 +82,7 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 				t.Logf("moat.log of lab %s (last 60 lines):\n%s", name, tail)
 			}
 			if os.Getenv("MOAT_E2E_KEEP") == "1" {
-				os.Remove(filepath.Join(ownerDir, name)) // not for the next run's sweep
+				_ = owners.Release(name) // not for the next run's sweep
 				t.Logf("MOAT_E2E_KEEP=1: lab %s left in place; remove it with `moat lab down %s`", name, name)
 				return
 			}
@@ -95,7 +94,7 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 			t.Errorf("lab down %s: %v (the next run's TestMain tries again)", name, err)
 			return
 		}
-		os.Remove(filepath.Join(ownerDir, name))
+		_ = owners.Release(name)
 	})
 	start := time.Now()
 	l, err := lab.Up(t.Context(), cfg)

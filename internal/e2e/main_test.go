@@ -6,24 +6,22 @@ import (
 	"encoding/hex"
 	"fmt"
 	"os"
-	"path/filepath"
 	"regexp"
-	"strconv"
-	"strings"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/lab"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/scratchns"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
-// ownerDir holds one file per lab these tests built, named after the lab
-// and holding the test process's pid and executable, written before the
-// lab is built:
-// TestMain removes the labs whose owner is gone (a test binary killed by a
-// timeout), and never those of another run that is still going.
-const ownerDir = "/run/moat-e2e"
+// owners holds one claim per lab these tests built (scratchns.Claims:
+// the test process's pid and executable), written before the lab is
+// built: TestMain removes the labs whose owner is gone (a test binary
+// killed by a timeout), and never those of another run that is still
+// going.
+var owners = scratchns.Claims{Dir: "/run/moat-e2e"}
 
 // labPrefix starts every lab name of this package ("e" + 5 hex digits:
 // namespace names stay short).
@@ -42,64 +40,38 @@ func TestMain(m *testing.M) {
 
 // sweep tears down the labs left by test processes that are gone.
 func sweep() {
-	entries, err := os.ReadDir(ownerDir)
+	orphans, err := owners.Orphans(labNameRE.MatchString)
 	if err != nil {
+		fmt.Fprintf(os.Stderr, "e2e: %v\n", err)
 		return
 	}
-	for _, e := range entries {
-		name := e.Name()
-		if !labNameRE.MatchString(name) {
-			continue
-		}
-		b, _ := os.ReadFile(filepath.Join(ownerDir, name))
-		if pid, exe, ok := strings.Cut(strings.TrimSpace(string(b)), " "); ok && ownerAlive(pid, exe) {
-			continue
-		}
+	for _, name := range orphans {
 		fmt.Fprintf(os.Stderr, "e2e: removing lab %s left by a test run that is gone\n", name)
 		if err := lab.Down(context.Background(), name, ""); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: lab down %s: %v\n", name, err)
 			continue
 		}
-		os.Remove(filepath.Join(ownerDir, name))
+		_ = owners.Release(name)
 	}
-}
-
-// ownerAlive reports whether process pid still runs executable exe (a
-// recycled pid runs another one).
-func ownerAlive(pid, exe string) bool {
-	if _, err := strconv.Atoi(pid); err != nil {
-		return false
-	}
-	got, err := os.Readlink("/proc/" + pid + "/exe")
-	return err == nil && got == exe
 }
 
 // newLabName returns an unused lab name and records this process as its
 // owner.
 func newLabName(t *testing.T) string {
 	t.Helper()
-	if err := os.MkdirAll(ownerDir, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	self, err := os.Readlink("/proc/self/exe")
-	if err != nil {
-		t.Fatal(err)
-	}
 	for {
 		b := make([]byte, 3)
 		_, _ = rand.Read(b)
 		name := labPrefix + hex.EncodeToString(b)[:5]
-		f, err := os.OpenFile(filepath.Join(ownerDir, name), os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-		if os.IsExist(err) {
-			continue
-		}
+		ok, err := owners.Claim(name)
 		if err != nil {
 			t.Fatal(err)
 		}
-		fmt.Fprintf(f, "%d %s\n", os.Getpid(), self)
-		f.Close()
+		if !ok {
+			continue
+		}
 		if _, err := os.Stat(lab.StateDir(name)); err == nil {
-			os.Remove(f.Name()) // someone else's lab of that name
+			_ = owners.Release(name) // someone else's lab of that name
 			continue
 		}
 		return name

@@ -33,6 +33,8 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/ovsd"
+	"github.com/moat-sg/moat/internal/pidfile"
 )
 
 // Fixed parts of every lab.
@@ -126,7 +128,7 @@ const (
 // └──────────────────────────────────────────────────────────────────────┘
 func DaemonArgs(cfg Config, stateDir string) []string {
 	server := []string{"--listen", APIListen, "--db", DBURL(stateDir)}
-	ovs := wiring.PrivateOVS{Dir: stateDir}
+	ovs := ovsd.OVS{Dir: stateDir}
 	return append(append([]string{"allinone"}, server...),
 		"--host", HostNetns(cfg.Name),
 		"--backend", cfg.Backend,
@@ -182,7 +184,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 		}
 	}
 	host := HostNetns(cfg.Name)
-	if netnsExists(host) {
+	if dataplane.NetnsExists(host) {
 		return nil, fmt.Errorf("lab %s exists (namespace %s): run `moat lab down %s` first", cfg.Name, host, cfg.Name)
 	}
 	if _, err := os.Stat(cfg.StateDir); err == nil {
@@ -213,7 +215,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	if err := addNetns(ctx, host); err != nil {
+	if err := dataplane.AddNetns(ctx, host); err != nil {
 		return nil, err
 	}
 	hostNS, err := netns.GetFromName(host)
@@ -238,7 +240,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	}
 
 	step("starting Open vSwitch (userspace datapath) in %s", host)
-	ovs, err := wiring.StartPrivateOVS(ctx, cfg.StateDir, host)
+	ovs, err := ovsd.Start(ctx, cfg.StateDir, host)
 	if err != nil {
 		return nil, err
 	}
@@ -331,7 +333,7 @@ func linkUp(h *netlink.Handle, name string) error {
 // addVM creates the VM namespace and the veth tap (in the host
 // namespace, left down for the agent) / eth0 (in the VM, configured).
 func addVM(ctx context.Context, hh *netlink.Handle, v VM, prefix int, gateway string, mtu int) error {
-	if err := addNetns(ctx, v.Netns); err != nil {
+	if err := dataplane.AddNetns(ctx, v.Netns); err != nil {
 		return err
 	}
 	vmNS, err := netns.GetFromName(v.Netns)
@@ -408,7 +410,7 @@ func Start(ctx context.Context, cfg Config) error {
 		return err
 	}
 	host := HostNetns(cfg.Name)
-	if !netnsExists(host) {
+	if !dataplane.NetnsExists(host) {
 		return fmt.Errorf("lab %s is not up (no namespace %s)", cfg.Name, host)
 	}
 	exited, err := startDaemon(cfg, host)
@@ -520,10 +522,10 @@ func Down(ctx context.Context, name, stateDir string) error {
 	}
 	var errs []error
 	// moat first, so that its agent does not react to vanishing devices.
-	if err := wiring.StopPidfile(filepath.Join(stateDir, moatPid), stateDir, 5*time.Second); err != nil {
+	if err := pidfile.Stop(filepath.Join(stateDir, moatPid), stateDir, 5*time.Second); err != nil {
 		errs = append(errs, fmt.Errorf("stop moat: %w", err))
 	}
-	if err := wiring.StopPrivateOVS(stateDir); err != nil {
+	if err := ovsd.Stop(stateDir); err != nil {
 		errs = append(errs, fmt.Errorf("stop Open vSwitch: %w", err))
 	}
 	nss, err := labNetns(name)
@@ -531,7 +533,7 @@ func Down(ctx context.Context, name, stateDir string) error {
 		errs = append(errs, err)
 	}
 	for _, ns := range nss { // VMs first, the host last
-		if err := delNetns(ctx, ns); err != nil {
+		if err := dataplane.DeleteNetns(ctx, ns); err != nil {
 			errs = append(errs, err)
 		}
 	}

@@ -19,6 +19,8 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/netnstest"
+	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -114,11 +116,7 @@ func inNS(t *testing.T, ns string, name string, args ...string) (string, error) 
 
 func mustNS(t *testing.T, ns string, name string, args ...string) string {
 	t.Helper()
-	out, err := inNS(t, ns, name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return netnstest.Run(t, dataplane.Netns{Name: ns}, "", name, args...)
 }
 
 // TestLab runs `moat lab up NAME --vms 2 --json` and `moat lab down NAME`
@@ -168,12 +166,12 @@ func TestLab(t *testing.T) {
 		if want := []string{name + "-vm1", name + "-vm2", host}; !reflect.DeepEqual(nss, want) {
 			t.Errorf("namespaces %v, want %v", nss, want)
 		}
-		ovs := wiring.PrivateOVS{Dir: state}
+		ovs := ovsd.OVS{Dir: state}
 		out, err := exec.Command("ovs-vsctl", "--db="+ovs.DB(), "get", "Bridge", "br-int", "datapath_type").Output()
 		if err != nil || strings.TrimSpace(string(out)) != "netdev" {
 			t.Errorf("br-int datapath_type: %q, %v", out, err)
 		}
-		for _, d := range wiring.OVSDaemons {
+		for _, d := range ovsd.Daemons {
 			pid, _ := os.ReadFile(filepath.Join(state, d+".pid"))
 			if !processMatches(strings.TrimSpace(string(pid)), state) {
 				t.Errorf("%s is not running", d)
@@ -281,7 +279,7 @@ func TestLab(t *testing.T) {
 	})
 
 	t.Run("agent: ports ACTIVE, taps wired, whitelist enforced", func(t *testing.T) {
-		ovs := wiring.PrivateOVS{Dir: state}
+		ovs := ovsd.OVS{Dir: state}
 		for _, v := range l.VMs {
 			p, err := api.port(ctx, v.PortID)
 			if err != nil || p.Status != "ACTIVE" {
@@ -370,14 +368,14 @@ func TestUpRefusesExisting(t *testing.T) {
 	needLab(t)
 	name := labName()
 	t.Cleanup(func() { _ = Down(context.Background(), name, "") })
-	if err := addNetns(context.Background(), HostNetns(name)); err != nil {
+	if err := dataplane.AddNetns(context.Background(), HostNetns(name)); err != nil {
 		t.Fatal(err)
 	}
 	_, err := Up(context.Background(), Config{Name: name, VMs: 1})
 	if err == nil || !strings.Contains(err.Error(), "moat lab down "+name) {
 		t.Fatalf("Up over an existing lab = %v", err)
 	}
-	if !netnsExists(HostNetns(name)) {
+	if !dataplane.NetnsExists(HostNetns(name)) {
 		t.Error("Up deleted the existing lab's namespace")
 	}
 }
@@ -390,16 +388,16 @@ func TestDownHalfBuilt(t *testing.T) {
 	name := labName()
 	t.Cleanup(func() { _ = Down(ctx, name, "") })
 	for _, ns := range []string{HostNetns(name), VMName(name, 1), VMName(name, 12)} {
-		if err := addNetns(ctx, ns); err != nil {
+		if err := dataplane.AddNetns(ctx, ns); err != nil {
 			t.Fatal(err)
 		}
 	}
 	// A namespace that merely shares the prefix is not the lab's.
 	other := name + "-other"
-	if err := addNetns(ctx, other); err != nil {
+	if err := dataplane.AddNetns(ctx, other); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = delNetns(ctx, other) })
+	t.Cleanup(func() { _ = dataplane.DeleteNetns(ctx, other) })
 	state := StateDir(name)
 	if err := os.MkdirAll(state, 0o755); err != nil {
 		t.Fatal(err)
@@ -413,7 +411,7 @@ func TestDownHalfBuilt(t *testing.T) {
 		}
 	}
 	checkGone(t, name)
-	if !netnsExists(other) {
+	if !dataplane.NetnsExists(other) {
 		t.Errorf("Down deleted %s", other)
 	}
 }

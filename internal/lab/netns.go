@@ -6,53 +6,18 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
 )
 
-// netnsDir is where `ip netns` keeps named namespaces.
-const netnsDir = "/run/netns"
-
-func netnsExists(name string) bool {
-	_, err := os.Stat(filepath.Join(netnsDir, name))
-	return err == nil
-}
-
-func addNetns(ctx context.Context, name string) error {
-	if _, err := (dataplane.Host{}).Run(ctx, nil, "ip", "netns", "add", name); err != nil {
-		return fmt.Errorf("create network namespace %s: %w", name, err)
-	}
-	return nil
-}
-
-// delNetns ends the processes left in a namespace (SIGTERM) and deletes it.
-func delNetns(ctx context.Context, name string) error {
-	if !netnsExists(name) {
-		return nil
-	}
-	if out, err := (dataplane.Host{}).Run(ctx, nil, "ip", "netns", "pids", name); err == nil {
-		for _, f := range strings.Fields(string(out)) {
-			if pid, err := strconv.Atoi(f); err == nil && pid > 1 && pid != os.Getpid() {
-				_ = syscall.Kill(pid, syscall.SIGTERM)
-			}
-		}
-	}
-	if _, err := (dataplane.Host{}).Run(ctx, nil, "ip", "netns", "del", name); err != nil {
-		return fmt.Errorf("delete network namespace %s: %w", name, err)
-	}
-	return nil
-}
-
 // labNetns lists the namespaces of lab name: the NAME-vmN, then NAME-host.
 func labNetns(name string) ([]string, error) {
-	entries, err := os.ReadDir(netnsDir)
+	entries, err := os.ReadDir(dataplane.NetnsDir)
 	if errors.Is(err, os.ErrNotExist) {
 		return nil, nil
 	}

@@ -4,15 +4,12 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"os"
-	"os/exec"
 	"strings"
 	"testing"
 
 	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
 
-	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -53,12 +50,7 @@ func TestFilterMatches(t *testing.T) {
 func TestNetlinkDeleteInANamespace(t *testing.T) {
 	testenv.RequireNetns(t)
 	testenv.RequireTools(t, "conntrack")
-	name := fmt.Sprintf("moatct%d", os.Getpid())
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add: %v %s", err, out)
-	}
-	t.Cleanup(func() { exec.Command("ip", "netns", "del", name).Run() })
-	ns := dataplane.Netns{Name: name}
+	ns := netnstest.New(t, "moatct")
 	ctx := context.Background()
 	insert := func(zone int, src, dst string, dport int) {
 		t.Helper()
@@ -72,17 +64,7 @@ func TestNetlinkDeleteInANamespace(t *testing.T) {
 	insert(4097, "10.0.0.5", "192.168.1.12", 80) // kept: another port
 	insert(4098, "10.0.0.5", "192.168.1.13", 22) // kept: another zone
 	insert(4097, "192.168.1.12", "10.0.0.9", 22) // kept: the port's own outgoing ssh
-	h, err := netns.GetFromName(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer h.Close()
-	nh, err := netlink.NewHandleAt(h)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nh.Close()
-	n, err := Netlink{Handle: nh}.Delete([]Filter{{Family: 4, Zone: 4097, Proto: 6, Dst: mustNet("192.168.1.12/32"), DstPortMin: 22, DstPortMax: 22}})
+	n, err := Netlink{Handle: netnstest.Handle(t, ns.Name)}.Delete([]Filter{{Family: 4, Zone: 4097, Proto: 6, Dst: mustNet("192.168.1.12/32"), DstPortMin: 22, DstPortMax: 22}})
 	if err != nil {
 		t.Fatal(err)
 	}

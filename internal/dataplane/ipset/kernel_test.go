@@ -2,15 +2,13 @@ package ipset
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
-	"os/exec"
 	"slices"
 	"strings"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -21,20 +19,7 @@ func newNetns(t *testing.T) dataplane.Netns {
 	t.Helper()
 	testenv.RequireNetns(t)
 	testenv.RequireTools(t, "ipset", "iptables-nft")
-	var b [4]byte
-	if _, err := rand.Read(b[:]); err != nil {
-		t.Fatal(err)
-	}
-	name := "moat-ipset-" + hex.EncodeToString(b[:])
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
-	return dataplane.Netns{Name: name}
+	return netnstest.New(t, "moat-ipset")
 }
 
 func TestKernelSteps(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/moat-sg/moat/internal/dataplane/iptables/iptablestest"
+	"github.com/moat-sg/moat/internal/netnstest"
 )
 
 // TestKernelGeneration checks what the drift check relies on: the nf_tables
@@ -13,8 +14,8 @@ import (
 // not on reads, and not in another namespace.
 func TestKernelGeneration(t *testing.T) {
 	needKernel(t, NFT)
-	ns := newNetns(t)
-	other := newNetns(t)
+	ns := netnstest.New(t, "moat-ipt")
+	other := netnstest.New(t, "moat-ipt")
 	ctx := context.Background()
 	gen, genOther := NFTGeneration(ns.Name), NFTGeneration(other.Name)
 	read := func(g GenerationFunc) uint32 {
@@ -26,17 +27,17 @@ func TestKernelGeneration(t *testing.T) {
 		return v
 	}
 	g0, o0 := read(gen), read(genOther)
-	run(t, ns, "*filter\n:neutron-openvswi-a - [0:0]\n-A neutron-openvswi-a -j RETURN\nCOMMIT\n*raw\n:neutron-openvswi-b - [0:0]\nCOMMIT\n", "iptables-nft-restore", "--noflush")
+	netnstest.Run(t, ns, "*filter\n:neutron-openvswi-a - [0:0]\n-A neutron-openvswi-a -j RETURN\nCOMMIT\n*raw\n:neutron-openvswi-b - [0:0]\nCOMMIT\n", "iptables-nft-restore", "--noflush")
 	if g := read(gen); g-g0 != 2 {
 		t.Errorf("two table transactions moved the generation by %d", g-g0)
 	}
 	g1 := read(gen)
-	run(t, ns, "", "iptables-nft-save")
-	run(t, ns, "", "iptables-nft", "-S", "neutron-openvswi-a")
+	netnstest.Run(t, ns, "", "iptables-nft-save")
+	netnstest.Run(t, ns, "", "iptables-nft", "-S", "neutron-openvswi-a")
 	if g := read(gen); g != g1 {
 		t.Errorf("reads moved the generation by %d", g-g1)
 	}
-	run(t, ns, "", "ip6tables-nft", "-N", "x")
+	netnstest.Run(t, ns, "", "ip6tables-nft", "-N", "x")
 	if g := read(gen); g-g1 != 1 {
 		t.Errorf("an ip6tables-nft -N moved the generation by %d", g-g1)
 	}
@@ -53,16 +54,12 @@ func TestKernelGeneration(t *testing.T) {
 // reads the tables and finds the drift.
 func TestKernelCheckByGeneration(t *testing.T) {
 	needKernel(t, NFT)
-	ns := newNetns(t)
+	ns := netnstest.New(t, "moat-ipt")
 	ctx := context.Background()
 	rec := &iptablestest.Recorder{Exec: ns}
 	s := NewSyncer(rec, NFT)
 	s.SetGeneration(NFTGeneration(ns.Name))
-	b := newBench(t, 10)
-	createSets(t, ns, b.rs)
-	if _, err := s.Apply(ctx, b.rs); err != nil {
-		t.Fatal(err)
-	}
+	b := appliedBench(t, ns, s, 10)
 	rec.Reset()
 	if d, err := s.Check(ctx, b.rs); err != nil || len(d) > 0 {
 		t.Errorf("Check = %q, %v", d, err)
@@ -74,7 +71,7 @@ func TestKernelCheckByGeneration(t *testing.T) {
 		t.Errorf("Check after Apply ran %v", calls)
 	}
 	port := "neutron-openvswi-o" + b.State.Ports[4].ID[:10]
-	run(t, ns, "", "iptables-nft", "-D", port, "-m", "state", "--state", "INVALID", "-m", "comment", "--comment",
+	netnstest.Run(t, ns, "", "iptables-nft", "-D", port, "-m", "state", "--state", "INVALID", "-m", "comment", "--comment",
 		"Drop packets that appear related to an existing connection (e.g. TCP ACK/FIN) but do not have an entry in conntrack.", "-j", "DROP")
 	d, err := s.Check(ctx, b.rs)
 	if err != nil || len(d) != 1 || !strings.Contains(d[0], port) {

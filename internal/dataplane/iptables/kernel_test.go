@@ -12,6 +12,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/iptables/iptablestest"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/spec"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -28,35 +29,6 @@ func needKernel(t testing.TB, backend Backend) {
 	testenv.RequireTools(t, append(backend.Binaries(), "ipset")...)
 }
 
-// newNetns creates a scratch namespace with its own xtables lock file,
-// deleted when the test ends, and returns an Exec that runs commands in it.
-func newNetns(t testing.TB) dataplane.Netns {
-	t.Helper()
-	ns, cleanup, err := ScratchNamespace("moat-ipt")
-	if err != nil {
-		t.Fatalf("scratch namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cleanup(); err != nil {
-			t.Error(err)
-		}
-	})
-	return ns
-}
-
-func run(t testing.TB, ex dataplane.Exec, stdin, name string, args ...string) string {
-	t.Helper()
-	var in []byte
-	if stdin != "" {
-		in = []byte(stdin)
-	}
-	out, err := ex.Run(context.Background(), in, name, args...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(out)
-}
-
 // createSets loads rs's ipsets (the ipset syncer's job in the agent).
 func createSets(t testing.TB, ex dataplane.Exec, rs *firewall.Ruleset) {
 	t.Helper()
@@ -64,7 +36,19 @@ func createSets(t testing.TB, ex dataplane.Exec, rs *firewall.Ruleset) {
 	if err := firewall.WriteIPSetSave(&b, rs.IPSets); err != nil {
 		t.Fatal(err)
 	}
-	run(t, ex, b.String()+"\n", "ipset", "-exist", "restore")
+	netnstest.Run(t, ex, b.String()+"\n", "ipset", "-exist", "restore")
+}
+
+// appliedBench compiles the benchmark workload for a host of ports, loads
+// its sets into ns and applies its rules with s.
+func appliedBench(t testing.TB, ns dataplane.Netns, s *Syncer, ports int) *bench {
+	t.Helper()
+	b := newBench(t, ports)
+	createSets(t, ns, b.rs)
+	if _, err := s.Apply(context.Background(), b.rs); err != nil {
+		t.Fatal(err)
+	}
+	return b
 }
 
 // kernelTables reads both tables of a family with the backend's save tool.
@@ -72,7 +56,7 @@ func kernelTables(t testing.TB, ex dataplane.Exec, backend Backend, f Family) ma
 	t.Helper()
 	out := map[string]*tableState{}
 	for _, tb := range tableNames {
-		ts, err := parseSave(run(t, ex, "", backend.Command(f, "save"), "-t", tb), tb)
+		ts, err := parseSave(netnstest.Run(t, ex, "", backend.Command(f, "save"), "-t", tb), tb)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -172,7 +156,7 @@ func foreignState(t testing.TB, ex dataplane.Exec, backend Backend) string {
 	var b strings.Builder
 	for _, f := range families {
 		for _, tb := range []string{"filter", "raw", "nat"} {
-			for _, l := range strings.Split(run(t, ex, "", backend.Command(f, "save"), "-t", tb), "\n") {
+			for _, l := range strings.Split(netnstest.Run(t, ex, "", backend.Command(f, "save"), "-t", tb), "\n") {
 				if strings.HasPrefix(l, "#") || strings.Contains(l, "neutron-") || strings.Contains(l, CanaryChain) {
 					continue
 				}
@@ -223,11 +207,11 @@ func TestKernelApplyScenarios(t *testing.T) {
 		t.Run(string(backend), func(t *testing.T) {
 			needKernel(t, backend)
 			t.Parallel()
-			ns := newNetns(t)
+			ns := netnstest.New(t, "moat-ipt")
 			ctx := context.Background()
-			run(t, ns, foreignSetup4, backend.Command(IPv4, "restore"), "--noflush")
-			run(t, ns, foreignSetup6, backend.Command(IPv6, "restore"), "--noflush")
-			run(t, ns, "", backend.Command(IPv4, ""), "-P", "FORWARD", "DROP")
+			netnstest.Run(t, ns, foreignSetup4, backend.Command(IPv4, "restore"), "--noflush")
+			netnstest.Run(t, ns, foreignSetup6, backend.Command(IPv6, "restore"), "--noflush")
+			netnstest.Run(t, ns, "", backend.Command(IPv4, ""), "-P", "FORWARD", "DROP")
 			before := foreignState(t, ns, backend)
 
 			s := NewSyncer(ns, backend)
@@ -264,7 +248,7 @@ func TestKernelApplyScenarios(t *testing.T) {
 			}
 			for _, f := range families {
 				for _, tb := range tableNames {
-					if out := run(t, ns, "", backend.Command(f, "save"), "-t", tb); strings.Contains(out, "neutron-") || strings.Contains(out, CanaryChain) {
+					if out := netnstest.Run(t, ns, "", backend.Command(f, "save"), "-t", tb); strings.Contains(out, "neutron-") || strings.Contains(out, CanaryChain) {
 						t.Errorf("%s %s after RemoveAll:\n%s", f, tb, out)
 					}
 				}
@@ -284,17 +268,13 @@ func TestKernelIncremental(t *testing.T) {
 		t.Run(string(backend), func(t *testing.T) {
 			needKernel(t, backend)
 			t.Parallel()
-			ns := newNetns(t)
+			ns := netnstest.New(t, "moat-ipt")
 			ctx := context.Background()
-			run(t, ns, foreignSetup4, backend.Command(IPv4, "restore"), "--noflush")
+			netnstest.Run(t, ns, foreignSetup4, backend.Command(IPv4, "restore"), "--noflush")
 			before := foreignState(t, ns, backend)
 			rec := &iptablestest.Recorder{Exec: ns}
 			s := NewSyncer(rec, backend)
-			b := newBench(t, 50)
-			createSets(t, ns, b.rs)
-			if _, err := s.Apply(ctx, b.rs); err != nil {
-				t.Fatal(err)
-			}
+			b := appliedBench(t, ns, s, 50)
 
 			b.AddRule(b.Apps[7], 7777)
 			rs := b.compile(t)
@@ -361,14 +341,10 @@ func TestKernelDrift(t *testing.T) {
 		t.Run(string(backend), func(t *testing.T) {
 			needKernel(t, backend)
 			t.Parallel()
-			ns := newNetns(t)
+			ns := netnstest.New(t, "moat-ipt")
 			ctx := context.Background()
 			s := NewSyncer(ns, backend)
-			b := newBench(t, 8)
-			createSets(t, ns, b.rs)
-			if _, err := s.Apply(ctx, b.rs); err != nil {
-				t.Fatal(err)
-			}
+			b := appliedBench(t, ns, s, 8)
 			port := "neutron-openvswi-i" + b.State.Ports[3].ID[:10]
 			ipt4, ipt6 := backend.Command(IPv4, ""), backend.Command(IPv6, "")
 			for _, tc := range []struct {
@@ -386,7 +362,7 @@ func TestKernelDrift(t *testing.T) {
 			} {
 				t.Run(tc.name, func(t *testing.T) {
 					for _, c := range tc.cmds {
-						run(t, ns, "", c[0], c[1:]...)
+						netnstest.Run(t, ns, "", c[0], c[1:]...)
 					}
 					ok, err := s.CanaryPresent(ctx)
 					if err != nil || ok != !tc.canaryGone {
@@ -415,7 +391,7 @@ func TestKernelDrift(t *testing.T) {
 			}
 			// The foreign ACCEPT the last case inserted is still there,
 			// below moat's jumps.
-			out := run(t, ns, "", ipt4, "-S", "FORWARD")
+			out := netnstest.Run(t, ns, "", ipt4, "-S", "FORWARD")
 			if !strings.Contains(out, "-A FORWARD -j neutron-openvswi-FORWARD\n-A FORWARD -j ACCEPT\n") {
 				t.Errorf("FORWARD:\n%s", out)
 			}
@@ -431,14 +407,10 @@ func TestKernelFailedRestoreLeavesState(t *testing.T) {
 		t.Run(string(backend), func(t *testing.T) {
 			needKernel(t, backend)
 			t.Parallel()
-			ns := newNetns(t)
+			ns := netnstest.New(t, "moat-ipt")
 			ctx := context.Background()
 			s := NewSyncer(ns, backend)
-			b := newBench(t, 6)
-			createSets(t, ns, b.rs)
-			if _, err := s.Apply(ctx, b.rs); err != nil {
-				t.Fatal(err)
-			}
+			b := appliedBench(t, ns, s, 6)
 			before := [2]map[string]*tableState{kernelTables(t, ns, backend, IPv4), kernelTables(t, ns, backend, IPv6)}
 
 			// A new group with a remote-group rule on port 0: a new set.
@@ -481,7 +453,7 @@ func TestKernelInstalledZones(t *testing.T) {
 		t.Run(string(backend), func(t *testing.T) {
 			needKernel(t, backend)
 			t.Parallel()
-			ns := newNetns(t)
+			ns := netnstest.New(t, "moat-ipt")
 			ctx := context.Background()
 			s := NewSyncer(ns, backend)
 			for _, rs := range scenarios(t) {
@@ -539,7 +511,7 @@ func TestFakeMatchesKernel(t *testing.T) {
 		t.Run(string(backend), func(t *testing.T) {
 			needKernel(t, backend)
 			t.Parallel()
-			ns := newNetns(t)
+			ns := netnstest.New(t, "moat-ipt")
 			fake := iptablestest.New()
 			ctx := context.Background()
 			for i, st := range steps {
@@ -554,8 +526,8 @@ func TestFakeMatchesKernel(t *testing.T) {
 					t.Fatalf("step %d: real error %v, fake error %v, want failure %v", i, errReal, errFake, st.fails)
 				}
 				for _, tb := range []string{"filter", "raw", "nat"} {
-					real := stripComments(run(t, ns, "", backend.Command(IPv4, "save"), "-t", tb))
-					fk := stripComments(run(t, fake, "", backend.Command(IPv4, "save"), "-t", tb))
+					real := stripComments(netnstest.Run(t, ns, "", backend.Command(IPv4, "save"), "-t", tb))
+					fk := stripComments(netnstest.Run(t, fake, "", backend.Command(IPv4, "save"), "-t", tb))
 					if real != fk {
 						t.Errorf("step %d, table %s:\n--- kernel\n%s--- fake\n%s", i, tb, real, fk)
 					}
@@ -596,9 +568,9 @@ func TestKernelStagedLoad(t *testing.T) {
 }
 
 func testKernelStagedLoad(t *testing.T, lim stageLimits) {
-	ns := newNetns(t)
+	ns := netnstest.New(t, "moat-ipt")
 	ctx := context.Background()
-	run(t, ns, foreignSetup4, "iptables-nft-restore", "--noflush")
+	netnstest.Run(t, ns, foreignSetup4, "iptables-nft-restore", "--noflush")
 	before := foreignState(t, ns, NFT)
 	rec := &iptablestest.Recorder{Exec: ns}
 	s := NewSyncer(rec, NFT)

@@ -7,8 +7,6 @@ package wiring
 import (
 	"bytes"
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -26,6 +24,8 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/netnstest"
+	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -40,24 +40,10 @@ func needRoot(t *testing.T, ovs bool) {
 	}
 }
 
-func randHex(n int) string {
-	b := make([]byte, n)
-	_, _ = rand.Read(b)
-	return hex.EncodeToString(b)
-}
-
 // scratchNetns creates a network namespace deleted at the end of the test.
 func scratchNetns(t *testing.T, prefix string) string {
 	t.Helper()
-	name := prefix + randHex(3)
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		t.Fatalf("ip netns add %s: %v: %s", name, err, out)
-	}
-	t.Cleanup(func() {
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			t.Errorf("ip netns del %s: %v: %s", name, err, out)
-		}
-	})
+	name := netnstest.New(t, prefix).Name
 	run(t, name, "ip", "link", "set", "lo", "up")
 	return name
 }
@@ -65,48 +51,7 @@ func scratchNetns(t *testing.T, prefix string) string {
 // run runs a command in a namespace and returns its output.
 func run(t *testing.T, ns string, name string, args ...string) string {
 	t.Helper()
-	out, err := dataplane.Netns{Name: ns}.Run(context.Background(), nil, name, args...)
-	if err != nil {
-		t.Fatalf("in %s: %v", ns, err)
-	}
-	return string(out)
-}
-
-func nlHandle(t *testing.T, ns string) *netlink.Handle {
-	t.Helper()
-	fd, err := netns.GetFromName(ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { fd.Close() })
-	h, err := netlink.NewHandleAt(fd)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(h.Close)
-	return h
-}
-
-// privateOVS starts an OVS inside ns, stopped at the end of the test.
-func privateOVS(t *testing.T, ns string) *PrivateOVS {
-	t.Helper()
-	dir, err := os.MkdirTemp("", "mw") // short: unix socket paths
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	o, err := StartPrivateOVS(ctx, dir, ns)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		if err := o.Stop(); err != nil {
-			t.Error(err)
-		}
-	})
-	return o
+	return netnstest.Run(t, dataplane.Netns{Name: ns}, "", name, args...)
 }
 
 // vm is a VM namespace whose eth0's peer is the port's "tap" in the host.
@@ -129,7 +74,7 @@ func addVM(t *testing.T, host string, p Port, ip string) vm {
 	attrs.Name = TapName(p.ID)
 	mac, _ := net.ParseMAC(p.MAC)
 	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(vfd), PeerHardwareAddr: mac}
-	if err := nlHandle(t, host).LinkAdd(veth); err != nil {
+	if err := netnstest.Handle(t, host).LinkAdd(veth); err != nil {
 		t.Fatalf("create %s/eth0: %v", attrs.Name, err)
 	}
 	run(t, vmNS, "ip", "addr", "add", ip+"/24", "dev", "eth0")
@@ -253,7 +198,7 @@ func checkWired(t *testing.T, host string, ls map[string]linkDetail, p Port, bri
 	}
 }
 
-func vsctl(t *testing.T, o *PrivateOVS, args ...string) string {
+func vsctl(t *testing.T, o *ovsd.OVS, args ...string) string {
 	t.Helper()
 	out, err := exec.Command("ovs-vsctl", append([]string{"--db=" + o.DB(), "--timeout=10"}, args...)...).Output()
 	if err != nil {
@@ -262,7 +207,7 @@ func vsctl(t *testing.T, o *PrivateOVS, args ...string) string {
 	return strings.TrimSpace(string(out))
 }
 
-func checkOVSPort(t *testing.T, o *PrivateOVS, p Port) {
+func checkOVSPort(t *testing.T, o *ovsd.OVS, p Port) {
 	t.Helper()
 	qvo := VethOVSName(p.ID)
 	if got := vsctl(t, o, "port-to-br", qvo); got != "br-int" {
@@ -329,7 +274,7 @@ func TestOVSWiring(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
 	host := scratchNetns(t, "mwh")
-	o := privateOVS(t, host)
+	o := netnstest.OVS(t, host)
 	cfg := Config{Mode: ModeOVS, OVSDB: o.DB(), DatapathType: "netdev", Netns: host, Logger: slog.New(slog.DiscardHandler)}
 	w, err := New(ctx, cfg)
 	if err != nil {
@@ -352,7 +297,7 @@ func TestOVSWiring(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	h := nlHandle(t, host)
+	h := netnstest.Handle(t, host)
 	before := ifindexes(linksIn(t, host), h, t)
 	for _, p := range ports {
 		if err := w.Plug(ctx, p); err != nil {
@@ -466,7 +411,7 @@ func TestOVSLeftovers(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	host := scratchNetns(t, "mwh")
-	o := privateOVS(t, host)
+	o := netnstest.OVS(t, host)
 	w, err := New(ctx, Config{Mode: ModeOVS, OVSDB: o.DB(), DatapathType: "netdev", Netns: host, Logger: slog.New(slog.DiscardHandler)})
 	if err != nil {
 		t.Fatal(err)
@@ -713,7 +658,7 @@ func TestNewDetect(t *testing.T) {
 			cfg := c.cfg
 			cfg.Netns, cfg.Logger, cfg.Timeout = host, quiet, 5*time.Second
 			if c.ovs {
-				cfg.OVSDB = privateOVS(t, host).DB()
+				cfg.OVSDB = netnstest.OVS(t, host).DB()
 			}
 			if c.brint != "" {
 				run(t, host, "ip", "link", "add", "br-int", "type", c.brint, "peer", "name", "br-int-peer")

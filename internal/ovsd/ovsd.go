@@ -1,50 +1,53 @@
-package wiring
+// Package ovsd runs an Open vSwitch of its own: ovsdb-server and
+// ovs-vswitchd with database, sockets, logs and pid files in one
+// directory, for `moat lab` and for the wiring and end-to-end tests on
+// hosts where the system's OVS must not be touched. It is not part of the
+// agent: the agent talks to whatever OVS --ovsdb names (the lab points it
+// at this one), through internal/dataplane/wiring.
+package ovsd
 
 import (
 	"context"
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
-	"strconv"
-	"strings"
-	"syscall"
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/pidfile"
 )
 
-// PrivateOVS is an Open vSwitch of its own (ovsdb-server and ovs-vswitchd
-// with database, sockets, logs and pid files in Dir), for labs and tests on
-// hosts where the system's OVS must not be touched. ovs-vswitchd runs in
-// the network namespace Netns: its userspace (netdev) datapath opens the
-// ports with AF_PACKET sockets in its own namespace.
-type PrivateOVS struct {
+// OVS is a private Open vSwitch whose state is in Dir. ovs-vswitchd runs
+// in the network namespace Netns: its userspace (netdev) datapath opens
+// the ports with AF_PACKET sockets in its own namespace.
+type OVS struct {
 	Dir   string
 	Netns string
 }
 
-// OVSDaemons are the daemons of a PrivateOVS, in the order they start.
-var OVSDaemons = []string{"ovsdb-server", "ovs-vswitchd"}
+// Daemons are the daemons of an OVS, in the order they start.
+var Daemons = []string{"ovsdb-server", "ovs-vswitchd"}
 
 // DB is the --db of ovs-vsctl (and Config.OVSDB) for this OVS.
-func (o *PrivateOVS) DB() string { return "unix:" + filepath.Join(o.Dir, "db.sock") }
+func (o *OVS) DB() string { return "unix:" + filepath.Join(o.Dir, "db.sock") }
 
 // Env points OVS's tools at Dir (OVS_RUNDIR etc.), e.g. for ovs-appctl.
-func (o *PrivateOVS) Env() []string {
+func (o *OVS) Env() []string {
 	return []string{"OVS_RUNDIR=" + o.Dir, "OVS_LOGDIR=" + o.Dir, "OVS_DBDIR=" + o.Dir, "OVS_SYSCONFDIR=" + o.Dir}
 }
 
 // ovsSchemas are where Debian and source builds install the schema.
 var ovsSchemas = []string{"/usr/share/openvswitch/vswitch.ovsschema", "/usr/local/share/openvswitch/vswitch.ovsschema"}
 
-// StartPrivateOVS creates the database in dir and starts ovsdb-server and
+// Start creates the database in dir and starts ovsdb-server and
 // ovs-vswitchd (detached, --no-chdir) in network namespace ns ("" = the
 // caller's). dir must be short: the socket path is limited to 107 bytes.
 // On failure it stops what it started.
-func StartPrivateOVS(ctx context.Context, dir, ns string) (*PrivateOVS, error) {
+func Start(ctx context.Context, dir, ns string) (*OVS, error) {
 	for _, tool := range []string{"ovsdb-tool", "ovsdb-server", "ovs-vswitchd", "ovs-vsctl"} {
-		if !lookPath(tool) {
+		if _, err := exec.LookPath(tool); err != nil {
 			return nil, fmt.Errorf("start Open vSwitch: %s is not installed (apt install openvswitch-switch)", tool)
 		}
 	}
@@ -52,7 +55,7 @@ func StartPrivateOVS(ctx context.Context, dir, ns string) (*PrivateOVS, error) {
 	if err != nil {
 		return nil, err
 	}
-	o := &PrivateOVS{Dir: dir, Netns: ns}
+	o := &OVS{Dir: dir, Netns: ns}
 	if n := len(filepath.Join(dir, "ovs-vswitchd.ctl")); n > 100 {
 		return nil, fmt.Errorf("start Open vSwitch: state directory %s is too long for unix socket paths", dir)
 	}
@@ -81,7 +84,7 @@ func StartPrivateOVS(ctx context.Context, dir, ns string) (*PrivateOVS, error) {
 			return nil, fmt.Errorf("start Open vSwitch: %w", err)
 		}
 	}
-	fail := func(err error) (*PrivateOVS, error) {
+	fail := func(err error) (*OVS, error) {
 		_ = o.Stop()
 		return nil, fmt.Errorf("start Open vSwitch in %s: %w", dir, err)
 	}
@@ -107,71 +110,18 @@ func StartPrivateOVS(ctx context.Context, dir, ns string) (*PrivateOVS, error) {
 	return o, nil
 }
 
-// Stop stops the daemons (see StopPrivateOVS).
-func (o *PrivateOVS) Stop() error { return StopPrivateOVS(o.Dir) }
+// Stop stops the daemons (see Stop).
+func (o *OVS) Stop() error { return Stop(o.Dir) }
 
-// StopPrivateOVS stops the daemons of the PrivateOVS in dir by their pid
-// files (SIGTERM, then SIGKILL after 3 s), only when their command line
-// names dir. Missing pid files and dead processes are fine.
-func StopPrivateOVS(dir string) error {
+// Stop stops the daemons of the OVS in dir by their pid files (SIGTERM,
+// then SIGKILL after 3 s), only when their command line names dir. Missing
+// pid files and dead processes are fine.
+func Stop(dir string) error {
 	var errs []error
-	for i := len(OVSDaemons) - 1; i >= 0; i-- {
-		if err := StopPidfile(filepath.Join(dir, OVSDaemons[i]+".pid"), dir, 3*time.Second); err != nil {
+	for i := len(Daemons) - 1; i >= 0; i-- {
+		if err := pidfile.Stop(filepath.Join(dir, Daemons[i]+".pid"), dir, 3*time.Second); err != nil {
 			errs = append(errs, err)
 		}
 	}
 	return errors.Join(errs...)
-}
-
-// StopPidfile ends the process whose pid is in pidfile, if it is alive and
-// its command line contains mustContain (so that a recycled pid is never
-// killed): SIGTERM, then SIGKILL after grace. It waits until the process is
-// gone (bounded by grace plus one second).
-func StopPidfile(pidfile, mustContain string, grace time.Duration) error {
-	b, err := os.ReadFile(pidfile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("read %s: %w", pidfile, err)
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || pid <= 1 {
-		return fmt.Errorf("pid file %s holds %q, not a pid", pidfile, strings.TrimSpace(string(b)))
-	}
-	if !processMatches(pid, mustContain) {
-		return nil
-	}
-	_ = syscall.Kill(pid, syscall.SIGTERM)
-	if waitGone(pid, mustContain, grace) {
-		return nil
-	}
-	_ = syscall.Kill(pid, syscall.SIGKILL)
-	if waitGone(pid, mustContain, time.Second) {
-		return nil
-	}
-	return fmt.Errorf("process %d (%s) survives SIGKILL", pid, pidfile)
-}
-
-// processMatches reports whether pid is alive (not a zombie) and its
-// command line contains s.
-func processMatches(pid int, s string) bool {
-	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
-	if err != nil || len(cmd) == 0 { // gone, or a zombie (empty cmdline)
-		return false
-	}
-	return strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s)
-}
-
-func waitGone(pid int, mustContain string, d time.Duration) bool {
-	deadline := time.Now().Add(d)
-	for {
-		if !processMatches(pid, mustContain) {
-			return true
-		}
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
 }

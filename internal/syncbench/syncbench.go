@@ -1,37 +1,56 @@
-package iptables
+// Package syncbench measures the agent's dataplane syncers (internal/
+// dataplane/iptables and ipset) against the real tools in scratch network
+// namespaces: the syncer phases of `moat bench agent`.
+//
+// Benchmark harnesses live in packages of their own, next to the code
+// they measure but not inside it, so that production packages never
+// import the workload generator (internal/firewall/workload) or the
+// measuring code: compilebench (the compiler), syncbench (the syncers),
+// agentbench (API call to enforced in the kernel) and apibench (the API
+// under load). cmd/moat's bench commands only parse flags and print what
+// these return; CPU readings come from internal/cputime.
+package syncbench
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"fmt"
 	"io"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"slices"
 	"strings"
-	"syscall"
 	"time"
 
+	"github.com/moat-sg/moat/internal/cputime"
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/ipset"
+	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/workload"
+	"github.com/moat-sg/moat/internal/scratchns"
 )
 
-// BenchOptions configures RunBench.
-type BenchOptions struct {
-	Ports    []int     // host sizes, e.g. 1000 and 5000
-	Backends []Backend // default: both
-	Repeat   int       // runs per size and backend; medians are reported (default 3)
+// families is the order in which the syncer applies and reports them.
+var families = []iptables.Family{iptables.IPv4, iptables.IPv6}
+
+// tables are rs's tables of family f.
+func tables(rs *firewall.Ruleset, f iptables.Family) *firewall.Tables {
+	if f == iptables.IPv6 {
+		return &rs.IPv6
+	}
+	return &rs.IPv4
+}
+
+// Options configures Run.
+type Options struct {
+	Ports    []int              // host sizes, e.g. 1000 and 5000
+	Backends []iptables.Backend // default: both
+	Repeat   int                // runs per size and backend; medians are reported (default 3)
 	// Log, if set, receives progress lines.
 	Log func(format string, args ...any)
 }
 
-// BenchRow is one measured phase: medians over the runs.
-type BenchRow struct {
-	Backend Backend
+// Row is one measured phase: medians over the runs.
+type Row struct {
+	Backend iptables.Backend
 	Ports   int
 	Phase   string
 	// Wall is elapsed time; CPU is the user+system time of this process and
@@ -42,7 +61,7 @@ type BenchRow struct {
 	Detail string
 }
 
-// Phases of RunBench, in the order they are reported.
+// Phases of Run, in the order they are reported.
 const (
 	PhaseBareRestore = "bare iptables-restore of the full ruleset (reference)"
 	PhaseFullApply   = "full Apply into an empty namespace"
@@ -58,7 +77,7 @@ const (
 
 var benchPhases = []string{PhaseBareRestore, PhaseFullApply, PhaseIPSets, PhaseNoop, PhaseOneRule, PhaseAddPort, PhaseRestart, PhaseCheckRead, PhaseCheckGen, PhaseCanary}
 
-// RunBench measures the syncer against the real tools in scratch network
+// Run measures the syncer against the real tools in scratch network
 // namespaces (root only): for each backend and size, a full Apply of the
 // internal/firewall/workload ruleset into an empty namespace next to a bare
 // iptables-restore of the same tables (what `moat render` prints), then in
@@ -68,18 +87,18 @@ var benchPhases = []string{PhaseBareRestore, PhaseFullApply, PhaseIPSets, PhaseN
 // CanaryPresent. Every run uses fresh namespaces (never two backends in one
 // namespace) with their own xtables lock. Rusage of children is process-wide,
 // so run it in a process that does nothing else.
-func RunBench(ctx context.Context, opt BenchOptions) ([]BenchRow, error) {
+func Run(ctx context.Context, opt Options) ([]Row, error) {
 	if opt.Repeat <= 0 {
 		opt.Repeat = 3
 	}
 	if len(opt.Backends) == 0 {
-		opt.Backends = Backends()
+		opt.Backends = iptables.Backends()
 	}
 	logf := opt.Log
 	if logf == nil {
 		logf = func(string, ...any) {}
 	}
-	var rows []BenchRow
+	var rows []Row
 	for _, n := range opt.Ports {
 		for _, backend := range opt.Backends {
 			samples := map[string][]sample{}
@@ -98,7 +117,7 @@ func RunBench(ctx context.Context, opt BenchOptions) ([]BenchRow, error) {
 				if len(ss) == 0 {
 					continue
 				}
-				rows = append(rows, BenchRow{
+				rows = append(rows, Row{
 					Backend: backend, Ports: n, Phase: phase,
 					Wall:     median(ss, func(s sample) time.Duration { return s.wall }),
 					CPU:      median(ss, func(s sample) time.Duration { return s.self + s.child }),
@@ -112,7 +131,7 @@ func RunBench(ctx context.Context, opt BenchOptions) ([]BenchRow, error) {
 }
 
 // benchRun is one run of every phase for one backend and size.
-func benchRun(ctx context.Context, backend Backend, n, r int, samples map[string][]sample, details map[string]string) error {
+func benchRun(ctx context.Context, backend iptables.Backend, n, r int, samples map[string][]sample, details map[string]string) error {
 	b := workload.NewBench(n)
 	c := firewall.NewCompiler()
 	rs, err := c.Compile(b.State)
@@ -122,23 +141,25 @@ func benchRun(ctx context.Context, backend Backend, n, r int, samples map[string
 	b.State.Zones = rs.ZoneAssignments
 	add := func(phase string, s sample) { samples[phase] = append(samples[phase], s) }
 
-	bare, cleanBare, err := ScratchNamespace("moat-bench")
+	bareNS, err := scratchns.New("moat-bench")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = cleanBare() }()
-	ns, clean, err := ScratchNamespace("moat-bench")
+	defer func() { _ = bareNS.Delete() }()
+	bare := bareNS.Netns
+	syncNS, err := scratchns.New("moat-bench")
 	if err != nil {
 		return err
 	}
-	defer func() { _ = clean() }()
+	defer func() { _ = syncNS.Delete() }()
+	ns := syncNS.Netns
 
 	// The reference: iptables-restore (without --noflush) of both tables of
 	// both families, the way `moat render` prints them.
 	var input [2]string
 	for _, f := range families {
 		var sb strings.Builder
-		ts := rsTables(rs, f)
+		ts := tables(rs, f)
 		if err := firewall.WriteSave(&sb, &ts.Filter, &ts.Raw); err != nil {
 			return err
 		}
@@ -150,7 +171,7 @@ func benchRun(ctx context.Context, backend Backend, n, r int, samples map[string
 	bareRestore := func() error {
 		for _, f := range families {
 			args := []string{}
-			if backend == Legacy {
+			if backend == iptables.Legacy {
 				args = append(args, "-w")
 			}
 			if _, err := bare.Run(ctx, []byte(input[f]), backend.Command(f, "restore"), args...); err != nil {
@@ -163,8 +184,8 @@ func benchRun(ctx context.Context, backend Backend, n, r int, samples map[string
 		rs.IPv6.Filter.RuleCount()+rs.IPv6.Raw.RuleCount(), kb(len(input[0])+len(input[1])))
 
 	sets := ipset.NewSyncer(ns)
-	s := NewSyncer(ns, backend)
-	var st Stats
+	s := iptables.NewSyncer(ns, backend)
+	var st iptables.Stats
 	fullApply := func() (err error) { st, err = s.Apply(ctx, rs); return err }
 	// Alternate which goes first, so that a trend in the machine's load
 	// does not favour one side.
@@ -230,7 +251,7 @@ func benchRun(ctx context.Context, backend Backend, n, r int, samples map[string
 	add(PhaseAddPort, sm)
 	details[PhaseAddPort] = fmt.Sprintf("%d chains created, %d patched, %d rewritten, %s", st.ChainsCreated, st.ChainsPatched, st.ChainsRewritten, kb(st.Bytes))
 
-	s2 := NewSyncer(ns, backend)
+	s2 := iptables.NewSyncer(ns, backend)
 	if sm, err = measure(func() (err error) { st, err = s2.Apply(ctx, rs3); return err }); err != nil {
 		return err
 	}
@@ -282,21 +303,17 @@ func kb(n int) string { return fmt.Sprintf("%.0f kB", float64(n)/1000) }
 type sample struct{ wall, self, child time.Duration }
 
 // measure runs f and returns its wall time and the CPU time of this process
-// and of the children it waited for meanwhile.
+// and of the children it waited for meanwhile. (getrusage cannot fail with
+// these arguments: a reading error would only zero the sample.)
 func measure(f func() error) (sample, error) {
-	var s0, c0, s1, c1 syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &s0)
-	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &c0)
+	s0, _ := cputime.Self()
+	c0, _ := cputime.Children()
 	start := time.Now()
 	err := f()
 	wall := time.Since(start)
-	syscall.Getrusage(syscall.RUSAGE_SELF, &s1)
-	syscall.Getrusage(syscall.RUSAGE_CHILDREN, &c1)
-	return sample{wall: wall, self: cpu(s1) - cpu(s0), child: cpu(c1) - cpu(c0)}, err
-}
-
-func cpu(r syscall.Rusage) time.Duration {
-	return time.Duration(r.Utime.Nano() + r.Stime.Nano())
+	s1, _ := cputime.Self()
+	c1, _ := cputime.Children()
+	return sample{wall: wall, self: s1 - s0, child: c1 - c0}, err
 }
 
 func median(ss []sample, get func(sample) time.Duration) time.Duration {
@@ -308,12 +325,12 @@ func median(ss []sample, get func(sample) time.Duration) time.Duration {
 	return v[len(v)/2]
 }
 
-// WriteBenchTable prints rows as a Markdown table, with the full Apply
+// WriteTable prints rows as a Markdown table, with the full Apply
 // relative to the bare restore of the same size and backend.
-func WriteBenchTable(w io.Writer, rows []BenchRow) error {
+func WriteTable(w io.Writer, rows []Row) error {
 	var b strings.Builder
 	b.WriteString("| ports | backend | phase | wall ms | CPU ms (of which tools) | what |\n|---|---|---|---|---|---|\n")
-	ref := map[string]BenchRow{}
+	ref := map[string]Row{}
 	for _, r := range rows {
 		if r.Phase == PhaseBareRestore {
 			ref[fmt.Sprint(r.Ports, r.Backend)] = r
@@ -338,31 +355,24 @@ func ms(d time.Duration) string {
 	return fmt.Sprintf("%.0f", v)
 }
 
-// ScratchNamespace creates a network namespace named prefix-<random> for
-// benchmarks and tests, with its own xtables lock file, and returns an Exec
-// running commands in it and a function that deletes it. It needs root.
-func ScratchNamespace(prefix string) (dataplane.Netns, func() error, error) {
-	var rnd [4]byte
-	if _, err := rand.Read(rnd[:]); err != nil {
-		return dataplane.Netns{}, nil, err
-	}
-	name := prefix + "-" + hex.EncodeToString(rnd[:])
-	dir, err := os.MkdirTemp("", name)
-	if err != nil {
-		return dataplane.Netns{}, nil, err
-	}
-	if out, err := exec.Command("ip", "netns", "add", name).CombinedOutput(); err != nil {
-		os.RemoveAll(dir)
-		return dataplane.Netns{}, nil, fmt.Errorf("ip netns add %s: %v: %s", name, err, strings.TrimSpace(string(out)))
-	}
-	cleanup := func() error {
-		defer os.RemoveAll(dir)
-		if out, err := exec.Command("ip", "netns", "del", name).CombinedOutput(); err != nil {
-			return fmt.Errorf("ip netns del %s: %v: %s", name, err, strings.TrimSpace(string(out)))
-		}
-		return nil
-	}
-	// Legacy iptables serialises on /run/xtables.lock across namespaces.
-	ns := dataplane.Netns{Name: name, Env: []string{"XTABLES_LOCKFILE=" + filepath.Join(dir, "xtables.lock")}}
-	return ns, cleanup, nil
+// Line is a Row as `moat bench agent` prints it, one JSON object per line
+// (keys in alphabetical order, as the command has always printed them).
+type Line struct {
+	Backend    iptables.Backend `json:"backend"`
+	Bench      string           `json:"bench"` // "syncer"
+	ChildCPUms float64          `json:"child_cpu_ms"`
+	CPUms      float64          `json:"cpu_ms"`
+	Detail     string           `json:"detail"`
+	Phase      string           `json:"phase"`
+	Ports      int              `json:"ports"`
+	Wallms     float64          `json:"wall_ms"`
 }
+
+// Line returns r as a JSON line.
+func (r Row) Line() Line {
+	return Line{Backend: r.Backend, Bench: "syncer", ChildCPUms: millis(r.ChildCPU), CPUms: millis(r.CPU),
+		Detail: r.Detail, Phase: r.Phase, Ports: r.Ports, Wallms: millis(r.Wall)}
+}
+
+// millis is d in milliseconds, to the microsecond.
+func millis(d time.Duration) float64 { return float64(d.Microseconds()) / 1000 }

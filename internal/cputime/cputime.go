@@ -1,4 +1,7 @@
-package apibench
+// Package cputime reads CPU time for the benchmarks: this process's, the
+// reaped children's (the iptables tools a syncer ran), and a process tree's
+// from /proc (a server measured from outside, with the workers it forked).
+package cputime
 
 import (
 	"fmt"
@@ -10,10 +13,18 @@ import (
 	"time"
 )
 
-// SelfCPU is the CPU time (user+system) this process has used so far.
-func SelfCPU() (time.Duration, error) {
+// Self is the CPU time (user+system, all threads) this process has used
+// so far.
+func Self() (time.Duration, error) { return rusage(syscall.RUSAGE_SELF) }
+
+// Children is the CPU time (user+system) of this process's children that
+// have ended and been waited for, the kernel's work on their behalf
+// included.
+func Children() (time.Duration, error) { return rusage(syscall.RUSAGE_CHILDREN) }
+
+func rusage(who int) (time.Duration, error) {
 	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	if err := syscall.Getrusage(who, &ru); err != nil {
 		return 0, fmt.Errorf("getrusage: %w", err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
@@ -58,16 +69,16 @@ func parseProcStat(s string) (procStat, error) {
 	return procStat{ppid: ppid, cpu: cpu}, nil
 }
 
-// TreeCPU is the CPU time used so far by the processes roots and all their
+// Tree is the CPU time used so far by the processes roots and all their
 // live descendants, including children they have already reaped (a
 // PostgreSQL postmaster accumulates the time of its exited backends). It
 // reads /proc, so it works on Linux only. Descendants that exit without
 // being reaped by a process in the tree between two readings are missed.
-func TreeCPU(roots []int) (time.Duration, error) {
-	return treeCPU("/proc", roots)
+func Tree(roots []int) (time.Duration, error) {
+	return tree("/proc", roots)
 }
 
-func treeCPU(procDir string, roots []int) (time.Duration, error) {
+func tree(procDir string, roots []int) (time.Duration, error) {
 	if len(roots) == 0 {
 		return 0, nil
 	}

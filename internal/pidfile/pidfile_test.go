@@ -1,0 +1,75 @@
+package pidfile
+
+import (
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// sleeper starts a process that lives until killed and writes its pid to
+// a pid file; it is reaped in the background, so that a killed one leaves
+// no zombie.
+func sleeper(t *testing.T) (pid int, file string) {
+	t.Helper()
+	cmd := exec.Command("sleep", "600")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	file = filepath.Join(t.TempDir(), "sleep.pid")
+	if err := os.WriteFile(file, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return cmd.Process.Pid, file
+}
+
+func TestStop(t *testing.T) {
+	pid, file := sleeper(t)
+	if !Matches(pid, "sleep 600") {
+		t.Fatalf("Matches(%d, sleep 600) = false for a running sleep", pid)
+	}
+	if err := Stop(file, "sleep 600", 5*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if Matches(pid, "sleep") {
+		t.Errorf("process %d still runs after Stop", pid)
+	}
+	// Stopping again (the process is gone) is fine.
+	if err := Stop(file, "sleep 600", time.Second); err != nil {
+		t.Errorf("second Stop: %v", err)
+	}
+}
+
+// A pid whose command line does not name what the caller expects (a
+// recycled pid) is never signalled.
+func TestStopSparesStrangers(t *testing.T) {
+	pid, file := sleeper(t)
+	if err := Stop(file, "/run/moat-lab/nosuchlab", time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if !Matches(pid, "sleep 600") {
+		t.Errorf("Stop killed process %d, whose command line does not name the lab", pid)
+	}
+}
+
+func TestStopBadFiles(t *testing.T) {
+	dir := t.TempDir()
+	if err := Stop(filepath.Join(dir, "missing.pid"), "x", time.Second); err != nil {
+		t.Errorf("missing pid file: %v", err)
+	}
+	for _, content := range []string{"", "abc", "1", "-5"} {
+		f := filepath.Join(dir, "bad.pid")
+		if err := os.WriteFile(f, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := Stop(f, "x", time.Second); err == nil || !strings.Contains(err.Error(), "not a pid") {
+			t.Errorf("pid file %q: error %v, want \"not a pid\"", content, err)
+		}
+	}
+}
