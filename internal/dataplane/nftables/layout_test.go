@@ -3,6 +3,7 @@ package nftables
 import (
 	"fmt"
 	"net/netip"
+	"strings"
 
 	"sigs.k8s.io/knftables"
 )
@@ -113,6 +114,9 @@ func (l tLayout) ip() *Table {
 			R("state", Kw("ct state established,related counter"), Return),
 		}
 		for _, ip := range p.ips {
+			if strings.Contains(ip, "/") {
+				continue
+			}
 			in = append(in, R("dhcp-reply", Kw("ip daddr"), Prefix(netip.MustParsePrefix(ip+"/32")), Kw("udp sport 67 udp dport 68 counter"), Return))
 		}
 		for _, g := range p.groups {
@@ -192,3 +196,6 @@ func scaled(n int) tLayout {
 	}
 	return l
 }
+
+func mustAddr(s string) netip.Addr     { return netip.MustParseAddr(s) }
+func mustPrefix(s string) netip.Prefix { return netip.MustParsePrefix(s) }

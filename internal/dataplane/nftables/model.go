@@ -111,7 +111,7 @@ type DataType struct {
 	name   string // as `nft -j` lists it
 	typ    string // usable after `type`, or "" (then the set uses typeof)
 	typeof string // the expression usable after `typeof`
-	value  bool   // only as a map value
+	value  bool   // only as a map value, never in a key
 }
 
 // The data types moat's sets and maps use.
@@ -467,8 +467,8 @@ func compileSet(s *Set) (*wantSet, error) {
 	}
 	sig := strings.Join(names, " . ")
 	if ws.isMap {
-		if s.Value.name == "" || !s.Value.value {
-			return nil, fmt.Errorf("value type %q is not a map value type", s.Value.name)
+		if s.Value.name == "" {
+			return nil, fmt.Errorf("no value type")
 		}
 		sig += " : " + s.Value.name
 	}

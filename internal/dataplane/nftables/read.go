@@ -220,7 +220,7 @@ func parseSet(isMap bool, s *jsonSet) (*setState, error) {
 			return nil, fmt.Errorf("map value %s, which moat does not write", s.Map)
 		}
 		d, ok := typeByName[vn[0]]
-		if !ok || !d.value {
+		if !ok {
 			return nil, fmt.Errorf("map value %s, which moat does not write", vn[0])
 		}
 		valType = d
