@@ -1,8 +1,9 @@
 package nftables
 
 import (
-	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
+	"hash/fnv"
 	"fmt"
 	"slices"
 	"strings"
@@ -201,6 +202,7 @@ type wantChain struct {
 	name  string
 	base  *baseSpec
 	rules []wantRule
+	fps   []string // the rules' fingerprints
 }
 
 // baseSpec is a base chain's hook as the kernel lists it.
@@ -248,9 +250,19 @@ const fingerprintLen = 12
 // so the syncer writes a hash of that text into the rule's comment and,
 // when it reads the kernel back (first start, drift), compares hashes: a
 // rule somebody changed or added has none or another one.
+//
+// It only has to tell moat's own renderings apart (a writer that wants
+// to forge one can change the tables anyway), so a fast 64-bit FNV-1a,
+// cut to 48 bits, does: a changed rule goes unnoticed with a chance of
+// one in 2^48.
 func fingerprint(body, comment string) string {
-	h := sha256.Sum256([]byte(body + "\x00" + comment))
-	return hex.EncodeToString(h[:])[:fingerprintLen]
+	h := fnv.New64a()
+	h.Write([]byte(body))
+	h.Write([]byte{0})
+	h.Write([]byte(comment))
+	var b [8]byte
+	binary.BigEndian.PutUint64(b[:], h.Sum64())
+	return hex.EncodeToString(b[:])[:fingerprintLen]
 }
 
 // kernelComment is the comment a rule is written with: the origin, a
@@ -394,7 +406,7 @@ func compileTable(t *Table) (*wantTable, error) {
 }
 
 func compileChain(family knftables.Family, c *Chain) (*wantChain, error) {
-	wc := &wantChain{name: c.Name}
+	wc := &wantChain{name: c.Name, rules: make([]wantRule, 0, len(c.Rules))}
 	if b := c.Base; b != nil {
 		prio, err := knftables.ParsePriority(family, string(b.Priority))
 		if err != nil {
@@ -425,6 +437,7 @@ func compileChain(family knftables.Family, c *Chain) (*wantChain, error) {
 			return nil, fmt.Errorf("rule %d: %w", i+1, err)
 		}
 		wc.rules = append(wc.rules, wr)
+		wc.fps = append(wc.fps, wr.fp)
 	}
 	return wc, nil
 }
@@ -434,12 +447,15 @@ func compileRule(r Rule) (wantRule, error) {
 		return wantRule{}, fmt.Errorf("no terms")
 	}
 	var wr wantRule
-	parts := make([]string, len(r.Terms))
+	var b strings.Builder
 	for i, t := range r.Terms {
 		if err := t.check(); err != nil {
 			return wantRule{}, err
 		}
-		parts[i] = t.String()
+		if i > 0 {
+			b.WriteByte(' ')
+		}
+		b.WriteString(t.String())
 		if c, ok := t.chainRef(); ok {
 			wr.chains = append(wr.chains, c)
 		}
@@ -447,7 +463,7 @@ func compileRule(r Rule) (wantRule, error) {
 			wr.sets = append(wr.sets, t.s)
 		}
 	}
-	wr.body = strings.Join(parts, " ")
+	wr.body = b.String()
 	wr.fp = fingerprint(wr.body, r.Comment)
 	wr.comment = kernelComment(r.Comment, wr.fp)
 	return wr, nil

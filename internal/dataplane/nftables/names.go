@@ -49,6 +49,9 @@ const maxCommentLen = 128
 // but never failing treatment is right: a group name with a quote in it
 // must not make its port's rules fail.
 func cleanComment(s string, max int) string {
+	if len(s) <= max && plainASCII(s) {
+		return s
+	}
 	var b strings.Builder
 	for _, r := range s {
 		if r == '"' || r == '\\' || r == utf8.RuneError || !isPrint(r) {
@@ -101,4 +104,14 @@ func checkIfName(name string) error {
 		}
 	}
 	return nil
+}
+
+// plainASCII reports whether s is printable ASCII without '"' and '\\'.
+func plainASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' {
+			return false
+		}
+	}
+	return true
 }

@@ -40,11 +40,7 @@ func newTableState() *tableState {
 func stateOf(wt *wantTable) *tableState {
 	st := newTableState()
 	for name, c := range wt.chains {
-		fps := make([]string, len(c.rules))
-		for i, r := range c.rules {
-			fps[i] = r.fp
-		}
-		st.chains[name] = &chainState{base: c.base, fps: fps}
+		st.chains[name] = &chainState{base: c.base, fps: c.fps}
 	}
 	for name, s := range wt.sets {
 		st.sets[name] = &setState{isMap: s.isMap, sig: s.sig, elems: s.elems}
@@ -189,11 +185,13 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 	}
 	next := newTableState()
 	p.next[id] = next
+	curChains, wantChains := sortedKeys(cur.chains), sortedKeys(want.chains)
+	curSets, wantSets := sortedKeys(cur.sets), sortedKeys(want.sets)
 
 	// What changes.
 	rewrite := map[string]bool{}  // chains flushed and refilled (they stay)
 	recreate := map[string]bool{} // chains deleted and added (hook changed)
-	for _, name := range sortedKeys(cur.chains) {
+	for _, name := range curChains {
 		c := cur.chains[name]
 		w, ok := want.chains[name]
 		switch {
@@ -207,13 +205,13 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 			p.driftf(id, "chain %s: %s", name, rulesDiff(c.fps, fps(w)))
 		}
 	}
-	for _, name := range sortedKeys(want.chains) {
+	for _, name := range wantChains {
 		if _, ok := cur.chains[name]; !ok {
 			p.driftf(id, "chain %s missing", name)
 		}
 	}
 	resetSet := map[string]bool{} // deleted and added (type changed)
-	for _, name := range sortedKeys(cur.sets) {
+	for _, name := range curSets {
 		s := cur.sets[name]
 		w, ok := want.sets[name]
 		switch {
@@ -224,7 +222,7 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 			p.driftf(id, "%s %s: %s, want %s %s", setKind(s.isMap), name, s.sig, setKind(w.isMap), w.sig)
 		}
 	}
-	for _, name := range sortedKeys(want.sets) {
+	for _, name := range wantSets {
 		if _, ok := cur.sets[name]; !ok {
 			p.driftf(id, "%s %s missing", setKind(want.sets[name].isMap), name)
 		}
@@ -232,7 +230,7 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 	// A set that is deleted and added must first lose every rule that
 	// uses it: rewrite those chains.
 	if len(resetSet) > 0 {
-		for _, name := range sortedKeys(want.chains) {
+		for _, name := range wantChains {
 			if _, ok := cur.chains[name]; !ok || recreate[name] {
 				continue
 			}
@@ -246,23 +244,25 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 
 	// 1. Unreference.
 	adds := map[string][]string{} // set → keys to add (kept sets)
-	for _, name := range sortedKeys(want.sets) {
+	for _, name := range wantSets {
 		s, ok := cur.sets[name]
 		if !ok || resetSet[name] {
 			continue
 		}
 		w := want.sets[name]
 		var del, add []string
-		for _, k := range sortedKeys(s.elems) {
-			if v, ok := w.elems[k]; !ok || v != s.elems[k] {
+		for k, v := range s.elems {
+			if wv, ok := w.elems[k]; !ok || wv != v {
 				del = append(del, k)
 			}
 		}
-		for _, k := range sortedKeys(w.elems) {
-			if v, ok := s.elems[k]; !ok || v != w.elems[k] {
+		for k, v := range w.elems {
+			if sv, ok := s.elems[k]; !ok || sv != v {
 				add = append(add, k)
 			}
 		}
+		slices.Sort(del)
+		slices.Sort(add)
 		if len(del)+len(add) > 0 {
 			p.driftf(id, "%s %s: %d elements to delete, %d to add", setKind(w.isMap), name, len(del), len(add))
 		}
@@ -272,39 +272,39 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 		}
 		adds[name] = add
 	}
-	for _, name := range sortedKeys(cur.chains) {
+	for _, name := range curChains {
 		if _, wanted := want.chains[name]; !wanted || rewrite[name] || recreate[name] {
 			p.add(op{verb: "flush", obj: "chain", table: id, name: name})
 		}
 	}
 	// 2. Remove.
-	for _, name := range sortedKeys(cur.chains) {
+	for _, name := range curChains {
 		if _, wanted := want.chains[name]; !wanted || recreate[name] {
 			p.add(op{verb: "delete", obj: "chain", table: id, name: name})
 			p.stats.ChainsDeleted++
 		}
 	}
-	for _, name := range sortedKeys(cur.sets) {
+	for _, name := range curSets {
 		if _, wanted := want.sets[name]; !wanted || resetSet[name] {
 			p.add(op{verb: "delete", obj: setKind(cur.sets[name].isMap), table: id, name: name})
 			p.stats.SetsDeleted++
 		}
 	}
 	// 3. Create.
-	for _, name := range sortedKeys(want.sets) {
+	for _, name := range wantSets {
 		if _, ok := cur.sets[name]; !ok || resetSet[name] {
 			w := want.sets[name]
 			p.add(op{verb: "add", obj: setKind(w.isMap), table: id, name: name, decl: w.decl, sig: w.sig})
 			p.stats.SetsCreated++
 		}
 	}
-	for _, name := range sortedKeys(want.chains) {
+	for _, name := range wantChains {
 		if _, ok := cur.chains[name]; !ok || recreate[name] {
 			p.add(op{verb: "add", obj: "chain", table: id, name: name, base: want.chains[name].base})
 			p.stats.ChainsCreated++
 		}
 	}
-	for _, name := range sortedKeys(want.chains) {
+	for _, name := range wantChains {
 		_, exists := cur.chains[name]
 		if exists && !rewrite[name] && !recreate[name] {
 			continue
@@ -315,7 +315,7 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 		addRules(p, id, want.chains[name])
 	}
 	// 4. Fill.
-	for _, name := range sortedKeys(want.sets) {
+	for _, name := range wantSets {
 		w := want.sets[name]
 		keys, kept := adds[name]
 		if !kept {
@@ -326,13 +326,7 @@ func planTable(p *plan, id TableID, cur *tableState, want *wantTable) {
 	*next = *stateOf(want)
 }
 
-func fps(c *wantChain) []string {
-	out := make([]string, len(c.rules))
-	for i, r := range c.rules {
-		out[i] = r.fp
-	}
-	return out
-}
+func fps(c *wantChain) []string { return c.fps }
 
 // rulesDiff says how a chain's rules differ, for the drift report.
 func rulesDiff(have, want []string) string {
@@ -389,19 +383,20 @@ func fullLoad(p *plan, want *wantTable) {
 	p.add(op{verb: "delete", obj: "table", table: id})
 	p.add(op{verb: "add", obj: "table", table: id, decl: want.comment})
 	p.stats.TablesLoaded++
-	for _, name := range sortedKeys(want.sets) {
+	chains, sets := sortedKeys(want.chains), sortedKeys(want.sets)
+	for _, name := range sets {
 		w := want.sets[name]
 		p.add(op{verb: "add", obj: setKind(w.isMap), table: id, name: name, decl: w.decl, sig: w.sig})
 		p.stats.SetsCreated++
 	}
-	for _, name := range sortedKeys(want.chains) {
+	for _, name := range chains {
 		p.add(op{verb: "add", obj: "chain", table: id, name: name, base: want.chains[name].base})
 		p.stats.ChainsCreated++
 	}
-	for _, name := range sortedKeys(want.chains) {
+	for _, name := range chains {
 		addRules(p, id, want.chains[name])
 	}
-	for _, name := range sortedKeys(want.sets) {
+	for _, name := range sets {
 		w := want.sets[name]
 		addElements(p, id, w, sortedKeys(w.elems))
 	}

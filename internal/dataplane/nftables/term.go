@@ -131,20 +131,23 @@ func checkKw(s string) error {
 	if s == "" {
 		return fmt.Errorf("empty syntax term")
 	}
-	for _, w := range strings.Split(s, " ") {
+	start := 0
+	for i := 0; i <= len(s); i++ {
+		if i < len(s) && s[i] != ' ' {
+			c := s[i]
+			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.,:/&|!=<>^-+", c) >= 0 {
+				continue
+			}
+			return fmt.Errorf("syntax %q: character %q is not allowed (only fixed syntax goes in Kw; values have typed terms)", s, c)
+		}
+		w := s[start:i]
 		if w == "" {
 			return fmt.Errorf("syntax %q: empty word (words are separated by one space)", s)
 		}
 		if hint, ok := kwForbidden[w]; ok {
 			return fmt.Errorf("syntax %q: %q is not allowed here (%s)", s, w, hint)
 		}
-		for i := 0; i < len(w); i++ {
-			c := w[i]
-			if c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte("_.,:/&|!=<>^-+", c) >= 0 {
-				continue
-			}
-			return fmt.Errorf("syntax %q: character %q is not allowed (only fixed syntax goes in Kw; values have typed terms)", s, c)
-		}
+		start = i + 1
 	}
 	return nil
 }
