@@ -3,8 +3,8 @@ package nftables
 import (
 	"encoding/binary"
 	"encoding/hex"
-	"hash/fnv"
 	"fmt"
+	"hash/fnv"
 	"slices"
 	"strings"
 
