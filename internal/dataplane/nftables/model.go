@@ -1,10 +1,7 @@
 package nftables
 
 import (
-	"encoding/binary"
-	"encoding/hex"
 	"fmt"
-	"hash/fnv"
 	"slices"
 	"strings"
 
@@ -256,13 +253,21 @@ const fingerprintLen = 12
 // cut to 48 bits, does: a changed rule goes unnoticed with a chance of
 // one in 2^48.
 func fingerprint(body, comment string) string {
-	h := fnv.New64a()
-	h.Write([]byte(body))
-	h.Write([]byte{0})
-	h.Write([]byte(comment))
-	var b [8]byte
-	binary.BigEndian.PutUint64(b[:], h.Sum64())
-	return hex.EncodeToString(b[:])[:fingerprintLen]
+	const prime = 1099511628211
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(body); i++ {
+		h = (h ^ uint64(body[i])) * prime
+	}
+	h *= prime // the separator, a 0 byte
+	for i := 0; i < len(comment); i++ {
+		h = (h ^ uint64(comment[i])) * prime
+	}
+	const digits = "0123456789abcdef"
+	var out [fingerprintLen]byte
+	for i := range out {
+		out[i] = digits[h>>(60-4*i)&0xf]
+	}
+	return string(out[:])
 }
 
 // kernelComment is the comment a rule is written with: the origin, a
@@ -448,6 +453,7 @@ func compileRule(r Rule) (wantRule, error) {
 	}
 	var wr wantRule
 	var b strings.Builder
+	b.Grow(96)
 	for i, t := range r.Terms {
 		if err := t.check(); err != nil {
 			return wantRule{}, err
@@ -455,7 +461,7 @@ func compileRule(r Rule) (wantRule, error) {
 		if i > 0 {
 			b.WriteByte(' ')
 		}
-		b.WriteString(t.String())
+		t.writeTo(&b)
 		if c, ok := t.chainRef(); ok {
 			wr.chains = append(wr.chains, c)
 		}

@@ -227,6 +227,30 @@ func (t Term) String() string {
 	return ""
 }
 
+// writeTo writes the term as String does, without a string of its own
+// for the common kinds.
+func (t Term) writeTo(b *strings.Builder) {
+	switch t.kind {
+	case termKw, termVerdict:
+		b.WriteString(t.s)
+	case termRef:
+		b.WriteByte('@')
+		b.WriteString(t.s)
+	case termStr, termIfName:
+		b.WriteByte('"')
+		b.WriteString(t.s)
+		b.WriteByte('"')
+	case termJump:
+		b.WriteString("jump ")
+		b.WriteString(t.s)
+	case termNum:
+		var buf [20]byte
+		b.Write(strconv.AppendUint(buf[:0], t.n, 10))
+	default:
+		b.WriteString(t.String())
+	}
+}
+
 // chainRef is the chain a Jump or Goto term names.
 func (t Term) chainRef() (string, bool) {
 	if t.kind == termJump || t.kind == termGoto {
