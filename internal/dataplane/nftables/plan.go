@@ -486,8 +486,8 @@ func compareKnown(owned []TableID, was, now map[TableID]*tableState) []string {
 						missing++
 					}
 				}
-				for k, v := range sb.elems {
-					if w, ok := sa.elems[k]; !ok || w != v {
+				for k := range sb.elems {
+					if _, ok := sa.elems[k]; !ok {
 						extra++
 					}
 				}

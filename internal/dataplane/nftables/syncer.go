@@ -160,8 +160,8 @@ func (s *Syncer) Tables() []TableID { return slices.Clone(s.owned) }
 type Stats struct {
 	// Read is set when the syncer listed its tables first: the first
 	// Apply, after Invalidate or a failure, and when the generation moved
-	// because another process committed. Reads counts nft processes
-	// that listed.
+	// because another process committed. Reads counts the listings
+	// asked for (the table names, then each owned table).
 	Read  bool
 	Reads int
 	// Drift lists how the tables differed from what the syncer had
