@@ -10,6 +10,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
@@ -26,16 +27,7 @@ func needKernel(t testing.TB) {
 
 func newNetns(t testing.TB) dataplane.Netns {
 	t.Helper()
-	ns, cleanup, err := iptables.ScratchNamespace("moat-nft")
-	if err != nil {
-		t.Fatalf("scratch namespace: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := cleanup(); err != nil {
-			t.Error(err)
-		}
-	})
-	return ns
+	return netnstest.New(t, "moat-nft")
 }
 
 func nft(t testing.TB, ns dataplane.Netns, stdin string, args ...string) string {
