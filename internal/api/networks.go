@@ -11,36 +11,9 @@ import (
 	"github.com/moat-sg/moat/internal/store"
 )
 
-// rawItems returns the objects a client sent, one per item of a (bulk)
-// request, before defaults were filled in.
-func rawItems(body any, res *neutron.Resource) []map[string]any {
-	top, _ := body.(map[string]any)
-	if list, ok := top[res.Plural].([]any); ok {
-		out := make([]map[string]any, len(list))
-		for i, it := range list {
-			m, _ := it.(map[string]any)
-			if inner, ok := m[res.Singular].(map[string]any); ok {
-				m = inner
-			}
-			out[i] = m
-		}
-		return out
-	}
-	item, _ := top[res.Singular].(map[string]any)
-	return []map[string]any{item}
-}
-
-func optInt64(v any) *int {
-	if n, ok := v.(int64); ok {
-		i := int(n)
-		return &i
-	}
-	return nil
-}
-
 // renderNetwork shows a network; create answers list fields in another
 // order than show, as Neutron does, and only admins see provider fields.
-func renderNetwork(n *neutron.Network, admin, created bool, fields []string) object {
+func renderNetwork(n *neutron.Network, admin, created bool) object {
 	subnets := n.Subnets
 	if subnets == nil {
 		subnets = []string{}
@@ -69,7 +42,7 @@ func renderNetwork(n *neutron.Network, admin, created bool, fields []string) obj
 		o = append(o, zones...)
 		o = append(o, kv{"description", n.Description}, kv{"tags", n.Tags}, kv{"created_at", fmtTime(n.CreatedAt)},
 			kv{"updated_at", fmtTime(n.UpdatedAt)}, kv{"revision_number", n.RevisionNumber})
-		return o.only(fields)
+		return o
 	}
 	o = append(o, head...)
 	o = append(o, zones...)
@@ -79,10 +52,10 @@ func renderNetwork(n *neutron.Network, admin, created bool, fields []string) obj
 	if admin {
 		o = append(o, provider...)
 	}
-	return o.only(fields)
+	return o
 }
 
-func visibleNetwork(ctx *neutron.Context, n *neutron.Network) bool {
+func visibleNetwork(ctx *neutron.Context, n *neutron.Network, _ *neutron.Network) bool {
 	return ctx.IsAdmin || n.ProjectID == ctx.ProjectID || n.Shared
 }
 
@@ -90,186 +63,119 @@ func ownsNetwork(ctx *neutron.Context, n *neutron.Network) bool {
 	return ctx.IsAdmin || n.ProjectID == ctx.ProjectID
 }
 
-func getVisibleNetwork(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.Network, error) {
-	n, err := tx.GetNetwork(ctx, id)
+// networkResource serves networks by the ML2 plugin's rules: provider
+// attributes for admins, segments from the configured ranges.
+func (s *Server) networkResource() *resource[neutron.Network, neutron.NetworkRequest] {
+	return &resource[neutron.Network, neutron.NetworkRequest]{
+		kind:     neutron.Networks,
+		notFound: neutron.NetworkNotFound,
+		load:     alone((*store.Tx).GetNetwork),
+		visible:  byCaller(visibleNetwork),
+		id:       func(n *neutron.Network) string { return n.ID },
+		render:   renderNetwork,
+		list:     (*store.Tx).ListNetworks,
+		precheck: func(caller *neutron.Context, reqs []neutron.NetworkRequest) error {
+			for _, req := range reqs {
+				if err := enforce("create_network", req.Given, networkChecks(caller)); err != nil {
+					return err
+				}
+			}
+			return nil
+		},
+		create: s.createNetworks,
+		update: s.updateNetwork,
+		remove: deleteNetwork,
+		tags: func(caller *neutron.Context, n *neutron.Network, _ *neutron.Network) (store.TagTarget, bool) {
+			return store.TagTarget{Kind: store.KindNetwork, ID: n.ID, ProjectID: n.ProjectID, StandardAttrID: n.StandardAttrID},
+				ownsNetwork(caller, n)
+		},
+	}
+}
+
+// networkChecks are the attribute policies of network create and update:
+// sharing and provider attributes are for admins.
+func networkChecks(caller *neutron.Context) []attrCheck {
+	admin := func() bool { return caller.IsAdmin }
+	checks := []attrCheck{{attr: "shared", allowed: admin}}
+	for _, a := range neutron.ProviderAttrs {
+		checks = append(checks, attrCheck{attr: a, allowed: admin})
+	}
+	return checks
+}
+
+func (s *Server) createNetworks(c txn, reqs []neutron.NetworkRequest, _ bool) ([]neutron.Network, error) {
+	if err := checkQuotaItems(s, c, reqs, "network"); err != nil {
+		return nil, err
+	}
+	return each(reqs, func(req *neutron.NetworkRequest) (*neutron.Network, error) { return s.createNetwork(c, req) })
+}
+
+func (s *Server) createNetwork(c txn, req *neutron.NetworkRequest) (*neutron.Network, error) {
+	n := &neutron.Network{
+		ID: uuid.NewString(), ProjectID: req.ProjectID, Name: req.Name.V, Description: req.Description.V,
+		AdminStateUp: req.AdminStateUp.V, Status: "ACTIVE", Shared: req.Shared.V, PortSecurityEnabled: req.PortSecurityEnabled.V,
+	}
+	if err := s.ensureDefaultGroupTx(c.ctx, c.tx, c.caller, n.ProjectID); err != nil {
+		return nil, err
+	}
+	seg, err := s.netcfg.ValidateSegment(req.Segment)
 	if err != nil {
 		return nil, err
 	}
-	if n == nil || !visibleNetwork(nctx, n) {
-		return nil, neutron.NetworkNotFound(id)
+	n.NetworkType = seg.NetworkType
+	if n.PhysicalNetwork, n.SegmentationID, err = c.tx.AllocateSegment(c.ctx, s.netcfg, n.ID, seg); err != nil {
+		return nil, err
+	}
+	max := s.netcfg.MTU(n.NetworkType)
+	n.MTU = max
+	if req.MTU != nil {
+		if err := checkMTU(*req.MTU, max); err != nil {
+			return nil, err
+		}
+		n.MTU = *req.MTU
+	}
+	if err := c.tx.CreateNetwork(c.ctx, n); err != nil {
+		return nil, err
 	}
 	return n, nil
 }
 
-func (s *Server) listNetworks(w http.ResponseWriter, r *request) error {
-	p, err := parseList(r, neutron.NetworkResource)
-	if err != nil {
-		return err
+func (s *Server) updateNetwork(c txn, n *neutron.Network, _ *neutron.Network, req neutron.NetworkRequest, ifMatch int64) (*neutron.Network, error) {
+	if err := enforceUpdate("update_network", ownsNetwork(c.caller, n), req.Given, networkChecks(c.caller)); err != nil {
+		return nil, err
 	}
-	var nets []neutron.Network
-	err = s.store.Read(r.Context(), func(tx *store.Tx) error {
-		nets, err = tx.ListNetworks(r.Context(), p.query)
-		return err
-	})
-	if err != nil {
-		return err
+	if req.ProviderGiven {
+		return nil, neutron.InvalidInput("Plugin does not support updating provider attributes")
 	}
-	writeList(w, r, p, "networks", nets,
-		func(n *neutron.Network) string { return n.ID },
-		func(n *neutron.Network) object { return renderNetwork(n, r.ctx.IsAdmin, false, p.fields) })
-	return nil
+	if err := checkRevision(ifMatch, n.RevisionNumber); err != nil {
+		return nil, err
+	}
+	set(&n.Name, req.Name)
+	set(&n.Description, req.Description)
+	set(&n.AdminStateUp, req.AdminStateUp)
+	if req.Shared.Set {
+		if n.Shared && !req.Shared.V {
+			if err := checkUnshareNetwork(c.ctx, c.tx, n); err != nil {
+				return nil, err
+			}
+		}
+		n.Shared = req.Shared.V
+	}
+	set(&n.PortSecurityEnabled, req.PortSecurityEnabled)
+	if req.MTU != nil {
+		if err := checkMTU(*req.MTU, s.netcfg.MTU(n.NetworkType)); err != nil {
+			return nil, err
+		}
+		n.MTU = *req.MTU
+	}
+	return n, c.tx.UpdateNetwork(c.ctx, n)
 }
 
-func (s *Server) showNetwork(w http.ResponseWriter, r *request) error {
-	var n *neutron.Network
-	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
-		var err error
-		n, err = getVisibleNetwork(r.Context(), tx, r.ctx, r.segs[1])
-		return err
-	})
-	if err != nil {
-		return err
+// set applies an attribute an update gives.
+func set[T any](dst *T, o neutron.Opt[T]) {
+	if o.Set {
+		*dst = o.V
 	}
-	writeJSON(w, http.StatusOK, object{{"network", renderNetwork(n, r.ctx.IsAdmin, false, fieldsParam(r))}})
-	return nil
-}
-
-var networkPolicyAttrs = []string{"shared", "provider:network_type", "provider:physical_network", "provider:segmentation_id"}
-
-func (s *Server) createNetworks(w http.ResponseWriter, r *request) error {
-	items, bulk, err := neutron.NetworkResource.PrepareBody(r.ctx, r.body, true, true)
-	if err != nil {
-		return err
-	}
-	for _, raw := range rawItems(r.body, neutron.NetworkResource) {
-		var checks []attrCheck
-		for _, a := range networkPolicyAttrs {
-			checks = append(checks, attrCheck{attr: a, allowed: func() bool { return r.ctx.IsAdmin }})
-		}
-		if err := enforce("create_network", neutron.NetworkResource, raw, checks); err != nil {
-			return err
-		}
-	}
-	var created []neutron.Network
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		if err := s.checkQuotaItems(r.Context(), tx, items, "network"); err != nil {
-			return err
-		}
-		for _, it := range items {
-			n := neutron.Network{
-				ID: uuid.NewString(), ProjectID: it["project_id"].(string), Name: it["name"].(string),
-				Description: it["description"].(string), AdminStateUp: it["admin_state_up"].(bool),
-				Status: "ACTIVE", Shared: it["shared"].(bool), PortSecurityEnabled: it["port_security_enabled"].(bool),
-			}
-			if err := s.ensureDefaultGroupTx(r.Context(), tx, r.ctx, n.ProjectID); err != nil {
-				return err
-			}
-			req := neutron.SegmentRequest{SegmentationID: optInt64(it["provider:segmentation_id"])}
-			req.NetworkType, _ = it["provider:network_type"].(string)
-			req.PhysicalNetwork, _ = it["provider:physical_network"].(string)
-			req, err := s.netcfg.ValidateSegment(req)
-			if err != nil {
-				return err
-			}
-			n.NetworkType = req.NetworkType
-			n.PhysicalNetwork, n.SegmentationID, err = tx.AllocateSegment(r.Context(), s.netcfg, n.ID, req)
-			if err != nil {
-				return err
-			}
-			max := s.netcfg.MTU(n.NetworkType)
-			n.MTU = max
-			if m := optInt64(it["mtu"]); m != nil {
-				if err := checkMTU(*m, max); err != nil {
-					return err
-				}
-				n.MTU = *m
-			}
-			if err := tx.CreateNetwork(r.Context(), &n); err != nil {
-				return err
-			}
-			created = append(created, n)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if bulk {
-		out := make([]object, len(created))
-		for i := range created {
-			out[i] = renderNetwork(&created[i], r.ctx.IsAdmin, true, nil)
-		}
-		writeJSON(w, http.StatusCreated, object{{"networks", out}})
-		return nil
-	}
-	writeJSON(w, http.StatusCreated, object{{"network", renderNetwork(&created[0], r.ctx.IsAdmin, true, nil)}})
-	return nil
-}
-
-func (s *Server) updateNetwork(w http.ResponseWriter, r *request) error {
-	items, _, err := neutron.NetworkResource.PrepareBody(r.ctx, r.body, false, false)
-	if err != nil {
-		return err
-	}
-	in := items[0]
-	ifMatch, err := revisionConstraint(r)
-	if err != nil {
-		return err
-	}
-	var n *neutron.Network
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		var err error
-		if n, err = getVisibleNetwork(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
-			return err
-		}
-		var checks []attrCheck
-		for _, a := range networkPolicyAttrs {
-			checks = append(checks, attrCheck{attr: a, allowed: func() bool { return r.ctx.IsAdmin }})
-		}
-		if err := enforceUpdate("update_network", ownsNetwork(r.ctx, n), neutron.NetworkResource, in, checks); err != nil {
-			return err
-		}
-		for _, a := range networkPolicyAttrs[1:] {
-			if _, ok := in[a]; ok {
-				return neutron.InvalidInput("Plugin does not support updating provider attributes")
-			}
-		}
-		if err := checkRevision(ifMatch, n.RevisionNumber); err != nil {
-			return err
-		}
-		if v, ok := in["name"].(string); ok {
-			n.Name = v
-		}
-		if v, ok := in["description"].(string); ok {
-			n.Description = v
-		}
-		if v, ok := in["admin_state_up"].(bool); ok {
-			n.AdminStateUp = v
-		}
-		if v, ok := in["shared"].(bool); ok {
-			if n.Shared && !v {
-				if err := checkUnshareNetwork(r.Context(), tx, n); err != nil {
-					return err
-				}
-			}
-			n.Shared = v
-		}
-		if v, ok := in["port_security_enabled"].(bool); ok {
-			n.PortSecurityEnabled = v
-		}
-		if m := optInt64(in["mtu"]); m != nil {
-			if err := checkMTU(*m, s.netcfg.MTU(n.NetworkType)); err != nil {
-				return err
-			}
-			n.MTU = *m
-		}
-		return tx.UpdateNetwork(r.Context(), n)
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, object{{"network", renderNetwork(n, r.ctx.IsAdmin, false, nil)}})
-	return nil
 }
 
 // invalidSharedSetting is neutron-lib's InvalidSharedSetting; Neutron
@@ -305,56 +211,41 @@ func checkUnshareNetwork(ctx context.Context, tx *store.Tx, n *neutron.Network) 
 	return nil
 }
 
-func (s *Server) deleteNetwork(w http.ResponseWriter, r *request) error {
-	ifMatch, err := revisionConstraint(r)
+func deleteNetwork(c txn, n *neutron.Network, _ *neutron.Network, ifMatch int64) error {
+	if !ownsNetwork(c.caller, n) {
+		return policyDenied("rule:delete_network")
+	}
+	if err := checkRevision(ifMatch, n.RevisionNumber); err != nil {
+		return err
+	}
+	ports, err := c.tx.PortsOfNetwork(c.ctx, n.ID)
 	if err != nil {
 		return err
 	}
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		n, err := getVisibleNetwork(r.Context(), tx, r.ctx, r.segs[1])
-		if err != nil {
+	var inUse []string
+	for _, p := range ports {
+		if p.DeviceOwner != neutron.DeviceOwnerDHCP {
+			inUse = append(inUse, p.ID)
+		}
+	}
+	if len(inUse) > 0 {
+		return neutron.NetworkInUse(n.ID, inUse)
+	}
+	for i := range ports {
+		if err := c.tx.DeletePort(c.ctx, &ports[i]); err != nil {
 			return err
 		}
-		if !ownsNetwork(r.ctx, n) {
-			return policyDenied("rule:delete_network")
-		}
-		if err := checkRevision(ifMatch, n.RevisionNumber); err != nil {
-			return err
-		}
-		ports, err := tx.PortsOfNetwork(r.Context(), n.ID)
-		if err != nil {
-			return err
-		}
-		var inUse []string
-		for _, p := range ports {
-			if p.DeviceOwner != neutron.DeviceOwnerDHCP {
-				inUse = append(inUse, p.ID)
-			}
-		}
-		if len(inUse) > 0 {
-			return neutron.NetworkInUse(n.ID, inUse)
-		}
-		for i := range ports {
-			if err := tx.DeletePort(r.Context(), &ports[i]); err != nil {
-				return err
-			}
-		}
-		subs, err := tx.SubnetsOfNetwork(r.Context(), n.ID)
-		if err != nil {
-			return err
-		}
-		for i := range subs {
-			if err := tx.DeleteSubnet(r.Context(), &subs[i]); err != nil {
-				return err
-			}
-		}
-		return tx.DeleteNetwork(r.Context(), n)
-	})
+	}
+	subs, err := c.tx.SubnetsOfNetwork(c.ctx, n.ID)
 	if err != nil {
 		return err
 	}
-	writeNoContent(w)
-	return nil
+	for i := range subs {
+		if err := c.tx.DeleteSubnet(c.ctx, &subs[i]); err != nil {
+			return err
+		}
+	}
+	return c.tx.DeleteNetwork(c.ctx, n)
 }
 
 // checkMTU checks a requested network MTU: at most what the segment
@@ -366,27 +257,6 @@ func checkMTU(mtu, max int) error {
 	}
 	if mtu < 68 {
 		return neutron.InvalidInput("Requested MTU is too small, minimum is 68")
-	}
-	return nil
-}
-
-// checkQuotaItems checks a resource's quota for the items of a create,
-// per owning project, before anything is created (Neutron's API does this
-// first).
-func (s *Server) checkQuotaItems(ctx context.Context, tx *store.Tx, items []map[string]any, resource string) error {
-	perProject := map[string]int{}
-	var order []string
-	for _, it := range items {
-		p := it["project_id"].(string)
-		if perProject[p] == 0 {
-			order = append(order, p)
-		}
-		perProject[p]++
-	}
-	for _, p := range order {
-		if err := s.checkQuota(ctx, tx, p, resource, perProject[p]); err != nil {
-			return err
-		}
 	}
 	return nil
 }

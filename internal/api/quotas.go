@@ -3,7 +3,6 @@ package api
 import (
 	"context"
 	"fmt"
-	"math"
 	"net/http"
 
 	"github.com/moat-sg/moat/internal/neutron"
@@ -17,15 +16,24 @@ type quotaResource struct {
 	count func(tx *store.Tx, ctx context.Context, project string) (int, error)
 }
 
-// quotaResources are in the order Neutron prints them.
-var quotaResources = []quotaResource{
-	{"network", (*store.Tx).CountNetworks},
-	{"subnet", (*store.Tx).CountSubnets},
-	{"port", (*store.Tx).CountPorts},
-	{"rbac_policy", (*store.Tx).CountRBACPolicies},
-	{"security_group", (*store.Tx).CountSecurityGroups},
-	{"security_group_rule", (*store.Tx).CountRules},
+// quotaCounters count a project's use of each quota resource.
+var quotaCounters = map[string]func(tx *store.Tx, ctx context.Context, project string) (int, error){
+	"network":             (*store.Tx).CountNetworks,
+	"subnet":              (*store.Tx).CountSubnets,
+	"port":                (*store.Tx).CountPorts,
+	"rbac_policy":         (*store.Tx).CountRBACPolicies,
+	"security_group":      (*store.Tx).CountSecurityGroups,
+	"security_group_rule": (*store.Tx).CountRules,
 }
+
+// quotaResources are in the order Neutron prints them.
+var quotaResources = func() []quotaResource {
+	out := make([]quotaResource, len(neutron.QuotaResources))
+	for i, name := range neutron.QuotaResources {
+		out[i] = quotaResource{name, quotaCounters[name]}
+	}
+	return out
+}()
 
 // DefaultQuotas are Neutron's default limits for the resources moat serves;
 // a negative limit means unlimited.
@@ -35,22 +43,7 @@ func DefaultQuotas() map[string]int64 {
 }
 
 // QuotaResourceNames lists the resources that have quotas.
-func QuotaResourceNames() []string {
-	out := make([]string, len(quotaResources))
-	for i, q := range quotaResources {
-		out[i] = q.name
-	}
-	return out
-}
-
-func quotaCounter(name string) *quotaResource {
-	for i := range quotaResources {
-		if quotaResources[i].name == name {
-			return &quotaResources[i]
-		}
-	}
-	return nil
-}
+func QuotaResourceNames() []string { return append([]string(nil), neutron.QuotaResources...) }
 
 func (s *Server) limits(ctx context.Context, tx *store.Tx, project string) (map[string]int64, error) {
 	over, err := tx.QuotaOverrides(ctx, project)
@@ -79,7 +72,7 @@ func (s *Server) checkQuota(ctx context.Context, tx *store.Tx, project, resource
 	if limit < 0 {
 		return nil
 	}
-	used, err := quotaCounter(resource).count(tx, ctx, project)
+	used, err := quotaCounters[resource](tx, ctx, project)
 	if err != nil {
 		return err
 	}
@@ -216,57 +209,23 @@ func (s *Server) showQuotaDetails(w http.ResponseWriter, r *request) error {
 	return nil
 }
 
-// quotaResourceDef is the quota update body's attribute map.
-func quotaResourceDef() *neutron.Resource {
-	res := &neutron.Resource{Singular: "quota", Plural: "quotas"}
-	for _, q := range quotaResources {
-		res.Attrs = append(res.Attrs, neutron.Attr{Name: q.name, AllowPut: true, Convert: convertToInt,
-			Validate: validateQuotaRange, Visible: true})
-	}
-	res.Attrs = append(res.Attrs, neutron.Attr{Name: "check_limit", AllowPut: true, Convert: neutron.ConvertToBoolean})
-	return res
-}
-
-// convertToInt is neutron-lib's convert_to_int (booleans refused).
-func convertToInt(v any) (any, error) {
-	n, ok := neutron.PyInt(v)
-	if !ok {
-		return nil, neutron.InvalidInput(fmt.Sprintf("'%s' is not an integer", neutron.PyStr(v)))
-	}
-	return n, nil
-}
-
-// validateQuotaRange is the quota extension's range [-1, 2**31-1].
-func validateQuotaRange(v any) error {
-	n := v.(int64)
-	if n < -1 {
-		return neutron.Reason(fmt.Sprintf("'%d' is too small - must be at least '-1'", n))
-	}
-	if n > math.MaxInt32 {
-		return neutron.Reason(fmt.Sprintf("'%d' is too large - must be no larger than '%d'", n, math.MaxInt32))
-	}
-	return nil
-}
-
 func (s *Server) updateQuota(w http.ResponseWriter, r *request) error {
 	if !r.ctx.IsAdmin {
 		return policyDenied("rule:update_quota")
 	}
-	items, _, err := quotaResourceDef().PrepareBody(r.ctx, r.body, false, false)
+	req, err := neutron.Quotas.Update(r.ctx, r.body)
 	if err != nil {
 		return err
 	}
-	in := items[0]
 	project := r.segs[1]
-	check, _ := in["check_limit"].(bool)
 	var l map[string]int64
 	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
 		for _, q := range quotaResources {
-			v, ok := in[q.name].(int64)
+			v, ok := req.Limits[q.name]
 			if !ok {
 				continue
 			}
-			if check && v >= 0 {
+			if req.CheckLimit && v >= 0 {
 				used, err := q.count(tx, r.Context(), project)
 				if err != nil {
 					return err

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"net/http"
 
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
@@ -50,8 +49,39 @@ func ruleFields(r *neutron.SecurityGroupRule, embedded bool) object {
 
 func renderEmbeddedRule(r *neutron.SecurityGroupRule) object { return ruleFields(r, true) }
 
-func renderRule(r *neutron.SecurityGroupRule, fields []string) object {
-	return ruleFields(r, false).only(fields)
+func renderRule(r *neutron.SecurityGroupRule, _, _ bool) object { return ruleFields(r, false) }
+
+// ruleResource serves security group rules: Neutron's checks in
+// internal/neutron, the database's questions through ruleLookup.
+func (s *Server) ruleResource() *resource[neutron.SecurityGroupRule, neutron.RuleRequest] {
+	return &resource[neutron.SecurityGroupRule, neutron.RuleRequest]{
+		kind:     neutron.SecurityGroupRules,
+		notFound: neutron.SecurityGroupRuleNotFound,
+		// A rule the caller may not see is the policy engine's generic 404.
+		hidden: func(string) *neutron.Error { return neutron.NotFoundGeneric() },
+		load:   alone((*store.Tx).GetRule),
+		visible: func(c txn, rule *neutron.SecurityGroupRule, _ *neutron.Network) (bool, error) {
+			return visibleRule(c.ctx, c.tx, c.caller, rule)
+		},
+		id:             func(rule *neutron.SecurityGroupRule) string { return rule.ID },
+		render:         renderRule,
+		list:           (*store.Tx).ListRules,
+		ignoredFilters: []string{"normalized_cidr"},
+		defaultGroup: func(caller *neutron.Context, f neutron.Filters) string {
+			if project := filterProject(f); project != "" {
+				return project
+			}
+			return caller.ProjectID
+		},
+		create: s.createRules,
+		update: updateRule,
+		remove: func(c txn, rule *neutron.SecurityGroupRule, _ *neutron.Network, ifMatch int64) error {
+			if err := checkRevision(ifMatch, rule.RevisionNumber); err != nil {
+				return err
+			}
+			return c.tx.DeleteRule(c.ctx, rule)
+		},
+	}
 }
 
 // ruleLookup answers the rule checks from inside the write transaction of
@@ -126,165 +156,52 @@ func visibleRule(ctx context.Context, tx *store.Tx, nctx *neutron.Context, r *ne
 	return g != nil && g.ProjectID == nctx.ProjectID, nil
 }
 
-// getVisibleRule loads a rule: a missing one is SecurityGroupRuleNotFound,
-// one the caller may not see is the policy engine's generic 404.
-func getVisibleRule(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.SecurityGroupRule, error) {
-	rule, err := tx.GetRule(ctx, id)
+func (s *Server) createRules(c txn, reqs []neutron.RuleRequest, bulk bool) ([]neutron.SecurityGroupRule, error) {
+	// The API's quota check comes before the plugin's validation.
+	if err := checkQuotaItems(s, c, reqs, "security_group_rule"); err != nil {
+		return nil, err
+	}
+	rules := make([]*neutron.SecurityGroupRule, len(reqs))
+	for i := range reqs {
+		rules[i] = &reqs[i].Rule
+		if err := neutron.NormalizeRule(rules[i]); err != nil {
+			return nil, err
+		}
+	}
+	lookup := newRuleLookup(c.ctx, c.tx, c.caller)
+	sgID, err := neutron.CheckNewRules(lookup, rules, bulk)
 	if err != nil {
 		return nil, err
 	}
-	if rule == nil {
-		return nil, neutron.SecurityGroupRuleNotFound(id)
+	// A project a group is shared with may use the group, not change
+	// its rules (Neutron 21 lets it; see docs/compatibility.md).
+	if g, err := lookup.group(sgID); err != nil {
+		return nil, err
+	} else if g != nil && !c.caller.IsAdmin && g.ProjectID != rules[0].ProjectID {
+		return nil, policyDenied("rule:create_security_group_rule")
 	}
-	ok, err := visibleRule(ctx, tx, nctx, rule)
-	if err != nil {
+	if err := c.tx.CreateRules(c.ctx, rules); err != nil {
 		return nil, err
 	}
-	if !ok {
-		return nil, neutron.NotFoundGeneric()
+	out := make([]neutron.SecurityGroupRule, len(rules))
+	for i, rule := range rules {
+		out[i] = *rule
 	}
-	return rule, nil
-}
-
-func (s *Server) listRules(w http.ResponseWriter, r *request) error {
-	p, err := parseList(r, neutron.SecurityGroupRuleResource, "normalized_cidr")
-	if err != nil {
-		return err
-	}
-	project := filterProject(p.query.Filters)
-	if project == "" {
-		project = r.ctx.ProjectID
-	}
-	var rules []neutron.SecurityGroupRule
-	err = s.readWithDefaultGroup(r.Context(), r.ctx, project, func(tx *store.Tx) error {
-		var err error
-		rules, err = tx.ListRules(r.Context(), p.query)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeList(w, r, p, "security_group_rules", rules,
-		func(rule *neutron.SecurityGroupRule) string { return rule.ID },
-		func(rule *neutron.SecurityGroupRule) object { return renderRule(rule, p.fields) })
-	return nil
-}
-
-func (s *Server) showRule(w http.ResponseWriter, r *request) error {
-	var rule *neutron.SecurityGroupRule
-	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
-		var err error
-		rule, err = getVisibleRule(r.Context(), tx, r.ctx, r.segs[1])
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, object{{"security_group_rule", renderRule(rule, fieldsParam(r))}})
-	return nil
-}
-
-func (s *Server) createRules(w http.ResponseWriter, r *request) error {
-	items, bulk, err := neutron.SecurityGroupRuleResource.PrepareBody(r.ctx, r.body, true, true)
-	if err != nil {
-		return err
-	}
-	var rules []*neutron.SecurityGroupRule
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		// The API's quota check comes before the plugin's validation.
-		if err := s.checkQuotaItems(r.Context(), tx, items, "security_group_rule"); err != nil {
-			return err
-		}
-		for _, it := range items {
-			rule, err := neutron.RuleFromAttrs(it)
-			if err != nil {
-				return err
-			}
-			rules = append(rules, rule)
-		}
-		lookup := newRuleLookup(r.Context(), tx, r.ctx)
-		sgID, err := neutron.CheckNewRules(lookup, rules, bulk)
-		if err != nil {
-			return err
-		}
-		// A project a group is shared with may use the group, not change
-		// its rules (Neutron 21 lets it; see docs/compatibility.md).
-		if g, err := lookup.group(sgID); err != nil {
-			return err
-		} else if g != nil && !r.ctx.IsAdmin && g.ProjectID != rules[0].ProjectID {
-			return policyDenied("rule:create_security_group_rule")
-		}
-		return tx.CreateRules(r.Context(), rules)
-	})
-	if err != nil {
-		return err
-	}
-	if bulk {
-		out := make([]object, len(rules))
-		for i, rule := range rules {
-			out[i] = renderRule(rule, nil)
-		}
-		writeJSON(w, http.StatusCreated, object{{"security_group_rules", out}})
-		return nil
-	}
-	writeJSON(w, http.StatusCreated, object{{"security_group_rule", renderRule(rules[0], nil)}})
-	return nil
+	return out, nil
 }
 
 // updateRule changes a rule's description, the only attribute Neutron lets
 // a client update. (Neutron 21 answers this with a 500: ML2 lacks the
 // method; see docs/compatibility.md.)
-func (s *Server) updateRule(w http.ResponseWriter, r *request) error {
-	items, _, err := neutron.SecurityGroupRuleResource.PrepareBody(r.ctx, r.body, false, false)
-	if err != nil {
-		return err
+func updateRule(c txn, rule *neutron.SecurityGroupRule, _ *neutron.Network, req neutron.RuleRequest, ifMatch int64) (*neutron.SecurityGroupRule, error) {
+	if !c.caller.IsAdmin && rule.ProjectID != c.caller.ProjectID {
+		return nil, neutron.NotFoundGeneric()
 	}
-	ifMatch, err := revisionConstraint(r)
-	if err != nil {
-		return err
+	if err := checkRevision(ifMatch, rule.RevisionNumber); err != nil {
+		return nil, err
 	}
-	var rule *neutron.SecurityGroupRule
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		var err error
-		if rule, err = getVisibleRule(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
-			return err
-		}
-		if !r.ctx.IsAdmin && rule.ProjectID != r.ctx.ProjectID {
-			return neutron.NotFoundGeneric()
-		}
-		if err := checkRevision(ifMatch, rule.RevisionNumber); err != nil {
-			return err
-		}
-		if d, ok := items[0]["description"].(string); ok {
-			rule.Description = &d
-		}
-		return tx.UpdateRuleDescription(r.Context(), rule)
-	})
-	if err != nil {
-		return err
+	if req.Rule.Description != nil {
+		rule.Description = req.Rule.Description
 	}
-	writeJSON(w, http.StatusOK, object{{"security_group_rule", renderRule(rule, nil)}})
-	return nil
-}
-
-func (s *Server) deleteRule(w http.ResponseWriter, r *request) error {
-	ifMatch, err := revisionConstraint(r)
-	if err != nil {
-		return err
-	}
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		rule, err := getVisibleRule(r.Context(), tx, r.ctx, r.segs[1])
-		if err != nil {
-			return err
-		}
-		if err := checkRevision(ifMatch, rule.RevisionNumber); err != nil {
-			return err
-		}
-		return tx.DeleteRule(r.Context(), rule)
-	})
-	if err != nil {
-		return err
-	}
-	writeNoContent(w)
-	return nil
+	return rule, c.tx.UpdateRuleDescription(c.ctx, rule)
 }

@@ -15,7 +15,7 @@ import (
 
 func fmtTime(t time.Time) string { return t.UTC().Format("2006-01-02T15:04:05Z") }
 
-func renderSecurityGroup(g *neutron.SecurityGroup, fields []string) object {
+func renderSecurityGroup(g *neutron.SecurityGroup, _, _ bool) object {
 	rules := make([]object, len(g.Rules))
 	for i := range g.Rules {
 		rules[i] = renderEmbeddedRule(&g.Rules[i])
@@ -25,13 +25,53 @@ func renderSecurityGroup(g *neutron.SecurityGroup, fields []string) object {
 		{"description", g.Description}, {"shared", g.Shared}, {"security_group_rules", rules},
 		{"tags", g.Tags}, {"created_at", fmtTime(g.CreatedAt)}, {"updated_at", fmtTime(g.UpdatedAt)},
 		{"revision_number", g.RevisionNumber}, {"project_id", g.ProjectID},
-	}.only(fields)
+	}
+}
+
+// securityGroupResource serves security groups: a project's default group
+// appears on first use; shared groups are for use, not for change.
+func (s *Server) securityGroupResource() *resource[neutron.SecurityGroup, neutron.SecurityGroupRequest] {
+	return &resource[neutron.SecurityGroup, neutron.SecurityGroupRequest]{
+		kind:     neutron.SecurityGroups,
+		notFound: neutron.SecurityGroupNotFound,
+		// GetSecurityGroupFor marks a group shared with the caller.
+		load: func(c txn, id string) (*neutron.SecurityGroup, *neutron.Network, error) {
+			g, err := c.tx.GetSecurityGroupFor(c.ctx, id, c.caller.ProjectID)
+			return g, nil, err
+		},
+		visible: byCaller(visibleGroup),
+		id:      func(g *neutron.SecurityGroup) string { return g.ID },
+		render:  renderSecurityGroup,
+		list:    (*store.Tx).ListSecurityGroups,
+		expand: func(ctx context.Context, tx *store.Tx, groups []neutron.SecurityGroup, fields []string) error {
+			if wants(fields, "security_group_rules") {
+				return tx.LoadRules(ctx, groups)
+			}
+			return nil
+		},
+		defaultGroup: func(caller *neutron.Context, f neutron.Filters) string {
+			if caller.ProjectID == "" {
+				return ""
+			}
+			if project := filterProject(f); project != "" {
+				return project
+			}
+			return caller.ProjectID
+		},
+		create: s.createSecurityGroups,
+		update: updateSecurityGroup,
+		remove: deleteSecurityGroup,
+		tags: func(caller *neutron.Context, g *neutron.SecurityGroup, _ *neutron.Network) (store.TagTarget, bool) {
+			return store.TagTarget{Kind: store.KindSecurityGroup, ID: g.ID, ProjectID: g.ProjectID, StandardAttrID: g.StandardAttrID},
+				ownsGroup(caller, g)
+		},
+	}
 }
 
 // visibleGroup reports whether the caller may see group g (loaded with
 // GetSecurityGroupFor): admins see all groups, members their project's and
 // those shared with them through RBAC.
-func visibleGroup(ctx *neutron.Context, g *neutron.SecurityGroup) bool {
+func visibleGroup(ctx *neutron.Context, g *neutron.SecurityGroup, _ *neutron.Network) bool {
 	return ctx.IsAdmin || g.ProjectID == ctx.ProjectID || g.Shared
 }
 
@@ -52,19 +92,6 @@ func usableGroup(ctx context.Context, tx *store.Tx, nctx *neutron.Context, g *ne
 		return true, nil
 	}
 	return tx.SecurityGroupSharedWith(ctx, g.ID, project)
-}
-
-// getVisibleGroup loads a group the caller may see, or answers as Neutron
-// does for a missing or foreign one: SecurityGroupNotFound.
-func getVisibleGroup(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.SecurityGroup, error) {
-	g, err := tx.GetSecurityGroupFor(ctx, id, nctx.ProjectID)
-	if err != nil {
-		return nil, err
-	}
-	if g == nil || !visibleGroup(nctx, g) {
-		return nil, neutron.SecurityGroupNotFound(id)
-	}
-	return g, nil
 }
 
 // readWithDefaultGroup runs read in a read transaction once project's
@@ -126,201 +153,74 @@ func filterProject(f neutron.Filters) string {
 	return ""
 }
 
-func (s *Server) listSecurityGroups(w http.ResponseWriter, r *request) error {
-	p, err := parseList(r, neutron.SecurityGroupResource)
-	if err != nil {
-		return err
+func (s *Server) createSecurityGroups(c txn, reqs []neutron.SecurityGroupRequest, _ bool) ([]neutron.SecurityGroup, error) {
+	// The API's quota check comes first, for the whole request.
+	if err := checkQuotaItems(s, c, reqs, "security_group"); err != nil {
+		return nil, err
 	}
-	project := ""
-	if r.ctx.ProjectID != "" {
-		if project = filterProject(p.query.Filters); project == "" {
-			project = r.ctx.ProjectID
+	return each(reqs, func(req *neutron.SecurityGroupRequest) (*neutron.SecurityGroup, error) {
+		g := &neutron.SecurityGroup{ID: uuid.NewString(), ProjectID: req.ProjectID, Name: req.Name.V,
+			Description: req.Description.V, Stateful: req.Stateful.V}
+		if err := s.ensureDefaultGroupTx(c.ctx, c.tx, c.caller, g.ProjectID); err != nil {
+			return nil, err
 		}
-	}
-	var groups []neutron.SecurityGroup
-	err = s.readWithDefaultGroup(r.Context(), r.ctx, project, func(tx *store.Tx) error {
-		var err error
-		if groups, err = tx.ListSecurityGroups(r.Context(), p.query); err != nil {
-			return err
+		if err := s.checkQuota(c.ctx, c.tx, g.ProjectID, "security_group_rule", 2); err != nil {
+			return nil, err
 		}
-		if wants(p.fields, "security_group_rules") {
-			return tx.LoadRules(r.Context(), groups)
-		}
-		return nil
+		return g, c.tx.CreateSecurityGroup(c.ctx, g, neutron.DefaultRules(g.ID, g.ProjectID, false), false)
 	})
-	if err != nil {
-		return err
-	}
-	writeList(w, r, p, "security_groups", groups,
-		func(g *neutron.SecurityGroup) string { return g.ID },
-		func(g *neutron.SecurityGroup) object { return renderSecurityGroup(g, p.fields) })
-	return nil
 }
 
-func (s *Server) showSecurityGroup(w http.ResponseWriter, r *request) error {
-	fields := fieldsParam(r)
-	var g *neutron.SecurityGroup
-	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
-		var err error
-		if g, err = getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
-			return err
-		}
-		if wants(fields, "security_group_rules") {
-			groups := []neutron.SecurityGroup{*g}
-			if err := tx.LoadRules(r.Context(), groups); err != nil {
-				return err
-			}
-			g = &groups[0]
-		}
-		return nil
-	})
-	if err != nil {
-		return err
+func updateSecurityGroup(c txn, g *neutron.SecurityGroup, _ *neutron.Network, req neutron.SecurityGroupRequest, ifMatch int64) (*neutron.SecurityGroup, error) {
+	if !ownsGroup(c.caller, g) {
+		return nil, policyDenied("rule:update_security_group")
 	}
-	writeJSON(w, http.StatusOK, object{{"security_group", renderSecurityGroup(g, fields)}})
-	return nil
-}
-
-func (s *Server) createSecurityGroups(w http.ResponseWriter, r *request) error {
-	items, bulk, err := neutron.SecurityGroupResource.PrepareBody(r.ctx, r.body, true, true)
-	if err != nil {
-		return err
-	}
-	created := make([]neutron.SecurityGroup, 0, len(items))
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		// The API's quota check comes first, for the whole request.
-		if err := s.checkQuotaItems(r.Context(), tx, items, "security_group"); err != nil {
-			return err
-		}
-		for _, it := range items {
-			g := &neutron.SecurityGroup{
-				ID:          uuid.NewString(),
-				ProjectID:   it["project_id"].(string),
-				Name:        it["name"].(string),
-				Description: it["description"].(string),
-				Stateful:    it["stateful"].(bool),
-			}
-			if err := s.ensureDefaultGroupTx(r.Context(), tx, r.ctx, g.ProjectID); err != nil {
-				return err
-			}
-			if err := s.checkQuota(r.Context(), tx, g.ProjectID, "security_group_rule", 2); err != nil {
-				return err
-			}
-			if err := tx.CreateSecurityGroup(r.Context(), g, neutron.DefaultRules(g.ID, g.ProjectID, false), false); err != nil {
-				return err
-			}
-			created = append(created, *g)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if bulk {
-		out := make([]object, len(created))
-		for i := range created {
-			out[i] = renderSecurityGroup(&created[i], nil)
-		}
-		writeJSON(w, http.StatusCreated, object{{"security_groups", out}})
-		return nil
-	}
-	writeJSON(w, http.StatusCreated, object{{"security_group", renderSecurityGroup(&created[0], nil)}})
-	return nil
-}
-
-func (s *Server) updateSecurityGroup(w http.ResponseWriter, r *request) error {
-	items, _, err := neutron.SecurityGroupResource.PrepareBody(r.ctx, r.body, false, false)
-	if err != nil {
-		return err
-	}
-	ifMatch, err := revisionConstraint(r)
-	if err != nil {
-		return err
-	}
-	in := items[0]
-	var g *neutron.SecurityGroup
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		var err error
-		if g, err = getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
-			return err
-		}
-		if !ownsGroup(r.ctx, g) {
-			return policyDenied("rule:update_security_group")
-		}
-		if st, ok := in["stateful"].(bool); ok && st != g.Stateful {
-			inUse, err := tx.SecurityGroupInUse(r.Context(), g.ID)
-			if err != nil {
-				return err
-			}
-			if inUse {
-				return neutron.SecurityGroupInUse(g.ID)
-			}
-		}
-		if _, ok := in["name"]; ok && g.IsDefault() {
-			return neutron.SecurityGroupCannotUpdateDefault()
-		}
-		if err := checkRevision(ifMatch, g.RevisionNumber); err != nil {
-			return err
-		}
-		if v, ok := in["name"].(string); ok {
-			g.Name = v
-		}
-		if v, ok := in["description"].(string); ok {
-			g.Description = v
-		}
-		if v, ok := in["stateful"].(bool); ok {
-			g.Stateful = v
-		}
-		if err := tx.UpdateSecurityGroup(r.Context(), g); err != nil {
-			return err
-		}
-		groups := []neutron.SecurityGroup{*g}
-		if err := tx.LoadRules(r.Context(), groups); err != nil {
-			return err
-		}
-		g = &groups[0]
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, object{{"security_group", renderSecurityGroup(g, nil)}})
-	return nil
-}
-
-func (s *Server) deleteSecurityGroup(w http.ResponseWriter, r *request) error {
-	ifMatch, err := revisionConstraint(r)
-	if err != nil {
-		return err
-	}
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		g, err := getVisibleGroup(r.Context(), tx, r.ctx, r.segs[1])
+	if st := req.Stateful; st.Set && st.V != g.Stateful {
+		inUse, err := c.tx.SecurityGroupInUse(c.ctx, g.ID)
 		if err != nil {
-			return err
-		}
-		if !ownsGroup(r.ctx, g) {
-			return policyDenied("rule:delete_security_group")
-		}
-		inUse, err := tx.SecurityGroupInUse(r.Context(), g.ID)
-		if err != nil {
-			return err
+			return nil, err
 		}
 		if inUse {
-			return neutron.SecurityGroupInUse(g.ID)
+			return nil, neutron.SecurityGroupInUse(g.ID)
 		}
-		if g.IsDefault() && !r.ctx.IsAdmin {
-			return neutron.SecurityGroupCannotRemoveDefault()
-		}
-		if err := checkRevision(ifMatch, g.RevisionNumber); err != nil {
-			return err
-		}
-		return tx.DeleteSecurityGroup(r.Context(), g)
-	})
+	}
+	if req.Name.Set && g.IsDefault() {
+		return nil, neutron.SecurityGroupCannotUpdateDefault()
+	}
+	if err := checkRevision(ifMatch, g.RevisionNumber); err != nil {
+		return nil, err
+	}
+	set(&g.Name, req.Name)
+	set(&g.Description, req.Description)
+	set(&g.Stateful, req.Stateful)
+	if err := c.tx.UpdateSecurityGroup(c.ctx, g); err != nil {
+		return nil, err
+	}
+	groups := []neutron.SecurityGroup{*g}
+	if err := c.tx.LoadRules(c.ctx, groups); err != nil {
+		return nil, err
+	}
+	return &groups[0], nil
+}
+
+func deleteSecurityGroup(c txn, g *neutron.SecurityGroup, _ *neutron.Network, ifMatch int64) error {
+	if !ownsGroup(c.caller, g) {
+		return policyDenied("rule:delete_security_group")
+	}
+	inUse, err := c.tx.SecurityGroupInUse(c.ctx, g.ID)
 	if err != nil {
 		return err
 	}
-	writeNoContent(w)
-	return nil
+	if inUse {
+		return neutron.SecurityGroupInUse(g.ID)
+	}
+	if g.IsDefault() && !c.caller.IsAdmin {
+		return neutron.SecurityGroupCannotRemoveDefault()
+	}
+	if err := checkRevision(ifMatch, g.RevisionNumber); err != nil {
+		return err
+	}
+	return c.tx.DeleteSecurityGroup(c.ctx, g)
 }
 
 // revisionConstraint parses If-Match: revision_number=N (the

@@ -46,6 +46,10 @@ type Server struct {
 	quotas map[string]int64
 	netcfg neutron.NetworkConfig
 	log    *slog.Logger
+	// networks are looked up by port and subnet creates too.
+	networks *resource[neutron.Network, neutron.NetworkRequest]
+	// collections are the resources' routes, by collection path.
+	collections map[string]collection
 }
 
 // New builds a server.
@@ -62,6 +66,15 @@ func New(o Options) *Server {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	s.networks = s.networkResource()
+	s.collections = map[string]collection{
+		"security-groups":      s.securityGroupResource().routes(s),
+		"security-group-rules": s.ruleResource().routes(s),
+		"networks":             s.networks.routes(s),
+		"subnets":              s.subnetResource().routes(s),
+		"ports":                s.portResource().routes(s),
+		"rbac-policies":        s.rbacResource().routes(s),
 	}
 	return s
 }
@@ -236,42 +249,11 @@ func (s *Server) route(r *request) (handlerFunc, error) {
 		case 2:
 			return onlyGet(m, s.showExtension)
 		}
-	case "security-groups":
-		return collectionRoutes(m, segs, collection{
-			list: s.listSecurityGroups, create: s.createSecurityGroups, show: s.showSecurityGroup,
-			update: s.updateSecurityGroup, del: s.deleteSecurityGroup, notFound: neutron.SecurityGroupNotFound("None"),
-			tags: s.securityGroupTags,
-		})
-	case "security-group-rules":
-		return collectionRoutes(m, segs, collection{
-			list: s.listRules, create: s.createRules, show: s.showRule,
-			update: s.updateRule, del: s.deleteRule, notFound: neutron.SecurityGroupRuleNotFound("None"),
-		})
-	case "networks":
-		return collectionRoutes(m, segs, collection{
-			list: s.listNetworks, create: s.createNetworks, show: s.showNetwork,
-			update: s.updateNetwork, del: s.deleteNetwork, notFound: neutron.NetworkNotFound("None"),
-			tags: s.networkTags,
-		})
-	case "subnets":
-		return collectionRoutes(m, segs, collection{
-			list: s.listSubnets, create: s.createSubnets, show: s.showSubnet,
-			update: s.updateSubnet, del: s.deleteSubnet, notFound: neutron.SubnetNotFound("None"),
-			tags: s.subnetTags,
-		})
-	case "ports":
-		return collectionRoutes(m, segs, collection{
-			list: s.listPorts, create: s.createPorts, show: s.showPort,
-			update: s.updatePort, del: s.deletePort, notFound: neutron.PortNotFound("None"),
-			tags: s.portTags,
-		})
-	case "rbac-policies":
-		return collectionRoutes(m, segs, collection{
-			list: s.listRBAC, create: s.createRBAC, show: s.showRBAC,
-			update: s.updateRBAC, del: s.deleteRBAC, notFound: neutron.RBACPolicyNotFound("None"),
-		})
 	case "quotas":
 		return s.quotaRoutes(m, segs)
+	}
+	if c, ok := s.collections[segs[0]]; ok {
+		return collectionRoutes(m, segs, c)
 	}
 	return nil, neutron.NotFoundGeneric()
 }

@@ -2,19 +2,22 @@ package api
 
 import (
 	"context"
+	"crypto/rand"
 	"net/http"
 	"net/netip"
 	"strconv"
 
 	"github.com/google/uuid"
 
+	"github.com/moat-sg/moat/internal/binding"
+	"github.com/moat-sg/moat/internal/ipam"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
 
 func itoa(i int) string { return strconv.Itoa(i) }
 
-func renderSubnet(sn *neutron.Subnet, fields []string) object {
+func renderSubnet(sn *neutron.Subnet, _, _ bool) object {
 	var gw any
 	if sn.GatewayIP != nil {
 		gw = sn.GatewayIP.String()
@@ -39,31 +42,34 @@ func renderSubnet(sn *neutron.Subnet, fields []string) object {
 		{"host_routes", routes}, {"dns_nameservers", dns}, {"description", sn.Description},
 		{"service_types", []string{}}, {"tags", sn.Tags}, {"created_at", fmtTime(sn.CreatedAt)},
 		{"updated_at", fmtTime(sn.UpdatedAt)}, {"revision_number", sn.RevisionNumber}, {"project_id", sn.ProjectID},
-	}.only(fields)
+	}
 }
 
-func getVisibleSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.Context, id string) (*neutron.Subnet, *neutron.Network, error) {
-	sn, err := tx.GetSubnet(ctx, id)
-	if err != nil {
-		return nil, nil, err
+// subnetResource serves subnets: their gateway, pools and the addresses
+// they hand out come from internal/ipam.
+func (s *Server) subnetResource() *resource[neutron.Subnet, neutron.SubnetRequest] {
+	return &resource[neutron.Subnet, neutron.SubnetRequest]{
+		kind:     neutron.Subnets,
+		notFound: neutron.SubnetNotFound,
+		load:     onNetwork((*store.Tx).GetSubnet, func(sn *neutron.Subnet) string { return sn.NetworkID }),
+		visible:  byCaller(visibleSubnet),
+		id:       func(sn *neutron.Subnet) string { return sn.ID },
+		render:   renderSubnet,
+		list:     (*store.Tx).ListSubnets,
+		create:   s.createSubnets,
+		update:   s.updateSubnet,
+		remove:   s.deleteSubnet,
+		tags: func(caller *neutron.Context, sn *neutron.Subnet, n *neutron.Network) (store.TagTarget, bool) {
+			return store.TagTarget{Kind: store.KindSubnet, ID: sn.ID, ProjectID: sn.ProjectID, StandardAttrID: sn.StandardAttrID},
+				mayChangeSubnet(caller, sn, n)
+		},
 	}
-	if sn == nil {
-		return nil, nil, neutron.SubnetNotFound(id)
-	}
-	n, err := tx.GetNetwork(ctx, sn.NetworkID)
-	if err != nil {
-		return nil, nil, err
-	}
-	if !visibleSubnet(nctx, sn, n) {
-		return nil, nil, neutron.SubnetNotFound(id)
-	}
-	return sn, n, nil
 }
 
 // visibleSubnet is Neutron's get_subnet (admin_or_owner or shared): the
 // subnet's project, and whoever sees its network n (nil if gone).
 func visibleSubnet(nctx *neutron.Context, sn *neutron.Subnet, n *neutron.Network) bool {
-	return nctx.IsAdmin || sn.ProjectID == nctx.ProjectID || (n != nil && visibleNetwork(nctx, n))
+	return nctx.IsAdmin || sn.ProjectID == nctx.ProjectID || (n != nil && visibleNetwork(nctx, n, nil))
 }
 
 // mayChangeSubnet is Neutron's update_subnet and delete_subnet
@@ -72,135 +78,41 @@ func mayChangeSubnet(nctx *neutron.Context, sn *neutron.Subnet, n *neutron.Netwo
 	return nctx.IsAdmin || sn.ProjectID == nctx.ProjectID || (n != nil && ownsNetwork(nctx, n))
 }
 
-func (s *Server) listSubnets(w http.ResponseWriter, r *request) error {
-	p, err := parseList(r, neutron.SubnetResource)
-	if err != nil {
-		return err
+func (s *Server) createSubnets(c txn, reqs []neutron.SubnetRequest, _ bool) ([]neutron.Subnet, error) {
+	if err := checkQuotaItems(s, c, reqs, "subnet"); err != nil {
+		return nil, err
 	}
-	var subs []neutron.Subnet
-	err = s.store.Read(r.Context(), func(tx *store.Tx) error {
-		subs, err = tx.ListSubnets(r.Context(), p.query)
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeList(w, r, p, "subnets", subs,
-		func(sn *neutron.Subnet) string { return sn.ID },
-		func(sn *neutron.Subnet) object { return renderSubnet(sn, p.fields) })
-	return nil
+	return each(reqs, func(req *neutron.SubnetRequest) (*neutron.Subnet, error) { return s.createSubnet(c, req) })
 }
 
-func (s *Server) showSubnet(w http.ResponseWriter, r *request) error {
-	var sn *neutron.Subnet
-	err := s.store.Read(r.Context(), func(tx *store.Tx) error {
-		var err error
-		sn, _, err = getVisibleSubnet(r.Context(), tx, r.ctx, r.segs[1])
-		return err
-	})
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, object{{"subnet", renderSubnet(sn, fieldsParam(r))}})
-	return nil
-}
-
-func stringsOf(v any) []string {
-	list, _ := v.([]any)
-	out := make([]string, 0, len(list))
-	for _, x := range list {
-		s, _ := x.(string)
-		if a, err := netip.ParseAddr(s); err == nil {
-			s = a.String()
-		}
-		out = append(out, s)
-	}
-	return out
-}
-
-func routesOf(v any) []neutron.HostRoute {
-	list, _ := v.([]any)
-	out := make([]neutron.HostRoute, 0, len(list))
-	for _, x := range list {
-		m := x.(map[string]any)
-		d, _ := neutron.ParseCIDR(m["destination"].(string))
-		nh, _ := netip.ParseAddr(m["nexthop"].(string))
-		out = append(out, neutron.HostRoute{Destination: neutron.FormatCIDR(d.Masked()), Nexthop: nh.String()})
-	}
-	return out
-}
-
-func optStr(v any) *string {
-	if s, ok := v.(string); ok {
-		return &s
-	}
-	return nil
-}
-
-func (s *Server) createSubnets(w http.ResponseWriter, r *request) error {
-	items, bulk, err := neutron.SubnetResource.PrepareBody(r.ctx, r.body, true, true)
-	if err != nil {
-		return err
-	}
-	var created []neutron.Subnet
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		if err := s.checkQuotaItems(r.Context(), tx, items, "subnet"); err != nil {
-			return err
-		}
-		for _, it := range items {
-			sn, err := s.createSubnet(r.Context(), tx, r.ctx, it)
-			if err != nil {
-				return err
-			}
-			created = append(created, *sn)
-		}
-		return nil
-	})
-	if err != nil {
-		return err
-	}
-	if bulk {
-		out := make([]object, len(created))
-		for i := range created {
-			out[i] = renderSubnet(&created[i], nil)
-		}
-		writeJSON(w, http.StatusCreated, object{{"subnets", out}})
-		return nil
-	}
-	writeJSON(w, http.StatusCreated, object{{"subnet", renderSubnet(&created[0], nil)}})
-	return nil
-}
-
-func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.Context, it map[string]any) (*neutron.Subnet, error) {
-	netID := it["network_id"].(string)
-	n, err := getVisibleNetwork(ctx, tx, nctx, netID)
+func (s *Server) createSubnet(c txn, req *neutron.SubnetRequest) (*neutron.Subnet, error) {
+	n, _, err := s.networks.find(c, req.NetworkID)
 	if err != nil {
 		return nil, err
 	}
-	if !ownsNetwork(nctx, n) {
+	if !ownsNetwork(c.caller, n) {
 		return nil, policyDenied("rule:create_subnet")
 	}
-	cidrStr, ok := it["cidr"].(string)
-	if !ok {
+	if !req.CIDR.Set {
 		return nil, &neutron.Error{Status: http.StatusBadRequest, Type: "BadRequest",
 			Message: "Bad subnets request: a subnetpool must be specified in the absence of a cidr."}
 	}
-	cidr, _ := neutron.ParseCIDR(cidrStr)
+	cidr := req.CIDR.V
 	sn := &neutron.Subnet{
-		ID: uuid.NewString(), ProjectID: it["project_id"].(string), NetworkID: n.ID, Name: it["name"].(string),
-		Description: it["description"].(string), IPVersion: it["ip_version"].(int), CIDR: cidr,
-		EnableDHCP: it["enable_dhcp"].(bool), IPv6RAMode: optStr(it["ipv6_ra_mode"]), IPv6AddressMode: optStr(it["ipv6_address_mode"]),
-		DNSNameservers: stringsOf(it["dns_nameservers"]), HostRoutes: routesOf(it["host_routes"]),
+		ID: uuid.NewString(), ProjectID: req.ProjectID, NetworkID: n.ID, Name: req.Name.V,
+		Description: req.Description.V, IPVersion: req.IPVersion, CIDR: cidr,
+		EnableDHCP: req.EnableDHCP.V, IPv6RAMode: req.IPv6RAMode, IPv6AddressMode: req.IPv6AddressMode,
+		DNSNameservers: nameservers(req.DNSNameservers.V), HostRoutes: hostRoutes(req.HostRoutes.V),
 	}
 	// Neutron names a subnet being created "new subnet".
 	if err := checkSubnetLimits(sn, "new subnet"); err != nil {
 		return nil, err
 	}
-	if err := neutron.CheckSubnetFamilies(sn.IPVersion, it["dns_nameservers"], it["host_routes"]); err != nil {
+	if err := neutron.CheckSubnetFamilies(sn.IPVersion, req.DNSNameservers.V, req.HostRoutes.V); err != nil {
 		return nil, err
 	}
-	sn.GatewayIP, sn.AllocationPools, err = neutron.BuildSubnet(neutron.SubnetRequest{
-		IPVersion: sn.IPVersion, CIDR: cidr, GatewayIP: it["gateway_ip"], Pools: it["allocation_pools"],
+	sn.GatewayIP, sn.AllocationPools, err = ipam.BuildSubnet(ipam.SubnetSpec{
+		IPVersion: sn.IPVersion, CIDR: cidr, GatewayIP: req.GatewayIP, Pools: req.AllocationPools,
 		EnableDHCP: sn.EnableDHCP, IPv6RAMode: sn.IPv6RAMode, IPv6AddressMode: sn.IPv6AddressMode,
 	})
 	if err != nil {
@@ -210,7 +122,7 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 	if cidr.Bits() == 0 {
 		return nil, neutron.InvalidInput("0 is not allowed as CIDR prefix length")
 	}
-	existing, err := tx.SubnetsOfNetwork(ctx, n.ID)
+	existing, err := c.tx.SubnetsOfNetwork(c.ctx, n.ID)
 	if err != nil {
 		return nil, err
 	}
@@ -219,82 +131,80 @@ func (s *Server) createSubnet(ctx context.Context, tx *store.Tx, nctx *neutron.C
 			return nil, neutron.InvalidInput("Requested subnet with cidr: " + neutron.FormatCIDR(cidr) + " for network: " + n.ID + " overlaps with another subnet")
 		}
 	}
-	if err := tx.CreateSubnet(ctx, sn); err != nil {
+	if err := c.tx.CreateSubnet(c.ctx, sn); err != nil {
 		return nil, err
 	}
 	if sn.IsSLAAC() {
-		if err := addAutoAddresses(ctx, tx, sn); err != nil {
+		if err := addAutoAddresses(c.ctx, c.tx, sn); err != nil {
 			return nil, err
 		}
 	}
-	if err := s.syncDHCPPort(ctx, tx, n, ""); err != nil {
+	if err := s.syncDHCPPort(c.ctx, c.tx, n, ""); err != nil {
 		return nil, err
 	}
 	return sn, nil
 }
 
-// isRouterInterface reports whether a port is a router's interface
-// (neutron_lib's ROUTER_INTERFACE_OWNERS_SNAT): such ports do not get
-// SLAAC addresses by themselves.
-func isRouterInterface(owner string) bool {
-	switch owner {
-	case "network:router_interface", "network:ha_router_replicated_interface",
-		"network:router_interface_distributed", "network:router_centralized_snat":
-		return true
+// nameservers are a subnet's DNS servers as stored.
+func nameservers(req []neutron.Nameserver) []string {
+	out := make([]string, 0, len(req))
+	for _, ns := range req {
+		out = append(out, ns.Addr.String())
 	}
-	return false
+	return out
+}
+
+// hostRoutes are a subnet's host routes as stored.
+func hostRoutes(req []neutron.RouteRequest) []neutron.HostRoute {
+	out := make([]neutron.HostRoute, 0, len(req))
+	for _, r := range req {
+		out = append(out, r.Route())
+	}
+	return out
 }
 
 // addAutoAddresses gives the ports already on the network their EUI-64
 // address on a new SLAAC subnet, as Neutron's
-// _add_auto_addrs_on_network_ports does (router interfaces excepted; the
-// DHCP port has none: see syncDHCPPort).
+// _add_auto_addrs_on_network_ports does (see ipam.GetsAutoAddress).
 func addAutoAddresses(ctx context.Context, tx *store.Tx, sn *neutron.Subnet) error {
-	ports, err := tx.PortsOfNetwork(ctx, sn.NetworkID)
-	if err != nil {
-		return err
-	}
-	for i := range ports {
-		old := &ports[i]
-		if isRouterInterface(old.DeviceOwner) || old.DeviceOwner == neutron.DeviceOwnerDHCP {
-			continue
+	return readdressPorts(ctx, tx, sn.NetworkID, func(p *neutron.Port) ([]neutron.FixedIP, bool, error) {
+		if !ipam.GetsAutoAddress(p.DeviceOwner) {
+			return nil, false, nil
 		}
-		addr, err := neutron.EUI64(sn.CIDR, old.MACAddress)
+		addr, err := ipam.EUI64(sn.CIDR, p.MACAddress)
 		if err != nil {
-			return err
+			return nil, false, err
 		}
-		p := *old
-		p.FixedIPs = append(append([]neutron.FixedIP{}, old.FixedIPs...), neutron.FixedIP{SubnetID: sn.ID, IPAddress: addr})
-		if err := tx.UpdatePort(ctx, old, &p); err != nil {
-			return err
-		}
-	}
-	return nil
+		return append(append([]neutron.FixedIP{}, p.FixedIPs...), neutron.FixedIP{SubnetID: sn.ID, IPAddress: addr}), true, nil
+	})
 }
 
 // removeAutoAddresses takes a SLAAC subnet's addresses off the ports that
-// have one before the subnet goes (Neutron deletes automatic allocations
-// with their subnet; a router interface on it keeps the subnet in use).
+// have one before the subnet goes (see ipam.WithoutSubnet).
 func removeAutoAddresses(ctx context.Context, tx *store.Tx, sn *neutron.Subnet) error {
-	ports, err := tx.PortsOfNetwork(ctx, sn.NetworkID)
+	return readdressPorts(ctx, tx, sn.NetworkID, func(p *neutron.Port) ([]neutron.FixedIP, bool, error) {
+		ips, ok := ipam.WithoutSubnet(p, sn.ID)
+		return ips, ok, nil
+	})
+}
+
+// readdressPorts updates the ports of a network whose addresses change.
+func readdressPorts(ctx context.Context, tx *store.Tx, networkID string, change func(*neutron.Port) ([]neutron.FixedIP, bool, error)) error {
+	ports, err := tx.PortsOfNetwork(ctx, networkID)
 	if err != nil {
 		return err
 	}
 	for i := range ports {
 		old := &ports[i]
-		p := *old
-		p.FixedIPs = nil
-		for _, f := range old.FixedIPs {
-			if f.SubnetID != sn.ID {
-				p.FixedIPs = append(p.FixedIPs, f)
-			}
+		ips, ok, err := change(old)
+		if err != nil {
+			return err
 		}
-		if len(p.FixedIPs) == len(old.FixedIPs) || isRouterInterface(old.DeviceOwner) {
+		if !ok {
 			continue
 		}
-		if p.FixedIPs == nil {
-			p.FixedIPs = []neutron.FixedIP{}
-		}
+		p := *old
+		p.FixedIPs = ips
 		if err := tx.UpdatePort(ctx, old, &p); err != nil {
 			return err
 		}
@@ -305,12 +215,10 @@ func removeAutoAddresses(ctx context.Context, tx *store.Tx, sn *neutron.Subnet) 
 // checkSubnetLimits enforces the number of DNS servers and host routes.
 func checkSubnetLimits(sn *neutron.Subnet, name string) error {
 	if len(sn.DNSNameservers) > neutron.MaxDNSNameservers {
-		return &neutron.Error{Status: http.StatusBadRequest, Type: "DNSNameServersExhausted",
-			Message: "Unable to complete operation for " + name + ". The number of DNS nameservers exceeds the limit " + itoa(neutron.MaxDNSNameservers) + "."}
+		return neutron.DNSNameServersExhausted(name)
 	}
 	if len(sn.HostRoutes) > neutron.MaxHostRoutes {
-		return &neutron.Error{Status: http.StatusBadRequest, Type: "HostRoutesExhausted",
-			Message: "Unable to complete operation for " + name + ". The number of host routes exceeds the limit " + itoa(neutron.MaxHostRoutes) + "."}
+		return neutron.HostRoutesExhausted(name)
 	}
 	return nil
 }
@@ -336,12 +244,7 @@ func (s *Server) syncDHCPPort(ctx context.Context, tx *store.Tx, n *neutron.Netw
 			break
 		}
 	}
-	var want []*neutron.Subnet
-	for i := range subs {
-		if subs[i].EnableDHCP && !subs[i].IsSLAAC() && subs[i].ID != gone {
-			want = append(want, &subs[i])
-		}
-	}
+	want := ipam.DHCPSubnets(subs, gone)
 	if len(want) == 0 {
 		if dhcp != nil {
 			return tx.DeletePort(ctx, dhcp)
@@ -349,175 +252,100 @@ func (s *Server) syncDHCPPort(ctx context.Context, tx *store.Tx, n *neutron.Netw
 		return nil
 	}
 	if dhcp == nil {
-		mac, err := s.freeMAC(ctx, tx, n.ID)
+		mac, err := ipam.NewMAC(ctx, tx, n.ID, rand.Reader)
 		if err != nil {
 			return err
 		}
-		p := &neutron.Port{
-			ID: uuid.NewString(), ProjectID: n.ProjectID, NetworkID: n.ID, MACAddress: mac, AdminStateUp: true,
-			Status: neutron.PortStatusActive, DeviceID: "dhcp-" + n.ID, DeviceOwner: neutron.DeviceOwnerDHCP,
-			PortSecurityEnabled: false, VNICType: neutron.VNICNormal, VIFType: neutron.VIFTypeUnbound,
-			Profile: map[string]any{}, SecurityGroups: []string{}, AllowedAddressPairs: []neutron.AddressPair{},
-		}
-		for _, sn := range want {
-			ip, err := s.allocateIP(ctx, tx, sn, p.FixedIPs)
-			if err != nil {
-				return err
-			}
-			p.FixedIPs = append(p.FixedIPs, neutron.FixedIP{SubnetID: sn.ID, IPAddress: ip})
+		p := binding.NewDHCPPort(uuid.NewString(), n, mac)
+		if p.FixedIPs, _, err = ipam.Readdress(ctx, tx, nil, want); err != nil {
+			return err
 		}
 		return tx.CreatePort(ctx, p)
 	}
-	old := *dhcp
 	updated := *dhcp
-	updated.FixedIPs = nil
-	have := map[string]neutron.FixedIP{}
-	for _, ip := range dhcp.FixedIPs {
-		have[ip.SubnetID] = ip
+	var changed bool
+	if updated.FixedIPs, changed, err = ipam.Readdress(ctx, tx, dhcp.FixedIPs, want); err != nil || !changed {
+		return err
 	}
-	changed := false
-	for _, sn := range want {
-		if ip, ok := have[sn.ID]; ok {
-			updated.FixedIPs = append(updated.FixedIPs, ip)
-			delete(have, sn.ID)
-			continue
-		}
-		ip, err := s.allocateIP(ctx, tx, sn, updated.FixedIPs)
-		if err != nil {
-			return err
-		}
-		updated.FixedIPs = append(updated.FixedIPs, neutron.FixedIP{SubnetID: sn.ID, IPAddress: ip})
-		changed = true
-	}
-	if len(have) > 0 {
-		changed = true
-	}
-	if !changed {
-		return nil
-	}
-	return tx.UpdatePort(ctx, &old, &updated)
+	return tx.UpdatePort(ctx, dhcp, &updated)
 }
 
-func (s *Server) updateSubnet(w http.ResponseWriter, r *request) error {
-	items, _, err := neutron.SubnetResource.PrepareBody(r.ctx, r.body, false, false)
-	if err != nil {
-		return err
+func (s *Server) updateSubnet(c txn, sn *neutron.Subnet, n *neutron.Network, req neutron.SubnetRequest, ifMatch int64) (*neutron.Subnet, error) {
+	if !mayChangeSubnet(c.caller, sn, n) {
+		return nil, policyDenied("rule:update_subnet")
 	}
-	in := items[0]
-	ifMatch, err := revisionConstraint(r)
-	if err != nil {
-		return err
+	if err := checkRevision(ifMatch, sn.RevisionNumber); err != nil {
+		return nil, err
 	}
-	var sn *neutron.Subnet
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		var n *neutron.Network
+	set(&sn.Name, req.Name)
+	set(&sn.Description, req.Description)
+	if v := req.EnableDHCP; v.Set {
+		if v.V && !sn.EnableDHCP {
+			if err := ipam.CheckDHCPCIDR(sn.IPVersion, sn.CIDR); err != nil {
+				return nil, err
+			}
+		}
+		sn.EnableDHCP = v.V
+	}
+	if req.DNSNameservers.Set {
+		sn.DNSNameservers = nameservers(req.DNSNameservers.V)
+	}
+	if req.HostRoutes.Set {
+		sn.HostRoutes = hostRoutes(req.HostRoutes.V)
+	}
+	if err := checkSubnetLimits(sn, sn.ID); err != nil {
+		return nil, err
+	}
+	if err := neutron.CheckSubnetFamilies(sn.IPVersion, req.DNSNameservers.V, req.HostRoutes.V); err != nil {
+		return nil, err
+	}
+	if req.GatewayIP.Set || req.AllocationPools.Set {
+		spec := ipam.SubnetSpec{IPVersion: sn.IPVersion, CIDR: sn.CIDR, EnableDHCP: sn.EnableDHCP,
+			IPv6RAMode: sn.IPv6RAMode, IPv6AddressMode: sn.IPv6AddressMode, GatewayIP: req.GatewayIP, Pools: req.AllocationPools}
+		// What the update leaves out stays as it is.
+		if !spec.GatewayIP.Set {
+			spec.GatewayIP = neutron.Opt[*netip.Addr]{V: sn.GatewayIP, Set: true}
+		}
+		if !spec.Pools.Set {
+			pools := make([]neutron.PoolRequest, 0, len(sn.AllocationPools))
+			for _, p := range sn.AllocationPools {
+				pools = append(pools, neutron.PoolRequestOf(p))
+			}
+			spec.Pools = neutron.Opt[[]neutron.PoolRequest]{V: pools, Set: true}
+		}
 		var err error
-		if sn, n, err = getVisibleSubnet(r.Context(), tx, r.ctx, r.segs[1]); err != nil {
-			return err
+		if sn.GatewayIP, sn.AllocationPools, err = ipam.BuildSubnet(spec); err != nil {
+			return nil, err
 		}
-		if !mayChangeSubnet(r.ctx, sn, n) {
-			return policyDenied("rule:update_subnet")
-		}
-		if err := checkRevision(ifMatch, sn.RevisionNumber); err != nil {
-			return err
-		}
-		if v, ok := in["name"].(string); ok {
-			sn.Name = v
-		}
-		if v, ok := in["description"].(string); ok {
-			sn.Description = v
-		}
-		if v, ok := in["enable_dhcp"].(bool); ok {
-			if v && !sn.EnableDHCP {
-				if err := neutron.CheckDHCPCIDR(sn.IPVersion, sn.CIDR); err != nil {
-					return err
-				}
-			}
-			sn.EnableDHCP = v
-		}
-		if v, ok := in["dns_nameservers"]; ok {
-			sn.DNSNameservers = stringsOf(v)
-		}
-		if v, ok := in["host_routes"]; ok {
-			sn.HostRoutes = routesOf(v)
-		}
-		if err := checkSubnetLimits(sn, sn.ID); err != nil {
-			return err
-		}
-		if err := neutron.CheckSubnetFamilies(sn.IPVersion, in["dns_nameservers"], in["host_routes"]); err != nil {
-			return err
-		}
-		gw, hasGW := in["gateway_ip"]
-		pools, hasPools := in["allocation_pools"]
-		if hasGW || hasPools {
-			req := neutron.SubnetRequest{IPVersion: sn.IPVersion, CIDR: sn.CIDR, EnableDHCP: sn.EnableDHCP,
-				IPv6RAMode: sn.IPv6RAMode, IPv6AddressMode: sn.IPv6AddressMode, GatewayIP: gw, Pools: pools}
-			if !hasGW {
-				req.GatewayIP = nil
-				if sn.GatewayIP != nil {
-					req.GatewayIP = sn.GatewayIP.String()
-				}
-			}
-			if !hasPools {
-				var cur []any
-				for _, p := range sn.AllocationPools {
-					cur = append(cur, map[string]any{"start": p.Start.String(), "end": p.End.String()})
-				}
-				req.Pools = cur
-			}
-			if sn.GatewayIP, sn.AllocationPools, err = neutron.BuildSubnet(req); err != nil {
-				return err
-			}
-		}
-		if err := tx.UpdateSubnet(r.Context(), sn); err != nil {
-			return err
-		}
-		return s.syncDHCPPort(r.Context(), tx, n, "")
-	})
-	if err != nil {
-		return err
 	}
-	writeJSON(w, http.StatusOK, object{{"subnet", renderSubnet(sn, nil)}})
-	return nil
+	if err := c.tx.UpdateSubnet(c.ctx, sn); err != nil {
+		return nil, err
+	}
+	return sn, s.syncDHCPPort(c.ctx, c.tx, n, "")
 }
 
-func (s *Server) deleteSubnet(w http.ResponseWriter, r *request) error {
-	ifMatch, err := revisionConstraint(r)
+func (s *Server) deleteSubnet(c txn, sn *neutron.Subnet, n *neutron.Network, ifMatch int64) error {
+	if !mayChangeSubnet(c.caller, sn, n) {
+		return policyDenied("rule:delete_subnet")
+	}
+	if err := checkRevision(ifMatch, sn.RevisionNumber); err != nil {
+		return err
+	}
+	if sn.IsSLAAC() {
+		if err := removeAutoAddresses(c.ctx, c.tx, sn); err != nil {
+			return err
+		}
+	}
+	used, err := c.tx.PortsUsingSubnet(c.ctx, sn.ID)
 	if err != nil {
 		return err
 	}
-	err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-		sn, n, err := getVisibleSubnet(r.Context(), tx, r.ctx, r.segs[1])
-		if err != nil {
-			return err
-		}
-		if !mayChangeSubnet(r.ctx, sn, n) {
-			return policyDenied("rule:delete_subnet")
-		}
-		if err := checkRevision(ifMatch, sn.RevisionNumber); err != nil {
-			return err
-		}
-		if sn.IsSLAAC() {
-			if err := removeAutoAddresses(r.Context(), tx, sn); err != nil {
-				return err
-			}
-		}
-		used, err := tx.PortsUsingSubnet(r.Context(), sn.ID)
-		if err != nil {
-			return err
-		}
-		if used > 0 {
-			return neutron.SubnetInUse(sn.ID)
-		}
-		// The DHCP port lets go of its address on this subnet first.
-		if err := s.syncDHCPPort(r.Context(), tx, n, sn.ID); err != nil {
-			return err
-		}
-		return tx.DeleteSubnet(r.Context(), sn)
-	})
-	if err != nil {
+	if used > 0 {
+		return neutron.SubnetInUse(sn.ID)
+	}
+	// The DHCP port lets go of its address on this subnet first.
+	if err := s.syncDHCPPort(c.ctx, c.tx, n, sn.ID); err != nil {
 		return err
 	}
-	writeNoContent(w)
-	return nil
+	return c.tx.DeleteSubnet(c.ctx, sn)
 }

@@ -3,137 +3,27 @@ package api
 import (
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
-
-const maxTagLen = 255
 
 func tagResourceNotFound(collection, id string) *neutron.Error {
 	return &neutron.Error{Status: http.StatusNotFound, Type: "TagResourceNotFound",
 		Message: fmt.Sprintf("Resource %s %s could not be found.", collection, id)}
 }
 
-// validateTag is Neutron's validate_tag.
-func validateTag(tag string) error {
-	if len([]rune(tag)) > maxTagLen {
-		return neutron.InvalidInput(fmt.Sprintf("'%s' exceeds maximum length of %d", tag, maxTagLen))
-	}
-	return nil
-}
-
-// validateTagsBody is Neutron's validate_tags: {"tags": [unique strings]}.
-func validateTagsBody(body any) ([]string, error) {
-	m, ok := body.(map[string]any)
-	if !ok {
-		return nil, neutron.InvalidInput("Invalid tags body")
-	}
-	raw, ok := m["tags"]
-	if !ok {
-		return nil, neutron.InvalidInput("Invalid tags body")
-	}
-	list, ok := raw.([]any)
-	if !ok {
-		return nil, neutron.InvalidInput(fmt.Sprintf("'%s' is not a list", neutron.PyStr(raw)))
-	}
-	tags := make([]string, 0, len(list))
-	seen := map[string]bool{}
-	var dups []string
-	for _, it := range list {
-		s, ok := it.(string)
-		if !ok {
-			return nil, neutron.InvalidInput(fmt.Sprintf("'%s' is not a valid string", neutron.PyStr(it)))
-		}
-		if err := validateTag(s); err != nil {
-			return nil, err
-		}
-		if seen[s] {
-			dups = append(dups, s)
-		}
-		seen[s] = true
-		tags = append(tags, s)
-	}
-	if len(dups) > 0 {
-		return nil, neutron.InvalidInput(fmt.Sprintf("Duplicate items in the list: '%s'", strings.Join(dups, ", ")))
-	}
-	return tags, nil
-}
-
-// tagParent is what a tag route needs to know about the resource it tags.
+// tagParent is what a tag route needs to know about the resource it tags,
+// which the caller may see.
 type tagParent struct {
 	target store.TagTarget
-	// visible: the caller may see the resource, and so read its tags.
-	visible bool
 	// mayChange: the caller may change the resource, and so its tags.
 	mayChange bool
 }
 
-// tagLookup loads the parent of a tag route for the caller; nil when there
-// is no such resource.
+// tagLookup loads the parent of a tag route for the caller; nil when
+// there is no such resource or the caller may not see it.
 type tagLookup func(r *request, tx *store.Tx) (*tagParent, error)
-
-// securityGroupTags routes /v2.0/security-groups/{id}/tags[/{tag}].
-func (s *Server) securityGroupTags(method string, segs []string) (handlerFunc, error) {
-	return s.tagRoutes(method, segs, "security_groups", func(r *request, tx *store.Tx) (*tagParent, error) {
-		g, err := tx.GetSecurityGroupFor(r.Context(), r.segs[1], r.ctx.ProjectID)
-		if err != nil || g == nil {
-			return nil, err
-		}
-		return &tagParent{
-			target:  store.TagTarget{Kind: store.KindSecurityGroup, ID: g.ID, ProjectID: g.ProjectID, StandardAttrID: g.StandardAttrID},
-			visible: visibleGroup(r.ctx, g), mayChange: ownsGroup(r.ctx, g),
-		}, nil
-	})
-}
-
-func (s *Server) networkTags(method string, segs []string) (handlerFunc, error) {
-	return s.tagRoutes(method, segs, "networks", func(r *request, tx *store.Tx) (*tagParent, error) {
-		n, err := tx.GetNetwork(r.Context(), r.segs[1])
-		if err != nil || n == nil {
-			return nil, err
-		}
-		return &tagParent{
-			target:  store.TagTarget{Kind: store.KindNetwork, ID: n.ID, ProjectID: n.ProjectID, StandardAttrID: n.StandardAttrID},
-			visible: visibleNetwork(r.ctx, n), mayChange: ownsNetwork(r.ctx, n),
-		}, nil
-	})
-}
-
-func (s *Server) subnetTags(method string, segs []string) (handlerFunc, error) {
-	return s.tagRoutes(method, segs, "subnets", func(r *request, tx *store.Tx) (*tagParent, error) {
-		sn, err := tx.GetSubnet(r.Context(), r.segs[1])
-		if err != nil || sn == nil {
-			return nil, err
-		}
-		n, err := tx.GetNetwork(r.Context(), sn.NetworkID)
-		if err != nil {
-			return nil, err
-		}
-		return &tagParent{
-			target:  store.TagTarget{Kind: store.KindSubnet, ID: sn.ID, ProjectID: sn.ProjectID, StandardAttrID: sn.StandardAttrID},
-			visible: visibleSubnet(r.ctx, sn, n), mayChange: mayChangeSubnet(r.ctx, sn, n),
-		}, nil
-	})
-}
-
-func (s *Server) portTags(method string, segs []string) (handlerFunc, error) {
-	return s.tagRoutes(method, segs, "ports", func(r *request, tx *store.Tx) (*tagParent, error) {
-		p, err := tx.GetPort(r.Context(), r.segs[1])
-		if err != nil || p == nil {
-			return nil, err
-		}
-		n, err := tx.GetNetwork(r.Context(), p.NetworkID)
-		if err != nil {
-			return nil, err
-		}
-		return &tagParent{
-			target:  store.TagTarget{Kind: store.KindPort, ID: p.ID, ProjectID: p.ProjectID, StandardAttrID: p.StandardAttrID},
-			visible: visiblePort(r.ctx, p, n), mayChange: mayChangePort(r.ctx, p),
-		}, nil
-	})
-}
 
 // tagTarget resolves the parent of a tag request: a resource the caller
 // cannot see is TagResourceNotFound, as in Neutron; one it sees but may not
@@ -146,7 +36,7 @@ func tagTarget(r *request, tx *store.Tx, collection string, lookup tagLookup) (s
 	if err != nil {
 		return store.TagTarget{}, err
 	}
-	if p == nil || !p.visible {
+	if p == nil {
 		return store.TagTarget{}, tagResourceNotFound(collection, r.segs[1])
 	}
 	switch r.Method {
@@ -160,6 +50,17 @@ func tagTarget(r *request, tx *store.Tx, collection string, lookup tagLookup) (s
 		}
 	}
 	return p.target, nil
+}
+
+// setTags replaces the tags of a tag route's resource.
+func (s *Server) setTags(r *request, lookup func(*request, *store.Tx) (store.TagTarget, error), tags []string) error {
+	return s.store.Write(r.Context(), func(tx *store.Tx) error {
+		t, err := lookup(r, tx)
+		if err != nil {
+			return err
+		}
+		return tx.SetTags(r.Context(), t, tags)
+	})
 }
 
 func (s *Server) tagRoutes(method string, segs []string, collection string, find tagLookup) (handlerFunc, error) {
@@ -185,18 +86,11 @@ func (s *Server) tagRoutes(method string, segs []string, collection string, find
 			}, nil
 		case http.MethodPut:
 			return func(w http.ResponseWriter, r *request) error {
-				tags, err := validateTagsBody(r.body)
+				tags, err := neutron.ParseTags(r.body)
 				if err != nil {
 					return err
 				}
-				err = s.store.Write(r.Context(), func(tx *store.Tx) error {
-					t, err := lookup(r, tx)
-					if err != nil {
-						return err
-					}
-					return tx.SetTags(r.Context(), t, tags)
-				})
-				if err != nil {
+				if err := s.setTags(r, lookup, tags); err != nil {
 					return err
 				}
 				writeJSON(w, http.StatusOK, object{{"tags", tags}})
@@ -204,14 +98,7 @@ func (s *Server) tagRoutes(method string, segs []string, collection string, find
 			}, nil
 		case http.MethodDelete:
 			return func(w http.ResponseWriter, r *request) error {
-				err := s.store.Write(r.Context(), func(tx *store.Tx) error {
-					t, err := lookup(r, tx)
-					if err != nil {
-						return err
-					}
-					return tx.SetTags(r.Context(), t, nil)
-				})
-				if err != nil {
+				if err := s.setTags(r, lookup, nil); err != nil {
 					return err
 				}
 				writeNoContent(w)
@@ -230,7 +117,7 @@ func (s *Server) tagRoutes(method string, segs []string, collection string, find
 	}
 	return func(w http.ResponseWriter, r *request) error {
 		tag := r.segs[3]
-		if err := validateTag(tag); err != nil {
+		if err := neutron.ValidateTag(tag); err != nil {
 			return err
 		}
 		var found bool

@@ -34,6 +34,12 @@ type Attr struct {
 	Visible  bool
 	Filter   bool
 	SortKey  bool
+	// Keys are the keys of a list-of-objects attribute (fixed_ips,
+	// allowed_address_pairs) that Neutron's policy adds sub-rules for.
+	// Neutron follows each item's key order; JSON objects reach moat
+	// unordered, so the sub-rules follow this order (the one gophercloud
+	// and the CLI send).
+	Keys []string
 }
 
 // Resource is a Neutron API resource: its names and its attribute map, in
@@ -54,12 +60,21 @@ func (r *Resource) Attr(name string) (*Attr, bool) {
 	return nil, false
 }
 
-// PrepareBody checks and normalises a decoded POST or PUT body exactly as
+// item is one object of a request body after prepareBody: its converted
+// and validated attributes (defaults filled in on create) and what the
+// client's object named.
+type item struct {
+	attrs values
+	given Given
+}
+
+// prepareBody checks and normalises a decoded POST or PUT body exactly as
 // Neutron's prepare_request_body does: body shape, project ownership,
 // unknown attributes, required and read-only attributes, defaults, then
-// conversion and validation. It returns one attribute map per item (several
-// for a bulk POST) and whether the request was a bulk one.
-func (r *Resource) PrepareBody(ctx *Context, body any, create, allowBulk bool) ([]map[string]any, bool, error) {
+// conversion and validation. It returns one item per object (several for a
+// bulk POST) and whether the request was a bulk one. Kind's Create and
+// Update turn the items into typed requests.
+func (r *Resource) prepareBody(ctx *Context, body any, create, allowBulk bool) ([]item, bool, error) {
 	top, _ := body.(map[string]any)
 	if isEmptyBody(body) {
 		return nil, false, BadRequest("Resource body required")
@@ -78,7 +93,7 @@ func (r *Resource) PrepareBody(ctx *Context, body any, create, allowBulk bool) (
 		if !isList {
 			return nil, true, BadRequest("Body contains invalid data")
 		}
-		items := make([]map[string]any, 0, len(list))
+		items := make([]item, 0, len(list))
 		for _, it := range list {
 			obj, isObj := it.(map[string]any)
 			if !isObj {
@@ -89,7 +104,7 @@ func (r *Resource) PrepareBody(ctx *Context, body any, create, allowBulk bool) (
 			} else {
 				obj = map[string]any{r.Singular: obj}
 			}
-			res, _, err := r.PrepareBody(ctx, obj, create, false)
+			res, _, err := r.prepareBody(ctx, obj, create, false)
 			if err != nil {
 				return nil, true, err
 			}
@@ -105,6 +120,7 @@ func (r *Resource) PrepareBody(ctx *Context, body any, create, allowBulk bool) (
 	if !ok {
 		return nil, false, BadRequest("Object '%s' contains invalid data", r.Singular)
 	}
+	given := r.givenOf(res)
 	res = cloneMap(res)
 	if err := r.populateProject(ctx, res, create); err != nil {
 		return nil, false, err
@@ -134,7 +150,7 @@ func (r *Resource) PrepareBody(ctx *Context, body any, create, allowBulk bool) (
 	if err := r.convertValues(res); err != nil {
 		return nil, false, err
 	}
-	return []map[string]any{res}, false, nil
+	return []item{{attrs: res, given: given}}, false, nil
 }
 
 // isEmptyBody mirrors Python truthiness of the parsed body: None, {}, [] and

@@ -330,3 +330,39 @@ var NetworkResource = &Resource{
 		projectAttr("project_id"),
 	}, standardAttrs(true)...),
 }
+
+// NetworkRequest is a validated network create or update.
+type NetworkRequest struct {
+	Request
+	Name, Description                         Opt[string]
+	AdminStateUp, Shared, PortSecurityEnabled Opt[bool]
+	// MTU is nil when the body gives none (or null).
+	MTU *int
+	// Segment is what the provider attributes ask for; ProviderGiven says
+	// the body names one of them (even as null: updates refuse them).
+	Segment       SegmentRequest
+	ProviderGiven bool
+}
+
+func decodeNetwork(v values, head Request) NetworkRequest {
+	req := NetworkRequest{
+		Request: head, Name: v.str("name"), Description: v.str("description"),
+		AdminStateUp: v.boolean("admin_state_up"), Shared: v.boolean("shared"),
+		PortSecurityEnabled: v.boolean("port_security_enabled"), MTU: v.optInt("mtu"),
+		Segment: SegmentRequest{
+			NetworkType:     v.str("provider:network_type").V,
+			PhysicalNetwork: v.str("provider:physical_network").V,
+			SegmentationID:  v.optInt("provider:segmentation_id"),
+		},
+	}
+	for _, a := range ProviderAttrs {
+		req.ProviderGiven = req.ProviderGiven || v.has(a)
+	}
+	return req
+}
+
+// ProviderAttrs are the provider extension's attributes.
+var ProviderAttrs = []string{"provider:network_type", "provider:physical_network", "provider:segmentation_id"}
+
+// Networks validates network bodies.
+var Networks = &Kind[NetworkRequest]{Resource: NetworkResource, Bulk: true, decode: decodeNetwork}

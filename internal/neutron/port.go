@@ -63,18 +63,6 @@ type Port struct {
 	StandardAttrs
 }
 
-// VIFDetails are what the binding reports to the hypervisor: the OVS
-// hybrid plug with an iptables firewall, as ML2/OVS does.
-func (p *Port) VIFDetails() map[string]any {
-	if p.VIFType != VIFTypeOVS {
-		return map[string]any{}
-	}
-	return map[string]any{
-		"connectivity": "l2", "port_filter": true, "ovs_hybrid_plug": true,
-		"datapath_type": "system", "bridge_name": "br-int",
-	}
-}
-
 // IsTrustedOwner reports whether a device owner is one Neutron trusts
 // (neutron_lib's is_port_trusted: the network: prefix, which only the
 // network's owner may set): such ports get no default security group and
@@ -83,26 +71,23 @@ func IsTrustedOwner(owner string) bool {
 	return strings.HasPrefix(owner, "network:")
 }
 
-// routerPortOwners may hold an IPv6 subnet's subnet-router anycast address.
+// routerPortOwners are neutron_lib's ROUTER_PORT_OWNERS.
 var routerPortOwners = map[string]bool{
 	"network:router_interface": true, "network:ha_router_replicated_interface": true,
 	"network:router_interface_distributed": true, "network:router_centralized_snat": true,
 	"network:router_gateway": true,
 }
 
-// ValidIPForSubnet is Neutron's check_subnet_ip: the address is in the
-// CIDR and, for IPv4, neither its network nor its broadcast address; for
-// IPv6 the subnet-router anycast address only for router ports or ports
-// without an owner.
-func ValidIPForSubnet(cidr netip.Prefix, ip netip.Addr, owner string) bool {
-	if !cidr.Contains(ip) {
-		return false
-	}
-	first, last := rangeOf(cidr)
-	if ip.Is4() {
-		return ip != first && ip != last
-	}
-	return owner == "" || routerPortOwners[owner] || ip != first
+// IsRouterPort reports whether a device owner is a router's (neutron_lib's
+// ROUTER_PORT_OWNERS): such a port may hold an IPv6 subnet's
+// subnet-router anycast address.
+func IsRouterPort(owner string) bool { return routerPortOwners[owner] }
+
+// IsRouterInterface reports whether a device owner is a router's interface
+// (neutron_lib's ROUTER_INTERFACE_OWNERS_SNAT): such ports do not get
+// SLAAC addresses by themselves.
+func IsRouterInterface(owner string) bool {
+	return routerPortOwners[owner] && owner != "network:router_gateway"
 }
 
 // ParseMAC parses a 48-bit MAC address.
@@ -238,8 +223,7 @@ func validateAddressPairs(v any) error {
 		}
 		key := macText + " " + PyStr(ip)
 		if seen[key] {
-			return newErr(http.StatusBadRequest, "DuplicateAddressPairInRequest",
-				"Request contains duplicate address pair: mac_address %s ip_address %s.", macText, PyStr(ip))
+			return DuplicateAddressPair(macText, PyStr(ip))
 		}
 		seen[key] = true
 		var unknown []string
@@ -279,44 +263,6 @@ func validatePairAddress(ip any) error {
 	return nil
 }
 
-// AddressPairsFrom converts validated allowed_address_pairs; a pair without
-// a MAC gets the port's MAC.
-func AddressPairsFrom(v any, portMAC string) []AddressPair {
-	list, _ := v.([]any)
-	out := make([]AddressPair, 0, len(list))
-	for _, it := range list {
-		m := it.(map[string]any)
-		ip := m["ip_address"].(string)
-		p, _ := ParseCIDR(ip)
-		s := p.Addr().String()
-		if strings.Contains(ip, "/") {
-			s = FormatCIDR(p)
-		}
-		mac := portMAC
-		if v, ok := m["mac_address"].(string); ok {
-			hw, _ := ParseMAC(v)
-			mac = hw.String()
-		}
-		out = append(out, AddressPair{IPAddress: s, MACAddress: mac})
-	}
-	return out
-}
-
-// CheckAddressPairs refuses a port's pairs that are the same once the
-// port's MAC fills in a missing one (Neutron's database refuses the second
-// row and answers DuplicateAddressPairInRequest).
-func CheckAddressPairs(pairs []AddressPair) error {
-	seen := map[AddressPair]bool{}
-	for _, ap := range pairs {
-		if seen[ap] {
-			return newErr(http.StatusBadRequest, "DuplicateAddressPairInRequest",
-				"Request contains duplicate address pair: mac_address %s ip_address %s.", ap.MACAddress, ap.IPAddress)
-		}
-		seen[ap] = true
-	}
-	return nil
-}
-
 var vnicTypes = []string{"normal", "direct", "macvtap", "baremetal", "direct-physical", "virtio-forwarder",
 	"smart-nic", "vdpa", "accelerator-direct", "accelerator-direct-physical", "remote-managed"}
 
@@ -342,14 +288,16 @@ var PortResource = &Resource{
 		{Name: "network_id", AllowPost: true, Validate: ValidateUUID, Visible: true, Filter: true, SortKey: true},
 		{Name: "admin_state_up", AllowPost: true, AllowPut: true, Default: true, HasDefault: true, Convert: ConvertToBoolean, Visible: true, Filter: true, SortKey: true},
 		{Name: "mac_address", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: ConvertMAC, Validate: validateMAC, Visible: true, Filter: true, SortKey: true},
-		{Name: "fixed_ips", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Validate: validateFixedIPs, Visible: true, Filter: true},
+		{Name: "fixed_ips", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Validate: validateFixedIPs, Visible: true, Filter: true,
+			Keys: []string{"subnet_id", "ip_address"}},
 		{Name: "device_id", AllowPost: true, AllowPut: true, Default: "", HasDefault: true, Validate: ValidateString(255), Visible: true, Filter: true, SortKey: true},
 		{Name: "device_owner", AllowPost: true, AllowPut: true, Default: "", HasDefault: true, Validate: ValidateString(255), Visible: true, Filter: true, SortKey: true},
 		projectAttr("tenant_id"),
 		{Name: "status", Visible: true, Filter: true, SortKey: true},
 		{Name: "security_groups", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: convertNoneToEmptyList, Validate: validateSecurityGroupIDs, Visible: true, Filter: true},
 		{Name: "port_security_enabled", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: convertBoolUnlessNotSpecified, Visible: true, Filter: true},
-		{Name: "allowed_address_pairs", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: convertNoneToEmptyList, Validate: validateAddressPairs, Visible: true},
+		{Name: "allowed_address_pairs", AllowPost: true, AllowPut: true, Default: notSpecified, HasDefault: true, Convert: convertNoneToEmptyList, Validate: validateAddressPairs, Visible: true,
+			Keys: []string{"ip_address", "mac_address"}},
 		{Name: "extra_dhcp_opts", Visible: true},
 		{Name: "binding:vnic_type", AllowPost: true, AllowPut: true, Default: VNICNormal, HasDefault: true, Validate: ValidateValues(vnicTypes...), Visible: true, Filter: true},
 		{Name: "binding:host_id", AllowPost: true, AllowPut: true, Default: "", HasDefault: true, Validate: ValidateString(255), Visible: true, Filter: true},
@@ -360,24 +308,107 @@ var PortResource = &Resource{
 	}, standardAttrs(true)...),
 }
 
+// PortRequest is a validated port create or update.
+type PortRequest struct {
+	Request
+	NetworkID                                string
+	Name, Description, DeviceID, DeviceOwner Opt[string]
+	AdminStateUp                             Opt[bool]
+	MACAddress                               Opt[string]
+	// FixedIPs unset on create: IPAM chooses.
+	FixedIPs Opt[[]IPRequest]
+	// SecurityGroups unset on create: the project's default group.
+	SecurityGroups      Opt[[]string]
+	PortSecurityEnabled Opt[bool]
+	AddressPairs        Opt[[]AddressPair]
+	HostID, VNICType    Opt[string]
+	// Profile is set only by an object (null leaves it as it is).
+	Profile Opt[map[string]any]
+}
+
+// IPRequest is one entry of a port's fixed_ips: a subnet, an address or
+// both.
+type IPRequest struct {
+	SubnetID string     // "" when not given
+	IP       netip.Addr // not valid when not given
+	// IPText is the address as the client wrote it, which Neutron's
+	// messages repeat.
+	IPText string
+}
+
+func decodePort(v values, head Request) PortRequest {
+	req := PortRequest{
+		Request: head, NetworkID: v.str("network_id").V,
+		Name: v.str("name"), Description: v.str("description"), DeviceID: v.str("device_id"),
+		DeviceOwner: v.str("device_owner"), AdminStateUp: v.boolean("admin_state_up"),
+		MACAddress: v.str("mac_address"), PortSecurityEnabled: v.boolean("port_security_enabled"),
+		HostID: v.str("binding:host_id"), VNICType: v.str("binding:vnic_type"),
+	}
+	if list, ok := v.list("fixed_ips"); ok {
+		req.FixedIPs = Opt[[]IPRequest]{decodeFixedIPs(list), true}
+	}
+	if list, ok := v.list("security_groups"); ok {
+		ids := make([]string, 0, len(list))
+		for _, x := range list {
+			ids = append(ids, x.(string))
+		}
+		req.SecurityGroups = Opt[[]string]{ids, true}
+	}
+	if list, ok := v.list("allowed_address_pairs"); ok {
+		req.AddressPairs = Opt[[]AddressPair]{decodeAddressPairs(list), true}
+	}
+	if m, ok := v["binding:profile"].(map[string]any); ok {
+		req.Profile = Opt[map[string]any]{m, true}
+	}
+	return req
+}
+
+func decodeFixedIPs(list []any) []IPRequest {
+	out := make([]IPRequest, 0, len(list))
+	for _, it := range list {
+		m := it.(map[string]any)
+		var r IPRequest
+		r.SubnetID, _ = m["subnet_id"].(string)
+		if s, ok := m["ip_address"].(string); ok {
+			r.IP, _ = netip.ParseAddr(s)
+			r.IPText = s
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+// decodeAddressPairs normalises validated allowed_address_pairs: an
+// address or a CIDR as Neutron prints it, the MAC in canonical form, ""
+// when the pair names none (the port's MAC stands for it).
+func decodeAddressPairs(list []any) []AddressPair {
+	out := make([]AddressPair, 0, len(list))
+	for _, it := range list {
+		m := it.(map[string]any)
+		ip := m["ip_address"].(string)
+		p, _ := ParseCIDR(ip)
+		s := p.Addr().String()
+		if strings.Contains(ip, "/") {
+			s = FormatCIDR(p)
+		}
+		var mac string
+		if v, ok := m["mac_address"].(string); ok {
+			hw, _ := ParseMAC(v)
+			mac = hw.String()
+		}
+		out = append(out, AddressPair{IPAddress: s, MACAddress: mac})
+	}
+	return out
+}
+
+// Ports validates port bodies.
+var Ports = &Kind[PortRequest]{Resource: PortResource, Bulk: true, decode: decodePort}
+
 func convertBoolUnlessNotSpecified(v any) (any, error) {
 	if IsNotSpecified(v) {
 		return v, nil
 	}
 	return ConvertToBoolean(v)
-}
-
-// CheckStatefulMix is Neutron's _validate_sgs_for_port.
-func CheckStatefulMix(groups []*SecurityGroup) error {
-	var stateful, stateless bool
-	for _, g := range groups {
-		stateful = stateful || g.Stateful
-		stateless = stateless || !g.Stateful
-	}
-	if stateful && stateless {
-		return SecurityGroupConflict("Cannot apply both stateful and stateless security groups on the same port at the same time")
-	}
-	return nil
 }
 
 // SortedIDs returns ids sorted and without duplicates.
@@ -435,4 +466,13 @@ func PortSecurityPortHasSecurityGroup() *Error {
 func AddressPairAndPortSecurityRequired() *Error {
 	return newErr(http.StatusConflict, "AddressPairAndPortSecurityRequired",
 		"Port Security must be enabled in order to have allowed address pairs on a port.")
+}
+
+func MacAddressGenerationFailure(networkID string) *Error {
+	return newErr(http.StatusServiceUnavailable, "MacAddressGenerationFailure", "Unable to generate unique mac on network %s.", networkID)
+}
+
+func DuplicateAddressPair(mac, ip string) *Error {
+	return newErr(http.StatusBadRequest, "DuplicateAddressPairInRequest",
+		"Request contains duplicate address pair: mac_address %s ip_address %s.", mac, ip)
 }

@@ -74,3 +74,20 @@ func RBACPolicyInUse(objectID, target string) *Error {
 	return newErr(http.StatusConflict, "RbacPolicyInUse",
 		"RBAC policy on object %s cannot be removed because other objects depend on it.\nDetails: project_id=%s", objectID, target)
 }
+
+// RBACRequest is a validated RBAC policy create or update (which may
+// retarget the policy only).
+type RBACRequest struct {
+	Request
+	ObjectType, ObjectID, Action string
+	TargetTenant                 Opt[string]
+}
+
+func decodeRBAC(v values, head Request) RBACRequest {
+	return RBACRequest{Request: head, ObjectType: v.str("object_type").V, ObjectID: v.str("object_id").V,
+		Action: v.str("action").V, TargetTenant: v.str("target_tenant")}
+}
+
+// RBACPolicies validates RBAC policy bodies; Neutron takes one policy per
+// POST.
+var RBACPolicies = &Kind[RBACRequest]{Resource: RBACPolicyResource, decode: decodeRBAC}

@@ -175,42 +175,65 @@ var SecurityGroupRuleResource = &Resource{
 	}, standardAttrs(false)...),
 }
 
-// RuleFromAttrs builds a rule from a POST body prepared by
-// SecurityGroupRuleResource.PrepareBody and applies Neutron's checks that
-// need no database, in Neutron's order: legacy IPv6 ICMP names, the full
-// port range, port range validity, the remote prefix, ethertype versus
-// protocol, and at most one remote. The caller still checks that the
-// referenced groups exist and that the rule is not a duplicate.
-func RuleFromAttrs(a map[string]any) (*SecurityGroupRule, error) {
-	r := &SecurityGroupRule{
-		ProjectID:       a["project_id"].(string),
-		SecurityGroupID: PyStr(a["security_group_id"]),
-		Direction:       a["direction"].(string),
-		Ethertype:       a["ethertype"].(string),
+// SecurityGroupRequest is a validated security group create or update.
+type SecurityGroupRequest struct {
+	Request
+	Name, Description Opt[string]
+	Stateful          Opt[bool]
+}
+
+func decodeSecurityGroup(v values, head Request) SecurityGroupRequest {
+	return SecurityGroupRequest{Request: head, Name: v.str("name"), Description: v.str("description"),
+		Stateful: v.boolean("stateful")}
+}
+
+// SecurityGroups validates security group bodies.
+var SecurityGroups = &Kind[SecurityGroupRequest]{Resource: SecurityGroupResource, Bulk: true, decode: decodeSecurityGroup}
+
+// RuleRequest is a validated rule create, or an update (which may change
+// the description only: Rule.Description is nil unless the body gives it).
+// A created rule still goes through NormalizeRule and CheckNewRules.
+type RuleRequest struct {
+	Request
+	Rule SecurityGroupRule
+}
+
+func decodeRule(v values, head Request) RuleRequest {
+	r := SecurityGroupRule{
+		ProjectID: head.ProjectID, Direction: v.str("direction").V, Ethertype: v.str("ethertype").V,
+		Protocol: v.optStr("protocol"), RemoteIPPrefix: v.optStr("remote_ip_prefix"), Description: v.optStr("description"),
 	}
-	desc, _ := a["description"].(string)
-	r.Description = &desc
-	if p, ok := a["protocol"].(string); ok {
-		r.Protocol = &p
+	if v.has("security_group_id") {
+		r.SecurityGroupID = PyStr(v["security_group_id"])
 	}
-	if n, ok := a["port_range_min"].(int); ok {
+	if n, ok := v["port_range_min"].(int); ok {
 		r.PortRangeMin = &n
 	}
-	if n, ok := a["port_range_max"].(int); ok {
+	if n, ok := v["port_range_max"].(int); ok {
 		r.PortRangeMax = &n
 	}
-	if p, ok := a["remote_ip_prefix"].(string); ok {
-		r.RemoteIPPrefix = &p
-	}
-	if v := a["remote_group_id"]; v != nil {
-		s := PyStr(v)
+	// The remote ids have no validator (Neutron's neither): whatever the
+	// client sent, as Python prints it.
+	if x := v["remote_group_id"]; x != nil {
+		s := PyStr(x)
 		r.RemoteGroupID = &s
 	}
-	if v := a["remote_address_group_id"]; v != nil {
-		s := PyStr(v)
+	if x := v["remote_address_group_id"]; x != nil {
+		s := PyStr(x)
 		r.RemoteAddressGroupID = &s
 	}
+	return RuleRequest{Request: head, Rule: r}
+}
 
+// SecurityGroupRules validates rule bodies.
+var SecurityGroupRules = &Kind[RuleRequest]{Resource: SecurityGroupRuleResource, Bulk: true, decode: decodeRule}
+
+// NormalizeRule applies Neutron's checks of a new rule that need no
+// database, in Neutron's order: legacy IPv6 ICMP names, the full port
+// range, port range validity, the remote prefix, ethertype versus
+// protocol, and at most one remote. CheckNewRules still checks that the
+// referenced groups exist and that the rule is not a duplicate.
+func NormalizeRule(r *SecurityGroupRule) error {
 	// _make_canonical_ipv6_icmp_protocol
 	if r.Protocol != nil {
 		p := canonicalIPv6ICMP(*r.Protocol, r.Ethertype)
@@ -221,20 +244,20 @@ func RuleFromAttrs(a map[string]any) (*SecurityGroupRule, error) {
 		r.PortRangeMin, r.PortRangeMax = nil, nil
 	}
 	if err := validatePortRange(r); err != nil {
-		return nil, err
+		return err
 	}
 	// _validate_ip_prefix
 	if r.RemoteIPPrefix != nil {
 		p, err := ParseCIDR(*r.RemoteIPPrefix)
 		if err != nil {
-			return nil, InvalidCIDR(*r.RemoteIPPrefix)
+			return InvalidCIDR(*r.RemoteIPPrefix)
 		}
 		want := IPv4
 		if p.Addr().Is6() {
 			want = IPv6
 		}
 		if r.Ethertype != want {
-			return nil, SecurityGroupRuleParameterConflict(r.Ethertype, *r.RemoteIPPrefix)
+			return SecurityGroupRuleParameterConflict(r.Ethertype, *r.RemoteIPPrefix)
 		}
 	}
 	// _validate_ethertype_and_protocol
@@ -242,7 +265,7 @@ func RuleFromAttrs(a map[string]any) (*SecurityGroupRule, error) {
 		switch *r.Protocol {
 		case "ipv6-encap", "ipv6-frag", "ipv6-icmp", "icmpv6", "ipv6-nonxt", "ipv6-opts", "ipv6-route",
 			"41", "44", "58", "59", "60", "43":
-			return nil, SecurityGroupEthertypeConflictWithProtocol(r.Ethertype, *r.Protocol)
+			return SecurityGroupEthertypeConflictWithProtocol(r.Ethertype, *r.Protocol)
 		}
 	}
 	// At most one remote.
@@ -253,9 +276,9 @@ func RuleFromAttrs(a map[string]any) (*SecurityGroupRule, error) {
 		}
 	}
 	if remotes > 1 {
-		return nil, SecurityGroupMultipleRemoteEntites()
+		return SecurityGroupMultipleRemoteEntites()
 	}
-	return r, nil
+	return nil
 }
 
 // portProtocols are the protocols whose rules may carry port ranges.

@@ -39,14 +39,14 @@ func (f *fakeLookup) RuleWithKey(sg string, keys []string) (string, error) {
 
 // createRules runs a rule POST body through the same steps the API does.
 func createRules(ctx *Context, lookup RuleLookup, body any) ([]*SecurityGroupRule, error) {
-	items, bulk, err := SecurityGroupRuleResource.PrepareBody(ctx, body, true, true)
+	reqs, bulk, err := SecurityGroupRules.Create(ctx, body)
 	if err != nil {
 		return nil, err
 	}
 	var rules []*SecurityGroupRule
-	for _, it := range items {
-		r, err := RuleFromAttrs(it)
-		if err != nil {
+	for i := range reqs {
+		r := &reqs[i].Rule
+		if err := NormalizeRule(r); err != nil {
 			return nil, err
 		}
 		rules = append(rules, r)

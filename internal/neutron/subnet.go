@@ -276,209 +276,134 @@ func validateSubnetpoolNone(v any) error {
 	return reasonf("subnet pools are not supported: '%s'", PyStr(v))
 }
 
-// SubnetRequest is a validated subnet create body, before defaults that
-// depend on the CIDR.
-type SubnetRequest struct {
-	IPVersion       int
-	CIDR            netip.Prefix
-	GatewayIP       any // notSpecified, nil or a string
-	Pools           any // notSpecified or []any of {start, end}
-	EnableDHCP      bool
-	IPv6RAMode      *string
-	IPv6AddressMode *string
-}
-
-// BuildSubnet applies Neutron's subnet checks and defaults: the CIDR must
-// match the IP version, IPv6 modes must agree, DHCP needs room for a server,
-// the gateway defaults to the first address and must stay out of the
-// pools, pools default to the rest of the range and must lie inside it
-// without overlapping.
-func BuildSubnet(req SubnetRequest) (gateway *netip.Addr, pools []Pool, err error) {
-	p := req.CIDR
-	if (req.IPVersion == 4) != p.Addr().Is4() {
-		return nil, nil, InvalidInput(fmt.Sprintf("cidr '%s' does not match the ip_version '%d'", FormatCIDR(p), req.IPVersion))
-	}
-	if req.IPVersion == 4 && req.IPv6RAMode != nil {
-		return nil, nil, InvalidInput("ipv6_ra_mode is not valid when ip_version is 4")
-	}
-	if req.IPVersion == 4 && req.IPv6AddressMode != nil {
-		return nil, nil, InvalidInput("ipv6_address_mode is not valid when ip_version is 4")
-	}
-	if req.IPv6RAMode != nil && req.IPv6AddressMode != nil && *req.IPv6RAMode != *req.IPv6AddressMode {
-		return nil, nil, InvalidInput(fmt.Sprintf("ipv6_ra_mode set to '%s' with ipv6_address_mode set to '%s' is not valid. If both attributes are set, they must be the same value",
-			*req.IPv6RAMode, *req.IPv6AddressMode))
-	}
-	if req.IPVersion == 6 && !req.EnableDHCP && (req.IPv6RAMode != nil || req.IPv6AddressMode != nil) {
-		return nil, nil, InvalidInput("ipv6_ra_mode or ipv6_address_mode cannot be set when enable_dhcp is set to False")
-	}
-	bits := p.Addr().BitLen()
-	if req.EnableDHCP {
-		if err := CheckDHCPCIDR(req.IPVersion, p); err != nil {
-			return nil, nil, err
-		}
-	}
-	first, last := rangeOf(p)
-	// Usable host range: IPv4 excludes the network and broadcast
-	// addresses, IPv6 only the subnet-router anycast address, as Neutron.
-	lo, hi := first, last
-	if req.IPVersion == 4 && p.Bits() < 31 {
-		lo, hi = first.Next(), last.Prev()
-	} else if req.IPVersion == 6 && p.Bits() < bits {
-		lo = first.Next()
-	}
-	switch g := req.GatewayIP.(type) {
-	case notSpecifiedT:
-		gw := lo
-		if req.IPVersion == 6 {
-			gw = first
-		}
-		gateway = &gw
-	case nil:
-	case string:
-		a, _ := netip.ParseAddr(g)
-		if a.Is4() != p.Addr().Is4() {
-			return nil, nil, InvalidInput(fmt.Sprintf("gateway_ip '%s' does not match the ip_version '%d'", g, req.IPVersion))
-		}
-		if req.IPVersion == 4 && p.Bits() < 31 && (a == first || a == last) {
-			return nil, nil, InvalidInput(fmt.Sprintf("Gateway is not valid on subnet"))
-		}
-		gateway = &a
-	}
-	if IsNotSpecified(req.Pools) {
-		pools = excludeAddr(Pool{lo, hi}, gateway)
-		return gateway, pools, nil
-	}
-	for _, it := range req.Pools.([]any) {
-		m := it.(map[string]any)
-		s, _ := netip.ParseAddr(m["start"].(string))
-		e, _ := netip.ParseAddr(m["end"].(string))
-		pool := Pool{s, e}
-		if s.Is4() != p.Addr().Is4() || e.Is4() != p.Addr().Is4() || e.Less(s) {
-			// Neutron prints the pool as the request gave it (a dict).
-			return nil, nil, newErr(http.StatusBadRequest, "InvalidAllocationPool", "The allocation pool {'start': '%s', 'end': '%s'} is not valid.",
-				m["start"], m["end"])
-		}
-		if !p.Contains(s) || !p.Contains(e) || s == first || (req.IPVersion == 4 && p.Bits() < 31 && e == last) {
-			return nil, nil, newErr(http.StatusBadRequest, "OutOfBoundsAllocationPool",
-				"The allocation pool %s spans beyond the subnet cidr %s.", pool, FormatCIDR(p))
-		}
-		pools = append(pools, pool)
-	}
-	for i := range pools {
-		for j := i + 1; j < len(pools); j++ {
-			if !(pools[i].End.Less(pools[j].Start) || pools[j].End.Less(pools[i].Start)) {
-				return nil, nil, newErr(http.StatusConflict, "OverlappingAllocationPools",
-					"Found overlapping allocation pools: %s %s for subnet %s.", pools[i], pools[j], FormatCIDR(p))
-			}
-		}
-	}
-	if gateway != nil {
-		for _, pool := range pools {
-			if pool.Start.Compare(*gateway) <= 0 && gateway.Compare(pool.End) <= 0 {
-				return nil, nil, newErr(http.StatusConflict, "GatewayConflictWithAllocationPools",
-					"Gateway ip %s conflicts with allocation pool %s.", gateway, pool)
-			}
-		}
-	}
-	return gateway, pools, nil
-}
-
-// CheckDHCPCIDR is what Neutron requires of a subnet that gets DHCP: room
-// for a server, and not a multicast, loopback or 0.0.0.0 range.
-func CheckDHCPCIDR(version int, p netip.Prefix) error {
-	if (version == 4 && p.Bits() > 30) || (version == 6 && p.Bits() > 126) {
-		return InvalidInput("Subnet has a prefix length that is incompatible with DHCP service enabled")
-	}
-	a := p.Masked().Addr()
-	switch {
-	case a.IsMulticast():
-		return InvalidInput("Multicast IP subnet is not supported if enable_dhcp is True")
-	case a.IsLoopback():
-		return InvalidInput("Loopback IP subnet is not supported if enable_dhcp is True")
-	case version == 4 && a == netip.IPv4Unspecified():
-		// Neutron's message ends with a period of its own.
-		return InvalidInput("First IP '0.0.0.0' of network is not supported if enable_dhcp is True.")
-	}
-	return nil
-}
-
 // CheckSubnetFamilies checks that a subnet's DNS servers and host routes
-// (as the request gave them) are of its IP version, with Neutron's
-// messages.
-func CheckSubnetFamilies(version int, dns, routes any) error {
+// (as the request gives them; nil: not given) are of its IP version, with
+// Neutron's messages.
+func CheckSubnetFamilies(version int, dns []Nameserver, routes []RouteRequest) error {
 	mismatch := func(name, v string) error {
 		return InvalidInput(fmt.Sprintf("%s '%s' does not match the ip_version '%d'", name, v, version))
 	}
-	// wrong reports an address or CIDR of the other family (the
-	// validators have checked the syntax).
-	wrong := func(v any) bool {
-		str, _ := v.(string)
-		p, err := ParseCIDR(str)
-		return err == nil && p.Addr().Is4() != (version == 4)
-	}
-	list, _ := dns.([]any)
-	for _, it := range list {
-		if wrong(it) {
-			return mismatch("dns_nameserver", it.(string))
+	wrong := func(a netip.Addr) bool { return a.Is4() != (version == 4) }
+	for _, ns := range dns {
+		if wrong(ns.Addr) {
+			return mismatch("dns_nameserver", ns.Text)
 		}
 	}
-	list, _ = routes.([]any)
-	for _, it := range list {
-		m, _ := it.(map[string]any)
-		for _, k := range []string{"nexthop", "destination"} {
-			if wrong(m[k]) {
-				return mismatch(k, m[k].(string))
-			}
+	for _, r := range routes {
+		if wrong(r.Nexthop) {
+			return mismatch("nexthop", r.NexthopText)
+		}
+		if wrong(r.Destination.Addr()) {
+			return mismatch("destination", r.DestinationText)
 		}
 	}
 	return nil
 }
 
-// rangeOf returns the first and last address of a prefix.
-func rangeOf(p netip.Prefix) (netip.Addr, netip.Addr) {
-	first := p.Masked().Addr()
-	b := first.AsSlice()
-	host := len(b)*8 - p.Bits()
-	for i := len(b) - 1; i >= 0 && host > 0; i-- {
-		n := host
-		if n > 8 {
-			n = 8
+// SubnetRequest is a validated subnet create or update.
+type SubnetRequest struct {
+	Request
+	NetworkID         string
+	Name, Description Opt[string]
+	IPVersion         int
+	// CIDR is unset when the body gives none (Neutron would take one
+	// from a subnet pool).
+	CIDR                        Opt[netip.Prefix]
+	EnableDHCP                  Opt[bool]
+	IPv6RAMode, IPv6AddressMode *string
+	// GatewayIP set with a nil address: no gateway.
+	GatewayIP       Opt[*netip.Addr]
+	AllocationPools Opt[[]PoolRequest]
+	DNSNameservers  Opt[[]Nameserver]
+	HostRoutes      Opt[[]RouteRequest]
+}
+
+// PoolRequest is an allocation pool as a request gives it; Neutron's
+// messages repeat the text.
+type PoolRequest struct {
+	Start, End         netip.Addr
+	StartText, EndText string
+}
+
+// PoolRequestOf is the request that gives p again.
+func PoolRequestOf(p Pool) PoolRequest {
+	return PoolRequest{Start: p.Start, End: p.End, StartText: p.Start.String(), EndText: p.End.String()}
+}
+
+// Nameserver is a DNS server's address and the text the request gave.
+type Nameserver struct {
+	Addr netip.Addr
+	Text string
+}
+
+// RouteRequest is a host route and the text the request gave.
+type RouteRequest struct {
+	Destination                  netip.Prefix
+	Nexthop                      netip.Addr
+	DestinationText, NexthopText string
+}
+
+// Route is the host route stored: the destination with host bits cleared.
+func (r RouteRequest) Route() HostRoute {
+	return HostRoute{Destination: FormatCIDR(r.Destination.Masked()), Nexthop: r.Nexthop.String()}
+}
+
+func decodeSubnet(v values, head Request) SubnetRequest {
+	req := SubnetRequest{
+		Request: head, NetworkID: v.str("network_id").V, Name: v.str("name"), Description: v.str("description"),
+		EnableDHCP: v.boolean("enable_dhcp"), IPv6RAMode: v.optStr("ipv6_ra_mode"), IPv6AddressMode: v.optStr("ipv6_address_mode"),
+	}
+	req.IPVersion, _ = v["ip_version"].(int)
+	if s, ok := v["cidr"].(string); ok {
+		p, _ := ParseCIDR(s)
+		req.CIDR = Opt[netip.Prefix]{p, true}
+	}
+	switch g := v["gateway_ip"].(type) {
+	case nil:
+		if v.has("gateway_ip") {
+			req.GatewayIP.Set = true
 		}
-		b[i] |= byte(1<<n - 1)
-		host -= n
+	case string:
+		a, _ := netip.ParseAddr(g)
+		req.GatewayIP = Opt[*netip.Addr]{&a, true}
 	}
-	last, _ := netip.AddrFromSlice(b)
-	return first, last
+	if list, ok := v.list("allocation_pools"); ok {
+		pools := make([]PoolRequest, 0, len(list))
+		for _, it := range list {
+			m := it.(map[string]any)
+			var p PoolRequest
+			p.StartText, p.EndText = m["start"].(string), m["end"].(string)
+			p.Start, _ = netip.ParseAddr(p.StartText)
+			p.End, _ = netip.ParseAddr(p.EndText)
+			pools = append(pools, p)
+		}
+		req.AllocationPools = Opt[[]PoolRequest]{pools, true}
+	}
+	if list, ok := v.list("dns_nameservers"); ok {
+		dns := make([]Nameserver, 0, len(list))
+		for _, it := range list {
+			s := it.(string)
+			a, _ := netip.ParseAddr(s)
+			dns = append(dns, Nameserver{Addr: a, Text: s})
+		}
+		req.DNSNameservers = Opt[[]Nameserver]{dns, true}
+	}
+	if list, ok := v.list("host_routes"); ok {
+		routes := make([]RouteRequest, 0, len(list))
+		for _, it := range list {
+			m := it.(map[string]any)
+			r := RouteRequest{DestinationText: m["destination"].(string), NexthopText: m["nexthop"].(string)}
+			r.Destination, _ = ParseCIDR(r.DestinationText)
+			r.Nexthop, _ = netip.ParseAddr(r.NexthopText)
+			routes = append(routes, r)
+		}
+		req.HostRoutes = Opt[[]RouteRequest]{routes, true}
+	}
+	return req
 }
 
-// excludeAddr splits a pool around an address (the gateway).
-func excludeAddr(p Pool, a *netip.Addr) []Pool {
-	if a == nil || a.Less(p.Start) || p.End.Less(*a) {
-		return []Pool{p}
-	}
-	var out []Pool
-	if p.Start.Less(*a) {
-		out = append(out, Pool{p.Start, a.Prev()})
-	}
-	if a.Less(p.End) {
-		out = append(out, Pool{a.Next(), p.End})
-	}
-	return out
-}
-
-// EUI64 is the SLAAC address of mac in a /64.
-func EUI64(prefix netip.Prefix, mac string) (netip.Addr, error) {
-	hw, err := ParseMAC(mac)
-	if err != nil {
-		return netip.Addr{}, err
-	}
-	b := prefix.Masked().Addr().As16()
-	b[8] = hw[0] ^ 0x02
-	b[9], b[10] = hw[1], hw[2]
-	b[11], b[12] = 0xff, 0xfe
-	b[13], b[14], b[15] = hw[3], hw[4], hw[5]
-	return netip.AddrFrom16(b), nil
-}
+// Subnets validates subnet bodies.
+var Subnets = &Kind[SubnetRequest]{Resource: SubnetResource, Bulk: true, decode: decodeSubnet}
 
 // Subnet errors.
 
@@ -489,4 +414,37 @@ func SubnetNotFound(id string) *Error {
 func SubnetInUse(id string) *Error {
 	return newErr(http.StatusConflict, "SubnetInUse",
 		"Unable to complete operation on subnet %s: One or more ports have an IP allocation from this subnet.", id)
+}
+
+// InvalidAllocationPool prints the pool as the request gave it (Neutron
+// prints the dict).
+func InvalidAllocationPool(start, end string) *Error {
+	return newErr(http.StatusBadRequest, "InvalidAllocationPool", "The allocation pool {'start': '%s', 'end': '%s'} is not valid.", start, end)
+}
+
+func OutOfBoundsAllocationPool(pool Pool, cidr netip.Prefix) *Error {
+	return newErr(http.StatusBadRequest, "OutOfBoundsAllocationPool",
+		"The allocation pool %s spans beyond the subnet cidr %s.", pool, FormatCIDR(cidr))
+}
+
+func OverlappingAllocationPools(a, b Pool, cidr netip.Prefix) *Error {
+	return newErr(http.StatusConflict, "OverlappingAllocationPools",
+		"Found overlapping allocation pools: %s %s for subnet %s.", a, b, FormatCIDR(cidr))
+}
+
+func GatewayConflictWithAllocationPools(gateway netip.Addr, pool Pool) *Error {
+	return newErr(http.StatusConflict, "GatewayConflictWithAllocationPools",
+		"Gateway ip %s conflicts with allocation pool %s.", gateway, pool)
+}
+
+// DNSNameServersExhausted and HostRoutesExhausted name the subnet ("new
+// subnet" on create, as Neutron does).
+func DNSNameServersExhausted(subnet string) *Error {
+	return newErr(http.StatusBadRequest, "DNSNameServersExhausted",
+		"Unable to complete operation for %s. The number of DNS nameservers exceeds the limit %d.", subnet, MaxDNSNameservers)
+}
+
+func HostRoutesExhausted(subnet string) *Error {
+	return newErr(http.StatusBadRequest, "HostRoutesExhausted",
+		"Unable to complete operation for %s. The number of host routes exceeds the limit %d.", subnet, MaxHostRoutes)
 }

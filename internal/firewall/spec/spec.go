@@ -249,12 +249,12 @@ func storeRule(l *lookup, sgID string, body map[string]any) (firewall.Rule, erro
 	}
 	b["security_group_id"] = sgID
 	ctx := &neutron.Context{ProjectID: projectID, IsAdmin: true}
-	items, _, err := neutron.SecurityGroupRuleResource.PrepareBody(ctx, map[string]any{"security_group_rule": b}, true, false)
+	reqs, _, err := neutron.SecurityGroupRules.Create(ctx, map[string]any{"security_group_rule": b})
 	if err != nil {
 		return firewall.Rule{}, err
 	}
-	r, err := neutron.RuleFromAttrs(items[0])
-	if err != nil {
+	r := &reqs[0].Rule
+	if err := neutron.NormalizeRule(r); err != nil {
 		return firewall.Rule{}, err
 	}
 	if _, err := neutron.CheckNewRules(l, []*neutron.SecurityGroupRule{r}, false); err != nil {
