@@ -190,6 +190,11 @@ func openConn(rawURL string, mode Mode) (*Store, error) {
 	var s *Store
 	if driver == "sqlite" {
 		u, _ := url.Parse(rawURL) // Driver parsed it
+		if strings.Contains(rawURL, "#") {
+			// A '#' starts a URL fragment: the path would silently end
+			// before it and name another file.
+			return nil, fmt.Errorf("sqlite URL %q: a '#' in the path must be written %%23", rawURL)
+		}
 		s, err = openSQLite(u, mode)
 	} else {
 		s, err = openPostgres(rawURL, mode)
@@ -256,7 +261,7 @@ func openSQLite(u *url.URL, mode Mode) (*Store, error) {
 		// mode=ro: SQLite refuses every write and never creates the file;
 		// query_only on top. No journal_mode: switching a database to WAL
 		// is a write (the server that created it did so).
-		reader, err := sql.Open("sqlite", "file:"+path+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=query_only(1)")
+		reader, err := sql.Open("sqlite", "file:"+sqliteURIPath(path)+"?mode=ro&_pragma=busy_timeout(10000)&_pragma=foreign_keys(1)&_pragma=query_only(1)")
 		if err != nil {
 			return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 		}
@@ -276,7 +281,7 @@ func openSQLite(u *url.URL, mode Mode) (*Store, error) {
 	// The driver runs these pragmas on every connection it opens, so they
 	// hold for each connection of both pools.
 	pragmas := "mode=" + open + "&_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(" + synchronous + ")"
-	writer, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_txlock=immediate")
+	writer, err := sql.Open("sqlite", "file:"+sqliteURIPath(path)+"?"+pragmas+"&_txlock=immediate")
 	if err != nil {
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -287,7 +292,7 @@ func openSQLite(u *url.URL, mode Mode) (*Store, error) {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
-	reader, err := sql.Open("sqlite", "file:"+path+"?"+pragmas+"&_pragma=query_only(1)")
+	reader, err := sql.Open("sqlite", "file:"+sqliteURIPath(path)+"?"+pragmas+"&_pragma=query_only(1)")
 	if err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
@@ -527,4 +532,11 @@ func boolInt(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// sqliteURIPath escapes a file name for SQLite's "file:" URI, where '?'
+// starts the parameters, '#' a fragment and '%' an escape: a path holding
+// them must still name exactly that file.
+func sqliteURIPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }

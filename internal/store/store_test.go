@@ -5,8 +5,11 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -373,7 +376,10 @@ func TestSQLiteSynchronous(t *testing.T) {
 		{"?synchronous=normal", normal},
 	} {
 		t.Run(c.query, func(t *testing.T) {
-			s := openURL(t, "sqlite://"+filepath.Join(t.TempDir(), "moat.db")+c.query)
+			// The subtest's directory has a '#' in its name ("#00"),
+			// which a URL must escape.
+			u := (&url.URL{Scheme: "sqlite", Path: filepath.Join(t.TempDir(), "moat.db")}).String()
+			s := openURL(t, u+c.query)
 			// A write and a read through the store first, so that the
 			// pools' connections have done real work.
 			if err := s.Write(context.Background(), func(*Tx) error { return nil }); err != nil {
@@ -417,6 +423,44 @@ func TestSQLiteURLParameters(t *testing.T) {
 		if s, err := Open(context.Background(), "sqlite://"+filepath.Join(dir, "moat.db")+q); err == nil {
 			s.Close()
 			t.Errorf("Open(...%s) succeeded, want error", q)
+		}
+	}
+}
+
+// TestSQLiteURLFragment: an unescaped '#' would cut the path short and open
+// another file; it is refused.
+func TestSQLiteURLFragment(t *testing.T) {
+	dir := t.TempDir()
+	_, err := Open(context.Background(), "sqlite://"+dir+"/a#b.db")
+	if err == nil || !strings.Contains(err.Error(), "%23") {
+		t.Fatalf("Open with '#' in the path: %v, want an error saying to write %%23", err)
+	}
+	if _, err := os.Stat(dir + "/a"); !os.IsNotExist(err) {
+		t.Fatalf("a file %s/a was created: %v", dir, err)
+	}
+}
+
+// TestSQLitePathSpecialCharacters: a file name with '?', '#' or '%'
+// (escaped in moat's URL) is opened as exactly that file.
+func TestSQLitePathSpecialCharacters(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "a?b#c%d.db")
+	s := openURL(t, (&url.URL{Scheme: "sqlite", Path: path}).String())
+	s.Close()
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var names []string
+	for _, e := range entries {
+		names = append(names, e.Name())
+	}
+	if !slices.Contains(names, "a?b#c%d.db") {
+		t.Fatalf("files in %s: %v, want a?b#c%%d.db", dir, names)
+	}
+	for _, n := range names {
+		if !strings.HasPrefix(n, "a?b#c%d.db") {
+			t.Errorf("unexpected file %q next to the database", n)
 		}
 	}
 }
