@@ -9,10 +9,9 @@ import (
 
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
-
-const chainPrefix = "neutron-openvswi-"
 
 // flowsToForget compares the ruleset in force with the one replacing it
 // and returns the conntrack entries that may have been admitted by
@@ -31,9 +30,7 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 	byChainID := map[string]string{}
 	for _, pz := range cur.PortZones {
 		zones[pz.PortID] = pz.Zone
-		if len(pz.PortID) >= 10 {
-			byChainID[pz.PortID[:10]] = pz.PortID
-		}
+		byChainID[hybrid.ChainID(pz.PortID)] = pz.PortID
 	}
 	var out []conntrack.Filter
 	seen := map[string]bool{}
@@ -105,11 +102,11 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 // portChain says whether a chain is a port's ingress ("i") or egress ("o")
 // chain and whose.
 func portChain(name string, byChainID map[string]string) (string, string) {
-	rest, ok := strings.CutPrefix(name, chainPrefix)
-	if !ok || len(rest) != 11 || (rest[0] != 'i' && rest[0] != 'o') {
+	kind, id, ok := hybrid.PortChainOf(name)
+	if !ok || !strings.HasPrefix(name, hybrid.Wrap) || (kind != hybrid.ChainIn && kind != hybrid.ChainOut) {
 		return "", ""
 	}
-	return rest[:1], byChainID[rest[1:]]
+	return string(kind), byChainID[id]
 }
 
 // removedLines is the multiset difference old - cur of RETURN rules.

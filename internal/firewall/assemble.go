@@ -4,6 +4,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // assemble builds a filtered port's chains and raw rules.
@@ -204,13 +206,13 @@ func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
 		}
 	}
 	fixed := []Chain{
-		{Name: chainFilterTop, Rules: []string{"-j " + chainLocal}},
-		{Name: chainForward, Rules: d.forward},
-		{Name: chainInput, Rules: d.input},
-		{Name: chainOutput},
-		{Name: chainLocal},
-		{Name: chainSG, Rules: d.sgChain},
-		{Name: chainFallback, Rules: []string{withComment("-j DROP", commentUnmatchDrop, k.opt.CommentRules)}},
+		{Name: hybrid.ChainFilterTop, Rules: []string{"-j " + hybrid.ChainLocal}},
+		{Name: hybrid.ChainForward, Rules: d.forward},
+		{Name: hybrid.ChainInput, Rules: d.input},
+		{Name: hybrid.ChainOutput},
+		{Name: hybrid.ChainLocal},
+		{Name: hybrid.ChainSG, Rules: d.sgChain},
+		{Name: hybrid.ChainFallback, Rules: []string{withComment("-j DROP", hybrid.CommentUnmatchDrop, k.opt.CommentRules)}},
 	}
 	// Build in name order: every i chain sorts before "local", every o
 	// chain before every s chain, and those before "sg-chain" when the
@@ -233,21 +235,21 @@ func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
 	filter := Table{
 		Name: "filter",
 		Builtins: []Chain{
-			{Name: "INPUT", Rules: []string{"-j " + chainInput}},
-			{Name: "FORWARD", Rules: []string{"-j " + chainFilterTop, "-j " + chainForward}},
-			{Name: "OUTPUT", Rules: []string{"-j " + chainFilterTop, "-j " + chainOutput}},
+			{Name: "INPUT", Rules: []string{"-j " + hybrid.ChainInput}},
+			{Name: "FORWARD", Rules: []string{"-j " + hybrid.ChainFilterTop, "-j " + hybrid.ChainForward}},
+			{Name: "OUTPUT", Rules: []string{"-j " + hybrid.ChainFilterTop, "-j " + hybrid.ChainOutput}},
 		},
 		Chains: chains,
 	}
 	raw := Table{
 		Name: "raw",
 		Builtins: []Chain{
-			{Name: "PREROUTING", Rules: []string{"-j " + chainPrerouting}},
-			{Name: "OUTPUT", Rules: []string{"-j " + chainOutput}},
+			{Name: "PREROUTING", Rules: []string{"-j " + hybrid.ChainPrerouting}},
+			{Name: "OUTPUT", Rules: []string{"-j " + hybrid.ChainOutput}},
 		},
 		Chains: []Chain{
-			{Name: chainOutput},
-			{Name: chainPrerouting, Rules: d.prerouting},
+			{Name: hybrid.ChainOutput},
+			{Name: hybrid.ChainPrerouting, Rules: d.prerouting},
 		},
 	}
 	return Tables{Filter: filter, Raw: raw}

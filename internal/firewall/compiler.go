@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Compiler turns host states into Rulesets, reusing the work of earlier
@@ -207,9 +209,9 @@ func (c *Compiler) newCompilation(s *HostState) *compilation {
 		dupGroups: map[string]bool{}, dupAGs: map[string]bool{},
 	}
 	cm := s.Options.CommentRules
-	k.established = line{text: withComment("-m state --state RELATED,ESTABLISHED -j RETURN", commentAllowAssoc, cm)}
-	k.invalid = line{text: withComment("-m state --state INVALID -j DROP", commentInvalidDrop, cm)}
-	k.fallback = line{text: withComment("-j "+chainFallback, commentUnmatched, cm)}
+	k.established = line{text: withComment("-m state --state RELATED,ESTABLISHED -j RETURN", hybrid.CommentAllowAssoc, cm)}
+	k.invalid = line{text: withComment("-m state --state INVALID -j DROP", hybrid.CommentInvalidDrop, cm)}
+	k.fallback = line{text: withComment("-j "+hybrid.ChainFallback, hybrid.CommentUnmatched, cm)}
 	for i := range s.SecurityGroups {
 		g := &s.SecurityGroups[i]
 		if _, dup := k.groups[g.ID]; dup {
@@ -440,7 +442,7 @@ type setRef struct {
 	v6  bool
 }
 
-func (r setRef) name() string { return IPSetName(ethertype(r.v6), r.key.id) }
+func (r setRef) name() string { return hybrid.IPSetName(ethertype(r.v6), r.key.id) }
 
 func (r setRef) String() string {
 	what := "remote group"
@@ -548,14 +550,14 @@ func (k *compilation) rejectedDrops(ports []*Port, reasons []string, accepted []
 		if reasons[i] == "" || checkID(p.ID) != nil {
 			continue
 		}
-		tap := TapDevice(p.ID)
+		tap := hybrid.TapName(p.ID)
 		if taken[tap] {
 			continue
 		}
 		taken[tap] = true
 		cm := ""
 		if k.opt.CommentRules {
-			cm = ` -m comment --comment "` + commentRejected + `"`
+			cm = ` -m comment --comment "` + hybrid.CommentRejected + `"`
 		}
 		for _, dir := range []string{"out", "in"} {
 			out = append(out, "-m physdev --physdev-"+dir+" "+tap+" --physdev-is-bridged"+cm+" -j DROP")

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -191,7 +192,7 @@ func renderRule(r *Rule, opt Options) (gline, error) {
 var jumpReturn = line{text: "-j RETURN"}
 
 func setMatch(ethertype, id, dir string) line {
-	return line{text: "-m set --match-set " + IPSetName(ethertype, id) + " " + dir}
+	return line{text: "-m set --match-set " + hybrid.IPSetName(ethertype, id) + " " + dir}
 }
 
 // rulePrefix is the -s/-d argument of a rule's remote prefix: Neutron uses

@@ -76,20 +76,3 @@ func TestWithComment(t *testing.T) {
 		}
 	}
 }
-
-func TestNames(t *testing.T) {
-	id := "c0a350e0-43d4-4f2b-9c3a-1e2f3a4b5c6d"
-	for got, want := range map[string]string{
-		portChainName('i', id):    "neutron-openvswi-ic0a350e0-4",
-		portChainName('s', id):    "neutron-openvswi-sc0a350e0-4",
-		TapDevice(id):             "tapc0a350e0-43",
-		BridgeVethDevice(id):      "qvbc0a350e0-43",
-		IPSetName(IPv4, id):       "NIPv4c0a350e0-43d4-4f2b-9c3a-",
-		IPSetName(IPv6, "short"):  "NIPv6short",
-		portChainName('o', "abc"): "neutron-openvswi-oabc",
-	} {
-		if got != want {
-			t.Errorf("got %q, want %q", got, want)
-		}
-	}
-}

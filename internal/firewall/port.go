@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -71,25 +72,25 @@ func newFixedTexts(c bool) *fixedTexts {
 	for _, t := range []int{130, 135, 136} {
 		f.ingressV6Head = append(f.ingressV6Head, line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type " + strconv.Itoa(t) + " -j RETURN"})
 	}
-	f.egressV4Pre = []line{{text: withComment("-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)}}
+	f.egressV4Pre = []line{{text: withComment("-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN", hybrid.CommentDHCPClient, c)}}
 	f.egressV4Post = []line{
-		{text: withComment("-p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)},
-		{text: withComment("-p udp -m udp --sport 67 --dport 68 -j DROP", commentDHCPSpoof, c)},
+		{text: withComment("-p udp -m udp --sport 68 --dport 67 -j RETURN", hybrid.CommentDHCPClient, c)},
+		{text: withComment("-p udp -m udp --sport 67 --dport 68 -j DROP", hybrid.CommentDHCPSpoof, c)},
 	}
 	for _, t := range []int{131, 135, 143} {
-		f.egressV6Pre = append(f.egressV6Pre, line{text: withComment("-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type "+strconv.Itoa(t)+" -j RETURN", commentIPv6ICMPAllow, c)})
+		f.egressV6Pre = append(f.egressV6Pre, line{text: withComment("-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type "+strconv.Itoa(t)+" -j RETURN", hybrid.CommentIPv6ICMPAllow, c)})
 	}
 	f.egressV6Post = []line{
-		{text: withComment("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP", commentIPv6RADrop, c)},
-		{text: withComment("-p ipv6-icmp -j RETURN", commentIPv6ICMPAllow, c)},
-		{text: withComment("-p udp -m udp --sport 546 --dport 547 -j RETURN", commentDHCPClient, c)},
-		{text: withComment("-p udp -m udp --sport 547 --dport 546 -j DROP", commentDHCPSpoof, c)},
+		{text: withComment("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP", hybrid.CommentIPv6RADrop, c)},
+		{text: withComment("-p ipv6-icmp -j RETURN", hybrid.CommentIPv6ICMPAllow, c)},
+		{text: withComment("-p udp -m udp --sport 546 --dport 547 -j RETURN", hybrid.CommentDHCPClient, c)},
+		{text: withComment("-p udp -m udp --sport 547 --dport 546 -j DROP", hybrid.CommentDHCPSpoof, c)},
 	}
 	f.raProvider = line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN"}
 	f.bcastDHCP = line{text: "-d 255.255.255.255/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"}
 	f.llDHCP = line{text: "-d fe80::/64 -p udp -m udp --sport 547 --dport 546 -j RETURN"}
-	f.pairDrop = line{text: withComment("-j DROP", commentPairDrop, c)}
-	for _, cm := range []string{commentTrustedAccept, commentPortSecAccept, commentVMIntSG, commentSGToVMSG, commentInputToSG, commentPairAllow} {
+	f.pairDrop = line{text: withComment("-j DROP", hybrid.CommentPairDrop, c)}
+	for _, cm := range []string{hybrid.CommentTrustedAccept, hybrid.CommentPortSecAccept, hybrid.CommentVMIntSG, hybrid.CommentSGToVMSG, hybrid.CommentInputToSG, hybrid.CommentPairAllow} {
 		if c {
 			f.comment[cm] = ` -m comment --comment "` + cm + `"`
 		} else {
@@ -114,8 +115,8 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	ps := &portStatic{
 		id:            p.ID,
 		kind:          kindOf(p),
-		tap:           TapDevice(p.ID),
-		qvb:           BridgeVethDevice(p.ID),
+		tap:           hybrid.TapName(p.ID),
+		qvb:           hybrid.BridgeVethName(p.ID),
 		forceStateful: strings.HasPrefix(p.DeviceOwner, "network:") || strings.HasPrefix(p.DeviceOwner, "neutron:"),
 	}
 	// physdev renders "-m physdev --physdev-DIR TAP --physdev-is-bridged
@@ -126,31 +127,31 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	switch ps.kind {
 	case trusted:
 		ps.forward = []string{
-			physdev("out", commentTrustedAccept, "ACCEPT"),
-			physdev("in", commentTrustedAccept, "ACCEPT"),
+			physdev("out", hybrid.CommentTrustedAccept, "ACCEPT"),
+			physdev("in", hybrid.CommentTrustedAccept, "ACCEPT"),
 		}
 		return ps, nil
 	case unfiltered:
 		ps.forward = []string{
-			physdev("out", commentPortSecAccept, "ACCEPT"),
-			physdev("in", commentPortSecAccept, "ACCEPT"),
+			physdev("out", hybrid.CommentPortSecAccept, "ACCEPT"),
+			physdev("in", hybrid.CommentPortSecAccept, "ACCEPT"),
 		}
-		ps.input = []string{physdev("in", commentPortSecAccept, "ACCEPT")}
+		ps.input = []string{physdev("in", hybrid.CommentPortSecAccept, "ACCEPT")}
 		return ps, nil
 	}
 
-	ps.chainI = portChainName('i', p.ID)
-	ps.chainO = portChainName('o', p.ID)
-	ps.chainS = portChainName('s', p.ID)
+	ps.chainI = hybrid.PortChain(hybrid.ChainIn, p.ID)
+	ps.chainO = hybrid.PortChain(hybrid.ChainOut, p.ID)
+	ps.chainS = hybrid.PortChain(hybrid.ChainSpoof, p.ID)
 	ps.forward = []string{
-		physdev("out", commentVMIntSG, chainSG),
-		physdev("in", commentVMIntSG, chainSG),
+		physdev("out", hybrid.CommentVMIntSG, hybrid.ChainSG),
+		physdev("in", hybrid.CommentVMIntSG, hybrid.ChainSG),
 	}
 	ps.sg = []string{
-		physdev("out", commentSGToVMSG, ps.chainI),
-		physdev("in", commentSGToVMSG, ps.chainO),
+		physdev("out", hybrid.CommentSGToVMSG, ps.chainI),
+		physdev("in", hybrid.CommentSGToVMSG, ps.chainO),
 	}
-	ps.input = []string{physdev("in", commentInputToSG, ps.chainO)}
+	ps.input = []string{physdev("in", hybrid.CommentInputToSG, ps.chainO)}
 
 	mac, _ := parseMAC(p.MAC) // checked by checkPort
 	ps.fixedText = slices.Clone(p.FixedIPs)
@@ -263,7 +264,7 @@ func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts) ([2][]string, err
 	}
 
 	var chains [2][]string
-	cm := f.comment[commentPairAllow]
+	cm := f.comment[hybrid.CommentPairAllow]
 	for fam, ps := range pairs {
 		if len(ps) == 0 {
 			continue

@@ -1,6 +1,10 @@
 package firewall
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/moat-sg/moat/internal/hybrid"
+)
 
 // Provenance: which security group rule produced which line of a port's
 // chains. The compiler's hot path knows nothing of it beyond the position
@@ -78,7 +82,7 @@ func (k *compilation) ruleSources(port *Port, res map[LineKey][]RuleSource) erro
 	if err := checkPort(port); err != nil {
 		return fmt.Errorf("port %s: %w", quoteShort(port.ID), err)
 	}
-	chain := [2]string{portChainName('i', port.ID), portChainName('o', port.ID)}
+	chain := [2]string{hybrid.PortChain(hybrid.ChainIn, port.ID), hybrid.PortChain(hybrid.ChainOut, port.ID)}
 	seen := map[string]bool{}
 	for _, gid := range port.SecurityGroups {
 		if seen[gid] {

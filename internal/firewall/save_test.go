@@ -3,6 +3,8 @@ package firewall
 import (
 	"strings"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 func TestRestoreRule(t *testing.T) {
@@ -26,8 +28,8 @@ func TestRestoreRule(t *testing.T) {
 func TestWriteSaveAndIPSetSave(t *testing.T) {
 	tb := &Table{
 		Name:     "raw",
-		Builtins: []Chain{{Name: "PREROUTING", Rules: []string{"-j " + chainPrerouting}}, {Name: "OUTPUT"}},
-		Chains:   []Chain{{Name: chainOutput}, {Name: chainPrerouting, Rules: []string{"-i qvbx -j CT --notrack"}}},
+		Builtins: []Chain{{Name: "PREROUTING", Rules: []string{"-j " + hybrid.ChainPrerouting}}, {Name: "OUTPUT"}},
+		Chains:   []Chain{{Name: hybrid.ChainOutput}, {Name: hybrid.ChainPrerouting, Rules: []string{"-i qvbx -j CT --notrack"}}},
 	}
 	var b strings.Builder
 	if err := WriteSave(&b, tb); err != nil {

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Explanation is a port's rules, each with its counters and meaning.
@@ -64,7 +66,7 @@ func (h *Host) Explain(portID, tap string) (*Explanation, error) {
 			}
 			// Shared chains: the rules that name one of the port's devices.
 			for _, c := range t.Chains {
-				if _, local, ok := wrapOf(c.Name); !ok || !(local == "PREROUTING" || local == "FORWARD" || local == "INPUT" || local == "sg-chain") {
+				if _, local, ok := hybrid.SplitWrap(c.Name); !ok || !(local == hybrid.LocalPrerouting || local == hybrid.LocalForward || local == hybrid.LocalInput || local == hybrid.LocalSG) {
 					continue
 				}
 				for _, r := range c.Rules {

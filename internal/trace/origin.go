@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -144,42 +145,42 @@ func classifyRule(r *Rule, v6 bool, prov *Provenance) *Origin {
 	tg := cr.target
 	chain := r.Chain.Name
 	o := func(kind, text string) *Origin { return &Origin{Kind: kind, Text: text} }
-	if kind, _ := portChainKind(chain); kind != 0 {
+	if kind, _, ok := hybrid.PortChainOf(chain); ok {
 		return classifyPortRule(r, kind, v, v6, prov)
 	}
-	_, local, wrapped := wrapOf(chain)
+	_, local, wrapped := hybrid.SplitWrap(chain)
 	switch {
-	case wrapped && local == "sg-fallback" && tg.kind == targetDrop:
+	case wrapped && local == hybrid.LocalFallback && tg.kind == targetDrop:
 		return o(OriginDefaultDrop, "default drop (sg-fallback): no security group rule allowed the packet")
-	case wrapped && local == "sg-chain" && tg.kind == targetAccept:
+	case wrapped && local == hybrid.LocalSG && tg.kind == targetAccept:
 		return o(OriginSGChainAccept, "sg-chain ACCEPT: the port's chains let the packet through")
-	case wrapped && local == "PREROUTING" && tg.kind == targetCT && tg.notrack:
+	case wrapped && local == hybrid.LocalPrerouting && tg.kind == targetCT && tg.notrack:
 		return o(OriginStateless, "stateless security group: CT --notrack, conntrack skips the port's packets")
-	case wrapped && local == "PREROUTING" && tg.kind == targetCT:
+	case wrapped && local == hybrid.LocalPrerouting && tg.kind == targetCT:
 		return o(OriginCTZone, "conntrack zone "+strconv.Itoa(tg.zone)+" of the port")
-	case wrapped && (local == "FORWARD" || local == "INPUT") && tg.kind == targetAccept:
+	case wrapped && (local == hybrid.LocalForward || local == hybrid.LocalInput) && tg.kind == targetAccept:
 		switch {
 		case strings.Contains(cr.comment, "port security is disabled"):
 			return o(OriginPortSecurityDisabled, "port security disabled: every packet of the port is accepted")
 		case strings.Contains(cr.comment, "port is trusted"):
 			return o(OriginTrusted, "trusted port (device_owner network:*): every packet is accepted")
 		}
-		if local == "INPUT" {
+		if local == hybrid.LocalInput {
 			return o(OriginPortSecurityDisabled, "port security disabled: every packet of the port is accepted")
 		}
 		return o(OriginPortSecurityDisabled, "port security disabled, or a trusted network:* port: every packet is accepted")
 	case tg.kind == targetJump || tg.kind == targetGoto:
-		if _, _, ok := wrapOf(tg.name); ok || tg.name == "neutron-filter-top" {
+		if _, _, ok := hybrid.SplitWrap(tg.name); ok || tg.name == hybrid.ChainFilterTop {
 			return o(OriginDispatch, "dispatch to "+tg.name)
 		}
 	}
 	return o(OriginOther, "not part of Neutron's security group layout")
 }
 
-func classifyPortRule(r *Rule, kind byte, v ruleView, v6 bool, prov *Provenance) *Origin {
+func classifyPortRule(r *Rule, kind hybrid.ChainKind, v ruleView, v6 bool, prov *Provenance) *Origin {
 	cr, tg := v.cr, v.cr.target
 	o := func(k, text string) *Origin { return &Origin{Kind: k, Text: text} }
-	if kind == 's' {
+	if kind == hybrid.ChainSpoof {
 		if tg.kind == targetDrop {
 			return o(OriginAntiSpoofing, "anti-spoofing: the source IP/MAC pair is not one of the port's (fixed IPs, allowed address pairs)")
 		}
@@ -198,14 +199,14 @@ func classifyPortRule(r *Rule, kind byte, v ruleView, v6 bool, prov *Provenance)
 	case v.hasState && v.states == StateInvalid && tg.kind == targetDrop:
 		return o(OriginInvalid, "INVALID state: conntrack does not know the packet's connection")
 	case tg.kind == targetJump || tg.kind == targetGoto:
-		if _, local, ok := wrapOf(tg.name); ok && local == "sg-fallback" {
+		if _, local, ok := hybrid.SplitWrap(tg.name); ok && local == hybrid.LocalFallback {
 			return o(OriginToDefaultDrop, "no security group rule matched: on to the default drop")
 		}
-		if k, _ := portChainKind(tg.name); k == 's' {
+		if k, _, _ := hybrid.PortChainOf(tg.name); k == hybrid.ChainSpoof {
 			return o(OriginAntiSpoofing, "anti-spoofing check of the source IP/MAC")
 		}
 	}
-	if kind == 'o' {
+	if kind == hybrid.ChainOut {
 		switch {
 		case v.udp(68, 67) || v.udp(546, 547):
 			return o(OriginDHCPClient, "DHCP client traffic of the VM (built-in)")
@@ -271,10 +272,10 @@ func isEstablished(cr *compiledRule) bool {
 
 // describeSGRule spells a rule of a port chain as the security group rule
 // it stands for: direction, ethertype, protocol, ports, remote.
-func describeSGRule(v ruleView, kind byte, v6 bool) string {
+func describeSGRule(v ruleView, kind hybrid.ChainKind, v6 bool) string {
 	var b strings.Builder
 	dir := "ingress"
-	if kind == 'o' {
+	if kind == hybrid.ChainOut {
 		dir = "egress"
 	}
 	eth := "IPv4"
@@ -313,13 +314,13 @@ func describeSGRule(v ruleView, kind byte, v6 bool) string {
 		}
 	}
 	remote := v.src
-	if kind == 'o' {
+	if kind == hybrid.ChainOut {
 		remote = v.dst
 	}
 	switch {
 	case v.set != nil:
 		b.WriteString(", remote: members of ipset " + v.set.name)
-		if g := groupOfSet(v.set.name); g != "" {
+		if g := hybrid.IPSetGroupID(v.set.name); g != "" {
 			b.WriteString(" (security group " + g + "…)")
 		}
 	case remote != "":
@@ -328,17 +329,6 @@ func describeSGRule(v ruleView, kind byte, v6 bool) string {
 		b.WriteString(", any remote")
 	}
 	return b.String()
-}
-
-// groupOfSet reads the (cut) group id out of Neutron's set name
-// "NIPv4<group id>".
-func groupOfSet(name string) string {
-	for _, p := range []string{"NIPv4", "NIPv6"} {
-		if strings.HasPrefix(name, p) {
-			return name[len(p):]
-		}
-	}
-	return ""
 }
 
 // suggest builds the command that would allow a packet the default rule

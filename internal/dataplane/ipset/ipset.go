@@ -31,27 +31,17 @@ import (
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 const (
-	// TempSuffix names the temporary set a bulk change fills before the
-	// swap, as Neutron does.
-	TempSuffix = "-n"
 	// BulkThreshold is the number of member changes to one set from which
 	// the set is rebuilt and swapped instead of patched (Neutron's
 	// IPSET_ADD_BULK_THRESHOLD).
 	BulkThreshold = 5
-	// MaxNameLen is the kernel's limit on set names (IPSET_MAXNAMELEN less
-	// the terminating NUL).
-	MaxNameLen = 31
 	// defaultMaxElem is ipset's default maxelem, which Neutron keeps.
 	defaultMaxElem = 65536
 )
-
-// Owned reports whether moat owns the set of that name.
-func Owned(name string) bool {
-	return strings.HasPrefix(name, "NIPv4") || strings.HasPrefix(name, "NIPv6")
-}
 
 // Syncer applies the desired sets to one host's (or namespace's) ipsets. It
 // is safe for concurrent use; calls are serialised.
@@ -108,10 +98,10 @@ func validate(sets []firewall.IPSet) (map[string]*firewall.IPSet, error) {
 	for i := range sets {
 		w := &sets[i]
 		switch {
-		case !Owned(w.Name):
+		case !hybrid.OwnedIPSet(w.Name):
 			return nil, fmt.Errorf("set %q: not a name moat owns (NIPv4…, NIPv6…)", w.Name)
-		case len(w.Name)+len(TempSuffix) > MaxNameLen:
-			return nil, fmt.Errorf("set %q: longer than %d characters, no room for the temporary %q", w.Name, MaxNameLen-len(TempSuffix), w.Name+TempSuffix)
+		case len(w.Name)+len(hybrid.IPSetSwapSuffix) > hybrid.MaxIPSetNameLen:
+			return nil, fmt.Errorf("set %q: longer than %d characters, no room for the temporary %q", w.Name, hybrid.MaxIPSetNameLen-len(hybrid.IPSetSwapSuffix), w.Name+hybrid.IPSetSwapSuffix)
 		case w.Family != "inet" && w.Family != "inet6":
 			return nil, fmt.Errorf("set %s: family %q, want inet or inet6", w.Name, w.Family)
 		case w.Type == "" || strings.ContainsAny(w.Type, " \n"):
@@ -123,8 +113,8 @@ func validate(sets []firewall.IPSet) (map[string]*firewall.IPSet, error) {
 		want[w.Name] = w
 	}
 	for name := range want {
-		if _, clash := want[name+TempSuffix]; clash {
-			return nil, fmt.Errorf("sets %s and %s: the second is the first's temporary name", name, name+TempSuffix)
+		if _, clash := want[name+hybrid.IPSetSwapSuffix]; clash {
+			return nil, fmt.Errorf("sets %s and %s: the second is the first's temporary name", name, name+hybrid.IPSetSwapSuffix)
 		}
 	}
 	return want, nil
@@ -213,7 +203,7 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 				st.Dels += len(del)
 				break
 			}
-			tmp := name + TempSuffix
+			tmp := name + hybrid.IPSetSwapSuffix
 			if _, left := s.known[tmp]; left {
 				// A temporary set left by a crash may have other
 				// parameters; nothing refers to it.
@@ -298,7 +288,7 @@ func (s *Syncer) Destroy(ctx context.Context, names []string) error {
 		return nil
 	}
 	for _, n := range names {
-		if !Owned(n) {
+		if !hybrid.OwnedIPSet(n) {
 			return fmt.Errorf("destroy ipset %q: not a set moat owns", n)
 		}
 	}
@@ -395,7 +385,7 @@ func parseSave(out string) (map[string]*set, error) {
 			if len(f) < 3 {
 				return nil, fmt.Errorf("ipset save line %d: bad create line %q", n+1, line)
 			}
-			if !Owned(f[1]) {
+			if !hybrid.OwnedIPSet(f[1]) {
 				continue
 			}
 			st := &set{typ: f[2]}

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // FuzzParseSave feeds arbitrary text to the parser of `ipset save` output
@@ -25,7 +27,7 @@ func FuzzParseSave(f *testing.F) {
 		var b strings.Builder
 		for _, n := range names {
 			st := sets[n]
-			if !Owned(n) {
+			if !hybrid.OwnedIPSet(n) {
 				t.Errorf("set %q kept as moat's", n)
 			}
 			for _, w := range append([]string{n, st.typ}, st.members...) {

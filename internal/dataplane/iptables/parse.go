@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // CanaryChain is an extra chain moat keeps in each family's filter table. It
@@ -24,7 +25,7 @@ const CanaryRule = `-m comment --comment "moat drift canary" -j RETURN`
 // chains of Neutron's hybrid layout and the canary. Chains of other tools
 // (libvirt, docker, firewalld, other Neutron agents) are never touched.
 func Owned(chain string) bool {
-	return strings.HasPrefix(chain, "neutron-openvswi-") || chain == "neutron-filter-top" || chain == CanaryChain
+	return hybrid.OwnedChain(chain) || chain == CanaryChain
 }
 
 // tableState is one table as moat sees it: the built-in chains with all of

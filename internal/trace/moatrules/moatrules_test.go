@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/moat-sg/moat/internal/firewall/spec"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/trace"
 	"github.com/moat-sg/moat/internal/trace/moatrules"
 )
@@ -88,7 +89,7 @@ func TestPortProvenance(t *testing.T) {
 		if len(one.Groups) != 1 || !slices.Equal(one.Groups[portB], all.Groups[portB]) {
 			t.Errorf("ipset=%v: groups %v, want port B's of %v", ipset, one.Groups, all.Groups)
 		}
-		chains := trace.PortChainNames(trace.DefaultWrap, portB)
+		chains := hybrid.PortChainsUnder(hybrid.Wrap, portB)
 		want := 0
 		for k, rs := range all.Rules {
 			if k.Chain != chains.In && k.Chain != chains.Out {

@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Kernel is the fake. The zero value is not usable; call New.
@@ -162,8 +163,8 @@ func (k *Kernel) do(f []string, exist bool) error {
 				s.MaxElem, _ = strconv.Atoi(f[i+1])
 			}
 		}
-		if len(f[1]) > 31 {
-			return fmt.Errorf("setname '%s' is longer than 31 characters", f[1])
+		if len(f[1]) > hybrid.MaxIPSetNameLen {
+			return fmt.Errorf("setname '%s' is longer than %d characters", f[1], hybrid.MaxIPSetNameLen)
 		}
 		if old := k.sets[f[1]]; old != nil {
 			// Like ipset 7.17, -exist passes when the type and maxelem match
