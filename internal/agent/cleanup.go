@@ -10,7 +10,6 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/hybrid"
-	"github.com/moat-sg/moat/internal/neutron"
 )
 
 // flowsToForget compares the ruleset in force with the one replacing it
@@ -183,7 +182,7 @@ func ruleFilters(line string, fam int, dir string, zone uint16, portNets []*net.
 				base.Dst = parseNet(arg)
 			}
 		case "-p":
-			if n, ok := neutron.ParseIptablesProtocol(arg); ok {
+			if n, ok := hybrid.ParseIptablesProtocol(arg); ok {
 				base.Proto = uint8(n)
 			}
 		case "--dport", "--dports":

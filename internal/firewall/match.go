@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -51,7 +52,7 @@ func resolveProtocol(stored string, v6, compat bool) (protoSpec, error) {
 	if v6 && (strings.EqualFold(stored, "icmp") || strings.EqualFold(stored, "icmpv6")) {
 		num = neutron.ProtoICMPv6 // the agent's legacy-name rewrite
 	}
-	name := neutron.IptablesProtocolName(num)
+	name := hybrid.IptablesProtocolName(num)
 	s := protoSpec{save: name, key: name}
 	switch num {
 	case neutron.ProtoTCP, neutron.ProtoUDP, neutron.ProtoSCTP, neutron.ProtoDCCP:
@@ -82,11 +83,11 @@ func resolveNeutronProtocol(stored string, v6 bool) (protoSpec, error) {
 		return protoSpec{}, nil
 	}
 	token := neutronIptablesName(stored)
-	num, ok := neutron.ParseIptablesProtocol(token)
+	num, ok := hybrid.ParseIptablesProtocol(token)
 	if !ok {
 		return protoSpec{}, fmt.Errorf("protocol %s: Neutron writes -p %s, which iptables rejects", quoteShort(stored), quoteShort(token))
 	}
-	s := protoSpec{save: neutron.IptablesProtocolName(num), key: token, module: neutronModules[token]}
+	s := protoSpec{save: hybrid.IptablesProtocolName(num), key: token, module: neutronModules[token]}
 	switch token {
 	case "icmp":
 		s.ports = icmpType
@@ -117,7 +118,7 @@ func neutronIptablesName(stored string) string {
 	if err != nil || n < 1 || n > 255 || strconv.Itoa(n) != stored {
 		return stored // only the exact decimal spelling is a map key
 	}
-	return neutron.IptablesProtocolName(n)
+	return hybrid.IptablesProtocolName(n)
 }
 
 // matchArgs renders the protocol and port arguments of a rule: the

@@ -7,24 +7,6 @@ import (
 	"github.com/moat-sg/moat/internal/hybrid"
 )
 
-func TestRestoreRule(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"-p ipencap -j RETURN", "-p 4 -j RETURN"},
-		{"-s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j RETURN", "-s 10.0.0.0/8 -p 6 -m tcp --dport 22 -j RETURN"},
-		{"-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN", "-p 58 -m icmp6 --icmpv6-type 134 -j RETURN"},
-		{"-p 113 -j RETURN", "-p 113 -j RETURN"},
-		{"-j RETURN", "-j RETURN"},
-		{"-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT", "-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT"},
-		{`-m comment --comment "x -p tcp" -j DROP`, `-m comment --comment "x -p tcp" -j DROP`},
-		{`-m comment --comment "a" -p tcp -j DROP`, `-m comment --comment "a" -p 6 -j DROP`},
-	}
-	for _, tt := range tests {
-		if got := RestoreRule(tt.in); got != tt.want {
-			t.Errorf("RestoreRule(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
-
 func TestWriteSaveAndIPSetSave(t *testing.T) {
 	tb := &Table{
 		Name:     "raw",

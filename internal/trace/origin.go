@@ -403,7 +403,7 @@ func suggestProtocol(num int, v6 bool) (arg, why string) {
 	if name == "" || name == "ip" {
 		return strconv.Itoa(num), ""
 	}
-	if n, ok := neutron.ParseIptablesProtocol(name); !ok || n != num {
+	if n, ok := hybrid.ParseIptablesProtocol(name); !ok || n != num {
 		return strconv.Itoa(num), fmt.Sprintf("--protocol %d, not %s: iptables reads %s differently", num, name, name)
 	}
 	return name, ""

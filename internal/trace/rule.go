@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // A compiled rule is its matches, split into items (one per option, so
@@ -211,7 +211,7 @@ func compileRule(text string, t *Table) *compiledRule {
 			it.name, it.wildcard = strings.CutSuffix(v, "+")
 		case "-p", "--protocol":
 			it.kind = itemProto
-			num, ok := neutron.ParseIptablesProtocol(v)
+			num, ok := hybrid.ParseIptablesProtocol(v)
 			if !ok || !hasVal {
 				it.unknown = fmt.Sprintf("protocol %q is unknown to iptables", v)
 			}

@@ -221,7 +221,7 @@ func ownedRule(rule string) bool { return Owned(ruleTarget(rule)) }
 // Debian 12's; where it does not (or is missing), iptables-save prints
 // protocol numbers or other names, so -p arguments are compared as numbers.
 func sameRule(a, b string) bool {
-	return a == b || firewall.RestoreRule(a) == firewall.RestoreRule(b)
+	return a == b || hybrid.RestoreRule(a) == hybrid.RestoreRule(b)
 }
 
 // sameRules compares two rule lists with sameRule. Lists that are the same

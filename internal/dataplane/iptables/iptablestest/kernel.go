@@ -25,7 +25,7 @@ import (
 	"sync"
 
 	"github.com/moat-sg/moat/internal/dataplane"
-	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Kernel is the fake. The zero value is not usable; call New.
@@ -596,7 +596,7 @@ func canonical(toks []string) []string {
 			r[i] = "-p"
 		}
 		if i > 0 && r[i-1] == "-p" {
-			if n, ok := neutron.ParseIptablesProtocol(r[i]); ok {
+			if n, ok := hybrid.ParseIptablesProtocol(r[i]); ok {
 				r[i] = strconv.Itoa(n)
 			}
 		}
@@ -611,7 +611,7 @@ func formatRule(r []string) string {
 		switch {
 		case i > 0 && r[i-1] == "-p":
 			n, _ := strconv.Atoi(tok)
-			out[i] = neutron.IptablesProtocolName(n)
+			out[i] = hybrid.IptablesProtocolName(n)
 		case i > 0 && r[i-1] == "--comment":
 			out[i] = saveString(tok)
 		default:
