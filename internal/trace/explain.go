@@ -127,7 +127,7 @@ func WriteExplainText(w io.Writer, ex *Explanation) error {
 
 // shortRule drops comments, which the meaning column replaces.
 func shortRule(rule string) string {
-	args, err := splitArgs(rule)
+	args, err := hybrid.SplitArgs(rule)
 	if err != nil {
 		return rule
 	}
@@ -137,7 +137,7 @@ func shortRule(rule string) string {
 			i += 3
 			continue
 		}
-		out = append(out, quoteArg(args[i]))
+		out = append(out, hybrid.QuoteArg(args[i]))
 	}
 	return strings.Join(out, " ")
 }

@@ -164,57 +164,9 @@ func parseSave(out string, want ...string) (map[string]*tableState, error) {
 	return tables, nil
 }
 
-// ruleTarget is the chain or target a rule jumps or goes to ("-j X" or
-// "-g X"), or "" if it has none. Quoted text (comments) is skipped.
-func ruleTarget(rule string) string {
-	next := false
-	for tok := range tokens(rule) {
-		if next {
-			return tok
-		}
-		switch tok {
-		case "-j", "--jump", "-g", "--goto":
-			next = true
-		}
-	}
-	return ""
-}
-
-// tokens yields the words of a rule as iptables-restore splits them: at
-// blanks, except inside double quotes, where \" is a literal quote. Quoted
-// words are yielded with their quotes, which suits ruleTarget: a target is
-// never quoted.
-func tokens(rule string) func(yield func(string) bool) {
-	return func(yield func(string) bool) {
-		i := 0
-		for i < len(rule) {
-			for i < len(rule) && rule[i] == ' ' {
-				i++
-			}
-			if i == len(rule) {
-				return
-			}
-			start := i
-			quoted := false
-			for i < len(rule) && (quoted || rule[i] != ' ') {
-				switch {
-				case rule[i] == '\\' && quoted && i+1 < len(rule):
-					i++
-				case rule[i] == '"':
-					quoted = !quoted
-				}
-				i++
-			}
-			if !yield(rule[start:i]) {
-				return
-			}
-		}
-	}
-}
-
 // ownedRule reports whether a rule in a built-in chain is moat's: it jumps to
 // a chain moat owns.
-func ownedRule(rule string) bool { return Owned(ruleTarget(rule)) }
+func ownedRule(rule string) bool { return Owned(hybrid.RuleTarget(rule)) }
 
 // sameRule compares a rule as moat wrote it with one as iptables-save printed
 // it. They are equal byte for byte on hosts whose /etc/protocols agrees with

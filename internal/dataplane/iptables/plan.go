@@ -407,7 +407,7 @@ func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 		all = all[len(c.Rules):]
 		for k, r := range c.Rules {
 			js[k] = -1
-			if j, ok := idx[ruleTarget(r)]; ok {
+			if j, ok := idx[hybrid.RuleTarget(r)]; ok {
 				js[k] = j
 			}
 		}

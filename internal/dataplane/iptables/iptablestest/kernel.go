@@ -331,7 +331,7 @@ func (k *Kernel) restore(fam int, name string, args []string, input string) ([]b
 				cur.chains[f[0]] = &chain{name: f[0]}
 			}
 		default:
-			toks, err := splitLine(line)
+			toks, err := hybrid.SplitArgs(line)
 			if err != nil {
 				return nil, lineErr(err.Error())
 			}
@@ -613,73 +613,12 @@ func formatRule(r []string) string {
 			n, _ := strconv.Atoi(tok)
 			out[i] = hybrid.IptablesProtocolName(n)
 		case i > 0 && r[i-1] == "--comment":
-			out[i] = saveString(tok)
+			out[i] = hybrid.SaveString(tok)
 		default:
 			out[i] = tok
 		}
 	}
 	return strings.Join(out, " ")
-}
-
-// saveString quotes a string as libxtables' xtables_save_string does: not at
-// all when it is made of letters, digits, '_' and '-' only; else in double
-// quotes with ", \ and ' escaped.
-func saveString(s string) string {
-	plain := s != ""
-	for _, c := range s {
-		if !(c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z') {
-			plain = false
-			break
-		}
-	}
-	if plain {
-		return s
-	}
-	var b strings.Builder
-	b.WriteByte('"')
-	for _, c := range s {
-		if c == '"' || c == '\\' || c == '\'' {
-			b.WriteByte('\\')
-		}
-		b.WriteRune(c)
-	}
-	b.WriteByte('"')
-	return b.String()
-}
-
-// splitLine splits a restore line into arguments as iptables-restore does:
-// at blanks, with double quotes grouping and backslash escaping inside them.
-func splitLine(line string) ([]string, error) {
-	var out []string
-	var cur strings.Builder
-	inWord, quoted := false, false
-	for i := 0; i < len(line); i++ {
-		c := line[i]
-		switch {
-		case quoted && c == '\\' && i+1 < len(line):
-			i++
-			cur.WriteByte(line[i])
-		case c == '"':
-			quoted = !quoted
-			inWord = true
-		case !quoted && (c == ' ' || c == '\t'):
-			if inWord {
-				out = append(out, cur.String())
-				cur.Reset()
-				inWord = false
-			}
-		default:
-			cur.WriteByte(c)
-			inWord = true
-		}
-	}
-	if quoted {
-		return nil, fmt.Errorf("unterminated quote")
-	}
-	if inWord {
-		out = append(out, cur.String())
-	}
-	return out, nil
 }
 
 // Generation returns a number bumped by every committed write (a restore's
