@@ -3,6 +3,8 @@ package firewall
 import (
 	"io"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // WriteSave writes the tables as iptables-save prints them on a fresh host
@@ -10,25 +12,26 @@ import (
 // counters zero), in the given table order. The output is valid
 // iptables-restore input.
 func WriteSave(w io.Writer, tables ...*Table) error {
-	var b strings.Builder
+	var sw hybrid.SaveWriter
+	zero := hybrid.Counters{Known: true}
 	for _, t := range tables {
-		b.WriteString("*" + t.Name + "\n")
+		sw.Table(t.Name)
 		for _, c := range t.Builtins {
-			b.WriteString(":" + c.Name + " ACCEPT [0:0]\n")
+			sw.Chain(c.Name, "ACCEPT", zero)
 		}
 		for _, c := range t.Chains {
-			b.WriteString(":" + c.Name + " - [0:0]\n")
+			sw.Chain(c.Name, "", zero)
 		}
 		for _, cs := range [][]Chain{t.Builtins, t.Chains} {
 			for _, c := range cs {
 				for _, r := range c.Rules {
-					b.WriteString("-A " + c.Name + " " + r + "\n")
+					sw.Rule(c.Name, r, hybrid.Counters{})
 				}
 			}
 		}
-		b.WriteString("COMMIT\n")
+		sw.Commit()
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := sw.WriteTo(w)
 	return err
 }
 

@@ -36,14 +36,14 @@ COMMIT
 		t.Fatalf("tables %v", rs.Tables)
 	}
 	f := rs.Table("filter")
-	if c := f.Chain("INPUT"); c.Policy != "DROP" || c.Counters != (Counters{1, 2, true}) || !c.Builtin() {
+	if c := f.Chain("INPUT"); c.Policy != "DROP" || c.Counters != (Counters{Packets: 1, Bytes: 2, Known: true}) || !c.Builtin() {
 		t.Errorf("INPUT %+v", c)
 	}
 	if c := f.Chain("mine"); c.Builtin() || len(c.Rules) != 1 || c.Rules[0].Num != 1 {
 		t.Errorf("mine %+v", c)
 	}
 	fw := f.Chain("FORWARD").Rules
-	if len(fw) != 2 || fw[0].Counters != (Counters{3, 180, true}) || fw[1].Counters != (Counters{5, 300, true}) ||
+	if len(fw) != 2 || fw[0].Counters != (Counters{Packets: 3, Bytes: 180, Known: true}) || fw[1].Counters != (Counters{Packets: 5, Bytes: 300, Known: true}) ||
 		fw[1].Text != "-j ACCEPT" || fw[1].Num != 2 || fw[0].Line != 12 {
 		t.Errorf("FORWARD rules %+v %+v", fw[0], fw[1])
 	}
