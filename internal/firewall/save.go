@@ -2,7 +2,6 @@ package firewall
 
 import (
 	"io"
-	"strings"
 
 	"github.com/moat-sg/moat/internal/hybrid"
 )
@@ -39,14 +38,13 @@ func WriteSave(w io.Writer, tables ...*Table) error {
 // the random initval ipset adds to each create line. The output is valid
 // `ipset restore` input.
 func WriteIPSetSave(w io.Writer, sets []IPSet) error {
-	var b strings.Builder
+	var iw hybrid.IPSetWriter
 	for _, s := range sets {
-		b.WriteString("create " + s.Name + " " + s.Type + " family " + s.Family +
-			" hashsize 1024 maxelem 65536 bucketsize 12\n")
+		iw.Create(s.Name, s.Type, s.Family, hybrid.IPSetHeader{HashSize: 1024, MaxElem: 65536, BucketSize: 12})
 		for _, m := range s.Members {
-			b.WriteString("add " + s.Name + " " + m + "\n")
+			iw.Add(s.Name, m)
 		}
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, iw.String())
 	return err
 }

@@ -25,7 +25,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
@@ -123,10 +122,11 @@ func validate(sets []firewall.IPSet) (map[string]*firewall.IPSet, error) {
 // writeFill writes the restore lines that create set name (or, with
 // -exist, keep it) with w's type and family and make w's members its
 // only ones.
-func writeFill(b *strings.Builder, name string, w *firewall.IPSet, maxelem int) {
-	fmt.Fprintf(b, "create %s %s family %s hashsize 1024 maxelem %d\nflush %s\n", name, w.Type, w.Family, maxelem, name)
+func writeFill(b *hybrid.IPSetWriter, name string, w *firewall.IPSet, maxelem int) {
+	b.Create(name, w.Type, w.Family, hybrid.IPSetHeader{HashSize: 1024, MaxElem: maxelem})
+	b.Line("flush", name)
 	for _, m := range w.Members {
-		b.WriteString("add " + name + " " + m + "\n")
+		b.Add(name, m)
 	}
 }
 
@@ -160,7 +160,7 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	var b strings.Builder
+	var b hybrid.IPSetWriter
 	next := make(map[string]*set, len(s.known))
 	for name, k := range s.known {
 		next[name] = k
@@ -193,10 +193,10 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 			}
 			if len(add)+len(del) < BulkThreshold && (k.maxelem == 0 || len(w.Members) <= k.maxelem) {
 				for _, m := range del {
-					b.WriteString("del " + name + " " + m + "\n")
+					b.Line("del", name, m)
 				}
 				for _, m := range add {
-					b.WriteString("add " + name + " " + m + "\n")
+					b.Add(name, m)
 				}
 				st.Patched++
 				st.Adds += len(add)
@@ -207,12 +207,13 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 			if _, left := s.known[tmp]; left {
 				// A temporary set left by a crash may have other
 				// parameters; nothing refers to it.
-				b.WriteString("destroy " + tmp + "\n")
+				b.Line("destroy", tmp)
 				delete(next, tmp)
 			}
 			n.maxelem = max(k.maxelem, maxElem(len(w.Members)))
 			writeFill(&b, tmp, w, n.maxelem)
-			b.WriteString("swap " + tmp + " " + name + "\ndestroy " + tmp + "\n")
+			b.Line("swap", tmp, name)
+			b.Line("destroy", tmp)
 			st.Swapped++
 			st.Filled += len(w.Members)
 		}
@@ -294,9 +295,9 @@ func (s *Syncer) Destroy(ctx context.Context, names []string) error {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var b strings.Builder
+	var b hybrid.IPSetWriter
 	for _, n := range names {
-		b.WriteString("destroy " + n + "\n")
+		b.Line("destroy", n)
 	}
 	if _, err := s.exec.Run(ctx, []byte(b.String()), "ipset", "-exist", "restore"); err == nil {
 		for _, n := range names {
@@ -370,44 +371,25 @@ func (s *Syncer) read(ctx context.Context) (map[string]*set, error) {
 	return sets, nil
 }
 
-// parseSave reads `ipset save` (or `ipset list -output save`) output and
-// returns the owned sets. A member is the entry's first word: options some
-// set types print after it (timeout, comment, nomatch) are not moat's.
+// parseSave reads `ipset save` (or `ipset list -output save`) output
+// (hybrid.ReadIPSets) and returns the owned sets. A member is the entry's
+// first word: options some set types print after it (timeout, comment,
+// nomatch) are not moat's.
 func parseSave(out string) (map[string]*set, error) {
+	text, err := hybrid.ReadIPSets(out)
+	if err != nil {
+		return nil, err
+	}
 	sets := map[string]*set{}
-	for n, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
+	for _, t := range text {
+		if !hybrid.OwnedIPSet(t.Name) {
 			continue
 		}
-		switch f[0] {
-		case "create":
-			if len(f) < 3 {
-				return nil, fmt.Errorf("ipset save line %d: bad create line %q", n+1, line)
-			}
-			if !hybrid.OwnedIPSet(f[1]) {
-				continue
-			}
-			st := &set{typ: f[2]}
-			for i := 3; i+1 < len(f); i++ {
-				switch f[i] {
-				case "family":
-					st.family = f[i+1]
-				case "maxelem":
-					st.maxelem, _ = strconv.Atoi(f[i+1])
-				}
-			}
-			sets[f[1]] = st
-		case "add":
-			if len(f) < 3 {
-				return nil, fmt.Errorf("ipset save line %d: bad add line %q", n+1, line)
-			}
-			if st := sets[f[1]]; st != nil {
-				st.members = append(st.members, f[2])
-			}
-		default:
-			return nil, fmt.Errorf("ipset save line %d: unexpected %q", n+1, line)
+		st := &set{typ: t.Type, family: t.Family, maxelem: t.MaxElem}
+		for _, m := range t.Members {
+			st.members = append(st.members, hybrid.IPSetEntry(m))
 		}
+		sets[t.Name] = st
 	}
 	return sets, nil
 }

@@ -121,37 +121,17 @@ func SplitTables(save string) (map[string]string, error) {
 	return tables, nil
 }
 
-// ParseIPSetList reads `ipset list` output (names, types, families and
-// members; headers such as initval are ignored).
+// ParseIPSetList reads `ipset list` output (hybrid.ReadIPSets: names,
+// types, families and members; headers such as initval are ignored),
+// sorted by name.
 func ParseIPSetList(text string) ([]firewall.IPSet, error) {
-	var sets []firewall.IPSet
-	var cur *firewall.IPSet
-	inMembers := false
-	for _, l := range strings.Split(text, "\n") {
-		switch {
-		case strings.HasPrefix(l, "Name: "):
-			sets = append(sets, firewall.IPSet{Name: strings.TrimPrefix(l, "Name: ")})
-			cur, inMembers = &sets[len(sets)-1], false
-		case cur == nil:
-			if strings.TrimSpace(l) != "" {
-				return nil, fmt.Errorf("line before any set: %q", l)
-			}
-		case strings.HasPrefix(l, "Type: "):
-			cur.Type = strings.TrimPrefix(l, "Type: ")
-		case strings.HasPrefix(l, "Header: "):
-			f := strings.Fields(l)
-			for i := 0; i+1 < len(f); i++ {
-				if f[i] == "family" {
-					cur.Family = f[i+1]
-				}
-			}
-		case l == "Members:":
-			inMembers = true
-		case l == "":
-			inMembers = false
-		case inMembers:
-			cur.Members = append(cur.Members, l)
-		}
+	read, err := hybrid.ReadIPSets(text)
+	if err != nil {
+		return nil, err
+	}
+	sets := make([]firewall.IPSet, len(read))
+	for i, s := range read {
+		sets[i] = firewall.IPSet{Name: s.Name, Type: s.Type, Family: s.Family, Members: s.Members}
 	}
 	sort.Slice(sets, func(i, j int) bool { return sets[i].Name < sets[j].Name })
 	return sets, nil

@@ -119,7 +119,7 @@ func (k *Kernel) Run(ctx context.Context, stdin []byte, name string, args ...str
 }
 
 func (k *Kernel) save() string {
-	var b strings.Builder
+	var w hybrid.IPSetWriter
 	names := make([]string, 0, len(k.sets))
 	for n := range k.sets {
 		names = append(names, n)
@@ -127,12 +127,12 @@ func (k *Kernel) save() string {
 	slices.Sort(names)
 	for _, n := range names {
 		s := k.sets[n]
-		fmt.Fprintf(&b, "create %s %s family %s hashsize 1024 maxelem %d bucketsize 12 initval 0x12345678\n", n, s.Type, s.Family, s.MaxElem)
+		w.Create(n, s.Type, s.Family, hybrid.IPSetHeader{HashSize: 1024, MaxElem: s.MaxElem, BucketSize: 12, InitVal: "0x12345678"})
 		for _, m := range s.Members {
-			b.WriteString("add " + n + " " + m + "\n")
+			w.Add(n, m)
 		}
 	}
-	return b.String()
+	return w.String()
 }
 
 func (k *Kernel) do(f []string, exist bool) error {
