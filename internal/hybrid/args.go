@@ -103,25 +103,25 @@ func QuoteArg(a string) string {
 // (libxtables' xtables_save_string): as it is when it is made of letters,
 // digits, '_' and '-' only, else in double quotes with ", \ and '
 // escaped.
-func SaveString(s string) string {
+func SaveString(s string) string { return string(appendSaveString(nil, s)) }
+
+func appendSaveString(b []byte, s string) []byte {
 	plain := s != ""
 	for i := 0; i < len(s) && plain; i++ {
 		c := s[i]
 		plain = c == '_' || c == '-' || c >= '0' && c <= '9' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z'
 	}
 	if plain {
-		return s
+		return append(b, s...)
 	}
-	var b strings.Builder
-	b.WriteByte('"')
+	b = append(b, '"')
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '"' || c == '\\' || c == '\'' {
-			b.WriteByte('\\')
+			b = append(b, '\\')
 		}
-		b.WriteByte(s[i])
+		b = append(b, s[i])
 	}
-	b.WriteByte('"')
-	return b.String()
+	return append(b, '"')
 }
 
 // RuleTarget is the chain or target a rule jumps or goes to ("-j X" or
