@@ -9,47 +9,28 @@ import (
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
-// Origin kinds: what a rule of Neutron's hybrid layout stands for.
+// Origin kinds: what a rule of Neutron's hybrid layout stands for, as the
+// compiler names them (hybrid.OriginKind), and two of trace's own.
 const (
-	// OriginSGRule is a security group rule.
-	OriginSGRule = "security-group-rule"
-	// OriginDefaultDrop is sg-fallback's DROP: no rule allowed the packet.
-	OriginDefaultDrop = "default-drop"
-	// OriginToDefaultDrop is a port chain's jump to sg-fallback.
-	OriginToDefaultDrop = "to-default-drop"
-	// OriginAntiSpoofing is the s chain and the o chain's jump to it.
-	OriginAntiSpoofing = "anti-spoofing"
-	// OriginInvalid drops packets conntrack considers INVALID.
-	OriginInvalid = "invalid-state"
-	// OriginEstablished returns packets of known connections.
-	OriginEstablished = "established"
-	// OriginDHCPClient lets the VM's DHCP requests out.
-	OriginDHCPClient = "dhcp-client"
-	// OriginDHCPReply lets DHCP replies to the VM in (a provider rule).
-	OriginDHCPReply = "dhcp-reply"
-	// OriginDHCPProtection drops DHCP server traffic from the VM.
-	OriginDHCPProtection = "dhcp-protection"
-	// OriginICMPv6ND allows neighbour discovery and MLD.
-	OriginICMPv6ND = "icmpv6-nd"
-	// OriginICMPv6RA allows router advertisements to the VM.
-	OriginICMPv6RA = "icmpv6-ra"
-	// OriginRAProtection drops router advertisements from the VM.
-	OriginRAProtection = "ra-protection"
-	// OriginICMPv6Egress lets the VM's other ICMPv6 out.
-	OriginICMPv6Egress = "icmpv6-egress"
-	// OriginPortSecurityDisabled accepts everything of such a port.
-	OriginPortSecurityDisabled = "port-security-disabled"
-	// OriginTrusted accepts everything of a network:* port.
-	OriginTrusted = "trusted-port"
-	// OriginSGChainAccept is sg-chain's final ACCEPT: the port's chains
-	// returned, the packet is allowed.
-	OriginSGChainAccept = "sg-chain-accept"
-	// OriginDispatch are the jumps from the hooks to the port chains.
-	OriginDispatch = "dispatch"
-	// OriginCTZone gives the port's packets their conntrack zone.
-	OriginCTZone = "conntrack-zone"
-	// OriginStateless makes a stateless port's packets untracked.
-	OriginStateless = "stateless"
+	OriginSGRule               = string(hybrid.OriginSGRule)
+	OriginDefaultDrop          = string(hybrid.OriginDefaultDrop)
+	OriginToDefaultDrop        = string(hybrid.OriginToDefaultDrop)
+	OriginAntiSpoofing         = string(hybrid.OriginAntiSpoofing)
+	OriginInvalid              = string(hybrid.OriginInvalid)
+	OriginEstablished          = string(hybrid.OriginEstablished)
+	OriginDHCPClient           = string(hybrid.OriginDHCPClient)
+	OriginDHCPReply            = string(hybrid.OriginDHCPReply)
+	OriginDHCPProtection       = string(hybrid.OriginDHCPProtection)
+	OriginICMPv6ND             = string(hybrid.OriginICMPv6ND)
+	OriginICMPv6RA             = string(hybrid.OriginICMPv6RA)
+	OriginRAProtection         = string(hybrid.OriginRAProtection)
+	OriginICMPv6Egress         = string(hybrid.OriginICMPv6Egress)
+	OriginPortSecurityDisabled = string(hybrid.OriginPortSecurityDisabled)
+	OriginTrusted              = string(hybrid.OriginTrusted)
+	OriginSGChainAccept        = string(hybrid.OriginSGChainAccept)
+	OriginDispatch             = string(hybrid.OriginDispatch)
+	OriginCTZone               = string(hybrid.OriginCTZone)
+	OriginStateless            = string(hybrid.OriginStateless)
 	// OriginPolicy is a built-in chain's policy.
 	OriginPolicy = "chain-policy"
 	// OriginOther is a rule outside Neutron's layout.

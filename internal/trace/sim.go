@@ -44,19 +44,7 @@ type RuleKey struct {
 }
 
 // SGRule is one security group rule.
-type SGRule struct {
-	GroupID string `json:"security_group_id"`
-	RuleID  string `json:"rule_id,omitempty"`
-	// Index is the rule's position in its group, for rules without id.
-	Index int `json:"index"`
-}
-
-func (s SGRule) String() string {
-	if s.RuleID != "" {
-		return s.RuleID
-	}
-	return fmt.Sprintf("#%d of group %s", s.Index, s.GroupID)
-}
+type SGRule = hybrid.SGRuleRef
 
 // Verdicts.
 const (
