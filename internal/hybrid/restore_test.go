@@ -1,7 +1,6 @@
 package hybrid_test
 
 import (
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -18,12 +17,7 @@ func restoreRuleRules(t *testing.T) []string {
 	t.Helper()
 	rules := []string{"", "-p", "-p tcp", "-m comment --comment \"-p tcp\" -p udp -j RETURN", "-p nosuchproto -j DROP", "! -p icmp -j DROP", "-p 4 -j RETURN"}
 	for _, file := range []string{"sample.json", "edge.json"} {
-		fh, err := os.Open(filepath.Join("..", "firewall", "testdata", "neutron", file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sf, err := spec.Parse(fh, strings.TrimSuffix(file, ".json"))
-		fh.Close()
+		sf, err := spec.Load(nil, filepath.Join("..", "firewall", "testdata", "neutron", file))
 		if err != nil {
 			t.Fatal(err)
 		}

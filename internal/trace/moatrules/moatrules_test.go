@@ -1,7 +1,6 @@
 package moatrules_test
 
 import (
-	"os"
 	"slices"
 	"testing"
 
@@ -11,13 +10,10 @@ import (
 	"github.com/moat-sg/moat/internal/trace/moatrules"
 )
 
-func TestHost(t *testing.T) {
-	f, err := os.Open("../testdata/sample.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	file, err := spec.Parse(f, "sample")
+// ipipScenario is the reference scenario ipip_remote_group.
+func ipipScenario(t *testing.T) *spec.Scenario {
+	t.Helper()
+	file, err := spec.Load(nil, "../testdata/sample.json")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -25,6 +21,11 @@ func TestHost(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	return sc
+}
+
+func TestHost(t *testing.T) {
+	sc := ipipScenario(t)
 	st, err := sc.HostState(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -59,19 +60,7 @@ func TestHost(t *testing.T) {
 
 // PortProvenance is Provenance cut to the ports asked about.
 func TestPortProvenance(t *testing.T) {
-	f, err := os.Open("../testdata/sample.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	file, err := spec.Parse(f, "sample")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := file.Scenario("ipip_remote_group")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := ipipScenario(t)
 	for _, ipset := range []bool{true, false} {
 		st, err := sc.HostState(map[string]any{"enable_ipset": ipset})
 		if err != nil {
@@ -112,19 +101,7 @@ func TestPortProvenance(t *testing.T) {
 // provenance must follow the rules' own rendering, or the group rules of
 // the dump map to nothing (as PortProvenance of the defaults shows).
 func TestDumpProvenanceFollowsTheDump(t *testing.T) {
-	f, err := os.Open("../testdata/sample.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	file, err := spec.Parse(f, "sample")
-	if err != nil {
-		t.Fatal(err)
-	}
-	sc, err := file.Scenario("ipip_remote_group")
-	if err != nil {
-		t.Fatal(err)
-	}
+	sc := ipipScenario(t)
 	const portA = "c0a350e0-43d4-4f2b-9c3a-1e2f3a4b5c6d"
 	const sshRule = "bbbbbbbb-0000-4000-8000-000000000004" // tcp/22 from the web group
 	agentState, err := sc.HostState(map[string]any{"enable_ipset": false, "comment_iptables_rules": false})

@@ -1,10 +1,8 @@
 package moatrules_test
 
 import (
-	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/firewall"
@@ -45,12 +43,7 @@ func TestTraceKnowsTheCompilersOrigins(t *testing.T) {
 	}
 	n := 0
 	for _, name := range []string{"sample.json", "edge.json"} {
-		f, err := os.Open(filepath.Join("..", "testdata", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		file, err := spec.Parse(f, strings.TrimSuffix(name, ".json"))
-		f.Close()
+		file, err := spec.Load(nil, filepath.Join("..", "testdata", name))
 		if err != nil {
 			t.Fatal(err)
 		}

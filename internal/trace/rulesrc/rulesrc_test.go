@@ -97,12 +97,7 @@ func (k *kernel) Run(ctx context.Context, stdin []byte, name string, args ...str
 func TestLoadLive(t *testing.T) {
 	ctx := context.Background()
 	// The kernel holds what moat compiles for the sample's scenario.
-	f, err := os.Open(filepath.Join(traceData, "sample.json"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	file, err := spec.Parse(f, "sample")
+	file, err := spec.Load(nil, filepath.Join(traceData, "sample.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
