@@ -131,12 +131,15 @@ func (k *compilation) chainRules(fam, dir int, head, prov []line, sg *ruleList) 
 		if _, dup := sg.ids[id]; dup || containsID(prov, id) {
 			continue
 		}
-		rules.add(h)
+		rules.add1(h)
 	}
-	rules.add(f.established[fam][dir])
-	rules.add(prov...)
+	rules.add1(f.established[fam][dir])
+	for _, p := range prov {
+		rules.add1(p)
+	}
 	rules.addAll(sgOut)
-	rules.add(f.invalid[fam][dir], f.fallback[fam][dir])
+	rules.add1(f.invalid[fam][dir])
+	rules.add1(f.fallback[fam][dir])
 	return rules
 }
 

@@ -71,9 +71,13 @@ func makeRuleLines(n int) ruleLines {
 
 func (r *ruleLines) add(ls ...line) {
 	for _, l := range ls {
-		r.texts = append(r.texts, l.text)
-		r.specs = append(r.specs, l.spec)
+		r.add1(l)
 	}
+}
+
+func (r *ruleLines) add1(l line) {
+	r.texts = append(r.texts, l.text)
+	r.specs = append(r.specs, l.spec)
 }
 
 func (r *ruleLines) addAll(o ruleLines) {
