@@ -89,6 +89,10 @@ type SaveLine struct {
 	// Rule is the rule after "-A CHAIN " (SaveRule), the whole command
 	// (SaveCommand).
 	Rule string
+	// Chains maps the names of the table's chains to their ChainIndex,
+	// on SaveCommit lines of ReadSave: the reader may keep it (ReadSave
+	// does not touch it again) instead of indexing the chains itself.
+	Chains map[string]int
 }
 
 // SaveError is a line ReadSave does not accept.
@@ -159,7 +163,7 @@ func readSave(s string, restore bool, fn func(*SaveLine) error) error {
 		if line == "" {
 			continue
 		}
-		l.Text, l.Chain, l.ChainIndex, l.Implicit, l.Policy, l.Counters, l.Rule = line, "", 0, false, "", Counters{}, ""
+		l.Text, l.Chain, l.ChainIndex, l.Implicit, l.Policy, l.Counters, l.Rule, l.Chains = line, "", 0, false, "", Counters{}, "", nil
 		switch {
 		case line[0] == '#':
 			l.Kind = SaveComment
@@ -182,7 +186,7 @@ func readSave(s string, restore bool, fn func(*SaveLine) error) error {
 		case !inTable:
 			return fail("%q outside a table (no *table line before it)", clip(line))
 		case line == "COMMIT":
-			inTable, l.Kind = false, SaveCommit
+			inTable, l.Kind, l.Chains = false, SaveCommit, declared
 		case line[0] == ':':
 			if err := readChainLine(&l, line, declared, restore); err != nil {
 				return err

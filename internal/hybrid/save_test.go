@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 )
@@ -57,6 +58,16 @@ func TestReadSave(t *testing.T) {
 	}
 	if strings.Join(got, "\n") != strings.Join(want, "\n") {
 		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// The commit hands the table's index of its chains over.
+	var index map[string]int
+	if err := ReadSave(in, func(l *SaveLine) error {
+		if l.Kind == SaveCommit && l.Table == "filter" {
+			index = l.Chains
+		}
+		return nil
+	}); err != nil || !reflect.DeepEqual(index, map[string]int{"mine": 0, "FORWARD": 1}) {
+		t.Errorf("filter's chains %v (%v)", index, err)
 	}
 	// Empty input holds no table; whether that is an error is the
 	// reader's business (trace: yes, the syncer: a table never created).
@@ -170,7 +181,7 @@ func FuzzReadSave(f *testing.F) {
 				return nil
 			}
 			c := *l
-			c.Num, c.Text = 0, ""
+			c.Num, c.Text, c.Chains = 0, "", nil
 			lines = append(lines, c)
 			return nil
 		})
@@ -180,8 +191,8 @@ func FuzzReadSave(f *testing.F) {
 		i := 0
 		err = ReadSave(w.String(), func(l *SaveLine) error {
 			c := *l
-			c.Num, c.Text = 0, ""
-			if i >= len(lines) || c != lines[i] {
+			c.Num, c.Text, c.Chains = 0, "", nil
+			if i >= len(lines) || !reflect.DeepEqual(c, lines[i]) {
 				t.Fatalf("round trip changed line %d: %+v, read first as %+v\ninput:\n%q\nwritten:\n%q", i, c, lines[min(i, len(lines)-1)], s, w.String())
 			}
 			i++

@@ -25,7 +25,7 @@ type Ruleset struct {
 type Table struct {
 	Name   string
 	Chains []*Chain // in the order the dump declares them
-	byName map[string]*Chain
+	index  map[string]int // into Chains
 }
 
 // Chain is a chain and its rules.
@@ -84,7 +84,10 @@ func (t *Table) Chain(name string) *Chain {
 	if t == nil {
 		return nil
 	}
-	return t.byName[name]
+	if i, ok := t.index[name]; ok {
+		return t.Chains[i]
+	}
+	return nil
 }
 
 // ParseSave reads iptables-save output, with or without counters (-c), or
@@ -124,14 +127,11 @@ func ParseSaveString(s string, v6 bool) (*Ruleset, error) {
 	// keep the old one alive, which is still correct.
 	lines := strings.Count(s, "\n") + 1 // one byte: a vectorised count
 	rules := make([]Rule, 0, lines)
-	// Chain maps sized for the whole dump: a 5,000-port host has 15,000
-	// chains, and growing a map that size costs more than the parse.
-	chainHint := strings.Count(s, "\n:")
 	var t *Table
 	err := hybrid.ReadSave(s, func(l *hybrid.SaveLine) error {
 		switch l.Kind {
 		case hybrid.SaveTable:
-			t = &Table{Name: l.Table, byName: make(map[string]*Chain, chainHint)}
+			t = &Table{Name: l.Table}
 			rs.Tables = append(rs.Tables, t)
 		case hybrid.SaveChain:
 			addChain(t, &Chain{Table: t, Name: l.Chain, Policy: l.Policy, Counters: l.Counters})
@@ -144,8 +144,11 @@ func ParseSaveString(s string, v6 bool) (*Ruleset, error) {
 			rules = append(rules, Rule{Chain: ch, Num: len(ch.Rules) + 1, Text: l.Rule, Counters: l.Counters, Line: l.Num})
 			ch.Rules = append(ch.Rules, &rules[len(rules)-1])
 		case hybrid.SaveCommit:
+			// The reader's index of the chains, the implicit ones too.
+			t.index = l.Chains
 			for _, b := range hybrid.BuiltinChains(t.Name) {
-				if t.byName[b] == nil {
+				if _, ok := t.index[b]; !ok {
+					t.index[b] = len(t.Chains)
 					addChain(t, &Chain{Table: t, Name: b, Policy: "ACCEPT"})
 				}
 			}
@@ -162,10 +165,7 @@ func ParseSaveString(s string, v6 bool) (*Ruleset, error) {
 	return rs, nil
 }
 
-func addChain(t *Table, c *Chain) {
-	t.Chains = append(t.Chains, c)
-	t.byName[c.Name] = c
-}
+func addChain(t *Table, c *Chain) { t.Chains = append(t.Chains, c) }
 
 // clip shortens a line for an error message.
 func clip(s string) string {
