@@ -24,7 +24,7 @@ type Ruleset struct {
 // Table is one table of a dump.
 type Table struct {
 	Name   string
-	Chains []*Chain // in the order the dump declares them
+	Chains []*Chain       // in the order the dump declares them
 	index  map[string]int // into Chains
 }
 
