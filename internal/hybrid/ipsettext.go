@@ -53,6 +53,11 @@ func ReadIPSets(s string) ([]IPSetText, error) {
 	return readIPSetSave(s)
 }
 
+// ReadIPSetSave is ReadIPSets for `ipset save` text only, the format a
+// syncer reads back from the kernel (list text, which can say what save
+// text cannot, is an error).
+func ReadIPSetSave(s string) ([]IPSetText, error) { return readIPSetSave(s) }
+
 func readIPSetSave(s string) ([]IPSetText, error) {
 	var sets []IPSetText
 	byName := map[string]int{}
@@ -148,6 +153,13 @@ func readIPSetList(s string) ([]IPSetText, error) {
 			set.Type = val
 		case "Header":
 			readIPSetHeader(set, strings.Fields(val))
+		}
+	}
+	for _, set := range sets {
+		// ipset list prints every set's type; save text cannot say a set
+		// without one.
+		if set.Type == "" {
+			return nil, fmt.Errorf("ipset list: set %s has no Type line", set.Name)
 		}
 	}
 	return sets, nil

@@ -35,6 +35,12 @@ add NIPv4a   10.0.0.7   nomatch
 	if got, err := ReadIPSets(list); err != nil || !reflect.DeepEqual(got, want) {
 		t.Errorf("list: %v\n got %+v\nwant %+v", err, got, want)
 	}
+	if _, err := ReadIPSetSave(list); err == nil {
+		t.Error("ReadIPSetSave read list text")
+	}
+	if got, err := ReadIPSetSave(save); err != nil || len(got) != 3 {
+		t.Errorf("ReadIPSetSave: %v %v", got, err)
+	}
 	if IPSetEntry("10.0.0.7 nomatch") != "10.0.0.7" || IPSetEntry("10.0.0.7") != "10.0.0.7" {
 		t.Error("IPSetEntry")
 	}
@@ -48,6 +54,7 @@ add NIPv4a   10.0.0.7   nomatch
 		"Name: a\nName: a\n":                   "listed twice",
 		"Members:\n":                           "unexpected",
 		" Name: a\n":                           "Name before Name",
+		"Name: a\nMembers:\n10.0.0.1\n":        "no Type line",
 		"Name: a\nrubbish\n":                   "unexpected",
 	} {
 		if _, err := ReadIPSets(bad); err == nil || !strings.Contains(err.Error(), msg) {

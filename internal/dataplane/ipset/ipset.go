@@ -372,11 +372,11 @@ func (s *Syncer) read(ctx context.Context) (map[string]*set, error) {
 }
 
 // parseSave reads `ipset save` (or `ipset list -output save`) output
-// (hybrid.ReadIPSets) and returns the owned sets. A member is the entry's
+// (hybrid.ReadIPSetSave) and returns the owned sets. A member is the entry's
 // first word: options some set types print after it (timeout, comment,
 // nomatch) are not moat's.
 func parseSave(out string) (map[string]*set, error) {
-	text, err := hybrid.ReadIPSets(out)
+	text, err := hybrid.ReadIPSetSave(out)
 	if err != nil {
 		return nil, err
 	}
