@@ -73,6 +73,7 @@ test: deps fmt-check vet build
 # testdata/fuzz/<Target>/, where it stays as a regression seed once fixed.
 FUZZTIME ?= 20s
 FUZZ_TARGETS := internal/api:FuzzAPI \
+	internal/hybrid:FuzzReadSave internal/hybrid:FuzzReadIPSets \
 	internal/trace:FuzzParseSave internal/trace:FuzzParseIPSets internal/trace:FuzzQuery \
 	internal/dataplane/iptables:FuzzParseSave internal/dataplane/ipset:FuzzParseSave \
 	internal/firewall/spec:FuzzParse internal/firewall/spec:FuzzCompile

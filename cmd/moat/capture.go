@@ -8,7 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/capture"
-	"github.com/moat-sg/moat/internal/trace"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 func init() {
@@ -37,7 +37,7 @@ rule. Run it in the host's namespace, or give --netns. Needs tcpdump.`,
 				return err
 			}
 			ctx := cmd.Context()
-			tap := trace.PortDevices(port).Tap
+			tap := hybrid.TapName(port)
 			vmDev := ""
 			if vmNetns == "" {
 				var err error

@@ -31,11 +31,10 @@ The rules are read as for moat trace: from the kernel (iptables-save -c,
 or compiled from a spec (--input FILE, counters are then zero).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, where, err := src.load(cmd.Context(), cmd.InOrStdin())
+			h, where, err := src.load(cmd.Context(), cmd.InOrStdin(), port, false)
 			if err != nil {
 				return err
 			}
-			where += src.withProvenance(cmd.Context(), h, port, false)
 			ex, err := h.Explain(port, tap)
 			if err != nil {
 				return err

@@ -8,6 +8,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // plug and unplug are for hosts whose hypervisor creates the VM's tap
@@ -31,7 +32,7 @@ exist, so a VM is never connected unfiltered.`,
 			if err := wiring.AdoptTap("", portID, tap); err != nil {
 				return err
 			}
-			fmt.Printf("%s is %s; the agent connects it once port %s is filtered\n", tap, wiring.TapName(portID), portID)
+			fmt.Printf("%s is %s; the agent connects it once port %s is filtered\n", tap, hybrid.TapName(portID), portID)
 			return nil
 		},
 	}

@@ -4,8 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"io"
-	"os"
-	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -51,7 +49,7 @@ exits non-zero, naming each rejected port and why.
 }
 
 func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool) error {
-	file, err := readSpec(stdin, input)
+	file, err := spec.Load(stdin, input)
 	if err != nil {
 		return err
 	}
@@ -59,7 +57,7 @@ func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool
 		return fmt.Errorf("%s holds %d scenarios, choose one with --scenario: %s",
 			input, len(file.Scenarios), strings.Join(file.Names(), ", "))
 	}
-	st, name, err := scenarioState(file, input, scenario, compat)
+	st, name, err := file.CompileState(input, scenario, compat)
 	if err != nil {
 		return err
 	}
@@ -93,41 +91,4 @@ func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool
 		return fmt.Errorf("scenario %s: %w", name, rejected)
 	}
 	return nil
-}
-
-// readSpec parses the spec file input ("-" for stdin), named after the
-// file.
-func readSpec(stdin io.Reader, input string) (*spec.File, error) {
-	var r io.Reader = stdin
-	name := "stdin"
-	if input != "-" {
-		f, err := os.Open(input)
-		if err != nil {
-			return nil, fmt.Errorf("read spec: %w", err)
-		}
-		defer f.Close()
-		r = f
-		name = strings.TrimSuffix(filepath.Base(input), filepath.Ext(input))
-	}
-	file, err := spec.Parse(r, name)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", input, err)
-	}
-	return file, nil
-}
-
-// scenarioState returns the host state of a scenario of file, read from
-// input ("" picks the only one), compiled as Neutron 21 would with compat,
-// and the scenario's name.
-func scenarioState(file *spec.File, input, scenario string, compat bool) (*firewall.HostState, string, error) {
-	sc, err := file.Scenario(scenario)
-	if err != nil {
-		return nil, "", fmt.Errorf("%s: %w", input, err)
-	}
-	st, err := sc.HostState(nil)
-	if err != nil {
-		return nil, "", fmt.Errorf("scenario %s: %w", sc.Name, err)
-	}
-	st.Options.NeutronCompat = compat
-	return st, sc.Name, nil
 }

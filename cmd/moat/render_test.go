@@ -9,8 +9,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/parity"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/testenv"
 )
@@ -201,7 +201,7 @@ func TestRenderStdinAndCompat(t *testing.T) {
 // (save's date comments and ipset's random initval aside): what moat
 // renders is what the kernel holds, so an agent comparing the two
 // converges. It also loads each rule with its protocol as a number
-// (firewall.RestoreRule) and expects the same text back.
+// (hybrid.RestoreRule) and expects the same text back.
 func TestRenderLoadsIntoKernel(t *testing.T) {
 	needKernelTools(t)
 	cases := kernelCases(t)
@@ -286,7 +286,7 @@ func numericProtocols(save string) string {
 	for _, l := range strings.SplitAfter(save, "\n") {
 		if rest, ok := strings.CutPrefix(l, "-A "); ok {
 			chain, rule, _ := strings.Cut(strings.TrimSuffix(rest, "\n"), " ")
-			l = "-A " + chain + " " + firewall.RestoreRule(rule) + "\n"
+			l = "-A " + chain + " " + hybrid.RestoreRule(rule) + "\n"
 		}
 		b.WriteString(l)
 	}

@@ -1,217 +1,67 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
-	"os/exec"
 	"strings"
-	"time"
 
 	"github.com/spf13/cobra"
 
-	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/trace"
-	"github.com/moat-sg/moat/internal/trace/moatrules"
+	"github.com/moat-sg/moat/internal/trace/rulesrc"
 )
 
 func init() {
 	rootCmd.AddCommand(newTraceCmd())
 }
 
-// ruleSource says where trace and explain read the rules from: files, a
-// spec compiled by moat, or the kernel of the current network namespace.
+// ruleSource is where trace and explain read the rules from (files, a
+// spec compiled by moat, or the kernel of a namespace: rulesrc.Source) and
+// moat's database, to name the security group rule behind each rule.
 type ruleSource struct {
-	iptablesSave, ip6tablesSave, ipsetFile string
-	input, scenario                        string
-	compat                                 bool
-	backend                                string
-	netns                                  string
-	db                                     string
+	src rulesrc.Source
+	db  string
 }
 
 func (s *ruleSource) flags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&s.iptablesSave, "iptables-save", "", "read IPv4 rules from this iptables-save [-c] output instead of the kernel")
-	f.StringVar(&s.ip6tablesSave, "ip6tables-save", "", "read IPv6 rules from this ip6tables-save [-c] output")
-	f.StringVar(&s.ipsetFile, "ipset", "", "read ipsets from this ipset save (or ipset list) output")
-	f.StringVar(&s.input, "input", "", "trace what moat would install for this spec (the moat render input)")
-	f.StringVar(&s.scenario, "scenario", "", "scenario of --input; required when the file holds several")
-	f.BoolVar(&s.compat, "neutron-compat", false, "with --input: compile as Neutron 21 would, bugs included (docs/compatibility.md)")
-	f.StringVar(&s.backend, "backend", "auto", "live rules: iptables-legacy, iptables-nft, or auto (the one holding Neutron's or moat's chains)")
-	f.StringVar(&s.netns, "netns", "", "live rules: read them in this network namespace (ip netns exec NAME ...)")
+	f.StringVar(&s.src.IPTablesSave, "iptables-save", "", "read IPv4 rules from this iptables-save [-c] output instead of the kernel")
+	f.StringVar(&s.src.IP6TablesSave, "ip6tables-save", "", "read IPv6 rules from this ip6tables-save [-c] output")
+	f.StringVar(&s.src.IPSets, "ipset", "", "read ipsets from this ipset save (or ipset list) output")
+	f.StringVar(&s.src.Spec, "input", "", "trace what moat would install for this spec (the moat render input)")
+	f.StringVar(&s.src.Scenario, "scenario", "", "scenario of --input; required when the file holds several")
+	f.BoolVar(&s.src.Compat, "neutron-compat", false, "with --input: compile as Neutron 21 would, bugs included (docs/compatibility.md)")
+	f.StringVar(&s.src.Backend, "backend", "auto", "live rules: iptables-legacy, iptables-nft, or auto (the one holding Neutron's or moat's chains)")
+	f.StringVar(&s.src.Netns, "netns", "", "live rules: read them in this network namespace (ip netns exec NAME ...)")
 	f.StringVar(&s.db, "db", "", "moat's database, to name the security group rule behind each rule (default: "+store.DefaultURL+" if it exists)")
 }
 
-func (s *ruleSource) fromFiles() bool { return s.iptablesSave != "" || s.ip6tablesSave != "" }
-
-// load returns the host to trace and a note on where its rules came from.
-func (s *ruleSource) load(ctx context.Context, stdin io.Reader) (*trace.Host, string, error) {
-	switch {
-	case s.input != "" && (s.fromFiles() || s.ipsetFile != ""):
-		return nil, "", errors.New("--input and --iptables-save/--ip6tables-save/--ipset exclude each other")
-	case s.input != "":
-		return s.loadSpec(stdin)
-	case s.fromFiles():
-		return s.loadFiles()
-	case s.ipsetFile != "":
-		return nil, "", errors.New("--ipset needs --iptables-save or --ip6tables-save")
+// load returns the host to trace and a note on where its rules came from,
+// with the rule ids from moat's database when it is at hand (--db, or the
+// default database when it exists) and the rules need it (rulesrc: only
+// port portID's, unless wholeHost).
+func (s *ruleSource) load(ctx context.Context, stdin io.Reader, portID string, wholeHost bool) (*trace.Host, string, error) {
+	h, where, err := s.src.Load(ctx, stdin)
+	if err != nil || !s.src.WantsProvenance(portID) {
+		return h, where, err
 	}
-	return s.loadLive(ctx)
-}
-
-func (s *ruleSource) loadSpec(stdin io.Reader) (*trace.Host, string, error) {
-	file, err := readSpec(stdin, s.input)
+	db := s.db
+	if db == "" {
+		if _, err := os.Stat(strings.TrimPrefix(store.DefaultURL, "sqlite://")); err != nil {
+			return h, where, nil
+		}
+		db = store.DefaultURL
+	}
+	st, err := store.OpenMode(ctx, db, store.ReadOnly)
 	if err != nil {
-		return nil, "", err
+		return h, where + "; rule ids unknown: " + err.Error(), nil
 	}
-	st, name, err := scenarioState(file, s.input, s.scenario, s.compat)
-	if err != nil {
-		return nil, "", err
-	}
-	h, err := moatrules.Host(st)
-	if err != nil {
-		return nil, "", fmt.Errorf("scenario %s: %w", name, err)
-	}
-	return h, "what moat compiles for scenario " + name + " of " + s.input, nil
-}
-
-func (s *ruleSource) loadFiles() (*trace.Host, string, error) {
-	h := &trace.Host{}
-	read := func(path string, v6 bool) (*trace.Ruleset, error) {
-		f, err := os.Open(path)
-		if err != nil {
-			return nil, err
-		}
-		defer f.Close()
-		rs, err := trace.ParseSave(f, v6)
-		if err != nil {
-			return nil, fmt.Errorf("%s: %w", path, err)
-		}
-		return rs, nil
-	}
-	var err error
-	if s.iptablesSave != "" {
-		if h.IPv4, err = read(s.iptablesSave, false); err != nil {
-			return nil, "", err
-		}
-	}
-	if s.ip6tablesSave != "" {
-		if h.IPv6, err = read(s.ip6tablesSave, true); err != nil {
-			return nil, "", err
-		}
-	}
-	if s.ipsetFile != "" {
-		f, err := os.Open(s.ipsetFile)
-		if err != nil {
-			return nil, "", err
-		}
-		defer f.Close()
-		if h.Sets, err = trace.ParseIPSets(f); err != nil {
-			return nil, "", fmt.Errorf("%s: %w", s.ipsetFile, err)
-		}
-	}
-	var files []string
-	for _, f := range []string{s.iptablesSave, s.ip6tablesSave, s.ipsetFile} {
-		if f != "" {
-			files = append(files, f)
-		}
-	}
-	return h, "files " + strings.Join(files, ", "), nil
-}
-
-// run runs a command, in --netns if given.
-func (s *ruleSource) run(ctx context.Context, name string, args ...string) ([]byte, error) {
-	if s.netns != "" {
-		args = append([]string{"netns", "exec", s.netns, name}, args...)
-		name = "ip"
-	}
-	ctx, cancel := context.WithTimeout(ctx, 60*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, name, args...)
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		msg := strings.TrimSpace(stderr.String())
-		return nil, fmt.Errorf("%s %s: %v %s", name, strings.Join(args, " "), err, msg)
-	}
-	return out, nil
-}
-
-// backend picks the iptables variant to read: the one whose tables hold
-// Neutron's or moat's chains. iptables-legacy-save is never run unless
-// legacy tables exist, because reading them through the legacy interface
-// instantiates them in the namespace (after which iptables-nft warns about
-// legacy tables forever).
-func (s *ruleSource) pickBackend(ctx context.Context) (iptables.Backend, []byte, error) {
-	if s.backend != "auto" && s.backend != "" {
-		b, err := iptables.ParseBackend(s.backend)
-		return b, nil, err
-	}
-	nftOut, nftErr := s.run(ctx, iptables.NFT.Command(iptables.IPv4, "save"), "-c")
-	if nftErr == nil && bytes.Contains(nftOut, []byte(":neutron-")) {
-		return iptables.NFT, nftOut, nil
-	}
-	names, _ := s.run(ctx, "cat", "/proc/net/ip_tables_names")
-	if len(bytes.TrimSpace(names)) > 0 {
-		return iptables.Legacy, nil, nil
-	}
-	if nftErr != nil {
-		return "", nil, fmt.Errorf("read the rules: %w (choose a backend with --backend, or give --iptables-save FILE)", nftErr)
-	}
-	return iptables.NFT, nftOut, nil
-}
-
-func (s *ruleSource) loadLive(ctx context.Context) (*trace.Host, string, error) {
-	b, v4out, err := s.pickBackend(ctx)
-	if err != nil {
-		return nil, "", err
-	}
-	h := &trace.Host{}
-	if v4out == nil {
-		if v4out, err = s.run(ctx, b.Command(iptables.IPv4, "save"), "-c"); err != nil {
-			return nil, "", err
-		}
-	}
-	if !bytes.Contains(v4out, []byte("\n*")) && !bytes.HasPrefix(v4out, []byte("*")) {
-		ns := "this network namespace"
-		if s.netns != "" {
-			ns = "network namespace " + s.netns
-		}
-		return nil, "", fmt.Errorf("%s shows no iptables tables in %s: run moat in the host's namespace (ip netns exec HOST moat ..., or --netns HOST), or choose the other --backend", b.Command(iptables.IPv4, "save"), ns)
-	}
-	if h.IPv4, err = trace.ParseSaveString(string(v4out), false); err != nil {
-		return nil, "", fmt.Errorf("%s output: %w", b.Command(iptables.IPv4, "save"), err)
-	}
-	where := "the kernel (" + string(b)
-	if s.netns != "" {
-		where += ", netns " + s.netns
-	}
-	where += ")"
-	// Without IPv6 rules or ipsets a trace still works for what does not
-	// need them; say what is missing.
-	if out, err := s.run(ctx, b.Command(iptables.IPv6, "save"), "-c"); err == nil {
-		if h.IPv6, err = trace.ParseSaveString(string(out), true); err != nil {
-			return nil, "", fmt.Errorf("%s output: %w", b.Command(iptables.IPv6, "save"), err)
-		}
-	} else {
-		where += "; no IPv6 rules: " + err.Error()
-	}
-	if out, err := s.run(ctx, "ipset", "save"); err == nil {
-		if h.Sets, err = trace.ParseIPSets(bytes.NewReader(out)); err != nil {
-			return nil, "", fmt.Errorf("ipset save output: %w", err)
-		}
-	} else {
-		where += "; no ipsets: " + err.Error()
-	}
-	return h, where, nil
+	defer st.Close()
+	return h, where + rulesrc.Provenance(ctx, st, db, h, portID, wholeHost), nil
 }
 
 // packetFlags are the packet's description on the command line.
@@ -267,13 +117,12 @@ the packet lacks) is reported as unknown, never taken as a miss; the verdict
 is "unknown" when such a rule could have decided. See docs/trace.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			h, where, err := src.load(cmd.Context(), cmd.InOrStdin())
+			h, where, err := src.load(cmd.Context(), cmd.InOrStdin(), pf.q.Port, packets != "")
 			if err != nil {
 				return err
 			}
-			where += src.withProvenance(cmd.Context(), h, pf.q.Port, packets != "")
 			if packets != "" {
-				return runTraceBatch(cmd.OutOrStdout(), cmd.InOrStdin(), h, packets)
+				return traceBatch(cmd.OutOrStdout(), cmd.InOrStdin(), h, packets)
 			}
 			res, err := h.Trace(pf.q)
 			if err != nil {
@@ -302,49 +151,9 @@ func writeIndentedJSON(w io.Writer, v any) error {
 	return enc.Encode(v)
 }
 
-// batchPacket is one line of --packets. Numbers may be JSON numbers or
-// strings.
-type batchPacket struct {
-	Port      string   `json:"port"`
-	Tap       string   `json:"tap"`
-	Direction string   `json:"direction"`
-	Hook      string   `json:"hook"`
-	Protocol  flexText `json:"protocol"`
-	Src       string   `json:"src"`
-	Dst       string   `json:"dst"`
-	SrcPort   flexText `json:"sport"`
-	DstPort   flexText `json:"dport"`
-	ICMPType  flexText `json:"icmp_type"`
-	ICMPCode  flexText `json:"icmp_code"`
-	SrcMAC    string   `json:"src_mac"`
-	State     string   `json:"state"`
-}
-
-// flexText is a JSON string or number, as text.
-type flexText string
-
-func (f *flexText) UnmarshalJSON(b []byte) error {
-	var s string
-	if err := json.Unmarshal(b, &s); err == nil {
-		*f = flexText(s)
-		return nil
-	}
-	var n json.Number
-	if err := json.Unmarshal(b, &n); err != nil {
-		return fmt.Errorf("want a string or a number, not %s", b)
-	}
-	*f = flexText(n.String())
-	return nil
-}
-
-// batchError is a line that could not be traced.
-type batchError struct {
-	Line  int    `json:"line"`
-	Error string `json:"error"`
-}
-
-func runTraceBatch(w io.Writer, stdin io.Reader, h *trace.Host, path string) error {
-	var r io.Reader = stdin
+// traceBatch traces the packets of the file path ("-" for stdin).
+func traceBatch(w io.Writer, stdin io.Reader, h *trace.Host, path string) error {
+	r := stdin
 	if path != "-" {
 		f, err := os.Open(path)
 		if err != nil {
@@ -353,52 +162,5 @@ func runTraceBatch(w io.Writer, stdin io.Reader, h *trace.Host, path string) err
 		defer f.Close()
 		r = f
 	}
-	sc := bufio.NewScanner(r)
-	sc.Buffer(make([]byte, 64*1024), 1<<20)
-	bw := bufio.NewWriter(w)
-	enc := json.NewEncoder(bw)
-	enc.SetEscapeHTML(false)
-	failed, n := 0, 0
-	for sc.Scan() {
-		n++
-		line := bytes.TrimSpace(sc.Bytes())
-		if len(line) == 0 || line[0] == '#' {
-			continue
-		}
-		var bp batchPacket
-		dec := json.NewDecoder(bytes.NewReader(line))
-		dec.DisallowUnknownFields()
-		var res any
-		if err := dec.Decode(&bp); err != nil {
-			res = batchError{Line: n, Error: "bad packet: " + err.Error()}
-		} else if tr, err := h.Trace(bp.query()); err != nil {
-			res = batchError{Line: n, Error: err.Error()}
-		} else {
-			res = tr
-		}
-		if _, bad := res.(batchError); bad {
-			failed++
-		}
-		if err := enc.Encode(res); err != nil {
-			return err
-		}
-	}
-	if err := sc.Err(); err != nil {
-		return fmt.Errorf("read %s: %w", path, err)
-	}
-	if err := bw.Flush(); err != nil {
-		return err
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of the packets could not be traced (see the error lines)", failed)
-	}
-	return nil
-}
-
-func (b *batchPacket) query() trace.Query {
-	return trace.Query{
-		Port: b.Port, Tap: b.Tap, Direction: trace.Direction(b.Direction), Hook: trace.Hook(b.Hook),
-		Protocol: string(b.Protocol), Src: b.Src, Dst: b.Dst, SrcPort: string(b.SrcPort), DstPort: string(b.DstPort),
-		ICMPType: string(b.ICMPType), ICMPCode: string(b.ICMPCode), SrcMAC: b.SrcMAC, State: b.State,
-	}
+	return h.TraceBatch(w, r)
 }

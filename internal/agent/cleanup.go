@@ -2,27 +2,26 @@ package agent
 
 import (
 	"net"
+	"net/netip"
 	"slices"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
 	"github.com/moat-sg/moat/internal/firewall"
-	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
-
-const chainPrefix = "neutron-openvswi-"
 
 // flowsToForget compares the ruleset in force with the one replacing it
 // and returns the conntrack entries that may have been admitted by
-// something that is gone: a RETURN rule removed from a port's ingress or
-// egress chain, or an address removed from a remote group's ipset. The
-// filters are narrow (the port's zone and addresses, the rule's protocol,
-// ports and remote), so flows other rules still allow are left alone;
-// when a filter is wider than the rule (an ICMP type, an ipset rule),
-// deleting a still-allowed entry costs only that the next packet is
-// evaluated as new again.
+// something that is gone: a security group rule's RETURN removed from a
+// port's ingress or egress chain, or an address removed from a remote
+// group's ipset. It reads the rules as data (Chain.Specs): what each
+// matches and which group rules it stands for. The filters are narrow (the
+// port's zone and addresses, the rule's protocol, ports and remote), so
+// flows other rules still allow are left alone; when a filter is wider
+// than the rule (an ICMP type, an ipset rule), deleting a still-allowed
+// entry costs only that the next packet is evaluated as new again.
 func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []conntrack.Filter {
 	if old == nil || cur == nil {
 		return nil
@@ -31,9 +30,7 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 	byChainID := map[string]string{}
 	for _, pz := range cur.PortZones {
 		zones[pz.PortID] = pz.Zone
-		if len(pz.PortID) >= 10 {
-			byChainID[pz.PortID[:10]] = pz.PortID
-		}
+		byChainID[hybrid.ChainID(pz.PortID)] = pz.PortID
 	}
 	var out []conntrack.Filter
 	seen := map[string]bool{}
@@ -61,8 +58,8 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 			if slices.Equal(oc.Rules, nc.Rules) {
 				continue
 			}
-			for _, line := range removedLines(oc.Rules, nc.Rules) {
-				for _, f := range ruleFilters(line, fam, dir, uint16(zones[port]), addrs[port]) {
+			for _, r := range removedRules(oc, nc) {
+				for _, f := range ruleFilters(r, fam, dir, uint16(zones[port]), addrs[port]) {
 					add(f)
 				}
 			}
@@ -76,21 +73,21 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 			if port == "" {
 				continue
 			}
-			for _, line := range c.Rules {
-				if !strings.Contains(line, "--match-set") {
-					continue // spares matchSet's split of every rule
+			for _, r := range c.Specs {
+				m := &r.Match
+				if m.IPSet == "" {
+					continue
 				}
-				set, side := matchSet(line)
-				for _, member := range removed[set] {
+				for _, member := range removed[m.IPSet] {
 					n := parseNet(member)
 					if n == nil {
 						continue
 					}
-					for _, f := range ruleFilters(line, fam, dir, uint16(zones[port]), addrs[port]) {
-						if side == "src" {
-							f.Src = n
-						} else {
+					for _, f := range ruleFilters(r, fam, dir, uint16(zones[port]), addrs[port]) {
+						if m.IPSetDst {
 							f.Dst = n
+						} else {
+							f.Src = n
 						}
 						add(f)
 					}
@@ -102,30 +99,31 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 	return out
 }
 
-// portChain says whether a chain is a port's ingress ("i") or egress ("o")
-// chain and whose.
-func portChain(name string, byChainID map[string]string) (string, string) {
-	rest, ok := strings.CutPrefix(name, chainPrefix)
-	if !ok || len(rest) != 11 || (rest[0] != 'i' && rest[0] != 'o') {
-		return "", ""
+// portChain says whether a chain is a port's ingress or egress chain and
+// whose.
+func portChain(name string, byChainID map[string]string) (hybrid.ChainKind, string) {
+	kind, id, ok := hybrid.PortChainOf(name)
+	if !ok || !strings.HasPrefix(name, hybrid.Wrap) || (kind != hybrid.ChainIn && kind != hybrid.ChainOut) {
+		return 0, ""
 	}
-	return rest[:1], byChainID[rest[1:]]
+	return kind, byChainID[id]
 }
 
-// removedLines is the multiset difference old - cur of RETURN rules.
-func removedLines(old, cur []string) []string {
+// removedRules is the multiset difference old - cur of a chain's RETURN
+// rules (by text, which is what the kernel holds).
+func removedRules(old, cur firewall.Chain) []*hybrid.Rule {
 	count := map[string]int{}
-	for _, l := range cur {
+	for _, l := range cur.Rules {
 		count[l]++
 	}
-	var out []string
-	for _, l := range old {
+	var out []*hybrid.Rule
+	for i, l := range old.Rules {
 		if count[l] > 0 {
 			count[l]--
 			continue
 		}
-		if strings.HasSuffix(l, "-j RETURN") {
-			out = append(out, l)
+		if r := old.Specs[i]; r != nil && r.Action.Kind == hybrid.Return {
+			out = append(out, r)
 		}
 	}
 	return out
@@ -151,56 +149,24 @@ func removedMembers(old, cur []firewall.IPSet) map[string][]string {
 	return out
 }
 
-// matchSet returns the set and side of a "-m set --match-set NAME src" rule.
-func matchSet(line string) (string, string) {
-	f := strings.Fields(line)
-	for i := 0; i+2 < len(f); i++ {
-		if f[i] == "--match-set" {
-			return f[i+1], f[i+2]
-		}
+// ruleFilters turns one rule of a port's chain into filters for the flows
+// it admits. Rules that stand for no security group rule (state, DHCP,
+// anti-spoofing, neighbour discovery) yield none.
+func ruleFilters(r *hybrid.Rule, fam int, dir hybrid.ChainKind, zone uint16, portNets []*net.IPNet) []conntrack.Filter {
+	if r.Origin == nil || len(r.Origin.Rules) == 0 {
+		return nil
 	}
-	return "", ""
-}
-
-// ruleFilters turns one rule of a port's chain (as iptables-save prints
-// it) into filters for the flows it admits. Rules that are not
-// security-group rules (state, DHCP, anti-spoofing) yield none.
-func ruleFilters(line string, fam int, dir string, zone uint16, portNets []*net.IPNet) []conntrack.Filter {
-	f := strings.Fields(line)
-	base := conntrack.Filter{Family: fam, Zone: zone}
-	for i := 0; i < len(f); i++ {
-		arg := ""
-		if i+1 < len(f) {
-			arg = f[i+1]
-		}
-		switch f[i] {
-		case "--state", "--ctstate", "--mac-source", "--sport":
-			// State, anti-spoofing and DHCP rules: not group rules.
-			return nil
-		case "-s":
-			if dir == "i" {
-				base.Src = parseNet(arg)
-			}
-		case "-d":
-			if dir == "o" {
-				base.Dst = parseNet(arg)
-			}
-		case "-p":
-			if n, ok := neutron.ParseIptablesProtocol(arg); ok {
-				base.Proto = uint8(n)
-			}
-		case "--dport", "--dports":
-			lo, hi, _ := strings.Cut(arg, ":")
-			a, err1 := strconv.Atoi(lo)
-			b := a
-			var err2 error
-			if hi != "" {
-				b, err2 = strconv.Atoi(hi)
-			}
-			if err1 == nil && err2 == nil {
-				base.DstPortMin, base.DstPortMax = uint16(a), uint16(b)
-			}
-		}
+	m := &r.Match
+	base := conntrack.Filter{Family: fam, Zone: zone, Proto: m.Proto}
+	// The remote side: the source of what comes in, the destination of
+	// what goes out.
+	if dir == hybrid.ChainIn {
+		base.Src = prefixNet(m.Src)
+	} else {
+		base.Dst = prefixNet(m.Dst)
+	}
+	if !m.DstPort.Any() {
+		base.DstPortMin, base.DstPortMax = m.DstPort.Min, m.DstPort.Max
 	}
 	// Pin the port's own side: ingress flows go to it, egress flows come
 	// from it. A port without addresses (anti-spoofing off) is left open.
@@ -213,7 +179,7 @@ func ruleFilters(line string, fam int, dir string, zone uint16, portNets []*net.
 			continue
 		}
 		x := base
-		if dir == "i" {
+		if dir == hybrid.ChainIn {
 			x.Dst = n
 		} else {
 			x.Src = n
@@ -221,4 +187,12 @@ func ruleFilters(line string, fam int, dir string, zone uint16, portNets []*net.
 		out = append(out, x)
 	}
 	return out
+}
+
+// prefixNet is a rule's prefix as a conntrack filter's, nil for any.
+func prefixNet(p netip.Prefix) *net.IPNet {
+	if !p.IsValid() || p.Bits() == 0 {
+		return nil
+	}
+	return parseNet(p.Masked().String())
 }

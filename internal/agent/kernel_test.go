@@ -21,6 +21,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/ipset"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
@@ -89,7 +90,7 @@ func addKernelVM(t *testing.T, host string, p neutron.Port) kernelVM {
 	t.Helper()
 	ns := netnstest.New(t, "moat-agvm")
 	ip := p.FixedIPs[0].IPAddress.String()
-	nsRun(t, host, "ip", "link", "add", wiring.TapName(p.ID), "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
+	nsRun(t, host, "ip", "link", "add", hybrid.TapName(p.ID), "type", "veth", "peer", "name", "eth0", "netns", ns.Name)
 	nsRun(t, ns.Name, "ip", "link", "set", "eth0", "address", p.MACAddress)
 	nsRun(t, ns.Name, "ip", "addr", "add", ip+"/24", "dev", "eth0")
 	nsRun(t, ns.Name, "ip", "link", "set", "eth0", "up")
@@ -187,8 +188,8 @@ func testKernelTapJoinsOnlyAfterItsOwnRules(t *testing.T, backend iptables.Backe
 		t.Fatal(err)
 	}
 	vmA, vmB := addKernelVM(t, host, pa), addKernelVM(t, host, pb)
-	tapA, tapB := wiring.TapName(portA), wiring.TapName(portB)
-	qbrA, qbrB := wiring.BridgeName(portA), wiring.BridgeName(portB)
+	tapA, tapB := hybrid.TapName(portA), hybrid.TapName(portB)
+	qbrA, qbrB := hybrid.BridgeName(portA), hybrid.BridgeName(portB)
 
 	mustSync(t, a)
 	if got := master(t, host, tapA); got != qbrA {
@@ -215,7 +216,7 @@ func testKernelTapJoinsOnlyAfterItsOwnRules(t *testing.T, backend iptables.Backe
 	if got := master(t, host, tapB); got != "" {
 		t.Fatalf("B's tap is in %s although its rules were refused", got)
 	}
-	if got := master(t, host, wiring.VethBridgeName(portB)); got != qbrB {
+	if got := master(t, host, hybrid.BridgeVethName(portB)); got != qbrB {
 		t.Fatalf("B's qvb in %q, want %s (B is plugged, only its tap waits)", got, qbrB)
 	}
 	cannotPing(t, vmA, vmB)

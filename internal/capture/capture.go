@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/moat-sg/moat/internal/trace"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Hop names, in the order a frame from the VM crosses them.
@@ -44,7 +44,7 @@ type Hop struct {
 // the VM's interface when vmNetns names one (a lab VM), then tap, qbr,
 // qvb, qvo and br-int in hostNetns, then the physical interface if given.
 func Path(portID, hostNetns, vmNetns, vmDev, physical string) []Hop {
-	dev := trace.PortDevices(portID)
+	dev := hybrid.PortDevices(portID)
 	var hops []Hop
 	if vmNetns != "" && vmDev != "" {
 		hops = append(hops, Hop{Name: HopVM, Device: vmDev, Netns: vmNetns})
@@ -54,7 +54,7 @@ func Path(portID, hostNetns, vmNetns, vmDev, physical string) []Hop {
 		Hop{Name: HopQbr, Device: dev.Bridge, Netns: hostNetns, Partial: true},
 		Hop{Name: HopQvb, Device: dev.BridgeVeth, Netns: hostNetns},
 		Hop{Name: HopQvo, Device: dev.OVSVeth, Netns: hostNetns},
-		Hop{Name: HopBrInt, Device: "br-int", Netns: hostNetns, Partial: true},
+		Hop{Name: HopBrInt, Device: hybrid.IntegrationBridge, Netns: hostNetns, Partial: true},
 	)
 	if physical != "" {
 		hops = append(hops, Hop{Name: HopPhys, Device: physical, Netns: hostNetns})

@@ -19,7 +19,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
-	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/lab"
 	"github.com/moat-sg/moat/internal/moatbin"
 )
@@ -34,7 +34,7 @@ const (
 func iChain(v lab.VM) string { return chainPrefix + "i" + v.PortID[:10] }
 func oChain(v lab.VM) string { return chainPrefix + "o" + v.PortID[:10] }
 func sChain(v lab.VM) string { return chainPrefix + "s" + v.PortID[:10] }
-func qvb(v lab.VM) string    { return wiring.VethBridgeName(v.PortID) }
+func qvb(v lab.VM) string    { return hybrid.BridgeVethName(v.PortID) }
 
 // env is one lab (one backend) with its API client.
 type env struct {

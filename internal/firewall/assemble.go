@@ -2,12 +2,15 @@ package firewall
 
 import (
 	"slices"
-	"strconv"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
-// assemble builds a filtered port's chains and raw rules.
-func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stateless bool) *portOut {
+// assemble builds a filtered port's chains and raw rules; the raw rules of
+// prev (what was assembled from prevIn) are kept when the zone and
+// statefulness are the same.
+func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stateless bool, prev *portOut, prevIn assemblyInputs) *portOut {
 	out := &portOut{}
 	for fam := range out.chains {
 		chains := make([]Chain, 0, 3)
@@ -17,26 +20,33 @@ func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stat
 			if dir == in {
 				prov = ps.provider[fam]
 			}
-			chains = append(chains, Chain{Name: name, Rules: k.chainRules(ps.head[fam][dir], prov, sg)})
+			chains = append(chains, toChain(name, k.chainRules(fam, dir, ps.head[fam][dir], prov, sg)))
 		}
-		if ps.spoof[fam] != nil {
-			chains = append(chains, Chain{Name: ps.chainS, Rules: ps.spoof[fam]})
+		if ps.spoof[fam].texts != nil {
+			chains = append(chains, toChain(ps.chainS, ps.spoof[fam]))
 		}
 		out.chains[fam] = chains
 	}
 
+	if prev != nil && prevIn.zone == zone && prevIn.stateless == stateless {
+		out.raw = prev.raw
+		return out
+	}
 	// raw: a conntrack zone per port (CONNTRACK_ZONE_PER_PORT), or no
 	// tracking at all for a stateless port. Neutron hard-codes these
 	// comments, so they stay when comments are off.
-	comment, target := "Set zone for "+ps.id, "CT --zone "+strconv.Itoa(zone)
+	cm, act, o := hybrid.ZoneComment(ps.id), hybrid.Action{Kind: hybrid.CTZone, Zone: uint16(zone)}, shared(hybrid.OriginCTZone)
 	if stateless {
-		comment, target = "Make "+ps.id+" stateless", "CT --notrack"
+		cm, act, o = hybrid.StatelessComment(ps.id), hybrid.Action{Kind: hybrid.CTNoTrack}, shared(hybrid.OriginStateless)
 	}
-	tail := ` -m comment --comment "` + comment + `" -j ` + target
-	out.raw = []string{
-		"-m physdev --physdev-in " + ps.qvb + tail,
-		"-i " + ps.qvb + tail,
-		"-m physdev --physdev-in " + ps.tap + tail,
+	specs := []hybrid.Rule{
+		{Match: hybrid.Match{PhysIn: ps.qvb}, Comment: cm, Action: act, Origin: o},
+		{Match: hybrid.Match{InIface: ps.qvb}, Comment: cm, Action: act, Origin: o},
+		{Match: hybrid.Match{PhysIn: ps.tap}, Comment: cm, Action: act, Origin: o},
+	}
+	out.raw = make([]line, len(specs))
+	for i := range specs {
+		out.raw[i] = newLine(&specs[i])
 	}
 	return out
 }
@@ -47,60 +57,89 @@ func (k *compilation) resolve(ps *portStatic, rl *ruleList, fam int) *ruleList {
 	if rl.glines == nil {
 		return rl
 	}
-	res := &ruleList{ids: map[string]struct{}{}}
-	add := res.add
+	res := &ruleList{ids: map[string]int{}}
 	for _, gl := range rl.glines {
 		if gl.exp == nil {
-			add(gl.line)
+			res.add(gl.line)
 			continue
 		}
-		k.expand(gl.exp, fam, ps.fixedText, add)
+		for _, el := range k.expand(gl.exp, fam) {
+			if gl.exp.remoteGroup && isOwn(ps.fixedText, el.addr) {
+				continue
+			}
+			res.add(el.line)
+		}
 	}
-	res.texts = texts(res.lines)
+	res.out = linesOf(res.lines)
 	return res
 }
 
-// expand passes to add the lines an expansion stands for in one family:
-// the rule once per address of its remote group or address group, less
-// the remote group's members that are the port's own fixed addresses (own,
-// as stored).
-func (k *compilation) expand(x *expansion, fam int, own []string, add func(line)) {
-	l := k.addresses(addrKey{addressGroup: !x.remoteGroup, id: x.id})
-	for _, a := range l.byFamily[fam] {
-		if x.remoteGroup && isOwn(own, a) {
-			continue
-		}
-		add(join(prefixArg(x.flag, a.prefix), x.rest))
+// expand returns the lines an expansion stands for in one family: the rule
+// once per address of its remote group or address group. They are
+// rendered once per compile; resolve leaves out a port's own addresses.
+func (k *compilation) expand(x *expansion, fam int) []expandedLine {
+	key := expandKey{x, fam}
+	if ls, ok := k.expanded[key]; ok {
+		return ls
 	}
+	l := k.addresses(addrKey{addressGroup: !x.remoteGroup, id: x.id})
+	ls := make([]expandedLine, 0, len(l.byFamily[fam]))
+	specs := make([]hybrid.Rule, len(l.byFamily[fam]))
+	for i, a := range l.byFamily[fam] {
+		r := &specs[i]
+		*r = x.rule
+		if x.egress {
+			r.Match.Dst = a.prefix
+		} else {
+			r.Match.Src = a.prefix
+		}
+		el := expandedLine{line: newLine(r), addr: a}
+		if x.key != "" {
+			el.key = x.key
+			if pre := prefixArg(x.egress, a.prefix); pre != "" {
+				el.key = pre + " " + x.key
+			}
+		}
+		ls = append(ls, el)
+	}
+	if k.expanded == nil {
+		k.expanded = map[expandKey][]expandedLine{}
+	}
+	k.expanded[key] = ls
+	return ls
 }
 
 // chainRules lays out a port chain as _add_rules_by_security_group does:
 // the fixed head rules, RELATED,ESTABLISHED, then the provider and group
 // rules with later duplicates dropped, INVALID and the fallback jump.
 // IptablesManager then removes every rule that occurs again further down
-// the chain, which can only hit a head rule that a group rule repeats.
-func (k *compilation) chainRules(head, prov []line, sg *ruleList) []string {
-	sgTexts := sg.texts
+// the chain, which can only hit a head rule that a group rule repeats. A
+// provider rule a group rule repeats stays where it is and names the group
+// rule as a source.
+func (k *compilation) chainRules(fam, dir int, head, prov []line, sg *ruleList) ruleLines {
+	sgOut := sg.out
 	for _, p := range prov {
 		if _, dup := sg.ids[p.id()]; dup {
-			sgTexts = dropIDs(sg.lines, prov)
+			sgOut, prov = dropIDs(sg.lines, prov)
 			break
 		}
 	}
-	rules := make([]string, 0, len(head)+len(prov)+len(sgTexts)+3)
+	f := k.fixed
+	rules := makeRuleLines(len(head) + len(prov) + len(sgOut.texts) + 3)
 	for _, h := range head {
 		id := h.id()
 		if _, dup := sg.ids[id]; dup || containsID(prov, id) {
 			continue
 		}
-		rules = append(rules, h.text)
+		rules.add1(h)
 	}
-	rules = append(rules, k.established.text)
+	rules.add1(f.established[fam][dir])
 	for _, p := range prov {
-		rules = append(rules, p.text)
+		rules.add1(p)
 	}
-	rules = append(rules, sgTexts...)
-	rules = append(rules, k.invalid.text, k.fallback.text)
+	rules.addAll(sgOut)
+	rules.add1(f.invalid[fam][dir])
+	rules.add1(f.fallback[fam][dir])
 	return rules
 }
 
@@ -113,84 +152,90 @@ func containsID(ls []line, id string) bool {
 	return false
 }
 
-func dropIDs(ls, drop []line) []string {
-	var out []string
+// dropIDs returns the lines of ls that are not in drop, and drop with the
+// sources of the lines of ls it holds.
+func dropIDs(ls, drop []line) (ruleLines, []line) {
+	var out ruleLines
+	drop = slices.Clone(drop)
 	for _, l := range ls {
-		if !containsID(drop, l.id()) {
-			out = append(out, l.text)
+		if i := slices.IndexFunc(drop, func(d line) bool { return d.id() == l.id() }); i >= 0 {
+			drop[i] = drop[i].withSources(l)
+			continue
 		}
+		out.add(l)
 	}
-	return out
+	return out, drop
 }
 
 // dispatch is what all ports contribute to shared chains; it is the same
 // for both families.
 type dispatch struct {
 	statics []*portStatic
-	raws    [][]string // each filtered port's raw rules, nil for others
-	drops   []string   // the rules dropping rejected ports' traffic
+	raws    [][]line // each filtered port's raw rules, nil for others
+	drops   []line   // the rules dropping rejected ports' traffic
 
-	forward, input, sgChain, prerouting []string
+	forward, input, sgChain, prerouting ruleLines
 }
 
 // dispatchChains returns the shared chains, rebuilt only when a port came,
 // went or changed its share. drops end neutron-openvswi-FORWARD.
-func (c *Compiler) dispatchChains(statics []*portStatic, outs []*portOut, drops []string) *dispatch {
-	raws := make([][]string, len(outs))
+func (k *compilation) dispatchChains(statics []*portStatic, outs []*portOut, drops []line) *dispatch {
+	c := k.c
+	raws := make([][]line, len(outs))
 	for i, o := range outs {
 		if o != nil {
 			raws[i] = o.raw
 		}
 	}
 	if d := c.dispatch; d != nil && slices.Equal(d.statics, statics) &&
-		slices.EqualFunc(d.raws, raws, sameArray) && slices.Equal(d.drops, drops) {
+		slices.EqualFunc(d.raws, raws, sameArray) && slices.EqualFunc(d.drops, drops, sameText) {
 		return d
 	}
 	d := &dispatch{statics: statics, raws: raws, drops: drops}
-	var nf, nu, nt int
+	var nf, nu int
 	for _, ps := range statics {
 		switch ps.kind {
 		case filtered:
 			nf++
 		case unfiltered:
 			nu++
-		default:
-			nt++
 		}
 	}
-	d.forward = make([]string, 0, 2*len(statics)+len(drops))
-	d.input = make([]string, 0, nf+nu)
-	d.sgChain = make([]string, 0, 2*nf+1)
-	d.prerouting = make([]string, 0, 3*nf)
+	d.forward = makeRuleLines(2*len(statics) + len(drops))
+	d.input = makeRuleLines(nf + nu)
+	d.sgChain = makeRuleLines(2*nf + 1)
+	d.prerouting = makeRuleLines(3 * nf)
 	// FORWARD: Neutron inserts the filtered ports' jumps at the top; trusted
 	// ports come before the port-security-disabled ones because the agent
 	// accepts them inside the deferred apply, before the chains are set up.
 	for i, ps := range statics {
 		if ps.kind == filtered {
-			d.forward = append(d.forward, ps.forward...)
-			d.input = append(d.input, ps.input...)
-			d.sgChain = append(d.sgChain, ps.sg...)
-			d.prerouting = append(d.prerouting, raws[i]...)
+			d.forward.add(ps.forward...)
+			d.input.add(ps.input...)
+			d.sgChain.add(ps.sg...)
+			d.prerouting.add(raws[i]...)
 		}
 	}
 	for _, kind := range []portKind{trusted, unfiltered} {
 		for _, ps := range statics {
 			if ps.kind == kind {
-				d.forward = append(d.forward, ps.forward...)
-				d.input = append(d.input, ps.input...)
+				d.forward.add(ps.forward...)
+				d.input.add(ps.input...)
 			}
 		}
 	}
-	d.forward = append(d.forward, drops...)
-	d.sgChain = append(d.sgChain, "-j ACCEPT")
+	d.forward.add(drops...)
+	d.sgChain.add(k.fixed.sgAccept)
 	c.dispatch = d
 	return d
 }
 
 // sameArray reports whether two slices are the same slice (or both nil).
-func sameArray(a, b []string) bool {
+func sameArray(a, b []line) bool {
 	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
 }
+
+func sameText(a, b line) bool { return a.text == b.text }
 
 // tables builds one family's filter and raw tables.
 func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
@@ -203,14 +248,15 @@ func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
 			n += len(o.chains[fam])
 		}
 	}
+	f := k.fixed
 	fixed := []Chain{
-		{Name: chainFilterTop, Rules: []string{"-j " + chainLocal}},
-		{Name: chainForward, Rules: d.forward},
-		{Name: chainInput, Rules: d.input},
-		{Name: chainOutput},
-		{Name: chainLocal},
-		{Name: chainSG, Rules: d.sgChain},
-		{Name: chainFallback, Rules: []string{withComment("-j DROP", commentUnmatchDrop, k.opt.CommentRules)}},
+		toChain(hybrid.ChainFilterTop, f.filterTop),
+		toChain(hybrid.ChainForward, d.forward),
+		toChain(hybrid.ChainInput, d.input),
+		{Name: hybrid.ChainOutput},
+		{Name: hybrid.ChainLocal},
+		toChain(hybrid.ChainSG, d.sgChain),
+		toChain(hybrid.ChainFallback, f.fallbackDrop),
 	}
 	// Build in name order: every i chain sorts before "local", every o
 	// chain before every s chain, and those before "sg-chain" when the
@@ -233,21 +279,21 @@ func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
 	filter := Table{
 		Name: "filter",
 		Builtins: []Chain{
-			{Name: "INPUT", Rules: []string{"-j " + chainInput}},
-			{Name: "FORWARD", Rules: []string{"-j " + chainFilterTop, "-j " + chainForward}},
-			{Name: "OUTPUT", Rules: []string{"-j " + chainFilterTop, "-j " + chainOutput}},
+			toChain("INPUT", f.builtinFilter[0]),
+			toChain("FORWARD", f.builtinFilter[1]),
+			toChain("OUTPUT", f.builtinFilter[2]),
 		},
 		Chains: chains,
 	}
 	raw := Table{
 		Name: "raw",
 		Builtins: []Chain{
-			{Name: "PREROUTING", Rules: []string{"-j " + chainPrerouting}},
-			{Name: "OUTPUT", Rules: []string{"-j " + chainOutput}},
+			toChain("PREROUTING", f.builtinRaw[0]),
+			toChain("OUTPUT", f.builtinRaw[1]),
 		},
 		Chains: []Chain{
-			{Name: chainOutput},
-			{Name: chainPrerouting, Rules: d.prerouting},
+			{Name: hybrid.ChainOutput},
+			toChain(hybrid.ChainPrerouting, d.prerouting),
 		},
 	}
 	return Tables{Filter: filter, Raw: raw}

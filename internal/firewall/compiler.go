@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Compiler turns host states into Rulesets, reusing the work of earlier
@@ -120,17 +122,15 @@ type comboEntry struct {
 	// ipsets); computed once per compile.
 	depsGen uint64
 	deps    fingerprint
-	// setsGen marks the combination as looked at for ipsets this compile.
-	setsGen uint64
 }
 
 // ruleList is a chain's group rules: resolved lines, or (when they contain
 // expansions) the rendered rules to expand per port.
 type ruleList struct {
 	lines  []line
-	texts  []string
-	ids    map[string]struct{}
-	glines []gline // non-nil: expand per port
+	out    ruleLines      // lines as the output holds them
+	ids    map[string]int // index in lines by identity
+	glines []gline        // non-nil: expand per port
 }
 
 type portEntry struct {
@@ -160,7 +160,7 @@ type assemblyInputs struct {
 // portOut is a filtered port's share of the ruleset.
 type portOut struct {
 	chains [2][]Chain // i, o and, if present, s chain per family
-	raw    []string   // raw PREROUTING rules
+	raw    []line     // raw PREROUTING rules
 }
 
 // compilation is the state of one Compile call.
@@ -177,8 +177,22 @@ type compilation struct {
 	// address groups) would share.
 	setClash map[string]bool
 	warnings []string
+	// expanded holds the lines of each expansion and family, for every
+	// address of its list (this compile's), the port's own addresses not
+	// yet left out.
+	expanded map[expandKey][]expandedLine
 
-	established, invalid, fallback line
+	fixed *fixedTexts
+}
+
+type expandKey struct {
+	x   *expansion
+	fam int
+}
+
+type expandedLine struct {
+	line
+	addr address
 }
 
 // Compile compiles a host state into its ruleset. No object of the state
@@ -206,10 +220,7 @@ func (c *Compiler) newCompilation(s *HostState) *compilation {
 		ags:       make(map[string]*AddressGroup, len(s.AddressGroups)),
 		dupGroups: map[string]bool{}, dupAGs: map[string]bool{},
 	}
-	cm := s.Options.CommentRules
-	k.established = line{text: withComment("-m state --state RELATED,ESTABLISHED -j RETURN", commentAllowAssoc, cm)}
-	k.invalid = line{text: withComment("-m state --state INVALID -j DROP", commentInvalidDrop, cm)}
-	k.fallback = line{text: withComment("-j "+chainFallback, commentUnmatched, cm)}
+	k.fixed = fixedFor(s.Options)
 	for i := range s.SecurityGroups {
 		g := &s.SecurityGroups[i]
 		if _, dup := k.groups[g.ID]; dup {
@@ -339,11 +350,11 @@ func (k *compilation) run() *Ruleset {
 	for i, e := range acceptedEntries {
 		statics[i] = e.static
 	}
-	var drops []string
+	var drops []line
 	if len(rs.Rejected) > 0 {
 		drops = k.rejectedDrops(ports, reasons, statics)
 	}
-	dispatch := k.c.dispatchChains(statics, acceptedOuts, drops)
+	dispatch := k.dispatchChains(statics, acceptedOuts, drops)
 	rs.IPv4 = k.tables(v4, dispatch, acceptedOuts)
 	rs.IPv6 = k.tables(v6, dispatch, acceptedOuts)
 	if k.opt.EnableIPSet {
@@ -440,7 +451,7 @@ type setRef struct {
 	v6  bool
 }
 
-func (r setRef) name() string { return IPSetName(ethertype(r.v6), r.key.id) }
+func (r setRef) name() string { return hybrid.IPSetName(ethertype(r.v6), r.key.id) }
 
 func (r setRef) String() string {
 	what := "remote group"
@@ -538,27 +549,25 @@ func (k *compilation) eachSet(ports []*Port, entries []*portEntry, reasons []str
 // ports whose tap name is their own (no accepted port's, and not made of
 // an id that cannot be a device name): if anything puts such a tap into a
 // bridge, its frames still pass no rule that accepts them.
-func (k *compilation) rejectedDrops(ports []*Port, reasons []string, accepted []*portStatic) []string {
+func (k *compilation) rejectedDrops(ports []*Port, reasons []string, accepted []*portStatic) []line {
 	taken := make(map[string]bool, len(accepted))
 	for _, ps := range accepted {
 		taken[ps.tap] = true
 	}
-	var out []string
+	var out []line
+	cm := commentIf(hybrid.CommentRejected, k.opt.CommentRules)
+	o := shared(hybrid.OriginRejectedPort)
 	for i, p := range ports {
 		if reasons[i] == "" || checkID(p.ID) != nil {
 			continue
 		}
-		tap := TapDevice(p.ID)
+		tap := hybrid.TapName(p.ID)
 		if taken[tap] {
 			continue
 		}
 		taken[tap] = true
-		cm := ""
-		if k.opt.CommentRules {
-			cm = ` -m comment --comment "` + commentRejected + `"`
-		}
-		for _, dir := range []string{"out", "in"} {
-			out = append(out, "-m physdev --physdev-"+dir+" "+tap+" --physdev-is-bridged"+cm+" -j DROP")
+		for _, m := range []hybrid.Match{{PhysOut: tap, PhysBridged: true}, {PhysIn: tap, PhysBridged: true}} {
+			out = append(out, newLine(&hybrid.Rule{Match: m, Comment: cm, Action: hybrid.Action{Kind: hybrid.Drop}, Origin: o}))
 		}
 	}
 	return out
@@ -647,7 +656,7 @@ func (k *compilation) portChains(p *Port, e *portEntry, zone int) *portOut {
 	if e.out != nil && e.in == in {
 		return e.out
 	}
-	out := k.assemble(e.static, combo, zone, stateless)
+	out := k.assemble(e.static, combo, zone, stateless, e.out, e.in)
 	e.out, e.in = out, in
 	k.c.stats.PortsRecompiled++
 	return out
@@ -685,7 +694,7 @@ func sameGroup(a, b *SecurityGroup) bool {
 }
 
 func sameRule(a, b Rule) bool {
-	return a.Direction == b.Direction && a.Ethertype == b.Ethertype && a.Protocol == b.Protocol &&
+	return a.ID == b.ID && a.Direction == b.Direction && a.Ethertype == b.Ethertype && a.Protocol == b.Protocol &&
 		sameInt(a.PortRangeMin, b.PortRangeMin) && sameInt(a.PortRangeMax, b.PortRangeMax) &&
 		a.RemoteIPPrefix == b.RemoteIPPrefix && a.NormalizedCIDR == b.NormalizedCIDR &&
 		a.RemoteGroupID == b.RemoteGroupID && a.RemoteAddressGroupID == b.RemoteAddressGroupID
@@ -763,7 +772,7 @@ func mergeGroups(groups []*renderedGroup, fam, dir int) ruleList {
 			}
 		}
 	}
-	rl.ids = map[string]struct{}{}
+	rl.ids = map[string]int{}
 	for _, g := range groups {
 		if g == nil {
 			continue
@@ -772,16 +781,19 @@ func mergeGroups(groups []*renderedGroup, fam, dir int) ruleList {
 			rl.add(gl.line)
 		}
 	}
-	rl.texts = texts(rl.lines)
+	rl.out = linesOf(rl.lines)
 	return rl
 }
 
+// add appends a line unless the list holds its identity already; then the
+// list's line gets the security group rules of the duplicate as sources.
 func (rl *ruleList) add(l line) {
 	id := l.id()
-	if _, dup := rl.ids[id]; dup {
+	if i, dup := rl.ids[id]; dup {
+		rl.lines[i] = rl.lines[i].withSources(l)
 		return
 	}
-	rl.ids[id] = struct{}{}
+	rl.ids[id] = len(rl.lines)
 	rl.lines = append(rl.lines, l)
 }
 

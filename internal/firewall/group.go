@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -17,22 +18,6 @@ const (
 	in  = 0 // ingress: the port's i chain
 	out = 1 // egress: the port's o chain
 )
-
-// line is one rule of a chain: the text iptables-save prints and, when it
-// differs, the text Neutron would have written, which is what decides
-// whether two rules are duplicates (Neutron de-duplicates what it writes,
-// the kernel shows what it stored).
-type line struct {
-	text string
-	key  string // "" means text
-}
-
-func (l line) id() string {
-	if l.key != "" {
-		return l.key
-	}
-	return l.text
-}
 
 // gline is a rendered security group rule: either a literal line, or a
 // template expanded into one line per remote address when ipsets are off.
@@ -46,18 +31,16 @@ type gline struct {
 type expansion struct {
 	remoteGroup bool
 	id          string
-	flag        string // "-s" for ingress, "-d" for egress
-	rest        line   // protocol/port part and jump, after the prefix
+	egress      bool        // the address is the destination
+	rule        hybrid.Rule // the rule without the address
+	key         string      // the rule's identity after the address, "" for its text
 }
 
 // renderedGroup is a security group's rules rendered per family and
 // direction. It depends only on the group and on the options, never on the
 // port that carries the group.
 type renderedGroup struct {
-	lines [2][2][]gline
-	// index holds, for each line, the position of its rule in the
-	// group's Rules (for RuleSources).
-	index     [2][2][]int
+	lines     [2][2][]gline
 	stateless bool
 	// probe is how Neutron decides whether a port whose first group this
 	// is gets a conntrack zone or --notrack: it looks for the group's first
@@ -89,7 +72,7 @@ func renderGroup(g *SecurityGroup, opt Options) (*renderedGroup, error) {
 		if n := len(rg.probe); n == 0 || rg.probe[n-1].id != "" {
 			rg.probe = append(rg.probe, remoteRef{r.RemoteGroupID, r.Ethertype == IPv6})
 		}
-		gl, err := renderRule(r, opt)
+		gl, err := renderRule(r, hybrid.SGRuleRef{GroupID: g.ID, RuleID: r.ID, Index: i}, opt)
 		if err != nil {
 			which := strconv.Itoa(i)
 			if r.ID != "" {
@@ -105,7 +88,6 @@ func renderGroup(g *SecurityGroup, opt Options) (*renderedGroup, error) {
 			dir = out
 		}
 		rg.lines[fam][dir] = append(rg.lines[fam][dir], gl)
-		rg.index[fam][dir] = append(rg.index[fam][dir], i)
 		switch {
 		case r.RemoteGroupID != "":
 			rg.remoteGroups = appendRef(rg.remoteGroups, remoteRef{r.RemoteGroupID, fam == v6})
@@ -126,8 +108,8 @@ func appendRef(refs []remoteRef, r remoteRef) []remoteRef {
 }
 
 // renderRule is Neutron's _convert_sg_rule_to_iptables_args for one stored
-// rule, before any per-port expansion.
-func renderRule(r *Rule, opt Options) (gline, error) {
+// rule, before any per-port expansion; ref names the rule in its origin.
+func renderRule(r *Rule, ref hybrid.SGRuleRef, opt Options) (gline, error) {
 	var fam6 bool
 	switch r.Ethertype {
 	case IPv4:
@@ -136,11 +118,11 @@ func renderRule(r *Rule, opt Options) (gline, error) {
 	default:
 		return gline{}, fmt.Errorf("bad ethertype %s", quoteShort(r.Ethertype))
 	}
-	flag, setDir := "-s", "src"
+	egress := false
 	switch r.Direction {
 	case Ingress:
 	case Egress:
-		flag, setDir = "-d", "dst"
+		egress = true
 	default:
 		return gline{}, fmt.Errorf("bad direction %s", quoteShort(r.Direction))
 	}
@@ -162,95 +144,108 @@ func renderRule(r *Rule, opt Options) (gline, error) {
 	if err := checkPortRange(r, p, opt.NeutronCompat); err != nil {
 		return gline{}, err
 	}
-	msave, mkey := matchArgs(r, p)
-	mid := line{text: msave, key: mkey}
-
 	remoteAG := r.RemoteAddressGroupID
 	if opt.NeutronCompat {
 		// Neutron 21's iptables driver ignores the address group: the rule
 		// is rendered without any remote, i.e. open to every address.
 		remoteAG = ""
 	}
-	switch {
-	case r.RemoteGroupID != "" && opt.EnableIPSet:
-		return gline{line: join(mid, setMatch(r.Ethertype, r.RemoteGroupID, setDir), jumpReturn)}, nil
-	case r.RemoteGroupID != "":
-		return gline{exp: &expansion{remoteGroup: true, id: r.RemoteGroupID, flag: flag, rest: join(mid, jumpReturn)}}, nil
-	case remoteAG != "" && opt.EnableIPSet:
-		return gline{line: join(mid, setMatch(r.Ethertype, remoteAG, setDir), jumpReturn)}, nil
-	case remoteAG != "":
-		return gline{exp: &expansion{id: remoteAG, flag: flag, rest: join(mid, jumpReturn)}}, nil
+	spec := &hybrid.Rule{
+		Action: hybrid.Action{Kind: hybrid.Return},
+		Origin: &hybrid.Origin{Kind: hybrid.OriginSGRule, Direction: r.Direction, Ethertype: r.Ethertype,
+			Rules: []hybrid.SGRuleRef{ref}, RemoteGroup: r.RemoteGroupID, RemoteAddressGroup: remoteAG},
 	}
-	pre, err := rulePrefix(r, fam6, flag)
+	// mkey is Neutron's spelling of the protocol part where it differs.
+	mkey := protoMatch(&spec.Match, r, p)
+	remote := r.RemoteGroupID
+	if remote == "" {
+		remote = remoteAG
+	}
+	switch {
+	case remote != "" && opt.EnableIPSet:
+		spec.Match.IPSet, spec.Match.IPSetDst = hybrid.IPSetName(r.Ethertype, remote), egress
+		return gline{line: sgLine(spec, "", mkey)}, nil
+	case remote != "":
+		x := &expansion{remoteGroup: r.RemoteGroupID != "", id: remote, egress: egress, rule: *spec}
+		if mkey != "" {
+			x.key = sgKey("", mkey, "")
+		}
+		return gline{exp: x}, nil
+	}
+	pfx, err := rulePrefix(r, fam6)
 	if err != nil {
 		return gline{}, err
 	}
-	return gline{line: join(pre, mid, jumpReturn)}, nil
+	pre := ""
+	if pfx.Bits() > 0 {
+		pre = prefixArg(egress, pfx)
+		if egress {
+			spec.Match.Dst = pfx
+		} else {
+			spec.Match.Src = pfx
+		}
+	}
+	return gline{line: sgLine(spec, pre, mkey)}, nil
 }
 
-var jumpReturn = line{text: "-j RETURN"}
-
-func setMatch(ethertype, id, dir string) line {
-	return line{text: "-m set --match-set " + IPSetName(ethertype, id) + " " + dir}
+// sgLine renders a group rule; when Neutron spells its protocol part
+// otherwise (mkey), its identity is that spelling with the rule's address
+// part pre before it.
+func sgLine(spec *hybrid.Rule, pre, mkey string) line {
+	l := newLine(spec)
+	if mkey != "" {
+		set := ""
+		if m := spec.Match; m.IPSet != "" {
+			set = "-m set --match-set " + m.IPSet + " src"
+			if m.IPSetDst {
+				set = "-m set --match-set " + m.IPSet + " dst"
+			}
+		}
+		l.key = sgKey(pre, mkey, set)
+	}
+	return l
 }
 
-// rulePrefix is the -s/-d argument of a rule's remote prefix: Neutron uses
-// normalized_cidr (host bits cleared) and drops a /0, which matches
-// everything anyway.
-func rulePrefix(r *Rule, fam6 bool, flag string) (line, error) {
+// sgKey joins the parts of a group rule's identity.
+func sgKey(pre, mkey, set string) string {
+	var parts []string
+	for _, p := range []string{pre, mkey, set, "-j RETURN"} {
+		if p != "" {
+			parts = append(parts, p)
+		}
+	}
+	return strings.Join(parts, " ")
+}
+
+// rulePrefix is a rule's remote prefix: Neutron uses normalized_cidr (host
+// bits cleared) and drops a /0, which matches everything anyway; the zero
+// Prefix for none.
+func rulePrefix(r *Rule, fam6 bool) (netip.Prefix, error) {
 	cidr := r.NormalizedCIDR
 	if cidr == "" {
 		cidr = r.RemoteIPPrefix
 	}
 	if cidr == "" {
-		return line{}, nil
+		return netip.Prefix{}, nil
 	}
 	p, err := neutron.ParseCIDR(cidr)
 	if err != nil {
-		return line{}, fmt.Errorf("bad remote_ip_prefix %s", quoteShort(cidr))
+		return netip.Prefix{}, fmt.Errorf("bad remote_ip_prefix %s", quoteShort(cidr))
 	}
 	if p.Addr().Is6() != fam6 {
-		return line{}, fmt.Errorf("remote_ip_prefix %s does not match the rule's ethertype", cidr)
+		return netip.Prefix{}, fmt.Errorf("remote_ip_prefix %s does not match the rule's ethertype", cidr)
 	}
-	return prefixArg(flag, p), nil
+	return p.Masked(), nil
 }
 
-// prefixArg renders -s/-d for a prefix as iptables-save prints it: host bits
-// cleared, "/0" not at all.
-func prefixArg(flag string, p netip.Prefix) line {
+// prefixArg is -s (or for egress -d) for a prefix as iptables-save prints
+// it: host bits cleared; "" for a /0, which it does not print.
+func prefixArg(egress bool, p netip.Prefix) string {
 	if p.Bits() == 0 {
-		return line{}
+		return ""
 	}
-	return line{text: flag + " " + p.Masked().String()}
-}
-
-// join concatenates non-empty parts with spaces, keeping the key text
-// alongside when any part has one.
-func join(parts ...line) line {
-	var text, key strings.Builder
-	hasKey := false
-	for _, p := range parts {
-		if p.key != "" {
-			hasKey = true
-		}
+	if egress {
+		return "-d " + p.Masked().String()
 	}
-	for _, p := range parts {
-		if p.text != "" {
-			if text.Len() > 0 {
-				text.WriteByte(' ')
-			}
-			text.WriteString(p.text)
-		}
-		if hasKey && p.id() != "" {
-			if key.Len() > 0 {
-				key.WriteByte(' ')
-			}
-			key.WriteString(p.id())
-		}
-	}
-	l := line{text: text.String()}
-	if hasKey && key.String() != l.text {
-		l.key = key.String()
-	}
-	return l
+	return "-s " + p.Masked().String()
 }

@@ -5,6 +5,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -21,6 +22,7 @@ const (
 
 // protoSpec is how one rule's protocol is rendered.
 type protoSpec struct {
+	num    int    // the protocol number, 0 for any
 	save   string // -p argument as iptables-save prints it; "" for none
 	key    string // -p argument as written; decides duplicate rules
 	module string // -m added when the rule has ports; "" for none
@@ -51,8 +53,8 @@ func resolveProtocol(stored string, v6, compat bool) (protoSpec, error) {
 	if v6 && (strings.EqualFold(stored, "icmp") || strings.EqualFold(stored, "icmpv6")) {
 		num = neutron.ProtoICMPv6 // the agent's legacy-name rewrite
 	}
-	name := neutron.IptablesProtocolName(num)
-	s := protoSpec{save: name, key: name}
+	name := hybrid.IptablesProtocolName(num)
+	s := protoSpec{num: num, save: name, key: name}
 	switch num {
 	case neutron.ProtoTCP, neutron.ProtoUDP, neutron.ProtoSCTP, neutron.ProtoDCCP:
 		s.module, s.ports = name, dports
@@ -82,11 +84,11 @@ func resolveNeutronProtocol(stored string, v6 bool) (protoSpec, error) {
 		return protoSpec{}, nil
 	}
 	token := neutronIptablesName(stored)
-	num, ok := neutron.ParseIptablesProtocol(token)
+	num, ok := hybrid.ParseIptablesProtocol(token)
 	if !ok {
 		return protoSpec{}, fmt.Errorf("protocol %s: Neutron writes -p %s, which iptables rejects", quoteShort(stored), quoteShort(token))
 	}
-	s := protoSpec{save: neutron.IptablesProtocolName(num), key: token, module: neutronModules[token]}
+	s := protoSpec{num: num, save: hybrid.IptablesProtocolName(num), key: token, module: neutronModules[token]}
 	switch token {
 	case "icmp":
 		s.ports = icmpType
@@ -117,65 +119,66 @@ func neutronIptablesName(stored string) string {
 	if err != nil || n < 1 || n > 255 || strconv.Itoa(n) != stored {
 		return stored // only the exact decimal spelling is a map key
 	}
-	return neutron.IptablesProtocolName(n)
+	return hybrid.IptablesProtocolName(n)
 }
 
-// matchArgs renders the protocol and port arguments of a rule: the
-// iptables-save text and the text that identifies the rule for
-// de-duplication (equal to the former unless they differ).
-func matchArgs(r *Rule, p protoSpec) (save, key string) {
+// protoMatch sets the protocol and port (or ICMP type) part of m from a
+// rule and returns the part as Neutron writes it where that differs from
+// what iptables-save prints (the protocol as Neutron spells it, ICMP type
+// 255 as a number): the rule's identity for de-duplication. "" when they
+// agree.
+func protoMatch(m *hybrid.Match, r *Rule, p protoSpec) (key string) {
 	if p.save == "" && p.key == "" {
-		return "", ""
+		return ""
 	}
-	var sb, kb strings.Builder
-	if p.save != "" {
-		sb.WriteString("-p ")
-		sb.WriteString(p.save)
+	m.Proto = uint8(p.num)
+	hasPorts := r.PortRangeMin != nil
+	if hasPorts {
+		min := *r.PortRangeMin
+		switch p.ports {
+		case dports, multiportOnly:
+			m.DstPort = hybrid.Port(uint16(min))
+			if r.PortRangeMax != nil {
+				m.DstPort.Max = uint16(*r.PortRangeMax)
+			}
+		case icmpType, icmpv6Type:
+			m.ICMP = hybrid.ICMPType(uint8(min))
+			if r.PortRangeMax != nil {
+				m.ICMP.Code = int16(*r.PortRangeMax)
+			}
+		}
 	}
+	if p.key == p.save && !(p.ports == icmpType && m.ICMP.Set && m.ICMP.Type == 255) {
+		return ""
+	}
+	var kb strings.Builder
 	kb.WriteString("-p ")
 	kb.WriteString(p.key)
-	hasPorts := r.PortRangeMin != nil
 	if hasPorts && p.module != "" {
-		sb.WriteString(" -m " + p.module)
 		kb.WriteString(" -m " + p.module)
 	}
 	if hasPorts {
 		min := *r.PortRangeMin
 		switch p.ports {
 		case dports, multiportOnly:
-			var arg string
 			switch {
 			case r.PortRangeMax != nil && *r.PortRangeMax != min:
-				arg = " -m multiport --dports " + strconv.Itoa(min) + ":" + strconv.Itoa(*r.PortRangeMax)
+				kb.WriteString(" -m multiport --dports " + strconv.Itoa(min) + ":" + strconv.Itoa(*r.PortRangeMax))
 			case p.ports == multiportOnly:
-				arg = " -m multiport --dports " + strconv.Itoa(min)
+				kb.WriteString(" -m multiport --dports " + strconv.Itoa(min))
 			default:
-				arg = " --dport " + strconv.Itoa(min)
+				kb.WriteString(" --dport " + strconv.Itoa(min))
 			}
-			sb.WriteString(arg)
-			kb.WriteString(arg)
 		case icmpType, icmpv6Type:
 			opt := " --icmp-type "
 			if p.ports == icmpv6Type {
 				opt = " --icmpv6-type "
 			}
-			arg := strconv.Itoa(min)
+			kb.WriteString(opt + strconv.Itoa(min))
 			if r.PortRangeMax != nil {
-				arg += "/" + strconv.Itoa(*r.PortRangeMax)
+				kb.WriteString("/" + strconv.Itoa(*r.PortRangeMax))
 			}
-			kb.WriteString(opt + arg)
-			// The IPv4 icmp match stores type 255 as "any ICMP type" and
-			// iptables-save prints it so, whatever the code.
-			if p.ports == icmpType && min == 255 {
-				arg = "any"
-			}
-			sb.WriteString(opt + arg)
 		}
 	}
-	save = strings.TrimPrefix(sb.String(), " ")
-	key = kb.String()
-	if key == save {
-		key = ""
-	}
-	return save, key
+	return kb.String()
 }

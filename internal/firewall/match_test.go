@@ -1,10 +1,14 @@
 package firewall
 
-import "testing"
+import (
+	"testing"
+
+	"github.com/moat-sg/moat/internal/hybrid"
+)
 
 func ip(n int) *int { return &n }
 
-func TestMatchArgs(t *testing.T) {
+func TestProtoMatch(t *testing.T) {
 	tests := []struct {
 		name    string
 		rule    Rule
@@ -53,43 +57,12 @@ func TestMatchArgs(t *testing.T) {
 			if err != nil {
 				return
 			}
-			save, key := matchArgs(&tt.rule, p)
+			var r hybrid.Rule
+			key := protoMatch(&r.Match, &tt.rule, p)
+			save := r.Iptables()
 			if save != tt.want || key != tt.wantKey {
 				t.Errorf("got %q (key %q), want %q (key %q)", save, key, tt.want, tt.wantKey)
 			}
 		})
-	}
-}
-
-func TestWithComment(t *testing.T) {
-	tests := []struct{ rule, want string }{
-		{"-j DROP", `-m comment --comment "c" -j DROP`},
-		{"-p tcp -j RETURN", `-p tcp -m comment --comment "c" -j RETURN`},
-		{"-m state --state INVALID", `-m state --state INVALID -m comment --comment "c"`},
-	}
-	for _, tt := range tests {
-		if got := withComment(tt.rule, "c", true); got != tt.want {
-			t.Errorf("withComment(%q) = %q, want %q", tt.rule, got, tt.want)
-		}
-		if got := withComment(tt.rule, "c", false); got != tt.rule {
-			t.Errorf("withComment(%q) with comments off = %q", tt.rule, got)
-		}
-	}
-}
-
-func TestNames(t *testing.T) {
-	id := "c0a350e0-43d4-4f2b-9c3a-1e2f3a4b5c6d"
-	for got, want := range map[string]string{
-		portChainName('i', id):    "neutron-openvswi-ic0a350e0-4",
-		portChainName('s', id):    "neutron-openvswi-sc0a350e0-4",
-		TapDevice(id):             "tapc0a350e0-43",
-		BridgeVethDevice(id):      "qvbc0a350e0-43",
-		IPSetName(IPv4, id):       "NIPv4c0a350e0-43d4-4f2b-9c3a-",
-		IPSetName(IPv6, "short"):  "NIPv6short",
-		portChainName('o', "abc"): "neutron-openvswi-oabc",
-	} {
-		if got != want {
-			t.Errorf("got %q, want %q", got, want)
-		}
 	}
 }

@@ -5,9 +5,9 @@ import (
 	"net"
 	"net/netip"
 	"slices"
-	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -46,56 +46,102 @@ type portStatic struct {
 
 	head     [2][2][]line // fixed rules before RELATED,ESTABLISHED
 	provider [2][]line    // DHCP and RA rules, ahead of the group rules
-	spoof    [2][]string  // the s chain; nil when the family has no pairs
+	spoof    [2]ruleLines // the s chain; no texts when the family has no pairs
 
-	forward []string // rules in neutron-openvswi-FORWARD
-	input   []string // rules in neutron-openvswi-INPUT
-	sg      []string // rules in neutron-openvswi-sg-chain
+	forward []line // rules in neutron-openvswi-FORWARD
+	input   []line // rules in neutron-openvswi-INPUT
+	sg      []line // rules in neutron-openvswi-sg-chain
 }
 
-// fixedTexts are the rule texts that are the same for every port, per
-// comment setting, built once.
+// fixedTexts are the rules that are the same for every port, per comment
+// setting, built once.
 type fixedTexts struct {
 	ingressV6Head                 []line // NDP/MLD accepts
 	egressV4Pre, egressV4Post     []line // around the s-chain jump
 	egressV6Pre, egressV6Post     []line
 	raProvider, bcastDHCP, llDHCP line
-	pairDrop                      line
-	comment                       map[string]string // -m comment part per comment text
+	pairDrop                      [2]line // per family
+	// Every port chain's RELATED,ESTABLISHED, INVALID and fallback rules,
+	// per family and direction.
+	established, invalid, fallback [2][2]line
+	// The fixed chains' rules.
+	sgAccept                line
+	filterTop, fallbackDrop ruleLines
+	builtinFilter           [3]ruleLines // INPUT, FORWARD, OUTPUT
+	builtinRaw              [2]ruleLines // PREROUTING, OUTPUT
+	comments                bool
 }
 
 var fixedByComments = [2]*fixedTexts{newFixedTexts(false), newFixedTexts(true)}
 
+// udpRule is a DHCP rule: UDP from port sport to dport.
+func udpRule(src, dst netip.Prefix, sport, dport uint16, act hybrid.ActionKind, comment string, o *hybrid.Origin) hybrid.Rule {
+	return hybrid.Rule{
+		Match:   hybrid.Match{Src: src, Dst: dst, Proto: neutron.ProtoUDP, SrcPort: hybrid.Port(sport), DstPort: hybrid.Port(dport)},
+		Comment: comment, Action: hybrid.Action{Kind: act}, Origin: o,
+	}
+}
+
+// icmpv6Rule is an ICMPv6 rule (of one type unless typ < 0).
+func icmpv6Rule(src, dst netip.Prefix, typ int, act hybrid.ActionKind, comment string, o *hybrid.Origin) line {
+	m := hybrid.Match{Src: src, Dst: dst, Proto: neutron.ProtoICMPv6}
+	if typ >= 0 {
+		m.ICMP = hybrid.ICMPType(uint8(typ))
+	}
+	return fixedLine(hybrid.Rule{Match: m, Comment: comment, Action: hybrid.Action{Kind: act}, Origin: o})
+}
+
 func newFixedTexts(c bool) *fixedTexts {
-	f := &fixedTexts{comment: map[string]string{}}
+	f := &fixedTexts{comments: c}
+	var none netip.Prefix
+	pfx := netip.MustParsePrefix
+	ret, drop := hybrid.Return, hybrid.Drop
 	for _, t := range []int{130, 135, 136} {
-		f.ingressV6Head = append(f.ingressV6Head, line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type " + strconv.Itoa(t) + " -j RETURN"})
+		f.ingressV6Head = append(f.ingressV6Head, icmpv6Rule(none, none, t, ret, "", inChain(hybrid.OriginICMPv6ND, in, v6)))
 	}
-	f.egressV4Pre = []line{{text: withComment("-s 0.0.0.0/32 -d 255.255.255.255/32 -p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)}}
+	dhcpClient := commentIf(hybrid.CommentDHCPClient, c)
+	dhcpSpoof := commentIf(hybrid.CommentDHCPSpoof, c)
+	f.egressV4Pre = []line{fixedLine(udpRule(pfx("0.0.0.0/32"), pfx("255.255.255.255/32"), 68, 67, ret, dhcpClient, inChain(hybrid.OriginDHCPClient, out, v4)))}
 	f.egressV4Post = []line{
-		{text: withComment("-p udp -m udp --sport 68 --dport 67 -j RETURN", commentDHCPClient, c)},
-		{text: withComment("-p udp -m udp --sport 67 --dport 68 -j DROP", commentDHCPSpoof, c)},
+		fixedLine(udpRule(none, none, 68, 67, ret, dhcpClient, inChain(hybrid.OriginDHCPClient, out, v4))),
+		fixedLine(udpRule(none, none, 67, 68, drop, dhcpSpoof, inChain(hybrid.OriginDHCPProtection, out, v4))),
 	}
+	icmpAllow := commentIf(hybrid.CommentIPv6ICMPAllow, c)
 	for _, t := range []int{131, 135, 143} {
-		f.egressV6Pre = append(f.egressV6Pre, line{text: withComment("-s ::/128 -d ff02::/16 -p ipv6-icmp -m icmp6 --icmpv6-type "+strconv.Itoa(t)+" -j RETURN", commentIPv6ICMPAllow, c)})
+		f.egressV6Pre = append(f.egressV6Pre, icmpv6Rule(pfx("::/128"), pfx("ff02::/16"), t, ret, icmpAllow, inChain(hybrid.OriginICMPv6ND, out, v6)))
 	}
 	f.egressV6Post = []line{
-		{text: withComment("-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j DROP", commentIPv6RADrop, c)},
-		{text: withComment("-p ipv6-icmp -j RETURN", commentIPv6ICMPAllow, c)},
-		{text: withComment("-p udp -m udp --sport 546 --dport 547 -j RETURN", commentDHCPClient, c)},
-		{text: withComment("-p udp -m udp --sport 547 --dport 546 -j DROP", commentDHCPSpoof, c)},
+		icmpv6Rule(none, none, 134, drop, commentIf(hybrid.CommentIPv6RADrop, c), inChain(hybrid.OriginRAProtection, out, v6)),
+		icmpv6Rule(none, none, -1, ret, icmpAllow, inChain(hybrid.OriginICMPv6Egress, out, v6)),
+		fixedLine(udpRule(none, none, 546, 547, ret, dhcpClient, inChain(hybrid.OriginDHCPClient, out, v6))),
+		fixedLine(udpRule(none, none, 547, 546, drop, dhcpSpoof, inChain(hybrid.OriginDHCPProtection, out, v6))),
 	}
-	f.raProvider = line{text: "-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN"}
-	f.bcastDHCP = line{text: "-d 255.255.255.255/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"}
-	f.llDHCP = line{text: "-d fe80::/64 -p udp -m udp --sport 547 --dport 546 -j RETURN"}
-	f.pairDrop = line{text: withComment("-j DROP", commentPairDrop, c)}
-	for _, cm := range []string{commentTrustedAccept, commentPortSecAccept, commentVMIntSG, commentSGToVMSG, commentInputToSG, commentPairAllow} {
-		if c {
-			f.comment[cm] = ` -m comment --comment "` + cm + `"`
-		} else {
-			f.comment[cm] = ""
+	f.raProvider = icmpv6Rule(none, none, 134, ret, "", inChain(hybrid.OriginICMPv6RA, in, v6))
+	f.bcastDHCP = fixedLine(udpRule(none, pfx("255.255.255.255/32"), 67, 68, ret, "", inChain(hybrid.OriginDHCPReply, in, v4)))
+	f.llDHCP = fixedLine(udpRule(none, pfx("fe80::/64"), 547, 546, ret, "", inChain(hybrid.OriginDHCPReply, in, v6)))
+	for fam := range f.pairDrop {
+		f.pairDrop[fam] = fixedLine(verdict(drop, commentIf(hybrid.CommentPairDrop, c), inChain(hybrid.OriginAntiSpoofing, out, fam)))
+	}
+	for fam := range f.established {
+		for dir := range f.established[fam] {
+			f.established[fam][dir] = fixedLine(hybrid.Rule{Match: hybrid.Match{States: hybrid.StateRelated | hybrid.StateEstablished},
+				Comment: commentIf(hybrid.CommentAllowAssoc, c), Action: hybrid.Action{Kind: ret}, Origin: inChain(hybrid.OriginEstablished, dir, fam)})
+			f.invalid[fam][dir] = fixedLine(hybrid.Rule{Match: hybrid.Match{States: hybrid.StateInvalid},
+				Comment: commentIf(hybrid.CommentInvalidDrop, c), Action: hybrid.Action{Kind: drop}, Origin: inChain(hybrid.OriginInvalid, dir, fam)})
+			f.fallback[fam][dir] = fixedLine(jump(hybrid.ChainFallback, commentIf(hybrid.CommentUnmatched, c), inChain(hybrid.OriginToDefaultDrop, dir, fam)))
 		}
 	}
+	d := shared(hybrid.OriginDispatch)
+	to := func(chain string) line { return fixedLine(jump(chain, "", d)) }
+	f.filterTop = linesOf([]line{to(hybrid.ChainLocal)})
+	f.sgAccept = fixedLine(verdict(hybrid.Accept, "", shared(hybrid.OriginSGChainAccept)))
+	f.fallbackDrop = linesOf([]line{fixedLine(verdict(drop, commentIf(hybrid.CommentUnmatchDrop, c), shared(hybrid.OriginDefaultDrop)))})
+	f.builtinFilter = [3]ruleLines{
+		linesOf([]line{to(hybrid.ChainInput)}),
+		linesOf([]line{to(hybrid.ChainFilterTop), to(hybrid.ChainForward)}),
+		linesOf([]line{to(hybrid.ChainFilterTop), to(hybrid.ChainOutput)}),
+	}
+	f.builtinRaw = [2]ruleLines{linesOf([]line{to(hybrid.ChainPrerouting)}), linesOf([]line{to(hybrid.ChainOutput)})}
 	return f
 }
 
@@ -114,43 +160,60 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	ps := &portStatic{
 		id:            p.ID,
 		kind:          kindOf(p),
-		tap:           TapDevice(p.ID),
-		qvb:           BridgeVethDevice(p.ID),
+		tap:           hybrid.TapName(p.ID),
+		qvb:           hybrid.BridgeVethName(p.ID),
 		forceStateful: strings.HasPrefix(p.DeviceOwner, "network:") || strings.HasPrefix(p.DeviceOwner, "neutron:"),
 	}
+	// The port's own rules, in one allocation: 5 dispatch rules, a DHCP
+	// reply per fixed address, up to 2 jumps to the s chains and an
+	// anti-spoofing rule per pair (IPv6 ones also for the link-local
+	// address of their MAC; the MAC alone in both families without fixed
+	// addresses).
+	pairs := len(p.FixedIPs) + len(p.AllowedAddressPairs)
+	for _, s := range p.FixedIPs {
+		if strings.Contains(s, ":") {
+			pairs++
+		}
+	}
+	for _, ap := range p.AllowedAddressPairs {
+		if strings.Contains(ap.IP, ":") {
+			pairs++
+		}
+	}
+	if len(p.FixedIPs) == 0 {
+		pairs += 2
+	}
+	arena := newRuleArena(5 + len(p.FixedIPs) + 2 + pairs)
 	// physdev renders "-m physdev --physdev-DIR TAP --physdev-is-bridged
 	// [comment] -j TARGET", the shape of every dispatch rule.
-	physdev := func(dir, comment, target string) string {
-		return "-m physdev --physdev-" + dir + " " + ps.tap + " --physdev-is-bridged" + f.comment[comment] + " -j " + target
+	physdev := func(frameOut bool, cm string, a hybrid.Action, o *hybrid.Origin) line {
+		m := hybrid.Match{PhysIn: ps.tap, PhysBridged: true}
+		if frameOut {
+			m = hybrid.Match{PhysOut: ps.tap, PhysBridged: true}
+		}
+		return arena.line(hybrid.Rule{Match: m, Comment: commentIf(cm, f.comments), Action: a, Origin: o})
 	}
+	accept := hybrid.Action{Kind: hybrid.Accept}
+	to := func(chain string) hybrid.Action { return hybrid.Action{Kind: hybrid.Jump, Chain: chain} }
 	switch ps.kind {
 	case trusted:
-		ps.forward = []string{
-			physdev("out", commentTrustedAccept, "ACCEPT"),
-			physdev("in", commentTrustedAccept, "ACCEPT"),
-		}
+		o := shared(hybrid.OriginTrusted)
+		ps.forward = []line{physdev(true, hybrid.CommentTrustedAccept, accept, o), physdev(false, hybrid.CommentTrustedAccept, accept, o)}
 		return ps, nil
 	case unfiltered:
-		ps.forward = []string{
-			physdev("out", commentPortSecAccept, "ACCEPT"),
-			physdev("in", commentPortSecAccept, "ACCEPT"),
-		}
-		ps.input = []string{physdev("in", commentPortSecAccept, "ACCEPT")}
+		o := shared(hybrid.OriginPortSecurityDisabled)
+		ps.forward = []line{physdev(true, hybrid.CommentPortSecAccept, accept, o), physdev(false, hybrid.CommentPortSecAccept, accept, o)}
+		ps.input = []line{physdev(false, hybrid.CommentPortSecAccept, accept, o)}
 		return ps, nil
 	}
 
-	ps.chainI = portChainName('i', p.ID)
-	ps.chainO = portChainName('o', p.ID)
-	ps.chainS = portChainName('s', p.ID)
-	ps.forward = []string{
-		physdev("out", commentVMIntSG, chainSG),
-		physdev("in", commentVMIntSG, chainSG),
-	}
-	ps.sg = []string{
-		physdev("out", commentSGToVMSG, ps.chainI),
-		physdev("in", commentSGToVMSG, ps.chainO),
-	}
-	ps.input = []string{physdev("in", commentInputToSG, ps.chainO)}
+	ps.chainI = hybrid.PortChain(hybrid.ChainIn, p.ID)
+	ps.chainO = hybrid.PortChain(hybrid.ChainOut, p.ID)
+	ps.chainS = hybrid.PortChain(hybrid.ChainSpoof, p.ID)
+	d := shared(hybrid.OriginDispatch)
+	ps.forward = []line{physdev(true, hybrid.CommentVMIntSG, to(hybrid.ChainSG), d), physdev(false, hybrid.CommentVMIntSG, to(hybrid.ChainSG), d)}
+	ps.sg = []line{physdev(true, hybrid.CommentSGToVMSG, to(ps.chainI), d), physdev(false, hybrid.CommentSGToVMSG, to(ps.chainO), d)}
+	ps.input = []line{physdev(false, hybrid.CommentInputToSG, to(ps.chainO), d)}
 
 	mac, _ := parseMAC(p.MAC) // checked by checkPort
 	ps.fixedText = slices.Clone(p.FixedIPs)
@@ -172,12 +235,13 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	if len(fixed[v6]) > 0 {
 		ps.provider[v6] = append(ps.provider[v6], f.raProvider)
 	}
+	var none netip.Prefix
 	for _, a := range fixed[v4] {
-		ps.provider[v4] = append(ps.provider[v4], line{text: "-d " + a.String() + "/32 -p udp -m udp --sport 67 --dport 68 -j RETURN"})
+		ps.provider[v4] = append(ps.provider[v4], arena.line(udpRule(none, hostPrefix(a), 67, 68, hybrid.Return, "", inChain(hybrid.OriginDHCPReply, in, v4))))
 	}
 	ps.provider[v4] = append(ps.provider[v4], f.bcastDHCP)
 	for _, a := range fixed[v6] {
-		ps.provider[v6] = append(ps.provider[v6], line{text: "-d " + a.String() + "/128 -p udp -m udp --sport 547 --dport 546 -j RETURN"})
+		ps.provider[v6] = append(ps.provider[v6], arena.line(udpRule(none, hostPrefix(a), 547, 546, hybrid.Return, "", inChain(hybrid.OriginDHCPReply, in, v6))))
 	}
 	ps.provider[v6] = append(ps.provider[v6], f.llDHCP)
 
@@ -185,7 +249,7 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	// discovery always pass.
 	ps.head[v6][in] = f.ingressV6Head
 
-	spoof, err := spoofChains(p, mac, f)
+	spoof, err := spoofChains(p, mac, f, arena)
 	if err != nil {
 		return nil, err
 	}
@@ -193,12 +257,11 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 
 	// Traffic from the VM (_add_fixed_egress_rules): the anti-spoofing
 	// jump sits between fixed rules that are the same for every port.
-	jump := line{text: "-j " + ps.chainS}
 	for fam, parts := range [2][2][]line{{f.egressV4Pre, f.egressV4Post}, {f.egressV6Pre, f.egressV6Post}} {
 		head := make([]line, 0, len(parts[0])+1+len(parts[1]))
 		head = append(head, parts[0]...)
-		if spoof[fam] != nil {
-			head = append(head, jump)
+		if spoof[fam].texts != nil {
+			head = append(head, arena.line(jump(ps.chainS, "", inChain(hybrid.OriginAntiSpoofing, out, fam))))
 		}
 		ps.head[fam][out] = append(head, parts[1]...)
 	}
@@ -217,7 +280,7 @@ func family(a netip.Addr) int {
 // then fixed IPs, each IPv6 MAC also with its EUI-64 link-local address;
 // a port without fixed IPs may send anything from its MAC. A family
 // without pairs gets no chain.
-func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts) ([2][]string, error) {
+func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts, arena *ruleArena) ([2]ruleLines, error) {
 	type pair struct {
 		mac  net.HardwareAddr
 		addr netip.Prefix
@@ -244,12 +307,12 @@ func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts) ([2][]string, err
 		if ap.MAC != "" {
 			var err error
 			if m, err = parseMAC(ap.MAC); err != nil {
-				return [2][]string{}, fmt.Errorf("bad allowed address pair MAC %s", quoteShort(ap.MAC))
+				return [2]ruleLines{}, fmt.Errorf("bad allowed address pair MAC %s", quoteShort(ap.MAC))
 			}
 		}
 		pfx, err := neutron.ParseCIDR(ap.IP)
 		if err != nil {
-			return [2][]string{}, fmt.Errorf("bad allowed address pair %s", quoteShort(ap.IP))
+			return [2]ruleLines{}, fmt.Errorf("bad allowed address pair %s", quoteShort(ap.IP))
 		}
 		add(m, pfx, ap.IP)
 	}
@@ -262,34 +325,34 @@ func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts) ([2][]string, err
 		pairs[v6] = append(pairs[v6], pair{mac: mac, any: true})
 	}
 
-	var chains [2][]string
-	cm := f.comment[commentPairAllow]
+	var chains [2]ruleLines
+	cm := commentIf(hybrid.CommentPairAllow, f.comments)
 	for fam, ps := range pairs {
 		if len(ps) == 0 {
 			continue
 		}
+		o := inChain(hybrid.OriginAntiSpoofing, out, fam)
 		ls := make([]line, 0, len(ps)+1)
 		for _, q := range ps {
-			tail := "-m mac --mac-source " + q.mac.String() + cm + " -j RETURN"
+			r := hybrid.Rule{Match: hybrid.Match{MACSource: q.mac}, Comment: cm, Action: hybrid.Action{Kind: hybrid.Return}, Origin: o}
 			if q.any {
-				ls = append(ls, line{text: tail})
+				ls = append(ls, arena.line(r))
 				continue
 			}
 			// Neutron writes the prefix with its host bits and the kernel
 			// clears them (a /0 disappears); duplicates are decided on what
 			// Neutron wrote.
-			masked := q.addr.Masked()
-			l := line{text: "-s " + masked.String() + " " + tail}
-			if q.addr.Bits() == 0 {
-				l.text = tail
+			key := ""
+			if q.addr.Masked() != q.addr || q.addr.Bits() == 0 {
+				key = "-s " + q.addr.String() + " " + r.Iptables()
 			}
-			if masked != q.addr || q.addr.Bits() == 0 {
-				l.key = "-s " + q.addr.String() + " " + tail
-			}
+			r.Match.Src = q.addr
+			l := arena.line(r)
+			l.key = key
 			ls = append(ls, l)
 		}
-		ls = append(ls, f.pairDrop)
-		chains[fam] = texts(dedupKeepLast(ls))
+		ls = append(ls, f.pairDrop[fam])
+		chains[fam] = linesOf(dedupKeepLast(ls))
 	}
 	return chains, nil
 }
@@ -347,12 +410,4 @@ func dedupKeepLast(ls []line) []line {
 		out[n] = ls[i]
 	}
 	return out[n:]
-}
-
-func texts(ls []line) []string {
-	out := make([]string, len(ls))
-	for i, l := range ls {
-		out[i] = l.text
-	}
-	return out
 }

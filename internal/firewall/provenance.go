@@ -1,22 +1,17 @@
 package firewall
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/moat-sg/moat/internal/hybrid"
+)
 
 // Provenance: which security group rule produced which line of a port's
-// chains. The compiler's hot path knows nothing of it beyond the position
-// of each rendered line's rule; RuleSources renders the ports' groups
-// again with the compiler's own pieces, so that it costs nothing unless
-// somebody asks (moat trace and moat explain do).
+// chains. Every rule the compiler emits carries its origin
+// (Chain.Specs[i].Origin); these read it back by line.
 
 // RuleSource is one security group rule behind a line.
-type RuleSource struct {
-	GroupID string
-	// RuleID is Rule.ID: "" when whoever built the HostState did not set
-	// it.
-	RuleID string
-	// Index is the rule's position in its group's Rules.
-	Index int
-}
+type RuleSource = hybrid.SGRuleRef
 
 // LineKey names one rule of a port chain: the family's table, the chain and
 // the rule text exactly as iptables-save prints it after "-A <chain> ".
@@ -35,82 +30,61 @@ type LineKey struct {
 // equals one of them is (the chain holds that line once).
 //
 // Without ipsets, a remote-group or address-group rule produces one line
-// per address, each mapped to the rule. The groups are rendered and the
-// address lists read once for all the ports asked about; a port listed
-// twice counts once. Ports whose chains the compiler does not build (port
-// security disabled, network:* owners) add nothing; an unknown port is an
-// error, and so is a port Compile would reject for itself or for a group
-// it carries (a bad id, a group listed twice or with a bad rule).
+// per address, each mapped to the rule. A port listed twice counts once.
+// Ports whose chains the compiler does not build (port security disabled,
+// network:* owners) add nothing; an unknown port is an error, and so is a
+// port Compile rejects (a bad id, a group listed twice or with a bad rule,
+// a name it would share).
 func RuleSources(s *HostState, portIDs ...string) (map[LineKey][]RuleSource, error) {
-	ports := make(map[string]*Port, len(s.Ports))
+	known := make(map[string]bool, len(s.Ports))
 	for i := range s.Ports {
-		if p := &s.Ports[i]; ports[p.ID] == nil {
-			ports[p.ID] = p
-		}
+		known[s.Ports[i].ID] = true
 	}
 	for _, id := range portIDs {
-		if ports[id] == nil {
+		if !known[id] {
 			return nil, fmt.Errorf("no port %s in the host state", id)
 		}
 	}
-	c := NewCompiler()
-	c.gen++
-	k := c.newCompilation(s)
-	res := map[LineKey][]RuleSource{}
-	done := make(map[string]bool, len(portIDs))
-	for _, id := range portIDs {
-		if done[id] {
-			continue
-		}
-		done[id] = true
-		if err := k.ruleSources(ports[id], res); err != nil {
-			return nil, err
+	rs, err := Compile(s)
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range rs.Rejected {
+		for _, id := range portIDs {
+			if r.PortID == id {
+				return nil, fmt.Errorf("port %s: %s", quoteShort(id), r.Reason)
+			}
 		}
 	}
-	return res, nil
+	return rs.RuleSources(portIDs...), nil
 }
 
-// ruleSources adds one port's lines to res.
-func (k *compilation) ruleSources(port *Port, res map[LineKey][]RuleSource) error {
-	if kindOf(port) != filtered {
-		return nil
-	}
-	if err := checkPort(port); err != nil {
-		return fmt.Errorf("port %s: %w", quoteShort(port.ID), err)
-	}
-	chain := [2]string{portChainName('i', port.ID), portChainName('o', port.ID)}
-	seen := map[string]bool{}
-	for _, gid := range port.SecurityGroups {
-		if seen[gid] {
-			continue
-		}
-		seen[gid] = true
-		ge, err := k.group(gid)
-		if err != nil {
-			return err
-		}
-		if ge == nil {
-			continue
-		}
-		// Rendered groups keep no rule ids: take them from the state.
-		g := k.groups[gid]
-		for fam := range ge.r.lines {
-			for dir := range ge.r.lines[fam] {
-				for j, gl := range ge.r.lines[fam][dir] {
-					i := ge.r.index[fam][dir][j]
-					src := RuleSource{GroupID: g.ID, RuleID: g.Rules[i].ID, Index: i}
-					add := func(l line) {
-						key := LineKey{IPv6: fam == v6, Chain: chain[dir], Rule: l.text}
-						res[key] = append(res[key], src)
-					}
-					if gl.exp == nil {
-						add(gl.line)
-					} else {
-						k.expand(gl.exp, fam, port.FixedIPs, add)
+// RuleSources is the package's RuleSources on a compiled ruleset: the
+// lines of the i and o chains of the ports with these ids (or id
+// prefixes of 10 characters) that come from security group rules.
+func (rs *Ruleset) RuleSources(portIDs ...string) map[LineKey][]RuleSource {
+	res := map[LineKey][]RuleSource{}
+	done := map[string]bool{}
+	for _, id := range portIDs {
+		for _, kind := range []hybrid.ChainKind{hybrid.ChainIn, hybrid.ChainOut} {
+			name := hybrid.PortChain(kind, id)
+			if done[name] {
+				continue
+			}
+			done[name] = true
+			for fam, t := range []*Tables{&rs.IPv4, &rs.IPv6} {
+				c, ok := t.Filter.Chain(name)
+				if !ok {
+					continue
+				}
+				for i, spec := range c.Specs {
+					if spec != nil && len(spec.Origin.Rules) > 0 {
+						key := LineKey{IPv6: fam == v6, Chain: name, Rule: c.Rules[i]}
+						res[key] = append(res[key], spec.Origin.Rules...)
 					}
 				}
 			}
 		}
 	}
-	return nil
+	return res
 }

@@ -1,7 +1,6 @@
 package firewall_test
 
 import (
-	"os"
 	"slices"
 	"testing"
 
@@ -13,12 +12,7 @@ import (
 // a security group rule, the rules behind it, and nothing for the lines
 // the compiler adds by itself.
 func TestRuleSources(t *testing.T) {
-	f, err := os.Open("testdata/neutron/sample.json")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	file, err := spec.Parse(f, "sample")
+	file, err := spec.Load(nil, "testdata/neutron/sample.json")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Ids of the rejection tests.
@@ -205,7 +206,7 @@ func TestBadObjectsAreRejectedAlone(t *testing.T) {
 				gotSave, wantSave := saveOf(t, rs), saveOf(t, want)
 				var drops []string
 				for _, id := range tt.drops {
-					tap := firewall.TapDevice(id)
+					tap := hybrid.TapName(id)
 					for _, dir := range []string{"out", "in"} {
 						drops = append(drops, "-A neutron-openvswi-FORWARD -m physdev --physdev-"+dir+" "+tap+
 							` --physdev-is-bridged -m comment --comment "Drop all packets of a port whose rules cannot be built." -j DROP`)

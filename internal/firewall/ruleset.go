@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Ruleset is the desired state of one host.
@@ -99,6 +101,11 @@ type Table struct {
 type Chain struct {
 	Name  string
 	Rules []string
+	// Specs are the rules as data, index for index: what Rules[i]
+	// matches and does, and where it came from (Rules[i] is
+	// Specs[i].Iptables()). The compiler fills them; chains read from a
+	// kernel have none. Shared like Rules.
+	Specs []*hybrid.Rule
 }
 
 // Equal reports whether c and o have the same name and rules. Chains the

@@ -3,31 +3,15 @@ package firewall
 import (
 	"strings"
 	"testing"
-)
 
-func TestRestoreRule(t *testing.T) {
-	tests := []struct{ in, want string }{
-		{"-p ipencap -j RETURN", "-p 4 -j RETURN"},
-		{"-s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j RETURN", "-s 10.0.0.0/8 -p 6 -m tcp --dport 22 -j RETURN"},
-		{"-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN", "-p 58 -m icmp6 --icmpv6-type 134 -j RETURN"},
-		{"-p 113 -j RETURN", "-p 113 -j RETURN"},
-		{"-j RETURN", "-j RETURN"},
-		{"-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT", "-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT"},
-		{`-m comment --comment "x -p tcp" -j DROP`, `-m comment --comment "x -p tcp" -j DROP`},
-		{`-m comment --comment "a" -p tcp -j DROP`, `-m comment --comment "a" -p 6 -j DROP`},
-	}
-	for _, tt := range tests {
-		if got := RestoreRule(tt.in); got != tt.want {
-			t.Errorf("RestoreRule(%q) = %q, want %q", tt.in, got, tt.want)
-		}
-	}
-}
+	"github.com/moat-sg/moat/internal/hybrid"
+)
 
 func TestWriteSaveAndIPSetSave(t *testing.T) {
 	tb := &Table{
 		Name:     "raw",
-		Builtins: []Chain{{Name: "PREROUTING", Rules: []string{"-j " + chainPrerouting}}, {Name: "OUTPUT"}},
-		Chains:   []Chain{{Name: chainOutput}, {Name: chainPrerouting, Rules: []string{"-i qvbx -j CT --notrack"}}},
+		Builtins: []Chain{{Name: "PREROUTING", Rules: []string{"-j " + hybrid.ChainPrerouting}}, {Name: "OUTPUT"}},
+		Chains:   []Chain{{Name: hybrid.ChainOutput}, {Name: hybrid.ChainPrerouting, Rules: []string{"-i qvbx -j CT --notrack"}}},
 	}
 	var b strings.Builder
 	if err := WriteSave(&b, tb); err != nil {

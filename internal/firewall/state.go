@@ -3,15 +3,16 @@ package firewall
 import (
 	"time"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
 // Directions and ethertypes as Neutron's API stores them.
 const (
-	Ingress = "ingress"
-	Egress  = "egress"
-	IPv4    = "IPv4"
-	IPv6    = "IPv6"
+	Ingress = hybrid.Ingress
+	Egress  = hybrid.Egress
+	IPv4    = hybrid.IPv4
+	IPv6    = hybrid.IPv6
 )
 
 // HostState is everything that decides one host's rules.
@@ -115,9 +116,9 @@ type SecurityGroup struct {
 // converters and normalisation: "icmp" on IPv6 is already "ipv6-icmp", the
 // port range 1-65535 is already absent, and so on).
 type Rule struct {
-	// ID is the rule's id in the API. Rendering ignores it (two rules
-	// that differ only in id render alike and share cache entries); it
-	// exists so that RuleSources can say which rule produced a line.
+	// ID is the rule's id in the API. The rule's text does not depend on
+	// it (two rules that differ only in id render alike, and the chain
+	// holds the line once); its origin names it (Chain.Specs).
 	ID        string
 	Direction string // Ingress or Egress
 	Ethertype string // IPv4 or IPv6

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strconv"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // The compiler's boundary. Whatever reaches a rule text, a chain, set or
@@ -48,14 +50,6 @@ func quoteShort(s string) string {
 	return strconv.Quote(s)
 }
 
-// fixedChains are the chains every host has; a port's chain must not be
-// one of them (a port whose id is "g-chain" would name its s chain
-// neutron-openvswi-sg-chain).
-var fixedChains = map[string]bool{
-	chainFilterTop: true, chainForward: true, chainInput: true, chainOutput: true,
-	chainLocal: true, chainSG: true, chainFallback: true, chainPrerouting: true,
-}
-
 // checkPort checks what of a port becomes names: its id, its chains, its
 // group ids, and its MAC (an agent plugs every port with it). Addresses
 // are checked where they are parsed (buildPortStatic).
@@ -69,8 +63,9 @@ func checkPort(p *Port) error {
 	if err := checkID(p.ID); err != nil {
 		return fmt.Errorf("bad port id: %w", err)
 	}
-	for _, kind := range []byte{'i', 'o', 's'} {
-		if name := portChainName(kind, p.ID); fixedChains[name] {
+	// A port's chain must not be one every host has.
+	for _, kind := range []hybrid.ChainKind{hybrid.ChainIn, hybrid.ChainOut, hybrid.ChainSpoof} {
+		if name := hybrid.PortChain(kind, p.ID); hybrid.FixedChain(name) {
 			return fmt.Errorf("port id %q would name its chain %s, a chain every host has", p.ID, name)
 		}
 	}

@@ -3,24 +3,19 @@ package firewall
 import (
 	"errors"
 	"slices"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
-// Conntrack zones the hybrid driver gives ports (neutron/agent/linux/
-// ip_conntrack.py): ZONE_START and MAX_CONNTRACK_ZONES.
-const (
-	ZoneMin = 4097
-	ZoneMax = 65535
-)
-
-// ErrZonesExhausted is returned when every zone from ZoneMin to ZoneMax is
-// taken by a port on the host.
+// ErrZonesExhausted is returned when every zone from hybrid.ZoneMin to
+// hybrid.ZoneMax is taken by a port on the host.
 var ErrZonesExhausted = errors.New("conntrack zones exhausted")
 
 // zoneAllocator hands out zones the way Neutron's IpConntrackManager does:
-// one past the highest zone in use (never below ZoneMin) while that is at
-// most ZoneMax, and only then the lowest gap. Neutron allocates in port-id
-// order during its first apply, so allocating in that order reproduces its
-// numbering on a fresh host.
+// one past the highest zone in use (never below hybrid.ZoneMin) while that
+// is at most hybrid.ZoneMax, and only then the lowest gap. Neutron
+// allocates in port-id order during its first apply, so allocating in that
+// order reproduces its numbering on a fresh host.
 type zoneAllocator struct {
 	assigned map[string]int // port id -> zone, including reserved old ports
 	max      int            // highest zone in assigned, 0 if none
@@ -65,13 +60,13 @@ func (a *zoneAllocator) zone(portID string, present func(string) bool) (int, err
 
 func (a *zoneAllocator) open() (int, bool) {
 	if len(a.assigned) == 0 {
-		return ZoneMin, true
+		return hybrid.ZoneMin, true
 	}
-	if a.max < ZoneMax {
-		return max(a.max+1, ZoneMin), true
+	if a.max < hybrid.ZoneMax {
+		return max(a.max+1, hybrid.ZoneMin), true
 	}
 	// Neutron's gap search: the first index where the sorted, de-duplicated
-	// zones stop being ZoneMin, ZoneMin+1, ...
+	// zones stop being hybrid.ZoneMin, hybrid.ZoneMin+1, ...
 	used := make([]int, 0, len(a.assigned))
 	for _, z := range a.assigned {
 		used = append(used, z)
@@ -79,8 +74,8 @@ func (a *zoneAllocator) open() (int, bool) {
 	slices.Sort(used)
 	used = slices.Compact(used)
 	for i, z := range used {
-		if z-i != ZoneMin {
-			return i + ZoneMin, true
+		if z-i != hybrid.ZoneMin {
+			return i + hybrid.ZoneMin, true
 		}
 	}
 	return 0, false

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"strconv"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 func TestZoneAllocator(t *testing.T) {
@@ -22,7 +24,7 @@ func TestZoneAllocator(t *testing.T) {
 		{name: "gaps wait", existing: map[string]int{"old": 4100}, ports: []string{"a"}, want: []int{4101}},
 		{name: "zones below the range", existing: map[string]int{"x": 7}, ports: []string{"a"}, want: []int{4097}},
 		{name: "at the top the lowest gap is reused",
-			existing: map[string]int{"x": 4097, "y": 4099, "z": ZoneMax},
+			existing: map[string]int{"x": 4097, "y": 4099, "z": hybrid.ZoneMax},
 			ports:    []string{"a", "b"}, want: []int{4098, 4100}},
 		{name: "exhausted range frees ports that left",
 			existing: fullRange("gone"), present: func(id string) bool { return id != "gone4200" },
@@ -65,7 +67,7 @@ func TestZoneAllocator(t *testing.T) {
 // fullRange assigns every zone to a port named prefix+zone.
 func fullRange(prefix string) map[string]int {
 	m := map[string]int{}
-	for z := ZoneMin; z <= ZoneMax; z++ {
+	for z := hybrid.ZoneMin; z <= hybrid.ZoneMax; z++ {
 		m[prefix+strconv.Itoa(z)] = z
 	}
 	return m

@@ -33,6 +33,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/pidfile"
 )
@@ -304,7 +305,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 		if ip == "" {
 			return nil, fmt.Errorf("port %s (%s) got no address on subnet %s", p.ID, name, sn.ID)
 		}
-		v := VM{Name: name, Netns: name, PortID: p.ID, IP: ip, MAC: p.MAC, Tap: wiring.TapName(p.ID)}
+		v := VM{Name: name, Netns: name, PortID: p.ID, IP: ip, MAC: p.MAC, Tap: hybrid.TapName(p.ID)}
 		step("VM %s: %s %s, port %s, tap %s", name, v.IP, v.MAC, v.PortID, v.Tap)
 		if err := addVM(ctx, hh, v, prefix, lab.Gateway, nw.MTU); err != nil {
 			return nil, fmt.Errorf("VM %s: %w", name, err)

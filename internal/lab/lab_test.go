@@ -17,7 +17,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane"
-	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/moatbin"
 	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/ovsd"
@@ -182,7 +182,7 @@ func TestLab(t *testing.T) {
 	t.Run("VMs", func(t *testing.T) {
 		seen := map[string]bool{}
 		for i, v := range l.VMs {
-			if v.Name != VMName(name, i+1) || v.Netns != v.Name || v.Tap != wiring.TapName(v.PortID) {
+			if v.Name != VMName(name, i+1) || v.Netns != v.Name || v.Tap != hybrid.TapName(v.PortID) {
 				t.Errorf("VM %d = %+v", i+1, v)
 			}
 			if seen[v.IP] || !strings.HasPrefix(v.IP, "192.168.1.") {
@@ -286,12 +286,12 @@ func TestLab(t *testing.T) {
 				t.Errorf("port of %s: status %q, %v", v.Name, p.Status, err)
 			}
 			out := mustNS(t, host, "ip", "-j", "link", "show", "dev", v.Tap)
-			if !strings.Contains(out, `"master":"`+wiring.BridgeName(v.PortID)+`"`) {
-				t.Errorf("%s not in %s: %s", v.Tap, wiring.BridgeName(v.PortID), out)
+			if !strings.Contains(out, `"master":"`+hybrid.BridgeName(v.PortID)+`"`) {
+				t.Errorf("%s not in %s: %s", v.Tap, hybrid.BridgeName(v.PortID), out)
 			}
-			tag, err := exec.Command("ovs-vsctl", "--db="+ovs.DB(), "get", "Port", wiring.VethOVSName(v.PortID), "tag").Output()
+			tag, err := exec.Command("ovs-vsctl", "--db="+ovs.DB(), "get", "Port", hybrid.OVSVethName(v.PortID), "tag").Output()
 			if err != nil || strings.TrimSpace(string(tag)) == "[]" {
-				t.Errorf("%s has no tag on br-int: %q %v", wiring.VethOVSName(v.PortID), tag, err)
+				t.Errorf("%s has no tag on br-int: %q %v", hybrid.OVSVethName(v.PortID), tag, err)
 			}
 		}
 		a, b := l.VMs[0], l.VMs[1]

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Explanation is a port's rules, each with its counters and meaning.
@@ -64,7 +66,7 @@ func (h *Host) Explain(portID, tap string) (*Explanation, error) {
 			}
 			// Shared chains: the rules that name one of the port's devices.
 			for _, c := range t.Chains {
-				if _, local, ok := wrapOf(c.Name); !ok || !(local == "PREROUTING" || local == "FORWARD" || local == "INPUT" || local == "sg-chain") {
+				if _, local, ok := hybrid.SplitWrap(c.Name); !ok || !(local == hybrid.LocalPrerouting || local == hybrid.LocalForward || local == hybrid.LocalInput || local == hybrid.LocalSG) {
 					continue
 				}
 				for _, r := range c.Rules {
@@ -125,7 +127,7 @@ func WriteExplainText(w io.Writer, ex *Explanation) error {
 
 // shortRule drops comments, which the meaning column replaces.
 func shortRule(rule string) string {
-	args, err := splitArgs(rule)
+	args, err := hybrid.SplitArgs(rule)
 	if err != nil {
 		return rule
 	}
@@ -135,7 +137,7 @@ func shortRule(rule string) string {
 			i += 3
 			continue
 		}
-		out = append(out, quoteArg(args[i]))
+		out = append(out, hybrid.QuoteArg(args[i]))
 	}
 	return strings.Join(out, " ")
 }

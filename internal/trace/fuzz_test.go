@@ -10,6 +10,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // The parsers take whatever a file holds: they must return an error or a
@@ -76,28 +78,20 @@ func FuzzParseSave(f *testing.F) {
 // writeSave writes rs as iptables-save -c prints it: counters where the
 // input had them.
 func writeSave(b *strings.Builder, rs *Ruleset) {
-	cnt := func(c Counters) string {
-		if !c.Known {
-			return ""
-		}
-		return fmt.Sprintf("[%d:%d]", c.Packets, c.Bytes)
-	}
+	var w hybrid.SaveWriter
 	for _, tb := range rs.Tables {
-		b.WriteString("*" + tb.Name + "\n")
+		w.Table(tb.Name)
 		for _, c := range tb.Chains {
-			policy := c.Policy
-			if policy == "" {
-				policy = "-"
-			}
-			b.WriteString(strings.TrimRight(":"+c.Name+" "+policy+" "+cnt(c.Counters), " ") + "\n")
+			w.Chain(c.Name, c.Policy, c.Counters)
 		}
 		for _, c := range tb.Chains {
 			for _, r := range c.Rules {
-				b.WriteString(strings.TrimLeft(cnt(r.Counters)+" -A "+c.Name+" "+r.Text, " ") + "\n")
+				w.Rule(c.Name, r.Text, r.Counters)
 			}
 		}
-		b.WriteString("COMMIT\n")
+		w.Commit()
 	}
+	b.WriteString(w.String())
 }
 
 // saveShape is what a dump says, less line numbers, as text to compare.

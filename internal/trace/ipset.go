@@ -6,6 +6,8 @@ import (
 	"net/netip"
 	"sort"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // IPSets are the host's ipsets, by name.
@@ -31,115 +33,24 @@ type IPSet struct {
 }
 
 // ParseIPSets reads `ipset save` output (create/add lines) or `ipset list`
-// output (Name:/Type:/Header:/Members: blocks); the format is detected.
+// output (Name:/Type:/Header:/Members: blocks); the format is detected
+// (hybrid.ReadIPSets).
 func ParseIPSets(r io.Reader) (IPSets, error) {
 	s, err := readString(r)
 	if err != nil {
 		return nil, fmt.Errorf("read ipsets: %w", err)
 	}
-	sets := IPSets{}
-	if strings.HasPrefix(strings.TrimLeft(s, " \t\r\n"), "Name:") {
-		err = parseIPSetList(s, sets)
-	} else {
-		err = parseIPSetSave(s, sets)
-	}
+	text, err := hybrid.ReadIPSets(s)
 	if err != nil {
 		return nil, err
 	}
-	for _, set := range sets {
+	sets := make(IPSets, len(text))
+	for _, t := range text {
+		set := &IPSet{Name: t.Name, Type: t.Type, Family: t.Family, Members: t.Members}
 		set.index()
+		sets[set.Name] = set
 	}
 	return sets, nil
-}
-
-func parseIPSetSave(s string, sets IPSets) error {
-	for n, line := range strings.Split(s, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 || strings.HasPrefix(f[0], "#") {
-			continue
-		}
-		switch f[0] {
-		case "create", "-N", "-exist":
-			if f[0] == "-exist" {
-				f = f[1:]
-			}
-			if len(f) < 3 {
-				return fmt.Errorf("ipset line %d: bad create line %q", n+1, clip(line))
-			}
-			set := &IPSet{Name: f[1], Type: f[2], Family: "inet"}
-			for i := 3; i+1 < len(f); i++ {
-				if f[i] == "family" {
-					set.Family = f[i+1]
-				}
-			}
-			if sets[set.Name] != nil {
-				return fmt.Errorf("ipset line %d: set %s created twice", n+1, set.Name)
-			}
-			sets[set.Name] = set
-		case "add", "-A":
-			if len(f) < 3 {
-				return fmt.Errorf("ipset line %d: bad add line %q", n+1, clip(line))
-			}
-			set := sets[f[1]]
-			if set == nil {
-				return fmt.Errorf("ipset line %d: add to set %s before its create line", n+1, f[1])
-			}
-			set.Members = append(set.Members, strings.Join(f[2:], " "))
-		default:
-			return fmt.Errorf("ipset line %d: unexpected %q (want ipset save or ipset list output)", n+1, clip(line))
-		}
-	}
-	return nil
-}
-
-func parseIPSetList(s string, sets IPSets) error {
-	var set *IPSet
-	inMembers := false
-	for n, line := range strings.Split(s, "\n") {
-		line = strings.TrimRight(line, "\r")
-		if strings.TrimSpace(line) == "" {
-			inMembers = false
-			continue
-		}
-		if inMembers {
-			set.Members = append(set.Members, strings.TrimSpace(line))
-			continue
-		}
-		key, val, ok := strings.Cut(line, ":")
-		if !ok {
-			return fmt.Errorf("ipset list line %d: unexpected %q", n+1, clip(line))
-		}
-		val = strings.TrimSpace(val)
-		switch key {
-		case "Name":
-			if sets[val] != nil {
-				return fmt.Errorf("ipset list line %d: set %s listed twice", n+1, val)
-			}
-			set = &IPSet{Name: val, Family: "inet"}
-			sets[val] = set
-		case "Members":
-			if set == nil {
-				return fmt.Errorf("ipset list line %d: Members before Name", n+1)
-			}
-			inMembers = true
-		default:
-			if set == nil {
-				return fmt.Errorf("ipset list line %d: %s before Name", n+1, key)
-			}
-			switch key {
-			case "Type":
-				set.Type = val
-			case "Header":
-				f := strings.Fields(val)
-				for i := 0; i+1 < len(f); i++ {
-					if f[i] == "family" {
-						set.Family = f[i+1]
-					}
-				}
-			}
-		}
-	}
-	return nil
 }
 
 // index parses the members. A set it cannot read (another type, ranges,

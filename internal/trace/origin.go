@@ -5,50 +5,32 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
-// Origin kinds: what a rule of Neutron's hybrid layout stands for.
+// Origin kinds: what a rule of Neutron's hybrid layout stands for, as the
+// compiler names them (hybrid.OriginKind), and two of trace's own.
 const (
-	// OriginSGRule is a security group rule.
-	OriginSGRule = "security-group-rule"
-	// OriginDefaultDrop is sg-fallback's DROP: no rule allowed the packet.
-	OriginDefaultDrop = "default-drop"
-	// OriginToDefaultDrop is a port chain's jump to sg-fallback.
-	OriginToDefaultDrop = "to-default-drop"
-	// OriginAntiSpoofing is the s chain and the o chain's jump to it.
-	OriginAntiSpoofing = "anti-spoofing"
-	// OriginInvalid drops packets conntrack considers INVALID.
-	OriginInvalid = "invalid-state"
-	// OriginEstablished returns packets of known connections.
-	OriginEstablished = "established"
-	// OriginDHCPClient lets the VM's DHCP requests out.
-	OriginDHCPClient = "dhcp-client"
-	// OriginDHCPReply lets DHCP replies to the VM in (a provider rule).
-	OriginDHCPReply = "dhcp-reply"
-	// OriginDHCPProtection drops DHCP server traffic from the VM.
-	OriginDHCPProtection = "dhcp-protection"
-	// OriginICMPv6ND allows neighbour discovery and MLD.
-	OriginICMPv6ND = "icmpv6-nd"
-	// OriginICMPv6RA allows router advertisements to the VM.
-	OriginICMPv6RA = "icmpv6-ra"
-	// OriginRAProtection drops router advertisements from the VM.
-	OriginRAProtection = "ra-protection"
-	// OriginICMPv6Egress lets the VM's other ICMPv6 out.
-	OriginICMPv6Egress = "icmpv6-egress"
-	// OriginPortSecurityDisabled accepts everything of such a port.
-	OriginPortSecurityDisabled = "port-security-disabled"
-	// OriginTrusted accepts everything of a network:* port.
-	OriginTrusted = "trusted-port"
-	// OriginSGChainAccept is sg-chain's final ACCEPT: the port's chains
-	// returned, the packet is allowed.
-	OriginSGChainAccept = "sg-chain-accept"
-	// OriginDispatch are the jumps from the hooks to the port chains.
-	OriginDispatch = "dispatch"
-	// OriginCTZone gives the port's packets their conntrack zone.
-	OriginCTZone = "conntrack-zone"
-	// OriginStateless makes a stateless port's packets untracked.
-	OriginStateless = "stateless"
+	OriginSGRule               = string(hybrid.OriginSGRule)
+	OriginDefaultDrop          = string(hybrid.OriginDefaultDrop)
+	OriginToDefaultDrop        = string(hybrid.OriginToDefaultDrop)
+	OriginAntiSpoofing         = string(hybrid.OriginAntiSpoofing)
+	OriginInvalid              = string(hybrid.OriginInvalid)
+	OriginEstablished          = string(hybrid.OriginEstablished)
+	OriginDHCPClient           = string(hybrid.OriginDHCPClient)
+	OriginDHCPReply            = string(hybrid.OriginDHCPReply)
+	OriginDHCPProtection       = string(hybrid.OriginDHCPProtection)
+	OriginICMPv6ND             = string(hybrid.OriginICMPv6ND)
+	OriginICMPv6RA             = string(hybrid.OriginICMPv6RA)
+	OriginRAProtection         = string(hybrid.OriginRAProtection)
+	OriginICMPv6Egress         = string(hybrid.OriginICMPv6Egress)
+	OriginPortSecurityDisabled = string(hybrid.OriginPortSecurityDisabled)
+	OriginTrusted              = string(hybrid.OriginTrusted)
+	OriginSGChainAccept        = string(hybrid.OriginSGChainAccept)
+	OriginDispatch             = string(hybrid.OriginDispatch)
+	OriginCTZone               = string(hybrid.OriginCTZone)
+	OriginStateless            = string(hybrid.OriginStateless)
 	// OriginPolicy is a built-in chain's policy.
 	OriginPolicy = "chain-policy"
 	// OriginOther is a rule outside Neutron's layout.
@@ -144,42 +126,42 @@ func classifyRule(r *Rule, v6 bool, prov *Provenance) *Origin {
 	tg := cr.target
 	chain := r.Chain.Name
 	o := func(kind, text string) *Origin { return &Origin{Kind: kind, Text: text} }
-	if kind, _ := portChainKind(chain); kind != 0 {
+	if kind, _, ok := hybrid.PortChainOf(chain); ok {
 		return classifyPortRule(r, kind, v, v6, prov)
 	}
-	_, local, wrapped := wrapOf(chain)
+	_, local, wrapped := hybrid.SplitWrap(chain)
 	switch {
-	case wrapped && local == "sg-fallback" && tg.kind == targetDrop:
+	case wrapped && local == hybrid.LocalFallback && tg.kind == targetDrop:
 		return o(OriginDefaultDrop, "default drop (sg-fallback): no security group rule allowed the packet")
-	case wrapped && local == "sg-chain" && tg.kind == targetAccept:
+	case wrapped && local == hybrid.LocalSG && tg.kind == targetAccept:
 		return o(OriginSGChainAccept, "sg-chain ACCEPT: the port's chains let the packet through")
-	case wrapped && local == "PREROUTING" && tg.kind == targetCT && tg.notrack:
+	case wrapped && local == hybrid.LocalPrerouting && tg.kind == targetCT && tg.notrack:
 		return o(OriginStateless, "stateless security group: CT --notrack, conntrack skips the port's packets")
-	case wrapped && local == "PREROUTING" && tg.kind == targetCT:
+	case wrapped && local == hybrid.LocalPrerouting && tg.kind == targetCT:
 		return o(OriginCTZone, "conntrack zone "+strconv.Itoa(tg.zone)+" of the port")
-	case wrapped && (local == "FORWARD" || local == "INPUT") && tg.kind == targetAccept:
+	case wrapped && (local == hybrid.LocalForward || local == hybrid.LocalInput) && tg.kind == targetAccept:
 		switch {
 		case strings.Contains(cr.comment, "port security is disabled"):
 			return o(OriginPortSecurityDisabled, "port security disabled: every packet of the port is accepted")
 		case strings.Contains(cr.comment, "port is trusted"):
 			return o(OriginTrusted, "trusted port (device_owner network:*): every packet is accepted")
 		}
-		if local == "INPUT" {
+		if local == hybrid.LocalInput {
 			return o(OriginPortSecurityDisabled, "port security disabled: every packet of the port is accepted")
 		}
 		return o(OriginPortSecurityDisabled, "port security disabled, or a trusted network:* port: every packet is accepted")
 	case tg.kind == targetJump || tg.kind == targetGoto:
-		if _, _, ok := wrapOf(tg.name); ok || tg.name == "neutron-filter-top" {
+		if _, _, ok := hybrid.SplitWrap(tg.name); ok || tg.name == hybrid.ChainFilterTop {
 			return o(OriginDispatch, "dispatch to "+tg.name)
 		}
 	}
 	return o(OriginOther, "not part of Neutron's security group layout")
 }
 
-func classifyPortRule(r *Rule, kind byte, v ruleView, v6 bool, prov *Provenance) *Origin {
+func classifyPortRule(r *Rule, kind hybrid.ChainKind, v ruleView, v6 bool, prov *Provenance) *Origin {
 	cr, tg := v.cr, v.cr.target
 	o := func(k, text string) *Origin { return &Origin{Kind: k, Text: text} }
-	if kind == 's' {
+	if kind == hybrid.ChainSpoof {
 		if tg.kind == targetDrop {
 			return o(OriginAntiSpoofing, "anti-spoofing: the source IP/MAC pair is not one of the port's (fixed IPs, allowed address pairs)")
 		}
@@ -198,14 +180,14 @@ func classifyPortRule(r *Rule, kind byte, v ruleView, v6 bool, prov *Provenance)
 	case v.hasState && v.states == StateInvalid && tg.kind == targetDrop:
 		return o(OriginInvalid, "INVALID state: conntrack does not know the packet's connection")
 	case tg.kind == targetJump || tg.kind == targetGoto:
-		if _, local, ok := wrapOf(tg.name); ok && local == "sg-fallback" {
+		if _, local, ok := hybrid.SplitWrap(tg.name); ok && local == hybrid.LocalFallback {
 			return o(OriginToDefaultDrop, "no security group rule matched: on to the default drop")
 		}
-		if k, _ := portChainKind(tg.name); k == 's' {
+		if k, _, _ := hybrid.PortChainOf(tg.name); k == hybrid.ChainSpoof {
 			return o(OriginAntiSpoofing, "anti-spoofing check of the source IP/MAC")
 		}
 	}
-	if kind == 'o' {
+	if kind == hybrid.ChainOut {
 		switch {
 		case v.udp(68, 67) || v.udp(546, 547):
 			return o(OriginDHCPClient, "DHCP client traffic of the VM (built-in)")
@@ -271,10 +253,10 @@ func isEstablished(cr *compiledRule) bool {
 
 // describeSGRule spells a rule of a port chain as the security group rule
 // it stands for: direction, ethertype, protocol, ports, remote.
-func describeSGRule(v ruleView, kind byte, v6 bool) string {
+func describeSGRule(v ruleView, kind hybrid.ChainKind, v6 bool) string {
 	var b strings.Builder
 	dir := "ingress"
-	if kind == 'o' {
+	if kind == hybrid.ChainOut {
 		dir = "egress"
 	}
 	eth := "IPv4"
@@ -313,13 +295,13 @@ func describeSGRule(v ruleView, kind byte, v6 bool) string {
 		}
 	}
 	remote := v.src
-	if kind == 'o' {
+	if kind == hybrid.ChainOut {
 		remote = v.dst
 	}
 	switch {
 	case v.set != nil:
 		b.WriteString(", remote: members of ipset " + v.set.name)
-		if g := groupOfSet(v.set.name); g != "" {
+		if g := hybrid.IPSetGroupID(v.set.name); g != "" {
 			b.WriteString(" (security group " + g + "…)")
 		}
 	case remote != "":
@@ -328,17 +310,6 @@ func describeSGRule(v ruleView, kind byte, v6 bool) string {
 		b.WriteString(", any remote")
 	}
 	return b.String()
-}
-
-// groupOfSet reads the (cut) group id out of Neutron's set name
-// "NIPv4<group id>".
-func groupOfSet(name string) string {
-	for _, p := range []string{"NIPv4", "NIPv6"} {
-		if strings.HasPrefix(name, p) {
-			return name[len(p):]
-		}
-	}
-	return ""
 }
 
 // suggest builds the command that would allow a packet the default rule
@@ -413,7 +384,7 @@ func suggestProtocol(num int, v6 bool) (arg, why string) {
 	if name == "" || name == "ip" {
 		return strconv.Itoa(num), ""
 	}
-	if n, ok := neutron.ParseIptablesProtocol(name); !ok || n != num {
+	if n, ok := hybrid.ParseIptablesProtocol(name); !ok || n != num {
 		return strconv.Itoa(num), fmt.Sprintf("--protocol %d, not %s: iptables reads %s differently", num, name, name)
 	}
 	return name, ""

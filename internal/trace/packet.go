@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -134,12 +135,12 @@ func ParseProtocol(s string, v6 bool) (num int, note string, err error) {
 		return neutron.ProtoICMPv6, "", nil
 	}
 	if n, ok := neutron.ProtocolNumber(lower); ok {
-		if ipt, ok := neutron.ParseIptablesProtocol(lower); ok && ipt != n {
+		if ipt, ok := hybrid.ParseIptablesProtocol(lower); ok && ipt != n {
 			note = fmt.Sprintf("%q is Neutron's name for protocol %d; iptables (/etc/protocols) reads %q as %d", lower, n, lower, ipt)
 		}
 		return n, note, nil
 	}
-	if n, ok := neutron.ParseIptablesProtocol(lower); ok {
+	if n, ok := hybrid.ParseIptablesProtocol(lower); ok {
 		return n, "", nil
 	}
 	return 0, "", fmt.Errorf("unknown protocol %q (give a number 0..255 or a name; moat protocols lists them)", s)
@@ -161,7 +162,7 @@ func protoName(n int) string {
 	if n == 0 {
 		return "any"
 	}
-	name := neutron.IptablesProtocolName(n)
+	name := hybrid.IptablesProtocolName(n)
 	if name == strconv.Itoa(n) {
 		return name
 	}

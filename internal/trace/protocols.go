@@ -4,6 +4,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
 )
 
@@ -87,7 +88,7 @@ func Protocols(all bool) []Protocol {
 	etc := etcProtocolNames()
 	var out []Protocol
 	for n := 0; n <= 255; n++ {
-		p := Protocol{Number: n, IANA: ianaKeywords[n], Neutron: neutronNames[n], Iptables: neutron.IptablesProtocolName(n), EtcProtocols: etc[n], Note: protocolNotes[n]}
+		p := Protocol{Number: n, IANA: ianaKeywords[n], Neutron: neutronNames[n], Iptables: hybrid.IptablesProtocolName(n), EtcProtocols: etc[n], Note: protocolNotes[n]}
 		if p.IANA == "" {
 			p.IANA = ianaNoKeyword[n]
 		}
@@ -96,7 +97,7 @@ func Protocols(all bool) []Protocol {
 		}
 		// Names that mean another number elsewhere.
 		for _, name := range p.Neutron {
-			if ipt, ok := neutron.ParseIptablesProtocol(name); ok && ipt != n && p.Note == "" {
+			if ipt, ok := hybrid.ParseIptablesProtocol(name); ok && ipt != n && p.Note == "" {
 				p.Note = "iptables reads the name " + name + " as " + strconv.Itoa(ipt)
 			}
 		}
@@ -120,7 +121,7 @@ func etcProtocolNames() map[int][]string {
 	// The embedded table gives one name per number: the one iptables-save
 	// prints.
 	for n := 0; n <= 255; n++ {
-		if name := neutron.IptablesProtocolName(n); name != "" && name != strconv.Itoa(n) {
+		if name := hybrid.IptablesProtocolName(n); name != "" && name != strconv.Itoa(n) {
 			names[n] = []string{name}
 		}
 	}

@@ -8,7 +8,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // A compiled rule is its matches, split into items (one per option, so
@@ -119,8 +119,9 @@ func (r *Rule) compile() *compiledRule {
 // says so instead of guessing.
 func compileRule(text string, t *Table) *compiledRule {
 	cr := &compiledRule{}
-	args, err := splitArgs(text)
+	args, err := hybrid.SplitArgs(text)
 	if err != nil {
+		err = fmt.Errorf("%w in %q", err, clip(text))
 		cr.items = append(cr.items, item{text: text, unknown: err.Error()})
 		cr.target = target{kind: targetUnknown, text: "?", unknown: err.Error()}
 		return cr
@@ -190,7 +191,7 @@ func compileRule(text string, t *Table) *compiledRule {
 		v, hasVal := val()
 		it := item{neg: neg, text: prefix + opt}
 		if hasVal {
-			it.text += " " + quoteArg(v)
+			it.text += " " + hybrid.QuoteArg(v)
 		}
 		n := 2 // tokens consumed
 		switch opt {
@@ -211,7 +212,7 @@ func compileRule(text string, t *Table) *compiledRule {
 			it.name, it.wildcard = strings.CutSuffix(v, "+")
 		case "-p", "--protocol":
 			it.kind = itemProto
-			num, ok := neutron.ParseIptablesProtocol(v)
+			num, ok := hybrid.ParseIptablesProtocol(v)
 			if !ok || !hasVal {
 				it.unknown = fmt.Sprintf("protocol %q is unknown to iptables", v)
 			}
@@ -225,7 +226,7 @@ func compileRule(text string, t *Table) *compiledRule {
 			it.unknown = "--comment outside -m comment"
 		default:
 			if !strings.HasPrefix(opt, "--") {
-				it.unknown = "unexpected argument " + quoteArg(opt)
+				it.unknown = "unexpected argument " + hybrid.QuoteArg(opt)
 				n = 1
 				it.text = prefix + opt
 				break
@@ -549,69 +550,10 @@ func parseTarget(opt, name string, rest []string, t *Table) target {
 	return tg
 }
 
-// splitArgs splits a rule the way iptables-restore does: on blanks, with
-// double-quoted strings (backslash escapes inside) as one argument.
-func splitArgs(s string) ([]string, error) {
-	args := make([]string, 0, 16)
-	for i := 0; i < len(s); {
-		for i < len(s) && (s[i] == ' ' || s[i] == '\t') {
-			i++
-		}
-		if i == len(s) {
-			break
-		}
-		if s[i] != '"' {
-			j := i
-			for j < len(s) && s[j] != ' ' && s[j] != '\t' {
-				j++
-			}
-			args = append(args, s[i:j])
-			i = j
-			continue
-		}
-		// Quoted: the common case has no escapes and needs no copy.
-		j := i + 1
-		escaped := false
-		for j < len(s) && s[j] != '"' {
-			if s[j] == '\\' {
-				escaped = true
-				j++
-			}
-			j++
-		}
-		if j >= len(s) {
-			return nil, fmt.Errorf("unterminated quote in %q", clip(s))
-		}
-		a := s[i+1 : j]
-		if escaped {
-			var b strings.Builder
-			for k := 0; k < len(a); k++ {
-				if a[k] == '\\' && k+1 < len(a) {
-					k++
-				}
-				b.WriteByte(a[k])
-			}
-			a = b.String()
-		}
-		args = append(args, a)
-		i = j + 1
-	}
-	return args, nil
-}
-
-// quoteArg quotes an argument as iptables-save does when it holds blanks
-// or quotes.
-func quoteArg(a string) string {
-	if a != "" && !strings.ContainsAny(a, " \t\"\\'") {
-		return a
-	}
-	return `"` + strings.NewReplacer(`\`, `\\`, `"`, `\"`).Replace(a) + `"`
-}
-
 func quoteArgs(as []string) []string {
 	out := make([]string, len(as))
 	for i, a := range as {
-		out[i] = quoteArg(a)
+		out[i] = hybrid.QuoteArg(a)
 	}
 	return out
 }

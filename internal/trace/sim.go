@@ -7,6 +7,8 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Host is what a trace runs against: both families' rules, the ipsets,
@@ -42,19 +44,7 @@ type RuleKey struct {
 }
 
 // SGRule is one security group rule.
-type SGRule struct {
-	GroupID string `json:"security_group_id"`
-	RuleID  string `json:"rule_id,omitempty"`
-	// Index is the rule's position in its group, for rules without id.
-	Index int `json:"index"`
-}
-
-func (s SGRule) String() string {
-	if s.RuleID != "" {
-		return s.RuleID
-	}
-	return fmt.Sprintf("#%d of group %s", s.Index, s.GroupID)
-}
+type SGRule = hybrid.SGRuleRef
 
 // Verdicts.
 const (
@@ -151,13 +141,13 @@ func (h *Host) Trace(q Query) (*Result, error) {
 // PortRef is the port a packet crosses: its devices, id when known, and
 // the direction and hook.
 type PortRef struct {
-	Devices
+	hybrid.Devices
 	ID        string
 	Direction Direction
 	Hook      Hook
 	// Chains are the port's chains (empty names when the port is not
 	// filtered).
-	Chains PortChains
+	Chains hybrid.PortChains
 	// Pairs are the (prefix, MAC) pairs of the port's anti-spoofing chain,
 	// per family; Fixed are its fixed addresses, from the DHCP rules.
 	Pairs [2][]Pair
@@ -387,13 +377,13 @@ func (h *Host) findPort(portID, tap string) (*PortRef, error) {
 	}
 	if portID != "" {
 		id := strings.ToLower(strings.TrimSpace(portID))
-		if len(id) >= portDevIDLen {
-			tap = PortDevices(id).Tap
+		if len(id) >= hybrid.DevIDLen {
+			tap = hybrid.TapName(id)
 		} else {
 			// The taps are sorted: those with the prefix are adjacent.
-			i := sort.SearchStrings(x.known, "tap"+id)
+			i := sort.SearchStrings(x.known, hybrid.TapPrefix+id)
 			var matches []string
-			for ; i < len(x.known) && strings.HasPrefix(x.known[i], "tap"+id); i++ {
+			for ; i < len(x.known) && strings.HasPrefix(x.known[i], hybrid.TapPrefix+id); i++ {
 				matches = append(matches, x.known[i])
 			}
 			switch len(matches) {
@@ -418,14 +408,14 @@ func (h *Host) findPort(portID, tap string) (*PortRef, error) {
 		x.ports[tap] = ref
 	}
 	c := *ref
-	if portID != "" && len(portID) > portDevIDLen {
+	if portID != "" && len(portID) > hybrid.DevIDLen {
 		c.ID = portID
 	}
 	return &c, nil
 }
 
 func (h *Host) portRef(tap string) *PortRef {
-	ref := &PortRef{Devices: DevicesOfTap(tap)}
+	ref := &PortRef{Devices: hybrid.DevicesOfTap(tap)}
 	if h.Provenance != nil {
 		for id := range h.Provenance.Groups {
 			if strings.HasPrefix(id, tap[3:]) {
@@ -440,7 +430,7 @@ func (h *Host) portRef(tap string) *PortRef {
 		}
 		t := rs.Table("filter")
 		for _, wrap := range rs.wraps() {
-			pc := PortChainNames(wrap, tap[3:])
+			pc := hybrid.PortChainsUnder(wrap, strings.TrimPrefix(tap, hybrid.TapPrefix))
 			if t.Chain(pc.In) != nil {
 				ref.Chains = pc
 				break
@@ -459,7 +449,7 @@ func (h *Host) portRef(tap string) *PortRef {
 
 // portAddresses reads a port's anti-spoofing pairs (s chain) and fixed
 // addresses (the DHCP reply rules of the i chain, "-d IP/32 ... --sport 67").
-func portAddresses(rs *Ruleset, pc PortChains) ([]Pair, []netip.Addr) {
+func portAddresses(rs *Ruleset, pc hybrid.PortChains) ([]Pair, []netip.Addr) {
 	t := rs.Table("filter")
 	var pairs []Pair
 	if s := t.Chain(pc.Spoof); s != nil {
@@ -648,7 +638,7 @@ func (s *sim) traverse(t *Table, builtin string) string {
 				return s.policy(base, 0)
 			}
 			st.Action = "RETURN to " + stack[len(stack)-1].chain.Name
-			if k, _ := portChainKind(r.Chain.Name); k == 'i' || k == 'o' {
+			if k, _, _ := hybrid.PortChainOf(r.Chain.Name); k == hybrid.ChainIn || k == hybrid.ChainOut {
 				s.allowedBy = len(s.res.Path) - 1
 			}
 		case targetJump:

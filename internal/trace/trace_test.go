@@ -51,12 +51,7 @@ func neutronHost(t testing.TB, scenario string) *trace.Host {
 // moat trace --input does, with the rule provenance.
 func moatHost(t testing.TB, file, scenario string, compat bool) *trace.Host {
 	t.Helper()
-	f, err := os.Open(filepath.Join("testdata", file))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sf, err := spec.Parse(f, strings.TrimSuffix(file, ".json"))
+	sf, err := spec.Load(nil, filepath.Join("testdata", file))
 	if err != nil {
 		t.Fatal(err)
 	}

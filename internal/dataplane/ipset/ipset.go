@@ -25,33 +25,22 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 const (
-	// TempSuffix names the temporary set a bulk change fills before the
-	// swap, as Neutron does.
-	TempSuffix = "-n"
 	// BulkThreshold is the number of member changes to one set from which
 	// the set is rebuilt and swapped instead of patched (Neutron's
 	// IPSET_ADD_BULK_THRESHOLD).
 	BulkThreshold = 5
-	// MaxNameLen is the kernel's limit on set names (IPSET_MAXNAMELEN less
-	// the terminating NUL).
-	MaxNameLen = 31
 	// defaultMaxElem is ipset's default maxelem, which Neutron keeps.
 	defaultMaxElem = 65536
 )
-
-// Owned reports whether moat owns the set of that name.
-func Owned(name string) bool {
-	return strings.HasPrefix(name, "NIPv4") || strings.HasPrefix(name, "NIPv6")
-}
 
 // Syncer applies the desired sets to one host's (or namespace's) ipsets. It
 // is safe for concurrent use; calls are serialised.
@@ -108,10 +97,10 @@ func validate(sets []firewall.IPSet) (map[string]*firewall.IPSet, error) {
 	for i := range sets {
 		w := &sets[i]
 		switch {
-		case !Owned(w.Name):
+		case !hybrid.OwnedIPSet(w.Name):
 			return nil, fmt.Errorf("set %q: not a name moat owns (NIPv4…, NIPv6…)", w.Name)
-		case len(w.Name)+len(TempSuffix) > MaxNameLen:
-			return nil, fmt.Errorf("set %q: longer than %d characters, no room for the temporary %q", w.Name, MaxNameLen-len(TempSuffix), w.Name+TempSuffix)
+		case len(w.Name)+len(hybrid.IPSetSwapSuffix) > hybrid.MaxIPSetNameLen:
+			return nil, fmt.Errorf("set %q: longer than %d characters, no room for the temporary %q", w.Name, hybrid.MaxIPSetNameLen-len(hybrid.IPSetSwapSuffix), w.Name+hybrid.IPSetSwapSuffix)
 		case w.Family != "inet" && w.Family != "inet6":
 			return nil, fmt.Errorf("set %s: family %q, want inet or inet6", w.Name, w.Family)
 		case w.Type == "" || strings.ContainsAny(w.Type, " \n"):
@@ -123,8 +112,8 @@ func validate(sets []firewall.IPSet) (map[string]*firewall.IPSet, error) {
 		want[w.Name] = w
 	}
 	for name := range want {
-		if _, clash := want[name+TempSuffix]; clash {
-			return nil, fmt.Errorf("sets %s and %s: the second is the first's temporary name", name, name+TempSuffix)
+		if _, clash := want[name+hybrid.IPSetSwapSuffix]; clash {
+			return nil, fmt.Errorf("sets %s and %s: the second is the first's temporary name", name, name+hybrid.IPSetSwapSuffix)
 		}
 	}
 	return want, nil
@@ -133,10 +122,11 @@ func validate(sets []firewall.IPSet) (map[string]*firewall.IPSet, error) {
 // writeFill writes the restore lines that create set name (or, with
 // -exist, keep it) with w's type and family and make w's members its
 // only ones.
-func writeFill(b *strings.Builder, name string, w *firewall.IPSet, maxelem int) {
-	fmt.Fprintf(b, "create %s %s family %s hashsize 1024 maxelem %d\nflush %s\n", name, w.Type, w.Family, maxelem, name)
+func writeFill(b *hybrid.IPSetWriter, name string, w *firewall.IPSet, maxelem int) {
+	b.Create(name, w.Type, w.Family, hybrid.IPSetHeader{HashSize: 1024, MaxElem: maxelem})
+	b.Line("flush", name)
 	for _, m := range w.Members {
-		b.WriteString("add " + name + " " + m + "\n")
+		b.Add(name, m)
 	}
 }
 
@@ -170,7 +160,7 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 		names = append(names, name)
 	}
 	slices.Sort(names)
-	var b strings.Builder
+	var b hybrid.IPSetWriter
 	next := make(map[string]*set, len(s.known))
 	for name, k := range s.known {
 		next[name] = k
@@ -203,26 +193,27 @@ func (s *Syncer) Apply(ctx context.Context, sets []firewall.IPSet) ([]string, er
 			}
 			if len(add)+len(del) < BulkThreshold && (k.maxelem == 0 || len(w.Members) <= k.maxelem) {
 				for _, m := range del {
-					b.WriteString("del " + name + " " + m + "\n")
+					b.Line("del", name, m)
 				}
 				for _, m := range add {
-					b.WriteString("add " + name + " " + m + "\n")
+					b.Add(name, m)
 				}
 				st.Patched++
 				st.Adds += len(add)
 				st.Dels += len(del)
 				break
 			}
-			tmp := name + TempSuffix
+			tmp := name + hybrid.IPSetSwapSuffix
 			if _, left := s.known[tmp]; left {
 				// A temporary set left by a crash may have other
 				// parameters; nothing refers to it.
-				b.WriteString("destroy " + tmp + "\n")
+				b.Line("destroy", tmp)
 				delete(next, tmp)
 			}
 			n.maxelem = max(k.maxelem, maxElem(len(w.Members)))
 			writeFill(&b, tmp, w, n.maxelem)
-			b.WriteString("swap " + tmp + " " + name + "\ndestroy " + tmp + "\n")
+			b.Line("swap", tmp, name)
+			b.Line("destroy", tmp)
 			st.Swapped++
 			st.Filled += len(w.Members)
 		}
@@ -298,15 +289,15 @@ func (s *Syncer) Destroy(ctx context.Context, names []string) error {
 		return nil
 	}
 	for _, n := range names {
-		if !Owned(n) {
+		if !hybrid.OwnedIPSet(n) {
 			return fmt.Errorf("destroy ipset %q: not a set moat owns", n)
 		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	var b strings.Builder
+	var b hybrid.IPSetWriter
 	for _, n := range names {
-		b.WriteString("destroy " + n + "\n")
+		b.Line("destroy", n)
 	}
 	if _, err := s.exec.Run(ctx, []byte(b.String()), "ipset", "-exist", "restore"); err == nil {
 		for _, n := range names {
@@ -380,44 +371,25 @@ func (s *Syncer) read(ctx context.Context) (map[string]*set, error) {
 	return sets, nil
 }
 
-// parseSave reads `ipset save` (or `ipset list -output save`) output and
-// returns the owned sets. A member is the entry's first word: options some
-// set types print after it (timeout, comment, nomatch) are not moat's.
+// parseSave reads `ipset save` (or `ipset list -output save`) output
+// (hybrid.ReadIPSetSave) and returns the owned sets. A member is the entry's
+// first word: options some set types print after it (timeout, comment,
+// nomatch) are not moat's.
 func parseSave(out string) (map[string]*set, error) {
+	text, err := hybrid.ReadIPSetSave(out)
+	if err != nil {
+		return nil, err
+	}
 	sets := map[string]*set{}
-	for n, line := range strings.Split(out, "\n") {
-		f := strings.Fields(line)
-		if len(f) == 0 {
+	for _, t := range text {
+		if !hybrid.OwnedIPSet(t.Name) {
 			continue
 		}
-		switch f[0] {
-		case "create":
-			if len(f) < 3 {
-				return nil, fmt.Errorf("ipset save line %d: bad create line %q", n+1, line)
-			}
-			if !Owned(f[1]) {
-				continue
-			}
-			st := &set{typ: f[2]}
-			for i := 3; i+1 < len(f); i++ {
-				switch f[i] {
-				case "family":
-					st.family = f[i+1]
-				case "maxelem":
-					st.maxelem, _ = strconv.Atoi(f[i+1])
-				}
-			}
-			sets[f[1]] = st
-		case "add":
-			if len(f) < 3 {
-				return nil, fmt.Errorf("ipset save line %d: bad add line %q", n+1, line)
-			}
-			if st := sets[f[1]]; st != nil {
-				st.members = append(st.members, f[2])
-			}
-		default:
-			return nil, fmt.Errorf("ipset save line %d: unexpected %q", n+1, line)
+		st := &set{typ: t.Type, family: t.Family, maxelem: t.MaxElem}
+		for _, m := range t.Members {
+			st.members = append(st.members, hybrid.IPSetEntry(m))
 		}
+		sets[t.Name] = st
 	}
 	return sets, nil
 }

@@ -7,6 +7,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // FuzzParseSave feeds arbitrary text to the parser of `ipset save` output
@@ -25,7 +27,7 @@ func FuzzParseSave(f *testing.F) {
 		var b strings.Builder
 		for _, n := range names {
 			st := sets[n]
-			if !Owned(n) {
+			if !hybrid.OwnedIPSet(n) {
 				t.Errorf("set %q kept as moat's", n)
 			}
 			for _, w := range append([]string{n, st.typ}, st.members...) {
@@ -53,17 +55,12 @@ func isSpace(r rune) bool { return strings.TrimSpace(string(r)) == "" }
 // writeSave writes a set as `ipset save` prints it (less what the parser
 // does not keep: hashsize, bucketsize, initval).
 func writeSave(b *strings.Builder, name string, st *set) {
-	b.WriteString("create " + name + " " + st.typ)
-	if st.family != "" {
-		b.WriteString(" family " + st.family)
-	}
-	if st.maxelem != 0 {
-		fmt.Fprintf(b, " maxelem %d", st.maxelem)
-	}
-	b.WriteString("\n")
+	var w hybrid.IPSetWriter
+	w.Create(name, st.typ, st.family, hybrid.IPSetHeader{MaxElem: st.maxelem})
 	for _, m := range st.members {
-		b.WriteString("add " + name + " " + m + "\n")
+		w.Add(name, m)
 	}
+	b.WriteString(w.String())
 }
 
 func dump(sets map[string]*set) string {

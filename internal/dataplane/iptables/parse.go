@@ -6,6 +6,7 @@ import (
 	"strings"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // CanaryChain is an extra chain moat keeps in each family's filter table. It
@@ -24,7 +25,7 @@ const CanaryRule = `-m comment --comment "moat drift canary" -j RETURN`
 // chains of Neutron's hybrid layout and the canary. Chains of other tools
 // (libvirt, docker, firewalld, other Neutron agents) are never touched.
 func Owned(chain string) bool {
-	return strings.HasPrefix(chain, "neutron-openvswi-") || chain == "neutron-filter-top" || chain == CanaryChain
+	return hybrid.OwnedChain(chain) || chain == CanaryChain
 }
 
 // tableState is one table as moat sees it: the built-in chains with all of
@@ -44,116 +45,76 @@ func (t *tableState) builtin(name string) (firewall.Chain, bool) {
 	return firewall.Chain{}, false
 }
 
-// parseSave reads iptables-save output and returns the tables named in want
-// (others, such as nat or mangle, are skipped). A wanted table the output
-// does not hold comes back empty: iptables-nft-save prints nothing for a
-// table that was never created. Comment lines (the "# Generated" header,
-// iptables-nft-save's "# Warning: iptables-legacy tables present" notice) are
-// ignored; rule counters ("[5:300] -A ...", from iptables-save -c) are
-// dropped.
+// parseSave reads iptables-save output (hybrid.ReadSave) and returns the
+// tables named in want (others, such as nat or mangle, are skipped). A
+// wanted table the output does not hold comes back empty:
+// iptables-nft-save prints nothing for a table that was never created.
+// Rule counters ("[5:300] -A ...", from iptables-save -c) are dropped.
 func parseSave(out string, want ...string) (map[string]*tableState, error) {
 	tables := make(map[string]*tableState, len(want))
 	for _, name := range want {
 		tables[name] = &tableState{}
 	}
+	// ref is where a chain of the table being read is kept: builtins[i]
+	// or owned[i], or nowhere (i < 0), by hybrid.SaveLine.ChainIndex.
+	type ref struct {
+		builtin bool
+		i       int
+	}
 	var (
-		cur      *tableState // nil outside a wanted table
-		curName  string
-		inTable  bool
-		owned    map[string]int // index into cur.owned
-		builtin  map[string]int // index into cur.builtins
-		declared map[string]bool
+		cur   *tableState // nil outside a wanted table
+		index []ref
 	)
-	lineNo := 0
-	for len(out) > 0 {
-		var line string
-		if i := strings.IndexByte(out, '\n'); i >= 0 {
-			line, out = out[:i], out[i+1:]
-		} else {
-			line, out = out, ""
-		}
-		lineNo++
-		if line == "" {
-			continue
-		}
-		switch line[0] {
-		case '#':
+	err := hybrid.ReadSave(out, func(l *hybrid.SaveLine) error {
+		switch l.Kind {
+		case hybrid.SaveComment:
 			// iptables-nft-save prints this instead of a table it cannot
 			// express in iptables syntax (native nft rules in it).
-			if strings.HasPrefix(line, "# Table `") && strings.Contains(line, "incompatible") {
-				name, _, _ := strings.Cut(strings.TrimPrefix(line, "# Table `"), "'")
+			if rest, ok := strings.CutPrefix(l.Text, "# Table `"); ok && strings.Contains(l.Text, "incompatible") {
+				name, _, _ := strings.Cut(rest, "'")
 				if _, ok := tables[name]; ok {
-					return nil, fmt.Errorf("iptables-save line %d: %s", lineNo, line)
+					return fmt.Errorf("line %d: %s", l.Num, l.Text)
 				}
 			}
-			continue
-		case '*':
-			if inTable {
-				return nil, fmt.Errorf("iptables-save line %d: table %s starts before table %s's COMMIT", lineNo, line[1:], curName)
+		case hybrid.SaveTable:
+			cur, index = tables[l.Table], index[:0]
+		case hybrid.SaveChain:
+			if cur == nil {
+				break
 			}
-			inTable, curName = true, line[1:]
-			cur = tables[curName]
-			owned, builtin, declared = map[string]int{}, map[string]int{}, map[string]bool{}
-			continue
-		}
-		if !inTable {
-			return nil, fmt.Errorf("iptables-save line %d: %q outside a table", lineNo, line)
-		}
-		if line == "COMMIT" {
-			inTable, cur = false, nil
-			continue
-		}
-		if cur == nil {
-			continue // a table moat does not manage
-		}
-		switch {
-		case line[0] == ':':
-			f := strings.Fields(line[1:])
-			if len(f) < 2 {
-				return nil, fmt.Errorf("iptables-save line %d: bad chain line %q", lineNo, line)
-			}
-			name, policy := f[0], f[1]
-			// iptables-save declares each chain once; a second
-			// declaration would make two chains of one name (or one
-			// both built-in and moat's) and the diff ambiguous.
-			if declared[name] {
-				return nil, fmt.Errorf("iptables-save line %d: chain %s declared twice in table %s", lineNo, name, curName)
-			}
-			declared[name] = true
+			// Built-in chains (they have a policy) with all their rules;
+			// of the others only moat's.
+			r := ref{i: -1}
 			switch {
-			case policy != "-":
-				builtin[name] = len(cur.builtins)
-				cur.builtins = append(cur.builtins, firewall.Chain{Name: name})
-			case Owned(name):
-				owned[name] = len(cur.owned)
-				cur.owned = append(cur.owned, firewall.Chain{Name: name})
+			case l.Policy != "":
+				r = ref{true, len(cur.builtins)}
+				cur.builtins = append(cur.builtins, firewall.Chain{Name: l.Chain})
+			case Owned(l.Chain):
+				r = ref{false, len(cur.owned)}
+				cur.owned = append(cur.owned, firewall.Chain{Name: l.Chain})
 			}
-		case line[0] == '[' || line[0] == '-':
-			rest := line
-			if rest[0] == '[' {
-				// A counter: "[packets:bytes] -A chain ...".
-				i := strings.IndexByte(rest, ']')
-				if i < 0 {
-					return nil, fmt.Errorf("iptables-save line %d: bad counters in %q", lineNo, line)
-				}
-				rest = strings.TrimLeft(rest[i+1:], " ")
+			index = append(index, r)
+		case hybrid.SaveRule:
+			if cur == nil {
+				break
 			}
-			rest, ok := strings.CutPrefix(rest, "-A ")
-			if !ok {
-				return nil, fmt.Errorf("iptables-save line %d: unexpected %q", lineNo, line)
+			if l.Implicit {
+				index = append(index, ref{i: -1}) // not declared: iptables-save declares all
 			}
-			chain, rule, _ := strings.Cut(rest, " ")
-			if i, ok := owned[chain]; ok {
-				cur.owned[i].Rules = append(cur.owned[i].Rules, rule)
-			} else if i, ok := builtin[chain]; ok {
-				cur.builtins[i].Rules = append(cur.builtins[i].Rules, rule)
+			switch r := index[l.ChainIndex]; {
+			case r.i < 0:
+			case r.builtin:
+				cur.builtins[r.i].Rules = append(cur.builtins[r.i].Rules, l.Rule)
+			default:
+				cur.owned[r.i].Rules = append(cur.owned[r.i].Rules, l.Rule)
 			}
-		default:
-			return nil, fmt.Errorf("iptables-save line %d: unexpected %q", lineNo, line)
+		case hybrid.SaveCommit:
+			cur = nil
 		}
-	}
-	if inTable {
-		return nil, fmt.Errorf("iptables-save output ends inside table %s (no COMMIT)", curName)
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("iptables-save output: %w", err)
 	}
 	for _, t := range tables {
 		// iptables-legacy-save sorts user chains by name; iptables-nft-save
@@ -163,64 +124,16 @@ func parseSave(out string, want ...string) (map[string]*tableState, error) {
 	return tables, nil
 }
 
-// ruleTarget is the chain or target a rule jumps or goes to ("-j X" or
-// "-g X"), or "" if it has none. Quoted text (comments) is skipped.
-func ruleTarget(rule string) string {
-	next := false
-	for tok := range tokens(rule) {
-		if next {
-			return tok
-		}
-		switch tok {
-		case "-j", "--jump", "-g", "--goto":
-			next = true
-		}
-	}
-	return ""
-}
-
-// tokens yields the words of a rule as iptables-restore splits them: at
-// blanks, except inside double quotes, where \" is a literal quote. Quoted
-// words are yielded with their quotes, which suits ruleTarget: a target is
-// never quoted.
-func tokens(rule string) func(yield func(string) bool) {
-	return func(yield func(string) bool) {
-		i := 0
-		for i < len(rule) {
-			for i < len(rule) && rule[i] == ' ' {
-				i++
-			}
-			if i == len(rule) {
-				return
-			}
-			start := i
-			quoted := false
-			for i < len(rule) && (quoted || rule[i] != ' ') {
-				switch {
-				case rule[i] == '\\' && quoted && i+1 < len(rule):
-					i++
-				case rule[i] == '"':
-					quoted = !quoted
-				}
-				i++
-			}
-			if !yield(rule[start:i]) {
-				return
-			}
-		}
-	}
-}
-
 // ownedRule reports whether a rule in a built-in chain is moat's: it jumps to
 // a chain moat owns.
-func ownedRule(rule string) bool { return Owned(ruleTarget(rule)) }
+func ownedRule(rule string) bool { return Owned(hybrid.RuleTarget(rule)) }
 
 // sameRule compares a rule as moat wrote it with one as iptables-save printed
 // it. They are equal byte for byte on hosts whose /etc/protocols agrees with
 // Debian 12's; where it does not (or is missing), iptables-save prints
 // protocol numbers or other names, so -p arguments are compared as numbers.
 func sameRule(a, b string) bool {
-	return a == b || firewall.RestoreRule(a) == firewall.RestoreRule(b)
+	return a == b || hybrid.RestoreRule(a) == hybrid.RestoreRule(b)
 }
 
 // sameRules compares two rule lists with sameRule. Lists that are the same

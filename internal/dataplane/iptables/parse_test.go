@@ -136,22 +136,6 @@ func equalChains(a, b []firewall.Chain) bool {
 	})
 }
 
-func TestRuleTarget(t *testing.T) {
-	for rule, want := range map[string]string{
-		"-j neutron-filter-top":                                                    "neutron-filter-top",
-		`-m comment --comment "-j FAKE" -j ACCEPT`:                                 "ACCEPT",
-		`-m comment --comment "say \"-j FAKE\" -g X" -g neutron-openvswi-sg-chain`: "neutron-openvswi-sg-chain",
-		"-p tcp -m tcp --dport 22":                                                 "",
-		"":                                                                         "",
-		"--jump LIBVIRT_FWI":                                                       "LIBVIRT_FWI",
-		`-m physdev --physdev-in tap1 -m comment --comment x -j neutron-openvswi-o1-2`: "neutron-openvswi-o1-2",
-	} {
-		if got := ruleTarget(rule); got != want {
-			t.Errorf("ruleTarget(%q) = %q, want %q", rule, got, want)
-		}
-	}
-}
-
 func TestOwned(t *testing.T) {
 	for name, want := range map[string]bool{
 		"neutron-openvswi-FORWARD":   true,

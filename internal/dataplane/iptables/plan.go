@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // tableNames are the tables moat manages, in the order a family's restore
@@ -217,10 +218,10 @@ func patchChain(chain string, have, want []string) (lines []string, inserted int
 		return nil, 0, false
 	}
 	for _, d := range del {
-		lines = append(lines, "-D "+chain+" "+firewall.RestoreRule(d))
+		lines = append(lines, "-D "+chain+" "+hybrid.RestoreRule(d))
 	}
 	for k, r := range ins {
-		lines = append(lines, "-I "+chain+" "+strconv.Itoa(p+1+k)+" "+firewall.RestoreRule(r))
+		lines = append(lines, "-I "+chain+" "+strconv.Itoa(p+1+k)+" "+hybrid.RestoreRule(r))
 	}
 	return lines, len(ins), true
 }
@@ -265,10 +266,10 @@ func planBuiltin(chain string, have, want []string) ([]string, []string) {
 	}
 	var lines []string
 	for _, s := range stale {
-		lines = append(lines, "-D "+chain+" "+firewall.RestoreRule(s))
+		lines = append(lines, "-D "+chain+" "+hybrid.RestoreRule(s))
 	}
 	for n := k; n < len(want); n++ {
-		lines = append(lines, "-I "+chain+" "+strconv.Itoa(n+1)+" "+firewall.RestoreRule(want[n]))
+		lines = append(lines, "-I "+chain+" "+strconv.Itoa(n+1)+" "+hybrid.RestoreRule(want[n]))
 	}
 	after := make([]string, 0, len(have)-len(stale)+len(want)-k)
 	after = append(after, have[:k]...)
@@ -326,7 +327,7 @@ func (p *tablePlan) appendTo(b []byte) ([]byte, int) {
 				b = append(b, c.Name...)
 				if r != "" {
 					b = append(b, ' ')
-					b = firewall.AppendRestoreRule(b, r)
+					b = hybrid.AppendRestoreRule(b, r)
 				}
 				b = append(b, '\n')
 			}
@@ -406,7 +407,7 @@ func (p *tablePlan) stage(lim stageLimits) []*tablePlan {
 		all = all[len(c.Rules):]
 		for k, r := range c.Rules {
 			js[k] = -1
-			if j, ok := idx[ruleTarget(r)]; ok {
+			if j, ok := idx[hybrid.RuleTarget(r)]; ok {
 				js[k] = j
 			}
 		}

@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // fanOut is a plan creating leaves chains of one rule each and a hub chain
@@ -92,7 +93,7 @@ func TestStageLimits(t *testing.T) {
 						got[c.Name] = append(got[c.Name], c.Rules...)
 						n += len(c.Rules)
 						for _, r := range c.Rules {
-							tg := ruleTarget(r)
+							tg := hybrid.RuleTarget(r)
 							if in, ok := createdIn[tg]; ok && tg != c.Name {
 								targets[tg] = true
 								if in >= bi {

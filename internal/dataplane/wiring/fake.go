@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"net"
 	"sync"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Fake is an in-memory Wirer for the agent's tests: it records plugged
@@ -32,15 +34,15 @@ func NewFake(kind string) *Fake {
 func (f *Fake) AddTap(portID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.taps[DevID(portID)] = true
+	f.taps[hybrid.DevID(portID)] = true
 }
 
 // RemoveTap simulates the hypervisor deleting a port's tap.
 func (f *Fake) RemoveTap(portID string) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	delete(f.taps, DevID(portID))
-	if p := f.ports[DevID(portID)]; p != nil {
+	delete(f.taps, hybrid.DevID(portID))
+	if p := f.ports[hybrid.DevID(portID)]; p != nil {
 		p.TapAttached = false
 	}
 }
@@ -49,7 +51,7 @@ func (f *Fake) RemoveTap(portID string) {
 func (f *Fake) Port(portID string) (Plugged, bool) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	p, ok := f.ports[DevID(portID)]
+	p, ok := f.ports[hybrid.DevID(portID)]
 	if !ok {
 		return Plugged{}, false
 	}
@@ -72,7 +74,7 @@ func (f *Fake) Plug(_ context.Context, p Port) error {
 	if err := f.fail("plug", p.ID); err != nil {
 		return err
 	}
-	if err := validID(p.ID); err != nil {
+	if err := hybrid.CheckDeviceID(p.ID); err != nil {
 		return fmt.Errorf("plug: %w", err)
 	}
 	if _, err := net.ParseMAC(p.MAC); err != nil {
@@ -85,9 +87,9 @@ func (f *Fake) Plug(_ context.Context, p Port) error {
 	if f.kind != KindOVS {
 		tag = 0
 	}
-	old := f.ports[DevID(p.ID)]
-	f.ports[DevID(p.ID)] = &Plugged{
-		PortID: p.ID, DevID: DevID(p.ID), NetworkID: p.NetworkID, MAC: p.MAC, Tag: tag, MTU: p.MTU,
+	old := f.ports[hybrid.DevID(p.ID)]
+	f.ports[hybrid.DevID(p.ID)] = &Plugged{
+		PortID: p.ID, DevID: hybrid.DevID(p.ID), NetworkID: p.NetworkID, MAC: p.MAC, Tag: tag, MTU: p.MTU,
 		Bridge: true, Veth: true, InBrInt: true, TapAttached: old != nil && old.TapAttached,
 	}
 	return nil
@@ -99,12 +101,12 @@ func (f *Fake) AttachTap(_ context.Context, portID string) (bool, error) {
 	if err := f.fail("attach", portID); err != nil {
 		return false, err
 	}
-	if !f.taps[DevID(portID)] {
+	if !f.taps[hybrid.DevID(portID)] {
 		return false, nil
 	}
-	p := f.ports[DevID(portID)]
+	p := f.ports[hybrid.DevID(portID)]
 	if p == nil {
-		return false, fmt.Errorf("attach %s: port %s is not plugged (%s missing)", TapName(portID), portID, BridgeName(portID))
+		return false, fmt.Errorf("attach %s: port %s is not plugged (%s missing)", hybrid.TapName(portID), portID, hybrid.BridgeName(portID))
 	}
 	p.TapAttached = true
 	return true, nil
@@ -116,7 +118,7 @@ func (f *Fake) AdoptTap(_ context.Context, portID, dev string) error {
 	if err := f.fail("adopt", portID); err != nil {
 		return err
 	}
-	f.taps[DevID(portID)] = true
+	f.taps[hybrid.DevID(portID)] = true
 	return nil
 }
 
@@ -126,7 +128,7 @@ func (f *Fake) Unplug(_ context.Context, portID string) error {
 	if err := f.fail("unplug", portID); err != nil {
 		return err
 	}
-	delete(f.ports, DevID(portID))
+	delete(f.ports, hybrid.DevID(portID))
 	return nil
 }
 

@@ -11,6 +11,8 @@ import (
 	"github.com/vishvananda/netlink/nl"
 	"github.com/vishvananda/netns"
 	"golang.org/x/sys/unix"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // links configures devices over netlink in one network namespace.
@@ -61,7 +63,7 @@ func (l *links) get(name string) (netlink.Link, error) {
 
 // adoptTap renames dev to portID's tap name (see Wirer.AdoptTap).
 func (l *links) adoptTap(portID, dev string) error {
-	want := TapName(portID)
+	want := hybrid.TapName(portID)
 	link, err := l.get(dev)
 	if err != nil {
 		return err

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // linuxBridge is the fallback br-int: a plain Linux bridge. It cannot
@@ -66,8 +68,8 @@ func (b *linuxBridge) ports(context.Context) (map[string]bridgePort, error) {
 	}
 	res := map[string]bridgePort{}
 	for _, l := range all {
-		devID, ok := strings.CutPrefix(l.Attrs().Name, QvoPrefix)
-		if ok && l.Attrs().MasterIndex == br.Attrs().Index && validID(devID) == nil {
+		devID, ok := strings.CutPrefix(l.Attrs().Name, hybrid.OVSVethPrefix)
+		if ok && l.Attrs().MasterIndex == br.Attrs().Index && hybrid.CheckDeviceID(devID) == nil {
 			res[devID] = bridgePort{}
 		}
 	}

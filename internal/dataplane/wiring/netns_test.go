@@ -24,6 +24,7 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/testenv"
@@ -71,7 +72,7 @@ func addVM(t *testing.T, host string, p Port, ip string) vm {
 	}
 	defer vfd.Close()
 	attrs := netlink.NewLinkAttrs()
-	attrs.Name = TapName(p.ID)
+	attrs.Name = hybrid.TapName(p.ID)
 	mac, _ := net.ParseMAC(p.MAC)
 	veth := &netlink.Veth{LinkAttrs: attrs, PeerName: "eth0", PeerNamespace: netlink.NsFd(vfd), PeerHardwareAddr: mac}
 	if err := netnstest.Handle(t, host).LinkAdd(veth); err != nil {
@@ -156,7 +157,7 @@ func sysctlIn(t *testing.T, ns, key string) string {
 // attached) in the host namespace.
 func checkWired(t *testing.T, host string, ls map[string]linkDetail, p Port, brint string, tapAttached bool) {
 	t.Helper()
-	qbr, qvb, qvo, tap := BridgeName(p.ID), VethBridgeName(p.ID), VethOVSName(p.ID), TapName(p.ID)
+	qbr, qvb, qvo, tap := hybrid.BridgeName(p.ID), hybrid.BridgeVethName(p.ID), hybrid.OVSVethName(p.ID), hybrid.TapName(p.ID)
 	br, ok := ls[qbr]
 	if !ok || br.LinkInfo.Kind != "bridge" {
 		t.Fatalf("%s: missing or not a bridge: %+v", qbr, br)
@@ -209,7 +210,7 @@ func vsctl(t *testing.T, o *ovsd.OVS, args ...string) string {
 
 func checkOVSPort(t *testing.T, o *ovsd.OVS, p Port) {
 	t.Helper()
-	qvo := VethOVSName(p.ID)
+	qvo := hybrid.OVSVethName(p.ID)
 	if got := vsctl(t, o, "port-to-br", qvo); got != "br-int" {
 		t.Errorf("%s is on bridge %q, want br-int", qvo, got)
 	}
@@ -240,10 +241,10 @@ func linkNames(ls map[string]linkDetail) []string {
 func wantNames(extra []string, plugged []Port, taps []Port) []string {
 	names := append([]string{"lo"}, extra...)
 	for _, p := range plugged {
-		names = append(names, BridgeName(p.ID), VethBridgeName(p.ID), VethOVSName(p.ID))
+		names = append(names, hybrid.BridgeName(p.ID), hybrid.BridgeVethName(p.ID), hybrid.OVSVethName(p.ID))
 	}
 	for _, p := range taps {
-		names = append(names, TapName(p.ID))
+		names = append(names, hybrid.TapName(p.ID))
 	}
 	sort.Strings(names)
 	return names
@@ -357,7 +358,7 @@ func TestOVSWiring(t *testing.T) {
 	}
 	var want []Plugged
 	for _, p := range ports {
-		want = append(want, Plugged{PortID: p.ID, DevID: DevID(p.ID), NetworkID: p.NetworkID, MAC: p.MAC, Tag: p.Tag, MTU: p.MTU,
+		want = append(want, Plugged{PortID: p.ID, DevID: hybrid.DevID(p.ID), NetworkID: p.NetworkID, MAC: p.MAC, Tag: p.Tag, MTU: p.MTU,
 			Bridge: true, Veth: true, InBrInt: true, TapAttached: true})
 	}
 	sortPlugged(want)
@@ -392,10 +393,10 @@ func TestOVSWiring(t *testing.T) {
 	if got, want := linkNames(ls), wantNames(ovsDevs, ports[1:], ports); !reflect.DeepEqual(got, want) {
 		t.Errorf("devices after Unplug: %v, want %v", got, want)
 	}
-	if m := ls[TapName(ports[0].ID)].Master; m != "" {
+	if m := ls[hybrid.TapName(ports[0].ID)].Master; m != "" {
 		t.Errorf("tap of the unplugged port still in %s", m)
 	}
-	if out := vsctl(t, o, "list-ports", "br-int"); strings.Contains(out, VethOVSName(ports[0].ID)) {
+	if out := vsctl(t, o, "list-ports", "br-int"); strings.Contains(out, hybrid.OVSVethName(ports[0].ID)) {
 		t.Errorf("qvo still on br-int: %s", out)
 	}
 	if got, _ := w.Plugged(ctx); len(got) != 2 {
@@ -423,8 +424,8 @@ func TestOVSLeftovers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	run(t, host, "ip", "link", "del", BridgeName(ports[0].ID))
-	run(t, host, "ip", "link", "del", VethBridgeName(ports[1].ID))
+	run(t, host, "ip", "link", "del", hybrid.BridgeName(ports[0].ID))
+	run(t, host, "ip", "link", "del", hybrid.BridgeVethName(ports[1].ID))
 	got, err := w.Plugged(ctx)
 	if err != nil {
 		t.Fatal(err)
@@ -433,7 +434,7 @@ func TestOVSLeftovers(t *testing.T) {
 	for _, p := range got {
 		byDev[p.DevID] = p
 	}
-	a, b := byDev[DevID(ports[0].ID)], byDev[DevID(ports[1].ID)]
+	a, b := byDev[hybrid.DevID(ports[0].ID)], byDev[hybrid.DevID(ports[1].ID)]
 	if a.Complete() || a.Bridge || !a.InBrInt || a.PortID != ports[0].ID || a.Tag != 1 || a.NetworkID != "net-a" {
 		t.Errorf("qvo-only leftover: %+v", a)
 	}
@@ -456,7 +457,7 @@ func TestOVSLeftovers(t *testing.T) {
 	if err := w.Plug(ctx, ports[0]); err != nil {
 		t.Fatal(err)
 	}
-	run(t, host, "ip", "link", "del", VethOVSName(ports[0].ID))
+	run(t, host, "ip", "link", "del", hybrid.OVSVethName(ports[0].ID))
 	if err := w.Plug(ctx, ports[0]); err != nil {
 		t.Fatalf("re-plug after losing the veth: %v", err)
 	}
@@ -521,7 +522,7 @@ func TestLinuxBridgeWiring(t *testing.T) {
 	}
 	var want []Plugged
 	for _, p := range ports {
-		want = append(want, Plugged{PortID: p.ID, DevID: DevID(p.ID), NetworkID: p.NetworkID, MAC: p.MAC, MTU: p.MTU,
+		want = append(want, Plugged{PortID: p.ID, DevID: hybrid.DevID(p.ID), NetworkID: p.NetworkID, MAC: p.MAC, MTU: p.MTU,
 			Bridge: true, Veth: true, InBrInt: true, TapAttached: true})
 	}
 	sortPlugged(want)
@@ -570,7 +571,7 @@ func TestAdoptTap(t *testing.T) {
 	if _, ok := ls["vnet7"]; ok {
 		t.Error("vnet7 not renamed")
 	}
-	if l := ls[TapName(p.ID)]; l.Master != BridgeName(p.ID) || !l.up() {
+	if l := ls[hybrid.TapName(p.ID)]; l.Master != hybrid.BridgeName(p.ID) || !l.up() {
 		t.Errorf("adopted tap: %+v", l)
 	}
 	if err := w.AdoptTap(ctx, testPorts()[1].ID, "nosuchdev"); err == nil {
@@ -595,7 +596,7 @@ func TestAdoptTapWithoutWirer(t *testing.T) {
 	if _, ok := ls["vnet7"]; ok {
 		t.Error("vnet7 not renamed")
 	}
-	if l, ok := ls[TapName(p.ID)]; !ok || !l.up() {
+	if l, ok := ls[hybrid.TapName(p.ID)]; !ok || !l.up() {
 		t.Errorf("adopted tap: %+v (present %v), want it up", l, ok)
 	}
 	if _, ok := ls["br-int"]; ok {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // ovsBridge is an Open vSwitch br-int driven through ovs-vsctl.
@@ -182,8 +183,8 @@ func (o *ovsBridge) ports(ctx context.Context) (map[string]bridgePort, error) {
 	res := map[string]bridgePort{}
 	for _, row := range tables[1] {
 		name := row["name"].str()
-		devID, ok := strings.CutPrefix(name, QvoPrefix)
-		if !ok || !onBridge[row["_uuid"].uuid()] || validID(devID) != nil {
+		devID, ok := strings.CutPrefix(name, hybrid.OVSVethPrefix)
+		if !ok || !onBridge[row["_uuid"].uuid()] || hybrid.CheckDeviceID(devID) != nil {
 			continue
 		}
 		bp := bridgePort{networkID: row["other_config"].smap()["net_uuid"]}

@@ -39,6 +39,7 @@ import (
 	"github.com/vishvananda/netlink"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Kinds of integration bridge.
@@ -97,7 +98,7 @@ type Wirer interface {
 	// up) and reports whether tapX exists; false, nil means "not yet".
 	// The port must be plugged.
 	AttachTap(ctx context.Context, portID string) (attached bool, err error)
-	// AdoptTap renames a hypervisor's tap named dev to TapName(portID), so
+	// AdoptTap renames a hypervisor's tap named dev to hybrid.TapName(portID), so
 	// that the firewall's physdev rules match it. It is a no-op when dev
 	// already has that name. (`moat plug --tap` uses the package-level
 	// AdoptTap, which needs no Wirer.)
@@ -151,7 +152,7 @@ func New(ctx context.Context, cfg Config) (Wirer, error) {
 		cfg.Mode = ModeAuto
 	}
 	if cfg.Bridge == "" {
-		cfg.Bridge = "br-int"
+		cfg.Bridge = hybrid.IntegrationBridge
 	}
 	if cfg.Timeout <= 0 {
 		cfg.Timeout = 10 * time.Second
@@ -257,14 +258,14 @@ func (w *wirer) Close() error {
 }
 
 func (w *wirer) Plug(ctx context.Context, p Port) error {
-	if err := validID(p.ID); err != nil {
+	if err := hybrid.CheckDeviceID(p.ID); err != nil {
 		return fmt.Errorf("plug: %w", err)
 	}
 	if _, err := net.ParseMAC(p.MAC); err != nil {
 		return fmt.Errorf("plug port %s: MAC %q: %w", p.ID, p.MAC, err)
 	}
 	if p.NetworkID != "" {
-		if err := validID(p.NetworkID); err != nil {
+		if err := hybrid.CheckDeviceID(p.NetworkID); err != nil {
 			return fmt.Errorf("plug port %s: network: %w", p.ID, err)
 		}
 	}
@@ -278,7 +279,7 @@ func (w *wirer) Plug(ctx context.Context, p Port) error {
 		return err
 	}
 	defer w.unlock()
-	qbr, qvb, qvo := BridgeName(p.ID), VethBridgeName(p.ID), VethOVSName(p.ID)
+	qbr, qvb, qvo := hybrid.BridgeName(p.ID), hybrid.BridgeVethName(p.ID), hybrid.OVSVethName(p.ID)
 	br, err := w.links.ensureBridge(qbr, p.MTU, portAlias{id: p.ID, network: p.NetworkID, mac: p.MAC, mtu: p.MTU}.String())
 	if err != nil {
 		return fmt.Errorf("plug port %s: %w", p.ID, err)
@@ -307,14 +308,14 @@ func (w *wirer) Plug(ctx context.Context, p Port) error {
 }
 
 func (w *wirer) AttachTap(ctx context.Context, portID string) (bool, error) {
-	if err := validID(portID); err != nil {
+	if err := hybrid.CheckDeviceID(portID); err != nil {
 		return false, fmt.Errorf("attach tap: %w", err)
 	}
 	if err := w.lock(ctx); err != nil {
 		return false, err
 	}
 	defer w.unlock()
-	tapName, qbr := TapName(portID), BridgeName(portID)
+	tapName, qbr := hybrid.TapName(portID), hybrid.BridgeName(portID)
 	tap, err := w.links.get(tapName)
 	if err != nil || tap == nil {
 		return false, err
@@ -345,10 +346,10 @@ func (w *wirer) AttachTap(ctx context.Context, portID string) (bool, error) {
 }
 
 func (w *wirer) AdoptTap(ctx context.Context, portID, dev string) error {
-	if err := validID(portID); err != nil {
+	if err := hybrid.CheckDeviceID(portID); err != nil {
 		return fmt.Errorf("adopt tap: %w", err)
 	}
-	if dev == TapName(portID) {
+	if dev == hybrid.TapName(portID) {
 		return nil
 	}
 	if err := w.lock(ctx); err != nil {
@@ -363,10 +364,10 @@ func (w *wirer) AdoptTap(ctx context.Context, portID, dev string) error {
 // needs netlink only, so no integration bridge is looked for or created
 // (`moat plug`, which a hypervisor hook calls per VM).
 func AdoptTap(netns, portID, dev string) error {
-	if err := validID(portID); err != nil {
+	if err := hybrid.CheckDeviceID(portID); err != nil {
 		return fmt.Errorf("adopt tap: %w", err)
 	}
-	if dev == TapName(portID) {
+	if dev == hybrid.TapName(portID) {
 		return nil
 	}
 	l, err := newLinks(netns)
@@ -378,14 +379,14 @@ func AdoptTap(netns, portID, dev string) error {
 }
 
 func (w *wirer) Unplug(ctx context.Context, portID string) error {
-	if err := validID(portID); err != nil {
+	if err := hybrid.CheckDeviceID(portID); err != nil {
 		return fmt.Errorf("unplug: %w", err)
 	}
 	if err := w.lock(ctx); err != nil {
 		return err
 	}
 	defer w.unlock()
-	tapName, qbr, qvb, qvo := TapName(portID), BridgeName(portID), VethBridgeName(portID), VethOVSName(portID)
+	tapName, qbr, qvb, qvo := hybrid.TapName(portID), hybrid.BridgeName(portID), hybrid.BridgeVethName(portID), hybrid.OVSVethName(portID)
 	br, err := w.links.get(qbr)
 	if err != nil {
 		return fmt.Errorf("unplug port %s: %w", portID, err)
@@ -434,22 +435,22 @@ func (w *wirer) Plugged(ctx context.Context) ([]Plugged, error) {
 	}
 	for _, l := range all {
 		name := l.Attrs().Name
-		devID, ok := DevIDFromName(name)
+		devID, ok := hybrid.DevIDFromName(name)
 		if !ok {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(name, QbrPrefix) && l.Type() == "bridge":
+		case strings.HasPrefix(name, hybrid.BridgePrefix) && l.Type() == "bridge":
 			p := get(devID)
 			p.Bridge = true
-			if a := parseAlias(l.Attrs().Alias); a.id != "" && DevID(a.id) == devID {
+			if a := parseAlias(l.Attrs().Alias); a.id != "" && hybrid.DevID(a.id) == devID {
 				p.PortID, p.NetworkID, p.MAC, p.MTU = a.id, a.network, a.mac, a.mtu
 			}
-			if tap, ok := byName[TapPrefix+devID]; ok && tap.Attrs().MasterIndex == l.Attrs().Index {
+			if tap, ok := byName[hybrid.TapPrefix+devID]; ok && tap.Attrs().MasterIndex == l.Attrs().Index {
 				p.TapAttached = true
 			}
-		case strings.HasPrefix(name, QvbPrefix) && l.Type() == "veth":
-			if _, ok := byName[QvoPrefix+devID]; ok {
+		case strings.HasPrefix(name, hybrid.BridgeVethPrefix) && l.Type() == "veth":
+			if _, ok := byName[hybrid.OVSVethPrefix+devID]; ok {
 				get(devID).Veth = true
 			}
 		}
@@ -462,7 +463,7 @@ func (w *wirer) Plugged(ctx context.Context) ([]Plugged, error) {
 		p := get(devID)
 		p.InBrInt = true
 		p.Tag = bp.tag
-		if bp.portID != "" && DevID(bp.portID) == devID {
+		if bp.portID != "" && hybrid.DevID(bp.portID) == devID {
 			p.PortID = bp.portID
 		}
 		if p.NetworkID == "" {

@@ -6,7 +6,6 @@
 package parity
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -16,6 +15,7 @@ import (
 	"strings"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Case is one golden directory and the scenario it was rendered from.
@@ -98,76 +98,40 @@ func ReadDumps(dir string) ([]Dump, error) {
 	return dumps, nil
 }
 
-// SplitTables splits iptables-save output into its tables. Comment lines
+// SplitTables splits iptables-save output into its tables, each as its
+// lines read (hybrid.ReadSave), from "*name" to "COMMIT". Comment lines
 // are dropped; every table must end with COMMIT.
 func SplitTables(save string) (map[string]string, error) {
 	tables := map[string]string{}
-	var name string
 	var b strings.Builder
-	sc := bufio.NewScanner(strings.NewReader(save))
-	sc.Buffer(make([]byte, 1<<20), 1<<26)
-	for sc.Scan() {
-		l := sc.Text()
-		switch {
-		case l == "" || strings.HasPrefix(l, "#"):
-		case strings.HasPrefix(l, "*"):
-			if name != "" {
-				return nil, fmt.Errorf("table %s not committed", name)
-			}
-			name = l[1:]
-			b.Reset()
-			b.WriteString(l + "\n")
-		case l == "COMMIT":
-			if name == "" {
-				return nil, fmt.Errorf("COMMIT outside a table")
-			}
-			b.WriteString(l + "\n")
-			tables[name] = b.String()
-			name = ""
-		default:
-			if name == "" {
-				return nil, fmt.Errorf("line outside a table: %q", l)
-			}
-			b.WriteString(l + "\n")
+	err := hybrid.ReadSave(save, func(l *hybrid.SaveLine) error {
+		if l.Kind == hybrid.SaveComment {
+			return nil
 		}
+		b.WriteString(l.Text + "\n")
+		if l.Kind == hybrid.SaveCommit {
+			tables[l.Table] = b.String()
+			b.Reset()
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	if name != "" {
-		return nil, fmt.Errorf("table %s not committed", name)
-	}
-	return tables, sc.Err()
+	return tables, nil
 }
 
-// ParseIPSetList reads `ipset list` output (names, types, families and
-// members; headers such as initval are ignored).
+// ParseIPSetList reads `ipset list` output (hybrid.ReadIPSets: names,
+// types, families and members; headers such as initval are ignored),
+// sorted by name.
 func ParseIPSetList(text string) ([]firewall.IPSet, error) {
-	var sets []firewall.IPSet
-	var cur *firewall.IPSet
-	inMembers := false
-	for _, l := range strings.Split(text, "\n") {
-		switch {
-		case strings.HasPrefix(l, "Name: "):
-			sets = append(sets, firewall.IPSet{Name: strings.TrimPrefix(l, "Name: ")})
-			cur, inMembers = &sets[len(sets)-1], false
-		case cur == nil:
-			if strings.TrimSpace(l) != "" {
-				return nil, fmt.Errorf("line before any set: %q", l)
-			}
-		case strings.HasPrefix(l, "Type: "):
-			cur.Type = strings.TrimPrefix(l, "Type: ")
-		case strings.HasPrefix(l, "Header: "):
-			f := strings.Fields(l)
-			for i := 0; i+1 < len(f); i++ {
-				if f[i] == "family" {
-					cur.Family = f[i+1]
-				}
-			}
-		case l == "Members:":
-			inMembers = true
-		case l == "":
-			inMembers = false
-		case inMembers:
-			cur.Members = append(cur.Members, l)
-		}
+	read, err := hybrid.ReadIPSets(text)
+	if err != nil {
+		return nil, err
+	}
+	sets := make([]firewall.IPSet, len(read))
+	for i, s := range read {
+		sets[i] = firewall.IPSet{Name: s.Name, Type: s.Type, Family: s.Family, Members: s.Members}
 	}
 	sort.Slice(sets, func(i, j int) bool { return sets[i].Name < sets[j].Name })
 	return sets, nil
@@ -208,19 +172,19 @@ func CompareExcept(rs *firewall.Ruleset, d Dump, skip func(chain, rule string) b
 	return diffs
 }
 
+// filterRules drops the rules of a table's text for which skip is true.
 func filterRules(table string, skip func(chain, rule string) bool) string {
 	if skip == nil {
 		return table
 	}
 	var b strings.Builder
-	for _, l := range strings.SplitAfter(table, "\n") {
-		if rest, ok := strings.CutPrefix(l, "-A "); ok {
-			chain, rule, _ := strings.Cut(strings.TrimSuffix(rest, "\n"), " ")
-			if skip(chain, rule) {
-				continue
-			}
+	if err := hybrid.ReadSave(table, func(l *hybrid.SaveLine) error {
+		if l.Kind != hybrid.SaveRule || !skip(l.Chain, l.Rule) {
+			b.WriteString(l.Text + "\n")
 		}
-		b.WriteString(l)
+		return nil
+	}); err != nil {
+		return table + "(" + err.Error() + ")\n"
 	}
 	return b.String()
 }

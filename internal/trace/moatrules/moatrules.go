@@ -1,8 +1,8 @@
 // Package moatrules gives moat trace the rules moat itself would install
 // for a host state, with their provenance: which security group rule
-// produced which line of a port's chains, and which groups each port
-// carries. It joins the firewall compiler and the trace simulator, which
-// know nothing of each other.
+// produced which line of a port's chains (the origins the compiler gives
+// every rule), and which groups each port carries. It joins the firewall
+// compiler and the trace simulator, which know nothing of each other.
 package moatrules
 
 import (
@@ -47,9 +47,9 @@ func Host(st *firewall.HostState) (*trace.Host, error) {
 	if h.Sets, err = trace.ParseIPSets(&b); err != nil {
 		return nil, fmt.Errorf("read back the compiled ipsets: %w", err)
 	}
-	if h.Provenance, err = Provenance(st); err != nil {
-		return nil, err
-	}
+	p, ids := groups(st, nil)
+	addSources(p, rs.RuleSources(ids...))
+	h.Provenance = p
 	return h, nil
 }
 
@@ -69,8 +69,38 @@ func PortProvenance(st *firewall.HostState, portIDs ...string) (*trace.Provenanc
 	return provenance(st, want)
 }
 
+// DumpProvenance is the provenance of rules as h holds them: Provenance,
+// or with ids PortProvenance, of st compiled with the options h's rules
+// were compiled with (trace.Host.Rendering), whatever st's options say.
+// The rules of an agent run with --no-ipset or --no-comments are rendered
+// otherwise than with the defaults, and would map to nothing.
+func DumpProvenance(h *trace.Host, st *firewall.HostState, portIDs ...string) (*trace.Provenance, error) {
+	s := *st
+	r := h.Rendering()
+	s.Options.EnableIPSet, s.Options.CommentRules = r.IPSets, r.Comments
+	if len(portIDs) == 0 {
+		return Provenance(&s)
+	}
+	return PortProvenance(&s, portIDs...)
+}
+
 // provenance is Provenance for the ports in want, or all if want is nil.
 func provenance(st *firewall.HostState, want map[string]bool) (*trace.Provenance, error) {
+	p, ids := groups(st, want)
+	if len(ids) == 0 {
+		return p, nil
+	}
+	src, err := firewall.RuleSources(st, ids...)
+	if err != nil {
+		return nil, err
+	}
+	addSources(p, src)
+	return p, nil
+}
+
+// groups starts the provenance of the ports of st in want (all if nil)
+// with their groups, and lists their ids.
+func groups(st *firewall.HostState, want map[string]bool) (*trace.Provenance, []string) {
 	p := &trace.Provenance{Rules: map[trace.RuleKey][]trace.SGRule{}, Groups: map[string][]string{}}
 	var ids []string
 	for _, port := range st.Ports {
@@ -80,20 +110,16 @@ func provenance(st *firewall.HostState, want map[string]bool) (*trace.Provenance
 		p.Groups[port.ID] = append([]string(nil), port.SecurityGroups...)
 		ids = append(ids, port.ID)
 	}
-	if len(ids) == 0 {
-		return p, nil
-	}
-	src, err := firewall.RuleSources(st, ids...)
-	if err != nil {
-		return nil, err
-	}
+	return p, ids
+}
+
+func addSources(p *trace.Provenance, src map[firewall.LineKey][]firewall.RuleSource) {
 	for k, rules := range src {
 		key := trace.RuleKey{IPv6: k.IPv6, Chain: k.Chain, Rule: k.Rule}
 		for _, r := range rules {
-			p.Rules[key] = appendUnique(p.Rules[key], trace.SGRule{GroupID: r.GroupID, RuleID: r.RuleID, Index: r.Index})
+			p.Rules[key] = appendUnique(p.Rules[key], r)
 		}
 	}
-	return p, nil
 }
 
 func appendUnique(rs []trace.SGRule, r trace.SGRule) []trace.SGRule {

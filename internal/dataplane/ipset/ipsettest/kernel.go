@@ -21,6 +21,7 @@ import (
 	"sync"
 
 	"github.com/moat-sg/moat/internal/dataplane"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // Kernel is the fake. The zero value is not usable; call New.
@@ -118,7 +119,7 @@ func (k *Kernel) Run(ctx context.Context, stdin []byte, name string, args ...str
 }
 
 func (k *Kernel) save() string {
-	var b strings.Builder
+	var w hybrid.IPSetWriter
 	names := make([]string, 0, len(k.sets))
 	for n := range k.sets {
 		names = append(names, n)
@@ -126,12 +127,12 @@ func (k *Kernel) save() string {
 	slices.Sort(names)
 	for _, n := range names {
 		s := k.sets[n]
-		fmt.Fprintf(&b, "create %s %s family %s hashsize 1024 maxelem %d bucketsize 12 initval 0x12345678\n", n, s.Type, s.Family, s.MaxElem)
+		w.Create(n, s.Type, s.Family, hybrid.IPSetHeader{HashSize: 1024, MaxElem: s.MaxElem, BucketSize: 12, InitVal: "0x12345678"})
 		for _, m := range s.Members {
-			b.WriteString("add " + n + " " + m + "\n")
+			w.Add(n, m)
 		}
 	}
-	return b.String()
+	return w.String()
 }
 
 func (k *Kernel) do(f []string, exist bool) error {
@@ -162,8 +163,8 @@ func (k *Kernel) do(f []string, exist bool) error {
 				s.MaxElem, _ = strconv.Atoi(f[i+1])
 			}
 		}
-		if len(f[1]) > 31 {
-			return fmt.Errorf("setname '%s' is longer than 31 characters", f[1])
+		if len(f[1]) > hybrid.MaxIPSetNameLen {
+			return fmt.Errorf("setname '%s' is longer than %d characters", f[1], hybrid.MaxIPSetNameLen)
 		}
 		if old := k.sets[f[1]]; old != nil {
 			// Like ipset 7.17, -exist passes when the type and maxelem match

@@ -1,4 +1,4 @@
-package neutron
+package hybrid
 
 import (
 	"strconv"

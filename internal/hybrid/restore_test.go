@@ -1,7 +1,6 @@
-package firewall_test
+package hybrid_test
 
 import (
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -9,7 +8,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/spec"
-	"github.com/moat-sg/moat/internal/neutron"
+	"github.com/moat-sg/moat/internal/hybrid"
 )
 
 // restoreRuleRules are the rules the reference scenarios compile to, and a
@@ -18,12 +17,7 @@ func restoreRuleRules(t *testing.T) []string {
 	t.Helper()
 	rules := []string{"", "-p", "-p tcp", "-m comment --comment \"-p tcp\" -p udp -j RETURN", "-p nosuchproto -j DROP", "! -p icmp -j DROP", "-p 4 -j RETURN"}
 	for _, file := range []string{"sample.json", "edge.json"} {
-		fh, err := os.Open(filepath.Join("testdata", "neutron", file))
-		if err != nil {
-			t.Fatal(err)
-		}
-		sf, err := spec.Parse(fh, strings.TrimSuffix(file, ".json"))
-		fh.Close()
+		sf, err := spec.Load(nil, filepath.Join("..", "firewall", "testdata", "neutron", file))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -54,7 +48,7 @@ func restoreRuleRules(t *testing.T) []string {
 // every rule the reference scenarios compile to, and a few edge cases.
 func TestAppendRestoreRule(t *testing.T) {
 	for _, r := range restoreRuleRules(t) {
-		if got, want := string(firewall.AppendRestoreRule([]byte("x"), r)), "x"+firewall.RestoreRule(r); got != want {
+		if got, want := string(hybrid.AppendRestoreRule([]byte("x"), r)), "x"+hybrid.RestoreRule(r); got != want {
 			t.Errorf("%q: got %q, want %q", r, got, want)
 		}
 	}
@@ -77,7 +71,7 @@ func TestRestoreRuleMatchesTheParser(t *testing.T) {
 				if end < 0 {
 					end = len(rule) - start
 				}
-				num, ok := neutron.ParseIptablesProtocol(rule[start : start+end])
+				num, ok := hybrid.ParseIptablesProtocol(rule[start : start+end])
 				if !ok {
 					return rule
 				}
@@ -88,10 +82,10 @@ func TestRestoreRuleMatchesTheParser(t *testing.T) {
 	}
 	rules := restoreRuleRules(t)
 	for n := 1; n < 256; n++ {
-		rules = append(rules, "-p "+neutron.IptablesProtocolName(n)+" -j RETURN")
+		rules = append(rules, "-p "+hybrid.IptablesProtocolName(n)+" -j RETURN")
 	}
 	for _, r := range rules {
-		if got, want := firewall.RestoreRule(r), reference(r); got != want {
+		if got, want := hybrid.RestoreRule(r), reference(r); got != want {
 			t.Errorf("%q: got %q, want %q", r, got, want)
 		}
 	}
@@ -99,7 +93,25 @@ func TestRestoreRuleMatchesTheParser(t *testing.T) {
 
 func TestRestoreRuleAllocatesNothingWithoutProtocol(t *testing.T) {
 	rule := "-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT"
-	if n := testing.AllocsPerRun(100, func() { _ = firewall.RestoreRule(rule) }); n != 0 {
+	if n := testing.AllocsPerRun(100, func() { _ = hybrid.RestoreRule(rule) }); n != 0 {
 		t.Errorf("RestoreRule allocates %v times for a rule without -p", n)
+	}
+}
+
+func TestRestoreRule(t *testing.T) {
+	tests := []struct{ in, want string }{
+		{"-p ipencap -j RETURN", "-p 4 -j RETURN"},
+		{"-s 10.0.0.0/8 -p tcp -m tcp --dport 22 -j RETURN", "-s 10.0.0.0/8 -p 6 -m tcp --dport 22 -j RETURN"},
+		{"-p ipv6-icmp -m icmp6 --icmpv6-type 134 -j RETURN", "-p 58 -m icmp6 --icmpv6-type 134 -j RETURN"},
+		{"-p 113 -j RETURN", "-p 113 -j RETURN"},
+		{"-j RETURN", "-j RETURN"},
+		{"-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT", "-m physdev --physdev-in tapx --physdev-is-bridged -j ACCEPT"},
+		{`-m comment --comment "x -p tcp" -j DROP`, `-m comment --comment "x -p tcp" -j DROP`},
+		{`-m comment --comment "a" -p tcp -j DROP`, `-m comment --comment "a" -p 6 -j DROP`},
+	}
+	for _, tt := range tests {
+		if got := hybrid.RestoreRule(tt.in); got != tt.want {
+			t.Errorf("RestoreRule(%q) = %q, want %q", tt.in, got, tt.want)
+		}
 	}
 }

@@ -1,4 +1,4 @@
-package neutron
+package hybrid
 
 import (
 	"strconv"
@@ -103,7 +103,7 @@ func init() {
 		}
 		num, err := strconv.Atoi(f[1])
 		if err != nil {
-			panic("neutron: bad embedded /etc/protocols line " + line)
+			panic("hybrid: bad embedded /etc/protocols line " + line)
 		}
 		for _, name := range append([]string{f[0]}, f[2:]...) {
 			if _, dup := protocolByName[name]; !dup {
@@ -122,7 +122,7 @@ func init() {
 // number ("113"). It panics for num outside 0..255, which no rule can hold.
 func IptablesProtocolName(num int) string {
 	if num < 0 || num > 255 {
-		panic("neutron: IP protocol out of range: " + strconv.Itoa(num))
+		panic("hybrid: IP protocol out of range: " + strconv.Itoa(num))
 	}
 	if num == 0 {
 		return ""
