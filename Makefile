@@ -81,7 +81,7 @@ fuzz:
 	@set -e; for t in $(FUZZ_TARGETS); do \
 		pkg=$${t%%:*}; fn=$${t##*:}; \
 		echo "fuzz $$fn in ./$$pkg for $(FUZZTIME)"; \
-		$(GO) test -run '^$$' -fuzz "^$$fn\$$" -fuzztime $(FUZZTIME) ./$$pkg; \
+		GO="$(GO)" scripts/fuzz-one $$pkg $$fn $(FUZZTIME); \
 	done
 
 # Neutron's own API tests alone: `make tempest` runs the selection CI runs
