@@ -1,8 +1,9 @@
 package agent
 
 import (
+	"maps"
 	"net"
-	"sort"
+	"slices"
 
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/store"
@@ -28,12 +29,7 @@ func HostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string
 		}
 		hs.Ports = append(hs.Ports, fp)
 	}
-	ids := make([]string, 0, len(snap.Groups))
-	for id := range snap.Groups {
-		ids = append(ids, id)
-	}
-	sort.Strings(ids)
-	for _, id := range ids {
+	for _, id := range slices.Sorted(maps.Keys(snap.Groups)) {
 		g := snap.Groups[id]
 		fg := firewall.SecurityGroup{ID: g.ID, Stateless: !g.Stateful}
 		for _, r := range g.Rules {

@@ -1,9 +1,14 @@
 // Package dataplane holds the kernel side effects of a host agent behind
 // small interfaces: running the iptables, ipset and ovs-vsctl tools
-// (subpackages iptables, ipset, wiring), and conntrack over netlink. Each
-// has an in-memory fake so that the agent's logic is tested without a
-// kernel; the real implementations are tested in network namespaces the
-// tests create.
+// (subpackages iptables, ipset, wiring), moat's own nftables tables
+// (subpackage nftables, not wired into the agent yet), and conntrack over
+// netlink. This package itself runs a tool in the host's or a named
+// network namespace (Exec, Host, Netns) and enters namespaces.
+//
+// The tools have in-memory fakes (iptables/iptablestest, ipset/ipsettest,
+// wiring.Fake; conntrack is one small interface the agent's tests fake),
+// so that the agent's logic is tested without a kernel; the fakes and the
+// real implementations are tested in network namespaces the tests create.
 package dataplane
 
 import (

@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/json"
@@ -18,6 +17,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/apitest"
+	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/lab"
@@ -26,14 +26,14 @@ import (
 
 // Chain names of moat's (Neutron's) hybrid layout.
 const (
-	chainPrefix = "neutron-openvswi-"
-	fallback    = chainPrefix + "sg-fallback"
-	sgChain     = chainPrefix + "sg-chain"
+	chainPrefix = hybrid.Wrap
+	fallback    = hybrid.ChainFallback
+	sgChain     = hybrid.ChainSG
 )
 
-func iChain(v lab.VM) string { return chainPrefix + "i" + v.PortID[:10] }
-func oChain(v lab.VM) string { return chainPrefix + "o" + v.PortID[:10] }
-func sChain(v lab.VM) string { return chainPrefix + "s" + v.PortID[:10] }
+func iChain(v lab.VM) string { return hybrid.PortChain(hybrid.ChainIn, v.PortID) }
+func oChain(v lab.VM) string { return hybrid.PortChain(hybrid.ChainOut, v.PortID) }
+func sChain(v lab.VM) string { return hybrid.PortChain(hybrid.ChainSpoof, v.PortID) }
 func qvb(v lab.VM) string    { return hybrid.BridgeVethName(v.PortID) }
 
 // env is one lab (one backend) with its API client.
@@ -182,51 +182,47 @@ func (e *env) save(t *testing.T, f fam) *saved {
 }
 
 func (e *env) trySave(ctx context.Context, f fam) (*saved, error) {
-	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", e.host, e.bin(f, "save"), "-c")
-	var stderr bytes.Buffer
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
+	tool := e.bin(f, "save")
+	out, err := iptables.RetrySave(ctx, func(ctx context.Context) ([]byte, error) {
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", e.host, tool, "-c")
+		var stderr bytes.Buffer
+		cmd.Stderr = &stderr
+		out, err := cmd.Output()
+		if err != nil {
+			return nil, &dataplane.CommandError{Cmd: tool + " -c", Err: err, Stderr: stderr.String()}
+		}
+		if strings.Contains(stderr.String(), "Warning") {
+			return nil, fmt.Errorf("%s: %s", tool, stderr.String())
+		}
+		return out, nil
+	})
 	if err != nil {
-		return nil, fmt.Errorf("%s -c: %w: %s", e.bin(f, "save"), err, stderr.String())
+		return nil, err
 	}
-	if strings.Contains(stderr.String(), "Warning") {
-		return nil, fmt.Errorf("%s: %s", e.bin(f, "save"), stderr.String())
+	s, err := parseSave(string(out))
+	if err != nil {
+		return nil, fmt.Errorf("%s -c output: %w", tool, err)
 	}
-	return parseSave(string(out))
+	return s, nil
 }
 
+// parseSave reads iptables-save -c output with the one reader of that
+// text (hybrid.ReadSave).
 func parseSave(text string) (*saved, error) {
 	s := &saved{chains: map[string]bool{}, text: text}
-	table := ""
-	sc := bufio.NewScanner(strings.NewReader(text))
-	sc.Buffer(make([]byte, 1<<20), 1<<20)
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.HasPrefix(line, "*"):
-			table = line[1:]
-		case strings.HasPrefix(line, ":"):
-			s.chains[table+"/"+strings.Fields(line[1:])[0]] = true
-		case strings.HasPrefix(line, "["):
-			end := strings.Index(line, "]")
-			pb := strings.SplitN(line[1:end], ":", 2)
-			rest := strings.TrimSpace(line[end+1:])
-			if !strings.HasPrefix(rest, "-A ") || len(pb) != 2 {
-				return nil, fmt.Errorf("unexpected line %q", line)
-			}
-			chain, spec, _ := strings.Cut(rest[3:], " ")
-			p, err1 := strconv.ParseUint(pb[0], 10, 64)
-			b, err2 := strconv.ParseUint(pb[1], 10, 64)
-			if err1 != nil || err2 != nil {
-				return nil, fmt.Errorf("bad counters in %q", line)
-			}
-			s.rules = append(s.rules, savedRule{Table: table, Chain: chain, Spec: spec, Pkts: p, Bytes: b})
-		case strings.HasPrefix(line, "-A "):
-			chain, spec, _ := strings.Cut(line[3:], " ")
-			s.rules = append(s.rules, savedRule{Table: table, Chain: chain, Spec: spec})
+	err := hybrid.ReadSave(text, func(l *hybrid.SaveLine) error {
+		switch l.Kind {
+		case hybrid.SaveChain:
+			s.chains[l.Table+"/"+l.Chain] = true
+		case hybrid.SaveRule:
+			s.rules = append(s.rules, savedRule{Table: l.Table, Chain: l.Chain, Spec: l.Rule, Pkts: l.Counters.Packets, Bytes: l.Counters.Bytes})
 		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
-	return s, sc.Err()
+	return s, nil
 }
 
 // chain returns the rules of a chain, in order.

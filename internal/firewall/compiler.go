@@ -2,6 +2,7 @@ package firewall
 
 import (
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -241,26 +242,10 @@ func (c *Compiler) newCompilation(s *HostState) *compilation {
 
 // evict drops cache entries the last compile did not use.
 func (c *Compiler) evict() {
-	for id, e := range c.groups {
-		if e.gen != c.gen {
-			delete(c.groups, id)
-		}
-	}
-	for id, e := range c.combos {
-		if e.gen != c.gen {
-			delete(c.combos, id)
-		}
-	}
-	for id, e := range c.ports {
-		if e.gen != c.gen {
-			delete(c.ports, id)
-		}
-	}
-	for id, e := range c.addrs {
-		if e.gen != c.gen {
-			delete(c.addrs, id)
-		}
-	}
+	maps.DeleteFunc(c.groups, func(_ string, e *groupEntry) bool { return e.gen != c.gen })
+	maps.DeleteFunc(c.combos, func(_ string, e *comboEntry) bool { return e.gen != c.gen })
+	maps.DeleteFunc(c.ports, func(_ string, e *portEntry) bool { return e.gen != c.gen })
+	maps.DeleteFunc(c.addrs, func(_ addrKey, e *addrEntry) bool { return e.gen != c.gen })
 }
 
 func (k *compilation) run() *Ruleset {

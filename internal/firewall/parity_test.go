@@ -5,7 +5,9 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/parity"
+	"github.com/moat-sg/moat/internal/firewall/spec"
 )
 
 // corpora are the golden sets rendered by the real Neutron 21 driver.
@@ -22,6 +24,18 @@ func TestNeutronCompatParity(t *testing.T) {
 }
 
 func checkCompat(t *testing.T, dir string, c parity.Case) {
+	_, want, got := compileCase(t, dir, c, true)
+	for i := range want {
+		if diffs := parity.Compare(got[i], want[i]); len(diffs) > 0 {
+			t.Errorf("dump %s:\n%s", want[i].Label, strings.Join(diffs, "\n"))
+		}
+	}
+}
+
+// compileCase loads a case's scenario and golden dumps and compiles the
+// scenario's dumps (compat: with NeutronCompat), one per golden dump.
+func compileCase(t *testing.T, dir string, c parity.Case, compat bool) (*spec.Scenario, []parity.Dump, []*firewall.Ruleset) {
+	t.Helper()
 	sc, err := parity.LoadScenario(dir, c)
 	if err != nil {
 		t.Fatal(err)
@@ -30,18 +44,14 @@ func checkCompat(t *testing.T, dir string, c parity.Case) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got, _, err := parity.CompileDumps(sc, c.Set, true)
+	got, _, err := parity.CompileDumps(sc, c.Set, compat)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if len(got) != len(want) {
 		t.Fatalf("%d dumps compiled, golden has %d", len(got), len(want))
 	}
-	for i := range want {
-		if diffs := parity.Compare(got[i], want[i]); len(diffs) > 0 {
-			t.Errorf("dump %s:\n%s", want[i].Label, strings.Join(diffs, "\n"))
-		}
-	}
+	return sc, want, got
 }
 
 func forEachCase(t *testing.T, fn func(t *testing.T, dir string, c parity.Case)) {

@@ -63,19 +63,21 @@ func InvalidCIDR(input string) *Error {
 }
 
 func OverQuota(resources ...string) *Error {
-	quoted := make([]string, len(resources))
-	for i, r := range resources {
-		quoted[i] = "'" + r + "'"
-	}
-	return newErr(http.StatusConflict, "OverQuota", "Quota exceeded for resources: [%s].", strings.Join(quoted, ", "))
+	return newErr(http.StatusConflict, "OverQuota", "Quota exceeded for resources: [%s].", quotedList(resources))
 }
 
 func QuotaResourceUnknown(resources ...string) *Error {
-	quoted := make([]string, len(resources))
-	for i, r := range resources {
-		quoted[i] = "'" + r + "'"
+	return newErr(http.StatusNotFound, "QuotaResourceUnknown", "Unknown quota resources [%s].", quotedList(resources))
+}
+
+// quotedList is "'a', 'b'": resource names as Neutron's quota errors
+// print a Python list of them (the names are never quoted further).
+func quotedList(names []string) string {
+	quoted := make([]string, len(names))
+	for i, n := range names {
+		quoted[i] = "'" + n + "'"
 	}
-	return newErr(http.StatusNotFound, "QuotaResourceUnknown", "Unknown quota resources [%s].", strings.Join(quoted, ", "))
+	return strings.Join(quoted, ", ")
 }
 
 func TagNotFound(tag string) *Error {

@@ -43,21 +43,7 @@ var networkList = listSpec{
 // selectNetworks reads the networks q selects; bad as for selectPorts
 // (it maps a network id to what of its row does not read).
 func (t *Tx) selectNetworks(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.Network, error) {
-	rows, err := t.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read networks: %w", err)
-	}
-	defer rows.Close()
-	var out []neutron.Network
-	var r networkRow
-	cols := r.columns()
-	ptrs := cols.pointers()
-	for rows.Next() {
-		r = networkRow{}
-		probs, err := scanRow(rows, ptrs, cols)
-		if err != nil {
-			return nil, fmt.Errorf("read networks: %w", err)
-		}
+	return selectRows(ctx, t, "networks", q, args, func(r *networkRow, probs columnProblems) (neutron.Network, bool, error) {
 		n := r.n
 		n.AdminStateUp, n.Shared, n.PortSecurityEnabled = r.admin != 0, r.shared != 0, r.psec != 0
 		n.MTU = int(r.mtu)
@@ -66,16 +52,12 @@ func (t *Tx) selectNetworks(ctx context.Context, bad map[string]string, q string
 		n.CreatedAt, n.UpdatedAt = parseTime(r.created), parseTime(r.updated)
 		if len(probs) > 0 {
 			if bad == nil || n.ID == "" {
-				return nil, fmt.Errorf("read network %s: %s", n.ID, probs)
+				return n, false, fmt.Errorf("read network %s: %s", n.ID, probs)
 			}
 			bad[n.ID] = probs.String()
 		}
-		out = append(out, n)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read networks: %w", err)
-	}
-	return out, nil
+		return n, true, nil
+	})
 }
 
 // networkRow is what networkSelect scans into.

@@ -39,21 +39,7 @@ var portList = listSpec{
 // with what could be read and bad maps its id to why, and the other rows
 // are read as usual. One bad row must not hide a host's other ports.
 func (t *Tx) selectPorts(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.Port, error) {
-	rows, err := t.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read ports: %w", err)
-	}
-	defer rows.Close()
-	var out []neutron.Port
-	var r portRow
-	cols := r.columns()
-	ptrs := cols.pointers()
-	for rows.Next() {
-		r = portRow{}
-		probs, err := scanRow(rows, ptrs, cols)
-		if err != nil {
-			return nil, fmt.Errorf("read ports: %w", err)
-		}
+	return selectRows(ctx, t, "ports", q, args, func(r *portRow, probs columnProblems) (neutron.Port, bool, error) {
 		p := r.p
 		p.AdminStateUp, p.PortSecurityEnabled = r.admin != 0, r.psec != 0
 		if err := json.Unmarshal([]byte(r.profile), &p.Profile); err != nil {
@@ -64,16 +50,12 @@ func (t *Tx) selectPorts(ctx context.Context, bad map[string]string, q string, a
 		p.CreatedAt, p.UpdatedAt = parseTime(r.created), parseTime(r.updated)
 		if len(probs) > 0 {
 			if bad == nil || p.ID == "" { // a row without an id cannot even be named
-				return nil, fmt.Errorf("read port %s: %s", p.ID, probs)
+				return p, false, fmt.Errorf("read port %s: %s", p.ID, probs)
 			}
 			bad[p.ID] = "stored port does not read: " + probs.String()
 		}
-		out = append(out, p)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read ports: %w", err)
-	}
-	return out, nil
+		return p, true, nil
+	})
 }
 
 // portRow is what portSelect scans into.

@@ -1,7 +1,8 @@
 package store
 
 import (
-	"sort"
+	"maps"
+	"slices"
 	"strings"
 
 	"github.com/moat-sg/moat/internal/neutron"
@@ -50,12 +51,7 @@ func (s listSpec) build(q ListQuery, scope string, scopeArgs []any) (string, []a
 		conds = append(conds, scope)
 		args = append(args, scopeArgs...)
 	}
-	keys := make([]string, 0, len(q.Filters))
-	for k := range q.Filters {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	for _, k := range keys {
+	for _, k := range slices.Sorted(maps.Keys(q.Filters)) {
 		vals := q.Filters[k]
 		switch k {
 		case "tags", "tags-any", "not-tags", "not-tags-any":

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"context"
 	"database/sql"
 	"fmt"
 	"strconv"
@@ -109,6 +110,44 @@ func (p *columnProblems) nullInt(col string, dst *sql.NullInt64) scanFunc {
 			*dst = sql.NullInt64{Int64: n, Valid: true}
 		}
 	})
+}
+
+// selectRows runs q and scans each row into a fresh R, whose columns say
+// where each column goes; each turns the row and what of it did not read
+// (scanRow) into an object, kept unless it says otherwise. what names the
+// objects in errors ("ports").
+func selectRows[R any, T any, P interface {
+	*R
+	columns() scanColumns
+}](ctx context.Context, t *Tx, what, q string, args []any, each func(r *R, probs columnProblems) (T, bool, error)) ([]T, error) {
+	rows, err := t.query(ctx, q, args...)
+	if err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	defer rows.Close()
+	var out []T
+	var r R
+	cols := P(&r).columns()
+	ptrs := cols.pointers()
+	for rows.Next() {
+		var zero R
+		r = zero
+		probs, err := scanRow(rows, ptrs, cols)
+		if err != nil {
+			return nil, fmt.Errorf("read %s: %w", what, err)
+		}
+		v, keep, err := each(&r, probs)
+		if err != nil {
+			return nil, err
+		}
+		if keep {
+			out = append(out, v)
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read %s: %w", what, err)
+	}
+	return out, nil
 }
 
 // scanRow scans the current row into ptrs (cols' pointers). When a value

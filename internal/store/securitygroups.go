@@ -177,34 +177,16 @@ func (t *Tx) securityGroupsByID(ctx context.Context, ids []string, bad map[strin
 // selectSecurityGroups reads the groups q selects; bad as for selectPorts
 // (it maps a group id to what of its row does not read).
 func (t *Tx) selectSecurityGroups(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.SecurityGroup, error) {
-	rows, err := t.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read security groups: %w", err)
-	}
-	defer rows.Close()
-	var out []neutron.SecurityGroup
-	var r sgRow
-	cols := r.columns()
-	ptrs := cols.pointers()
-	for rows.Next() {
-		r = sgRow{}
-		probs, err := scanRow(rows, ptrs, cols)
-		if err != nil {
-			return nil, fmt.Errorf("read security groups: %w", err)
-		}
+	return selectRows(ctx, t, "security groups", q, args, func(r *sgRow, probs columnProblems) (neutron.SecurityGroup, bool, error) {
 		g := r.group()
 		if len(probs) > 0 {
 			if bad == nil || g.ID == "" {
-				return nil, fmt.Errorf("read security group %s: %s", g.ID, probs)
+				return g, false, fmt.Errorf("read security group %s: %s", g.ID, probs)
 			}
 			bad[g.ID] = probs.String()
 		}
-		out = append(out, g)
-	}
-	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("read security groups: %w", err)
-	}
-	return out, nil
+		return g, true, nil
+	})
 }
 
 // ListSecurityGroups returns the groups q selects, in order, with tags.
@@ -410,30 +392,16 @@ var ruleList = listSpec{
 // maps its group to why (the group's rules are not all known, so neither
 // are its ports').
 func (t *Tx) selectRules(ctx context.Context, bad map[string]string, q string, args ...any) ([]neutron.SecurityGroupRule, error) {
-	rows, err := t.query(ctx, q, args...)
-	if err != nil {
-		return nil, fmt.Errorf("read security group rules: %w", err)
-	}
-	defer rows.Close()
-	var out []neutron.SecurityGroupRule
-	var rr ruleRow
-	cols := rr.columns()
-	ptrs := cols.pointers()
-	for rows.Next() {
-		rr = ruleRow{}
-		probs, err := scanRow(rows, ptrs, cols)
-		if err != nil {
-			return nil, fmt.Errorf("read security group rules: %w", err)
-		}
+	return selectRows(ctx, t, "security group rules", q, args, func(rr *ruleRow, probs columnProblems) (neutron.SecurityGroupRule, bool, error) {
 		r := rr.r
 		if len(probs) > 0 {
 			if bad == nil || r.SecurityGroupID == "" {
-				return nil, fmt.Errorf("read security group rule %s: %s", r.ID, probs)
+				return r, false, fmt.Errorf("read security group rule %s: %s", r.ID, probs)
 			}
 			if _, seen := bad[r.SecurityGroupID]; !seen {
 				bad[r.SecurityGroupID] = "rule " + r.ID + ": " + probs.String()
 			}
-			continue
+			return r, false, nil
 		}
 		r.Protocol = nullStr(rr.proto)
 		r.RemoteIPPrefix = nullStr(rr.prefix)
@@ -443,9 +411,8 @@ func (t *Tx) selectRules(ctx context.Context, bad map[string]string, q string, a
 		r.PortRangeMin, r.PortRangeMax = nullInt(rr.pmin), nullInt(rr.pmax)
 		r.CreatedAt, r.UpdatedAt = parseTime(rr.created), parseTime(rr.updated)
 		r.Tags = []string{}
-		out = append(out, r)
-	}
-	return out, rows.Err()
+		return r, true, nil
+	})
 }
 
 // ruleRow is what ruleSelect scans into.

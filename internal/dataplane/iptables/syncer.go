@@ -373,9 +373,12 @@ func (s *Syncer) read(ctx context.Context, f Family, st *Stats) (*[2]*tableState
 	return &out, nil
 }
 
-// save reads one table.
+// save reads one table, again when the read failed transiently
+// (RetrySave).
 func (s *Syncer) save(ctx context.Context, f Family, table string) (map[string]*tableState, error) {
-	out, err := s.exec.Run(ctx, nil, s.backend.Command(f, "save"), "-t", table)
+	out, err := RetrySave(ctx, func(ctx context.Context) ([]byte, error) {
+		return s.exec.Run(ctx, nil, s.backend.Command(f, "save"), "-t", table)
+	})
 	if err != nil {
 		return nil, fmt.Errorf("read %s table: %w", table, err)
 	}

@@ -138,6 +138,12 @@ func (s *Source) run(ctx context.Context, name string, args ...string) ([]byte, 
 	return ex.Run(ctx, nil, name, args...)
 }
 
+// save runs an iptables-save tool with counters, again when it failed only
+// because another process committed while it read (iptables.RetrySave).
+func (s *Source) save(ctx context.Context, tool string) ([]byte, error) {
+	return iptables.RetrySave(ctx, func(ctx context.Context) ([]byte, error) { return s.run(ctx, tool, "-c") })
+}
+
 // pickBackend picks the iptables variant to read: the one whose tables
 // hold Neutron's or moat's chains. iptables-legacy-save is never run
 // unless legacy tables exist, because reading them through the legacy
@@ -149,7 +155,7 @@ func (s *Source) pickBackend(ctx context.Context) (iptables.Backend, []byte, err
 		b, err := iptables.ParseBackend(s.Backend)
 		return b, nil, err
 	}
-	nftOut, nftErr := s.run(ctx, iptables.NFT.Command(iptables.IPv4, "save"), "-c")
+	nftOut, nftErr := s.save(ctx, iptables.NFT.Command(iptables.IPv4, "save"))
 	if nftErr == nil && bytes.Contains(nftOut, []byte(":neutron-")) {
 		return iptables.NFT, nftOut, nil
 	}
@@ -170,7 +176,7 @@ func (s *Source) loadLive(ctx context.Context) (*trace.Host, string, error) {
 	}
 	h := &trace.Host{}
 	if v4out == nil {
-		if v4out, err = s.run(ctx, b.Command(iptables.IPv4, "save"), "-c"); err != nil {
+		if v4out, err = s.save(ctx, b.Command(iptables.IPv4, "save")); err != nil {
 			return nil, "", err
 		}
 	}
@@ -191,7 +197,7 @@ func (s *Source) loadLive(ctx context.Context) (*trace.Host, string, error) {
 	where += ")"
 	// Without IPv6 rules or ipsets a trace still works for what does not
 	// need them; say what is missing.
-	if out, err := s.run(ctx, b.Command(iptables.IPv6, "save"), "-c"); err == nil {
+	if out, err := s.save(ctx, b.Command(iptables.IPv6, "save")); err == nil {
 		if h.IPv6, err = trace.ParseSaveString(string(out), true); err != nil {
 			return nil, "", fmt.Errorf("%s output: %w", b.Command(iptables.IPv6, "save"), err)
 		}

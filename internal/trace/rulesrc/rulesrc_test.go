@@ -224,3 +224,45 @@ func TestProvenanceFromTheStore(t *testing.T) {
 		t.Errorf("unknown port: note %q", note)
 	}
 }
+
+// racing fails the first fail runs of each iptables-save tool as
+// iptables-nft-save does when another process commits while it reads.
+type racing struct {
+	*kernel
+	fail  int
+	saves map[string]int
+}
+
+func (r *racing) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
+	if strings.HasSuffix(name, "tables-nft-save") {
+		r.saves[name]++
+		if r.saves[name] <= r.fail {
+			return nil, &dataplane.CommandError{Cmd: name, Err: fmt.Errorf("exit status 1"), Stderr: "Set with index 0 not found\n"}
+		}
+	}
+	return r.kernel.Run(ctx, stdin, name, args...)
+}
+
+// A live read that races another process's commit is read again
+// (iptables.RetrySave), for both families.
+func TestLoadLiveRetriesRacingSave(t *testing.T) {
+	ctx := context.Background()
+	k := &kernel{ipt: iptablestest.New(), out: map[string]string{}}
+	for _, tool := range []string{"iptables-nft-restore", "ip6tables-nft-restore"} {
+		if _, err := k.Run(ctx, []byte("*filter\n:neutron-openvswi-sg-chain - [0:0]\n-A FORWARD -j neutron-openvswi-sg-chain\nCOMMIT\n"), tool); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := &racing{kernel: k, fail: 2, saves: map[string]int{}}
+	s := Source{Exec: r}
+	h, where, err := s.Load(ctx, nil)
+	if err != nil {
+		t.Fatalf("Load: %v (ran %q)", err, k.runs)
+	}
+	if h.IPv4 == nil || h.IPv6 == nil || strings.Contains(where, "no IPv6 rules") {
+		t.Errorf("where %q; IPv4 %v, IPv6 %v", where, h.IPv4 != nil, h.IPv6 != nil)
+	}
+	if r.saves["iptables-nft-save"] != 3 || r.saves["ip6tables-nft-save"] != 3 {
+		t.Errorf("saves %v, want 3 of each (two failed, one read)", r.saves)
+	}
+}

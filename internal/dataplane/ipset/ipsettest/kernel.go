@@ -14,6 +14,7 @@ package ipsettest
 import (
 	"context"
 	"fmt"
+	"maps"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -120,12 +121,7 @@ func (k *Kernel) Run(ctx context.Context, stdin []byte, name string, args ...str
 
 func (k *Kernel) save() string {
 	var w hybrid.IPSetWriter
-	names := make([]string, 0, len(k.sets))
-	for n := range k.sets {
-		names = append(names, n)
-	}
-	slices.Sort(names)
-	for _, n := range names {
+	for _, n := range slices.Sorted(maps.Keys(k.sets)) {
 		s := k.sets[n]
 		w.Create(n, s.Type, s.Family, hybrid.IPSetHeader{HashSize: 1024, MaxElem: s.MaxElem, BucketSize: 12, InitVal: "0x12345678"})
 		for _, m := range s.Members {
