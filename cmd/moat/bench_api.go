@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
@@ -31,6 +32,7 @@ type benchAPIFlags struct {
 	timeout    time.Duration
 	progress   int
 	cleanup    bool
+	cpuProfile string
 }
 
 func init() {
@@ -78,6 +80,7 @@ descendants.`,
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "timeout of each HTTP request")
 	fl.IntVar(&f.progress, "progress-every", 1000, "creates between progress lines on stderr")
 	fl.BoolVar(&f.cleanup, "cleanup", false, "delete the bench's groups and rules at the end")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (client and in-process servers) to this file")
 	benchCmd.AddCommand(cmd)
 }
 
@@ -92,6 +95,17 @@ func runBenchAPI(ctx context.Context, f *benchAPIFlags, out, errw io.Writer) err
 	}
 	if f.url != "" && f.db != "" {
 		return fmt.Errorf("--db configures the in-process server; it cannot be used with --url")
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
 	}
 	url, target := f.url, f.target
 	if url == "" {

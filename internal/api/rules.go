@@ -57,6 +57,11 @@ func (s *Server) ruleResource() *resource[neutron.SecurityGroupRule, neutron.Rul
 	return &resource[neutron.SecurityGroupRule, neutron.RuleRequest]{
 		kind:     neutron.SecurityGroupRules,
 		notFound: neutron.SecurityGroupRuleNotFound,
+		// Rule creates (single and bulk) run beside each other on
+		// PostgreSQL: createRules reads groups, quotas (CountRules),
+		// duplicates (RuleWithKey) and inserts rules, which the store
+		// guards with keyed locks (internal/store/concurrent.go).
+		concurrentCreate: true,
 		// A rule the caller may not see is the policy engine's generic 404.
 		hidden: func(string) *neutron.Error { return neutron.NotFoundGeneric() },
 		load:   alone((*store.Tx).GetRule),

@@ -500,6 +500,10 @@ func (t *Tx) RuleWithKey(ctx context.Context, sgID string, keys []string) (strin
 	if len(keys) == 0 {
 		return "", nil
 	}
+	// Concurrent creates into this group wait until this one commits.
+	if err := t.lockKey(ctx, groupRulesKey(sgID), false); err != nil {
+		return "", err
+	}
 	args := []any{sgID}
 	for _, k := range keys {
 		args = append(args, k)
@@ -525,6 +529,14 @@ func (t *Tx) RulesOfGroup(ctx context.Context, sgID string) ([]neutron.SecurityG
 func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule) error {
 	groups := map[string]bool{}
 	for _, r := range rules {
+		// The group's duplicate check and the project's rule count (if
+		// a concurrent transaction counts) see this rule or wait for it.
+		if err := t.lockKey(ctx, groupRulesKey(r.SecurityGroupID), false); err != nil {
+			return err
+		}
+		if err := t.lockKey(ctx, projectRulesKey(r.ProjectID), true); err != nil {
+			return err
+		}
 		if r.ID == "" {
 			r.ID = uuid.NewString()
 		}
@@ -602,6 +614,11 @@ func (t *Tx) deleteRule(ctx context.Context, r *neutron.SecurityGroupRule, bumpG
 
 // CountRules counts the rules a project owns, as Neutron's quota does.
 func (t *Tx) CountRules(ctx context.Context, projectID string) (int, error) {
+	// The count holds until commit: concurrent creates of the project's
+	// rules wait for this transaction, or it for them.
+	if err := t.lockKey(ctx, projectRulesKey(projectID), false); err != nil {
+		return 0, err
+	}
 	return t.count(ctx, `SELECT COUNT(*) FROM security_group_rules WHERE project_id = ?`, projectID)
 }
 
