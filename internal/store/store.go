@@ -415,7 +415,16 @@ func (s *Store) write(ctx context.Context, concurrent bool, fn func(*Tx) error) 
 
 // Read runs fn in a read-only transaction: a consistent snapshot.
 func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
-	sqlTx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.d.name() == "postgres"})
+	opts := &sql.TxOptions{}
+	if s.d.name() == "postgres" {
+		// REPEATABLE READ: every statement sees the snapshot of the first,
+		// so a host snapshot's revision and its rows agree even while the
+		// sequencer and other servers commit (READ COMMITTED, the default,
+		// takes a new snapshot per statement). Read-only, it never fails
+		// to serialise.
+		opts = &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	sqlTx, err := s.reader.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin read transaction: %w", err)
 	}
