@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
 // The Go benchmarks measure moat in-process, over real HTTP on loopback
@@ -114,6 +116,7 @@ func TestMain(m *testing.M) {
 	if listFixture.dir != "" {
 		os.RemoveAll(listFixture.dir)
 	}
+	pgtest.Stop()
 	os.Exit(code)
 }
 

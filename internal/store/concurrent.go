@@ -43,8 +43,13 @@ func (t *Tx) allowed(q string) error {
 	s := strings.TrimSpace(q)
 	verb, _, _ := strings.Cut(s, " ")
 	switch strings.ToUpper(verb) {
-	case "SELECT", "WITH":
+	case "SELECT":
 		return nil
+	case "WITH": // a read unless a CTE modifies data
+		u := strings.ToUpper(s)
+		if !strings.Contains(u, "INSERT") && !strings.Contains(u, "UPDATE") && !strings.Contains(u, "DELETE") {
+			return nil
+		}
 	}
 	for _, p := range concurrentWrites {
 		if strings.HasPrefix(s, p) {

@@ -48,6 +48,11 @@ const (
 var (
 	pollInterval     = 500 * time.Millisecond
 	electionInterval = time.Second
+	// batchGap is the least time between two batches of the sequencer,
+	// and between two wake-ups a store sends it: under load every batch
+	// then carries the changes of many commits (a batch and a NOTIFY cost
+	// a few round trips each) for at most this much more latency.
+	batchGap = 2 * time.Millisecond
 )
 
 // sequenceSQL moves up to $1 committed pending changes into the change
@@ -181,6 +186,9 @@ func (s *Store) runKicker() {
 		if _, err := s.writer.ExecContext(b.ctx, `SELECT pg_notify($1, '')`, pendingChannel); err != nil && b.ctx.Err() == nil {
 			b.log.Warn("wake the change log sequencer", "err", err)
 		}
+		if !b.sleep(batchGap) { // commits meanwhile share the next wake-up
+			return
+		}
 	}
 }
 
@@ -245,6 +253,9 @@ func (s *Store) sequencerSession() error {
 			if n < sequenceBatch {
 				break
 			}
+		}
+		if !b.sleep(batchGap) { // let the next batch gather commits
+			return b.ctx.Err()
 		}
 		wctx, cancel := context.WithTimeout(b.ctx, pollInterval)
 		_, err := conn.WaitForNotification(wctx)
