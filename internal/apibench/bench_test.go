@@ -9,6 +9,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/moat-sg/moat/internal/moatbin"
 	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
@@ -117,6 +118,7 @@ func TestMain(m *testing.M) {
 		os.RemoveAll(listFixture.dir)
 	}
 	pgtest.Stop()
+	moatbin.Remove()
 	os.Exit(code)
 }
 

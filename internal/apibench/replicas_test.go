@@ -1,15 +1,20 @@
 package apibench
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"slices"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/moat-sg/moat/internal/moatbin"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/store/pgtest"
 )
@@ -162,5 +167,96 @@ func TestReplicasKeepRuleChecks(t *testing.T) {
 	got := burst(20, func(i int) []byte { return b.ruleJSON(100 + i) })
 	if got[http.StatusCreated] != 5 || got[http.StatusConflict] != 15 {
 		t.Errorf("20 creates with room for 5: statuses %v, want five 201 and fifteen 409", got)
+	}
+}
+
+// freeAddr is a loopback address nobody listens on (a moment ago).
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// TestServerProcessesOnOnePostgres: two `moat server --migrate always`
+// processes started at once on one fresh PostgreSQL database both come up
+// (the second waits on the migration lock) and serve the API; a rule
+// created through one is read through the other, and both servers' stores
+// follow one change log (read here through a third handle).
+func TestServerProcessesOnOnePostgres(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	db := pgtest.Start(t).NewDatabase(t)
+	bin := moatbin.Build(t)
+	var urls []string
+	for i := 0; i < 2; i++ {
+		addr := freeAddr(t)
+		cmd := exec.Command(bin, "server", "--auth", "headers", "--listen", addr, "--db", db, "--migrate", "always", "--log-level", "warn")
+		var logs bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &logs, &logs
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() {
+			cmd.Process.Signal(os.Interrupt)
+			cmd.Wait()
+			if t.Failed() {
+				t.Logf("server %d log:\n%s", i, logs.String())
+			}
+		})
+		urls = append(urls, "http://"+addr)
+	}
+	for _, u := range urls {
+		for {
+			r, err := http.Get(u + "/")
+			if err == nil {
+				r.Body.Close()
+				if r.StatusCode == http.StatusOK {
+					break
+				}
+			}
+			if ctx.Err() != nil {
+				t.Fatalf("server %s never answered: %v", u, err)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	b, err := newBench(Config{URL: urls[0], Target: "processes", Groups: 1}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.close()
+	if err := b.setup(ctx); err != nil {
+		t.Fatal(err)
+	}
+	const path = "/v2.0/security-group-rules"
+	r, err := b.doAt(ctx, urls[0], http.MethodPost, path, b.member, b.ruleJSON(0))
+	if err != nil || r.status != http.StatusCreated {
+		t.Fatalf("create through server 0: %v %s", err, r.body)
+	}
+	id := createdID(t, r)
+	if r, err := b.doAt(ctx, urls[1], http.MethodGet, path+"/"+id, b.member, nil); err != nil || r.status != http.StatusOK {
+		t.Fatalf("read through server 1: %v %d %s", err, r.status, r.body)
+	}
+	st, err := store.OpenMode(ctx, db, store.ReadOnly)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	for {
+		var cs []store.Change
+		if err := st.Read(ctx, func(tx *store.Tx) (err error) { cs, err = tx.ChangesSince(ctx, 0, 1000); return err }); err != nil {
+			t.Fatal(err)
+		}
+		if slices.ContainsFunc(cs, func(c store.Change) bool { return c.ObjectID == id && c.Op == store.OpCreate }) {
+			break
+		}
+		// The servers' sequencer numbers it within milliseconds.
+		if _, err := st.WaitRevision(ctx, int64(len(cs))); err != nil {
+			t.Fatalf("rule %s never reached the change log (%d changes): %v", id, len(cs), err)
+		}
 	}
 }
