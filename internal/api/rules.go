@@ -111,7 +111,8 @@ func (l *ruleLookup) group(id string) (*neutron.SecurityGroup, error) {
 	if g, ok := l.groups[id]; ok {
 		return g, nil
 	}
-	g, err := l.tx.GetSecurityGroup(l.ctx, id)
+	// Its project is what the checks need: not its tags.
+	g, err := l.tx.SecurityGroupHead(l.ctx, id)
 	if err != nil {
 		return nil, err
 	}

@@ -144,6 +144,21 @@ func (t *Tx) GetSecurityGroupFor(ctx context.Context, id, caller string) (*neutr
 // GetSecurityGroup returns the group with id, with its tags but not its
 // rules, or nil if there is none.
 func (t *Tx) GetSecurityGroup(ctx context.Context, id string) (*neutron.SecurityGroup, error) {
+	g, err := t.SecurityGroupHead(ctx, id)
+	if g == nil || err != nil {
+		return g, err
+	}
+	groups := []neutron.SecurityGroup{*g}
+	if err := t.loadSGTags(ctx, groups); err != nil {
+		return nil, err
+	}
+	return &groups[0], nil
+}
+
+// SecurityGroupHead returns the group with id without its tags or rules
+// (its own row and standard attributes: one query), or nil if there is
+// none: for checks that need only its project, as a rule create's.
+func (t *Tx) SecurityGroupHead(ctx context.Context, id string) (*neutron.SecurityGroup, error) {
 	g, err := scanSecurityGroup(t.queryRow(ctx, sgSelect+` WHERE sg.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -151,11 +166,13 @@ func (t *Tx) GetSecurityGroup(ctx context.Context, id string) (*neutron.Security
 	if err != nil {
 		return nil, fmt.Errorf("get security group %s: %w", id, err)
 	}
-	groups := []neutron.SecurityGroup{g}
-	if err := t.loadSGTags(ctx, groups); err != nil {
-		return nil, err
+	// A group's standard attributes row never changes: bumpGroups need
+	// not look it up again in this transaction.
+	if t.groupAttrs == nil {
+		t.groupAttrs = map[string]int64{}
 	}
-	return &groups[0], nil
+	t.groupAttrs[g.ID] = g.StandardAttrID
+	return &g, nil
 }
 
 // securityGroupsByID returns the groups with the given ids that exist, as
@@ -562,9 +579,11 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 
 func (t *Tx) bumpGroups(ctx context.Context, groups map[string]bool) error {
 	for _, id := range sortedKeys(groups) {
-		var sa int64
-		if err := t.queryRow(ctx, `SELECT standard_attr_id FROM security_groups WHERE id = ?`, id).Scan(&sa); err != nil {
-			return fmt.Errorf("bump revision of security group %s: %w", id, err)
+		sa, ok := t.groupAttrs[id]
+		if !ok {
+			if err := t.queryRow(ctx, `SELECT standard_attr_id FROM security_groups WHERE id = ?`, id).Scan(&sa); err != nil {
+				return fmt.Errorf("bump revision of security group %s: %w", id, err)
+			}
 		}
 		if err := t.bumpRevision(ctx, sa); err != nil {
 			return err

@@ -31,9 +31,11 @@ import (
 // connection breaks) PostgreSQL releases the lock and another takes over.
 // The batch lock keeps batches serial even if two ever ran at once.
 //
-// Wake-ups: a writer's store sends NOTIFY moat_pending after its commits
-// (outside the writer's transaction, coalesced), the sequencer LISTENs, and
-// polls every pollInterval as a safety net. After a batch the sequencer
+// Wake-ups: after its commits a writer's store wakes the sequencer in
+// process when it is the sequencer's, else sends NOTIFY moat_pending
+// (outside the writer's transaction, at most one per kickGap), which the
+// sequencer LISTENs for on a second connection; it polls every
+// pollInterval as a safety net. After a batch the sequencer
 // sends NOTIFY moat_changes; every store's listener turns that (or its own
 // poll finding a newer revision) into a close of Changed().
 const (
@@ -48,11 +50,17 @@ const (
 var (
 	pollInterval     = 500 * time.Millisecond
 	electionInterval = time.Second
-	// batchGap is the least time between two batches of the sequencer,
-	// and between two wake-ups a store sends it: under load every batch
-	// then carries the changes of many commits (a batch and a NOTIFY cost
-	// a few round trips each) for at most this much more latency.
-	batchGap = 2 * time.Millisecond
+	// batchGap is the least time between two batches of the sequencer:
+	// under load every batch then carries the changes of many commits (a
+	// batch costs five round trips) for at most this much more latency.
+	batchGap = 5 * time.Millisecond
+	// kickGap is the least time between two NOTIFY moat_pending a store
+	// sends: PostgreSQL's NOTIFY is costly (each is a transaction that
+	// takes the notification queue's lock at commit and signals the
+	// listeners), so the commits of a replica that does not sequence
+	// share one wake-up per kickGap. The sequencer's own store wakes it
+	// in process, without NOTIFY.
+	kickGap = 10 * time.Millisecond
 )
 
 // sequenceSQL moves up to $1 committed pending changes into the change
@@ -119,7 +127,8 @@ type pgBackground struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 
-	kick       chan struct{} // a commit appended pending changes
+	kick       chan struct{} // a commit appended pending changes: NOTIFY the sequencer
+	localKick  chan struct{} // the same, when this store is the sequencer
 	listenOnce sync.Once
 
 	mu     sync.Mutex
@@ -129,7 +138,7 @@ type pgBackground struct {
 func newPGBackground(cfg *pgx.ConnConfig) *pgBackground {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &pgBackground{cfg: cfg, log: slog.Default().With("component", "changelog"), ctx: ctx, cancel: cancel,
-		kick: make(chan struct{}, 1)}
+		kick: make(chan struct{}, 1), localKick: make(chan struct{}, 1)}
 }
 
 func (b *pgBackground) stop() {
@@ -186,7 +195,7 @@ func (s *Store) runKicker() {
 		if _, err := s.writer.ExecContext(b.ctx, `SELECT pg_notify($1, '')`, pendingChannel); err != nil && b.ctx.Err() == nil {
 			b.log.Warn("wake the change log sequencer", "err", err)
 		}
-		if !b.sleep(batchGap) { // commits meanwhile share the next wake-up
+		if !b.sleep(kickGap) { // commits meanwhile share the next wake-up
 			return
 		}
 	}
@@ -194,8 +203,12 @@ func (s *Store) runKicker() {
 
 // kickSequencer is called after a commit that appended pending changes.
 func (s *Store) kickSequencer() {
+	ch := s.pg.kick
+	if s.Sequencing() {
+		ch = s.pg.localKick
+	}
 	select {
-	case s.pg.kick <- struct{}{}:
+	case ch <- struct{}{}:
 	default: // one is queued already
 	}
 }
@@ -235,12 +248,38 @@ func (s *Store) sequencerSession() error {
 			return b.ctx.Err()
 		}
 	}
+	// The batches run on this connection, which holds the lock; another
+	// one LISTENs for the other stores' wake-ups meanwhile.
+	sctx, cancel := context.WithCancel(b.ctx)
+	defer cancel()
+	lconn, err := b.connect(sctx)
+	if err != nil {
+		return fmt.Errorf("connect the wake-up listener: %w", err)
+	}
+	defer closeConn(lconn)
+	if _, err := lconn.Exec(sctx, `LISTEN `+pendingChannel); err != nil {
+		return fmt.Errorf("listen %s: %w", pendingChannel, err)
+	}
+	remote := make(chan struct{}, 1)
+	listenErr := make(chan error, 1)
+	go func() {
+		for {
+			if _, err := lconn.WaitForNotification(sctx); err != nil {
+				listenErr <- err
+				return
+			}
+			select {
+			case remote <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	defer func() { cancel(); <-listenErr }() // before closeConn(lconn)
 	b.setLeader(true)
 	defer b.setLeader(false)
 	b.log.Info("this server sequences the change log")
-	if _, err := conn.Exec(b.ctx, `LISTEN `+pendingChannel); err != nil {
-		return fmt.Errorf("listen %s: %w", pendingChannel, err)
-	}
+	poll := time.NewTimer(pollInterval)
+	defer poll.Stop()
 	for {
 		for {
 			n, _, err := sequenceOnce(b.ctx, conn.Begin)
@@ -257,14 +296,16 @@ func (s *Store) sequencerSession() error {
 		if !b.sleep(batchGap) { // let the next batch gather commits
 			return b.ctx.Err()
 		}
-		wctx, cancel := context.WithTimeout(b.ctx, pollInterval)
-		_, err := conn.WaitForNotification(wctx)
-		cancel()
-		if b.ctx.Err() != nil {
+		poll.Reset(pollInterval)
+		select {
+		case <-b.ctx.Done():
 			return b.ctx.Err()
-		}
-		if err != nil && !pgconn.Timeout(err) {
+		case err := <-listenErr:
+			listenErr <- err // for the deferred wait
 			return fmt.Errorf("wait for %s: %w", pendingChannel, err)
+		case <-b.localKick:
+		case <-remote:
+		case <-poll.C:
 		}
 	}
 }

@@ -447,6 +447,8 @@ type Tx struct {
 	locked     map[string]bool
 	// logged: the transaction appended to the change log.
 	logged bool
+	// groupAttrs are the standard attribute ids of the groups read.
+	groupAttrs map[string]int64
 	// bumped remembers revisions already bumped in this transaction:
 	// Neutron bumps an object at most once per transaction.
 	bumped map[int64]bool
