@@ -42,6 +42,9 @@ func (postgresDialect) hasTable(ctx context.Context, db *sql.DB, name string) (b
 	return ok, nil
 }
 
+// maxPGConns is the size of a store's PostgreSQL pool.
+const maxPGConns = 16
+
 func openPostgres(rawURL string, mode Mode) (*Store, error) {
 	cfg, err := pgx.ParseConfig(rawURL)
 	if err != nil {
@@ -57,7 +60,12 @@ func openPostgres(rawURL string, mode Mode) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	db.SetMaxOpenConns(16)
+	// Keep every connection the pool opens: database/sql keeps only 2
+	// idle by default and closes the rest, so concurrent writers made
+	// PostgreSQL fork a backend (and moat re-prepare its statements) for
+	// most transactions.
+	db.SetMaxOpenConns(maxPGConns)
+	db.SetMaxIdleConns(maxPGConns)
 	s := &Store{d: postgresDialect{}, writer: db, reader: db, pg: newPGBackground(cfg)}
 	if mode == ReadOnly {
 		s.writer = nil
