@@ -31,6 +31,7 @@ var concurrentWrites = []string{
 	"INSERT INTO standard_attrs ",
 	"INSERT INTO security_group_rules ",
 	"INSERT INTO pending_changes ",
+	"WITH sa AS (INSERT INTO standard_attrs ", // insertRulePG: a rule, its attributes, its pending change
 	"UPDATE standard_attrs SET revision_number = revision_number + 1,",
 }
 

@@ -557,6 +557,13 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 		if r.ID == "" {
 			r.ID = uuid.NewString()
 		}
+		if t.d.name() == "postgres" {
+			if err := t.insertRulePG(ctx, r); err != nil {
+				return err
+			}
+			groups[r.SecurityGroupID] = true
+			continue
+		}
 		sa, err := t.insertStandardAttrs(ctx, resSecurityGroupRule, r.Description)
 		if err != nil {
 			return err
@@ -575,6 +582,31 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 		groups[r.SecurityGroupID] = true
 	}
 	return t.bumpGroups(ctx, groups)
+}
+
+// insertRulePG inserts a rule, its standard attributes and its pending
+// change in one statement (one round trip instead of three; SQLite has no
+// data-modifying WITH): what the three statements of CreateRules do.
+func (t *Tx) insertRulePG(ctx context.Context, r *neutron.SecurityGroupRule) error {
+	now := fmtTime(t.now)
+	var id int64
+	err := t.queryRow(ctx, `WITH sa AS (INSERT INTO standard_attrs (resource_type, description, revision_number, created_at, updated_at)
+			VALUES (?, ?, 0, ?, ?) RETURNING id),
+		rule AS (INSERT INTO security_group_rules (id, project_id, security_group_id, remote_group_id,
+			remote_address_group_id, direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, rule_key, standard_attr_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT id FROM sa)) RETURNING standard_attr_id),
+		logged AS (INSERT INTO pending_changes (kind, object_id, op, project_id, created_at) VALUES (?, ?, ?, ?, ?))
+		SELECT standard_attr_id FROM rule`,
+		resSecurityGroupRule, r.Description, now, now,
+		r.ID, r.ProjectID, r.SecurityGroupID, r.RemoteGroupID, r.RemoteAddressGroupID, r.Direction, r.Ethertype,
+		r.Protocol, r.PortRangeMin, r.PortRangeMax, r.RemoteIPPrefix, neutron.RuleKey(r),
+		KindSecurityGroupRule, r.ID, OpCreate, r.ProjectID, now).Scan(&id)
+	if err != nil {
+		return fmt.Errorf("insert security group rule: %w", err)
+	}
+	r.StandardAttrs = neutron.StandardAttrs{StandardAttrID: id, CreatedAt: t.now, UpdatedAt: t.now, Tags: []string{}}
+	t.logged = true
+	return nil
 }
 
 func (t *Tx) bumpGroups(ctx context.Context, groups map[string]bool) error {
