@@ -74,6 +74,26 @@ func TestReplicasServeOneDatabase(t *testing.T) {
 	if err := other.Read(ctx, func(tx *store.Tx) (err error) { start, err = tx.LatestRevision(ctx); return err }); err != nil {
 		t.Fatal(err)
 	}
+	revisions := func() []int {
+		var out []int
+		for _, g := range b.groups {
+			r, err := b.doAt(ctx, srvs[1].URL, http.MethodGet, "/v2.0/security-groups/"+g, b.member, nil)
+			if err != nil || r.status != http.StatusOK {
+				t.Fatalf("get group %s: %v %s", g, err, r.body)
+			}
+			var out1 struct {
+				SG struct {
+					Revision int `json:"revision_number"`
+				} `json:"security_group"`
+			}
+			if err := json.Unmarshal(r.body, &out1); err != nil {
+				t.Fatal(err)
+			}
+			out = append(out, out1.SG.Revision)
+		}
+		return out
+	}
+	before := revisions()
 	const path = "/v2.0/security-group-rules"
 	var ids []string
 	for i := 0; i < 5; i++ {
@@ -82,6 +102,11 @@ func TestReplicasServeOneDatabase(t *testing.T) {
 			t.Fatalf("create through replica 0: %v %s", err, r.body)
 		}
 		ids = append(ids, createdID(t, r))
+	}
+	// Rules go round-robin over the two groups: 3 and 2 creates, each
+	// bumping its group's revision_number once.
+	if after := revisions(); after[0] != before[0]+3 || after[1] != before[1]+2 {
+		t.Errorf("group revisions %v after 3 and 2 creates, were %v", after, before)
 	}
 	for _, id := range ids {
 		r, err := b.doAt(ctx, srvs[1].URL, http.MethodGet, path+"/"+id, b.member, nil)

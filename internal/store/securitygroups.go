@@ -551,18 +551,18 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 		if err := t.lockKey(ctx, groupRulesKey(r.SecurityGroupID), false); err != nil {
 			return err
 		}
-		if err := t.lockKey(ctx, projectRulesKey(r.ProjectID), true); err != nil {
-			return err
-		}
 		if r.ID == "" {
 			r.ID = uuid.NewString()
 		}
 		if t.d.name() == "postgres" {
-			if err := t.insertRulePG(ctx, r); err != nil {
+			if err := t.insertRulePG(ctx, r, len(rules) == 1); err != nil {
 				return err
 			}
 			groups[r.SecurityGroupID] = true
 			continue
+		}
+		if err := t.lockKey(ctx, projectRulesKey(r.ProjectID), true); err != nil {
+			return err
 		}
 		sa, err := t.insertStandardAttrs(ctx, resSecurityGroupRule, r.Description)
 		if err != nil {
@@ -585,27 +585,60 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 }
 
 // insertRulePG inserts a rule, its standard attributes and its pending
-// change in one statement (one round trip instead of three; SQLite has no
-// data-modifying WITH): what the three statements of CreateRules do.
-func (t *Tx) insertRulePG(ctx context.Context, r *neutron.SecurityGroupRule) error {
+// change in one statement, one round trip instead of three (SQLite has no
+// data-modifying WITH). In a concurrent transaction the same statement
+// takes the project's rule-count lock, shared (see concurrent.go: taking
+// it in the insert's statement is enough, since what it orders is this
+// transaction's commit against a count's); and with bump, when the
+// group's standard attributes were read in this transaction, it bumps the
+// group's revision too (CreateRules' bumpGroups then skips it).
+func (t *Tx) insertRulePG(ctx context.Context, r *neutron.SecurityGroupRule, bump bool) error {
 	now := fmtTime(t.now)
-	var id int64
-	err := t.queryRow(ctx, `WITH sa AS (INSERT INTO standard_attrs (resource_type, description, revision_number, created_at, updated_at)
+	q := `WITH sa AS (INSERT INTO standard_attrs (resource_type, description, revision_number, created_at, updated_at)
 			VALUES (?, ?, 0, ?, ?) RETURNING id),
 		rule AS (INSERT INTO security_group_rules (id, project_id, security_group_id, remote_group_id,
 			remote_address_group_id, direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, rule_key, standard_attr_id)
 			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT id FROM sa)) RETURNING standard_attr_id),
-		logged AS (INSERT INTO pending_changes (kind, object_id, op, project_id, created_at) VALUES (?, ?, ?, ?, ?))
-		SELECT standard_attr_id FROM rule`,
-		resSecurityGroupRule, r.Description, now, now,
+		logged AS (INSERT INTO pending_changes (kind, object_id, op, project_id, created_at) VALUES (?, ?, ?, ?, ?))`
+	args := []any{resSecurityGroupRule, r.Description, now, now,
 		r.ID, r.ProjectID, r.SecurityGroupID, r.RemoteGroupID, r.RemoteAddressGroupID, r.Direction, r.Ethertype,
 		r.Protocol, r.PortRangeMin, r.PortRangeMax, r.RemoteIPPrefix, neutron.RuleKey(r),
-		KindSecurityGroupRule, r.ID, OpCreate, r.ProjectID, now).Scan(&id)
-	if err != nil {
+		KindSecurityGroupRule, r.ID, OpCreate, r.ProjectID, now}
+	groupSA, known := t.groupAttrs[r.SecurityGroupID]
+	bump = bump && known && !t.bumped[groupSA]
+	if bump {
+		q += `,
+		bumped AS (UPDATE standard_attrs SET revision_number = revision_number + 1, updated_at = ? WHERE id = ?)`
+		args = append(args, now, groupSA)
+	}
+	lock := t.concurrent && !t.locked["s:"+projectRulesKey(r.ProjectID)] && !t.locked["x:"+projectRulesKey(r.ProjectID)]
+	if lock {
+		q += `,
+		locked AS (SELECT pg_advisory_xact_lock_shared(?, hashtext(?)) AS l)
+		SELECT standard_attr_id FROM rule, locked`
+		args = append(args, int32(writeLockKey), projectRulesKey(r.ProjectID))
+	} else {
+		q += `
+		SELECT standard_attr_id FROM rule`
+	}
+	var id int64
+	if err := t.queryRow(ctx, q, args...).Scan(&id); err != nil {
 		return fmt.Errorf("insert security group rule: %w", err)
 	}
 	r.StandardAttrs = neutron.StandardAttrs{StandardAttrID: id, CreatedAt: t.now, UpdatedAt: t.now, Tags: []string{}}
 	t.logged = true
+	if lock {
+		if t.locked == nil {
+			t.locked = map[string]bool{}
+		}
+		t.locked["s:"+projectRulesKey(r.ProjectID)] = true
+	}
+	if bump {
+		if t.bumped == nil {
+			t.bumped = map[int64]bool{}
+		}
+		t.bumped[groupSA] = true
+	}
 	return nil
 }
 
