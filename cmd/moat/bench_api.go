@@ -100,6 +100,9 @@ func runBenchAPI(ctx context.Context, f *benchAPIFlags, out, errw io.Writer) err
 	if f.url != "" && f.db != "" {
 		return fmt.Errorf("--db configures the in-process server; it cannot be used with --url")
 	}
+	if f.replicas == 0 { // unset: one server
+		f.replicas = 1
+	}
 	if f.replicas < 1 {
 		return fmt.Errorf("--replicas must be at least 1")
 	}
