@@ -415,3 +415,50 @@ func rebindFor(url, q string) string {
 	}
 	return q
 }
+
+// TestSequencerSurvivesKilledConnection: PostgreSQL ends the sequencer's
+// session (pg_terminate_backend, as a failover or a network cut would):
+// its lock is released, a store takes it again and changes committed
+// before and after are numbered, none lost or repeated.
+func TestSequencerSurvivesKilledConnection(t *testing.T) {
+	shortIntervals(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	url := pgtest.Start(t).NewDatabase(t)
+	a, b := openURL(t, url), openURL(t, url)
+	waitFor(t, "a store sequences", func() bool { return a.Sequencing() || b.Sequencing() })
+	write := func(s *Store, id string) {
+		t.Helper()
+		if err := s.Write(ctx, func(tx *Tx) error { return tx.logChange(ctx, KindQuota, id, OpUpdate, "p") }); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write(a, "before")
+	db := rawDB(t, url)
+	// The session holding the sequencer lock (classid/objid are the key's
+	// high and low 32 bits).
+	res, err := db.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND granted AND classid = $1 AND objid = $2 AND objsubid = 1`,
+		uint32(uint64(seqLeaderKey)>>32), uint32(uint64(seqLeaderKey)&0xffffffff))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := res.RowsAffected(); n != 1 {
+		t.Fatalf("%d sessions held the sequencer lock, want 1", n)
+	}
+	write(b, "after")
+	if _, err := a.WaitRevision(ctx, 1); err != nil {
+		t.Fatalf("no revision 2 after the sequencer's session was killed: %v", err)
+	}
+	var ids []string
+	for i, c := range changesSince(t, a, 0) {
+		if c.Revision != int64(i+1) {
+			t.Fatalf("change %d has revision %d", i, c.Revision)
+		}
+		ids = append(ids, c.ObjectID)
+	}
+	if strings.Join(ids, ",") != "before,after" {
+		t.Fatalf("change log %v, want before,after", ids)
+	}
+	waitFor(t, "a store sequences again", func() bool { return a.Sequencing() || b.Sequencing() })
+}
