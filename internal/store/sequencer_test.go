@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -461,4 +462,45 @@ func TestSequencerSurvivesKilledConnection(t *testing.T) {
 		t.Fatalf("change log %v, want before,after", ids)
 	}
 	waitFor(t, "a store sequences again", func() bool { return a.Sequencing() || b.Sequencing() })
+}
+
+// TestChangePropagatesAcrossReplicas measures, with the production
+// intervals, how long a change committed through one store takes to wake
+// a follower on another, when the writer's store sequences (an in-process
+// wake-up) and when the follower's does (NOTIFY moat_pending): through the
+// wake-ups, not the 500 ms polls, and within the watch's 1 s goal.
+func TestChangePropagatesAcrossReplicas(t *testing.T) {
+	for _, writerSequences := range []bool{true, false} {
+		t.Run(fmt.Sprintf("writer sequences=%v", writerSequences), func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			url := pgtest.Start(t).NewDatabase(t)
+			first := openURL(t, url)
+			waitFor(t, "a store sequences", first.Sequencing)
+			second := openURL(t, url)
+			writer, follower := first, second
+			if !writerSequences {
+				writer, follower = second, first
+			}
+			follower.Changed() // start its listener
+			const n = 40
+			var lat []time.Duration
+			for i := 0; i < n; i++ {
+				t0 := time.Now()
+				if err := writer.Write(ctx, func(tx *Tx) error { return tx.logChange(ctx, KindQuota, "p", OpUpdate, "p") }); err != nil {
+					t.Fatal(err)
+				}
+				if _, err := follower.WaitRevision(ctx, int64(i)); err != nil {
+					t.Fatal(err)
+				}
+				lat = append(lat, time.Since(t0))
+			}
+			slices.Sort(lat)
+			p50, p99 := lat[n/2], lat[n*99/100]
+			t.Logf("commit on one store -> follower on another woken: p50 %v, p99 %v", p50, p99)
+			if p50 > 200*time.Millisecond || p99 > time.Second {
+				t.Errorf("p50 %v, p99 %v: the wake-ups do not work, the follower waits for the polls", p50, p99)
+			}
+		})
+	}
 }
