@@ -35,6 +35,7 @@ type benchAPIFlags struct {
 	cleanup    bool
 	cpuProfile string
 	replicas   int
+	replicaURL []string
 }
 
 func init() {
@@ -84,6 +85,7 @@ descendants.`,
 	fl.IntVar(&f.progress, "progress-every", 1000, "creates between progress lines on stderr")
 	fl.BoolVar(&f.cleanup, "cleanup", false, "delete the bench's groups and rules at the end")
 	fl.IntVar(&f.replicas, "replicas", 1, "in-process moat servers on the one --db (PostgreSQL for more than 1); creates go round-robin over them")
+	fl.StringSliceVar(&f.replicaURL, "replica-url", nil, "more endpoints of the --url API (server replicas on one database; repeatable): creates go round-robin over all")
 	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (client and in-process servers) to this file")
 	benchCmd.AddCommand(cmd)
 }
@@ -107,7 +109,10 @@ func runBenchAPI(ctx context.Context, f *benchAPIFlags, out, errw io.Writer) err
 		return fmt.Errorf("--replicas must be at least 1")
 	}
 	if f.url != "" && f.replicas > 1 {
-		return fmt.Errorf("--replicas starts in-process servers; it cannot be used with --url")
+		return fmt.Errorf("--replicas starts in-process servers; it cannot be used with --url (list other endpoints with --replica-url)")
+	}
+	if f.url == "" && len(f.replicaURL) > 0 {
+		return fmt.Errorf("--replica-url adds endpoints to --url")
 	}
 	if f.cpuProfile != "" {
 		pf, err := os.Create(f.cpuProfile)
@@ -121,7 +126,7 @@ func runBenchAPI(ctx context.Context, f *benchAPIFlags, out, errw io.Writer) err
 		defer pprof.StopCPUProfile()
 	}
 	url, target := f.url, f.target
-	var replicaURLs []string
+	replicaURLs := f.replicaURL
 	if url == "" {
 		srvs, err := apibench.StartReplicas(ctx, f.db, f.replicas, errw)
 		if err != nil {
