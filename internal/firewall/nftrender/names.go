@@ -44,14 +44,12 @@ const (
 	MapZone = "zone_of"
 	// SetStateless holds the interfaces of stateless ports.
 	SetStateless = "stateless"
-	// ChainForward (forward hook) and ChainInput (input hook) dispatch.
+	// ChainForward (forward hook) dispatches through MapForward.
 	ChainForward = "filter-forward"
-	ChainInput   = "filter-input"
-	// MapForward and MapInput map bridge . (mark & DirMark) to a port's
-	// verdict: a jump to its chain, accept (port security off, trusted)
-	// or drop (a rejected port).
+	// MapForward maps bridge . (mark & DirMark) to a port's verdict: a
+	// jump to its chain, accept (port security off, trusted) or drop (a
+	// rejected port).
 	MapForward = "forward_ports"
-	MapInput   = "input_ports"
 	// SetSpoof holds the (bridge, MAC, address) triples a port may send
 	// from; its address field is an interval.
 	SetSpoof = "spoof_ok"

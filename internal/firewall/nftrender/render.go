@@ -183,7 +183,7 @@ func renderFamily(rs *firewall.Ruleset, fam family, ports map[string]string, tap
 			return nil, fmt.Errorf("chain %s: %d rules, the layout has none there", name, len(c.Rules))
 		}
 	}
-	forward, input, err := r.dispatch(filter)
+	forward, err := r.dispatch(filter)
 	if err != nil {
 		return nil, err
 	}
@@ -233,7 +233,6 @@ func renderFamily(rs *firewall.Ruleset, fam family, ports map[string]string, tap
 		&nft.Set{Name: MapZone, Key: []nft.DataType{nft.TypeIfName}, Value: nft.TypeCTZone, Elements: zones},
 		&nft.Set{Name: SetStateless, Key: []nft.DataType{nft.TypeIfName}, Elements: stateless},
 		&nft.Set{Name: MapForward, Key: []nft.DataType{nft.TypeIfName, nft.TypeMark}, Value: nft.TypeVerdict, Elements: forward},
-		&nft.Set{Name: MapInput, Key: []nft.DataType{nft.TypeIfName, nft.TypeMark}, Value: nft.TypeVerdict, Elements: input},
 	)
 
 	dispatchRule := func(m string) nft.Rule {
@@ -247,7 +246,6 @@ func renderFamily(rs *firewall.Ruleset, fam family, ports map[string]string, tap
 			nft.R(string(hybrid.OriginCTZone), nft.Kw("ct zone set iifname map"), nft.Ref(MapZone)),
 		}},
 		&nft.Chain{Name: ChainForward, Base: &nft.BaseChain{Type: knftables.FilterType, Hook: knftables.ForwardHook, Priority: knftables.FilterPriority}, Rules: []nft.Rule{dispatchRule(MapForward)}},
-		&nft.Chain{Name: ChainInput, Base: &nft.BaseChain{Type: knftables.FilterType, Hook: knftables.InputHook, Priority: knftables.FilterPriority}, Rules: []nft.Rule{dispatchRule(MapInput)}},
 		&nft.Chain{Name: ChainCanary, Rules: []nft.Rule{nft.R("moat drift canary", nft.Return)}},
 	)
 	// The owned chains, translated rule by rule.
@@ -327,9 +325,12 @@ func (r *familyRender) foldSpoof(portID string, c firewall.Chain) bool {
 	return true
 }
 
-// dispatch reads the physdev rules of FORWARD, sg-chain and INPUT into
-// the dispatch maps' elements.
-func (r *familyRender) dispatch(filter *firewall.Table) (forward, input []nft.Element, err error) {
+// dispatch reads the physdev rules of FORWARD and sg-chain into the
+// forward map's elements. INPUT's dispatch rules are left out on purpose:
+// they carry --physdev-is-bridged, which never matches at INPUT, so the
+// iptables layout does not filter a VM's traffic to the host itself
+// (docs/agent.md, known limits), and neither does this one.
+func (r *familyRender) dispatch(filter *firewall.Table) (forward []nft.Element, err error) {
 	type target struct {
 		key dispatchKey
 		v   nft.Term
@@ -364,7 +365,7 @@ func (r *familyRender) dispatch(filter *firewall.Table) (forward, input []nft.El
 	// sg-chain: port → its chain, then ACCEPT.
 	sgSpecs, err := specs(hybrid.ChainSG)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	sg := map[dispatchKey]nft.Term{}
 	for i, s := range sgSpecs {
@@ -373,11 +374,11 @@ func (r *familyRender) dispatch(filter *firewall.Table) (forward, input []nft.El
 		}
 		k, err := r.physKey(phys, hybrid.ChainSG, s)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		v, err := r.verdict(hybrid.ChainSG, s)
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		if _, dup := sg[k]; !dup { // the first rule decides, as in iptables
 			sg[k] = v
@@ -415,13 +416,10 @@ func (r *familyRender) dispatch(filter *firewall.Table) (forward, input []nft.El
 		}
 		return out, nil
 	}
-	if forward, err = collect(hybrid.ChainForward, true); err != nil {
-		return nil, nil, err
+	if _, err := collect(hybrid.ChainInput, false); err != nil { // checked, not rendered
+		return nil, err
 	}
-	if input, err = collect(hybrid.ChainInput, false); err != nil {
-		return nil, nil, err
-	}
-	return forward, input, nil
+	return collect(hybrid.ChainForward, true)
 }
 
 func (r *familyRender) physKey(phys func(string, *hybrid.Rule) (dispatchKey, error), chain string, s *hybrid.Rule) (dispatchKey, error) {
