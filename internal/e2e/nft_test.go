@@ -1,0 +1,413 @@
+package e2e
+
+// The security-group scenarios with real packets on the nftables backend
+// (moat's own bridge/ip/ip6 tables, docs/nftables.md). The iptables
+// scenarios (e2e_test.go) read iptables-save counters; these read the
+// counters of moat's nft rules by the origin tag in their comments, and
+// otherwise assert what the packets do.
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	nft "github.com/moat-sg/moat/internal/dataplane/nftables"
+	"github.com/moat-sg/moat/internal/firewall/nftrender"
+	"github.com/moat-sg/moat/internal/hybrid"
+	"github.com/moat-sg/moat/internal/lab"
+)
+
+// TestNFTablesSecurityGroups runs the scenarios in one lab of 3 VMs whose
+// agent enforces with nftables.
+func TestNFTablesSecurityGroups(t *testing.T) {
+	needRoot(t)
+	e := newEnv(t, "nftables", 3)
+	vm1, vm2, vm3 := e.vm[0], e.vm[1], e.vm[2]
+	run := func(name string, f func(t *testing.T)) {
+		t.Run(name, func(t *testing.T) {
+			start := time.Now()
+			e.nftBaseline(t)
+			f(t)
+			t.Logf("%s took %s", name, time.Since(start).Round(time.Millisecond))
+		})
+	}
+	run("default drop", func(t *testing.T) {
+		tag := newTag()
+		got := listenIP(t, vm2.Netns, 1, echoRequestsWith(tag))
+		egress0 := e.nftCounter(t, nftrender.OutChain(vm1.PortID), "sgr ")
+		drop0 := e.nftCounter(t, nftrender.ChainFallback, "default-drop")
+		sendEcho(t, vm1.Netns, vm2.IP, tag, probes)
+		e.waitNFTCounter(t, nftrender.ChainFallback, "default-drop", drop0+probes)
+		if d := e.nftCounter(t, nftrender.OutChain(vm1.PortID), "sgr ") - egress0; d < probes {
+			t.Errorf("vm1's egress rule counted %d packets, want at least %d", d, probes)
+		}
+		if n := got.count(); n != 0 {
+			t.Errorf("vm2 received %d echo requests without an ingress rule", n)
+		}
+	})
+	run("ingress ICMP rule", func(t *testing.T) {
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp"))
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "l4proto icmp")
+		tag := newTag()
+		got := listenIP(t, vm2.Netns, 1, echoRequestsWith(tag))
+		delivered(t, probes, got, "ICMP echo vm1 -> vm2", func() { sendEcho(t, vm1.Netns, vm2.IP, tag, probes) })
+		if err := ping(vm1.Netns, vm2.IP); err != nil {
+			t.Errorf("after the ICMP rule: %v", err)
+		}
+	})
+	run("default group: same-group ingress in a named set", func(t *testing.T) {
+		def := e.groupID(t, "default")
+		e.setGroups(t, vm1, def)
+		e.setGroups(t, vm2, def)
+		set := hybrid.IPSetName(hybrid.IPv4, def)
+		// The members are in the set and vm3 is not (nft lists adjacent
+		// addresses of an interval set as a range: ask element by element).
+		member := func(ip string) bool {
+			_, err := nsRun(context.Background(), e.host, "nft", "get", "element", "ip", "moat", set, "{", ip, "}")
+			return err == nil
+		}
+		if !poll(applyTimeout, func() bool { return member(vm1.IP) && member(vm2.IP) && !member(vm3.IP) }) {
+			t.Fatalf("set %s: vm1 %v, vm2 %v, vm3 %v; want vm1 and vm2 only: %v", set, member(vm1.IP), member(vm2.IP), member(vm3.IP), e.nftElements(t, set))
+		}
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "@"+set)
+		for _, p := range [][2]lab.VM{{vm1, vm2}, {vm2, vm1}} {
+			if err := ping(p[0].Netns, p[1].IP); err != nil {
+				t.Errorf("same group: %v", err)
+			}
+		}
+		tag := newTag()
+		got := listenIP(t, vm2.Netns, 1, echoRequestsWith(tag))
+		drop0 := e.nftCounter(t, nftrender.ChainFallback, "default-drop")
+		sendEcho(t, vm3.Netns, vm2.IP, tag, probes)
+		e.waitNFTCounter(t, nftrender.ChainFallback, "default-drop", drop0+probes)
+		if n := got.count(); n != 0 {
+			t.Errorf("vm2 received %d echo requests from vm3, which is not in default", n)
+		}
+	})
+	run("spoofed source IP and MAC dropped", func(t *testing.T) {
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp"))
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "l4proto icmp")
+		tag := newTag()
+		got := listenIP(t, vm2.Netns, 1, echoRequestsWith(tag))
+		echo := func(i int) []byte { return icmpEcho(8, uint16(0x5000+i), 1, tag) }
+		out := nftrender.OutChain(vm1.PortID)
+		d0 := e.nftCounter(t, out, "anti-spoofing")
+		sendHdrincl(t, vm1.Netns, vm2.IP, probes, func(i int) []byte { return ipv4(spoofIP, vm2.IP, 1, uint16(i+1), echo(i)) })
+		e.waitNFTCounter(t, out, "anti-spoofing", d0+probes)
+		sendFrames(t, vm1.Netns, "eth0", probes, func(i int) []byte {
+			return ether(vm2.MAC, spoofMAC, ipv4(vm1.IP, vm2.IP, 1, uint16(i+1), echo(i+10)))
+		})
+		e.waitNFTCounter(t, out, "anti-spoofing", d0+2*probes)
+		if n := got.count(); n != 0 {
+			t.Errorf("vm2 received %d spoofed packets, want 0", n)
+		}
+		delivered(t, probes, got, "IP_HDRINCL with vm1's address", func() {
+			sendHdrincl(t, vm1.Netns, vm2.IP, probes, func(i int) []byte { return ipv4(vm1.IP, vm2.IP, 1, uint16(i+1), echo(i+20)) })
+		})
+		delivered(t, probes, got, "AF_PACKET with vm1's MAC and address", func() {
+			sendFrames(t, vm1.Netns, "eth0", probes, func(i int) []byte {
+				return ether(vm2.MAC, vm1.MAC, ipv4(vm1.IP, vm2.IP, 1, uint16(i+1), echo(i+30)))
+			})
+		})
+		if d := e.nftCounter(t, out, "anti-spoofing") - d0; d != 2*probes {
+			t.Errorf("the anti-spoofing drop counted %d packets, want %d", d, 2*probes)
+		}
+	})
+	run("port security disabled passes everything", func(t *testing.T) {
+		e.updatePort(t, vm3, map[string]any{"security_groups": []string{}, "port_security_enabled": false},
+			map[string]any{"port_security_enabled": true, "security_groups": []string{e.lab.SecurityGroupID}})
+		bridge, _ := nftrender.BridgeOf(vm3.Tap)
+		if !poll(applyTimeout, func() bool {
+			m := e.nftElementMap(t, nftrender.MapForward)
+			return m[`"`+bridge+`" . 0x00000000`] == "accept" && m[`"`+bridge+`" . 0x10000000`] == "accept"
+		}) {
+			t.Fatalf("vm3's bridge %s is not accepted in %s: %v", bridge, nftrender.MapForward, e.nftElementMap(t, nftrender.MapForward))
+		}
+		tag := newTag()
+		icmp := listenIP(t, vm3.Netns, 1, echoRequestsWith(tag))
+		delivered(t, probes, icmp, "ICMP echo vm1 -> vm3", func() { sendEcho(t, vm1.Netns, vm3.IP, tag, probes) })
+		tag2 := newTag()
+		left := capture(t, e.host, qvb(vm3), tag2)
+		sendHdrincl(t, vm3.Netns, vm1.IP, probes, func(i int) []byte {
+			return ipv4(spoofIP, vm1.IP, 1, uint16(i+1), icmpEcho(8, uint16(0x6000+i), 1, tag2))
+		})
+		if n := left.wait(probes, deliverTimeout); n != probes {
+			t.Errorf("%d of %d spoofed packets left the unfiltered port", n, probes)
+		}
+	})
+	run("stateless group", func(t *testing.T) {
+		sl := e.createGroup(t, "stateless", false)
+		e.createRule(t, ingress(sl, "protocol", "udp", "port_range_min", 7001, "port_range_max", 7001))
+		e.setGroups(t, vm2, sl)
+		bridge, _ := nftrender.BridgeOf(vm2.Tap)
+		if !poll(applyTimeout, func() bool {
+			for _, el := range e.nftElements(t, nftrender.SetStateless) {
+				if el == `"`+bridge+`"` {
+					return true
+				}
+			}
+			return false
+		}) {
+			t.Fatalf("vm2's bridge is not in %s", nftrender.SetStateless)
+		}
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "dport 7001")
+		tag := newTag()
+		srv2 := listenUDP(t, vm2.Netns, vm2.IP, 7001, tag, true)
+		cli1 := listenUDP(t, vm1.Netns, vm1.IP, 7600, tag, false)
+		delivered(t, probes, srv2.counter, "UDP vm1 -> stateless vm2:7001", func() { cli1.send(t, vm2.IP, 7001, tag, probes) })
+		if n := cli1.wait(probes, deliverTimeout); n != probes {
+			t.Errorf("vm1 got %d of %d answers from stateless vm2", n, probes)
+		}
+		// No connection state: vm1's answers to vm2 are no replies.
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "udp", "port_range_min", 7001, "port_range_max", 7001))
+		e.waitNFTRule(t, nftrender.InChain(vm1.PortID), "dport 7001")
+		srv1 := listenUDP(t, vm1.Netns, vm1.IP, 7001, tag, true)
+		cli2 := listenUDP(t, vm2.Netns, vm2.IP, 7500, tag, false)
+		cli2.send(t, vm1.IP, 7001, tag, probes)
+		if n := srv1.wait(probes, deliverTimeout); n != probes {
+			t.Errorf("stateful vm1 got %d of %d requests from stateless vm2", n, probes)
+		}
+		time.Sleep(500 * time.Millisecond)
+		if n := cli2.count(); n != 0 {
+			t.Errorf("stateless vm2 got %d answers without a rule for them, want 0", n)
+		}
+	})
+	run("flushed chain repaired", func(t *testing.T) {
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp"))
+		chain := nftrender.InChain(vm2.PortID)
+		e.waitNFTRule(t, chain, "l4proto icmp")
+		e.hostRun(t, "nft", "flush", "chain", "ip", "moat", chain)
+		e.waitNFTRule(t, chain, "l4proto icmp") // the agent's drift check
+		if err := ping(vm1.Netns, vm2.IP); err != nil {
+			t.Errorf("after the repair: %v", err)
+		}
+	})
+	run("SIGKILL and restart keep rules and zones", func(t *testing.T) {
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp"))
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "l4proto icmp")
+		zones := e.nftElementMap(t, nftrender.MapZone)
+		p := startPinger(t, vm1.Netns, vm2.IP, 100*time.Millisecond)
+		if !p.waitAnswers(5, time.Time{}, 10*time.Second) {
+			t.Fatalf("the flow vm1 -> vm2 is not answered")
+		}
+		e.stopMoat(t, syscall.SIGKILL)
+		killed := time.Now()
+		if !p.waitAnswers(5, killed, 10*time.Second) {
+			t.Errorf("the flow stopped while moat was down: the rules must stay")
+		}
+		tag := newTag()
+		got3 := listenIP(t, vm2.Netns, 1, echoRequestsWith(tag))
+		sendEcho(t, vm3.Netns, vm2.IP, tag, probes) // vm3 is in lab, which allows ICMP in now
+		e.startMoat(t)
+		restarted := time.Now()
+		if !p.waitAnswers(5, restarted, 10*time.Second) {
+			t.Errorf("the flow stopped after the restart")
+		}
+		if n := got3.wait(probes, deliverTimeout); n != probes {
+			t.Errorf("%d of %d echo requests delivered while moat was down", n, probes)
+		}
+		if after := e.nftElementMap(t, nftrender.MapZone); fmt.Sprint(after) != fmt.Sprint(zones) {
+			t.Errorf("zones changed across the restart: %v, then %v", zones, after)
+		}
+	})
+}
+
+// nftBaseline is baseline for the nftables tables: moat's tables without
+// counters, back to what they were when the subtest ends.
+func (e *env) nftBaseline(t *testing.T) {
+	t.Helper()
+	want := e.nftState(t)
+	t.Cleanup(func() {
+		var got string
+		if !poll(applyTimeout, func() bool { got = e.nftState(t); return got == want }) {
+			t.Errorf("the kernel did not return to the state before the subtest within %s:\n%s", applyTimeout, lineDiff(want, got))
+		}
+	})
+}
+
+func (e *env) nftState(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, id := range nft.MoatTables() {
+		b.WriteString(sortBlocks(normalizeElements(e.hostRun(t, "nft", "-s", "list", "table", string(id.Family), id.Name))))
+	}
+	return b.String()
+}
+
+// sortBlocks sorts a table listing's chains, sets and maps by name: nft
+// lists them in the order they were created, and a chain deleted and
+// created again comes last.
+func sortBlocks(text string) string {
+	var head, blocks []string
+	var cur []string
+	for _, l := range strings.Split(text, "\n") {
+		switch {
+		case strings.HasPrefix(l, "\t") && !strings.HasPrefix(l, "\t\t") && strings.HasSuffix(l, "{"):
+			cur = []string{l}
+		case cur != nil && l == "\t}":
+			blocks = append(blocks, strings.Join(append(cur, l), "\n"))
+			cur = nil
+		case cur != nil:
+			cur = append(cur, l)
+		case strings.TrimSpace(l) != "":
+			head = append(head, l)
+		}
+	}
+	slices.Sort(blocks)
+	return strings.Join(append(head, blocks...), "\n") + "\n"
+}
+
+// normalizeElements sorts the elements of each set in an `nft list`
+// output, one per line: the kernel lists an interval set's elements in
+// the order they were added.
+func normalizeElements(text string) string {
+	var out, block []string
+	in := false
+	flush := func() {
+		slices.Sort(block)
+		for _, el := range block {
+			out = append(out, "\t\t\t"+el)
+		}
+		block = nil
+	}
+	for _, l := range strings.Split(text, "\n") {
+		s := strings.TrimSpace(l)
+		if rest, ok := strings.CutPrefix(s, "elements = {"); ok {
+			out = append(out, "\t\telements = {")
+			in, s = true, strings.TrimSpace(rest)
+		}
+		if !in {
+			out = append(out, l)
+			continue
+		}
+		end := strings.HasSuffix(s, "}")
+		s = strings.TrimSpace(strings.TrimSuffix(s, "}"))
+		for _, el := range strings.Split(s, ",") {
+			if el = strings.TrimSpace(el); el != "" {
+				block = append(block, el)
+			}
+		}
+		if end {
+			flush()
+			out = append(out, "\t\t}")
+			in = false
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+type nftJSONRule struct {
+	Chain   string           `json:"chain"`
+	Comment string           `json:"comment"`
+	Expr    []map[string]any `json:"expr"`
+}
+
+// nftRules lists the rules of one chain of the ip moat table.
+func (e *env) nftRules(t *testing.T, chain string) []nftJSONRule {
+	t.Helper()
+	out, err := nsRun(context.Background(), e.host, "nft", "-j", "list", "chain", "ip", "moat", chain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc struct {
+		Nftables []struct {
+			Rule *nftJSONRule `json:"rule"`
+		} `json:"nftables"`
+	}
+	if err := json.Unmarshal([]byte(out), &doc); err != nil {
+		t.Fatalf("nft -j: %v", err)
+	}
+	var rules []nftJSONRule
+	for _, o := range doc.Nftables {
+		if o.Rule != nil {
+			rules = append(rules, *o.Rule)
+		}
+	}
+	return rules
+}
+
+// nftCounter sums the packet counters of a chain's rules whose origin
+// tag starts with origin.
+func (e *env) nftCounter(t *testing.T, chain, origin string) uint64 {
+	t.Helper()
+	var n uint64
+	found := false
+	for _, r := range e.nftRules(t, chain) {
+		if !strings.HasPrefix(nft.Origin(r.Comment), origin) {
+			continue
+		}
+		for _, x := range r.Expr {
+			if c, ok := x["counter"].(map[string]any); ok {
+				p, _ := c["packets"].(float64)
+				n += uint64(p)
+				found = true
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("no counted rule of origin %q in chain %s", origin, chain)
+	}
+	return n
+}
+
+func (e *env) waitNFTCounter(t *testing.T, chain, origin string, want uint64) {
+	t.Helper()
+	var got uint64
+	if !poll(dropTimeout, func() bool { got = e.nftCounter(t, chain, origin); return got >= want }) {
+		t.Fatalf("chain %s, origin %q: %d packets after %s, want at least %d", chain, origin, got, dropTimeout, want)
+	}
+}
+
+// waitNFTRule waits until the chain's listing holds sub.
+func (e *env) waitNFTRule(t *testing.T, chain, sub string) {
+	t.Helper()
+	var out string
+	if !poll(applyTimeout, func() bool {
+		out, _ = nsRun(context.Background(), e.host, "nft", "list", "chain", "ip", "moat", chain)
+		return strings.Contains(out, sub)
+	}) {
+		t.Fatalf("chain %s lacks %q after %s:\n%s", chain, sub, applyTimeout, out)
+	}
+}
+
+// nftElementMap lists a set or map of the ip moat table, element →
+// value, as `nft list` prints them.
+func (e *env) nftElementMap(t *testing.T, set string) map[string]string {
+	t.Helper()
+	out := map[string]string{}
+	for _, el := range e.nftElements(t, set) {
+		k, v, _ := strings.Cut(el, " : ")
+		out[k] = v
+	}
+	return out
+}
+
+// nftElements lists a set's elements as `nft list set` prints them,
+// sorted; nil when the set is missing.
+func (e *env) nftElements(t *testing.T, set string) []string {
+	t.Helper()
+	out, err := nsRun(context.Background(), e.host, "nft", "list", "set", "ip", "moat", set)
+	if err != nil {
+		out, err = nsRun(context.Background(), e.host, "nft", "list", "map", "ip", "moat", set)
+		if err != nil {
+			return nil
+		}
+	}
+	_, rest, ok := strings.Cut(out, "elements = {")
+	if !ok {
+		return nil
+	}
+	rest, _, _ = strings.Cut(rest, "}")
+	var els []string
+	for _, el := range strings.Split(rest, ",") {
+		if el = strings.Join(strings.Fields(el), " "); el != "" {
+			els = append(els, el)
+		}
+	}
+	return sorted(els...)
+}
