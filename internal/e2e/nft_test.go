@@ -10,6 +10,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"regexp"
 	"slices"
 	"strings"
 	"syscall"
@@ -116,6 +117,235 @@ func TestNFTablesSecurityGroups(t *testing.T) {
 		})
 		if d := e.nftCounter(t, out, "anti-spoofing") - d0; d != 2*probes {
 			t.Errorf("the anti-spoofing drop counted %d packets, want %d", d, 2*probes)
+		}
+	})
+	run("egress allow", func(t *testing.T) {
+		egressRule := map[string]any{"security_group_id": e.lab.SecurityGroupID, "direction": "egress", "ethertype": "IPv4"}
+		t.Cleanup(func() {
+			if _, ok := e.labEgressRule(t); !ok {
+				e.cleanupCall(t, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": egressRule})
+			}
+		})
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "udp", "port_range_min", 5001, "port_range_max", 5001))
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "dport 5001")
+		tag := newTag()
+		got := listenUDP(t, vm2.Netns, vm2.IP, 5001, tag, false)
+		src := listenUDP(t, vm1.Netns, vm1.IP, 0, tag, false)
+		send := func() { src.send(t, vm2.IP, 5001, tag, probes) }
+		out := nftrender.OutChain(vm1.PortID)
+		e0 := e.nftCounter(t, out, "sgr ")
+		delivered(t, probes, got.counter, "UDP vm1 -> vm2:5001 with the egress rule", send)
+		if d := e.nftCounter(t, out, "sgr ") - e0; d != probes {
+			t.Errorf("vm1's egress rule counted %d packets, want %d", d, probes)
+		}
+		id, ok := e.labEgressRule(t)
+		if !ok {
+			t.Fatal("group lab has no IPv4 egress rule")
+		}
+		e.deleteRule(t, id)
+		e.waitNFTRuleOf(t, v4, out, "sgr "+id, false)
+		f0 := e.nftCounter(t, out, "to-default-drop")
+		r0 := got.count()
+		send()
+		e.waitNFTCounter(t, out, "to-default-drop", f0+probes)
+		if d := got.count() - r0; d != 0 {
+			t.Errorf("%d datagrams delivered without an egress rule", d)
+		}
+		e.call(t, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": egressRule}, nil)
+		e.waitNFTRuleOf(t, v4, out, "sgr ", true)
+		delivered(t, probes, got.counter, "UDP vm1 -> vm2:5001 with the egress rule back", send)
+	})
+	run("DHCP client allowed, DHCP server replies from a VM dropped", func(t *testing.T) {
+		tag := newTag()
+		left := capture(t, e.host, qvb(vm1), tag)
+		out := nftrender.OutChain(vm1.PortID)
+		c0 := e.nftCounterOf(t, v4, out, "dhcp-client", "ip saddr 0.0.0.0")
+		sendFrames(t, vm1.Netns, "eth0", probes, func(i int) []byte {
+			return ether("ff:ff:ff:ff:ff:ff", vm1.MAC, ipv4("0.0.0.0", "255.255.255.255", 17, uint16(i+1), udp(68, 67, dhcp(1, vm1.MAC, 1, tag))))
+		})
+		if n := left.wait(probes, deliverTimeout); n != probes {
+			t.Errorf("%d of %d DHCPDISCOVERs left vm1's port, want all", n, probes)
+		}
+		if d := e.nftCounterOf(t, v4, out, "dhcp-client", "ip saddr 0.0.0.0") - c0; d < probes {
+			t.Errorf("the DHCP client rule counted %d packets, want at least %d", d, probes)
+		}
+		victim := listenUDP(t, vm2.Netns, "0.0.0.0", 68, tag, false)
+		s0 := e.nftCounter(t, out, "dhcp-protection")
+		sendFrames(t, vm1.Netns, "eth0", probes, func(i int) []byte {
+			return ether("ff:ff:ff:ff:ff:ff", vm1.MAC, ipv4(vm1.IP, "255.255.255.255", 17, uint16(i+1), udp(67, 68, dhcp(2, vm2.MAC, 2, tag))))
+		})
+		sendFrames(t, vm1.Netns, "eth0", probes, func(i int) []byte {
+			return ether(vm2.MAC, vm1.MAC, ipv4(vm1.IP, vm2.IP, 17, uint16(i+1), udp(67, 68, dhcp(2, vm2.MAC, 2, tag))))
+		})
+		e.waitNFTCounter(t, out, "dhcp-protection", s0+2*probes)
+		if n := left.count(); n != probes {
+			t.Errorf("%d frames with the tag left vm1's port, want only the %d DHCPDISCOVERs", n, probes)
+		}
+		if n := victim.count(); n != 0 {
+			t.Errorf("vm2 received %d DHCP server replies from vm1, want 0", n)
+		}
+	})
+	run("IPv6 neighbour discovery", func(t *testing.T) {
+		ll2 := linkLocal(vm2.MAC)
+		if !poll(10*time.Second, func() bool {
+			out, err := nsRun(context.Background(), vm2.Netns, "ip", "-6", "addr", "show", "dev", "eth0")
+			return err == nil && strings.Contains(out, ll2+"/64") && !strings.Contains(out, "tentative")
+		}) {
+			t.Fatalf("%s has no usable link-local address %s", vm2.Name, ll2)
+		}
+		if _, err := nsRun(context.Background(), vm1.Netns, "ip", "-6", "neigh", "flush", "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
+		in1, in2 := nftrender.InChain(vm1.PortID), nftrender.InChain(vm2.PortID)
+		ns0 := e.nftCounterOf(t, v6, in2, "icmpv6-nd", "nd-neighbor-solicit")
+		na0 := e.nftCounterOf(t, v6, in1, "icmpv6-nd", "nd-neighbor-advert")
+		jump0 := e.nftCounterOf(t, v6, in2, "to-default-drop", "")
+		if err := ping(vm1.Netns, ll2, "-6", "-I", "eth0"); err == nil {
+			t.Errorf("ping6 %s answered without an ingress ICMPv6 rule", ll2)
+		}
+		if !poll(dropTimeout, func() bool { return e.nftCounterOf(t, v6, in2, "to-default-drop", "") > jump0 }) {
+			t.Errorf("the echo request did not reach vm2's fallback jump")
+		}
+		if d := e.nftCounterOf(t, v6, in2, "icmpv6-nd", "nd-neighbor-solicit") - ns0; d < 1 {
+			t.Errorf("vm2's neighbour-solicitation rule counted %d packets, want at least 1", d)
+		}
+		if d := e.nftCounterOf(t, v6, in1, "icmpv6-nd", "nd-neighbor-advert") - na0; d < 1 {
+			t.Errorf("vm1's neighbour-advertisement rule counted %d packets, want at least 1", d)
+		}
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "ethertype", "IPv6", "protocol", "ipv6-icmp"))
+		e.waitNFTRuleOf(t, v6, in2, "l4proto ipv6-icmp", true)
+		if err := ping(vm1.Netns, ll2, "-6", "-I", "eth0"); err != nil {
+			t.Errorf("with an ingress ICMPv6 rule: %v", err)
+		}
+	})
+	run("remote group member added and removed", func(t *testing.T) {
+		web := e.createGroup(t, "web", true)
+		e.createRule(t, ingress(web, "protocol", "icmp", "remote_group_id", web))
+		e.setGroups(t, vm1, e.lab.SecurityGroupID, web)
+		set := hybrid.IPSetName(hybrid.IPv4, web)
+		in := nftrender.InChain(vm1.PortID)
+		e.waitNFTRule(t, in, "@"+set)
+		member := func(ip string) bool {
+			_, err := nsRun(context.Background(), e.host, "nft", "get", "element", "ip", "moat", set, "{", ip, "}")
+			return err == nil
+		}
+		chain := func() string { return e.hostRun(t, "nft", "-s", "list", "chain", "ip", "moat", in) }
+		before := chain()
+		tag := newTag()
+		got := listenIP(t, vm1.Netns, 1, echoRequestsWith(tag))
+		send := func() { sendEcho(t, vm2.Netns, vm1.IP, tag, probes) }
+		f0 := e.nftCounter(t, in, "to-default-drop")
+		send()
+		e.waitNFTCounter(t, in, "to-default-drop", f0+probes)
+		if n := got.count(); n != 0 {
+			t.Errorf("vm1 got %d echo requests from vm2, not a member of web", n)
+		}
+		e.setGroups(t, vm2, e.lab.SecurityGroupID, web)
+		if !poll(applyTimeout, func() bool { return member(vm2.IP) }) {
+			t.Fatalf("vm2 did not join set %s", set)
+		}
+		r0 := e.nftCounterOf(t, v4, in, "sgr ", "@"+set)
+		delivered(t, probes, got, "vm2 (member of web) -> vm1", send)
+		if d := e.nftCounterOf(t, v4, in, "sgr ", "@"+set) - r0; d != probes {
+			t.Errorf("the remote-group rule counted %d packets, want %d", d, probes)
+		}
+		if after := chain(); after != before {
+			t.Errorf("vm1's chain was rewritten when vm2 joined web:\n%s", lineDiff(before, after))
+		}
+		e.updatePort(t, vm2, map[string]any{"security_groups": []string{e.lab.SecurityGroupID}}, nil)
+		if !poll(applyTimeout, func() bool { return !member(vm2.IP) && member(vm1.IP) }) {
+			t.Fatalf("vm2 did not leave set %s", set)
+		}
+		f0 = e.nftCounter(t, in, "to-default-drop")
+		r1 := got.count()
+		send()
+		e.waitNFTCounter(t, in, "to-default-drop", f0+probes)
+		if d := got.count() - r1; d != 0 {
+			t.Errorf("vm1 got %d echo requests from vm2 after it left web", d)
+		}
+		if after := chain(); after != before {
+			t.Errorf("vm1's chain was rewritten when vm2 left web:\n%s", lineDiff(before, after))
+		}
+	})
+	run("deleting an allow rule stops an established flow", func(t *testing.T) {
+		id := e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp"))
+		in := nftrender.InChain(vm2.PortID)
+		e.waitNFTRule(t, in, "sgr "+id)
+		bridge, _ := nftrender.BridgeOf(vm2.Tap)
+		zone := e.nftElementMap(t, nftrender.MapZone)[`"`+bridge+`"`]
+		if zone == "" {
+			t.Fatalf("no zone for %s", bridge)
+		}
+		p := startPinger(t, vm1.Netns, vm2.IP, 100*time.Millisecond)
+		if !p.waitAnswers(5, time.Time{}, 10*time.Second) {
+			t.Fatalf("the flow vm1 -> vm2 is not answered")
+		}
+		flowID := fmt.Sprintf("id=%d ", p.id)
+		ct := func() string {
+			out, _ := nsRun(context.Background(), e.host, "conntrack", "-L", "-p", "icmp", "-w", zone)
+			return out
+		}
+		if out := ct(); !strings.Contains(out, flowID) {
+			t.Fatalf("no conntrack entry for the flow (%s) in vm2's zone %s:\n%s", flowID, zone, out)
+		}
+		e.deleteRule(t, id)
+		e.waitNFTRuleOf(t, v4, in, "sgr "+id, false)
+		if !poll(5*time.Second, func() bool { return !strings.Contains(ct(), flowID) }) {
+			t.Fatalf("the flow's conntrack entry is still in zone %s 5 s after the rule went", zone)
+		}
+		gone := time.Now()
+		f0 := e.nftCounter(t, in, "to-default-drop")
+		e.waitNFTCounter(t, in, "to-default-drop", f0+10)
+		if _, n := p.answers(gone.Add(500 * time.Millisecond)); n != 0 {
+			t.Errorf("%d answers after the flow's conntrack entry was deleted, want 0", n)
+		}
+	})
+	run("IPIP (protocol 4) allowed by a rule", func(t *testing.T) {
+		tag := newTag()
+		got := listenIP(t, vm2.Netns, 4, carrying(tag))
+		send := func() {
+			sendIP(t, vm1.Netns, 4, vm2.IP, probes, func(i int) []byte { return ipipInner(tag, uint16(i)) })
+		}
+		in := nftrender.InChain(vm2.PortID)
+		f0 := e.nftCounter(t, in, "to-default-drop")
+		send()
+		e.waitNFTCounter(t, in, "to-default-drop", f0+probes)
+		if n := got.count(); n != 0 {
+			t.Errorf("vm2 got %d IPIP packets without a rule", n)
+		}
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "ipip"))
+		e.waitNFTRule(t, in, "l4proto ipencap") // protocol 4, not 94
+		delivered(t, probes, got, "IPIP vm1 -> vm2 with --protocol ipip", send)
+	})
+	run("foreign tables survive changes and a restart", func(t *testing.T) {
+		e.hostRun(t, "nft", "add", "table", "inet", "e2e-foreign")
+		t.Cleanup(func() { _, _ = nsRun(context.Background(), e.host, "nft", "delete", "table", "inet", "e2e-foreign") })
+		e.hostRun(t, "nft", "add", "chain", "inet", "e2e-foreign", "e2echain", "{ type filter hook forward priority -10; policy accept; }")
+		e.hostRun(t, "nft", "add", "rule", "inet", "e2e-foreign", "e2echain", "counter", "comment", `"foreign rule"`)
+		e.hostRun(t, "iptables-nft", "-w", "-N", "e2e-foreign")
+		t.Cleanup(func() { _, _ = nsRun(context.Background(), e.host, "iptables-nft", "-w", "-X", "e2e-foreign") })
+		foreign := func() string {
+			var ipt []string
+			for _, l := range strings.Split(e.hostRun(t, "iptables-nft-save", "-t", "filter"), "\n") {
+				if !strings.HasPrefix(l, "#") { // the dates
+					ipt = append(ipt, l)
+				}
+			}
+			return e.hostRun(t, "nft", "-s", "list", "table", "inet", "e2e-foreign") + strings.Join(ipt, "\n")
+		}
+		want := foreign()
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp"))
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "l4proto icmp")
+		if got := foreign(); got != want {
+			t.Errorf("a change touched the foreign rules:\n%s", lineDiff(want, got))
+		}
+		e.stopMoat(t, syscall.SIGTERM)
+		e.startMoat(t)
+		if err := ping(vm1.Netns, vm2.IP); err != nil {
+			t.Errorf("after the restart: %v", err)
+		}
+		if got := foreign(); got != want {
+			t.Errorf("a restart touched the foreign rules:\n%s", lineDiff(want, got))
 		}
 	})
 	run("port security disabled passes everything", func(t *testing.T) {
@@ -234,10 +464,16 @@ func (e *env) nftState(t *testing.T) string {
 	t.Helper()
 	var b strings.Builder
 	for _, id := range nft.MoatTables() {
-		b.WriteString(sortBlocks(normalizeElements(e.hostRun(t, "nft", "-s", "list", "table", string(id.Family), id.Name))))
+		text := e.hostRun(t, "nft", "-s", "list", "table", string(id.Family), id.Name)
+		// Comments name rule ids, which change when a subtest deletes a
+		// rule and creates it again: the state is the rules' bodies.
+		text = commentRE.ReplaceAllString(text, "")
+		b.WriteString(sortBlocks(normalizeElements(text)))
 	}
 	return b.String()
 }
+
+var commentRE = regexp.MustCompile(` comment "[^"]*"`)
 
 // sortBlocks sorts a table listing's chains, sets and maps by name: nft
 // lists them in the order they were created, and a chain deleted and
@@ -307,10 +543,10 @@ type nftJSONRule struct {
 	Expr    []map[string]any `json:"expr"`
 }
 
-// nftRules lists the rules of one chain of the ip moat table.
-func (e *env) nftRules(t *testing.T, chain string) []nftJSONRule {
+// nftRules lists the rules of one chain of the ip (or ip6) moat table.
+func (e *env) nftRules(t *testing.T, f fam, chain string) []nftJSONRule {
 	t.Helper()
-	out, err := nsRun(context.Background(), e.host, "nft", "-j", "list", "chain", "ip", "moat", chain)
+	out, err := nsRun(context.Background(), e.host, "nft", "-j", "list", "chain", nftFamily(f), "moat", chain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -331,13 +567,42 @@ func (e *env) nftRules(t *testing.T, chain string) []nftJSONRule {
 	return rules
 }
 
-// nftCounter sums the packet counters of a chain's rules whose origin
-// tag starts with origin.
+func nftFamily(f fam) string {
+	if f == v6 {
+		return "ip6"
+	}
+	return "ip"
+}
+
+// nftCounter sums the packet counters of an ip moat chain's rules whose
+// origin tag starts with origin.
 func (e *env) nftCounter(t *testing.T, chain, origin string) uint64 {
+	t.Helper()
+	return e.nftCounterOf(t, v4, chain, origin, "")
+}
+
+// nftCounterOf is nftCounter in a family, of the rules whose origin
+// starts with origin and whose listing (`nft list`) contains sub.
+func (e *env) nftCounterOf(t *testing.T, f fam, chain, origin, sub string) uint64 {
 	t.Helper()
 	var n uint64
 	found := false
-	for _, r := range e.nftRules(t, chain) {
+	var listing []string
+	if sub != "" {
+		out, err := nsRun(context.Background(), e.host, "nft", "-s", "list", "chain", nftFamily(f), "moat", chain)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(out, "\n") {
+			if strings.Contains(l, "comment ") {
+				listing = append(listing, l)
+			}
+		}
+	}
+	for i, r := range e.nftRules(t, f, chain) {
+		if sub != "" && (i >= len(listing) || !strings.Contains(listing[i], sub)) {
+			continue
+		}
 		if !strings.HasPrefix(nft.Origin(r.Comment), origin) {
 			continue
 		}
@@ -350,7 +615,7 @@ func (e *env) nftCounter(t *testing.T, chain, origin string) uint64 {
 		}
 	}
 	if !found {
-		t.Fatalf("no counted rule of origin %q in chain %s", origin, chain)
+		t.Fatalf("no counted rule of origin %q (%q) in chain %s %s", origin, sub, nftFamily(f), chain)
 	}
 	return n
 }
@@ -363,15 +628,19 @@ func (e *env) waitNFTCounter(t *testing.T, chain, origin string, want uint64) {
 	}
 }
 
-// waitNFTRule waits until the chain's listing holds sub.
-func (e *env) waitNFTRule(t *testing.T, chain, sub string) {
+// waitNFTRule waits until the ip moat chain's listing holds sub.
+func (e *env) waitNFTRule(t *testing.T, chain, sub string) { e.waitNFTRuleOf(t, v4, chain, sub, true) }
+
+// waitNFTRuleOf waits until the chain's listing holds sub (or, with
+// want false, no longer does).
+func (e *env) waitNFTRuleOf(t *testing.T, f fam, chain, sub string, want bool) {
 	t.Helper()
 	var out string
 	if !poll(applyTimeout, func() bool {
-		out, _ = nsRun(context.Background(), e.host, "nft", "list", "chain", "ip", "moat", chain)
-		return strings.Contains(out, sub)
+		out, _ = nsRun(context.Background(), e.host, "nft", "list", "chain", nftFamily(f), "moat", chain)
+		return strings.Contains(out, sub) == want
 	}) {
-		t.Fatalf("chain %s lacks %q after %s:\n%s", chain, sub, applyTimeout, out)
+		t.Fatalf("chain %s %s: %q present is %v after %s, want %v:\n%s", nftFamily(f), chain, sub, !want, applyTimeout, want, out)
 	}
 }
 
