@@ -354,7 +354,8 @@ func TestNFTablesSecurityGroups(t *testing.T) {
 		bridge, _ := nftrender.BridgeOf(vm3.Tap)
 		if !poll(applyTimeout, func() bool {
 			m := e.nftElementMap(t, nftrender.MapForward)
-			return m[`"`+bridge+`" . 0x00000000`] == "accept" && m[`"`+bridge+`" . 0x10000000`] == "accept"
+			want := "jump " + nftrender.ChainUnfiltered
+			return m[`"`+bridge+`" . 0x00000000`] == want && m[`"`+bridge+`" . 0x10000000`] == want
 		}) {
 			t.Fatalf("vm3's bridge %s is not accepted in %s: %v", bridge, nftrender.MapForward, e.nftElementMap(t, nftrender.MapForward))
 		}

@@ -55,6 +55,14 @@ const (
 	SetSpoof = "spoof_ok"
 	// ChainFallback is the default drop.
 	ChainFallback = "sg-fallback"
+	// ChainUnfiltered, ChainTrusted and ChainRejected are where the
+	// forward map sends a port without chains of its own: port security
+	// disabled and trusted (network:*) ports are accepted, a rejected
+	// port's traffic is dropped. A chain each, rather than a bare verdict
+	// in the map, so that a trace or a counter says which it was.
+	ChainUnfiltered = "accept-port-security-disabled"
+	ChainTrusted    = "accept-trusted-port"
+	ChainRejected   = "drop-rejected-port"
 	// ChainCanary exists in the ip table only so that the agent finds out
 	// cheaply when the tables were deleted or replaced behind its back.
 	ChainCanary = "moat-canary"

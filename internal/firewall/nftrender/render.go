@@ -247,6 +247,9 @@ func renderFamily(rs *firewall.Ruleset, fam family, ports map[string]string, tap
 		}},
 		&nft.Chain{Name: ChainForward, Base: &nft.BaseChain{Type: knftables.FilterType, Hook: knftables.ForwardHook, Priority: knftables.FilterPriority}, Rules: []nft.Rule{dispatchRule(MapForward)}},
 		&nft.Chain{Name: ChainCanary, Rules: []nft.Rule{nft.R("moat drift canary", nft.Return)}},
+		&nft.Chain{Name: ChainUnfiltered, Rules: []nft.Rule{nft.R(string(hybrid.OriginPortSecurityDisabled), nft.Kw("counter"), nft.Accept)}},
+		&nft.Chain{Name: ChainTrusted, Rules: []nft.Rule{nft.R(string(hybrid.OriginTrusted), nft.Kw("counter"), nft.Accept)}},
+		&nft.Chain{Name: ChainRejected, Rules: []nft.Rule{nft.R(string(hybrid.OriginRejectedPort), nft.Kw("counter"), nft.Drop)}},
 	)
 	// The owned chains, translated rule by rule.
 	for _, c := range filter.Chains {
@@ -426,12 +429,29 @@ func (r *familyRender) physKey(phys func(string, *hybrid.Rule) (dispatchKey, err
 	return phys(chain, s)
 }
 
+// verdictChains are the chains a dispatch rule's ACCEPT or DROP goes to,
+// by the rule's origin.
+var verdictChains = map[hybrid.OriginKind]struct {
+	chain  string
+	action hybrid.ActionKind
+}{
+	hybrid.OriginPortSecurityDisabled: {ChainUnfiltered, hybrid.Accept},
+	hybrid.OriginTrusted:              {ChainTrusted, hybrid.Accept},
+	hybrid.OriginRejectedPort:         {ChainRejected, hybrid.Drop},
+}
+
 // verdict is a dispatch rule's action as a map verdict.
 func (r *familyRender) verdict(chain string, s *hybrid.Rule) (nft.Term, error) {
 	switch s.Action.Kind {
-	case hybrid.Accept:
-		return nft.Accept, nil
-	case hybrid.Drop:
+	case hybrid.Accept, hybrid.Drop:
+		if s.Origin != nil {
+			if vc, ok := verdictChains[s.Origin.Kind]; ok && vc.action == s.Action.Kind {
+				return nft.Jump(vc.chain), nil
+			}
+		}
+		if s.Action.Kind == hybrid.Accept {
+			return nft.Accept, nil
+		}
 		return nft.Drop, nil
 	case hybrid.Jump:
 		if n, ok := r.names[s.Action.Chain]; ok {
