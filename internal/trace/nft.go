@@ -299,7 +299,7 @@ func (h *NFTHost) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 			s.mark = nftrender.DirMark
 		}
 		res.Path = append(res.Path, Step{Table: "bridge moat", Chain: nftrender.ChainMark, RuleNumber: 2,
-			Rule: "iifname @" + nftrender.SetTaps + " meta mark set meta mark | " + fmt.Sprintf("0x%x", nftrender.DirMark),
+			Rule:   "iifname @" + nftrender.SetTaps + " meta mark set meta mark | " + fmt.Sprintf("0x%x", nftrender.DirMark),
 			Result: yesNo(in), Action: map[bool]string{true: "mark", false: ""}[in]})
 	}
 	if port.Hook == HookInput {
