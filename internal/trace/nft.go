@@ -1077,7 +1077,12 @@ func exprText(raw json.RawMessage) string {
 			var x []json.RawMessage
 			_ = json.Unmarshal(v, &x)
 			if len(x) == 2 {
-				return exprText(x[0]) + " " + k + " " + exprText(x[1])
+				right := exprText(x[1])
+				var n uint64
+				if json.Unmarshal(x[1], &n) == nil {
+					right = "0x" + strconv.FormatUint(n, 16) // a mark
+				}
+				return exprText(x[0]) + " " + k + " " + right
 			}
 		case "map":
 			var x struct{ Key, Data json.RawMessage }
