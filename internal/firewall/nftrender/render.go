@@ -375,7 +375,7 @@ func (r *familyRender) dispatch(filter *firewall.Table) (forward []nft.Element, 
 		if i == len(sgSpecs)-1 && matchIsZero(s.Match) && s.Action.Kind == hybrid.Accept {
 			break
 		}
-		k, err := r.physKey(phys, hybrid.ChainSG, s)
+		k, err := phys(hybrid.ChainSG, s)
 		if err != nil {
 			return nil, err
 		}
@@ -395,7 +395,7 @@ func (r *familyRender) dispatch(filter *firewall.Table) (forward []nft.Element, 
 		seen := map[dispatchKey]bool{}
 		var out []nft.Element
 		for _, s := range ss {
-			k, err := r.physKey(phys, name, s)
+			k, err := phys(name, s)
 			if err != nil {
 				return nil, err
 			}
@@ -423,10 +423,6 @@ func (r *familyRender) dispatch(filter *firewall.Table) (forward []nft.Element, 
 		return nil, err
 	}
 	return collect(hybrid.ChainForward, true)
-}
-
-func (r *familyRender) physKey(phys func(string, *hybrid.Rule) (dispatchKey, error), chain string, s *hybrid.Rule) (dispatchKey, error) {
-	return phys(chain, s)
 }
 
 // verdictChains are the chains a dispatch rule's ACCEPT or DROP goes to,
