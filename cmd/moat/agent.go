@@ -76,6 +76,7 @@ func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Log
 	cfg.Options = firewall.Options{EnableIPSet: !f.noIPSet, CommentRules: !f.noComments}
 	cfg.CheckInterval, cfg.PollInterval = f.checkInterval, f.pollInterval
 	cfg.Logger = log
+	cfg.Previous = backend.Previous(dataplane.Host{})
 	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: f.host}, rules, sets, agent.Wire(wire), conntrack.Netlink{})
 	return a, func() { wire.Close() }, nil
 }

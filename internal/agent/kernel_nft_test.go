@@ -151,3 +151,97 @@ func TestKernelNFTables(t *testing.T) {
 	mustSync(t, a)
 	canPing(t, vmA, vmB)
 }
+
+// TestKernelSwitchBackends switches a live host from iptables-nft to
+// nftables and back: each agent takes the zones of the previous backend,
+// removes its rules only after its own are in, and a ping running across
+// both switches loses no packet.
+func TestKernelSwitchBackends(t *testing.T) {
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, "nft", "ping", "ipset", "iptables-nft", "iptables-nft-save")
+	testenv.RequireBrNetfilter(t)
+	ctx := context.Background()
+	ns := netnstest.New(t, "moat-ags")
+	host := ns.Name
+	nsRun(t, host, "ip", "link", "set", "lo", "up")
+	nsRun(t, host, "sysctl", "-q", "-w", "net.bridge.bridge-nf-call-iptables=1")
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	w, err := wiring.New(ctx, wiring.Config{Mode: wiring.ModeLinux, Netns: host, Logger: logger})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { w.Close() })
+	const sg = sgWeb
+	group := &neutron.SecurityGroup{ID: sg, Stateful: true, Rules: []neutron.SecurityGroupRule{
+		{Direction: "egress", Ethertype: "IPv4"},
+		{Direction: "ingress", Ethertype: "IPv4", RemoteGroupID: ptr(sg)},
+	}}
+	pa, pb := port(portA, "192.168.1.12", sg), port(portB, "192.168.1.13", sg)
+	feed := &fakeFeed{ev: &events{}, changed: make(chan struct{}), snap: &store.HostSnapshot{
+		Revision: 1, Host: "h1", Ports: []neutron.Port{pa, pb},
+		Networks: map[string]*neutron.Network{netA: {ID: netA, MTU: 1450}},
+		Groups:   map[string]*neutron.SecurityGroup{sg: group},
+		Members:  map[string][]string{sg: {"192.168.1.12", "192.168.1.13"}},
+	}}
+	vmA, vmB := addKernelVM(t, host, pa), addKernelVM(t, host, pb)
+	start := func(b Backend) *Agent {
+		t.Helper()
+		cfg := DefaultConfig()
+		cfg.Logger = logger
+		cfg.Previous = b.Previous(ns)
+		rules, sets, err := b.Kernel(ns)
+		if err != nil {
+			t.Fatal(err)
+		}
+		a := New(cfg, feed, rules, sets, Wire(w), &conntrack.Recorder{})
+		if err := a.recover(ctx); err != nil {
+			t.Fatal(err)
+		}
+		return a
+	}
+	iptablesHolds := func() bool {
+		return strings.Contains(nsRun(t, host, "iptables-nft-save"), ":neutron-openvswi-")
+	}
+	nftHolds := func() bool {
+		_, err := ns.Run(ctx, nil, "nft", "list", "table", "ip", "moat")
+		return err == nil
+	}
+
+	a1 := start(IPTablesNFT)
+	mustSync(t, a1)
+	canPing(t, vmA, vmB)
+	zones := maps.Clone(a1.zones)
+	if !iptablesHolds() || nftHolds() {
+		t.Fatalf("after the iptables agent: iptables %v, nftables %v", iptablesHolds(), nftHolds())
+	}
+
+	// A flow runs across both switches.
+	done := make(chan string, 1)
+	go func() {
+		out, _ := dataplane.Netns{Name: vmA.ns}.Run(ctx, nil, "ping", "-n", "-q", "-c", "60", "-i", "0.05", "-W", "1", vmB.ip)
+		done <- string(out)
+	}()
+
+	a2 := start(NFTablesLayout)
+	if !maps.Equal(a2.zones, zones) {
+		t.Errorf("the nftables agent took zones %v, the iptables agent had %v", a2.zones, zones)
+	}
+	mustSync(t, a2)
+	if iptablesHolds() || !nftHolds() {
+		t.Errorf("after the switch to nftables: iptables holds moat's chains %v, nftables its tables %v", iptablesHolds(), nftHolds())
+	}
+	canPing(t, vmA, vmB)
+
+	a3 := start(IPTablesNFT)
+	if !maps.Equal(a3.zones, zones) {
+		t.Errorf("the iptables agent took zones %v, want %v", a3.zones, zones)
+	}
+	mustSync(t, a3)
+	if !iptablesHolds() || nftHolds() {
+		t.Errorf("after the switch back: iptables %v, nftables %v", iptablesHolds(), nftHolds())
+	}
+	canPing(t, vmA, vmB)
+	if out := <-done; !strings.Contains(out, " 0% packet loss") {
+		t.Errorf("the flow lost packets across the switches:\n%s", out)
+	}
+}
