@@ -46,6 +46,9 @@ type nftRule struct {
 	comment string
 	exprs   []json.RawMessage
 	text    string
+	// counted says the rule has a counter: packets and bytes.
+	counted        bool
+	packets, bytes uint64
 }
 
 type nftSet struct {
@@ -117,6 +120,14 @@ func LoadNFT(r io.Reader) (*NFTHost, error) {
 				}
 				r := &nftRule{num: len(c.rules) + 1, comment: head.Comment, exprs: head.Expr}
 				r.text = ruleText(r.exprs)
+				for _, e := range r.exprs {
+					var x struct {
+						Counter *struct{ Packets, Bytes uint64 } `json:"counter"`
+					}
+					if json.Unmarshal(e, &x) == nil && x.Counter != nil {
+						r.counted, r.packets, r.bytes = true, x.Counter.Packets, x.Counter.Bytes
+					}
+				}
 				c.rules = append(c.rules, r)
 			case "set", "map":
 				t := table(head.Family, head.Table)
@@ -1091,4 +1102,73 @@ func exprText(raw json.RawMessage) string {
 		}
 	}
 	return string(raw)
+}
+
+// Explain lists a port's rules on an nftables host: its entries in the
+// forward map and the zone map, and its chains in full, with counters and
+// what each rule stands for.
+func (h *NFTHost) Explain(portID, tap string) (*Explanation, error) {
+	port, err := h.findPort(portID, tap)
+	if err != nil {
+		return nil, err
+	}
+	ex := &Explanation{Tap: port.Tap, PortID: port.ID}
+	for _, fam := range []struct{ name, family string }{{"ip", "IPv4"}, {"ip6", "IPv6"}} {
+		t := h.tables[fam.name+" moat"]
+		if t == nil {
+			continue
+		}
+		table := fam.name + " moat"
+		for _, m := range []string{nftrender.MapZone, nftrender.MapForward, nftrender.SetStateless} {
+			set := t.sets[m]
+			if set == nil {
+				continue
+			}
+			for _, el := range set.elems {
+				var br string
+				if json.Unmarshal(el.key[0], &br) != nil || br != port.Bridge {
+					continue
+				}
+				row := ExplainRow{Family: fam.family, Table: table, Chain: "@" + m, Rule: exprText(el.key[0])}
+				if len(el.key) > 1 {
+					mark := exprText(el.key[1])
+					if n, ok := numOf(el.key[1], false); ok {
+						mark = "0x" + strconv.FormatUint(uint64(n), 16)
+					}
+					row.Rule += " . " + mark
+				}
+				switch m {
+				case nftrender.MapZone:
+					row.Rule += " : " + exprText(el.val)
+					row.Kind, row.Meaning = OriginCTZone, "conntrack zone "+exprText(el.val)+" of the port"
+				case nftrender.SetStateless:
+					row.Kind, row.Meaning = OriginStateless, "stateless security group: notrack, conntrack skips the port's packets"
+				default:
+					v, _ := verdictOf(el.val)
+					row.Rule += " : " + v
+					row.Kind, row.Meaning = OriginDispatch, "dispatch: "+v
+				}
+				ex.Rows = append(ex.Rows, row)
+			}
+		}
+		if port.ID == "" {
+			continue
+		}
+		for _, name := range []string{nftrender.InChain(port.ID), nftrender.OutChain(port.ID)} {
+			c := t.chains[name]
+			if c == nil {
+				continue
+			}
+			for _, r := range c.rules {
+				o := nftOrigin(nftd.Origin(r.comment), name, h.Provenance)
+				ex.Rows = append(ex.Rows, ExplainRow{Family: fam.family, Table: table, Chain: name, Number: r.num,
+					Packets: r.packets, Bytes: r.bytes, Rule: r.text, Meaning: o.Text, Kind: o.Kind, Rules: o.Rules})
+				ex.Counters = ex.Counters || r.counted
+			}
+		}
+	}
+	if len(ex.Rows) == 0 {
+		return nil, fmt.Errorf("moat's nftables tables hold nothing for %s", port.Bridge)
+	}
+	return ex, nil
 }

@@ -81,3 +81,52 @@ func TestNFTTraceErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestNFTExplain(t *testing.T) {
+	f, err := os.Open(filepath.Join("testdata", "nft", "ipip_remote_group.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	h, err := LoadNFT(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex, err := h.Explain("c0a350e0", "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var b bytes.Buffer
+	if err := WriteExplainText(&b, ex); err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join("testdata", "nft", "explain.golden")
+	if *update {
+		if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return
+	}
+	want, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.String() != string(want) {
+		t.Errorf("explain differs from %s:\n%s", path, b.String())
+	}
+	if !ex.Counters {
+		t.Errorf("the rules carry counters, the explanation says not")
+	}
+	kinds := map[string]bool{}
+	for _, r := range ex.Rows {
+		kinds[r.Kind] = true
+	}
+	for _, k := range []string{OriginDispatch, OriginCTZone, OriginSGRule, OriginAntiSpoofing, OriginToDefaultDrop} {
+		if !kinds[k] {
+			t.Errorf("no %s row in:\n%s", k, b.String())
+		}
+	}
+	if _, err := h.Explain("ffffffff", ""); err == nil {
+		t.Errorf("explain of an unknown port succeeded")
+	}
+}
