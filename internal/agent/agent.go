@@ -403,7 +403,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 	if err := a.rules.Apply(ctx, rs); err != nil {
 		a.kernelGen = 0
-		return fmt.Errorf("apply iptables: %w", err)
+		return fmt.Errorf("apply rules: %w", err)
 	}
 	a.gen++
 	a.kernelGen = a.gen
@@ -528,7 +528,7 @@ func (a *Agent) drifted(ctx context.Context) bool {
 	var diffs []string
 	d, err := a.rules.Check(ctx, a.applied)
 	if err != nil {
-		a.log.Warn("check iptables", "err", err)
+		a.log.Warn("check rules", "err", err)
 		return false
 	}
 	diffs = append(diffs, d...)

@@ -3,12 +3,14 @@ package nftrender
 import (
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
 	nft "github.com/moat-sg/moat/internal/dataplane/nftables"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/firewall/spec"
 	"github.com/moat-sg/moat/internal/hybrid"
 )
 
@@ -193,5 +195,51 @@ func TestSpoofFolding(t *testing.T) {
 				t.Errorf("elements %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// TestRejectedPort: a port the compiler rejects (a bad MAC) has no
+// chains; its bridge's frames go to the drop chain, both directions.
+func TestRejectedPort(t *testing.T) {
+	sf, err := spec.Load(nil, filepath.Join("..", "testdata", "neutron", "sample.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, _, err := sf.CompileState("sample.json", "basic", false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bad := st.Ports[0]
+	bad.ID = "0badbad0-0000-4000-8000-000000000001"
+	bad.MAC = "fa:16:3e:zz:00:01"
+	st.Ports = append(st.Ports, bad)
+	rs, err := firewall.Compile(st)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !rs.IsRejected(bad.ID) {
+		t.Fatalf("the port with a bad MAC was not rejected")
+	}
+	out, err := Render(rs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	script, err := nft.Script(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br := hybrid.BridgeName(bad.ID)
+	for _, want := range []string{
+		`"` + br + `" . 0x0 : jump ` + ChainRejected,
+		`"` + br + `" . 0x10000000 : jump ` + ChainRejected,
+		`add rule ip moat ` + ChainRejected + ` counter drop`,
+		`"` + hybrid.TapName(bad.ID) + `"`, // in vm_taps: its frames are marked
+	} {
+		if !strings.Contains(string(script), want) {
+			t.Errorf("the rendering lacks %q", want)
+		}
+	}
+	if strings.Contains(string(script), InChain(bad.ID)) {
+		t.Errorf("the rejected port has chains")
 	}
 }
