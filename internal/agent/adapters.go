@@ -60,12 +60,17 @@ func (w wirer) Plugged(ctx context.Context) ([]Plugged, error) {
 // and ip6 tables, sets and maps included, and applied in one nft
 // transaction. Use it with NoSets: the remote-group sets live in the same
 // tables and change in the same transaction.
-func NFTables(s *nftables.Syncer) Rules { return nftRules{s} }
+func NFTables(s *nftables.Syncer) Rules { return nftRules{s, nftrender.NewRenderer()} }
 
-type nftRules struct{ s *nftables.Syncer }
+// nftRules renders with a Renderer that keeps the translations of the
+// last ruleset (the agent's calls are sequential).
+type nftRules struct {
+	s  *nftables.Syncer
+	rd *nftrender.Renderer
+}
 
 func (r nftRules) Apply(ctx context.Context, rs *firewall.Ruleset) error {
-	out, err := nftrender.Render(rs)
+	out, err := r.rd.Render(rs)
 	if err != nil {
 		return err
 	}
@@ -74,7 +79,7 @@ func (r nftRules) Apply(ctx context.Context, rs *firewall.Ruleset) error {
 }
 
 func (r nftRules) Check(ctx context.Context, rs *firewall.Ruleset) ([]string, error) {
-	out, err := nftrender.Render(rs)
+	out, err := r.rd.Render(rs)
 	if err != nil {
 		return nil, err
 	}

@@ -65,7 +65,7 @@ func (p nftPrevious) Present(ctx context.Context) (bool, error) {
 }
 
 func (p nftPrevious) InstalledZones(ctx context.Context) (map[string]int, error) {
-	return nftRules{p.s}.InstalledZones(ctx)
+	return nftRules{s: p.s}.InstalledZones(ctx)
 }
 
 func (p nftPrevious) Remove(ctx context.Context) error { return p.s.RemoveAll(ctx) }

@@ -46,7 +46,38 @@ const TableComment = "moat security groups"
 // only on a ruleset that does not have the hybrid layout's shape (a rule
 // it does not know how to translate), never on a port's content: the
 // compiler has rejected bad ports already.
-func Render(rs *firewall.Ruleset) (*nft.Ruleset, error) {
+func Render(rs *firewall.Ruleset) (*nft.Ruleset, error) { return NewRenderer().Render(rs) }
+
+// Renderer renders rulesets one after the other, as an agent does, and
+// keeps the translation of each rule of the compiler's between calls: the
+// compiler shares a rule's data between the ports and the compiles that
+// hold it (and never changes it), so a rule already translated costs a
+// map lookup. Translations no rule of the last ruleset used are dropped.
+// A Renderer is not safe for concurrent use.
+type Renderer struct {
+	cur, prev map[ruleKey]nft.Rule
+}
+
+type ruleKey struct {
+	r   *hybrid.Rule
+	fam family
+}
+
+// NewRenderer returns a Renderer with an empty cache.
+func NewRenderer() *Renderer { return &Renderer{cur: map[ruleKey]nft.Rule{}} }
+
+// Render is Render with the cache.
+func (rd *Renderer) Render(rs *firewall.Ruleset) (*nft.Ruleset, error) {
+	out, err := rd.render(rs)
+	// The translations of this ruleset are the cache of the next.
+	rd.prev, rd.cur = rd.cur, make(map[ruleKey]nft.Rule, len(rd.cur))
+	if err != nil {
+		rd.prev = nil
+	}
+	return out, err
+}
+
+func (rd *Renderer) render(rs *firewall.Ruleset) (*nft.Ruleset, error) {
 	if rs == nil {
 		return nil, fmt.Errorf("render nftables: no ruleset")
 	}
@@ -57,11 +88,11 @@ func Render(rs *firewall.Ruleset) (*nft.Ruleset, error) {
 		}
 	}
 	taps := map[string]bool{}
-	v4, err := renderFamily(rs, v4, ports, taps)
+	v4, err := renderFamily(rd, rs, v4, ports, taps)
 	if err != nil {
 		return nil, fmt.Errorf("render nftables, IPv4: %w", err)
 	}
-	v6, err := renderFamily(rs, v6, ports, taps)
+	v6, err := renderFamily(rd, rs, v6, ports, taps)
 	if err != nil {
 		return nil, fmt.Errorf("render nftables, IPv6: %w", err)
 	}
@@ -134,6 +165,7 @@ func (k dispatchKey) key() []nft.Term {
 }
 
 type familyRender struct {
+	rd       *Renderer // nil: no cache
 	fam      family
 	rs       *firewall.Ruleset
 	ports    map[string]string // iptables port chain → port id
@@ -146,13 +178,13 @@ type familyRender struct {
 
 type spoofGroup struct{ bridge, mac string }
 
-func renderFamily(rs *firewall.Ruleset, fam family, ports map[string]string, taps map[string]bool) (*nft.Table, error) {
+func renderFamily(rd *Renderer, rs *firewall.Ruleset, fam family, ports map[string]string, taps map[string]bool) (*nft.Table, error) {
 	ts := rs.IPv4
 	id := nft.IPTable
 	if fam == v6 {
 		ts, id = rs.IPv6, nft.IP6Table
 	}
-	r := &familyRender{fam: fam, rs: rs, ports: ports, taps: taps, names: map[string]string{hybrid.ChainFallback: ChainFallback},
+	r := &familyRender{rd: rd, fam: fam, rs: rs, ports: ports, taps: taps, names: map[string]string{hybrid.ChainFallback: ChainFallback},
 		spoofSet: map[string]bool{}, spoof: map[spoofGroup][]nft.Interval{},
 		t: &nft.Table{ID: id, Comment: TableComment}}
 	filter := &ts.Filter
@@ -527,13 +559,36 @@ func (r *familyRender) chain(c firewall.Chain) (*nft.Chain, error) {
 	}
 	out := &nft.Chain{Name: name, Rules: make([]nft.Rule, 0, len(c.Specs))}
 	for i, s := range c.Specs {
-		rule, err := r.rule(s)
+		rule, err := r.cachedRule(s)
 		if err != nil {
 			return nil, fmt.Errorf("chain %s rule %d (%s): %w", c.Name, i+1, c.Rules[i], err)
 		}
 		out.Rules = append(out.Rules, rule)
 	}
 	return out, nil
+}
+
+// cachedRule is rule through the Renderer's cache. Only rules whose
+// translation depends on nothing but the rule are cached: a jump's target
+// name depends on the ruleset (and the anti-spoofing jump on whether the
+// chain folded), except the jump to the default drop.
+func (r *familyRender) cachedRule(s *hybrid.Rule) (nft.Rule, error) {
+	if r.rd == nil || s.Action.Kind == hybrid.Jump && s.Action.Chain != hybrid.ChainFallback {
+		return r.rule(s)
+	}
+	k := ruleKey{s, r.fam}
+	if out, ok := r.rd.cur[k]; ok {
+		return out, nil
+	}
+	if out, ok := r.rd.prev[k]; ok {
+		r.rd.cur[k] = out
+		return out, nil
+	}
+	out, err := r.rule(s)
+	if err == nil {
+		r.rd.cur[k] = out
+	}
+	return out, err
 }
 
 // rule translates one rule of a port chain or sg-fallback.
@@ -551,7 +606,7 @@ func (r *familyRender) rule(s *hybrid.Rule) (nft.Rule, error) {
 	if m.PhysIn != "" || m.PhysOut != "" || m.PhysBridged {
 		return nft.Rule{}, fmt.Errorf("a physdev match outside the dispatch chains")
 	}
-	var terms []nft.Term
+	terms := make([]nft.Term, 0, 12)
 	add := func(t ...nft.Term) { terms = append(terms, t...) }
 	if m.InIface != "" {
 		add(nft.Kw("iifname"), nft.IfName(m.InIface))

@@ -129,3 +129,25 @@ func TestKernelLoad(t *testing.T) {
 		}
 	}
 }
+
+// TestRendererCache: a Renderer gives the same rendering as Render, for
+// every scenario in turn and again (the cache of the one before in use).
+func TestRendererCache(t *testing.T) {
+	rd := NewRenderer()
+	scs := scenarios(t)
+	for round := 0; round < 2; round++ {
+		for _, sc := range scs {
+			out, err := rd.Render(sc.rs)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, err := nft.Script(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := script(t, sc.rs); string(got) != string(want) {
+				t.Errorf("round %d, %s: the cached rendering differs:\n%s", round, sc.name, diff(string(want), string(got)))
+			}
+		}
+	}
+}
