@@ -56,6 +56,22 @@ func Render(rs *firewall.Ruleset) (*nft.Ruleset, error) { return NewRenderer().R
 // A Renderer is not safe for concurrent use.
 type Renderer struct {
 	cur, prev map[ruleKey]nft.Rule
+	// Chains: an unchanged chain of the compiler's (the same Specs
+	// slice) renders into the same Rules slice, which the syncer then
+	// recognises without compiling it again.
+	curChains, prevChains map[chainKey][]nft.Rule
+}
+
+type chainKey struct {
+	// first is the address of the Specs slice's first element: the
+	// compiler shares an unchanged chain's slice and allocates a new one
+	// for a changed chain (and the key keeps the old one alive, so its
+	// address is not reused).
+	first  **hybrid.Rule
+	n      int
+	fam    family
+	name   string
+	folded bool // the port's anti-spoofing chain is in the set
 }
 
 type ruleKey struct {
@@ -64,15 +80,18 @@ type ruleKey struct {
 }
 
 // NewRenderer returns a Renderer with an empty cache.
-func NewRenderer() *Renderer { return &Renderer{cur: map[ruleKey]nft.Rule{}} }
+func NewRenderer() *Renderer {
+	return &Renderer{cur: map[ruleKey]nft.Rule{}, curChains: map[chainKey][]nft.Rule{}}
+}
 
 // Render is Render with the cache.
 func (rd *Renderer) Render(rs *firewall.Ruleset) (*nft.Ruleset, error) {
 	out, err := rd.render(rs)
 	// The translations of this ruleset are the cache of the next.
 	rd.prev, rd.cur = rd.cur, make(map[ruleKey]nft.Rule, len(rd.cur))
+	rd.prevChains, rd.curChains = rd.curChains, make(map[chainKey][]nft.Rule, len(rd.curChains))
 	if err != nil {
-		rd.prev = nil
+		rd.prev, rd.prevChains = nil, nil
 	}
 	return out, err
 }
@@ -252,7 +271,10 @@ func renderFamily(rd *Renderer, rs *firewall.Ruleset, fam family, ports map[stri
 		groups = append(groups, g)
 	}
 	slices.SortFunc(groups, func(a, b spoofGroup) int {
-		return strings.Compare(a.bridge+" "+a.mac, b.bridge+" "+b.mac)
+		if c := strings.Compare(a.bridge, b.bridge); c != 0 {
+			return c
+		}
+		return strings.Compare(a.mac, b.mac)
 	})
 	for _, g := range groups {
 		hw, _ := net.ParseMAC(g.mac)
@@ -557,7 +579,26 @@ func (r *familyRender) chain(c firewall.Chain) (*nft.Chain, error) {
 	if len(c.Specs) != len(c.Rules) {
 		return nil, fmt.Errorf("chain %s: rules without their data", c.Name)
 	}
+	var key chainKey
+	if r.rd != nil && len(c.Specs) > 0 {
+		key = chainKey{first: &c.Specs[0], n: len(c.Specs), fam: r.fam, name: name}
+		if _, id, ok := hybrid.PortChainOf(c.Name); ok {
+			key.folded = r.spoofSet[hybrid.Wrap+string(hybrid.ChainSpoof)+id]
+		}
+		if rules, ok := r.rd.curChains[key]; ok {
+			return &nft.Chain{Name: name, Rules: rules}, nil
+		}
+		if rules, ok := r.rd.prevChains[key]; ok {
+			r.rd.curChains[key] = rules
+			return &nft.Chain{Name: name, Rules: rules}, nil
+		}
+	}
 	out := &nft.Chain{Name: name, Rules: make([]nft.Rule, 0, len(c.Specs))}
+	defer func() {
+		if key.first != nil && len(out.Rules) == len(c.Specs) {
+			r.rd.curChains[key] = out.Rules
+		}
+	}()
 	for i, s := range c.Specs {
 		rule, err := r.cachedRule(s)
 		if err != nil {
