@@ -71,7 +71,7 @@ func LoadNFT(r io.Reader) (*NFTHost, error) {
 	}
 	h := &NFTHost{tables: map[string]*nftTable{}}
 	table := func(family, name string) *nftTable {
-		if name != "moat" {
+		if name != nftd.IPTable.Name { // moat's three tables share the name
 			return nil
 		}
 		k := family + " " + name
@@ -150,7 +150,7 @@ func LoadNFT(r io.Reader) (*NFTHost, error) {
 			}
 		}
 	}
-	if h.tables["ip moat"] == nil && h.tables["ip6 moat"] == nil {
+	if h.tables[nftd.IPTable.String()] == nil && h.tables[nftd.IP6Table.String()] == nil {
 		return nil, fmt.Errorf("no moat tables in the nft -j output (is this host's agent on --backend nftables?)")
 	}
 	return h, nil
@@ -190,7 +190,7 @@ func parseNFTElem(raw json.RawMessage, isMap bool, keys int) (nftElem, error) {
 
 // Trace resolves a query and simulates it through moat's tables.
 func (h *NFTHost) Trace(q Query) (*Result, error) {
-	pkt, port, err := resolve(q, h.tables["ip moat"] != nil, h.tables["ip6 moat"] != nil, "nft -j list ruleset", h.findPort)
+	pkt, port, err := resolve(q, h.tables[nftd.IPTable.String()] != nil, h.tables[nftd.IP6Table.String()] != nil, "nft -j list ruleset", h.findPort)
 	if err != nil {
 		return nil, err
 	}
@@ -205,7 +205,7 @@ func (h *NFTHost) findPort(portID, tap string) (*PortRef, error) {
 	}
 	ports := map[string]string{} // bridge → port id
 	for _, fam := range []string{"ip", "ip6"} {
-		t := h.tables[fam+" moat"]
+		t := h.tables[fam+" "+nftd.IPTable.Name]
 		if t == nil || t.sets[nftrender.MapForward] == nil {
 			continue
 		}
@@ -260,7 +260,7 @@ func (h *NFTHost) findPort(portID, tap string) (*PortRef, error) {
 		ref.Chains = hybrid.PortChains{In: nftrender.InChain(ref.ID), Out: nftrender.OutChain(ref.ID)}
 	}
 	for fam, name := range []string{"ip", "ip6"} {
-		t := h.tables[name+" moat"]
+		t := h.tables[name+" "+nftd.IPTable.Name]
 		if t == nil || t.sets[nftrender.SetSpoof] == nil {
 			continue
 		}
@@ -291,7 +291,7 @@ func (h *NFTHost) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 	if pkt.IPv6 {
 		fam = "ip6"
 	}
-	t := h.tables[fam+" moat"]
+	t := h.tables[fam+" "+nftd.IPTable.Name]
 	if t == nil {
 		return nil, fmt.Errorf("no %s moat table to trace the packet through", fam)
 	}
@@ -301,7 +301,7 @@ func (h *NFTHost) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 	s := &nftSim{h: h, t: t, fam: fam, pkt: pkt, port: port, res: res, allowed: -1}
 
 	// The bridge table: a frame from the tap gets the direction bit.
-	if br := h.tables["bridge moat"]; br != nil && port.Direction == Egress {
+	if br := h.tables[nftd.BridgeTable.String()]; br != nil && port.Direction == Egress {
 		in := false
 		if set := br.sets[nftrender.SetTaps]; set != nil {
 			in = set.has(s, []any{port.Tap}) == Yes
@@ -309,7 +309,7 @@ func (h *NFTHost) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 		if in {
 			s.mark = nftrender.DirMark
 		}
-		res.Path = append(res.Path, Step{Table: "bridge moat", Chain: nftrender.ChainMark, RuleNumber: 2,
+		res.Path = append(res.Path, Step{Table: nftd.BridgeTable.String(), Chain: nftrender.ChainMark, RuleNumber: 2,
 			Rule:   "iifname @" + nftrender.SetTaps + " meta mark set meta mark | " + fmt.Sprintf("0x%x", nftrender.DirMark),
 			Result: yesNo(in), Action: map[bool]string{true: "mark", false: ""}[in]})
 	}
@@ -373,7 +373,7 @@ func (s *nftSim) run(c *nftChain, depth int) string {
 		if s.steps > maxSteps {
 			return VerdictUnknown
 		}
-		st := Step{Table: s.fam + " moat", Chain: c.name, RuleNumber: r.num, Rule: r.text, Origin: nftOrigin(nftd.Origin(r.comment), c.name, s.h.Provenance)}
+		st := Step{Table: s.fam + " " + nftd.IPTable.Name, Chain: c.name, RuleNumber: r.num, Rule: r.text, Origin: nftOrigin(nftd.Origin(r.comment), c.name, s.h.Provenance)}
 		out, verdict := s.evalRule(r, &st)
 		st.Result = out
 		idx := len(s.res.Path)
@@ -436,7 +436,7 @@ func (s *nftSim) finish(v string, _ *Step) {
 		if s.decided == nil && s.allowed >= 0 {
 			s.decided = &res.Path[s.allowed]
 		} else if s.decided == nil {
-			res.Path = append(res.Path, Step{Table: s.fam + " moat", Chain: nftrender.ChainForward, Rule: "policy accept", Result: Yes,
+			res.Path = append(res.Path, Step{Table: s.fam + " " + nftd.IPTable.Name, Chain: nftrender.ChainForward, Rule: "policy accept", Result: Yes,
 				Origin: &Origin{Kind: OriginPolicy, Text: "the chain's policy: moat's table does not handle the packet"}})
 			s.decided = &res.Path[len(res.Path)-1]
 		}
@@ -1114,11 +1114,11 @@ func (h *NFTHost) Explain(portID, tap string) (*Explanation, error) {
 	}
 	ex := &Explanation{Tap: port.Tap, PortID: port.ID}
 	for _, fam := range []struct{ name, family string }{{"ip", "IPv4"}, {"ip6", "IPv6"}} {
-		t := h.tables[fam.name+" moat"]
+		t := h.tables[fam.name+" "+nftd.IPTable.Name]
 		if t == nil {
 			continue
 		}
-		table := fam.name + " moat"
+		table := fam.name + " " + nftd.IPTable.Name
 		for _, m := range []string{nftrender.MapZone, nftrender.MapForward, nftrender.SetStateless} {
 			set := t.sets[m]
 			if set == nil {
