@@ -35,7 +35,7 @@ i and o chains with their counters.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if src.src.NFT(cmd.Context()) {
-				h, where, err := src.src.LoadNFT(cmd.Context(), cmd.InOrStdin())
+				h, where, err := src.loadNFT(cmd.Context(), cmd.InOrStdin(), port)
 				if err != nil {
 					return err
 				}

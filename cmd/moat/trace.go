@@ -50,19 +50,40 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader, portID string, w
 	if err != nil || !s.src.WantsProvenance(portID) {
 		return h, where, err
 	}
+	return h, where + s.withStore(ctx, "rule ids", func(st *store.Store, db string) string {
+		return rulesrc.Provenance(ctx, st, db, h, portID, wholeHost)
+	}), nil
+}
+
+// loadNFT is load for a host of the nftables backend: the store, when at
+// hand, names the port's groups for the suggestion.
+func (s *ruleSource) loadNFT(ctx context.Context, stdin io.Reader, portID string) (*trace.NFTHost, string, error) {
+	h, where, err := s.src.LoadNFT(ctx, stdin)
+	if err != nil || portID == "" {
+		return h, where, err
+	}
+	return h, where + s.withStore(ctx, "groups", func(st *store.Store, db string) string {
+		return rulesrc.NFTProvenance(ctx, st, db, h, portID)
+	}), nil
+}
+
+// withStore opens moat's database read-only (--db, or the default one
+// when it exists) and runs f with it; the result is a note on what is
+// unknown without it ("" when there is no database to ask).
+func (s *ruleSource) withStore(ctx context.Context, what string, f func(st *store.Store, db string) string) string {
 	db := s.db
 	if db == "" {
 		if _, err := os.Stat(strings.TrimPrefix(store.DefaultURL, "sqlite://")); err != nil {
-			return h, where, nil
+			return ""
 		}
 		db = store.DefaultURL
 	}
 	st, err := store.OpenMode(ctx, db, store.ReadOnly)
 	if err != nil {
-		return h, where + "; rule ids unknown: " + err.Error(), nil
+		return "; " + what + " unknown: " + err.Error()
 	}
 	defer st.Close()
-	return h, where + rulesrc.Provenance(ctx, st, db, h, portID, wholeHost), nil
+	return f(st, db)
 }
 
 // packetFlags are the packet's description on the command line.
@@ -151,7 +172,7 @@ is "unknown" when such a rule could have decided. See docs/trace.md.`,
 
 // traceNFT is trace on a host of the nftables backend.
 func traceNFT(cmd *cobra.Command, src *ruleSource, pf *packetFlags, asJSON bool, packets string) error {
-	h, where, err := src.src.LoadNFT(cmd.Context(), cmd.InOrStdin())
+	h, where, err := src.loadNFT(cmd.Context(), cmd.InOrStdin(), pf.q.Port)
 	if err != nil {
 		return err
 	}
