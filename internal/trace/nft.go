@@ -315,7 +315,7 @@ func (h *NFTHost) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 	}
 	if port.Hook == HookInput {
 		res.Notes = append(res.Notes, "moat's nftables tables do not filter a VM's traffic to the host itself, as Neutron's INPUT rules (--physdev-is-bridged) never match there")
-		s.finish(VerdictAccept, nil)
+		s.finish(VerdictAccept)
 		return res, nil
 	}
 	// ct-zone: notrack for stateless ports, else the port's zone.
@@ -339,7 +339,7 @@ func (h *NFTHost) Simulate(pkt *Packet, port *PortRef) (*Result, error) {
 	if fwd == nil {
 		return nil, fmt.Errorf("no %s chain in the %s moat table", nftrender.ChainForward, fam)
 	}
-	s.finish(s.run(fwd, 0), nil)
+	s.finish(s.run(fwd, 0))
 	return res, nil
 }
 
@@ -428,7 +428,7 @@ func unknownMatches(st *Step) string {
 }
 
 // finish records the verdict and the deciding rule.
-func (s *nftSim) finish(v string, _ *Step) {
+func (s *nftSim) finish(v string) {
 	res := s.res
 	if v == "return" || v == "" {
 		// Fell off the forward chain: its policy is accept.

@@ -186,8 +186,6 @@ func (k dispatchKey) key() []nft.Term {
 type familyRender struct {
 	rd       *Renderer // nil: no cache
 	fam      family
-	rs       *firewall.Ruleset
-	ports    map[string]string // iptables port chain → port id
 	taps     map[string]bool
 	names    map[string]string // iptables chain → nft chain
 	spoofSet map[string]bool   // iptables s chains folded into SetSpoof
@@ -203,7 +201,7 @@ func renderFamily(rd *Renderer, rs *firewall.Ruleset, fam family, ports map[stri
 	if fam == v6 {
 		ts, id = rs.IPv6, nft.IP6Table
 	}
-	r := &familyRender{rd: rd, fam: fam, rs: rs, ports: ports, taps: taps, names: map[string]string{hybrid.ChainFallback: ChainFallback},
+	r := &familyRender{rd: rd, fam: fam, taps: taps, names: map[string]string{hybrid.ChainFallback: ChainFallback},
 		spoofSet: map[string]bool{}, spoof: map[spoofGroup][]nft.Interval{},
 		t: &nft.Table{ID: id, Comment: TableComment}}
 	filter := &ts.Filter
