@@ -21,6 +21,7 @@ import (
 	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/trace"
 )
 
 // TestNFTablesSecurityGroups runs the scenarios in one lab of 3 VMs whose
@@ -347,6 +348,70 @@ func TestNFTablesSecurityGroups(t *testing.T) {
 		if got := foreign(); got != want {
 			t.Errorf("a restart touched the foreign rules:\n%s", lineDiff(want, got))
 		}
+	})
+	run("the nftables tracer agrees with the kernel", func(t *testing.T) {
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "udp", "port_range_min", 5001, "port_range_max", 5001))
+		e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp", "remote_ip_prefix", vm3.IP+"/32"))
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "dport 5001")
+		e.waitNFTRule(t, nftrender.InChain(vm2.PortID), "ip saddr "+vm3.IP)
+		out := e.hostRun(t, "nft", "-j", "list", "ruleset")
+		h, err := trace.LoadNFT(strings.NewReader(out))
+		if err != nil {
+			t.Fatal(err)
+		}
+		verdict := func(q trace.Query) string {
+			t.Helper()
+			res, err := h.Trace(q)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return res.Verdict
+		}
+		tag := newTag()
+		rcv := map[int]*counter{ // by UDP port, 0 for ICMP echo
+			5001: listenUDP(t, vm2.Netns, vm2.IP, 5001, tag, false).counter,
+			5002: listenUDP(t, vm2.Netns, vm2.IP, 5002, tag, false).counter,
+			0:    listenIP(t, vm2.Netns, 1, echoRequestsWith(tag)),
+		}
+		checked := 0
+		for _, from := range []lab.VM{vm1, vm3} {
+			src := listenUDP(t, from.Netns, from.IP, 0, tag, false)
+			for _, c := range []struct {
+				proto string
+				port  int
+			}{{"udp", 5001}, {"udp", 5002}, {"icmp", 0}} {
+				q := trace.Query{Direction: trace.Ingress, Port: vm2.PortID, Protocol: c.proto, Src: from.IP, Dst: vm2.IP}
+				qe := trace.Query{Direction: trace.Egress, Port: from.PortID, Protocol: c.proto, Src: from.IP, Dst: vm2.IP}
+				if c.proto == "udp" {
+					q.DstPort, qe.DstPort = fmt.Sprint(c.port), fmt.Sprint(c.port)
+				} else {
+					q.ICMPType, qe.ICMPType = "8", "8"
+				}
+				want := verdict(q) == trace.VerdictAccept && verdict(qe) == trace.VerdictAccept
+				got := rcv[c.port]
+				r0 := got.count()
+				f0 := e.nftCounter(t, nftrender.ChainFallback, "default-drop")
+				if c.proto == "udp" {
+					src.send(t, vm2.IP, c.port, tag, probes)
+				} else {
+					sendEcho(t, from.Netns, vm2.IP, tag, probes)
+				}
+				var n int
+				if want {
+					n = got.wait(r0+probes, deliverTimeout) - r0
+				} else {
+					// The default drop counts the probes; none may have arrived.
+					e.waitNFTCounter(t, nftrender.ChainFallback, "default-drop", f0+probes)
+					time.Sleep(100 * time.Millisecond)
+					n = got.count() - r0
+				}
+				if (n == probes) != want || (n != 0 && n != probes) {
+					t.Errorf("%s %s:%d -> %s: the tracer says delivered=%v, the kernel delivered %d of %d", c.proto, from.Name, c.port, vm2.Name, want, n, probes)
+				}
+				checked++
+			}
+		}
+		t.Logf("%d packets: the tracer on the live ruleset and the kernel agree", checked)
 	})
 	run("port security disabled passes everything", func(t *testing.T) {
 		e.updatePort(t, vm3, map[string]any{"security_groups": []string{}, "port_security_enabled": false},
