@@ -130,3 +130,25 @@ func TestNFTExplain(t *testing.T) {
 		t.Errorf("explain of an unknown port succeeded")
 	}
 }
+
+// FuzzLoadNFT: whatever nft -j output (or a file claiming to be one)
+// holds, loading, tracing and explaining never panic.
+// The seeds are small hosts (testdata/fuzz/FuzzLoadNFT): a listing of a
+// real host is too big to mutate fast.
+func FuzzLoadNFT(f *testing.F) {
+	f.Fuzz(func(t *testing.T, data []byte) {
+		h, err := LoadNFT(bytes.NewReader(data))
+		if err != nil {
+			return
+		}
+		for _, q := range []Query{
+			{Port: "c0a350e0", Direction: Ingress, Protocol: "tcp", DstPort: "22", Src: "192.168.1.13"},
+			{Tap: "tapc0a350e0-43", Direction: Egress, Protocol: "udp", SrcPort: "68", DstPort: "67", Src: "0.0.0.0", Dst: "255.255.255.255"},
+			{Port: "c0a350e0", Direction: Ingress, Protocol: "ipv6-icmp", ICMPType: "135", Src: "fe80::1"},
+			{Port: "c0a350e0", Direction: Egress, Protocol: "4", Dst: "10.0.0.1", State: "established"},
+		} {
+			_, _ = h.Trace(q)
+		}
+		_, _ = h.Explain("c0a350e0", "")
+	})
+}
