@@ -64,6 +64,7 @@ func callAs(t *testing.T, base string, hdr map[string]string, method, path strin
 		rd = bytes.NewReader(b)
 	}
 	req, _ := http.NewRequest(method, base+"/v2.0/"+path, rd)
+	req.Close = true // tests cut the server's connections
 	req.Header.Set("Content-Type", "application/json")
 	for k, v := range hdr {
 		req.Header.Set(k, v)
