@@ -26,6 +26,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/moat-sg/moat/internal/hostview"
@@ -50,6 +51,9 @@ type Config struct {
 	// MaxChanges is how many changes a stream routes in one round; past
 	// that it compares the host's whole state instead.
 	MaxChanges int
+	// ChainLength is how many recent changes the server keeps, routed, for
+	// its streams to walk without reading the log.
+	ChainLength int
 }
 
 // Defaults for Config's zero fields.
@@ -58,6 +62,7 @@ const (
 	DefaultPoll         = time.Second
 	DefaultWriteTimeout = 30 * time.Second
 	DefaultMaxChanges   = 20000
+	DefaultChainLength  = 50000
 )
 
 // BookmarkHeader tells the agent the bookmark interval, so that it can
@@ -73,6 +78,18 @@ type Server struct {
 
 	mu    sync.Mutex
 	hosts map[string]*hostState
+	stats stats
+}
+
+// stats count the streams' rounds by where their changes came from.
+type stats struct {
+	fromChain, fromLog atomic.Int64
+}
+
+// Rounds reports how many stream rounds walked the shared chain and how
+// many had to read the change log (for tests and benchmarks).
+func (s *Server) Rounds() (fromChain, fromLog int64) {
+	return s.stats.fromChain.Load(), s.stats.fromLog.Load()
 }
 
 // hostState is what this server knows of one host's agent.
@@ -81,6 +98,7 @@ type hostState struct {
 	sent       int64 // revision last sent or bookmarked to it
 	enforced   int64 // revision its last report said the kernel enforces
 	reportedAt time.Time
+	reads      int64 // host state reads for its streams
 }
 
 // New builds a watch server.
@@ -103,7 +121,10 @@ func New(cfg Config) *Server {
 	if cfg.MaxChanges <= 0 {
 		cfg.MaxChanges = DefaultMaxChanges
 	}
-	return &Server{cfg: cfg, st: cfg.Store, log: cfg.Logger, hub: newHub(cfg.Store, cfg.Poll, cfg.Logger),
+	if cfg.ChainLength <= 0 {
+		cfg.ChainLength = DefaultChainLength
+	}
+	return &Server{cfg: cfg, st: cfg.Store, log: cfg.Logger, hub: newHub(cfg.Store, cfg.Poll, cfg.ChainLength, cfg.Logger),
 		hosts: map[string]*hostState{}}
 }
 
@@ -222,7 +243,7 @@ func (st *stream) start(ctx context.Context, from int64) error {
 		if look, err = lookup(ctx, tx, changes); err != nil {
 			return err
 		}
-		snap, err = tx.HostSnapshot(ctx, st.host)
+		snap, err = st.read(ctx, tx)
 		return err
 	})
 	if err != nil {
@@ -266,7 +287,7 @@ func (st *stream) snapshot(ctx context.Context) error {
 	var snap *store.HostSnapshot
 	if err := st.s.st.Read(ctx, func(tx *store.Tx) error {
 		var err error
-		snap, err = tx.HostSnapshot(ctx, st.host)
+		snap, err = st.read(ctx, tx)
 		return err
 	}); err != nil {
 		return err
@@ -284,14 +305,40 @@ func (st *stream) snapshot(ctx context.Context) error {
 // differs from the agent's view. It reports whether it stopped at
 // MaxChanges with more to read.
 func (st *stream) round(ctx context.Context) (bool, error) {
+	max := st.s.cfg.MaxChanges
+	changes, look, fromChain := st.s.hub.since(st.rev, max+1)
+	if fromChain {
+		st.s.stats.fromChain.Add(1)
+		if len(changes) == 0 {
+			return false, nil
+		}
+		capped := len(changes) > max
+		if capped {
+			changes = changes[:max]
+		}
+		_, relevant := hostview.Route(st.view, st.host, changes, look)
+		if !relevant && !capped {
+			st.rev = changes[len(changes)-1].Revision // nothing here: no read at all
+			return false, nil
+		}
+		var snap *store.HostSnapshot
+		if err := st.s.st.Read(ctx, func(tx *store.Tx) error {
+			var err error
+			snap, err = st.read(ctx, tx)
+			return err
+		}); err != nil {
+			return false, err
+		}
+		return capped, st.update(changes[len(changes)-1].Revision, snap)
+	}
+	st.s.stats.fromLog.Add(1)
 	var (
-		changes []store.Change
-		capped  bool
-		snap    *store.HostSnapshot
+		capped bool
+		snap   *store.HostSnapshot
 	)
 	err := st.s.st.Read(ctx, func(tx *store.Tx) error {
 		var err error
-		if changes, capped, err = readChanges(ctx, tx, st.rev, st.s.cfg.MaxChanges); err != nil || len(changes) == 0 {
+		if changes, capped, err = readChanges(ctx, tx, st.rev, max); err != nil || len(changes) == 0 {
 			return err
 		}
 		relevant := capped // too many to route one by one: compare the whole host
@@ -303,26 +350,41 @@ func (st *stream) round(ctx context.Context) (bool, error) {
 			_, relevant = hostview.Route(st.view, st.host, changes, look)
 		}
 		if relevant {
-			snap, err = tx.HostSnapshot(ctx, st.host)
+			snap, err = st.read(ctx, tx)
 		}
 		return err
 	})
 	if err != nil || len(changes) == 0 {
 		return false, err
 	}
-	rev := changes[len(changes)-1].Revision
+	return capped, st.update(changes[len(changes)-1].Revision, snap)
+}
+
+// update moves the stream to rev: with snap (the host read because a
+// change concerns it), it sends what differs from the agent's view.
+func (st *stream) update(rev int64, snap *store.HostSnapshot) error {
 	if snap != nil {
 		now := hostview.FromSnapshot(snap)
 		now.Revision = rev
 		if d := hostview.Diff(st.view, now); !d.Empty() {
 			if err := st.frames(hostview.EventDelta, rev, d); err != nil {
-				return false, err
+				return err
 			}
 		}
 		st.view = now
 	}
 	st.rev = rev
-	return capped, nil
+	return nil
+}
+
+// read reads the host's state, and counts it.
+func (st *stream) read(ctx context.Context, tx *store.Tx) (*store.HostSnapshot, error) {
+	st.s.mu.Lock()
+	if h := st.s.hosts[st.host]; h != nil {
+		h.reads++
+	}
+	st.s.mu.Unlock()
+	return tx.HostSnapshot(ctx, st.host)
 }
 
 // readChanges reads up to max changes after rev, and whether there are more.
@@ -486,6 +548,9 @@ type HostStatus struct {
 	// enforces, at ReportedAt (zero: no report to this server).
 	EnforcedRevision int64      `json:"enforced_revision"`
 	ReportedAt       *time.Time `json:"reported_at"`
+	// Reads counts the times this server read the host's state for its
+	// streams: a snapshot, a resume, or a change that concerns it.
+	Reads int64 `json:"state_reads"`
 }
 
 // Host is what this server knows of host's agent.
@@ -494,7 +559,7 @@ func (s *Server) Host(host string) HostStatus {
 	defer s.mu.Unlock()
 	out := HostStatus{Host: host}
 	if h := s.hosts[host]; h != nil {
-		out.Watches, out.SentRevision, out.EnforcedRevision = h.watches, h.sent, h.enforced
+		out.Watches, out.SentRevision, out.EnforcedRevision, out.Reads = h.watches, h.sent, h.enforced, h.reads
 		if !h.reportedAt.IsZero() {
 			t := h.reportedAt
 			out.ReportedAt = &t

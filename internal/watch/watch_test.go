@@ -308,6 +308,8 @@ func TestAddressChangeReachesOnlyInterestedHosts(t *testing.T) {
 			t.Fatalf("first event %s", typ)
 		}
 	}
+	reads := func(h string) int64 { return e.srv.Watch.Host(h).Reads }
+	before3 := reads("h3")
 	e.setIP(p2, "10.0.0.22")
 	rev := e.latest()
 	typ, r, d := s1.complete()
@@ -318,6 +320,12 @@ func TestAddressChangeReachesOnlyInterestedHosts(t *testing.T) {
 		t.Errorf("h2 got %+v, want its port's new address", d)
 	}
 	s3.quiet(300 * time.Millisecond)
+	if reads("h3") != before3 {
+		t.Errorf("h3's stream read its host (%d -> %d) for a change that does not concern it", before3, reads("h3"))
+	}
+	if chain, _ := e.srv.Watch.Rounds(); chain == 0 {
+		t.Errorf("no stream round walked the shared chain")
+	}
 	// h3's bookmark passes the change: it resumes after it.
 	for {
 		ev := s3.next()
