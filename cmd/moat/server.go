@@ -203,6 +203,7 @@ func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Lo
 	}
 	srv := httpserve.New(api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log,
 		Watch: ws, AgentTokens: tokens}), httpserve.Defaults, log)
+	srv.RegisterOnShutdown(ws.Close) // watch streams are never idle: end them
 	url := "http://" + ln.Addr().String()
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
 		url = fmt.Sprintf("http://127.0.0.1:%d", a.Port)

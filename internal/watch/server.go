@@ -79,6 +79,9 @@ type Server struct {
 	mu    sync.Mutex
 	hosts map[string]*hostState
 	stats stats
+
+	closing   chan struct{}
+	closeOnce sync.Once
 }
 
 // stats count the streams' rounds by where their changes came from.
@@ -125,14 +128,30 @@ func New(cfg Config) *Server {
 		cfg.ChainLength = DefaultChainLength
 	}
 	return &Server{cfg: cfg, st: cfg.Store, log: cfg.Logger, hub: newHub(cfg.Store, cfg.Poll, cfg.ChainLength, cfg.Logger),
-		hosts: map[string]*hostState{}}
+		hosts: map[string]*hostState{}, closing: make(chan struct{})}
+}
+
+// Close ends every stream (their agents reconnect, to this server when it
+// is back or to another); an HTTP server's graceful shutdown calls it
+// (http.Server.RegisterOnShutdown), since streams are never idle. New
+// streams end at once.
+func (s *Server) Close() {
+	s.closeOnce.Do(func() { close(s.closing) })
 }
 
 // Watch serves one host's stream until the client goes or a write fails.
 // from is the revision the agent has applied (0, or hasFrom false: it has
 // nothing and gets a snapshot).
 func (s *Server) Watch(w http.ResponseWriter, r *http.Request, host string, from int64) {
-	ctx := r.Context()
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	go func() { // the server closing ends the stream
+		select {
+		case <-s.closing:
+			cancel()
+		case <-ctx.Done():
+		}
+	}()
 	rc := http.NewResponseController(w)
 	// The stream outlives the server's read and write timeouts; each frame
 	// gets its own write deadline instead.

@@ -575,3 +575,21 @@ func TestSlowReaderHoldsUpNobody(t *testing.T) {
 		t.Fatalf("the slow reader was never cut")
 	}
 }
+
+// TestCloseEndsStreams: a server shutting down ends its streams (they are
+// never idle, so a graceful shutdown would otherwise wait for them).
+func TestCloseEndsStreams(t *testing.T) {
+	e := newEnv(t, apitest.Config{})
+	e.port("h1", "10.0.0.11", e.group("g"))
+	s := e.watch("h1", 0, nil)
+	s.complete()
+	e.srv.Watch.Close()
+	select {
+	case _, ok := <-s.events:
+		if ok {
+			t.Fatalf("an event after Close")
+		}
+	case <-time.After(wait):
+		t.Fatalf("the stream outlived Close")
+	}
+}
