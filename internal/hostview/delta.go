@@ -252,3 +252,76 @@ func (d *Delta) Merge(f *Delta) {
 	d.Members = append(d.Members, f.Members...)
 	d.RemovedMembers = append(d.RemovedMembers, f.RemovedMembers...)
 }
+
+// Want is what a stream reads to bring a view up to date with the changes
+// ch routed to it (store.HostPart): the changed ports (those still bound
+// here come back), networks, groups and remote groups' members the view
+// holds or the changes name.
+func Want(ch Changed) (ports, networks, groups, members []string) {
+	return sortedKeys(ch.Ports), sortedKeys(ch.Networks), sortedKeys(ch.Groups), sortedKeys(ch.Members)
+}
+
+// Patch is old brought up to date by part, the view of what was read for
+// the changes ch (see Want): each changed port is replaced by its new
+// version or removed if it is not in part; every network, group and
+// members part holds replaces the old one; a changed network, group or
+// members part lacks is removed; then what fell out of use is pruned. It
+// returns the new view and the delta from old, computed only over what
+// ch and part touch (old's other ports are shared, not compared).
+func Patch(old, part *View, ch Changed) (*View, Delta) {
+	now := old.Clone()
+	touched := map[string]bool{}
+	for id := range ch.Ports {
+		touched[id] = true
+		if p := part.Ports[id]; p != nil {
+			now.Ports[id] = p
+		} else {
+			delete(now.Ports, id)
+		}
+	}
+	for id, p := range part.Ports { // a port read though not asked for (none today): keep it
+		if !touched[id] {
+			touched[id] = true
+			now.Ports[id] = p
+		}
+	}
+	replace(now.Networks, part.Networks, ch.Networks)
+	replace(now.Groups, part.Groups, ch.Groups)
+	if ch.AllGroups {
+		for id := range now.Groups {
+			if part.Groups[id] == nil {
+				delete(now.Groups, id)
+			}
+		}
+	}
+	replace(now.Members, part.Members, ch.Members)
+	now.Prune()
+	var d Delta
+	oldPorts, nowPorts := map[string]*Port{}, map[string]*Port{}
+	for id := range touched {
+		if p := old.Ports[id]; p != nil {
+			oldPorts[id] = p
+		}
+		if p := now.Ports[id]; p != nil {
+			nowPorts[id] = p
+		}
+	}
+	d.Ports, d.RemovedPorts = diffMap(oldPorts, nowPorts)
+	// Networks, groups and members are few next to ports: compared whole
+	// (unchanged ones are the same pointers, compared at once).
+	d.Networks, d.RemovedNetworks = diffMap(old.Networks, now.Networks)
+	d.Groups, d.RemovedGroups = diffMap(old.Groups, now.Groups)
+	d.Members, d.RemovedMembers = diffMap(old.Members, now.Members)
+	return now, d
+}
+
+func replace[V any](now, part map[string]*V, changed map[string]bool) {
+	for id, x := range part {
+		now[id] = x
+	}
+	for id := range changed {
+		if part[id] == nil {
+			delete(now, id)
+		}
+	}
+}

@@ -297,6 +297,16 @@ func (v *View) Prune() {
 	}
 }
 
+// HasUnreadable reports whether a port of v does not read in full.
+func (v *View) HasUnreadable() bool {
+	for _, p := range v.Ports {
+		if p.Unreadable != "" {
+			return true
+		}
+	}
+	return false
+}
+
 // Equal reports whether two views hold the same objects (revisions aside).
 func Equal(a, b *View) bool {
 	d := Diff(a, b)

@@ -326,3 +326,101 @@ func TestSnapshotRoundTrip(t *testing.T) {
 		t.Errorf("members %v", got.Members["g"])
 	}
 }
+
+// partOf is what store.HostPart returns for ch when the host's state is
+// now: the changed ports still here, the networks and groups asked for and
+// those of the ports read, the members asked for and of the groups read.
+func partOf(now *View, ch Changed) *View {
+	part := New(now.Host)
+	ports, nets, groups, members := Want(ch)
+	for _, id := range ports {
+		if p := now.Ports[id]; p != nil {
+			part.Ports[id] = p
+			nets = append(nets, p.NetworkID)
+			groups = append(groups, p.SecurityGroups...)
+		}
+	}
+	for _, id := range nets {
+		if n := now.Networks[id]; n != nil {
+			part.Networks[id] = n
+		}
+	}
+	for _, id := range groups {
+		if g := now.Groups[id]; g != nil {
+			part.Groups[id] = g
+			for _, r := range g.Rules {
+				if r.RemoteGroupID != "" {
+					members = append(members, r.RemoteGroupID)
+				}
+			}
+		}
+	}
+	for _, id := range members {
+		if m := now.Members[id]; m != nil {
+			part.Members[id] = m
+		} else {
+			part.Members[id] = &Members{Group: id, IPv4: []string{}, IPv6: []string{}}
+		}
+	}
+	return part
+}
+
+// TestPatch: a live stream reads only what the routed changes name and
+// patches its view; the result is the host's state, and the delta brings
+// the agent there.
+func TestPatch(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		edit func(v *View)
+		ch   func(c *Changed)
+	}{
+		{"a port's address", func(v *View) {
+			p := *v.Ports["p1"]
+			p.FixedIPs = []string{"10.0.0.9"}
+			v.Ports["p1"] = &p
+		}, func(c *Changed) { c.Ports["p1"] = true }},
+		{"a port leaves: its group and the members only it needed go", func(v *View) { delete(v.Ports, "p1"); v.Prune() },
+			func(c *Changed) { c.Ports["p1"] = true }},
+		{"a port arrives with a group and remote group new here", func(v *View) {
+			v.Ports["p3"] = &Port{ID: "p3", NetworkID: "n2", SecurityGroups: []string{"ssh"}}
+			v.Networks["n2"] = &Network{ID: "n2", MTU: 1500}
+			v.Groups["ssh"] = &Group{ID: "ssh", Rules: []Rule{{ID: "r9", Direction: "ingress", Ethertype: "IPv4", RemoteGroupID: "admins"}}}
+			v.Members["admins"] = &Members{Group: "admins", IPv4: []string{"192.0.2.1"}, IPv6: []string{}}
+		}, func(c *Changed) { c.Ports["p3"] = true }},
+		{"a rule naming a new remote group", func(v *View) {
+			v.Groups["db"] = &Group{ID: "db", Stateful: true, Rules: []Rule{{ID: "r3", Direction: "ingress", Ethertype: "IPv4", RemoteGroupID: "web"}}}
+			v.Members["web"] = &Members{Group: "web", IPv4: []string{"10.0.0.1"}, IPv6: []string{}}
+		}, func(c *Changed) { c.Groups["db"] = true }},
+		{"the remote rule removed", func(v *View) {
+			v.Groups["web"] = &Group{ID: "web", Stateful: true, Rules: []Rule{}}
+			v.Prune()
+		}, func(c *Changed) { c.Groups["web"] = true }},
+		{"members elsewhere", func(v *View) {
+			v.Members["db"] = &Members{Group: "db", IPv4: []string{"10.0.0.2"}, IPv6: []string{"fd00::2"}}
+		}, func(c *Changed) { c.Members["db"] = true }},
+		{"the network's segment", func(v *View) {
+			v.Networks["n1"] = &Network{ID: "n1", MTU: 1400, NetworkType: "vlan", SegmentationID: 7}
+		},
+			func(c *Changed) { c.Networks["n1"] = true }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			old := base()
+			want := old.Clone()
+			tc.edit(want)
+			ch := NewChanged()
+			tc.ch(&ch)
+			now, d := Patch(old, partOf(want, ch), ch)
+			if !Equal(now, want) || !Equal(want, now) {
+				t.Errorf("patched view:\n got %s\nwant %s", dump(now), dump(want))
+			}
+			agent := old.Clone()
+			agent.Apply(&d)
+			if !Equal(agent, want) || !Equal(want, agent) {
+				t.Errorf("agent after the delta:\n got %s\nwant %s", dump(agent), dump(want))
+			}
+			if full := Diff(old, want); !reflect.DeepEqual(d, full) {
+				t.Errorf("delta %+v, want %+v", d, full)
+			}
+		})
+	}
+}

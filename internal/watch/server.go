@@ -101,7 +101,8 @@ type hostState struct {
 	sent       int64 // revision last sent or bookmarked to it
 	enforced   int64 // revision its last report said the kernel enforces
 	reportedAt time.Time
-	reads      int64 // host state reads for its streams
+	reads      int64 // whole host reads for its streams
+	partReads  int64 // reads of only what changes needed
 }
 
 // New builds a watch server.
@@ -326,66 +327,92 @@ func (st *stream) snapshot(ctx context.Context) error {
 func (st *stream) round(ctx context.Context) (bool, error) {
 	max := st.s.cfg.MaxChanges
 	changes, look, fromChain := st.s.hub.since(st.rev, max+1)
+	var (
+		capped bool
+		now    *hostview.View
+		d      hostview.Delta
+	)
 	if fromChain {
 		st.s.stats.fromChain.Add(1)
 		if len(changes) == 0 {
 			return false, nil
 		}
-		capped := len(changes) > max
-		if capped {
+		if capped = len(changes) > max; capped {
 			changes = changes[:max]
 		}
-		_, relevant := hostview.Route(st.view, st.host, changes, look)
+		ch, relevant := hostview.Route(st.view, st.host, changes, look)
 		if !relevant && !capped {
 			st.rev = changes[len(changes)-1].Revision // nothing here: no read at all
 			return false, nil
 		}
-		var snap *store.HostSnapshot
 		if err := st.s.st.Read(ctx, func(tx *store.Tx) error {
 			var err error
-			snap, err = st.read(ctx, tx)
+			now, d, err = st.refresh(ctx, tx, ch, capped)
 			return err
 		}); err != nil {
 			return false, err
 		}
-		return capped, st.update(changes[len(changes)-1].Revision, snap)
+		return capped, st.update(changes[len(changes)-1].Revision, now, d)
 	}
 	st.s.stats.fromLog.Add(1)
-	var (
-		capped bool
-		snap   *store.HostSnapshot
-	)
 	err := st.s.st.Read(ctx, func(tx *store.Tx) error {
 		var err error
 		if changes, capped, err = readChanges(ctx, tx, st.rev, max); err != nil || len(changes) == 0 {
 			return err
 		}
+		var ch hostview.Changed
 		relevant := capped // too many to route one by one: compare the whole host
 		if !relevant {
 			look, err := lookup(ctx, tx, changes)
 			if err != nil {
 				return err
 			}
-			_, relevant = hostview.Route(st.view, st.host, changes, look)
+			ch, relevant = hostview.Route(st.view, st.host, changes, look)
 		}
 		if relevant {
-			snap, err = st.read(ctx, tx)
+			now, d, err = st.refresh(ctx, tx, ch, capped)
 		}
 		return err
 	})
 	if err != nil || len(changes) == 0 {
 		return false, err
 	}
-	return capped, st.update(changes[len(changes)-1].Revision, snap)
+	return capped, st.update(changes[len(changes)-1].Revision, now, d)
 }
 
-// update moves the stream to rev: with snap (the host read because a
-// change concerns it), it sends what differs from the agent's view.
-func (st *stream) update(rev int64, snap *store.HostSnapshot) error {
-	if snap != nil {
-		now := hostview.FromSnapshot(snap)
+// refresh reads what the routed changes ch need — only the changed
+// objects and what they bring (store.HostPart, hostview.Patch) — and
+// returns the host's new view with the delta from the agent's. It reads
+// and compares the whole host instead when full is set (a capped round),
+// or when a port, network or group involved does not read in full (their
+// errors reach ports the part does not hold).
+func (st *stream) refresh(ctx context.Context, tx *store.Tx, ch hostview.Changed, full bool) (*hostview.View, hostview.Delta, error) {
+	if !full && !st.view.HasUnreadable() {
+		ports, nets, groups, members := hostview.Want(ch)
+		st.count(func(h *hostState) { h.partReads++ })
+		part, err := tx.HostPart(ctx, st.host, store.HostPart{Ports: ports, Networks: nets, Groups: groups, Members: members})
+		if err != nil {
+			return nil, hostview.Delta{}, err
+		}
+		if len(part.PortErrors) == 0 && len(part.BadRows) == 0 {
+			now, d := hostview.Patch(st.view, hostview.FromSnapshot(part), ch)
+			return now, d, nil
+		}
+	}
+	snap, err := st.read(ctx, tx)
+	if err != nil {
+		return nil, hostview.Delta{}, err
+	}
+	now := hostview.FromSnapshot(snap)
+	return now, hostview.Diff(st.view, now), nil
+}
+
+// update moves the stream to rev: with now (the host's new view), it
+// sends d, what differs from the agent's view.
+func (st *stream) update(rev int64, now *hostview.View, d hostview.Delta) error {
+	if now != nil {
 		now.Revision = rev
-		if d := hostview.Diff(st.view, now); !d.Empty() {
+		if !d.Empty() {
 			if err := st.frames(hostview.EventDelta, rev, d); err != nil {
 				return err
 			}
@@ -396,13 +423,17 @@ func (st *stream) update(rev int64, snap *store.HostSnapshot) error {
 	return nil
 }
 
+func (st *stream) count(fn func(h *hostState)) {
+	st.s.mu.Lock()
+	defer st.s.mu.Unlock()
+	if h := st.s.hosts[st.host]; h != nil {
+		fn(h)
+	}
+}
+
 // read reads the host's state, and counts it.
 func (st *stream) read(ctx context.Context, tx *store.Tx) (*store.HostSnapshot, error) {
-	st.s.mu.Lock()
-	if h := st.s.hosts[st.host]; h != nil {
-		h.reads++
-	}
-	st.s.mu.Unlock()
+	st.count(func(h *hostState) { h.reads++ })
 	return tx.HostSnapshot(ctx, st.host)
 }
 
@@ -567,9 +598,11 @@ type HostStatus struct {
 	// enforces, at ReportedAt (zero: no report to this server).
 	EnforcedRevision int64      `json:"enforced_revision"`
 	ReportedAt       *time.Time `json:"reported_at"`
-	// Reads counts the times this server read the host's state for its
-	// streams: a snapshot, a resume, or a change that concerns it.
-	Reads int64 `json:"state_reads"`
+	// Reads counts the times this server read the host's whole state for
+	// its streams (a snapshot, a resume, a round too big to route), and
+	// PartReads the times it read only what changes needed.
+	Reads     int64 `json:"state_reads"`
+	PartReads int64 `json:"part_reads"`
 }
 
 // Host is what this server knows of host's agent.
@@ -578,7 +611,8 @@ func (s *Server) Host(host string) HostStatus {
 	defer s.mu.Unlock()
 	out := HostStatus{Host: host}
 	if h := s.hosts[host]; h != nil {
-		out.Watches, out.SentRevision, out.EnforcedRevision, out.Reads = h.watches, h.sent, h.enforced, h.reads
+		out.Watches, out.SentRevision, out.EnforcedRevision = h.watches, h.sent, h.enforced
+		out.Reads, out.PartReads = h.reads, h.partReads
 		if !h.reportedAt.IsZero() {
 			t := h.reportedAt
 			out.ReportedAt = &t
