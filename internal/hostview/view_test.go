@@ -424,3 +424,22 @@ func TestPatch(t *testing.T) {
 		})
 	}
 }
+
+func bigView(n int) *View {
+	v := New("h1")
+	for i := range n {
+		id := fmt.Sprintf("p%05d", i)
+		v.Ports[id] = &Port{ID: id, MAC: "fa:16:3e:00:00:01", NetworkID: "n1", FixedIPs: []string{fmt.Sprintf("10.%d.%d.%d", i/65536, i/256%256, i%256)},
+			PortSecurity: true, SecurityGroups: []string{"g"}}
+	}
+	v.Networks["n1"] = &Network{ID: "n1", MTU: 1500}
+	v.Groups["g"] = &Group{ID: "g", Rules: []Rule{}}
+	return v
+}
+
+func BenchmarkSnapshot5000(b *testing.B) {
+	v := bigView(5000)
+	for b.Loop() {
+		v.Snapshot()
+	}
+}
