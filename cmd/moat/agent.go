@@ -48,7 +48,7 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.noComments, "no-comments", false, "leave comments off the rules (Neutron's comment_iptables_rules = False)")
 	def := agent.DefaultConfig()
 	cmd.Flags().DurationVar(&f.checkInterval, "check-interval", def.CheckInterval, "how often the kernel is re-read to repair drift")
-	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", def.PollInterval, "how often the change log is polled for other processes' changes")
+	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", def.PollInterval, "with --db, how often the change log is polled for other processes' changes; with --server, how often a failed report is retried")
 }
 
 // newAgent builds the agent of this host over a feed (the server's watch,
