@@ -53,8 +53,18 @@ func follow(s *stream, host string) *follower {
 // created, deleted, moved between hosts, readdressed and regrouped, rules
 // added and removed, naming remote groups — every host's stream keeps its
 // agent's view equal to the host's state in the store.
+//
+// Twice: with the defaults (rounds walk the shared chain and read only
+// what changed), and with a chain of one change and rounds capped at one change
+// (rounds read the change log and, capped, compare whole hosts).
 func TestStreamsMatchTheStore(t *testing.T) {
-	e := newEnv(t, apitest.Config{Watch: watch.Config{Bookmark: 20 * time.Millisecond}})
+	t.Run("chain", func(t *testing.T) { testStreamsMatchTheStore(t, watch.Config{}, true) })
+	t.Run("log", func(t *testing.T) { testStreamsMatchTheStore(t, watch.Config{ChainLength: 1, MaxChanges: 1}, false) })
+}
+
+func testStreamsMatchTheStore(t *testing.T, cfg watch.Config, wantParts bool) {
+	cfg.Bookmark = 20 * time.Millisecond
+	e := newEnv(t, apitest.Config{Watch: cfg})
 	hosts := []string{"h1", "h2", "h3"}
 	groups := []string{e.group("a"), e.group("b"), e.group("c"), e.group("d")}
 	rng := rand.New(rand.NewPCG(11, 3))
@@ -162,10 +172,14 @@ func TestStreamsMatchTheStore(t *testing.T) {
 		st := e.srv.Watch.Host(h)
 		reads, parts = reads+st.Reads, parts+st.PartReads
 	}
-	if parts == 0 {
-		t.Errorf("no stream read only what changed (%d whole reads)", reads)
+	chain, log := e.srv.Watch.Rounds()
+	if wantParts && (parts == 0 || chain == 0) {
+		t.Errorf("no stream read only what changed, or walked the chain (%d whole reads, %d partial, %d rounds from the chain)", reads, parts, chain)
 	}
-	t.Logf("whole host reads %d, partial reads %d", reads, parts)
+	if !wantParts && (log == 0 || reads <= 3) {
+		t.Errorf("no round read the log, or compared whole hosts (%d rounds from the log, %d whole reads)", log, reads)
+	}
+	t.Logf("whole host reads %d, partial reads %d; rounds from the chain %d, from the log %d", reads, parts, chain, log)
 }
 
 func dump(v *hostview.View) string {
