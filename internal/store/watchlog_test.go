@@ -66,6 +66,11 @@ func TestCompactChanges(t *testing.T) {
 		var latest, oldest int64
 		read := func() {
 			t.Helper()
+			// On PostgreSQL the sequencer numbers changes after their
+			// commit: number what is pending before reading the log.
+			if err := s.SyncChanges(ctx); err != nil {
+				t.Fatal(err)
+			}
 			if err := s.Read(ctx, func(tx *Tx) error {
 				var err error
 				if latest, err = tx.LatestRevision(ctx); err != nil {
