@@ -606,8 +606,14 @@ func (k *compilation) port(p *Port) (*portEntry, error) {
 		// The static part keeps its copy of the port, to build its rules'
 		// specs again when asked.
 		src := clonePort(p)
-		st, err := buildPortStatic(src, k.fixed, false)
-		e.src, e.comments, e.static, e.err, e.out = src, k.opt.CommentRules, st, err, nil
+		st, err := buildPortStatic(&src, k.fixed, false)
+		e.comments, e.static, e.err, e.out = k.opt.CommentRules, st, err, nil
+		if st != nil {
+			e.src = &st.src // the static part's copy
+		} else {
+			kept := src
+			e.src = &kept
+		}
 		e.comboKey = strings.Join(p.SecurityGroups, "\x00")
 		k.c.stats.PortsRebuilt++
 	}
@@ -622,12 +628,12 @@ func samePort(a, b *Port) bool {
 		slices.Equal(a.SecurityGroups, b.SecurityGroups)
 }
 
-func clonePort(p *Port) *Port {
+func clonePort(p *Port) Port {
 	c := *p
 	c.FixedIPs = slices.Clone(p.FixedIPs)
 	c.AllowedAddressPairs = slices.Clone(p.AllowedAddressPairs)
 	c.SecurityGroups = slices.Clone(p.SecurityGroups)
-	return &c
+	return c
 }
 
 // portCombo brings the combination of a filtered port's groups up to

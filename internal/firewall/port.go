@@ -54,7 +54,7 @@ type portStatic struct {
 
 	// The lines above are rendered without their specs, which are built
 	// again from src the first time a caller asks (withSpecs).
-	src      *Port // what it was built from; read-only
+	src      Port // what it was built from; read-only
 	fixed    *fixedTexts
 	specs    sync.Once
 	withData *portStatic // the same lines with their specs
@@ -67,7 +67,7 @@ func (ps *portStatic) withSpecs() *portStatic {
 		if ps.withData != nil {
 			return
 		}
-		full, err := buildPortStatic(ps.src, ps.fixed, true)
+		full, err := buildPortStatic(&ps.src, ps.fixed, true)
 		if err != nil {
 			// buildPortStatic is a function of its inputs, which built
 			// ps without an error.
@@ -178,13 +178,13 @@ func fixedFor(opt Options) *fixedTexts {
 }
 
 // buildPortStatic builds a port's own rules with the fixed rules f; with
-// keep, as data too. ps keeps p, which must not change.
+// keep, as data too. ps keeps a copy of *p, whose slices must not change.
 func buildPortStatic(p *Port, f *fixedTexts, keep bool) (*portStatic, error) {
 	if err := checkPort(p); err != nil {
 		return nil, err
 	}
 	ps := &portStatic{
-		src:           p,
+		src:           *p,
 		fixed:         f,
 		id:            p.ID,
 		kind:          kindOf(p),
@@ -247,7 +247,7 @@ func buildPortStatic(p *Port, f *fixedTexts, keep bool) (*portStatic, error) {
 	ps.input = []line{physdev(false, hybrid.CommentInputToSG, to(ps.chainO), d)}
 
 	mac, _ := parseMAC(p.MAC) // checked by checkPort
-	ps.fixedText = p.FixedIPs
+	ps.fixedText = ps.src.FixedIPs
 	var fixed [2][]netip.Addr
 	for _, s := range p.FixedIPs {
 		a, err := netip.ParseAddr(s)

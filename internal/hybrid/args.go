@@ -115,13 +115,16 @@ func appendSaveString(b []byte, s string) []byte {
 		return append(b, s...)
 	}
 	b = append(b, '"')
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c == '"' || c == '\\' || c == '\'' {
-			b = append(b, '\\')
+	for {
+		// Copy up to the next character to escape in one piece.
+		i := strings.IndexAny(s, `"\'`)
+		if i < 0 {
+			break
 		}
-		b = append(b, s[i])
+		b = append(append(b, s[:i]...), '\\', s[i])
+		s = s[i+1:]
 	}
-	return append(b, '"')
+	return append(append(b, s...), '"')
 }
 
 // RuleTarget is the chain or target a rule jumps or goes to ("-j X" or
