@@ -42,12 +42,14 @@ func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stat
 func (o *portOut) chainSpecs(i int) []*hybrid.Rule {
 	o.once.Do(func() {
 		ps := o.static.withSpecs()
-		for fam := range o.specs {
+		specs := new([2][3][]*hybrid.Rule)
+		for fam := range specs {
 			for dir := range 2 {
-				o.specs[fam][dir] = portChainRules(ps.fixed, ps, fam, dir, o.sg[fam][dir], true).specs
+				specs[fam][dir] = portChainRules(ps.fixed, ps, fam, dir, o.sg[fam][dir], true).specs
 			}
-			o.specs[fam][2] = ps.spoof[fam].specs
+			specs[fam][2] = ps.spoof[fam].specs
 		}
+		o.specs = specs
 	})
 	return o.specs[i/3][i%3]
 }

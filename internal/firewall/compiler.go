@@ -172,7 +172,7 @@ type portOut struct {
 	zone      int
 	stateless bool
 	once      sync.Once
-	specs     [2][3][]*hybrid.Rule // per family: i, o, s chain
+	specs     *[2][3][]*hybrid.Rule // per family: i, o, s chain; nil until asked
 }
 
 // compilation is the state of one Compile call.
