@@ -63,12 +63,33 @@ func rawRules(ps *portStatic, zone int, stateless, keep bool) []line {
 	if stateless {
 		cm, act, o = hybrid.StatelessComment(ps.id), hybrid.Action{Kind: hybrid.CTNoTrack}, shared(hybrid.OriginStateless)
 	}
-	arena := newRuleArena(3, keep)
-	return []line{
-		arena.line(hybrid.Rule{Match: hybrid.Match{PhysIn: ps.qvb}, Comment: cm, Action: act, Origin: o}),
-		arena.line(hybrid.Rule{Match: hybrid.Match{InIface: ps.qvb}, Comment: cm, Action: act, Origin: o}),
-		arena.line(hybrid.Rule{Match: hybrid.Match{PhysIn: ps.tap}, Comment: cm, Action: act, Origin: o}),
+	rules := [3]hybrid.Rule{
+		{Match: hybrid.Match{PhysIn: ps.qvb}, Comment: cm, Action: act, Origin: o},
+		{Match: hybrid.Match{InIface: ps.qvb}, Comment: cm, Action: act, Origin: o},
+		{Match: hybrid.Match{PhysIn: ps.tap}, Comment: cm, Action: act, Origin: o},
 	}
+	out := make([]line, len(rules))
+	if keep {
+		arena := newRuleArena(len(rules), true)
+		for i, r := range rules {
+			out[i] = arena.line(r)
+		}
+		return out
+	}
+	// The three texts in one string: they live as long as each other.
+	var buf [512]byte
+	b := buf[:0]
+	var ends [len(rules)]int
+	for i := range rules {
+		b = rules[i].AppendIptables(b)
+		ends[i] = len(b)
+	}
+	all, start := string(b), 0
+	for i, end := range ends {
+		out[i] = line{text: all[start:end]}
+		start = end
+	}
+	return out
 }
 
 // portChainRules is a port's i (dir in) or o chain of one family.

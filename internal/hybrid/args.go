@@ -115,16 +115,14 @@ func appendSaveString(b []byte, s string) []byte {
 		return append(b, s...)
 	}
 	b = append(b, '"')
-	for {
-		// Copy up to the next character to escape in one piece.
-		i := strings.IndexAny(s, `"\'`)
-		if i < 0 {
-			break
+	from := 0 // s[from:i] is copied in one piece
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c == '"' || c == '\\' || c == '\'' {
+			b = append(append(b, s[from:i]...), '\\', c)
+			from = i + 1
 		}
-		b = append(append(b, s[:i]...), '\\', s[i])
-		s = s[i+1:]
 	}
-	return append(append(b, s...), '"')
+	return append(append(b, s[from:]...), '"')
 }
 
 // RuleTarget is the chain or target a rule jumps or goes to ("-j X" or
