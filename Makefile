@@ -74,7 +74,7 @@ test: deps fmt-check vet build
 FUZZTIME ?= 20s
 FUZZ_TARGETS := internal/api:FuzzAPI \
 	internal/hybrid:FuzzReadSave internal/hybrid:FuzzReadIPSets \
-	internal/trace:FuzzParseSave internal/trace:FuzzParseIPSets internal/trace:FuzzQuery \
+	internal/trace:FuzzParseSave internal/trace:FuzzParseIPSets internal/trace:FuzzQuery internal/trace:FuzzLoadNFT \
 	internal/dataplane/iptables:FuzzParseSave internal/dataplane/ipset:FuzzParseSave \
 	internal/firewall/spec:FuzzParse internal/firewall/spec:FuzzCompile
 fuzz:

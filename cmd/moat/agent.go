@@ -15,7 +15,6 @@ import (
 	"github.com/moat-sg/moat/internal/agent"
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
-	"github.com/moat-sg/moat/internal/dataplane/ipset"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
@@ -38,7 +37,7 @@ type agentFlags struct {
 func (f *agentFlags) register(cmd *cobra.Command) {
 	host, _ := os.Hostname()
 	cmd.Flags().StringVar(&f.host, "host", host, "this host's name: the agent enforces the ports whose binding:host_id is this")
-	cmd.Flags().StringVar(&f.backend, "backend", string(iptables.NFT), "iptables backend: iptables-legacy or iptables-nft")
+	cmd.Flags().StringVar(&f.backend, "backend", string(iptables.NFT), "firewall backend: iptables-legacy, iptables-nft (Neutron's iptables layout) or nftables (moat's nftables layout, docs/nftables.md)")
 	cmd.Flags().StringVar(&f.bridge, "bridge", wiring.ModeAuto, "br-int: ovs, linux (a Linux bridge: no VLAN isolation) or auto (OVS when it answers)")
 	cmd.Flags().StringVar(&f.ovsdb, "ovsdb", "", "OVSDB to use (ovs-vsctl --db), e.g. unix:/run/openvswitch/db.sock; empty: the default")
 	cmd.Flags().StringVar(&f.datapathType, "datapath-type", "system", "datapath type of a br-int the agent creates: system or netdev (userspace)")
@@ -55,14 +54,18 @@ func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Log
 	if f.host == "" {
 		return nil, nil, fmt.Errorf("--host is empty and the hostname is unknown")
 	}
-	backend, err := iptables.ParseBackend(f.backend)
+	backend, err := agent.ParseBackend(f.backend)
 	if err != nil {
 		return nil, nil, err
 	}
-	for _, bin := range append(backend.Binaries(), "ipset") {
+	for _, bin := range backend.Binaries() {
 		if _, err := exec.LookPath(bin); err != nil {
-			return nil, nil, fmt.Errorf("%s is not installed (apt-get install iptables ipset): %w", bin, err)
+			return nil, nil, fmt.Errorf("%s is not installed (apt-get install iptables ipset nftables): %w", bin, err)
 		}
+	}
+	rules, sets, err := backend.Kernel(dataplane.Host{})
+	if err != nil {
+		return nil, nil, err
 	}
 	wire, err := wiring.New(ctx, wiring.Config{Mode: f.bridge, OVSDB: f.ovsdb, DatapathType: f.datapathType, Logger: log})
 	if err != nil {
@@ -73,9 +76,8 @@ func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Log
 	cfg.Options = firewall.Options{EnableIPSet: !f.noIPSet, CommentRules: !f.noComments}
 	cfg.CheckInterval, cfg.PollInterval = f.checkInterval, f.pollInterval
 	cfg.Logger = log
-	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: f.host},
-		agent.IPTables(iptables.NewSyncer(dataplane.Host{}, backend)),
-		ipset.NewSyncer(dataplane.Host{}), agent.Wire(wire), conntrack.Netlink{})
+	cfg.Previous = backend.Previous(dataplane.Host{})
+	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: f.host}, rules, sets, agent.Wire(wire), conntrack.Netlink{})
 	return a, func() { wire.Close() }, nil
 }
 

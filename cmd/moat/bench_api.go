@@ -7,12 +7,14 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"runtime/pprof"
 	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/apibench"
+	"github.com/moat-sg/moat/internal/store"
 )
 
 // benchAPIFlags are the flags of `moat bench api`.
@@ -31,6 +33,9 @@ type benchAPIFlags struct {
 	timeout    time.Duration
 	progress   int
 	cleanup    bool
+	cpuProfile string
+	replicas   int
+	replicaURL []string
 }
 
 func init() {
@@ -55,6 +60,7 @@ server); server_cpu_s is that of the --server-pid processes and their
 descendants.`,
 		Example: `  moat bench api
   moat bench api --db postgres://moat:moat@127.0.0.1:55432/moat
+  moat bench api --db postgres://moat:moat@127.0.0.1:55432/moat --replicas 2 --rules 5000 --list-repeat 0
   moat bench api --url http://127.0.0.1:9696 --target neutron --server-pid $(cat /tmp/neutron-ref/neutron.pid)`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -78,6 +84,9 @@ descendants.`,
 	fl.DurationVar(&f.timeout, "timeout", 5*time.Minute, "timeout of each HTTP request")
 	fl.IntVar(&f.progress, "progress-every", 1000, "creates between progress lines on stderr")
 	fl.BoolVar(&f.cleanup, "cleanup", false, "delete the bench's groups and rules at the end")
+	fl.IntVar(&f.replicas, "replicas", 1, "in-process moat servers on the one --db (PostgreSQL for more than 1); creates go round-robin over them")
+	fl.StringSliceVar(&f.replicaURL, "replica-url", nil, "more endpoints of the --url API (server replicas on one database; repeatable): creates go round-robin over all")
+	fl.StringVar(&f.cpuProfile, "cpuprofile", "", "write a CPU profile of this process (client and in-process servers) to this file")
 	benchCmd.AddCommand(cmd)
 }
 
@@ -93,25 +102,56 @@ func runBenchAPI(ctx context.Context, f *benchAPIFlags, out, errw io.Writer) err
 	if f.url != "" && f.db != "" {
 		return fmt.Errorf("--db configures the in-process server; it cannot be used with --url")
 	}
+	if f.replicas == 0 { // unset: one server
+		f.replicas = 1
+	}
+	if f.replicas < 1 {
+		return fmt.Errorf("--replicas must be at least 1")
+	}
+	if f.url != "" && f.replicas > 1 {
+		return fmt.Errorf("--replicas starts in-process servers; it cannot be used with --url (list other endpoints with --replica-url)")
+	}
+	if f.url == "" && len(f.replicaURL) > 0 {
+		return fmt.Errorf("--replica-url adds endpoints to --url")
+	}
+	if f.cpuProfile != "" {
+		pf, err := os.Create(f.cpuProfile)
+		if err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pf.Close()
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			return fmt.Errorf("cpu profile: %w", err)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	url, target := f.url, f.target
+	replicaURLs := f.replicaURL
 	if url == "" {
-		srv, err := apibench.StartServer(ctx, f.db, errw)
+		srvs, err := apibench.StartReplicas(ctx, f.db, f.replicas, errw)
 		if err != nil {
 			return fmt.Errorf("start in-process moat server: %w", err)
 		}
 		defer func() {
-			if err := srv.Close(); err != nil {
-				fmt.Fprintln(errw, "moat bench api: stop in-process server:", err)
+			for _, srv := range srvs {
+				if err := srv.Close(); err != nil {
+					fmt.Fprintln(errw, "moat bench api: stop in-process server:", err)
+				}
 			}
 		}()
-		url = srv.URL
-		if target == "" {
-			target = srv.Target()
+		url = srvs[0].URL
+		for _, srv := range srvs[1:] {
+			replicaURLs = append(replicaURLs, srv.URL)
 		}
-		fmt.Fprintf(errw, "in-process moat server on %s, database %s\n", srv.URL, srv.DB)
+		if target == "" {
+			target = srvs[0].Target()
+		}
+		for _, srv := range srvs {
+			fmt.Fprintf(errw, "in-process moat server on %s, database %s\n", srv.URL, store.Redact(srv.DB))
+		}
 	}
 	cfg := apibench.Config{
-		URL: url, Target: target, Rules: f.rules, ListRules: f.listRules, BulkBatch: f.bulkBatch,
+		URL: url, ReplicaURLs: replicaURLs, Target: target, Rules: f.rules, ListRules: f.listRules, BulkBatch: f.bulkBatch,
 		Concurrency: f.conc, Groups: f.groups, ListRepeat: f.listRepeat, Project: f.project,
 		ServerPIDs: f.serverPIDs, Timeout: f.timeout, Progress: errw, ProgressEvery: f.progress,
 		Cleanup: f.cleanup,

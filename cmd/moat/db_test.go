@@ -37,7 +37,7 @@ func TestDBUpgradeAndVersion(t *testing.T) {
 	}
 
 	out, err = runCmd(t, newDBCmd, "", "upgrade", "--db", url)
-	if want := fmt.Sprintf("schema upgraded from version 0 to %d (applied 1, 2, 3)", store.SchemaVersion()); err != nil || !strings.Contains(out, want) {
+	if want := fmt.Sprintf("schema upgraded from version 0 to %d (applied 1, 2, 3, 4)", store.SchemaVersion()); err != nil || !strings.Contains(out, want) {
 		t.Errorf("first upgrade: %v, %q, want %q", err, out, want)
 	}
 	out, err = runCmd(t, newDBCmd, "", "upgrade", "--db", url)

@@ -28,9 +28,27 @@ sending traffic to see which rule the traffic hits.
 
 The rules are read as for moat trace: from the kernel (iptables-save -c,
 --netns NAME for another namespace), from files (--iptables-save FILE ...),
-or compiled from a spec (--input FILE, counters are then zero).`,
+or compiled from a spec (--input FILE, counters are then zero). On a host of
+the nftables backend (--backend auto finds it, or --backend nftables, or
+--nft-json FILE) it lists the port's forward-map and zone-map entries and its
+i and o chains with their counters.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if src.src.NFT(cmd.Context()) {
+				h, where, err := src.loadNFT(cmd.Context(), cmd.InOrStdin(), port)
+				if err != nil {
+					return err
+				}
+				ex, err := h.Explain(port, tap)
+				if err != nil {
+					return err
+				}
+				if asJSON {
+					return writeIndentedJSON(cmd.OutOrStdout(), ex)
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "rules:  %s\n", where)
+				return trace.WriteExplainText(cmd.OutOrStdout(), ex)
+			}
 			h, where, err := src.load(cmd.Context(), cmd.InOrStdin(), port, false)
 			if err != nil {
 				return err

@@ -57,7 +57,7 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 	}
 	up.Flags().IntVar(&vms, "vms", 2, "number of VMs (namespaces NAME-vm1..N)")
 	up.Flags().BoolVar(&asJSON, "json", false, "print the API URL and, per VM, its namespace, port id, IP, MAC and tap as JSON")
-	up.Flags().StringVar(&backend, "backend", string(iptables.NFT), "firewall backend of the agent: "+string(iptables.Legacy)+" or "+string(iptables.NFT))
+	up.Flags().StringVar(&backend, "backend", string(iptables.NFT), "firewall backend of the agent: "+string(iptables.Legacy)+", "+string(iptables.NFT)+" or nftables")
 	up.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the API and for every port to become ACTIVE")
 	up.Flags().BoolVar(&keep, "keep-on-failure", false, "leave a lab that failed to come up in place, for inspection")
 	up.Flags().StringVar(&stateDir, "state-dir", "", "state directory (default /run/moat-lab/NAME)")
@@ -84,7 +84,10 @@ func printLabSummary(w io.Writer, name string, l *lab.Lab) {
 		fmt.Fprintf(w, "  %-14s %-15s %-17s %-14s %s\n", v.Netns, v.IP, v.MAC, v.Tap, v.PortID)
 	}
 	osc := fmt.Sprintf("ip netns exec %s openstack --os-auth-type none --os-endpoint %s", l.HostNetns, l.API)
-	save := iptables.Backend(l.Backend).Command(iptables.IPv4, "save")
+	save := "nft list ruleset"
+	if b := iptables.Backend(l.Backend); b.Valid() {
+		save = b.Command(iptables.IPv4, "save")
+	}
 	fmt.Fprintf(w, "\nEvery port is in security group %q, which allows only egress: the VMs cannot reach\neach other until a rule says so. Try:\n\n", lab.GroupName)
 	if len(l.VMs) >= 2 {
 		a, b := l.VMs[0], l.VMs[1]

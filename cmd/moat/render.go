@@ -8,7 +8,9 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moat-sg/moat/internal/dataplane/nftables"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/firewall/spec"
 )
 
@@ -17,7 +19,7 @@ func init() {
 }
 
 func newRenderCmd() *cobra.Command {
-	var input, scenario string
+	var input, scenario, backend string
 	var compat bool
 	cmd := &cobra.Command{
 		Use:   "render --input FILE [--scenario NAME]",
@@ -38,17 +40,21 @@ exits non-zero, naming each rejected port and why.
 --input - reads the spec from standard input.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			return runRender(cmd.OutOrStdout(), cmd.InOrStdin(), input, scenario, compat)
+			return runRender(cmd.OutOrStdout(), cmd.InOrStdin(), input, scenario, compat, backend)
 		},
 	}
 	cmd.Flags().StringVar(&input, "input", "", "spec file (JSON), - for standard input")
 	cmd.Flags().StringVar(&scenario, "scenario", "", "scenario to render; required when the file holds several")
 	cmd.Flags().BoolVar(&compat, "neutron-compat", false, "reproduce Neutron 21 exactly, including the bugs moat fixes (docs/compatibility.md)")
+	cmd.Flags().StringVar(&backend, "backend", "iptables", "iptables (iptables-save, ip6tables-save and ipset save) or nftables (the nft -f script of moat's nftables tables, docs/nftables.md)")
 	_ = cmd.MarkFlagRequired("input")
 	return cmd
 }
 
-func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool) error {
+func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool, backend string) error {
+	if backend != "iptables" && backend != "nftables" {
+		return fmt.Errorf("--backend %q: want iptables or nftables", backend)
+	}
 	file, err := spec.Load(stdin, input)
 	if err != nil {
 		return err
@@ -69,6 +75,23 @@ func runRender(w io.Writer, stdin io.Reader, input, scenario string, compat bool
 	// dropped), which an agent would report per port; render prints the
 	// rest and fails.
 	rejected := rs.RejectedError()
+	if backend == "nftables" {
+		out, err := nftrender.Render(rs)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", name, err)
+		}
+		script, err := nftables.Script(out)
+		if err != nil {
+			return fmt.Errorf("scenario %s: %w", name, err)
+		}
+		if _, err := w.Write(script); err != nil {
+			return err
+		}
+		if rejected != nil {
+			return fmt.Errorf("scenario %s: %w", name, rejected)
+		}
+		return nil
+	}
 	bw := bufio.NewWriter(w)
 	sections := []struct {
 		title string

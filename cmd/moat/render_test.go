@@ -341,3 +341,22 @@ func TestRenderRejectsBadPortsAlone(t *testing.T) {
 		})
 	}
 }
+
+// TestRenderNFTables: --backend nftables prints the nftables rendering's
+// nft -f script, the one nftrender's goldens hold; a bad backend is refused.
+func TestRenderNFTables(t *testing.T) {
+	out, err := render(t, "", "--input", filepath.Join(corpusDir, "neutron", "sample.json"), "--scenario", "basic", "--backend", "nftables")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := os.ReadFile(filepath.Join("..", "..", "internal", "firewall", "nftrender", "testdata", "sample-basic.nft"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out != string(want) {
+		t.Errorf("render --backend nftables differs from nftrender's golden:\n%s", out)
+	}
+	if _, err := render(t, "", "--input", filepath.Join(corpusDir, "neutron", "sample.json"), "--scenario", "basic", "--backend", "pf"); err == nil || !strings.Contains(err.Error(), "--backend") {
+		t.Errorf("--backend pf: %v, want refused", err)
+	}
+}

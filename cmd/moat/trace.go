@@ -35,7 +35,8 @@ func (s *ruleSource) flags(cmd *cobra.Command) {
 	f.StringVar(&s.src.Spec, "input", "", "trace what moat would install for this spec (the moat render input)")
 	f.StringVar(&s.src.Scenario, "scenario", "", "scenario of --input; required when the file holds several")
 	f.BoolVar(&s.src.Compat, "neutron-compat", false, "with --input: compile as Neutron 21 would, bugs included (docs/compatibility.md)")
-	f.StringVar(&s.src.Backend, "backend", "auto", "live rules: iptables-legacy, iptables-nft, or auto (the one holding Neutron's or moat's chains)")
+	f.StringVar(&s.src.Backend, "backend", "auto", "live rules: iptables-legacy, iptables-nft, nftables (moat's nftables tables), or auto (the one holding Neutron's or moat's rules)")
+	f.StringVar(&s.src.NFTJSON, "nft-json", "", "read moat's nftables tables from this nft -j list ruleset output (a host on --backend nftables)")
 	f.StringVar(&s.src.Netns, "netns", "", "live rules: read them in this network namespace (ip netns exec NAME ...)")
 	f.StringVar(&s.db, "db", "", "moat's database, to name the security group rule behind each rule (default: "+store.DefaultURL+" if it exists)")
 }
@@ -49,19 +50,40 @@ func (s *ruleSource) load(ctx context.Context, stdin io.Reader, portID string, w
 	if err != nil || !s.src.WantsProvenance(portID) {
 		return h, where, err
 	}
+	return h, where + s.withStore(ctx, "rule ids", func(st *store.Store, db string) string {
+		return rulesrc.Provenance(ctx, st, db, h, portID, wholeHost)
+	}), nil
+}
+
+// loadNFT is load for a host of the nftables backend: the store, when at
+// hand, names the port's groups for the suggestion.
+func (s *ruleSource) loadNFT(ctx context.Context, stdin io.Reader, portID string) (*trace.NFTHost, string, error) {
+	h, where, err := s.src.LoadNFT(ctx, stdin)
+	if err != nil || portID == "" {
+		return h, where, err
+	}
+	return h, where + s.withStore(ctx, "groups", func(st *store.Store, db string) string {
+		return rulesrc.NFTProvenance(ctx, st, db, h, portID)
+	}), nil
+}
+
+// withStore opens moat's database read-only (--db, or the default one
+// when it exists) and runs f with it; the result is a note on what is
+// unknown without it ("" when there is no database to ask).
+func (s *ruleSource) withStore(ctx context.Context, what string, f func(st *store.Store, db string) string) string {
 	db := s.db
 	if db == "" {
 		if _, err := os.Stat(strings.TrimPrefix(store.DefaultURL, "sqlite://")); err != nil {
-			return h, where, nil
+			return ""
 		}
 		db = store.DefaultURL
 	}
 	st, err := store.OpenMode(ctx, db, store.ReadOnly)
 	if err != nil {
-		return h, where + "; rule ids unknown: " + err.Error(), nil
+		return "; " + what + " unknown: " + err.Error()
 	}
 	defer st.Close()
-	return h, where + rulesrc.Provenance(ctx, st, db, h, portID, wholeHost), nil
+	return f(st, db)
 }
 
 // packetFlags are the packet's description on the command line.
@@ -106,7 +128,10 @@ allow the packet.
 The rules are read from the kernel of the current network namespace
 (iptables-save -c, ip6tables-save -c, ipset save; --netns NAME to read another
 one), from files (--iptables-save, --ip6tables-save, --ipset), or compiled by
-moat from a spec (--input FILE [--scenario NAME], as moat render).
+moat from a spec (--input FILE [--scenario NAME], as moat render). On a host
+of the nftables backend (found by --backend auto, or --backend nftables) the
+packet goes through moat's nftables tables instead: nft -j list ruleset from
+the kernel, or from a file with --nft-json FILE (docs/nftables.md).
 
 --packets FILE traces many packets: one JSON object per line with the keys
 port, tap, direction, hook, protocol, src, dst, sport, dport, icmp_type,
@@ -117,6 +142,9 @@ the packet lacks) is reported as unknown, never taken as a miss; the verdict
 is "unknown" when such a rule could have decided. See docs/trace.md.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			if src.src.NFT(cmd.Context()) {
+				return traceNFT(cmd, &src, &pf, asJSON, packets)
+			}
 			h, where, err := src.load(cmd.Context(), cmd.InOrStdin(), pf.q.Port, packets != "")
 			if err != nil {
 				return err
@@ -140,6 +168,35 @@ is "unknown" when such a rule could have decided. See docs/trace.md.`,
 	cmd.Flags().BoolVar(&asJSON, "json", false, "print the result as JSON")
 	cmd.Flags().StringVar(&packets, "packets", "", "trace every packet of this file (JSON lines; - for standard input) and print JSON lines")
 	return cmd
+}
+
+// traceNFT is trace on a host of the nftables backend.
+func traceNFT(cmd *cobra.Command, src *ruleSource, pf *packetFlags, asJSON bool, packets string) error {
+	h, where, err := src.loadNFT(cmd.Context(), cmd.InOrStdin(), pf.q.Port)
+	if err != nil {
+		return err
+	}
+	if packets != "" {
+		r := cmd.InOrStdin()
+		if packets != "-" {
+			f, err := os.Open(packets)
+			if err != nil {
+				return err
+			}
+			defer f.Close()
+			r = f
+		}
+		return trace.TraceBatch(h, cmd.OutOrStdout(), r)
+	}
+	res, err := h.Trace(pf.q)
+	if err != nil {
+		return err
+	}
+	if asJSON {
+		return writeIndentedJSON(cmd.OutOrStdout(), res)
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "rules:  %s\n", where)
+	return trace.WriteText(cmd.OutOrStdout(), res)
 }
 
 // writeIndentedJSON prints v as indented JSON, with <, > and & as they

@@ -98,6 +98,10 @@ type Config struct {
 	// OnSynced, if set, is called after each successful sync with the
 	// change log revision the kernel now enforces (for benchmarks).
 	OnSynced func(revision int64)
+	// Previous are the backends the host may be switching from
+	// (Backend.Previous): zones are taken from them when the agent's own
+	// backend has none, and their rules removed after the first apply.
+	Previous []Previous
 }
 
 // DefaultConfig is the production tuning: drift is repaired within about
@@ -139,6 +143,8 @@ type Agent struct {
 	// held are the ports whose rules the kernel holds: on a name clash,
 	// they keep their names (firewall.HostState.Installed).
 	held map[string]bool
+
+	previous []Previous // backends holding rules to remove after the next apply
 
 	wired    map[string]WirePort   // ports plugged (qbr/qvb/qvo)
 	attached map[string]bool       // ports whose tap is in their qbr
@@ -258,6 +264,28 @@ func (a *Agent) recover(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read installed conntrack zones: %w", err)
 	}
+	for _, p := range a.cfg.Previous {
+		ok, err := p.Present(ctx)
+		if err != nil {
+			a.log.Warn("look for rules of a previous backend", "backend", p.Name(), "err", err)
+			continue
+		}
+		if !ok {
+			continue
+		}
+		a.previous = append(a.previous, p)
+		if len(zones) > 0 {
+			continue
+		}
+		// Switching backends: the ports keep their zones, so that
+		// established flows keep their conntrack entries.
+		pz, err := p.InstalledZones(ctx)
+		if err != nil {
+			return fmt.Errorf("read the conntrack zones of the previous backend %s: %w", p.Name(), err)
+		}
+		zones = pz
+		a.log.Info("switching backends: the previous backend's rules stay until this one's are in", "previous", p.Name(), "zones", len(pz))
+	}
 	for id, z := range zones {
 		a.zones[id] = z
 		a.held[id] = true
@@ -375,7 +403,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 	if err := a.rules.Apply(ctx, rs); err != nil {
 		a.kernelGen = 0
-		return fmt.Errorf("apply iptables: %w", err)
+		return fmt.Errorf("apply rules: %w", err)
 	}
 	a.gen++
 	a.kernelGen = a.gen
@@ -391,6 +419,17 @@ func (a *Agent) Sync(ctx context.Context) error {
 			delete(a.enforced, id)
 		}
 	}
+	// The host's rules are in this backend now: a previous backend's go.
+	var keep []Previous
+	for _, p := range a.previous {
+		if err := p.Remove(ctx); err != nil {
+			a.log.Warn("remove the rules of the previous backend (retried after the next apply)", "backend", p.Name(), "err", err)
+			keep = append(keep, p)
+			continue
+		}
+		a.log.Info("removed the rules of the previous backend", "backend", p.Name())
+	}
+	a.previous = keep
 	previous := a.applied
 	a.applied = rs
 	a.zones = rs.ZoneAssignments
@@ -489,7 +528,7 @@ func (a *Agent) drifted(ctx context.Context) bool {
 	var diffs []string
 	d, err := a.rules.Check(ctx, a.applied)
 	if err != nil {
-		a.log.Warn("check iptables", "err", err)
+		a.log.Warn("check rules", "err", err)
 		return false
 	}
 	diffs = append(diffs, d...)

@@ -59,6 +59,10 @@ type resource[T any, R neutron.Item] struct {
 	// noRevision: the resource has no revision number, and If-Match is
 	// not read (RBAC policies).
 	noRevision bool
+	// concurrentCreate: create runs in store.WriteConcurrent (on
+	// PostgreSQL beside other such creates), not in the serialised
+	// store.Write; create must then do only what WriteConcurrent allows.
+	concurrentCreate bool
 	// tags, when set, is v's tag target and whether the caller may change
 	// v's tags.
 	tags func(caller *neutron.Context, v *T, n *neutron.Network) (target store.TagTarget, mayChange bool)
@@ -175,7 +179,11 @@ func (d *resource[T, R]) createHandler(s *Server) handlerFunc {
 			}
 		}
 		var created []T
-		err = s.store.Write(r.Context(), func(tx *store.Tx) error {
+		write := s.store.Write
+		if d.concurrentCreate {
+			write = s.store.WriteConcurrent
+		}
+		err = write(r.Context(), func(tx *store.Tx) error {
 			var err error
 			created, err = d.create(txn{r.Context(), tx, r.ctx}, reqs, bulk)
 			return err

@@ -57,6 +57,11 @@ func (s *Server) ruleResource() *resource[neutron.SecurityGroupRule, neutron.Rul
 	return &resource[neutron.SecurityGroupRule, neutron.RuleRequest]{
 		kind:     neutron.SecurityGroupRules,
 		notFound: neutron.SecurityGroupRuleNotFound,
+		// Rule creates (single and bulk) run beside each other on
+		// PostgreSQL: createRules reads groups, quotas (CountRules),
+		// duplicates (RuleWithKey) and inserts rules, which the store
+		// guards with keyed locks (internal/store/concurrent.go).
+		concurrentCreate: true,
 		// A rule the caller may not see is the policy engine's generic 404.
 		hidden: func(string) *neutron.Error { return neutron.NotFoundGeneric() },
 		load:   alone((*store.Tx).GetRule),
@@ -106,7 +111,8 @@ func (l *ruleLookup) group(id string) (*neutron.SecurityGroup, error) {
 	if g, ok := l.groups[id]; ok {
 		return g, nil
 	}
-	g, err := l.tx.GetSecurityGroup(l.ctx, id)
+	// Its project is what the checks need: not its tags.
+	g, err := l.tx.SecurityGroupHead(l.ctx, id)
 	if err != nil {
 		return nil, err
 	}

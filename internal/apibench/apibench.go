@@ -29,6 +29,9 @@ import (
 type Config struct {
 	// URL is the API endpoint, e.g. http://127.0.0.1:9696 (no /v2.0).
 	URL string
+	// ReplicaURLs are more endpoints of the same API (server replicas on
+	// one database): the timed creates go round-robin over URL and these.
+	ReplicaURLs []string
 	// Target names the endpoint in the results (e.g. "moat-sqlite").
 	Target string
 	// Rules is how many rules are created one POST each (the timed phase).
@@ -84,12 +87,15 @@ type Result struct {
 	// Bytes is the size of a list response body.
 	Bytes  int64 `json:"bytes,omitempty"`
 	Errors int   `json:"errors"`
+	// Replicas is the number of API endpoints the creates went to (absent
+	// for one).
 	// CPUS is this process's CPU time during the case: the client, and the
 	// server too when it runs in-process.
 	CPUS float64 `json:"cpu_s"`
 	// ServerCPUS is the CPU time of Config.ServerPIDs and their
 	// descendants during the case (absent without ServerPIDs).
 	ServerCPUS *float64 `json:"server_cpu_s,omitempty"`
+	Replicas   int      `json:"replicas,omitempty"`
 }
 
 // Case names.
@@ -105,6 +111,9 @@ func (c *Config) setDefaults() error {
 		return errors.New("no API URL")
 	}
 	c.URL = strings.TrimRight(c.URL, "/")
+	for i, u := range c.ReplicaURLs {
+		c.ReplicaURLs[i] = strings.TrimRight(u, "/")
+	}
 	if c.Target == "" {
 		c.Target = c.URL
 	}
@@ -197,7 +206,7 @@ func newBench(cfg Config, emit func(Result)) (*bench, error) {
 	tr := &http.Transport{
 		Proxy:               nil, // loopback benchmarks never go through a proxy
 		DialContext:         (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
-		MaxIdleConns:        cfg.Concurrency + 4,
+		MaxIdleConns:        (cfg.Concurrency + 4) * (1 + len(cfg.ReplicaURLs)),
 		MaxIdleConnsPerHost: cfg.Concurrency + 4,
 		IdleConnTimeout:     90 * time.Second,
 		DisableCompression:  true,
@@ -274,11 +283,24 @@ type response struct {
 }
 
 func (b *bench) do(ctx context.Context, method, path string, who identity, body []byte) (response, error) {
+	return b.doAt(ctx, b.cfg.URL, method, path, who, body)
+}
+
+// endpoint is the URL the i-th create goes to: round-robin over the
+// replicas.
+func (b *bench) endpoint(i int) string {
+	if n := len(b.cfg.ReplicaURLs); n > 0 && i%(n+1) > 0 {
+		return b.cfg.ReplicaURLs[i%(n+1)-1]
+	}
+	return b.cfg.URL
+}
+
+func (b *bench) doAt(ctx context.Context, base, method, path string, who identity, body []byte) (response, error) {
 	var rd io.Reader
 	if body != nil {
 		rd = bytes.NewReader(body)
 	}
-	req, err := http.NewRequestWithContext(ctx, method, b.cfg.URL+path, rd)
+	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
 	if err != nil {
 		return response{}, fmt.Errorf("%s %s: %w", method, path, err)
 	}
@@ -497,7 +519,7 @@ func (b *bench) createPhase(ctx context.Context) (Result, error) {
 	t0 := time.Now()
 	const path = "/v2.0/security-group-rules"
 	lat := parallel(ctx, n, b.cfg.Concurrency, func(i int) {
-		r, err := b.do(ctx, http.MethodPost, path, b.member, bodies[i])
+		r, err := b.doAt(ctx, b.endpoint(i), http.MethodPost, path, b.member, bodies[i])
 		if err == nil && r.status != http.StatusCreated {
 			err = unexpected(http.MethodPost, path, r)
 		}
@@ -515,6 +537,9 @@ func (b *bench) createPhase(ctx context.Context) (Result, error) {
 	}
 	res := Result{Case: CaseRuleCreate, Requests: n, Concurrency: b.cfg.Concurrency, Rules: n,
 		Groups: len(b.groups), Errors: int(errs.Load())}
+	if len(b.cfg.ReplicaURLs) > 0 {
+		res.Replicas = len(b.cfg.ReplicaURLs) + 1
+	}
 	if wall > 0 {
 		res.RulesPerS = round(float64(n)/wall.Seconds(), 1)
 	}

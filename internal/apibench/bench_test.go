@@ -8,6 +8,9 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
 // The Go benchmarks measure moat in-process, over real HTTP on loopback
@@ -114,6 +117,8 @@ func TestMain(m *testing.M) {
 	if listFixture.dir != "" {
 		os.RemoveAll(listFixture.dir)
 	}
+	pgtest.Stop()
+	moatbin.Remove()
 	os.Exit(code)
 }
 

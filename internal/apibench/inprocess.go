@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moat-sg/moat/internal/api"
@@ -69,6 +70,48 @@ func StartServer(ctx context.Context, dbURL string, log io.Writer) (*Server, err
 	go func() { s.done <- s.srv.Serve(ln) }()
 	return s, nil
 }
+
+// StartReplicas starts n moat API servers in this process over one
+// PostgreSQL database, as n `moat server` replicas would run: each with its
+// own store (connection pool, change log sequencer candidate and
+// listener), opened at once (they migrate the database in turn under the
+// migration lock). On error every started one is closed.
+func StartReplicas(ctx context.Context, dbURL string, n int, log io.Writer) ([]*Server, error) {
+	if n < 1 {
+		return nil, fmt.Errorf("%d replicas: want at least 1", n)
+	}
+	if n > 1 {
+		if d, err := store.Driver(dbURL); err != nil || d != "postgres" {
+			return nil, fmt.Errorf("%d replicas need a PostgreSQL database (--db postgres://...), not %q", n, store.Redact(dbURL))
+		}
+	}
+	if n == 1 {
+		srv, err := StartServer(ctx, dbURL, log)
+		if err != nil {
+			return nil, err
+		}
+		return []*Server{srv}, nil
+	}
+	out := make([]*Server, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		wg.Go(func() { out[i], errs[i] = StartServer(ctx, dbURL, log) })
+	}
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		for _, s := range out {
+			if s != nil {
+				s.Close()
+			}
+		}
+		return nil, err
+	}
+	return out, nil
+}
+
+// Store is the server's database handle.
+func (s *Server) Store() *store.Store { return s.st }
 
 // Close stops the server, closes its database and removes a temporary one.
 func (s *Server) Close() error {

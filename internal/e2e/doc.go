@@ -1,6 +1,8 @@
 // Package e2e holds moat's end-to-end tests: real packets between lab VMs
 // (network namespaces wired to ports of a private `moat allinone`, see
-// package lab), for both iptables backends. Everything happens inside
+// package lab), for both iptables backends and the nftables backend
+// (TestNFTablesSecurityGroups, nft_test.go: the same scenarios, reading
+// moat's nft counters by their rules' origin tags). Everything happens inside
 // namespaces the tests create; the machine's own firewall and links are
 // never touched. The tests need root and the tools of the Makefile's
 // TEST_PACKAGES; without them they skip, or fail with MOAT_REQUIRE_KERNEL=1
@@ -8,6 +10,7 @@
 //
 //	go test ./internal/e2e -v                          # both backends
 //	go test ./internal/e2e -run 'TestIPIP/iptables-nft' -v
+//	go test ./internal/e2e -run 'TestNFTablesSecurityGroups' -v
 //	MOAT_E2E_KEEP=1 go test ./internal/e2e             # keep a failed lab
 //
 // Each backend gets its own lab (named "e" + 5 hex digits, torn down when

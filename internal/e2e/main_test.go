@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"github.com/moat-sg/moat/internal/agent"
 	"os"
 	"regexp"
 	"testing"
@@ -103,5 +104,5 @@ func backends() []string {
 // binaries are missing.
 func needBackend(t *testing.T, backend string) {
 	t.Helper()
-	testenv.RequireTools(t, iptables.Backend(backend).Binaries()...)
+	testenv.RequireTools(t, agent.Backend(backend).Binaries()...)
 }

@@ -165,7 +165,7 @@ type portOut struct {
 	raw    []line     // raw PREROUTING rules, without specs
 
 	// What the chains were assembled from, to build their specs when
-	// asked (Chain.Specs): the port's static part, each chain's group
+	// asked (Chain.Specs()): the port's static part, each chain's group
 	// rules, and the raw rules' zone.
 	static    *portStatic
 	sg        [2][2]*ruleList

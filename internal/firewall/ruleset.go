@@ -126,6 +126,15 @@ func (c Chain) Specs() []*hybrid.Rule {
 	return c.specs.src.chainSpecs(c.specs.i)
 }
 
+// SetSpecs gives the chain these specs, index for index with Rules (nil:
+// none), for callers that build or edit chains themselves.
+func (c *Chain) SetSpecs(specs []*hybrid.Rule) {
+	c.specs = chainSpecs{}
+	if specs != nil {
+		c.specs.src = keptSpecs(specs)
+	}
+}
+
 // Equal reports whether c and o have the same name and rules. Chains the
 // compiler reused from its cache share their Rules array, which makes the
 // comparison O(1) for unchanged chains.

@@ -9,7 +9,7 @@ import (
 // The compiler builds every rule as data (hybrid.Rule: match, action,
 // comment, origin) and renders its iptables text from it. The texts are
 // what a compile needs (the output, diffs, the cache); the data only some
-// callers ask for (Chain.Specs: trace, the agent's conntrack cleanup, the
+// callers ask for (Chain.Specs(): trace, the agent's conntrack cleanup, the
 // nftables renderer). So the rules of shared pieces (fixed rules, group
 // rules) are kept as data when built, while a port's own rules, which are
 // most of a host's, are rendered from a rule on the stack and their data

@@ -16,6 +16,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/moat-sg/moat/internal/agent"
 	"io"
 	"log/slog"
 	"net"
@@ -54,7 +55,7 @@ const (
 type Config struct {
 	Name    string
 	VMs     int
-	Backend string // an iptables.Backend; default iptables-nft
+	Backend string // an agent.Backend; default iptables-nft
 	// Moat is the moat binary run inside NAME-host; default the running one.
 	Moat string
 	// StateDir defaults to /run/moat-lab/NAME.
@@ -148,8 +149,8 @@ func (c *Config) defaults() error {
 	if c.Backend == "" {
 		c.Backend = string(iptables.NFT)
 	}
-	if !iptables.Backend(c.Backend).Valid() {
-		return fmt.Errorf("--backend %q: want one of %s, %s", c.Backend, iptables.Legacy, iptables.NFT)
+	if !agent.Backend(c.Backend).Valid() {
+		return fmt.Errorf("--backend %q: want one of %s, %s, %s", c.Backend, agent.IPTablesLegacy, agent.IPTablesNFT, agent.NFTablesLayout)
 	}
 	if c.Moat == "" {
 		exe, err := os.Executable()

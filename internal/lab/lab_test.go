@@ -62,7 +62,8 @@ func TestConfigDefaults(t *testing.T) {
 		{Config{Name: "ok", VMs: 2}, ""},
 		{Config{Name: "ok", VMs: 0}, "--vms 0"},
 		{Config{Name: "ok", VMs: MaxVMs + 1}, "--vms"},
-		{Config{Name: "ok", VMs: 1, Backend: "nftables"}, "--backend"},
+		{Config{Name: "ok", VMs: 1, Backend: "nftables"}, ""},
+		{Config{Name: "ok", VMs: 1, Backend: "pf"}, "--backend"},
 		{Config{Name: "Bad", VMs: 1}, "lab name"},
 	}
 	for _, c := range cases {
@@ -72,7 +73,7 @@ func TestConfigDefaults(t *testing.T) {
 			t.Errorf("defaults(%+v) = %v, want %q", c.cfg, err, c.err)
 			continue
 		}
-		if err == nil && (cfg.Backend != "iptables-nft" || cfg.StateDir != "/run/moat-lab/ok" || cfg.Moat == "" || cfg.Timeout == 0) {
+		if err == nil && (cfg.Backend != "iptables-nft" && c.cfg.Backend == "" || cfg.StateDir != "/run/moat-lab/ok" || cfg.Moat == "" || cfg.Timeout == 0) {
 			t.Errorf("defaults(%+v) = %+v", c.cfg, cfg)
 		}
 	}

@@ -18,9 +18,10 @@ const (
 )
 
 // Change is one entry of the change log: at Revision, the object of Kind
-// with ObjectID was created, updated or deleted. Revisions increase
-// monotonically in commit order; a follower that has applied revision N
-// asks for the changes after N.
+// with ObjectID was created, updated or deleted. Revisions are 1, 2, 3...
+// with no gaps, and become visible in that order: a follower that has
+// applied revision N asks for the changes after N and can never miss one
+// (on PostgreSQL the sequencer numbers committed changes, sequencer.go).
 type Change struct {
 	Revision  int64
 	Kind      string
@@ -35,11 +36,19 @@ func (t *Tx) logChange(ctx context.Context, kind, id, op, projectID string) erro
 	if !t.write {
 		return fmt.Errorf("log %s %s %s: not a write transaction", op, kind, id)
 	}
-	_, err := t.exec(ctx, `INSERT INTO changes (kind, object_id, op, project_id, created_at) VALUES (?, ?, ?, ?, ?)`,
+	// SQLite commits one writer at a time: the autoincrement revision is
+	// in commit order. PostgreSQL writers commit in any order: the change
+	// waits in pending_changes for the sequencer to number it.
+	table := "changes"
+	if t.d.name() == "postgres" {
+		table = "pending_changes"
+	}
+	_, err := t.exec(ctx, `INSERT INTO `+table+` (kind, object_id, op, project_id, created_at) VALUES (?, ?, ?, ?, ?)`,
 		kind, id, op, projectID, fmtTime(t.now))
 	if err != nil {
 		return fmt.Errorf("append to change log: %w", err)
 	}
+	t.logged = true
 	return nil
 }
 
@@ -67,7 +76,13 @@ func (t *Tx) ChangesSince(ctx context.Context, after int64, limit int) ([]Change
 // LatestRevision is the revision of the newest change, 0 if there is none.
 func (t *Tx) LatestRevision(ctx context.Context) (int64, error) {
 	var rev int64
-	if err := t.queryRow(ctx, `SELECT COALESCE(MAX(revision), 0) FROM changes`).Scan(&rev); err != nil {
+	q := `SELECT COALESCE(MAX(revision), 0) FROM changes`
+	if t.d.name() == "postgres" {
+		// The sequencer's counter, updated in the same transaction as the
+		// changes it numbers.
+		q = `SELECT last_revision FROM change_sequence WHERE id = 1`
+	}
+	if err := t.queryRow(ctx, q).Scan(&rev); err != nil {
 		return 0, fmt.Errorf("read latest revision: %w", err)
 	}
 	return rev, nil

@@ -177,6 +177,27 @@ var migrations = []migration{
 	{3, "why a host agent reported a port ERROR", []string{
 		`ALTER TABLE ports ADD COLUMN status_reason TEXT NOT NULL DEFAULT ''`,
 	}},
+	// PostgreSQL writers commit concurrently, in any order: they append to
+	// pending_changes, and one sequencer moves those rows into changes,
+	// numbering them from change_sequence in the order it moves them
+	// (sequencer.go, docs/database.md). SQLite keeps appending to changes
+	// directly (one writer at a time); the tables exist there too so that
+	// both databases have one schema.
+	{4, "change log revisions in commit order: pending changes and the sequencer's counter", []string{
+		`CREATE TABLE pending_changes (
+			id {{AUTOINC}},
+			kind TEXT NOT NULL,
+			object_id TEXT NOT NULL,
+			op TEXT NOT NULL,
+			project_id TEXT NOT NULL,
+			created_at TEXT NOT NULL
+		)`,
+		`CREATE TABLE change_sequence (
+			id INTEGER PRIMARY KEY CHECK (id = 1),
+			last_revision BIGINT NOT NULL
+		)`,
+		`INSERT INTO change_sequence (id, last_revision) SELECT 1, COALESCE(MAX(revision), 0) FROM changes`,
+	}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.

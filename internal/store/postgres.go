@@ -15,14 +15,20 @@ func (postgresDialect) name() string           { return "postgres" }
 func (postgresDialect) rebind(q string) string { return rebindDollar(q) }
 func (postgresDialect) autoIncrement() string  { return "BIGSERIAL PRIMARY KEY" }
 
-// writeLockKey is the advisory lock every write transaction takes, so that
-// change log revisions (a sequence) become visible in the order they were
-// assigned: a follower reading "revision > N" can never miss a row that
-// commits later with a smaller number.
+// writeLockKey is the advisory lock every write transaction takes:
+// exclusive for Store.Write, which therefore runs alone and may check and
+// write as if nobody else were writing (duplicates, quotas, If-Match
+// revisions, IP and MAC allocation), and shared for Store.WriteConcurrent
+// (concurrent.go). Change log revisions do not depend on it: the
+// sequencer numbers them (sequencer.go).
 const writeLockKey = 0x6d6f6174 // "moat"
 
-func (postgresDialect) lockWrites(ctx context.Context, tx *sql.Tx) error {
-	if _, err := tx.ExecContext(ctx, "SELECT pg_advisory_xact_lock($1)", writeLockKey); err != nil {
+func (postgresDialect) lockWrites(ctx context.Context, tx *sql.Tx, concurrent bool) error {
+	fn := "pg_advisory_xact_lock"
+	if concurrent {
+		fn = "pg_advisory_xact_lock_shared"
+	}
+	if _, err := tx.ExecContext(ctx, "SELECT "+fn+"($1)", writeLockKey); err != nil {
 		return fmt.Errorf("take write lock: %w", err)
 	}
 	return nil
@@ -35,6 +41,9 @@ func (postgresDialect) hasTable(ctx context.Context, db *sql.DB, name string) (b
 	}
 	return ok, nil
 }
+
+// maxPGConns is the size of a store's PostgreSQL pool.
+const maxPGConns = 16
 
 func openPostgres(rawURL string, mode Mode) (*Store, error) {
 	cfg, err := pgx.ParseConfig(rawURL)
@@ -51,8 +60,13 @@ func openPostgres(rawURL string, mode Mode) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("connect to postgres: %w", err)
 	}
-	db.SetMaxOpenConns(16)
-	s := &Store{d: postgresDialect{}, writer: db, reader: db}
+	// Keep every connection the pool opens: database/sql keeps only 2
+	// idle by default and closes the rest, so concurrent writers made
+	// PostgreSQL fork a backend (and moat re-prepare its statements) for
+	// most transactions.
+	db.SetMaxOpenConns(maxPGConns)
+	db.SetMaxIdleConns(maxPGConns)
+	s := &Store{d: postgresDialect{}, writer: db, reader: db, pg: newPGBackground(cfg)}
 	if mode == ReadOnly {
 		s.writer = nil
 	}

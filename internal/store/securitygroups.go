@@ -144,6 +144,21 @@ func (t *Tx) GetSecurityGroupFor(ctx context.Context, id, caller string) (*neutr
 // GetSecurityGroup returns the group with id, with its tags but not its
 // rules, or nil if there is none.
 func (t *Tx) GetSecurityGroup(ctx context.Context, id string) (*neutron.SecurityGroup, error) {
+	g, err := t.SecurityGroupHead(ctx, id)
+	if g == nil || err != nil {
+		return g, err
+	}
+	groups := []neutron.SecurityGroup{*g}
+	if err := t.loadSGTags(ctx, groups); err != nil {
+		return nil, err
+	}
+	return &groups[0], nil
+}
+
+// SecurityGroupHead returns the group with id without its tags or rules
+// (its own row and standard attributes: one query), or nil if there is
+// none: for checks that need only its project, as a rule create's.
+func (t *Tx) SecurityGroupHead(ctx context.Context, id string) (*neutron.SecurityGroup, error) {
 	g, err := scanSecurityGroup(t.queryRow(ctx, sgSelect+` WHERE sg.id = ?`, id))
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
@@ -151,11 +166,13 @@ func (t *Tx) GetSecurityGroup(ctx context.Context, id string) (*neutron.Security
 	if err != nil {
 		return nil, fmt.Errorf("get security group %s: %w", id, err)
 	}
-	groups := []neutron.SecurityGroup{g}
-	if err := t.loadSGTags(ctx, groups); err != nil {
-		return nil, err
+	// A group's standard attributes row never changes: bumpGroups need
+	// not look it up again in this transaction.
+	if t.groupAttrs == nil {
+		t.groupAttrs = map[string]int64{}
 	}
-	return &groups[0], nil
+	t.groupAttrs[g.ID] = g.StandardAttrID
+	return &g, nil
 }
 
 // securityGroupsByID returns the groups with the given ids that exist, as
@@ -467,6 +484,10 @@ func (t *Tx) RuleWithKey(ctx context.Context, sgID string, keys []string) (strin
 	if len(keys) == 0 {
 		return "", nil
 	}
+	// Concurrent creates into this group wait until this one commits.
+	if err := t.lockKey(ctx, groupRulesKey(sgID), false); err != nil {
+		return "", err
+	}
 	args := []any{sgID}
 	for _, k := range keys {
 		args = append(args, k)
@@ -492,8 +513,23 @@ func (t *Tx) RulesOfGroup(ctx context.Context, sgID string) ([]neutron.SecurityG
 func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule) error {
 	groups := map[string]bool{}
 	for _, r := range rules {
+		// The group's duplicate check and the project's rule count (if
+		// a concurrent transaction counts) see this rule or wait for it.
+		if err := t.lockKey(ctx, groupRulesKey(r.SecurityGroupID), false); err != nil {
+			return err
+		}
 		if r.ID == "" {
 			r.ID = uuid.NewString()
+		}
+		if t.d.name() == "postgres" {
+			if err := t.insertRulePG(ctx, r, len(rules) == 1); err != nil {
+				return err
+			}
+			groups[r.SecurityGroupID] = true
+			continue
+		}
+		if err := t.lockKey(ctx, projectRulesKey(r.ProjectID), true); err != nil {
+			return err
 		}
 		sa, err := t.insertStandardAttrs(ctx, resSecurityGroupRule, r.Description)
 		if err != nil {
@@ -515,11 +551,71 @@ func (t *Tx) CreateRules(ctx context.Context, rules []*neutron.SecurityGroupRule
 	return t.bumpGroups(ctx, groups)
 }
 
+// insertRulePG inserts a rule, its standard attributes and its pending
+// change in one statement, one round trip instead of three (SQLite has no
+// data-modifying WITH). In a concurrent transaction the same statement
+// takes the project's rule-count lock, shared (see concurrent.go: taking
+// it in the insert's statement is enough, since what it orders is this
+// transaction's commit against a count's); and with bump, when the
+// group's standard attributes were read in this transaction, it bumps the
+// group's revision too (CreateRules' bumpGroups then skips it).
+func (t *Tx) insertRulePG(ctx context.Context, r *neutron.SecurityGroupRule, bump bool) error {
+	now := fmtTime(t.now)
+	q := `WITH sa AS (INSERT INTO standard_attrs (resource_type, description, revision_number, created_at, updated_at)
+			VALUES (?, ?, 0, ?, ?) RETURNING id),
+		rule AS (INSERT INTO security_group_rules (id, project_id, security_group_id, remote_group_id,
+			remote_address_group_id, direction, ethertype, protocol, port_range_min, port_range_max, remote_ip_prefix, rule_key, standard_attr_id)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, (SELECT id FROM sa)) RETURNING standard_attr_id),
+		logged AS (INSERT INTO pending_changes (kind, object_id, op, project_id, created_at) VALUES (?, ?, ?, ?, ?))`
+	args := []any{resSecurityGroupRule, r.Description, now, now,
+		r.ID, r.ProjectID, r.SecurityGroupID, r.RemoteGroupID, r.RemoteAddressGroupID, r.Direction, r.Ethertype,
+		r.Protocol, r.PortRangeMin, r.PortRangeMax, r.RemoteIPPrefix, neutron.RuleKey(r),
+		KindSecurityGroupRule, r.ID, OpCreate, r.ProjectID, now}
+	groupSA, known := t.groupAttrs[r.SecurityGroupID]
+	bump = bump && known && !t.bumped[groupSA]
+	if bump {
+		q += `,
+		bumped AS (UPDATE standard_attrs SET revision_number = revision_number + 1, updated_at = ? WHERE id = ?)`
+		args = append(args, now, groupSA)
+	}
+	lock := t.concurrent && !t.locked["s:"+projectRulesKey(r.ProjectID)] && !t.locked["x:"+projectRulesKey(r.ProjectID)]
+	if lock {
+		q += `,
+		locked AS (SELECT pg_advisory_xact_lock_shared(?, hashtext(?)) AS l)
+		SELECT standard_attr_id FROM rule, locked`
+		args = append(args, int32(writeLockKey), projectRulesKey(r.ProjectID))
+	} else {
+		q += `
+		SELECT standard_attr_id FROM rule`
+	}
+	var id int64
+	if err := t.queryRow(ctx, q, args...).Scan(&id); err != nil {
+		return fmt.Errorf("insert security group rule: %w", err)
+	}
+	r.StandardAttrs = neutron.StandardAttrs{StandardAttrID: id, CreatedAt: t.now, UpdatedAt: t.now, Tags: []string{}}
+	t.logged = true
+	if lock {
+		if t.locked == nil {
+			t.locked = map[string]bool{}
+		}
+		t.locked["s:"+projectRulesKey(r.ProjectID)] = true
+	}
+	if bump {
+		if t.bumped == nil {
+			t.bumped = map[int64]bool{}
+		}
+		t.bumped[groupSA] = true
+	}
+	return nil
+}
+
 func (t *Tx) bumpGroups(ctx context.Context, groups map[string]bool) error {
 	for _, id := range sortedKeys(groups) {
-		var sa int64
-		if err := t.queryRow(ctx, `SELECT standard_attr_id FROM security_groups WHERE id = ?`, id).Scan(&sa); err != nil {
-			return fmt.Errorf("bump revision of security group %s: %w", id, err)
+		sa, ok := t.groupAttrs[id]
+		if !ok {
+			if err := t.queryRow(ctx, `SELECT standard_attr_id FROM security_groups WHERE id = ?`, id).Scan(&sa); err != nil {
+				return fmt.Errorf("bump revision of security group %s: %w", id, err)
+			}
 		}
 		if err := t.bumpRevision(ctx, sa); err != nil {
 			return err
@@ -569,6 +665,11 @@ func (t *Tx) deleteRule(ctx context.Context, r *neutron.SecurityGroupRule, bumpG
 
 // CountRules counts the rules a project owns, as Neutron's quota does.
 func (t *Tx) CountRules(ctx context.Context, projectID string) (int, error) {
+	// The count holds until commit: concurrent creates of the project's
+	// rules wait for this transaction, or it for them.
+	if err := t.lockKey(ctx, projectRulesKey(projectID), false); err != nil {
+		return 0, err
+	}
 	return t.count(ctx, `SELECT COUNT(*) FROM security_group_rules WHERE project_id = ?`, projectID)
 }
 

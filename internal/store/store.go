@@ -43,16 +43,26 @@ type Store struct {
 	// time preparing a statement than running it.
 	writerStmts, readerStmts stmtCache
 
-	// changed is closed (and replaced) after every committed write, so
-	// that an agent in the same process wakes up at once.
+	// changed is closed (and replaced) when the change log may have
+	// grown: on SQLite after every committed write of this process, on
+	// PostgreSQL when a sequencer (of any server) numbered changes.
 	mu      sync.Mutex
 	changed chan struct{}
+
+	// pg runs the change log's sequencer and listener (PostgreSQL only).
+	pg *pgBackground
 }
 
-// Changed returns a channel that is closed when the next write transaction
-// of this process commits. Writers in other processes are not seen; an
-// agent polls LatestRevision for those.
+// Changed returns a channel that is closed when the change log may have
+// grown: on SQLite when the next write transaction of this process
+// commits (writers in other processes are not seen: poll LatestRevision
+// too), on PostgreSQL when the sequencer numbers new changes, whichever
+// server wrote them. It is a wake-up, not a promise: read the change log
+// to see what changed (WaitRevision does both, and polls).
 func (s *Store) Changed() <-chan struct{} {
+	if s.pg != nil {
+		s.startListener()
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.changed == nil {
@@ -138,7 +148,16 @@ func OpenMode(ctx context.Context, rawURL string, mode Mode) (*Store, error) {
 		s.Close()
 		return nil, err
 	}
+	s.start()
 	return s, nil
+}
+
+// start runs the background work of a store whose schema is this moat's:
+// on PostgreSQL the change log's kicker and a candidate sequencer.
+func (s *Store) start() {
+	if s.pg != nil && s.writer != nil {
+		s.startWriter()
+	}
 }
 
 // Driver names the database kind of a URL: "sqlite" or "postgres".
@@ -178,6 +197,7 @@ func openMigrated(ctx context.Context, rawURL string) (*Store, []int, error) {
 		s.Close()
 		return nil, applied, err
 	}
+	s.start()
 	return s, applied, nil
 }
 
@@ -309,6 +329,9 @@ const (
 
 // Close releases the database.
 func (s *Store) Close() error {
+	if s.pg != nil {
+		s.pg.stop()
+	}
 	s.writerStmts.close()
 	s.readerStmts.close()
 	var err error
@@ -325,8 +348,36 @@ func (s *Store) Close() error {
 
 // Write runs fn in one read-write transaction and commits it if fn returns
 // nil. Changes fn records are appended to the change log in the same
-// transaction.
+// transaction. Write transactions are serialised: on SQLite by the one
+// writer, on PostgreSQL by an exclusive advisory lock, so fn may read,
+// decide and write as if it were alone (a duplicate or quota check holds).
 func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
+	return s.write(ctx, false, fn)
+}
+
+// WriteConcurrent runs fn like Write, but on PostgreSQL concurrently with
+// other WriteConcurrent transactions (never with a Write): fn may only
+// create security group rules (Tx.CreateRules, with the reads that decide
+// it: groups, quotas, Tx.CountRules, Tx.RuleWithKey), and the store takes
+// the narrower locks that keep those decisions true (see lockKey); any
+// other write fails the transaction. fn may run more than once: a
+// transaction PostgreSQL aborts as a deadlock victim is retried. On SQLite
+// it is Write.
+func (s *Store) WriteConcurrent(ctx context.Context, fn func(*Tx) error) error {
+	if s.d.name() != "postgres" {
+		return s.write(ctx, false, fn)
+	}
+	for attempt := 1; ; attempt++ {
+		err := s.write(ctx, true, fn)
+		if err == nil || attempt == maxConcurrentAttempts || !isDeadlock(err) {
+			return err
+		}
+	}
+}
+
+const maxConcurrentAttempts = 5
+
+func (s *Store) write(ctx context.Context, concurrent bool, fn func(*Tx) error) error {
 	if s.writer == nil {
 		return ErrReadOnly
 	}
@@ -338,8 +389,8 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
 	if err != nil {
 		return fmt.Errorf("begin write transaction: %w", err)
 	}
-	tx := &Tx{tx: sqlTx, d: s.d, now: s.now(), write: true, stmts: &s.writerStmts, db: s.writer}
-	if err := s.d.lockWrites(ctx, sqlTx); err != nil {
+	tx := &Tx{tx: sqlTx, d: s.d, now: s.now(), write: true, concurrent: concurrent, stmts: &s.writerStmts, db: s.writer}
+	if err := s.d.lockWrites(ctx, sqlTx, concurrent); err != nil {
 		sqlTx.Rollback()
 		return err
 	}
@@ -347,16 +398,33 @@ func (s *Store) Write(ctx context.Context, fn func(*Tx) error) error {
 		sqlTx.Rollback()
 		return err
 	}
+	if tx.forbidden != nil {
+		sqlTx.Rollback()
+		return tx.forbidden
+	}
 	if err := sqlTx.Commit(); err != nil {
 		return fmt.Errorf("commit: %w", err)
 	}
-	s.notify()
+	if s.pg == nil {
+		s.notify()
+	} else if tx.logged {
+		s.kickSequencer()
+	}
 	return nil
 }
 
 // Read runs fn in a read-only transaction: a consistent snapshot.
 func (s *Store) Read(ctx context.Context, fn func(*Tx) error) error {
-	sqlTx, err := s.reader.BeginTx(ctx, &sql.TxOptions{ReadOnly: s.d.name() == "postgres"})
+	opts := &sql.TxOptions{}
+	if s.d.name() == "postgres" {
+		// REPEATABLE READ: every statement sees the snapshot of the first,
+		// so a host snapshot's revision and its rows agree even while the
+		// sequencer and other servers commit (READ COMMITTED, the default,
+		// takes a new snapshot per statement). Read-only, it never fails
+		// to serialise.
+		opts = &sql.TxOptions{ReadOnly: true, Isolation: sql.LevelRepeatableRead}
+	}
+	sqlTx, err := s.reader.BeginTx(ctx, opts)
 	if err != nil {
 		return fmt.Errorf("begin read transaction: %w", err)
 	}
@@ -371,6 +439,16 @@ type Tx struct {
 	d     dialect
 	now   time.Time
 	write bool
+	// concurrent: a WriteConcurrent transaction on PostgreSQL, which may
+	// run only the statements concurrentWrites allows and takes keyed
+	// locks; forbidden is the first statement it refused.
+	concurrent bool
+	forbidden  error
+	locked     map[string]bool
+	// logged: the transaction appended to the change log.
+	logged bool
+	// groupAttrs are the standard attribute ids of the groups read.
+	groupAttrs map[string]int64
 	// bumped remembers revisions already bumped in this transaction:
 	// Neutron bumps an object at most once per transaction.
 	bumped map[int64]bool
@@ -382,6 +460,9 @@ type Tx struct {
 func (t *Tx) Now() time.Time { return t.now }
 
 func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error) {
+	if err := t.allowed(q); err != nil {
+		return nil, err
+	}
 	if st := t.stmt(ctx, q); st != nil {
 		return st.ExecContext(ctx, args...)
 	}
@@ -389,6 +470,9 @@ func (t *Tx) exec(ctx context.Context, q string, args ...any) (sql.Result, error
 }
 
 func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error) {
+	if err := t.allowed(q); err != nil {
+		return nil, err
+	}
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryContext(ctx, args...)
 	}
@@ -396,6 +480,9 @@ func (t *Tx) query(ctx context.Context, q string, args ...any) (*sql.Rows, error
 }
 
 func (t *Tx) queryRow(ctx context.Context, q string, args ...any) *sql.Row {
+	// A refused statement is still run (a *sql.Row cannot carry the
+	// error): the transaction is rolled back and fails with t.forbidden.
+	t.allowed(q)
 	if st := t.stmt(ctx, q); st != nil {
 		return st.QueryRowContext(ctx, args...)
 	}
@@ -466,9 +553,9 @@ type dialect interface {
 	rebind(q string) string
 	// autoIncrement is the column type of an auto-incrementing primary key.
 	autoIncrement() string
-	// lockWrites serialises write transactions so that change log
-	// revisions are assigned in commit order.
-	lockWrites(ctx context.Context, tx *sql.Tx) error
+	// lockWrites serialises write transactions (concurrent: only against
+	// the serialised ones, see Store.WriteConcurrent).
+	lockWrites(ctx context.Context, tx *sql.Tx, concurrent bool) error
 	// hasTable reports whether the database has a table of that name.
 	hasTable(ctx context.Context, db *sql.DB, name string) (bool, error)
 }
@@ -480,7 +567,7 @@ func (sqliteDialect) rebind(q string) string { return q }
 func (sqliteDialect) autoIncrement() string  { return "INTEGER PRIMARY KEY AUTOINCREMENT" }
 
 // SQLite already runs one writer at a time (BEGIN IMMEDIATE on one connection).
-func (sqliteDialect) lockWrites(context.Context, *sql.Tx) error { return nil }
+func (sqliteDialect) lockWrites(context.Context, *sql.Tx, bool) error { return nil }
 
 func (sqliteDialect) hasTable(ctx context.Context, db *sql.DB, name string) (bool, error) {
 	var n int

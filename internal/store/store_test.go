@@ -133,6 +133,9 @@ func testSecurityGroupLifecycleRevisionsAndChangeLog(t *testing.T, s *Store) {
 	if err := s.Write(ctx, func(tx *Tx) error { return tx.DeleteSecurityGroup(ctx, got) }); err != nil {
 		t.Fatal(err)
 	}
+	if err := s.SyncChanges(ctx); err != nil {
+		t.Fatal(err)
+	}
 	var changes []Change
 	s.Read(ctx, func(tx *Tx) error {
 		changes, err = tx.ChangesSince(ctx, 0, 100)

@@ -67,7 +67,16 @@ type BatchError struct {
 // TraceBatch traces every packet of r and writes one JSON result a line to
 // w. A line that cannot be traced gets its error line and the others are
 // traced; the error then says how many failed.
-func (h *Host) TraceBatch(w io.Writer, r io.Reader) error {
+func (h *Host) TraceBatch(w io.Writer, r io.Reader) error { return TraceBatch(h, w, r) }
+
+// Tracer traces one packet: a Host (iptables rules) or an NFTHost
+// (moat's nftables tables).
+type Tracer interface {
+	Trace(Query) (*Result, error)
+}
+
+// TraceBatch is Host.TraceBatch for any Tracer.
+func TraceBatch(h Tracer, w io.Writer, r io.Reader) error {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64*1024), 1<<20)
 	bw := bufio.NewWriter(w)

@@ -164,6 +164,13 @@ type Pair struct {
 // devices the frame crosses and the defaults (the port's own address and
 // MAC for the VM's side of the packet).
 func (h *Host) Resolve(q Query) (*Packet, *PortRef, error) {
+	return resolve(q, h.IPv4 != nil, h.IPv6 != nil, "iptables-save", h.findPort)
+}
+
+// resolve is Resolve for any kind of host: have4 and have6 say which
+// families it has rules for (dump names the input a missing family
+// needs), find finds the port.
+func resolve(q Query, have4, have6 bool, dump string, find func(portID, tap string) (*PortRef, error)) (*Packet, *PortRef, error) {
 	dir := q.Direction
 	switch dir {
 	case Ingress, Egress:
@@ -211,14 +218,14 @@ func (h *Host) Resolve(q Query) (*Packet, *PortRef, error) {
 	fam := 0
 	if v6 {
 		fam = 1
-		if h.IPv6 == nil {
-			return nil, nil, fmt.Errorf("no IPv6 rules to trace an IPv6 packet through (ip6tables-save output is needed)")
+		if !have6 {
+			return nil, nil, fmt.Errorf("no IPv6 rules to trace an IPv6 packet through (%s output is needed)", strings.Replace(dump, "iptables", "ip6tables", 1))
 		}
-	} else if h.IPv4 == nil {
-		return nil, nil, fmt.Errorf("no IPv4 rules to trace an IPv4 packet through (iptables-save output is needed)")
+	} else if !have4 {
+		return nil, nil, fmt.Errorf("no IPv4 rules to trace an IPv4 packet through (%s output is needed)", dump)
 	}
 
-	port, err := h.findPort(q.Port, q.Tap)
+	port, err := find(q.Port, q.Tap)
 	if err != nil {
 		return nil, nil, err
 	}

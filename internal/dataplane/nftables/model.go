@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 
 	"sigs.k8s.io/knftables"
 )
@@ -49,7 +50,9 @@ type Table struct {
 }
 
 // Chain is a chain and its rules, in order. Base is nil for a regular
-// chain (one that rules and verdict maps jump to).
+// chain (one that rules and verdict maps jump to). A Rules slice given to
+// a Syncer is never changed in place afterwards (build a new slice for new
+// rules): the syncer keeps what it compiled from it by its identity.
 type Chain struct {
 	Name  string
 	Base  *BaseChain
@@ -304,6 +307,48 @@ func splitComment(c string) (origin, fp string) {
 // compile checks a Ruleset against the tables the syncer owns and renders
 // it. Every error names the table and object it is about.
 func compile(rs *Ruleset, owned []TableID) (map[TableID]*wantTable, error) {
+	return compileCached(rs, owned, nil)
+}
+
+// chainCache keeps the compiled form of regular chains between compiles,
+// keyed by the identity of their Rules slice: a caller that renders an
+// unchanged chain into the same slice again (nftrender's Renderer does)
+// costs a map lookup instead of rendering and hashing every rule. Hence
+// the rule of Chain.Rules: a slice given to Apply is never changed in
+// place afterwards. Entries no compile used last time are dropped.
+type chainCache struct {
+	mu        sync.Mutex
+	cur, prev map[chainKey]*wantChain
+}
+
+type chainKey struct {
+	family knftables.Family
+	name   string
+	first  *Rule
+	n      int
+}
+
+func (cc *chainCache) get(k chainKey) *wantChain {
+	if wc := cc.cur[k]; wc != nil {
+		return wc
+	}
+	if wc := cc.prev[k]; wc != nil {
+		cc.cur[k] = wc
+		return wc
+	}
+	return nil
+}
+
+// compileCached is compile with a chain cache (nil: none).
+func compileCached(rs *Ruleset, owned []TableID, cc *chainCache) (map[TableID]*wantTable, error) {
+	if cc != nil {
+		cc.mu.Lock()
+		defer cc.mu.Unlock()
+		if cc.cur == nil {
+			cc.cur = map[chainKey]*wantChain{}
+		}
+		defer func() { cc.prev, cc.cur = cc.cur, make(map[chainKey]*wantChain, len(cc.cur)) }()
+	}
 	if rs == nil {
 		return nil, fmt.Errorf("no ruleset")
 	}
@@ -318,7 +363,7 @@ func compile(rs *Ruleset, owned []TableID) (map[TableID]*wantTable, error) {
 		if _, dup := out[t.ID]; dup {
 			return nil, fmt.Errorf("table %s: given twice", t.ID)
 		}
-		wt, err := compileTable(t)
+		wt, err := compileTable(t, cc)
 		if err != nil {
 			return nil, fmt.Errorf("table %s: %w", t.ID, err)
 		}
@@ -335,7 +380,7 @@ func tableList(ids []TableID) string {
 	return strings.Join(s, ", ")
 }
 
-func compileTable(t *Table) (*wantTable, error) {
+func compileTable(t *Table, cc *chainCache) (*wantTable, error) {
 	wt := &wantTable{id: t.ID, comment: cleanComment(t.Comment, maxCommentLen), chains: map[string]*wantChain{}, sets: map[string]*wantSet{}}
 	for _, s := range t.Sets {
 		if s == nil {
@@ -367,9 +412,20 @@ func compileTable(t *Table) (*wantTable, error) {
 		if _, dup := wt.chains[c.Name]; dup {
 			return nil, fmt.Errorf("chain %s: given twice", c.Name)
 		}
+		var key chainKey
+		if cc != nil && c.Base == nil && len(c.Rules) > 0 {
+			key = chainKey{t.ID.Family, c.Name, &c.Rules[0], len(c.Rules)}
+			if wc := cc.get(key); wc != nil {
+				wt.chains[c.Name] = wc
+				continue
+			}
+		}
 		wc, err := compileChain(t.ID.Family, c)
 		if err != nil {
 			return nil, fmt.Errorf("chain %s: %w", c.Name, err)
+		}
+		if key.first != nil {
+			cc.cur[key] = wc
 		}
 		wt.chains[c.Name] = wc
 	}

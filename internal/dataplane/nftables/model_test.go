@@ -3,6 +3,7 @@ package nftables
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -163,5 +164,53 @@ func TestReadNotUnderstood(t *testing.T) {
 	}
 	if _, err := parseTable(IPTable, []byte(`not json`)); err == nil {
 		t.Error("bad JSON parsed")
+	}
+}
+
+// TestChainCache: a regular chain given again in the same Rules slice is
+// not compiled again; a new slice is, even with the same first rule.
+func TestChainCache(t *testing.T) {
+	var cc chainCache
+	l := twoPorts()
+	rs := l.ruleset()
+	first, err := compileCached(rs, MoatTables(), &cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	again, err := compileCached(rs, MoatTables(), &cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := "i-" + portA
+	if first[IPTable].chains[name] != again[IPTable].chains[name] {
+		t.Errorf("chain %s compiled again from the same slice", name)
+	}
+	// The same chain in a new slice with its last rule changed.
+	var c *Chain
+	for _, x := range rs.Tables[1].Chains {
+		if x.Name == name {
+			c = x
+		}
+	}
+	rules := append([]Rule(nil), c.Rules...)
+	rules[len(rules)-1] = R("fallback", Kw("counter"), Drop)
+	c.Rules = rules
+	changed, err := compileCached(rs, MoatTables(), &cc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wc := changed[IPTable].chains[name]
+	if wc == again[IPTable].chains[name] || wc.rules[len(wc.rules)-1].body != "counter drop" {
+		t.Errorf("the changed chain was not compiled again: last rule %q", wc.rules[len(wc.rules)-1].body)
+	}
+	// Uncached compiles agree with cached ones.
+	plain, err := compile(rs, MoatTables())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for n, c := range plain[IPTable].chains {
+		if !slices.Equal(c.fps, changed[IPTable].chains[n].fps) {
+			t.Errorf("chain %s: cached and uncached compiles differ", n)
+		}
 	}
 }

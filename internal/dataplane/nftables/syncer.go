@@ -106,6 +106,7 @@ func (k *nftKernel) hasGeneration() bool { return k.gen != nil }
 type Syncer struct {
 	k     kernel
 	owned []TableID
+	cache chainCache
 
 	mu sync.Mutex
 	// known is what each owned table holds (nil entry: it does not
@@ -210,7 +211,7 @@ func (s *Syncer) fresh(g uint32, genOK bool) bool {
 // atomic), the syncer forgets what it knew, and the next Apply reads.
 func (s *Syncer) Apply(ctx context.Context, rs *Ruleset) (Stats, error) {
 	var st Stats
-	want, err := compile(rs, s.owned)
+	want, err := compileCached(rs, s.owned, &s.cache)
 	if err != nil {
 		return st, fmt.Errorf("apply: %w", err)
 	}
@@ -290,7 +291,7 @@ func (st *Stats) add(p *plan) {
 // syncer committed, which costs no process. An empty result means the
 // kernel holds rs.
 func (s *Syncer) Check(ctx context.Context, rs *Ruleset) ([]string, error) {
-	want, err := compile(rs, s.owned)
+	want, err := compileCached(rs, s.owned, &s.cache)
 	if err != nil {
 		return nil, fmt.Errorf("check: %w", err)
 	}

@@ -55,3 +55,32 @@ func Provenance(ctx context.Context, st *store.Store, where string, h *trace.Hos
 	h.Provenance = prov
 	return "; rule ids from " + where
 }
+
+// NFTProvenance gives an nftables host's trace the port's security groups
+// from moat's store st (the rule ids are in the rules' tags already), for
+// the suggestion. It returns a note for the output.
+func NFTProvenance(ctx context.Context, st *store.Store, where string, h *trace.NFTHost, portID string) string {
+	var snap *store.HostSnapshot
+	var fullID string
+	err := st.Read(ctx, func(tx *store.Tx) error {
+		p, err := tx.FindPort(ctx, portID)
+		if err != nil {
+			return err
+		}
+		if p == nil {
+			return fmt.Errorf("port %s is not in %s", portID, where)
+		}
+		fullID = p.ID
+		snap, err = tx.HostSnapshot(ctx, p.HostID)
+		return err
+	})
+	if err != nil {
+		return "; groups unknown: " + err.Error()
+	}
+	prov, err := moatrules.PortProvenance(agent.HostState(snap, firewall.Options{}, nil), fullID)
+	if err != nil {
+		return "; groups unknown: " + err.Error()
+	}
+	h.Provenance = prov
+	return "; groups from " + where
+}

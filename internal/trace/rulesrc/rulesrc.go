@@ -34,14 +34,74 @@ type Source struct {
 	Spec, Scenario string
 	Compat         bool
 	// Backend is the kernel's iptables variant: iptables-legacy,
-	// iptables-nft, or "auto"/"" for the one holding the layout's chains.
+	// iptables-nft, or "auto"/"" for the one holding the layout's chains;
+	// or "nftables" for moat's nftables tables (see NFT).
 	Backend string
+	// NFTJSON is a file of `nft -j list ruleset` output ("-" for standard
+	// input) of a host on the nftables backend.
+	NFTJSON string
 	// Netns is the network namespace to read the kernel of ("" for this
 	// one).
 	Netns string
 	// Exec runs the tools for the kernel; nil runs them on the host (in
 	// Netns through ip netns exec).
 	Exec dataplane.Exec
+}
+
+// NFT reports whether the rules are moat's nftables tables: --nft-json,
+// --backend nftables, or, with --backend auto and no rules from files or
+// a spec, a kernel whose nftables has moat's tables and whose iptables
+// holds none of Neutron's chains.
+func (s *Source) NFT(ctx context.Context) bool {
+	switch {
+	case s.NFTJSON != "" || s.Backend == "nftables":
+		return true
+	case s.Spec != "" || s.fromFiles() || s.IPSets != "" || (s.Backend != "auto" && s.Backend != ""):
+		return false
+	}
+	out, err := s.run(ctx, "nft", "-j", "list", "tables")
+	if err != nil || !bytes.Contains(out, []byte(`"name": "moat"`)) {
+		return false
+	}
+	_, v4, err := s.pickBackend(ctx)
+	return err == nil && !bytes.Contains(v4, []byte(":neutron-"))
+}
+
+// LoadNFT returns the nftables host to trace: --nft-json, or the kernel's
+// `nft -j list ruleset`.
+func (s *Source) LoadNFT(ctx context.Context, stdin io.Reader) (*trace.NFTHost, string, error) {
+	if s.Spec != "" || s.fromFiles() || s.IPSets != "" {
+		return nil, "", errors.New("--nft-json and --backend nftables exclude --input, --iptables-save, --ip6tables-save and --ipset")
+	}
+	if s.NFTJSON != "" {
+		r := stdin
+		if s.NFTJSON != "-" {
+			f, err := os.Open(s.NFTJSON)
+			if err != nil {
+				return nil, "", err
+			}
+			defer f.Close()
+			r = f
+		}
+		h, err := trace.LoadNFT(r)
+		if err != nil {
+			return nil, "", fmt.Errorf("%s: %w", s.NFTJSON, err)
+		}
+		return h, "file " + s.NFTJSON + " (nft -j list ruleset)", nil
+	}
+	out, err := s.run(ctx, "nft", "-j", "list", "ruleset")
+	if err != nil {
+		return nil, "", fmt.Errorf("read the rules: %w", err)
+	}
+	h, err := trace.LoadNFT(bytes.NewReader(out))
+	if err != nil {
+		return nil, "", err
+	}
+	where := "the kernel (nftables"
+	if s.Netns != "" {
+		where += ", netns " + s.Netns
+	}
+	return h, where + ")", nil
 }
 
 func (s *Source) fromFiles() bool { return s.IPTablesSave != "" || s.IP6TablesSave != "" }

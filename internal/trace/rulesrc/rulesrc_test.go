@@ -6,6 +6,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -222,6 +223,26 @@ func TestProvenanceFromTheStore(t *testing.T) {
 	}
 	if note := Provenance(ctx, st, "test.db", kernel, "ffffffff", false); note != "; rule ids unknown: port ffffffff is not in test.db" {
 		t.Errorf("unknown port: note %q", note)
+	}
+
+	// An nftables host: the store names the port's groups.
+	f, err := os.Open(filepath.Join("..", "testdata", "nft", "ipip_remote_group.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	nh, err := trace.LoadNFT(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if note := NFTProvenance(ctx, st, "test.db", nh, ports[0][:8]); note != "; groups from test.db" {
+		t.Fatalf("nft note %q", note)
+	}
+	if nh.Provenance == nil || !slices.Equal(nh.Provenance.Groups[ports[0]], []string{group}) {
+		t.Errorf("nft provenance %+v, want port %s in group %s", nh.Provenance, ports[0], group)
+	}
+	if note := NFTProvenance(ctx, st, "test.db", nh, "ffffffff"); note != "; groups unknown: port ffffffff is not in test.db" {
+		t.Errorf("unknown port: nft note %q", note)
 	}
 }
 
