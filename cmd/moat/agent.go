@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strings"
 	"syscall"
 	"time"
 
@@ -19,6 +20,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/watch"
 )
 
 // agentFlags are the flags of `moat agent` (and `moat allinone`).
@@ -45,12 +47,13 @@ func (f *agentFlags) register(cmd *cobra.Command) {
 	cmd.Flags().BoolVar(&f.noComments, "no-comments", false, "leave comments off the rules (Neutron's comment_iptables_rules = False)")
 	def := agent.DefaultConfig()
 	cmd.Flags().DurationVar(&f.checkInterval, "check-interval", def.CheckInterval, "how often the kernel is re-read to repair drift")
-	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", def.PollInterval, "how often the change log is polled for other processes' changes")
+	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", def.PollInterval, "with --db, how often the change log is polled for other processes' changes; with --server, how often a failed report is retried")
 }
 
-// newAgent builds the agent of this host over a store, with the real
-// kernel behind it (in this process's network namespace).
-func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Logger) (*agent.Agent, func(), error) {
+// newAgent builds the agent of this host over a feed (the server's watch,
+// or the store in the deprecated --db mode), with the real kernel behind it
+// (in this process's network namespace).
+func newAgent(ctx context.Context, f *agentFlags, feed agent.Feed, log *slog.Logger) (*agent.Agent, func(), error) {
 	if f.host == "" {
 		return nil, nil, fmt.Errorf("--host is empty and the hostname is unknown")
 	}
@@ -77,8 +80,50 @@ func newAgent(ctx context.Context, f *agentFlags, st *store.Store, log *slog.Log
 	cfg.CheckInterval, cfg.PollInterval = f.checkInterval, f.pollInterval
 	cfg.Logger = log
 	cfg.Previous = backend.Previous(dataplane.Host{})
-	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: f.host}, rules, sets, agent.Wire(wire), conntrack.Netlink{})
+	a := agent.New(cfg, feed, rules, sets, agent.Wire(wire), conntrack.Netlink{})
 	return a, func() { wire.Close() }, nil
+}
+
+// runWatchAgent runs the agent over the server's watch stream until ctx
+// ends.
+func runWatchAgent(ctx context.Context, f *agentFlags, server, token string, log *slog.Logger) error {
+	if f.host == "" {
+		return fmt.Errorf("--host is empty and the hostname is unknown")
+	}
+	client, err := watch.NewClient(watch.ClientConfig{URL: server, Host: f.host, Token: token, Logger: log.With("part", "watch")})
+	if err != nil {
+		return err
+	}
+	a, closeFn, err := newAgent(ctx, f, client, log)
+	if err != nil {
+		return err
+	}
+	defer closeFn()
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	done := make(chan struct{})
+	go func() { defer close(done); client.Run(ctx) }()
+	log.Info("following the server", "server", server, "host", f.host)
+	err = a.Run(ctx)
+	cancel()
+	<-done
+	return err
+}
+
+// readToken reads a token file ("" : no token).
+func readToken(path string) (string, error) {
+	if path == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("--token-file: %w", err)
+	}
+	tok := strings.TrimSpace(string(b))
+	if tok == "" {
+		return "", fmt.Errorf("--token-file %s is empty", path)
+	}
+	return tok, nil
 }
 
 func init() {
@@ -87,15 +132,20 @@ func init() {
 
 func newAgentCmd() *cobra.Command {
 	var f agentFlags
-	var db string
+	var db, server, tokenFile string
 	var logLevel string
 	cmd := &cobra.Command{
 		Use:   "agent",
 		Short: "Enforce security groups on this host (wiring, iptables, ipsets, conntrack)",
-		Long: `Follow the store for the ports bound to this host (binding:host_id = --host), wire them the
-hybrid way (tap, qbr, qvb/qvo, br-int) and enforce their security groups with iptables in
-Neutron's layout. Rules stay installed when the agent stops; a restarted agent takes over
-without an open window.`,
+		Long: `Follow the server's watch stream for the ports bound to this host (binding:host_id =
+--host), wire them the hybrid way (tap, qbr, qvb/qvo, br-int) and enforce their security
+groups with iptables in Neutron's layout; report the ports' statuses to the server. Rules stay
+installed when the agent stops; a restarted agent takes over without an open window.
+
+  moat agent --server http://controller:9696 --host compute1 --token-file /etc/moat/agent.token
+
+--db URL instead of --server reads the database directly (deprecated: the host then needs
+the database's credentials).`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log, err := newLogger(logLevel)
@@ -105,16 +155,29 @@ without an open window.`,
 			slog.SetDefault(log)
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
-			// The agent reads its host and writes only port statuses: it
-			// never creates or migrates the database (the server does, or
-			// moat db upgrade) and refuses a schema other than its own.
-			// Issue 11 replaces this with a watch on the server.
+			switch {
+			case server != "" && cmd.Flags().Changed("db"):
+				return fmt.Errorf("--server and --db exclude each other: the agent follows the server (or, deprecated, reads the database)")
+			case server != "":
+				token, err := readToken(tokenFile)
+				if err != nil {
+					return err
+				}
+				return runWatchAgent(ctx, &f, server, token, log)
+			case tokenFile != "":
+				return fmt.Errorf("--token-file is for --server")
+			}
+			// Deprecated: the agent reads its host from the database and
+			// writes only port statuses. It never creates or migrates the
+			// database (the server does, or moat db upgrade) and refuses a
+			// schema other than its own.
+			log.Warn("--db is deprecated: the host needs the database's credentials; use --server URL")
 			st, err := store.OpenMode(ctx, db, store.Existing)
 			if err != nil {
 				return fmt.Errorf("open database %s: %w", store.Redact(db), err)
 			}
 			defer st.Close()
-			a, closeFn, err := newAgent(ctx, &f, st, log)
+			a, closeFn, err := newAgent(ctx, &f, agent.StoreFeed{Store: st, Host: f.host}, log)
 			if err != nil {
 				return err
 			}
@@ -123,7 +186,9 @@ without an open window.`,
 		},
 	}
 	f.register(cmd)
-	cmd.Flags().StringVar(&db, "db", store.DefaultURL, "database the server writes: sqlite:///path/file.db or postgres://...")
+	cmd.Flags().StringVar(&server, "server", "", "the moat server to follow, e.g. http://controller:9696 (its watch stream; reports go there too)")
+	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding this host's agent token (or a Keystone service user's token), sent as X-Auth-Token; empty: none (noauth)")
+	cmd.Flags().StringVar(&db, "db", store.DefaultURL, "deprecated: read the database the server writes instead of --server (sqlite:///path/file.db or postgres://...)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	return cmd
 }

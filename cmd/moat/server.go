@@ -19,6 +19,7 @@ import (
 	"github.com/moat-sg/moat/internal/httpserve"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/watch"
 )
 
 // serverFlags are the flags of `moat server` (and later `moat allinone`).
@@ -38,6 +39,10 @@ type serverFlags struct {
 	vlanRanges        string
 	flatNetworks      string
 	physnetMTU        int
+
+	agentTokenFile     string
+	changeLogRetention time.Duration
+	bookmarkInterval   time.Duration
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -53,6 +58,9 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.vlanRanges, "network-vlan-ranges", "", "physical networks for VLANs, PHYSNET[:MIN:MAX][,...] (as Neutron's network_vlan_ranges)")
 	cmd.Flags().StringVar(&f.flatNetworks, "flat-networks", "*", "physical networks usable by flat networks, comma separated (* for any)")
 	cmd.Flags().IntVar(&f.physnetMTU, "physnet-mtu", 1500, "MTU of the physical network (VXLAN networks get 50 less)")
+	cmd.Flags().StringVar(&f.agentTokenFile, "agent-token-file", "", "per-host agent tokens, one \"HOST TOKEN\" per line (mode 600): an agent token may watch and report its host only")
+	cmd.Flags().DurationVar(&f.changeLogRetention, "change-log-retention", 24*time.Hour, "how long the change log keeps changes; an agent away longer resyncs from a snapshot (0: keep forever)")
+	cmd.Flags().DurationVar(&f.bookmarkInterval, "watch-bookmark-interval", watch.DefaultBookmark, "how often an idle watch stream gets a bookmark (its heartbeat)")
 	f.quotas = api.DefaultQuotas()
 	for _, name := range api.QuotaResourceNames() {
 		flag := "quota-" + strings.ReplaceAll(name, "_", "-")
@@ -151,11 +159,18 @@ func runServer(ctx context.Context, f *serverFlags) error {
 		return err
 	}
 	defer st.Close()
-	return serveAPI(ctx, f, st, log)
+	return serveAPI(ctx, f, st, log, apiExtras{})
+}
+
+// apiExtras are what allinone adds to a server: its own agent's token and
+// a callback with the API's URL once it listens.
+type apiExtras struct {
+	agentTokens map[string]string
+	ready       func(url string)
 }
 
 // serveAPI serves the Neutron API over st until ctx ends.
-func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Logger) error {
+func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Logger, x apiExtras) error {
 	auth, err := api.NewAuthenticator(api.IdentityConfig{Mode: f.auth, KeystoneURL: f.keystoneURL, KeystoneTimeout: f.keystoneTimeout})
 	if err != nil {
 		return err
@@ -164,15 +179,45 @@ func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Lo
 	if err != nil {
 		return err
 	}
+	tokens, err := api.NewAgentTokens(x.agentTokens)
+	if err != nil {
+		return err
+	}
+	if f.agentTokenFile != "" {
+		if tokens, err = api.LoadAgentTokens(f.agentTokenFile); err != nil {
+			return err
+		}
+		for host, tok := range x.agentTokens {
+			if err := tokens.Add(host, tok); err != nil {
+				return err
+			}
+		}
+	}
+	if f.changeLogRetention < 0 || f.bookmarkInterval < 0 {
+		return fmt.Errorf("--change-log-retention and --watch-bookmark-interval must not be negative")
+	}
+	ws := watch.New(watch.Config{Store: st, Logger: log.With("part", "watch"), Bookmark: f.bookmarkInterval})
 	ln, err := net.Listen("tcp", f.listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.listen, err)
 	}
-	srv := httpserve.New(api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log}),
-		httpserve.Defaults, log)
-	log.Info("serving the Neutron API", "url", "http://"+ln.Addr().String(), "db", store.Redact(f.db), "auth", f.auth)
+	srv := httpserve.New(api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log,
+		Watch: ws, AgentTokens: tokens}), httpserve.Defaults, log)
+	srv.RegisterOnShutdown(ws.Close) // watch streams are never idle: end them
+	url := "http://" + ln.Addr().String()
+	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
+		url = fmt.Sprintf("http://127.0.0.1:%d", a.Port)
+	}
+	log.Info("serving the Neutron API", "url", url, "db", store.Redact(f.db), "auth", f.auth, "agent_tokens", tokens.Len(),
+		"change_log_retention", f.changeLogRetention)
+	if f.changeLogRetention > 0 {
+		go ws.RunCompaction(ctx, f.changeLogRetention)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
+	if x.ready != nil {
+		x.ready(url)
+	}
 	select {
 	case err := <-errc:
 		return err

@@ -18,6 +18,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hostview"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
@@ -35,6 +36,13 @@ type Feed interface {
 	// SetPortStatus reports a port ACTIVE (reason "") or ERROR with the
 	// reason the agent cannot enforce it.
 	SetPortStatus(ctx context.Context, portID, status, reason string) error
+}
+
+// Reporter is a Feed that takes a sync's reports at once, with the
+// revision the host's kernel enforces (the watch client: one request per
+// sync instead of one per port). The agent uses it when the feed has it.
+type Reporter interface {
+	Report(ctx context.Context, r hostview.Report) error
 }
 
 // Rules applies iptables rulesets (the iptables syncer).
@@ -149,8 +157,12 @@ type Agent struct {
 	wired    map[string]WirePort   // ports plugged (qbr/qvb/qvo)
 	attached map[string]bool       // ports whose tap is in their qbr
 	status   map[string]portStatus // status last reported to the store
-	vlans    *wiring.VLANs         // local VLAN per network
-	warnings []string              // the compiler's, last logged
+	// pending are statuses not reported yet to a Reporter feed, and
+	// reportedRev the revision it was last told the kernel enforces.
+	pending     map[string]portStatus
+	reportedRev int64
+	vlans       *wiring.VLANs // local VLAN per network
+	warnings    []string      // the compiler's, last logged
 }
 
 // portStatus is what the agent reports for a port.
@@ -164,7 +176,7 @@ func New(cfg Config, feed Feed, rules Rules, sets Sets, wire Wiring, ct conntrac
 	return &Agent{cfg: cfg, feed: feed, rules: rules, sets: sets, wiring: wire, conntrack: ct, log: cfg.Logger,
 		compiler: firewall.NewCompiler(), zones: map[string]int{}, wired: map[string]WirePort{},
 		enforced: map[string]uint64{}, held: map[string]bool{},
-		attached: map[string]bool{}, status: map[string]portStatus{}, vlans: wiring.NewVLANs()}
+		attached: map[string]bool{}, status: map[string]portStatus{}, pending: map[string]portStatus{}, vlans: wiring.NewVLANs()}
 }
 
 // Run syncs until ctx ends. Rules stay installed when it returns: a
@@ -215,6 +227,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		case <-a.feed.Changed():
 			dirty = true
 		case <-poll.C:
+			a.flushReports(ctx) // a report that failed is retried
 			if rev, err := a.feed.LatestRevision(ctx); err != nil {
 				a.log.Warn("poll change log", "err", err)
 			} else if rev != a.rev {
@@ -316,6 +329,7 @@ func (a *Agent) recover(ctx context.Context) error {
 // Sync makes the host match the store once.
 func (a *Agent) Sync(ctx context.Context) error {
 	start := time.Now()
+	defer a.flushReports(ctx)
 	snap, err := a.feed.Snapshot(ctx)
 	if err != nil {
 		return fmt.Errorf("read host state: %w", err)
@@ -356,6 +370,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		}
 		if present[id] == nil {
 			delete(a.status, id)
+			delete(a.pending, id)
 		}
 	}
 	for _, p := range snap.Ports {
@@ -487,6 +502,11 @@ func (e *plugError) Error() string { return e.msg }
 func (a *Agent) report(ctx context.Context, p *neutron.Port, want portStatus) {
 	if (portStatus{p.Status, p.StatusReason}) == want || a.status[p.ID] == want {
 		a.status[p.ID] = want
+		delete(a.pending, p.ID)
+		return
+	}
+	if _, batch := a.feed.(Reporter); batch {
+		a.pending[p.ID] = want // sent at the end of the sync
 		return
 	}
 	if err := a.feed.SetPortStatus(ctx, p.ID, want.status, want.reason); err != nil {
@@ -494,6 +514,31 @@ func (a *Agent) report(ctx context.Context, p *neutron.Port, want portStatus) {
 		return
 	}
 	a.status[p.ID] = want
+}
+
+// flushReports sends a Reporter feed the statuses the sync collected and
+// the revision the kernel enforces, when either moved.
+func (a *Agent) flushReports(ctx context.Context) {
+	r, ok := a.feed.(Reporter)
+	if !ok || (len(a.pending) == 0 && a.rev == a.reportedRev) {
+		return
+	}
+	rep := hostview.Report{Revision: a.rev}
+	for _, id := range sortedKeys(a.pending) {
+		st := a.pending[id]
+		rep.Ports = append(rep.Ports, hostview.PortReport{ID: id, Status: st.status, Reason: st.reason})
+	}
+	if err := r.Report(ctx, rep); err != nil {
+		if ctx.Err() == nil {
+			a.log.Warn("report port statuses", "ports", len(rep.Ports), "revision", rep.Revision, "err", err)
+		}
+		return
+	}
+	for id, st := range a.pending {
+		a.status[id] = st
+	}
+	clear(a.pending)
+	a.reportedRev = rep.Revision
 }
 
 // attachTaps connects the taps of wired ports whose own rules the kernel

@@ -20,6 +20,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/watch"
 )
 
 const requestIDHeader = "X-Openstack-Request-Id"
@@ -37,6 +38,11 @@ type Options struct {
 	// Networks is the ML2 configuration (types, ranges, MTU).
 	Networks *neutron.NetworkConfig
 	Logger   *slog.Logger
+	// Watch serves the agents' watch streams and reports; nil builds one
+	// with the defaults over Store.
+	Watch *watch.Server
+	// AgentTokens are the per-host agent credentials (nil: none).
+	AgentTokens *AgentTokens
 }
 
 // Server is the Neutron API over a store.
@@ -46,6 +52,8 @@ type Server struct {
 	quotas map[string]int64
 	netcfg neutron.NetworkConfig
 	log    *slog.Logger
+	watch  *watch.Server
+	tokens *AgentTokens
 	// networks are looked up by port and subnet creates too.
 	networks *resource[neutron.Network, neutron.NetworkRequest]
 	// collections are the resources' routes, by collection path.
@@ -54,7 +62,8 @@ type Server struct {
 
 // New builds a server.
 func New(o Options) *Server {
-	s := &Server{store: o.Store, auth: o.Auth, quotas: DefaultQuotas(), netcfg: neutron.DefaultNetworkConfig(), log: o.Logger}
+	s := &Server{store: o.Store, auth: o.Auth, quotas: DefaultQuotas(), netcfg: neutron.DefaultNetworkConfig(), log: o.Logger,
+		watch: o.Watch, tokens: o.AgentTokens}
 	if o.Networks != nil {
 		s.netcfg = *o.Networks
 	}
@@ -66,6 +75,9 @@ func New(o Options) *Server {
 	}
 	if s.log == nil {
 		s.log = slog.Default()
+	}
+	if s.watch == nil {
+		s.watch = watch.New(watch.Config{Store: o.Store, Logger: s.log})
 	}
 	s.networks = s.networkResource()
 	s.collections = map[string]collection{
@@ -146,8 +158,12 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set(requestIDHeader, "req-"+uuid.NewString())
-	ctx, ok := authenticate(w, r, s.auth, s.log)
-	if !ok {
+	// A host agent's token is known here, in every identity mode; any
+	// other credential goes to the authenticator.
+	var ctx *neutron.Context
+	if host, ok := s.tokens.Host(r.Header.Get("X-Auth-Token")); ok {
+		ctx = &neutron.Context{UserID: "moat-agent:" + host, AgentHost: host}
+	} else if ctx, ok = authenticate(w, r, s.auth, s.log); !ok {
 		return
 	}
 	req := &request{Request: r, ctx: ctx}
@@ -249,6 +265,14 @@ func (s *Server) route(r *request) (handlerFunc, error) {
 		case 2:
 			return onlyGet(m, s.showExtension)
 		}
+	case "moat":
+		return s.agentRoutes(m, segs)
+	}
+	if r.ctx.AgentHost != "" {
+		// An agent token is good for its host's watch and reports only.
+		return nil, policyDenied("(rule:moat_agent) may use only /v2.0/moat/hosts/" + r.ctx.AgentHost)
+	}
+	switch segs[0] {
 	case "quotas":
 		return s.quotaRoutes(m, segs)
 	}

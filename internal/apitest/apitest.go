@@ -19,6 +19,7 @@ import (
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/testenv"
+	"github.com/moat-sg/moat/internal/watch"
 )
 
 // AuthMode is how the test server learns who calls it.
@@ -43,6 +44,10 @@ type Config struct {
 	// Networks is the ML2 configuration (network types, VLAN and VNI
 	// ranges, flat networks, MTU); nil means neutron.DefaultNetworkConfig.
 	Networks *neutron.NetworkConfig
+	// Watch tunes the agents' watch server (its Store is the test's).
+	Watch watch.Config
+	// AgentTokens are per-host agent tokens, host → token.
+	AgentTokens map[string]string
 }
 
 // Server is a running moat API.
@@ -52,6 +57,11 @@ type Server struct {
 	URL string
 	// Store is the server's database, for tests that look behind the API.
 	Store *store.Store
+	// Watch is the server's watch server (compaction, agents' reports).
+	Watch *watch.Server
+	// CloseClientConnections cuts every open connection (watch streams
+	// included), as a server crash would.
+	CloseClientConnections func()
 }
 
 // Endpoint is the Neutron v2.0 endpoint, with the trailing slash that
@@ -77,14 +87,25 @@ func Start(t testing.TB, cfg Config) *Server {
 		t.Fatalf("apitest.Start: open store: %v", err)
 	}
 	logger := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
-	srv := httptest.NewServer(api.New(api.Options{Store: st, Auth: auth, Quotas: cfg.Quotas, Networks: cfg.Networks, Logger: logger}))
+	tokens, err := api.NewAgentTokens(cfg.AgentTokens)
+	if err != nil {
+		t.Fatalf("apitest.Start: %v", err)
+	}
+	wcfg := cfg.Watch
+	wcfg.Store = st
+	if wcfg.Logger == nil {
+		wcfg.Logger = logger
+	}
+	ws := watch.New(wcfg)
+	srv := httptest.NewServer(api.New(api.Options{Store: st, Auth: auth, Quotas: cfg.Quotas, Networks: cfg.Networks, Logger: logger,
+		Watch: ws, AgentTokens: tokens}))
 	t.Cleanup(func() {
 		srv.Close()
 		if err := st.Close(); err != nil {
 			t.Errorf("apitest: close store: %v", err)
 		}
 	})
-	return &Server{URL: srv.URL, Store: st}
+	return &Server{URL: srv.URL, Store: st, Watch: ws, CloseClientConnections: srv.CloseClientConnections}
 }
 
 const cliInstallHint = "apt-get install -y --no-install-recommends python3-openstackclient python3-neutronclient"

@@ -12,6 +12,9 @@ type Context struct {
 	Roles     []string
 	IsAdmin   bool
 	IsAdvsvc  bool
+	// AgentHost is set for a host agent's own credential (an agent token):
+	// it may watch and report that host only, and nothing else of the API.
+	AgentHost string
 }
 
 // Attr describes one attribute of a resource the way Neutron's

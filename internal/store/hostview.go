@@ -29,20 +29,64 @@ type HostSnapshot struct {
 	// the port: the agent rejects them (no traffic, status ERROR with the
 	// reason). A bad row affects only its port.
 	PortErrors map[string]string
+	// BadRows maps the networks and groups read whose row (or a rule's)
+	// does not read to why (nil if none).
+	BadRows map[string]string
+}
+
+func (s *HostSnapshot) badRow(id, why string) {
+	if s.BadRows == nil {
+		s.BadRows = map[string]string{}
+	}
+	s.BadRows[id] = why
 }
 
 // HostSnapshot reads what the agent of host needs.
 func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, error) {
+	return t.hostRead(ctx, host, nil)
+}
+
+// HostPart names what HostPart reads.
+type HostPart struct {
+	Ports, Networks, Groups, Members []string
+}
+
+// HostPart reads part of what HostSnapshot reads, for a follower that
+// holds the rest: of part.Ports those still bound to host, the networks
+// part.Networks and those of the ports read, the groups part.Groups and
+// those the ports read carry (with their rules), and the members of
+// part.Members and of every group the groups read name as remote group.
+// A requested network or group that is gone is absent. PortErrors covers
+// the ports read; BadRows every network and group read.
+func (t *Tx) HostPart(ctx context.Context, host string, part HostPart) (*HostSnapshot, error) {
+	return t.hostRead(ctx, host, &part)
+}
+
+func (t *Tx) hostRead(ctx context.Context, host string, part *HostPart) (*HostSnapshot, error) {
 	rev, err := t.LatestRevision(ctx)
 	if err != nil {
 		return nil, err
 	}
 	snap := &HostSnapshot{Revision: rev, Host: host, Networks: map[string]*neutron.Network{},
 		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}, PortErrors: map[string]string{}}
-	if snap.Ports, err = t.portsOnHost(ctx, host, snap.PortErrors); err != nil {
+	netIDs, groupIDs, remote := map[string]bool{}, map[string]bool{}, map[string]bool{}
+	if part == nil {
+		snap.Ports, err = t.portsOnHost(ctx, host, snap.PortErrors)
+	} else {
+		snap.Ports, err = t.portsOnHostByID(ctx, host, part.Ports, snap.PortErrors)
+		for _, id := range part.Networks {
+			netIDs[id] = true
+		}
+		for _, id := range part.Groups {
+			groupIDs[id] = true
+		}
+		for _, id := range part.Members {
+			remote[id] = true
+		}
+	}
+	if err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
-	netIDs, groupIDs := map[string]bool{}, map[string]bool{}
 	for _, p := range snap.Ports {
 		netIDs[p.NetworkID] = true
 		for _, g := range p.SecurityGroups {
@@ -83,7 +127,12 @@ func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, erro
 			snap.PortErrors[p.ID] = strings.Join(why, "; ")
 		}
 	}
-	remote := map[string]bool{}
+	for id, why := range badNets {
+		snap.badRow(id, "network: "+why)
+	}
+	for id, why := range badGroups {
+		snap.badRow(id, "security group: "+why)
+	}
 	for i := range groups {
 		g := &groups[i]
 		snap.Groups[g.ID] = g
@@ -97,6 +146,20 @@ func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, erro
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	return snap, nil
+}
+
+// portsOnHostByID reads those of ids bound to host.
+func (t *Tx) portsOnHostByID(ctx context.Context, host string, ids []string, bad map[string]string) ([]neutron.Port, error) {
+	var out []neutron.Port
+	for _, chunk := range chunks(anySlice(ids), 400) {
+		args := append([]any{host}, chunk...)
+		ps, err := t.selectFilledPorts(ctx, bad, portSelect+` WHERE p.host_id = ? AND p.id IN (`+placeholders(len(chunk))+`) ORDER BY p.id`, args...)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, ps...)
+	}
+	return out, nil
 }
 
 // GroupMembers returns, per group, the sorted addresses of its ports
