@@ -16,7 +16,7 @@ import (
 // and returns the conntrack entries that may have been admitted by
 // something that is gone: a security group rule's RETURN removed from a
 // port's ingress or egress chain, or an address removed from a remote
-// group's ipset. It reads the rules as data (Chain.Specs): what each
+// group's ipset. It reads the rules as data (Chain.Specs()): what each
 // matches and which group rules it stands for. The filters are narrow (the
 // port's zone and addresses, the rule's protocol, ports and remote), so
 // flows other rules still allow are left alone; when a filter is wider
@@ -73,7 +73,7 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 			if port == "" {
 				continue
 			}
-			for _, r := range c.Specs {
+			for _, r := range c.Specs() {
 				m := &r.Match
 				if m.IPSet == "" {
 					continue
@@ -117,12 +117,13 @@ func removedRules(old, cur firewall.Chain) []*hybrid.Rule {
 		count[l]++
 	}
 	var out []*hybrid.Rule
+	specs := old.Specs()
 	for i, l := range old.Rules {
 		if count[l] > 0 {
 			count[l]--
 			continue
 		}
-		if r := old.Specs[i]; r != nil && r.Action.Kind == hybrid.Return {
+		if r := specs[i]; r != nil && r.Action.Kind == hybrid.Return {
 			out = append(out, r)
 		}
 	}

@@ -3,6 +3,7 @@ package firewall
 import (
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/moat-sg/moat/internal/hybrid"
 )
@@ -10,20 +11,20 @@ import (
 // assemble builds a filtered port's chains and raw rules; the raw rules of
 // prev (what was assembled from prevIn) are kept when the zone and
 // statefulness are the same.
+// The chains hold their texts only; their specs are built when asked
+// (chainSpecs).
 func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stateless bool, prev *portOut, prevIn assemblyInputs) *portOut {
-	out := &portOut{}
+	out := &portOut{static: ps, zone: zone, stateless: stateless}
 	for fam := range out.chains {
 		chains := make([]Chain, 0, 3)
 		for dir, name := range []string{ps.chainI, ps.chainO} {
 			sg := k.resolve(ps, &combo.lists[fam][dir], fam)
-			var prov []line
-			if dir == in {
-				prov = ps.provider[fam]
-			}
-			chains = append(chains, toChain(name, k.chainRules(fam, dir, ps.head[fam][dir], prov, sg)))
+			out.sg[fam][dir] = sg
+			rules := portChainRules(k.fixed, ps, fam, dir, sg, false)
+			chains = append(chains, lazyChain(name, rules.texts, out, 3*fam+dir))
 		}
 		if ps.spoof[fam].texts != nil {
-			chains = append(chains, toChain(ps.chainS, ps.spoof[fam]))
+			chains = append(chains, lazyChain(ps.chainS, ps.spoof[fam].texts, out, 3*fam+2))
 		}
 		out.chains[fam] = chains
 	}
@@ -32,23 +33,72 @@ func (k *compilation) assemble(ps *portStatic, combo *comboEntry, zone int, stat
 		out.raw = prev.raw
 		return out
 	}
-	// raw: a conntrack zone per port (CONNTRACK_ZONE_PER_PORT), or no
-	// tracking at all for a stateless port. Neutron hard-codes these
-	// comments, so they stay when comments are off.
+	out.raw = rawRules(ps, zone, stateless, false)
+	return out
+}
+
+// chainSpecs builds the specs of all the port's chains, once: chain i is
+// family i/3's i, o or s chain (i%3).
+func (o *portOut) chainSpecs(i int) []*hybrid.Rule {
+	o.once.Do(func() {
+		ps := o.static.withSpecs()
+		specs := new([2][3][]*hybrid.Rule)
+		for fam := range specs {
+			for dir := range 2 {
+				specs[fam][dir] = portChainRules(ps.fixed, ps, fam, dir, o.sg[fam][dir], true).specs
+			}
+			specs[fam][2] = ps.spoof[fam].specs
+		}
+		o.specs = specs
+	})
+	return o.specs[i/3][i%3]
+}
+
+// rawRules are a filtered port's raw PREROUTING rules: a conntrack zone
+// per port (CONNTRACK_ZONE_PER_PORT), or no tracking at all for a
+// stateless port; with keep, with their specs. Neutron hard-codes these
+// comments, so they stay when comments are off.
+func rawRules(ps *portStatic, zone int, stateless, keep bool) []line {
 	cm, act, o := hybrid.ZoneComment(ps.id), hybrid.Action{Kind: hybrid.CTZone, Zone: uint16(zone)}, shared(hybrid.OriginCTZone)
 	if stateless {
 		cm, act, o = hybrid.StatelessComment(ps.id), hybrid.Action{Kind: hybrid.CTNoTrack}, shared(hybrid.OriginStateless)
 	}
-	specs := []hybrid.Rule{
+	rules := [3]hybrid.Rule{
 		{Match: hybrid.Match{PhysIn: ps.qvb}, Comment: cm, Action: act, Origin: o},
 		{Match: hybrid.Match{InIface: ps.qvb}, Comment: cm, Action: act, Origin: o},
 		{Match: hybrid.Match{PhysIn: ps.tap}, Comment: cm, Action: act, Origin: o},
 	}
-	out.raw = make([]line, len(specs))
-	for i := range specs {
-		out.raw[i] = newLine(&specs[i])
+	out := make([]line, len(rules))
+	if keep {
+		arena := newRuleArena(len(rules), true)
+		for i, r := range rules {
+			out[i] = arena.line(r)
+		}
+		return out
+	}
+	// The three texts in one string: they live as long as each other.
+	var buf [512]byte
+	b := buf[:0]
+	var ends [len(rules)]int
+	for i := range rules {
+		b = rules[i].AppendIptables(b)
+		ends[i] = len(b)
+	}
+	all, start := string(b), 0
+	for i, end := range ends {
+		out[i] = line{text: all[start:end]}
+		start = end
 	}
 	return out
+}
+
+// portChainRules is a port's i (dir in) or o chain of one family.
+func portChainRules(f *fixedTexts, ps *portStatic, fam, dir int, sg *ruleList, keep bool) ruleLines {
+	var prov []line
+	if dir == in {
+		prov = ps.provider[fam]
+	}
+	return chainRules(f, fam, dir, ps.head[fam][dir], prov, sg, keep)
 }
 
 // resolve returns a chain's group rules for one port, expanding per-member
@@ -70,7 +120,7 @@ func (k *compilation) resolve(ps *portStatic, rl *ruleList, fam int) *ruleList {
 			res.add(el.line)
 		}
 	}
-	res.out = linesOf(res.lines)
+	res.out = linesOf(res.lines, false)
 	return res
 }
 
@@ -116,16 +166,19 @@ func (k *compilation) expand(x *expansion, fam int) []expandedLine {
 // the chain, which can only hit a head rule that a group rule repeats. A
 // provider rule a group rule repeats stays where it is and names the group
 // rule as a source.
-func (k *compilation) chainRules(fam, dir int, head, prov []line, sg *ruleList) ruleLines {
+// With keep, the rules have their specs.
+func chainRules(f *fixedTexts, fam, dir int, head, prov []line, sg *ruleList, keep bool) ruleLines {
 	sgOut := sg.out
+	if keep && !sgOut.keep {
+		sgOut = linesOf(sg.lines, true)
+	}
 	for _, p := range prov {
 		if _, dup := sg.ids[p.id()]; dup {
-			sgOut, prov = dropIDs(sg.lines, prov)
+			sgOut, prov = dropIDs(sg.lines, prov, keep)
 			break
 		}
 	}
-	f := k.fixed
-	rules := makeRuleLines(len(head) + len(prov) + len(sgOut.texts) + 3)
+	rules := makeRuleLines(len(head)+len(prov)+len(sgOut.texts)+3, keep)
 	for _, h := range head {
 		id := h.id()
 		if _, dup := sg.ids[id]; dup || containsID(prov, id) {
@@ -154,8 +207,8 @@ func containsID(ls []line, id string) bool {
 
 // dropIDs returns the lines of ls that are not in drop, and drop with the
 // sources of the lines of ls it holds.
-func dropIDs(ls, drop []line) (ruleLines, []line) {
-	var out ruleLines
+func dropIDs(ls, drop []line, keep bool) (ruleLines, []line) {
+	out := ruleLines{keep: keep}
 	drop = slices.Clone(drop)
 	for _, l := range ls {
 		if i := slices.IndexFunc(drop, func(d line) bool { return d.id() == l.id() }); i >= 0 {
@@ -168,14 +221,34 @@ func dropIDs(ls, drop []line) (ruleLines, []line) {
 }
 
 // dispatch is what all ports contribute to shared chains; it is the same
-// for both families.
+// for both families. The chains hold their texts only; their specs are
+// built when asked (chainSpecs).
 type dispatch struct {
 	statics []*portStatic
 	raws    [][]line // each filtered port's raw rules, nil for others
 	drops   []line   // the rules dropping rejected ports' traffic
+	rawOf   []rawInput
+	fixed   *fixedTexts
 
 	forward, input, sgChain, prerouting ruleLines
+
+	once  sync.Once
+	specs [4][]*hybrid.Rule // forward, input, sg-chain, prerouting
 }
+
+// rawInput is what a port's raw rules were built from.
+type rawInput struct {
+	zone      int
+	stateless bool
+}
+
+// The dispatch chains, as chainSpecs numbers them.
+const (
+	dispatchForward = iota
+	dispatchInput
+	dispatchSG
+	dispatchPrerouting
+)
 
 // dispatchChains returns the shared chains, rebuilt only when a port came,
 // went or changed its share. drops end neutron-openvswi-FORWARD.
@@ -191,9 +264,21 @@ func (k *compilation) dispatchChains(statics []*portStatic, outs []*portOut, dro
 		slices.EqualFunc(d.raws, raws, sameArray) && slices.EqualFunc(d.drops, drops, sameText) {
 		return d
 	}
-	d := &dispatch{statics: statics, raws: raws, drops: drops}
+	d := &dispatch{statics: statics, raws: raws, drops: drops, fixed: k.fixed, rawOf: make([]rawInput, len(outs))}
+	for i, o := range outs {
+		if o != nil {
+			d.rawOf[i] = rawInput{o.zone, o.stateless}
+		}
+	}
+	d.forward, d.input, d.sgChain, d.prerouting = d.chains(false)
+	c.dispatch = d
+	return d
+}
+
+// chains builds the dispatch chains; with keep, with their specs.
+func (d *dispatch) chains(keep bool) (forward, input, sgChain, prerouting ruleLines) {
 	var nf, nu int
-	for _, ps := range statics {
+	for _, ps := range d.statics {
 		switch ps.kind {
 		case filtered:
 			nf++
@@ -201,33 +286,53 @@ func (k *compilation) dispatchChains(statics []*portStatic, outs []*portOut, dro
 			nu++
 		}
 	}
-	d.forward = makeRuleLines(2*len(statics) + len(drops))
-	d.input = makeRuleLines(nf + nu)
-	d.sgChain = makeRuleLines(2*nf + 1)
-	d.prerouting = makeRuleLines(3 * nf)
+	forward = makeRuleLines(2*len(d.statics)+len(d.drops), keep)
+	input = makeRuleLines(nf+nu, keep)
+	sgChain = makeRuleLines(2*nf+1, keep)
+	prerouting = makeRuleLines(3*nf, keep)
+	port := func(ps *portStatic) *portStatic {
+		if keep {
+			return ps.withSpecs()
+		}
+		return ps
+	}
 	// FORWARD: Neutron inserts the filtered ports' jumps at the top; trusted
 	// ports come before the port-security-disabled ones because the agent
 	// accepts them inside the deferred apply, before the chains are set up.
-	for i, ps := range statics {
+	for i, ps := range d.statics {
 		if ps.kind == filtered {
-			d.forward.add(ps.forward...)
-			d.input.add(ps.input...)
-			d.sgChain.add(ps.sg...)
-			d.prerouting.add(raws[i]...)
-		}
-	}
-	for _, kind := range []portKind{trusted, unfiltered} {
-		for _, ps := range statics {
-			if ps.kind == kind {
-				d.forward.add(ps.forward...)
-				d.input.add(ps.input...)
+			ps := port(ps)
+			forward.add(ps.forward...)
+			input.add(ps.input...)
+			sgChain.add(ps.sg...)
+			if keep {
+				prerouting.add(rawRules(ps, d.rawOf[i].zone, d.rawOf[i].stateless, true)...)
+			} else {
+				prerouting.add(d.raws[i]...)
 			}
 		}
 	}
-	d.forward.add(drops...)
-	d.sgChain.add(k.fixed.sgAccept)
-	c.dispatch = d
-	return d
+	for _, kind := range []portKind{trusted, unfiltered} {
+		for _, ps := range d.statics {
+			if ps.kind == kind {
+				ps := port(ps)
+				forward.add(ps.forward...)
+				input.add(ps.input...)
+			}
+		}
+	}
+	forward.add(d.drops...)
+	sgChain.add(d.fixed.sgAccept)
+	return forward, input, sgChain, prerouting
+}
+
+// chainSpecs builds the specs of the dispatch chains, once.
+func (d *dispatch) chainSpecs(i int) []*hybrid.Rule {
+	d.once.Do(func() {
+		f, in, sg, pre := d.chains(true)
+		d.specs = [4][]*hybrid.Rule{f.specs, in.specs, sg.specs, pre.specs}
+	})
+	return d.specs[i]
 }
 
 // sameArray reports whether two slices are the same slice (or both nil).
@@ -251,11 +356,11 @@ func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
 	f := k.fixed
 	fixed := []Chain{
 		toChain(hybrid.ChainFilterTop, f.filterTop),
-		toChain(hybrid.ChainForward, d.forward),
-		toChain(hybrid.ChainInput, d.input),
+		lazyChain(hybrid.ChainForward, d.forward.texts, d, dispatchForward),
+		lazyChain(hybrid.ChainInput, d.input.texts, d, dispatchInput),
 		{Name: hybrid.ChainOutput},
 		{Name: hybrid.ChainLocal},
-		toChain(hybrid.ChainSG, d.sgChain),
+		lazyChain(hybrid.ChainSG, d.sgChain.texts, d, dispatchSG),
 		toChain(hybrid.ChainFallback, f.fallbackDrop),
 	}
 	// Build in name order: every i chain sorts before "local", every o
@@ -293,7 +398,7 @@ func (k *compilation) tables(fam int, d *dispatch, outs []*portOut) Tables {
 		},
 		Chains: []Chain{
 			{Name: hybrid.ChainOutput},
-			toChain(hybrid.ChainPrerouting, d.prerouting),
+			lazyChain(hybrid.ChainPrerouting, d.prerouting.texts, d, dispatchPrerouting),
 		},
 	}
 	return Tables{Filter: filter, Raw: raw}

@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"github.com/moat-sg/moat/internal/hybrid"
 )
@@ -136,7 +137,7 @@ type ruleList struct {
 
 type portEntry struct {
 	gen      uint64
-	src      Port // deep copy of what static was built from
+	src      *Port // deep copy of what static was built from; read-only
 	comments bool
 	static   *portStatic
 	err      error       // why the port cannot have rules (static is nil)
@@ -161,7 +162,17 @@ type assemblyInputs struct {
 // portOut is a filtered port's share of the ruleset.
 type portOut struct {
 	chains [2][]Chain // i, o and, if present, s chain per family
-	raw    []line     // raw PREROUTING rules
+	raw    []line     // raw PREROUTING rules, without specs
+
+	// What the chains were assembled from, to build their specs when
+	// asked (Chain.Specs()): the port's static part, each chain's group
+	// rules, and the raw rules' zone.
+	static    *portStatic
+	sg        [2][2]*ruleList
+	zone      int
+	stateless bool
+	once      sync.Once
+	specs     *[2][3][]*hybrid.Rule // per family: i, o, s chain; nil until asked
 }
 
 // compilation is the state of one Compile call.
@@ -591,9 +602,18 @@ func (k *compilation) port(p *Port) (*portEntry, error) {
 		k.c.ports[p.ID] = e
 	}
 	e.gen = k.c.gen
-	if (e.static == nil && e.err == nil) || e.comments != k.opt.CommentRules || !samePort(&e.src, p) {
-		st, err := buildPortStatic(p, k.opt)
-		e.src, e.comments, e.static, e.err, e.out = clonePort(p), k.opt.CommentRules, st, err, nil
+	if (e.static == nil && e.err == nil) || e.comments != k.opt.CommentRules || !samePort(e.src, p) {
+		// The static part keeps its copy of the port, to build its rules'
+		// specs again when asked.
+		src := clonePort(p)
+		st, err := buildPortStatic(&src, k.fixed, false)
+		e.comments, e.static, e.err, e.out = k.opt.CommentRules, st, err, nil
+		if st != nil {
+			e.src = &st.src // the static part's copy
+		} else {
+			kept := src
+			e.src = &kept
+		}
 		e.comboKey = strings.Join(p.SecurityGroups, "\x00")
 		k.c.stats.PortsRebuilt++
 	}
@@ -766,7 +786,7 @@ func mergeGroups(groups []*renderedGroup, fam, dir int) ruleList {
 			rl.add(gl.line)
 		}
 	}
-	rl.out = linesOf(rl.lines)
+	rl.out = linesOf(rl.lines, true)
 	return rl
 }
 

@@ -4,8 +4,8 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 	"strings"
+	"sync"
 
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/neutron"
@@ -51,6 +51,31 @@ type portStatic struct {
 	forward []line // rules in neutron-openvswi-FORWARD
 	input   []line // rules in neutron-openvswi-INPUT
 	sg      []line // rules in neutron-openvswi-sg-chain
+
+	// The lines above are rendered without their specs, which are built
+	// again from src the first time a caller asks (withSpecs).
+	src      Port // what it was built from; read-only
+	fixed    *fixedTexts
+	specs    sync.Once
+	withData *portStatic // the same lines with their specs
+}
+
+// withSpecs returns ps with the specs of its lines: ps itself if it was
+// built with them, else (once) the same port built again with them.
+func (ps *portStatic) withSpecs() *portStatic {
+	ps.specs.Do(func() {
+		if ps.withData != nil {
+			return
+		}
+		full, err := buildPortStatic(&ps.src, ps.fixed, true)
+		if err != nil {
+			// buildPortStatic is a function of its inputs, which built
+			// ps without an error.
+			panic(fmt.Sprintf("firewall: port %s: rebuilding its rules with their specs: %v", ps.id, err))
+		}
+		ps.withData = full
+	})
+	return ps.withData
 }
 
 // fixedTexts are the rules that are the same for every port, per comment
@@ -133,15 +158,15 @@ func newFixedTexts(c bool) *fixedTexts {
 	}
 	d := shared(hybrid.OriginDispatch)
 	to := func(chain string) line { return fixedLine(jump(chain, "", d)) }
-	f.filterTop = linesOf([]line{to(hybrid.ChainLocal)})
+	f.filterTop = linesOf([]line{to(hybrid.ChainLocal)}, true)
 	f.sgAccept = fixedLine(verdict(hybrid.Accept, "", shared(hybrid.OriginSGChainAccept)))
-	f.fallbackDrop = linesOf([]line{fixedLine(verdict(drop, commentIf(hybrid.CommentUnmatchDrop, c), shared(hybrid.OriginDefaultDrop)))})
+	f.fallbackDrop = linesOf([]line{fixedLine(verdict(drop, commentIf(hybrid.CommentUnmatchDrop, c), shared(hybrid.OriginDefaultDrop)))}, true)
 	f.builtinFilter = [3]ruleLines{
-		linesOf([]line{to(hybrid.ChainInput)}),
-		linesOf([]line{to(hybrid.ChainFilterTop), to(hybrid.ChainForward)}),
-		linesOf([]line{to(hybrid.ChainFilterTop), to(hybrid.ChainOutput)}),
+		linesOf([]line{to(hybrid.ChainInput)}, true),
+		linesOf([]line{to(hybrid.ChainFilterTop), to(hybrid.ChainForward)}, true),
+		linesOf([]line{to(hybrid.ChainFilterTop), to(hybrid.ChainOutput)}, true),
 	}
-	f.builtinRaw = [2]ruleLines{linesOf([]line{to(hybrid.ChainPrerouting)}), linesOf([]line{to(hybrid.ChainOutput)})}
+	f.builtinRaw = [2]ruleLines{linesOf([]line{to(hybrid.ChainPrerouting)}, true), linesOf([]line{to(hybrid.ChainOutput)}, true)}
 	return f
 }
 
@@ -152,12 +177,15 @@ func fixedFor(opt Options) *fixedTexts {
 	return fixedByComments[0]
 }
 
-func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
+// buildPortStatic builds a port's own rules with the fixed rules f; with
+// keep, as data too. ps keeps a copy of *p, whose slices must not change.
+func buildPortStatic(p *Port, f *fixedTexts, keep bool) (*portStatic, error) {
 	if err := checkPort(p); err != nil {
 		return nil, err
 	}
-	f := fixedFor(opt)
 	ps := &portStatic{
+		src:           *p,
+		fixed:         f,
 		id:            p.ID,
 		kind:          kindOf(p),
 		tap:           hybrid.TapName(p.ID),
@@ -183,7 +211,10 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	if len(p.FixedIPs) == 0 {
 		pairs += 2
 	}
-	arena := newRuleArena(5 + len(p.FixedIPs) + 2 + pairs)
+	arena := newRuleArena(5+len(p.FixedIPs)+2+pairs, keep)
+	if keep {
+		ps.withData = ps
+	}
 	// physdev renders "-m physdev --physdev-DIR TAP --physdev-is-bridged
 	// [comment] -j TARGET", the shape of every dispatch rule.
 	physdev := func(frameOut bool, cm string, a hybrid.Action, o *hybrid.Origin) line {
@@ -216,7 +247,7 @@ func buildPortStatic(p *Port, opt Options) (*portStatic, error) {
 	ps.input = []line{physdev(false, hybrid.CommentInputToSG, to(ps.chainO), d)}
 
 	mac, _ := parseMAC(p.MAC) // checked by checkPort
-	ps.fixedText = slices.Clone(p.FixedIPs)
+	ps.fixedText = ps.src.FixedIPs
 	var fixed [2][]netip.Addr
 	for _, s := range p.FixedIPs {
 		a, err := netip.ParseAddr(s)
@@ -352,7 +383,7 @@ func spoofChains(p *Port, mac net.HardwareAddr, f *fixedTexts, arena *ruleArena)
 			ls = append(ls, l)
 		}
 		ls = append(ls, f.pairDrop[fam])
-		chains[fam] = linesOf(dedupKeepLast(ls))
+		chains[fam] = linesOf(dedupKeepLast(ls), arena.keep)
 	}
 	return chains, nil
 }

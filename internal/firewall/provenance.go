@@ -8,7 +8,7 @@ import (
 
 // Provenance: which security group rule produced which line of a port's
 // chains. Every rule the compiler emits carries its origin
-// (Chain.Specs[i].Origin); these read it back by line.
+// (Chain.Specs()[i].Origin); these read it back by line.
 
 // RuleSource is one security group rule behind a line.
 type RuleSource = hybrid.SGRuleRef
@@ -77,7 +77,7 @@ func (rs *Ruleset) RuleSources(portIDs ...string) map[LineKey][]RuleSource {
 				if !ok {
 					continue
 				}
-				for i, spec := range c.Specs {
+				for i, spec := range c.Specs() {
 					if spec != nil && len(spec.Origin.Rules) > 0 {
 						key := LineKey{IPv6: fam == v6, Chain: name, Rule: c.Rules[i]}
 						res[key] = append(res[key], spec.Origin.Rules...)

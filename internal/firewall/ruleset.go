@@ -101,11 +101,38 @@ type Table struct {
 type Chain struct {
 	Name  string
 	Rules []string
-	// Specs are the rules as data, index for index: what Rules[i]
-	// matches and does, and where it came from (Rules[i] is
-	// Specs[i].Iptables()). The compiler fills them; chains read from a
-	// kernel have none. Shared like Rules.
-	Specs []*hybrid.Rule
+	// specs builds Specs; zero for a chain that has none.
+	specs chainSpecs
+}
+
+// chainSpecs is where a chain's specs come from: chain i of src.
+type chainSpecs struct {
+	src specSource
+	i   int
+}
+
+// Specs are the rules as data, index for index: what Rules[i] matches and
+// does, and where it came from (Rules[i] is Specs[i].Iptables()). Chains
+// the compiler built have them; chains read from a kernel (or built as
+// literals) have none, and Specs returns nil. Most of a chain's specs are
+// built on the first call (for a port's chains, those of all its chains)
+// and kept as long as the chain is: the compile itself needs only the
+// texts. Specs is safe for concurrent use; the rules are shared like
+// Rules: treat them as read-only.
+func (c Chain) Specs() []*hybrid.Rule {
+	if c.specs.src == nil {
+		return nil
+	}
+	return c.specs.src.chainSpecs(c.specs.i)
+}
+
+// SetSpecs gives the chain these specs, index for index with Rules (nil:
+// none), for callers that build or edit chains themselves.
+func (c *Chain) SetSpecs(specs []*hybrid.Rule) {
+	c.specs = chainSpecs{}
+	if specs != nil {
+		c.specs.src = keptSpecs(specs)
+	}
 }
 
 // Equal reports whether c and o have the same name and rules. Chains the

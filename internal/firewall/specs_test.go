@@ -2,10 +2,13 @@ package firewall_test
 
 import (
 	"path/filepath"
+	"slices"
+	"sync"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/firewall/parity"
+	"github.com/moat-sg/moat/internal/firewall/workload"
 	"github.com/moat-sg/moat/internal/hybrid"
 )
 
@@ -39,11 +42,11 @@ func checkSpecs(t *testing.T, rs *firewall.Ruleset) {
 		for _, tb := range []*firewall.Table{&ts.Filter, &ts.Raw} {
 			for _, cs := range [][]firewall.Chain{tb.Builtins, tb.Chains} {
 				for _, c := range cs {
-					if len(c.Specs) != len(c.Rules) {
-						t.Fatalf("%s %s: %d specs for %d rules", eth, c.Name, len(c.Specs), len(c.Rules))
+					if len(c.Specs()) != len(c.Rules) {
+						t.Fatalf("%s %s: %d specs for %d rules", eth, c.Name, len(c.Specs()), len(c.Rules))
 					}
 					kind, _, portChain := hybrid.PortChainOf(c.Name)
-					for i, s := range c.Specs {
+					for i, s := range c.Specs() {
 						if s == nil || s.Origin == nil || s.Origin.Kind == "" {
 							t.Fatalf("%s %s rule %d (%s): no origin", eth, c.Name, i+1, c.Rules[i])
 						}
@@ -101,7 +104,7 @@ func TestSpecsNameGroupRules(t *testing.T) {
 		}
 		for _, ts := range []*firewall.Tables{&rs.IPv4, &rs.IPv6} {
 			for _, ch := range ts.Filter.Chains {
-				for _, s := range ch.Specs {
+				for _, s := range ch.Specs() {
 					for _, r := range s.Origin.Rules {
 						n++
 						g := groups[r.GroupID]
@@ -115,5 +118,55 @@ func TestSpecsNameGroupRules(t *testing.T) {
 	}
 	if n == 0 {
 		t.Error("no rule names a group rule")
+	}
+}
+
+// A compiled ruleset builds most specs when first asked: several
+// goroutines asking at once get the same specs, each rendering as its
+// rule, and a ruleset's specs stay its own after the compiler has moved
+// on to a changed state.
+func TestSpecsBuiltOnDemand(t *testing.T) {
+	w := workload.NewBench(40)
+	c := firewall.NewCompiler()
+	first, err := c.Compile(w.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.State.Zones = first.ZoneAssignments
+	w.AddRule(w.Common, 10001)
+	second, err := c.Compile(w.State)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, rs := range []*firewall.Ruleset{second, first} {
+		var chains []firewall.Chain
+		for _, ts := range []*firewall.Tables{&rs.IPv4, &rs.IPv6} {
+			for _, tb := range []*firewall.Table{&ts.Filter, &ts.Raw} {
+				chains = append(append(chains, tb.Builtins...), tb.Chains...)
+			}
+		}
+		got := make([][][]*hybrid.Rule, 4)
+		var wg sync.WaitGroup
+		for g := range got {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for _, c := range chains {
+					got[g] = append(got[g], c.Specs())
+				}
+			}()
+		}
+		wg.Wait()
+		for g := range got[1:] {
+			for i, c := range chains {
+				if !slices.Equal(got[g+1][i], got[0][i]) {
+					t.Fatalf("chain %s: goroutines got different specs", c.Name)
+				}
+			}
+		}
+		checkSpecs(t, rs)
+	}
+	if changed := slices.EqualFunc(first.IPv4.Filter.Chains, second.IPv4.Filter.Chains, firewall.Chain.Equal); changed {
+		t.Fatal("adding a rule to the common group changed no chain")
 	}
 }

@@ -118,7 +118,7 @@ type SecurityGroup struct {
 type Rule struct {
 	// ID is the rule's id in the API. The rule's text does not depend on
 	// it (two rules that differ only in id render alike, and the chain
-	// holds the line once); its origin names it (Chain.Specs).
+	// holds the line once); its origin names it (Chain.Specs()).
 	ID        string
 	Direction string // Ingress or Egress
 	Ethertype string // IPv4 or IPv6

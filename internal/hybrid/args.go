@@ -115,13 +115,14 @@ func appendSaveString(b []byte, s string) []byte {
 		return append(b, s...)
 	}
 	b = append(b, '"')
+	from := 0 // s[from:i] is copied in one piece
 	for i := 0; i < len(s); i++ {
 		if c := s[i]; c == '"' || c == '\\' || c == '\'' {
-			b = append(b, '\\')
+			b = append(append(b, s[from:i]...), '\\', c)
+			from = i + 1
 		}
-		b = append(b, s[i])
 	}
-	return append(b, '"')
+	return append(append(b, s[from:]...), '"')
 }
 
 // RuleTarget is the chain or target a rule jumps or goes to ("-j X" or

@@ -336,10 +336,11 @@ func parseMember(m string) (netip.Prefix, error) {
 // per MAC or MAC and address, then DROP) into SetSpoof and reports
 // whether it could.
 func (r *familyRender) foldSpoof(portID string, c firewall.Chain) bool {
-	if len(c.Specs) != len(c.Rules) || len(c.Specs) < 2 {
+	cSpecs := c.Specs()
+	if len(cSpecs) != len(c.Rules) || len(cSpecs) < 2 {
 		return false
 	}
-	last := c.Specs[len(c.Specs)-1]
+	last := cSpecs[len(cSpecs)-1]
 	if last.Action.Kind != hybrid.Drop || !matchIsZero(last.Match) {
 		return false
 	}
@@ -349,7 +350,7 @@ func (r *familyRender) foldSpoof(portID string, c firewall.Chain) bool {
 	}
 	var entries []entry
 	bridge := hybrid.BridgeName(portID)
-	for _, s := range c.Specs[:len(c.Specs)-1] {
+	for _, s := range cSpecs[:len(cSpecs)-1] {
 		m := s.Match
 		if s.Action.Kind != hybrid.Return || len(m.MACSource) != 6 {
 			return false
@@ -412,10 +413,11 @@ func (r *familyRender) dispatch(filter *firewall.Table) (forward []nft.Element, 
 		if !ok {
 			return nil, nil
 		}
-		if len(c.Specs) != len(c.Rules) {
+		cSpecs := c.Specs()
+		if len(cSpecs) != len(c.Rules) {
 			return nil, fmt.Errorf("chain %s: rules without their data (a ruleset read from a kernel?)", name)
 		}
-		return c.Specs, nil
+		return cSpecs, nil
 	}
 	// sg-chain: port → its chain, then ACCEPT.
 	sgSpecs, err := specs(hybrid.ChainSG)
@@ -520,13 +522,14 @@ func (r *familyRender) zones(raw *firewall.Table) (zones, stateless []nft.Elemen
 	if !ok {
 		return nil, nil, nil
 	}
-	if len(c.Specs) != len(c.Rules) {
+	cSpecs := c.Specs()
+	if len(cSpecs) != len(c.Rules) {
 		return nil, nil, fmt.Errorf("chain raw %s: rules without their data", c.Name)
 	}
 	zoneOf := map[string]uint16{}
 	var zoneDevs []string
 	notrack := map[string]bool{}
-	for _, s := range c.Specs {
+	for _, s := range cSpecs {
 		m := s.Match
 		dev := m.InIface
 		if m.PhysIn != "" {
@@ -574,12 +577,13 @@ func (r *familyRender) chain(c firewall.Chain) (*nft.Chain, error) {
 	if !ok {
 		return nil, fmt.Errorf("chain %s: no nftables name", c.Name)
 	}
-	if len(c.Specs) != len(c.Rules) {
+	cSpecs := c.Specs()
+	if len(cSpecs) != len(c.Rules) {
 		return nil, fmt.Errorf("chain %s: rules without their data", c.Name)
 	}
 	var key chainKey
-	if r.rd != nil && len(c.Specs) > 0 {
-		key = chainKey{first: &c.Specs[0], n: len(c.Specs), fam: r.fam, name: name}
+	if r.rd != nil && len(cSpecs) > 0 {
+		key = chainKey{first: &cSpecs[0], n: len(cSpecs), fam: r.fam, name: name}
 		if _, id, ok := hybrid.PortChainOf(c.Name); ok {
 			key.folded = r.spoofSet[hybrid.Wrap+string(hybrid.ChainSpoof)+id]
 		}
@@ -591,13 +595,13 @@ func (r *familyRender) chain(c firewall.Chain) (*nft.Chain, error) {
 			return &nft.Chain{Name: name, Rules: rules}, nil
 		}
 	}
-	out := &nft.Chain{Name: name, Rules: make([]nft.Rule, 0, len(c.Specs))}
+	out := &nft.Chain{Name: name, Rules: make([]nft.Rule, 0, len(cSpecs))}
 	defer func() {
-		if key.first != nil && len(out.Rules) == len(c.Specs) {
+		if key.first != nil && len(out.Rules) == len(cSpecs) {
 			r.rd.curChains[key] = out.Rules
 		}
 	}()
-	for i, s := range c.Specs {
+	for i, s := range cSpecs {
 		rule, err := r.cachedRule(s)
 		if err != nil {
 			return nil, fmt.Errorf("chain %s rule %d (%s): %w", c.Name, i+1, c.Rules[i], err)

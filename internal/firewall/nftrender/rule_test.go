@@ -121,15 +121,15 @@ func TestRenderRefusesForeignShapes(t *testing.T) {
 		err    string
 	}{
 		{"no ruleset", nil, "no ruleset"},
-		{"rules without data", edit(hybrid.ChainSG, func(c *firewall.Chain) { c.Specs = nil }), "without their data"},
+		{"rules without data", edit(hybrid.ChainSG, func(c *firewall.Chain) { c.SetSpecs(nil) }), "without their data"},
 		{"an unknown port chain", edit("neutron-openvswi-izzzzzzzzzz", func(c *firewall.Chain) {}), "not a chain of a port"},
 		{"a rule in local", edit(hybrid.ChainLocal, func(c *firewall.Chain) {
 			c.Rules = []string{"-j ACCEPT"}
-			c.Specs = []*hybrid.Rule{{Action: hybrid.Action{Kind: hybrid.Accept}}}
+			c.SetSpecs([]*hybrid.Rule{{Action: hybrid.Action{Kind: hybrid.Accept}}})
 		}), "the layout has none there"},
 		{"a non-dispatch rule in sg-chain", edit(hybrid.ChainSG, func(c *firewall.Chain) {
 			c.Rules = append([]string{"-p tcp -j ACCEPT"}, c.Rules...)
-			c.Specs = append([]*hybrid.Rule{{Match: hybrid.Match{Proto: 6}, Action: hybrid.Action{Kind: hybrid.Accept}}}, c.Specs...)
+			c.SetSpecs(append([]*hybrid.Rule{{Match: hybrid.Match{Proto: 6}, Action: hybrid.Action{Kind: hybrid.Accept}}}, c.Specs()...))
 		}), "not a dispatch rule"},
 	}
 	for _, c := range cases {
@@ -180,7 +180,8 @@ func TestSpoofFolding(t *testing.T) {
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			r := &familyRender{fam: v4, spoof: map[spoofGroup][]nft.Interval{}}
-			ch := firewall.Chain{Name: "s", Specs: c.specs, Rules: make([]string, len(c.specs))}
+			ch := firewall.Chain{Name: "s", Rules: make([]string, len(c.specs))}
+			ch.SetSpecs(c.specs)
 			if got := r.foldSpoof(id, ch); got != c.fold {
 				t.Fatalf("folded %v, want %v", got, c.fold)
 			}

@@ -129,10 +129,10 @@ func checkRendered(t *testing.T, rs *firewall.Ruleset) {
 				}
 				// Each rule as data renders as its text and says where it
 				// came from.
-				if len(c.Specs) != len(c.Rules) {
-					t.Fatalf("%s %s: chain %q has %d specs for %d rules", fam.name, tb.Name, c.Name, len(c.Specs), len(c.Rules))
+				if len(c.Specs()) != len(c.Rules) {
+					t.Fatalf("%s %s: chain %q has %d specs for %d rules", fam.name, tb.Name, c.Name, len(c.Specs()), len(c.Rules))
 				}
-				for i, s := range c.Specs {
+				for i, s := range c.Specs() {
 					if s == nil || s.Origin == nil || s.Iptables() != c.Rules[i] {
 						t.Fatalf("%s %s: rule %d of %q is %q, its spec %+v", fam.name, tb.Name, i+1, c.Name, c.Rules[i], s)
 					}

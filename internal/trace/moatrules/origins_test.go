@@ -78,7 +78,7 @@ func checkOrigins(t *testing.T, scenario string, h *trace.Host, rs *firewall.Rul
 		for _, tb := range []*firewall.Table{&ts.Filter, &ts.Raw} {
 			for _, cs := range [][]firewall.Chain{tb.Builtins, tb.Chains} {
 				for _, c := range cs {
-					for i, s := range c.Specs {
+					for i, s := range c.Specs() {
 						compiled[key{fam, tb.Name, c.Name, c.Rules[i]}] = s.Origin
 					}
 				}
