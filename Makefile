@@ -16,7 +16,7 @@ TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
 
 # What the agent drives on a host (Open vSwitch is optional: without it the
 # agent falls back to a Linux bridge br-int, without VLAN isolation).
-RUN_PACKAGES := iptables ipset conntrack iproute2
+RUN_PACKAGES := nftables iptables ipset conntrack iproute2
 
 .PHONY: all build run run-deps test tempest fuzz deps vet fmt-check clean
 

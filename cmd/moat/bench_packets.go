@@ -25,7 +25,9 @@ it builds a lab (moat lab: a host namespace with userspace Open vSwitch and two 
 namespaces), lets ICMP and iperf3's port in, then enforces the two VMs' ports and N
 synthetic ports of the same group with the agent's own code, and measures between the
 VMs: RTT (20 pings 0.1 s apart, average) and TCP throughput (iperf3), --repeat times
-each, medians reported. "none" is the lab's wiring with no rule at all.
+each, medians reported. "none" is the lab's wiring with no rule at all;
+"conntrack-only" (not in the default list) is a diagnostic: no rule but one that sends
+every forwarded packet through connection tracking, the floor of any stateful firewall.
 
 The synthetic ports sort before the VMs' ports: in Neutron's layout every packet walks
 their physdev jumps first, as on a full host. One JSON object per backend and size
@@ -77,7 +79,7 @@ Needs root, iperf3, ping, nft and Open vSwitch; the machine's own firewall is no
 		all = append(all, string(b))
 	}
 	cmd.Flags().IntSliceVar(&ports, "ports", []int{0, 1000, 5000}, "numbers of other ports enforced on the host")
-	cmd.Flags().StringSliceVar(&backends, "backend", all, "backends: none (no rules), iptables-legacy, iptables-nft, nftables")
+	cmd.Flags().StringSliceVar(&backends, "backend", all, "backends: none (no rules), conntrack-only (diagnostic), iptables-legacy, iptables-nft, nftables")
 	cmd.Flags().IntVar(&repeat, "repeat", 3, "ping and iperf3 runs per backend and size (medians reported)")
 	cmd.Flags().IntVar(&seconds, "seconds", 3, "length of one iperf3 run")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per backend and size")

@@ -41,7 +41,22 @@ import (
 
 // None is the backend without any rule: the lab's wiring, the firewall's
 // tables flushed. It is the ceiling the others are compared with.
-const None = "none"
+// ConntrackOnly is a diagnostic floor for any stateful firewall: no rule
+// but one that makes every forwarded packet go through connection
+// tracking (what each backend pays before its first rule).
+const (
+	None          = "none"
+	ConntrackOnly = "conntrack-only"
+)
+
+// conntrackOnly is ConntrackOnly's whole ruleset.
+const conntrackOnly = `table ip moatbench {
+	chain forward {
+		type filter hook forward priority 0; policy accept;
+		ct state established,related accept
+	}
+}
+`
 
 // iperfPort is the TCP port iperf3 listens on in VM 2.
 const iperfPort = 5201
@@ -73,17 +88,17 @@ type Result struct {
 	Mbits   []float64 `json:"mbit_s_runs"`
 	RTTs    []float64 `json:"rtt_ms_runs"`
 	// ApplyMs is how long the one apply of the host's rules took (0 for
-	// None).
+	// None and ConntrackOnly).
 	ApplyMs float64 `json:"apply_ms"`
 }
 
 // ValidBackend accepts None and the agent's backends.
 func ValidBackend(b string) error {
-	if b == None {
+	if b == None || b == ConntrackOnly {
 		return nil
 	}
 	if _, err := agent.ParseBackend(b); err != nil {
-		return fmt.Errorf("backend %q: want %s or one of %v", b, None, agent.Backends())
+		return fmt.Errorf("backend %q: want %s, %s or one of %v", b, None, ConntrackOnly, agent.Backends())
 	}
 	return nil
 }
@@ -129,7 +144,7 @@ func Run(ctx context.Context, opt Options) ([]Result, error) {
 
 func runOne(ctx context.Context, opt Options, backend string, others int) (res *Result, err error) {
 	labBackend := backend
-	if backend == None {
+	if backend == None || backend == ConntrackOnly {
 		labBackend = string(agent.IPTablesNFT) // wires the VMs; its rules are flushed below
 	}
 	opt.Log("packets: %s, %d ports: building the lab", backend, others)
@@ -174,11 +189,17 @@ func runOne(ctx context.Context, opt Options, backend string, others int) (res *
 		return nil, fmt.Errorf("stop the lab's moat: %w", err)
 	}
 	res = &Result{Backend: backend, Ports: others}
-	if backend == None {
+	switch backend {
+	case None, ConntrackOnly:
 		if _, err := host.Run(ctx, nil, "nft", "flush", "ruleset"); err != nil {
 			return nil, fmt.Errorf("flush the host's rules: %w", err)
 		}
-	} else {
+		if backend == ConntrackOnly {
+			if _, err := host.Run(ctx, []byte(conntrackOnly), "nft", "-f", "-"); err != nil {
+				return nil, fmt.Errorf("load the conntrack-only table: %w", err)
+			}
+		}
+	default:
 		snap, err := hostSnapshot(ctx, l)
 		if err != nil {
 			return nil, err
