@@ -11,12 +11,12 @@ BIN := bin/moat
 # Neutron's own API tests with the Keystone they authenticate against
 # (tempest 33, neutron-tempest-plugin 2.0.0, Keystone 22 on PostgreSQL).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
-	iptables ipset nftables conntrack iproute2 openvswitch-switch iputils-ping ethtool tcpdump postgresql \
+	iptables ipset nftables conntrack iproute2 openvswitch-switch iputils-ping iperf3 ethtool tcpdump postgresql \
 	tempest neutron-tempest-plugin python3-keystone python3-psycopg2 curl
 
 # What the agent drives on a host (Open vSwitch is optional: without it the
 # agent falls back to a Linux bridge br-int, without VLAN isolation).
-RUN_PACKAGES := iptables ipset conntrack iproute2
+RUN_PACKAGES := nftables iptables ipset conntrack iproute2
 
 .PHONY: all build run run-deps test tempest fuzz deps vet fmt-check clean
 

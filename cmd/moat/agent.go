@@ -16,7 +16,6 @@ import (
 	"github.com/moat-sg/moat/internal/agent"
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
-	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/store"
@@ -36,10 +35,13 @@ type agentFlags struct {
 	pollInterval  time.Duration
 }
 
-func (f *agentFlags) register(cmd *cobra.Command) {
+// register adds the flags; defaultBackend is iptables-nft for `moat agent`
+// (Neutron's layout, as on the hosts it replaces) and nftables for
+// allinone (docs/agent.md, "Which backend by default").
+func (f *agentFlags) register(cmd *cobra.Command, defaultBackend agent.Backend) {
 	host, _ := os.Hostname()
 	cmd.Flags().StringVar(&f.host, "host", host, "this host's name: the agent enforces the ports whose binding:host_id is this")
-	cmd.Flags().StringVar(&f.backend, "backend", string(iptables.NFT), "firewall backend: iptables-legacy, iptables-nft (Neutron's iptables layout) or nftables (moat's nftables layout, docs/nftables.md)")
+	cmd.Flags().StringVar(&f.backend, "backend", string(defaultBackend), "firewall backend: iptables-legacy, iptables-nft (Neutron's iptables layout) or nftables (moat's nftables layout, docs/nftables.md)")
 	cmd.Flags().StringVar(&f.bridge, "bridge", wiring.ModeAuto, "br-int: ovs, linux (a Linux bridge: no VLAN isolation) or auto (OVS when it answers)")
 	cmd.Flags().StringVar(&f.ovsdb, "ovsdb", "", "OVSDB to use (ovs-vsctl --db), e.g. unix:/run/openvswitch/db.sock; empty: the default")
 	cmd.Flags().StringVar(&f.datapathType, "datapath-type", "system", "datapath type of a br-int the agent creates: system or netdev (userspace)")
@@ -185,7 +187,7 @@ the database's credentials).`,
 			return a.Run(ctx)
 		},
 	}
-	f.register(cmd)
+	f.register(cmd, agent.IPTablesNFT)
 	cmd.Flags().StringVar(&server, "server", "", "the moat server to follow, e.g. http://controller:9696 (its watch stream; reports go there too)")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding this host's agent token (or a Keystone service user's token), sent as X-Auth-Token; empty: none (noauth)")
 	cmd.Flags().StringVar(&db, "db", store.DefaultURL, "deprecated: read the database the server writes instead of --server (sqlite:///path/file.db or postgres://...)")

@@ -11,6 +11,8 @@ import (
 	"syscall"
 
 	"github.com/spf13/cobra"
+
+	"github.com/moat-sg/moat/internal/agent"
 )
 
 func init() {
@@ -80,7 +82,7 @@ committed change, so an API call is enforced in the kernel within milliseconds.`
 		},
 	}
 	sf.register(cmd)
-	af.register(cmd)
+	af.register(cmd, agent.NFTablesLayout)
 	return cmd
 }
 

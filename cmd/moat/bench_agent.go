@@ -7,6 +7,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/moat-sg/moat/internal/agent"
 	"github.com/moat-sg/moat/internal/agentbench"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/syncbench"
@@ -18,7 +19,7 @@ func init() {
 	var repeat, changes int
 	var skipSyncer, skipLatency bool
 	cmd := &cobra.Command{
-		Use:   "agent [--ports 1000,5000] [--backend iptables-nft] [--changes 50]",
+		Use:   "agent [--ports 1000,5000] [--backend iptables-nft,iptables-legacy,nftables] [--changes 50]",
 		Short: "Time the agent against the kernel (root; scratch network namespaces)",
 		Long: `agent measures the host agent against real iptables and ipset in scratch network
 namespaces (it needs root; the machine's own firewall is not touched):
@@ -26,6 +27,10 @@ namespaces (it needs root; the machine's own firewall is not touched):
   - the iptables syncer on the compiler benchmark's workload: a full apply into an
     empty namespace next to a bare iptables-restore of the same rules, one rule
     change, a no-op, a restart, a drift check (one JSON line per phase);
+  - with --backend nftables, the nftables syncer as the agent drives it (render,
+    plan, one nft -f) on the same workload, each transaction it commits replayed
+    by a bare nft -f into a namespace holding the same state (full apply, one
+    rule, a port added), and a no-op, a restart, a drift check;
   - API call to enforced-in-kernel latency: an API server and an agent share a
     store; rules are created over HTTP and the clock stops when the agent's apply
     of that revision returned (p50, p99, max over --changes rules).`,
@@ -34,18 +39,34 @@ namespaces (it needs root; the machine's own firewall is not touched):
 			if os.Geteuid() != 0 {
 				return fmt.Errorf("moat bench agent needs root (it creates network namespaces)")
 			}
-			var bs []iptables.Backend
+			var bs []iptables.Backend // the iptables syncer's
+			var all []agent.Backend
+			nft := false
 			for _, b := range backends {
-				pb, err := iptables.ParseBackend(b)
+				pb, err := agent.ParseBackend(b)
 				if err != nil {
 					return err
 				}
-				bs = append(bs, pb)
+				all = append(all, pb)
+				if pb == agent.NFTablesLayout {
+					nft = true
+				} else {
+					bs = append(bs, iptables.Backend(pb))
+				}
 			}
 			logf := func(format string, args ...any) { fmt.Fprintf(cmd.ErrOrStderr(), format+"\n", args...) }
 			out := json.NewEncoder(cmd.OutOrStdout())
-			if !skipSyncer {
+			if !skipSyncer && len(bs) > 0 {
 				rows, err := syncbench.Run(cmd.Context(), syncbench.Options{Ports: ports, Backends: bs, Repeat: repeat, Log: logf})
+				if err != nil {
+					return err
+				}
+				for _, r := range rows {
+					out.Encode(r.Line())
+				}
+			}
+			if !skipSyncer && nft {
+				rows, err := syncbench.RunNFT(cmd.Context(), syncbench.Options{Ports: ports, Repeat: repeat, Log: logf})
 				if err != nil {
 					return err
 				}
@@ -55,7 +76,7 @@ namespaces (it needs root; the machine's own firewall is not touched):
 			}
 			if !skipLatency {
 				for _, n := range ports {
-					for _, b := range bs {
+					for _, b := range all {
 						res, err := agentbench.Run(cmd.Context(), agentbench.Options{Backend: b, Ports: n, Changes: changes, Log: logf})
 						if err != nil {
 							return err
@@ -68,7 +89,7 @@ namespaces (it needs root; the machine's own firewall is not touched):
 		},
 	}
 	cmd.Flags().IntSliceVar(&ports, "ports", []int{1000, 5000}, "host sizes")
-	cmd.Flags().StringSliceVar(&backends, "backend", []string{string(iptables.NFT), string(iptables.Legacy)}, "iptables backends")
+	cmd.Flags().StringSliceVar(&backends, "backend", []string{string(iptables.NFT), string(iptables.Legacy)}, "backends: iptables-nft, iptables-legacy, nftables")
 	cmd.Flags().IntVar(&repeat, "repeat", 3, "syncer runs per size and backend (medians reported)")
 	cmd.Flags().IntVar(&changes, "changes", 50, "rules created for the latency measurement")
 	cmd.Flags().BoolVar(&skipSyncer, "skip-syncer", false, "skip the syncer phases")

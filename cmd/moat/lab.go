@@ -57,7 +57,7 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 	}
 	up.Flags().IntVar(&vms, "vms", 2, "number of VMs (namespaces NAME-vm1..N)")
 	up.Flags().BoolVar(&asJSON, "json", false, "print the API URL and, per VM, its namespace, port id, IP, MAC and tap as JSON")
-	up.Flags().StringVar(&backend, "backend", string(iptables.NFT), "firewall backend of the agent: "+string(iptables.Legacy)+", "+string(iptables.NFT)+" or nftables")
+	up.Flags().StringVar(&backend, "backend", string(lab.DefaultBackend), "firewall backend of the agent: "+string(iptables.Legacy)+", "+string(iptables.NFT)+" or nftables")
 	up.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the API and for every port to become ACTIVE")
 	up.Flags().BoolVar(&keep, "keep-on-failure", false, "leave a lab that failed to come up in place, for inspection")
 	up.Flags().StringVar(&stateDir, "state-dir", "", "state directory (default /run/moat-lab/NAME)")

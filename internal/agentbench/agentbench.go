@@ -23,8 +23,8 @@ import (
 
 	"github.com/moat-sg/moat/internal/agent"
 	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
-	"github.com/moat-sg/moat/internal/dataplane/ipset"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/scratchns"
@@ -33,7 +33,7 @@ import (
 
 // Options configure a run.
 type Options struct {
-	Backend iptables.Backend
+	Backend agent.Backend
 	Ports   int
 	// Changes is how many rule creations are timed.
 	Changes int
@@ -114,8 +114,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		default:
 		}
 	}
-	syncer := iptables.NewSyncer(ns, opt.Backend)
-	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: host}, agent.IPTables(syncer), ipset.NewSyncer(ns),
+	rules, sets, err := opt.Backend.Kernel(ns)
+	if err != nil {
+		return nil, err
+	}
+	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: host}, rules, sets,
 		agent.Wire(wiring.NewFake(wiring.KindOVS)), &conntrack.Recorder{})
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
@@ -190,10 +193,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		return float64(lat[i].Microseconds()) / 1000
 	}
 	res.P50ms, res.P99ms, res.MaxMs = pct(0.5), pct(0.99), pct(1)
-	out, err := ns.Run(ctx, nil, opt.Backend.Command(iptables.IPv4, "save"))
-	if err == nil {
-		res.RulesIPv4 = bytes.Count(out, []byte("\n-A "))
-	}
+	res.RulesIPv4 = countRules(ctx, ns, opt.Backend)
 	return res, nil
 }
 
@@ -275,4 +275,30 @@ func (c *client) do(method, path, body string, want int, out any) error {
 		return json.Unmarshal(raw, out)
 	}
 	return nil
+}
+
+// countRules counts the IPv4 rules in the namespace: iptables-save's -A
+// lines, or the rules of nftables' ip table (`nft -a` numbers each rule
+// with a handle; chain and set lines carry theirs at the head).
+func countRules(ctx context.Context, ns dataplane.Exec, b agent.Backend) int {
+	if b == agent.NFTablesLayout {
+		out, err := ns.Run(ctx, nil, "nft", "-a", "list", "table", "ip", "moat")
+		if err != nil {
+			return 0
+		}
+		n := 0
+		for _, line := range strings.Split(string(out), "\n") {
+			line = strings.TrimSpace(line)
+			if strings.Contains(line, "# handle ") && !strings.HasPrefix(line, "chain ") && !strings.HasPrefix(line, "set ") &&
+				!strings.HasPrefix(line, "map ") && !strings.HasPrefix(line, "table ") {
+				n++
+			}
+		}
+		return n
+	}
+	out, err := ns.Run(ctx, nil, iptables.Backend(b).Command(iptables.IPv4, "save"))
+	if err != nil {
+		return 0
+	}
+	return bytes.Count(out, []byte("\n-A "))
 }

@@ -4,20 +4,25 @@ import (
 	"context"
 	"testing"
 
-	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/agent"
 	"github.com/moat-sg/moat/internal/testenv"
 )
 
-// TestRunSmall runs the measurement at a tiny size so that CI notices when
-// the benchmark (API, agent, syncers together) breaks.
+// TestRunSmall runs the measurement at a tiny size on an iptables backend
+// and on nftables, so that CI notices when the benchmark (API, agent,
+// syncers together) breaks.
 func TestRunSmall(t *testing.T) {
 	testenv.RequireNetns(t)
-	testenv.RequireTools(t, append(iptables.NFT.Binaries(), "ipset")...)
-	res, err := Run(context.Background(), Options{Backend: iptables.NFT, Ports: 20, Changes: 3})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if res.Changes != 3 || res.P50ms <= 0 || res.MaxMs < res.P50ms || res.RulesIPv4 < 20*20 {
-		t.Fatalf("implausible result %+v", res)
+	for _, b := range []agent.Backend{agent.IPTablesNFT, agent.NFTablesLayout} {
+		t.Run(string(b), func(t *testing.T) {
+			testenv.RequireTools(t, b.Binaries()...)
+			res, err := Run(context.Background(), Options{Backend: b, Ports: 20, Changes: 3})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if res.Changes != 3 || res.P50ms <= 0 || res.MaxMs < res.P50ms || res.RulesIPv4 < 20*10 {
+				t.Fatalf("implausible result %+v", res)
+			}
+		})
 	}
 }

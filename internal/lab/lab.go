@@ -32,12 +32,16 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
-	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/pidfile"
 )
+
+// DefaultBackend is the lab's firewall backend unless --backend says
+// otherwise: nftables, as for allinone (docs/agent.md, "Which backend by
+// default").
+const DefaultBackend = agent.NFTablesLayout
 
 // Fixed parts of every lab.
 const (
@@ -55,7 +59,7 @@ const (
 type Config struct {
 	Name    string
 	VMs     int
-	Backend string // an agent.Backend; default iptables-nft
+	Backend string // an agent.Backend; default DefaultBackend
 	// Moat is the moat binary run inside NAME-host; default the running one.
 	Moat string
 	// StateDir defaults to /run/moat-lab/NAME.
@@ -147,7 +151,7 @@ func (c *Config) defaults() error {
 		return fmt.Errorf("--vms %d: want 1..%d", c.VMs, MaxVMs)
 	}
 	if c.Backend == "" {
-		c.Backend = string(iptables.NFT)
+		c.Backend = string(DefaultBackend)
 	}
 	if !agent.Backend(c.Backend).Valid() {
 		return fmt.Errorf("--backend %q: want one of %s, %s, %s", c.Backend, agent.IPTablesLegacy, agent.IPTablesNFT, agent.NFTablesLayout)

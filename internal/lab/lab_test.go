@@ -73,7 +73,7 @@ func TestConfigDefaults(t *testing.T) {
 			t.Errorf("defaults(%+v) = %v, want %q", c.cfg, err, c.err)
 			continue
 		}
-		if err == nil && (cfg.Backend != "iptables-nft" && c.cfg.Backend == "" || cfg.StateDir != "/run/moat-lab/ok" || cfg.Moat == "" || cfg.Timeout == 0) {
+		if err == nil && (cfg.Backend != string(DefaultBackend) && c.cfg.Backend == "" || cfg.StateDir != "/run/moat-lab/ok" || cfg.Moat == "" || cfg.Timeout == 0) {
 			t.Errorf("defaults(%+v) = %+v", c.cfg, cfg)
 		}
 	}

@@ -332,14 +332,12 @@ func WriteTable(w io.Writer, rows []Row) error {
 	b.WriteString("| ports | backend | phase | wall ms | CPU ms (of which tools) | what |\n|---|---|---|---|---|---|\n")
 	ref := map[string]Row{}
 	for _, r := range rows {
-		if r.Phase == PhaseBareRestore {
-			ref[fmt.Sprint(r.Ports, r.Backend)] = r
-		}
+		ref[fmt.Sprint(r.Ports, r.Backend, r.Phase)] = r
 	}
 	for _, r := range rows {
 		what := r.Detail
-		if bare, ok := ref[fmt.Sprint(r.Ports, r.Backend)]; ok && r.Phase == PhaseFullApply && bare.Wall > 0 && bare.CPU > 0 {
-			what += fmt.Sprintf("; %.2f× / %.2f× the bare restore", float64(r.Wall)/float64(bare.Wall), float64(r.CPU)/float64(bare.CPU))
+		if bare, ok := ref[fmt.Sprint(r.Ports, r.Backend, Reference[r.Phase])]; ok && bare.Wall > 0 && bare.CPU > 0 {
+			what += fmt.Sprintf("; %.2f× / %.2f× the bare reference", float64(r.Wall)/float64(bare.Wall), float64(r.CPU)/float64(bare.CPU))
 		}
 		fmt.Fprintf(&b, "| %d | %s | %s | %s | %s (%s) | %s |\n", r.Ports, r.Backend, r.Phase, ms(r.Wall), ms(r.CPU), ms(r.ChildCPU), what)
 	}

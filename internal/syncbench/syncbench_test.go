@@ -93,3 +93,23 @@ func TestLine(t *testing.T) {
 		t.Errorf("map encoding differs:\n got %s\nwant %s", m, want)
 	}
 }
+
+// TestNFTBenchSmoke runs RunNFT on a small host: every transaction the
+// syncer commits replays with a bare nft -f to the same ruleset (RunNFT
+// fails otherwise), and each phase is reported.
+func TestNFTBenchSmoke(t *testing.T) {
+	testenv.RequireNetns(t)
+	testenv.RequireTools(t, "nft")
+	rows, err := RunNFT(context.Background(), Options{Ports: []int{20}, Repeat: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rows) != len(nftPhases) {
+		t.Errorf("%d rows, want %d", len(rows), len(nftPhases))
+	}
+	var b strings.Builder
+	if err := WriteTable(&b, rows); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("\n%s", b.String())
+}

@@ -98,6 +98,7 @@ var packages = map[string]string{
 	"ethtool":      "ethtool",
 	"tcpdump":      "tcpdump",
 	"ipset":        "ipset",
+	"iperf3":       "iperf3",
 	"conntrack":    "conntrack",
 	"ovsdb-tool":   "openvswitch-switch",
 	"ovsdb-server": "openvswitch-switch",
