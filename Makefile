@@ -4,6 +4,10 @@
 export PATH := /usr/local/go/bin:$(PATH)
 GO ?= go
 BIN := bin/moat
+# `moat version` prints this (git describe); a tree without git history
+# falls back to the commit Go stamps into the binary.
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null)
+LDFLAGS := -X main.version=$(VERSION)
 
 # Debian packages the tests drive for real: the openstack CLI (API tests),
 # iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
@@ -35,7 +39,7 @@ endef
 all: build
 
 build:
-	$(GO) build -o $(BIN) ./cmd/moat
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/moat
 
 # The main job: the Neutron API on 127.0.0.1:9696 and this host's agent,
 # state in /var/lib/moat.

@@ -19,7 +19,7 @@ import (
 	"sync"
 	"time"
 
-	_ "modernc.org/sqlite" // registers the "sqlite" driver
+	"modernc.org/sqlite" // registers the "sqlite" driver
 )
 
 // DefaultURL is where moat keeps its database when --db is not given.
@@ -308,7 +308,7 @@ func openSQLite(u *url.URL, mode Mode) (*Store, error) {
 	// Writes are serialised in Write; the second connection lets a
 	// statement be prepared while a write transaction holds the first.
 	writer.SetMaxOpenConns(maxSQLiteWriters)
-	if err := writer.Ping(); err != nil {
+	if err := pingSQLite(writer); err != nil {
 		writer.Close()
 		return nil, fmt.Errorf("open sqlite %s: %w", path, err)
 	}
@@ -319,6 +319,36 @@ func openSQLite(u *url.URL, mode Mode) (*Store, error) {
 	}
 	reader.SetMaxOpenConns(maxSQLiteReaders)
 	return &Store{d: sqliteDialect{}, writer: writer, reader: reader}, nil
+}
+
+// pingSQLite opens the first connection, retrying while the database is
+// busy: switching a new database to WAL (the connection's pragmas) takes
+// an exclusive lock and SQLite answers SQLITE_BUSY at once, without its
+// busy handler, when another process is doing the same — several servers
+// or `moat db upgrade` starting together on a fresh file. Bounded like
+// busy_timeout (10 s).
+func pingSQLite(db *sql.DB) error {
+	deadline := time.Now().Add(10 * time.Second)
+	wait := 5 * time.Millisecond
+	for {
+		err := db.Ping()
+		if err == nil || !sqliteBusy(err) || time.Now().After(deadline) {
+			return err
+		}
+		time.Sleep(wait)
+		wait = min(2*wait, 200*time.Millisecond)
+	}
+}
+
+// sqliteBusy reports SQLITE_BUSY and SQLITE_LOCKED (and their extended
+// codes).
+func sqliteBusy(err error) bool {
+	var se *sqlite.Error
+	if !errors.As(err, &se) {
+		return false
+	}
+	c := se.Code() & 0xff
+	return c == 5 || c == 6
 }
 
 // The pools' sizes: WAL readers run concurrently, writers one at a time.
