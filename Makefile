@@ -15,7 +15,7 @@ LDFLAGS := -X main.version=$(VERSION)
 # Neutron's own API tests with the Keystone they authenticate against
 # (tempest 33, neutron-tempest-plugin 2.0.0, Keystone 22 on PostgreSQL).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
-	iptables ipset nftables conntrack iproute2 openvswitch-switch iputils-ping iperf3 ethtool tcpdump postgresql \
+	iptables ipset nftables conntrack iproute2 openvswitch-switch iputils-ping iperf3 systemd ethtool tcpdump postgresql \
 	tempest neutron-tempest-plugin python3-keystone python3-psycopg2 curl
 
 # What the agent drives on a host (Open vSwitch is optional: without it the

@@ -12,12 +12,14 @@ import (
 	"testing"
 
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/moatbin"
 	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
 func TestMain(m *testing.M) {
 	code := m.Run()
 	pgtest.Stop()
+	moatbin.Remove()
 	os.Exit(code)
 }
 

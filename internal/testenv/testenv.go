@@ -93,17 +93,18 @@ func RequireRoot(t testing.TB) {
 // packages maps the tools the tests drive to the Debian packages that ship
 // them (all of them are in the Makefile's TEST_PACKAGES).
 var packages = map[string]string{
-	"ip":           "iproute2",
-	"ping":         "iputils-ping",
-	"ethtool":      "ethtool",
-	"tcpdump":      "tcpdump",
-	"ipset":        "ipset",
-	"iperf3":       "iperf3",
-	"conntrack":    "conntrack",
-	"ovsdb-tool":   "openvswitch-switch",
-	"ovsdb-server": "openvswitch-switch",
-	"ovs-vswitchd": "openvswitch-switch",
-	"ovs-vsctl":    "openvswitch-switch",
+	"ip":              "iproute2",
+	"ping":            "iputils-ping",
+	"ethtool":         "ethtool",
+	"tcpdump":         "tcpdump",
+	"ipset":           "ipset",
+	"iperf3":          "iperf3",
+	"systemd-analyze": "systemd",
+	"conntrack":       "conntrack",
+	"ovsdb-tool":      "openvswitch-switch",
+	"ovsdb-server":    "openvswitch-switch",
+	"ovs-vswitchd":    "openvswitch-switch",
+	"ovs-vsctl":       "openvswitch-switch",
 }
 
 func packageOf(tool string) string {
