@@ -11,8 +11,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/store/pgtest"
 )
 
