@@ -21,7 +21,6 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -223,7 +222,7 @@ func runOne(ctx context.Context, opt Options, backend string, others int) (res *
 	if _, err := vm2.Run(ctx, nil, "iperf3", "-s", "-D", "-B", dst, "-p", strconv.Itoa(iperfPort), "--pidfile", pidPath); err != nil {
 		return nil, fmt.Errorf("start iperf3 in %s: %w", vm2.Name, err)
 	}
-	defer stopPid(pidPath)
+	defer func() { _ = pidfile.Stop(pidPath, "iperf3", time.Second) }()
 	if err := waitIPerf(ctx, vm1, dst); err != nil {
 		return nil, err
 	}
@@ -431,18 +430,6 @@ func parseIPerf(out []byte) (float64, error) {
 		return 0, errors.New("iperf3: " + r.Error)
 	}
 	return r.End.SumReceived.BitsPerSecond / 1e6, nil
-}
-
-func stopPid(path string) {
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return
-	}
-	if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 1 {
-		if p, err := os.FindProcess(pid); err == nil {
-			_ = p.Kill()
-		}
-	}
 }
 
 func median(xs []float64) float64 {

@@ -23,21 +23,20 @@ const NFTables = iptables.Backend("nftables")
 // `nft -f` on a second namespace that holds the same state, so that every
 // Apply is compared with the kernel's own cost of the same change.
 const (
-	PhaseBareNFT       = "bare nft -f of the full ruleset (reference)"
-	PhaseBareNFTOne    = "bare nft -f of the one-rule transaction (reference)"
-	PhaseBareNFTAdd    = "bare nft -f of the port-added transaction (reference)"
-	PhaseNFTCheckGen   = "Check with nothing written since (generation unchanged)"
-	PhaseNFTCanaryGen  = "CanaryPresent (generation unchanged)"
-	PhaseNFTRestartRd  = "Apply by a fresh syncer (agent restart: reads its tables, writes nothing)"
-	PhaseNFTFullApply  = PhaseFullApply + " (render + plan + one nft -f)"
-	PhaseNFTOneRule    = PhaseOneRule + " (render + plan + one nft -f)"
-	PhaseNFTAddPort    = PhaseAddPort + " (render + plan + one nft -f)"
-	PhaseNFTNoop       = PhaseNoop + " (no process)"
-	PhaseNFTCheckAfter = PhaseCheckRead
+	PhaseBareNFT      = "bare nft -f of the full ruleset (reference)"
+	PhaseBareNFTOne   = "bare nft -f of the one-rule transaction (reference)"
+	PhaseBareNFTAdd   = "bare nft -f of the port-added transaction (reference)"
+	PhaseNFTCheckGen  = "Check with nothing written since (generation unchanged)"
+	PhaseNFTCanaryGen = "CanaryPresent (generation unchanged)"
+	PhaseNFTRestartRd = "Apply by a fresh syncer (agent restart: reads its tables, writes nothing)"
+	PhaseNFTFullApply = PhaseFullApply + " (render + plan + one nft -f)"
+	PhaseNFTOneRule   = PhaseOneRule + " (render + plan + one nft -f)"
+	PhaseNFTAddPort   = PhaseAddPort + " (render + plan + one nft -f)"
+	PhaseNFTNoop      = PhaseNoop + " (no process)"
 )
 
 var nftPhases = []string{PhaseBareNFT, PhaseNFTFullApply, PhaseNFTNoop, PhaseBareNFTOne, PhaseNFTOneRule,
-	PhaseBareNFTAdd, PhaseNFTAddPort, PhaseNFTRestartRd, PhaseNFTCheckAfter, PhaseNFTCheckGen, PhaseNFTCanaryGen}
+	PhaseBareNFTAdd, PhaseNFTAddPort, PhaseNFTRestartRd, PhaseCheckRead, PhaseNFTCheckGen, PhaseNFTCanaryGen}
 
 // Reference pairs each measured phase with its bare reference, for ratios.
 var Reference = map[string]string{
@@ -229,33 +228,12 @@ func nftRun(ctx context.Context, n, r int, samples map[string][]sample, details 
 	add(PhaseNFTRestartRd, sm)
 	details[PhaseNFTRestartRd] = fmt.Sprintf("%d listings", st.Reads)
 
-	var drift []string
 	s.Invalidate()
-	if sm, err = measure(func() (err error) { drift, err = s.Check(ctx, out3); return err }); err != nil {
+	if err := checkPhases(add, func() ([]string, error) { return s.Check(ctx, out3) },
+		func() (bool, error) { return s.HasChain(ctx, nftables.IPTable, nftrender.ChainCanary) },
+		PhaseCheckRead, PhaseNFTCheckGen, PhaseNFTCanaryGen); err != nil {
 		return err
 	}
-	if len(drift) > 0 {
-		return fmt.Errorf("drift right after apply: %q", drift[:min(len(drift), 5)])
-	}
-	add(PhaseNFTCheckAfter, sm)
-	if sm, err = measure(func() (err error) { drift, err = s.Check(ctx, out3); return err }); err != nil {
-		return err
-	}
-	if len(drift) > 0 {
-		return fmt.Errorf("drift right after check: %q", drift[:min(len(drift), 5)])
-	}
-	add(PhaseNFTCheckGen, sm)
-	var ok bool
-	if sm, err = measure(func() (err error) {
-		ok, err = s.HasChain(ctx, nftables.IPTable, nftrender.ChainCanary)
-		return err
-	}); err != nil {
-		return err
-	}
-	if !ok {
-		return fmt.Errorf("canary missing after apply")
-	}
-	add(PhaseNFTCanaryGen, sm)
 
 	// The bare namespace must now hold what the syncer's does: the
 	// replayed transactions were the same.

@@ -261,31 +261,36 @@ func benchRun(ctx context.Context, backend iptables.Backend, n, r int, samples m
 	add(PhaseRestart, sm)
 	details[PhaseRestart] = fmt.Sprintf("%d saves", st.Saves)
 
-	var drift []string
 	s.Invalidate()
-	if sm, err = measure(func() (err error) { drift, err = s.Check(ctx, rs3); return err }); err != nil {
-		return err
-	}
-	if len(drift) > 0 {
-		return fmt.Errorf("drift right after apply: %q", drift[:min(len(drift), 5)])
-	}
-	add(PhaseCheckRead, sm)
-	if sm, err = measure(func() (err error) { drift, err = s.Check(ctx, rs3); return err }); err != nil {
-		return err
-	}
-	if len(drift) > 0 {
-		return fmt.Errorf("drift right after check: %q", drift[:min(len(drift), 5)])
-	}
-	add(PhaseCheckGen, sm)
+	return checkPhases(add, func() ([]string, error) { return s.Check(ctx, rs3) },
+		func() (bool, error) { return s.CanaryPresent(ctx) }, PhaseCheckRead, PhaseCheckGen, PhaseCanary)
+}
 
+// checkPhases measures, on a syncer that was just invalidated, a drift
+// check that reads the kernel (phaseRead), a second one that may trust the
+// nf_tables generation (phaseAgain) and the canary lookup: right after an
+// apply there must be no drift and the canary must be there.
+func checkPhases(add func(string, sample), check func() ([]string, error), canary func() (bool, error), phaseRead, phaseAgain, phaseCanary string) error {
+	for i, phase := range []string{phaseRead, phaseAgain} {
+		var drift []string
+		sm, err := measure(func() (err error) { drift, err = check(); return err })
+		if err != nil {
+			return err
+		}
+		if len(drift) > 0 {
+			return fmt.Errorf("drift right after %s: %q", []string{"apply", "check"}[i], drift[:min(len(drift), 5)])
+		}
+		add(phase, sm)
+	}
 	var ok bool
-	if sm, err = measure(func() (err error) { ok, err = s.CanaryPresent(ctx); return err }); err != nil {
+	sm, err := measure(func() (err error) { ok, err = canary(); return err })
+	if err != nil {
 		return err
 	}
 	if !ok {
 		return fmt.Errorf("canary missing after apply")
 	}
-	add(PhaseCanary, sm)
+	add(phaseCanary, sm)
 	return nil
 }
 
