@@ -163,6 +163,11 @@ func readSave(s string, restore bool, fn func(*SaveLine) error) error {
 		if line == "" {
 			continue
 		}
+		if strings.IndexByte(line, '\r') >= 0 {
+			// iptables-save never prints one inside a line; a rule
+			// carrying it could not be written back as one line.
+			return fail("carriage return inside line %q", clip(line))
+		}
 		l.Text, l.Chain, l.ChainIndex, l.Implicit, l.Policy, l.Counters, l.Rule, l.Chains = line, "", 0, false, "", Counters{}, "", nil
 		switch {
 		case line[0] == '#':
