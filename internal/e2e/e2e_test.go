@@ -14,6 +14,10 @@ const dropTimeout = 5 * time.Second
 // deliverTimeout bounds the wait for a probe to arrive.
 const deliverTimeout = 5 * time.Second
 
+// ndTimeout covers a neighbour entry's DELAY state (delay_first_probe_time,
+// 5 s) before its unicast probe.
+const ndTimeout = 8 * time.Second
+
 // TestSecurityGroups runs the scenarios with real packets in one
 // lab of 3 VMs per iptables backend. Every subtest starts from the lab's
 // state (every port in group "lab": egress only) and puts it back.

@@ -194,8 +194,10 @@ func TestNFTablesSecurityGroups(t *testing.T) {
 		}) {
 			t.Fatalf("%s has no usable link-local address %s", vm2.Name, ll2)
 		}
-		if _, err := nsRun(context.Background(), vm1.Netns, "ip", "-6", "neigh", "flush", "dev", "eth0"); err != nil {
-			t.Fatal(err)
+		for _, vm := range []lab.VM{vm1, vm2} {
+			if _, err := nsRun(context.Background(), vm.Netns, "ip", "-6", "neigh", "flush", "dev", "eth0"); err != nil {
+				t.Fatal(err)
+			}
 		}
 		in1, in2 := nftrender.InChain(vm1.PortID), nftrender.InChain(vm2.PortID)
 		ns0 := e.nftCounterOf(t, v6, in2, "icmpv6-nd", "nd-neighbor-solicit")
@@ -207,11 +209,21 @@ func TestNFTablesSecurityGroups(t *testing.T) {
 		if !poll(dropTimeout, func() bool { return e.nftCounterOf(t, v6, in2, "to-default-drop", "") > jump0 }) {
 			t.Errorf("the echo request did not reach vm2's fallback jump")
 		}
-		if d := e.nftCounterOf(t, v6, in2, "icmpv6-nd", "nd-neighbor-solicit") - ns0; d < 1 {
-			t.Errorf("vm2's neighbour-solicitation rule counted %d packets, want at least 1", d)
+		// A neighbour entry vm1 learnt from a stray solicitation of vm2's
+		// between the flush and the ping starts STALE: the echo leaves at
+		// once and the (unicast) solicitation follows only after
+		// delay_first_probe_time (5 s). Wait that long for the counters.
+		var ns, na uint64
+		poll(ndTimeout, func() bool {
+			ns = e.nftCounterOf(t, v6, in2, "icmpv6-nd", "nd-neighbor-solicit") - ns0
+			na = e.nftCounterOf(t, v6, in1, "icmpv6-nd", "nd-neighbor-advert") - na0
+			return ns >= 1 && na >= 1
+		})
+		if ns < 1 {
+			t.Errorf("vm2's neighbour-solicitation rule counted %d packets, want at least 1", ns)
 		}
-		if d := e.nftCounterOf(t, v6, in1, "icmpv6-nd", "nd-neighbor-advert") - na0; d < 1 {
-			t.Errorf("vm1's neighbour-advertisement rule counted %d packets, want at least 1", d)
+		if na < 1 {
+			t.Errorf("vm1's neighbour-advertisement rule counted %d packets, want at least 1", na)
 		}
 		e.createRule(t, ingress(e.lab.SecurityGroupID, "ethertype", "IPv6", "protocol", "ipv6-icmp"))
 		e.waitNFTRuleOf(t, v6, in2, "l4proto ipv6-icmp", true)

@@ -292,8 +292,10 @@ func (e *env) neighbourDiscovery(t *testing.T, vm1, vm2 lab.VM) {
 	}) {
 		t.Fatalf("%s has no usable link-local address %s", vm2.Name, ll2)
 	}
-	if _, err := nsRun(context.Background(), vm1.Netns, "ip", "-6", "neigh", "flush", "dev", "eth0"); err != nil {
-		t.Fatal(err)
+	for _, vm := range []lab.VM{vm1, vm2} {
+		if _, err := nsRun(context.Background(), vm.Netns, "ip", "-6", "neigh", "flush", "dev", "eth0"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	s := e.save(t, v6)
 	ns0 := s.one(t, "filter", iChain(vm2), "--icmpv6-type 135", "-j RETURN").Pkts
@@ -332,12 +334,22 @@ func (e *env) neighbourDiscovery(t *testing.T, vm1, vm2 lab.VM) {
 	if !found {
 		t.Errorf("vm1 has no neighbour entry for %s:\n%s", ll2, out)
 	}
-	s = e.save(t, v6)
-	if d := s.one(t, "filter", iChain(vm2), "--icmpv6-type 135", "-j RETURN").Pkts - ns0; d < 1 {
-		t.Errorf("vm2's neighbour-solicitation rule counted %d packets, want at least 1", d)
+	// A neighbour entry vm1 learnt from a stray solicitation of vm2's
+	// between the flush and the ping starts STALE: the echo leaves at once
+	// and the (unicast) solicitation follows only after
+	// delay_first_probe_time (5 s). Wait that long for the counters.
+	var ns, na uint64
+	poll(ndTimeout, func() bool {
+		s = e.save(t, v6)
+		ns = s.one(t, "filter", iChain(vm2), "--icmpv6-type 135", "-j RETURN").Pkts - ns0
+		na = s.one(t, "filter", iChain(vm1), "--icmpv6-type 136", "-j RETURN").Pkts - na0
+		return ns >= 1 && na >= 1
+	})
+	if ns < 1 {
+		t.Errorf("vm2's neighbour-solicitation rule counted %d packets, want at least 1", ns)
 	}
-	if d := s.one(t, "filter", iChain(vm1), "--icmpv6-type 136", "-j RETURN").Pkts - na0; d < 1 {
-		t.Errorf("vm1's neighbour-advertisement rule counted %d packets, want at least 1", d)
+	if na < 1 {
+		t.Errorf("vm1's neighbour-advertisement rule counted %d packets, want at least 1", na)
 	}
 
 	// With an ingress ICMPv6 rule, echo over the link-local address works.
