@@ -18,21 +18,23 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
 )
 
 // agentFlags are the flags of `moat agent` (and `moat allinone`).
 type agentFlags struct {
-	host          string
-	backend       string
-	bridge        string
-	ovsdb         string
-	datapathType  string
-	noIPSet       bool
-	noComments    bool
-	checkInterval time.Duration
-	pollInterval  time.Duration
+	host           string
+	backend        string
+	bridge         string
+	ovsdb          string
+	datapathType   string
+	bridgeMappings string
+	noIPSet        bool
+	noComments     bool
+	checkInterval  time.Duration
+	pollInterval   time.Duration
 }
 
 // register adds the flags; defaultBackend is iptables-nft for `moat agent`
@@ -45,6 +47,7 @@ func (f *agentFlags) register(cmd *cobra.Command, defaultBackend agent.Backend) 
 	cmd.Flags().StringVar(&f.bridge, "bridge", wiring.ModeAuto, "br-int: ovs, linux (a Linux bridge: no VLAN isolation) or auto (OVS when it answers)")
 	cmd.Flags().StringVar(&f.ovsdb, "ovsdb", "", "OVSDB to use (ovs-vsctl --db), e.g. unix:/run/openvswitch/db.sock; empty: the default")
 	cmd.Flags().StringVar(&f.datapathType, "datapath-type", "system", "datapath type of a br-int the agent creates: system or netdev (userspace)")
+	cmd.Flags().StringVar(&f.bridgeMappings, "bridge-mappings", "", "physical networks and the OVS bridges of their uplinks, PHYSNET:BRIDGE[,...] (Neutron's bridge_mappings, e.g. physnet1:br-eth1): VLAN and flat networks leave the host there, their local tags translated; needs --bridge ovs")
 	cmd.Flags().BoolVar(&f.noIPSet, "no-ipset", false, "match remote groups rule by rule instead of with ipsets (Neutron's enable_ipset = False)")
 	cmd.Flags().BoolVar(&f.noComments, "no-comments", false, "leave comments off the rules (Neutron's comment_iptables_rules = False)")
 	def := agent.DefaultConfig()
@@ -72,12 +75,27 @@ func newAgent(ctx context.Context, f *agentFlags, feed agent.Feed, log *slog.Log
 	if err != nil {
 		return nil, nil, err
 	}
+	mappings, err := wiring.ParseBridgeMappings(f.bridgeMappings, hybrid.IntegrationBridge)
+	if err != nil {
+		return nil, nil, fmt.Errorf("--bridge-mappings: %w", err)
+	}
 	wire, err := wiring.New(ctx, wiring.Config{Mode: f.bridge, OVSDB: f.ovsdb, DatapathType: f.datapathType, Logger: log})
 	if err != nil {
 		return nil, nil, fmt.Errorf("set up br-int: %w", err)
 	}
 	log.Info("wiring ports", "bridge", wire.Kind(), "host", f.host, "backend", backend)
 	cfg := agent.DefaultConfig()
+	if len(mappings) > 0 {
+		p, err := wiring.NewProvider(ctx, wire, mappings)
+		if err != nil {
+			wire.Close()
+			return nil, nil, fmt.Errorf("--bridge-mappings: %w", err)
+		}
+		for _, m := range mappings {
+			log.Info("physical network", "physnet", m.Physnet, "bridge", m.Bridge)
+		}
+		cfg.Provider = p
+	}
 	cfg.Options = firewall.Options{EnableIPSet: !f.noIPSet, CommentRules: !f.noComments}
 	cfg.CheckInterval, cfg.PollInterval = f.checkInterval, f.pollInterval
 	cfg.Logger = log

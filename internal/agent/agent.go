@@ -110,6 +110,19 @@ type Config struct {
 	// (Backend.Previous): zones are taken from them when the agent's own
 	// backend has none, and their rules removed after the first apply.
 	Previous []Previous
+	// Provider, if set, takes the networks' frames off the host through
+	// the physical bridges (--bridge-mappings): it is told the local VLAN
+	// and segment of every network with a port here after each sync, and
+	// forced to rewrite its flows at every drift check.
+	Provider Provider
+}
+
+// Provider keeps the flows translating local VLANs to provider segments
+// (wiring.Provider).
+type Provider interface {
+	// Sync makes the flows match segs (rewriting them all when force) and
+	// returns the segments that cannot leave the host.
+	Sync(ctx context.Context, segs []wiring.Segment, force bool) (unmapped []wiring.Segment, err error)
 }
 
 // DefaultConfig is the production tuning: drift is repaired within about
@@ -163,6 +176,10 @@ type Agent struct {
 	reportedRev int64
 	vlans       *wiring.VLANs // local VLAN per network
 	warnings    []string      // the compiler's, last logged
+	// segments are the networks of the last sync for the Provider, and
+	// unmapped the ones last warned about (they stay on the host).
+	segments []wiring.Segment
+	unmapped map[string]bool
 }
 
 // portStatus is what the agent reports for a port.
@@ -237,6 +254,7 @@ func (a *Agent) Run(ctx context.Context) error {
 			if a.drifted(ctx) {
 				dirty = true
 			}
+			a.syncProvider(ctx, nil, true)
 		case <-taps.C:
 			if a.applied != nil && time.Since(canaryAt) >= canaryEvery {
 				start := time.Now()
@@ -408,6 +426,11 @@ func (a *Agent) Sync(ctx context.Context) error {
 			a.wired[p.ID] = want
 		}
 	}
+	// 2b. The provider flows follow the local VLANs (a network's frames
+	//     leave the host with its segmentation id). A failure keeps
+	//     them off the wire, not a port's rules: it is logged and retried
+	//     at the next drift check.
+	a.syncProvider(ctx, snap.Networks, false)
 	// 3. Sets before the rules that name them, rules, then the sets no
 	//    rule names any more. A failure may leave a table half written:
 	//    until an apply succeeds, no tap joins its bridge.
@@ -656,4 +679,44 @@ func (f StoreFeed) SetPortStatus(ctx context.Context, portID, status, reason str
 		return nil
 	}
 	return err
+}
+
+// syncProvider hands the local VLANs and segments of the networks with
+// ports here to the Provider. networks nil reuses the last sync's (a
+// forced rewrite at a drift check).
+func (a *Agent) syncProvider(ctx context.Context, networks map[string]*neutron.Network, force bool) {
+	if a.cfg.Provider == nil {
+		return
+	}
+	if networks != nil {
+		tags := a.vlans.Networks()
+		segs := make([]wiring.Segment, 0, len(tags))
+		for _, id := range sortedKeys(tags) {
+			seg := wiring.Segment{NetworkID: id, LocalVLAN: tags[id]}
+			if n := networks[id]; n != nil {
+				seg.NetworkType = n.NetworkType
+				if n.PhysicalNetwork != nil {
+					seg.Physnet = *n.PhysicalNetwork
+				}
+				if n.SegmentationID != nil {
+					seg.SegmentationID = *n.SegmentationID
+				}
+			}
+			segs = append(segs, seg)
+		}
+		a.segments = segs
+	}
+	unmapped, err := a.cfg.Provider.Sync(ctx, a.segments, force)
+	if err != nil {
+		a.log.Error("provider bridge flows not written: the host's networks do not reach the wire (retried at the next check)", "err", err)
+		return
+	}
+	now := map[string]bool{}
+	for _, s := range unmapped {
+		now[s.NetworkID] = true
+		if !a.unmapped[s.NetworkID] {
+			a.log.Warn("network stays on this host: no bridge mapping for its physical network", "network", s.NetworkID, "network_type", s.NetworkType, "physnet", s.Physnet, "segmentation_id", s.SegmentationID)
+		}
+	}
+	a.unmapped = now
 }
