@@ -27,7 +27,7 @@ cannot reach each other until a rule says so. Nothing is configured in the
 initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 	}
 
-	var vms int
+	var vms, hosts int
 	var asJSON, keep bool
 	var backend, stateDir string
 	var timeout time.Duration
@@ -39,7 +39,7 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			cfg := lab.Config{
-				Name: args[0], VMs: vms, Backend: backend, StateDir: stateDir,
+				Name: args[0], VMs: vms, Hosts: hosts, Backend: backend, StateDir: stateDir,
 				Timeout: timeout, KeepOnFailure: keep, Progress: cmd.ErrOrStderr(),
 			}
 			l, err := lab.Up(ctx, cfg)
@@ -56,7 +56,8 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 		},
 	}
 	up.Flags().IntVar(&vms, "vms", 2, "number of VMs (namespaces NAME-vm1..N)")
-	up.Flags().BoolVar(&asJSON, "json", false, "print the API URL and, per VM, its namespace, port id, IP, MAC and tap as JSON")
+	up.Flags().IntVar(&hosts, "hosts", 1, "number of hosts: 1 runs moat allinone in NAME-host; more run moat server in NAME-api and an agent on each of NAME-host1..N, the VMs spread over them and joined by provider VLAN 102 through a switch namespace NAME-sw")
+	up.Flags().BoolVar(&asJSON, "json", false, "print the API URL and namespace, the hosts and, per VM, its namespace, host, port id, IP, MAC and tap as JSON")
 	up.Flags().StringVar(&backend, "backend", string(lab.DefaultBackend), "firewall backend of the agent: "+string(iptables.Legacy)+", "+string(iptables.NFT)+" or nftables")
 	up.Flags().DurationVar(&timeout, "timeout", 60*time.Second, "how long to wait for the API and for every port to become ACTIVE")
 	up.Flags().BoolVar(&keep, "keep-on-failure", false, "leave a lab that failed to come up in place, for inspection")
@@ -78,12 +79,19 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 }
 
 func printLabSummary(w io.Writer, name string, l *lab.Lab) {
-	fmt.Fprintf(w, "lab %s is up: the Neutron API is %s inside namespace %s (state in %s)\n\n", name, l.API, l.HostNetns, l.StateDir)
-	fmt.Fprintf(w, "  %-14s %-15s %-17s %-14s %s\n", "VM (netns)", "IP", "MAC", "tap", "port")
-	for _, v := range l.VMs {
-		fmt.Fprintf(w, "  %-14s %-15s %-17s %-14s %s\n", v.Netns, v.IP, v.MAC, v.Tap, v.PortID)
+	fmt.Fprintf(w, "lab %s is up: the Neutron API is %s inside namespace %s (state in %s)\n", name, l.API, l.APINetns, l.StateDir)
+	if len(l.Hosts) > 1 {
+		fmt.Fprintf(w, "hosts (each an agent and an Open vSwitch with br-int and br-eth1 on the VLAN trunk):")
+		for _, h := range l.Hosts {
+			fmt.Fprintf(w, " %s", h.Netns)
+		}
+		fmt.Fprintln(w)
 	}
-	osc := fmt.Sprintf("ip netns exec %s openstack --os-auth-type none --os-endpoint %s", l.HostNetns, l.API)
+	fmt.Fprintf(w, "\n  %-14s %-15s %-17s %-14s %-14s %s\n", "VM (netns)", "IP", "MAC", "host", "tap", "port")
+	for _, v := range l.VMs {
+		fmt.Fprintf(w, "  %-14s %-15s %-17s %-14s %-14s %s\n", v.Netns, v.IP, v.MAC, v.Host, v.Tap, v.PortID)
+	}
+	osc := fmt.Sprintf("ip netns exec %s openstack --os-auth-type none --os-endpoint %s", l.APINetns, l.API)
 	save := "nft list ruleset"
 	if b := iptables.Backend(l.Backend); b.Valid() {
 		save = b.Command(iptables.IPv4, "save")
@@ -98,6 +106,7 @@ func printLabSummary(w io.Writer, name string, l *lab.Lab) {
 		fmt.Fprintf(w, "  %s security group rule create %s --protocol icmp\n", osc, lab.GroupName)
 	}
 	fmt.Fprintf(w, "  %s port list\n", osc)
-	fmt.Fprintf(w, "  ip netns exec %s %s       # the rules the agent applied\n", l.HostNetns, save)
+	host := l.Hosts[0].Netns
+	fmt.Fprintf(w, "  ip netns exec %s %s       # the rules the agent applied\n", host, save)
 	fmt.Fprintf(w, "\nTear it down with: moat lab down %s\n", name)
 }

@@ -41,9 +41,11 @@ type env struct {
 	backend iptables.Backend
 	cfg     lab.Config
 	lab     *lab.Lab
-	host    string
+	host    string   // the single host's namespace ("" with several)
 	vm      []lab.VM // vm[0] is NAME-vm1
 	api     *lab.Client
+	// apiNS and apiURL reach the server (the host, or NAME-api).
+	apiNS, apiURL string
 }
 
 // syncProgress is a goroutine-safe buffer for lab.Config.Progress.
@@ -68,18 +70,33 @@ func (p *syncProgress) String() string {
 // down when t ends (MOAT_E2E_KEEP=1 keeps a failed one for inspection).
 func newEnv(t *testing.T, backend string, vms int) *env {
 	t.Helper()
+	return newHostsEnv(t, backend, vms, 1)
+}
+
+// newHostsEnv builds a lab of hosts hosts (more than one: a server in
+// NAME-api, an agent per host, a provider VLAN between them).
+func newHostsEnv(t *testing.T, backend string, vms, hosts int) *env {
+	t.Helper()
 	needRoot(t)
 	needBackend(t, backend)
 	bin := moatbin.Build(t)
 	name := newLabName(t)
 	var progress syncProgress
-	cfg := lab.Config{Name: name, VMs: vms, Backend: backend, Moat: bin,
+	cfg := lab.Config{Name: name, VMs: vms, Hosts: hosts, Backend: backend, Moat: bin,
 		Timeout: 90 * time.Second, Progress: &progress}
-	e := &env{backend: iptables.Backend(backend), cfg: cfg, host: lab.HostNetns(name)}
+	e := &env{backend: iptables.Backend(backend), cfg: cfg, host: lab.HostNetns(name), apiNS: lab.HostNetns(name), apiURL: lab.APIURL}
+	if hosts > 1 {
+		e.host, e.apiNS, e.apiURL = "", lab.APINetns(name), lab.MultiAPIURL
+	}
 	t.Cleanup(func() {
 		if t.Failed() {
 			if tail := lab.LogTail(lab.LogFile(lab.StateDir(name)), 60); tail != "" {
 				t.Logf("moat.log of lab %s (last 60 lines):\n%s", name, tail)
+			}
+			for i := 1; i <= hosts && hosts > 1; i++ {
+				if tail := lab.LogTail(lab.AgentLogFile(lab.StateDir(name), i), 40); tail != "" {
+					t.Logf("agent log of %s (last 40 lines):\n%s", lab.HostName(name, i), tail)
+				}
 			}
 			if os.Getenv("MOAT_E2E_KEEP") == "1" {
 				_ = owners.Release(name) // not for the next run's sweep
@@ -101,11 +118,11 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 	if err != nil {
 		t.Fatalf("lab up %s (%s): %v\nprogress:\n%s", name, backend, err, progress.String())
 	}
-	t.Logf("lab %s (%s, %d VMs) up in %s", name, backend, vms, time.Since(start).Round(time.Millisecond))
+	t.Logf("lab %s (%s, %d VMs, %d hosts) up in %s", name, backend, vms, hosts, time.Since(start).Round(time.Millisecond))
 	e.lab, e.vm = l, l.VMs
-	e.api = lab.NewClient(e.host, lab.APIURL)
+	e.api = lab.NewClient(e.apiNS, e.apiURL)
 	for _, v := range e.vm {
-		t.Logf("  %s %s %s port %s", v.Name, v.IP, v.MAC, v.PortID)
+		t.Logf("  %s %s %s port %s on %s", v.Name, v.IP, v.MAC, v.PortID, v.Host)
 	}
 	return e
 }
@@ -546,7 +563,7 @@ func (e *env) setGroups(t *testing.T, v lab.VM, groups ...string) {
 func (e *env) cli(t *testing.T, out any, args ...string) {
 	t.Helper()
 	home := t.TempDir()
-	full := append([]string{"netns", "exec", e.host, "openstack", "--os-auth-type", "none", "--os-endpoint", lab.APIURL}, args...)
+	full := append([]string{"netns", "exec", e.apiNS, "openstack", "--os-auth-type", "none", "--os-endpoint", e.apiURL}, args...)
 	full = append(full, "-f", "json")
 	cmd := exec.CommandContext(t.Context(), "ip", full...)
 	cmd.Dir = home

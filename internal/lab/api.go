@@ -95,8 +95,12 @@ type apiPort struct {
 }
 
 func (c *Client) createNetwork(ctx context.Context, name string) (apiNetwork, error) {
+	return c.createNetworkWith(ctx, map[string]any{"name": name})
+}
+
+func (c *Client) createNetworkWith(ctx context.Context, network map[string]any) (apiNetwork, error) {
 	var r struct{ Network apiNetwork }
-	err := c.Do(ctx, "POST", "/v2.0/networks", map[string]any{"network": map[string]any{"name": name}}, &r)
+	err := c.Do(ctx, "POST", "/v2.0/networks", map[string]any{"network": network}, &r)
 	return r.Network, err
 }
 

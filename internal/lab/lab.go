@@ -33,7 +33,6 @@ import (
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
-	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/pidfile"
 )
@@ -57,8 +56,12 @@ const (
 
 // Config describes a lab to build.
 type Config struct {
-	Name    string
-	VMs     int
+	Name string
+	VMs  int
+	// Hosts is the number of hosts: 1 (default) runs moat allinone in
+	// NAME-host; more run moat server in NAME-api and an agent per host
+	// NAME-host1..N, joined by a provider VLAN (multi.go).
+	Hosts   int
 	Backend string // an agent.Backend; default DefaultBackend
 	// Moat is the moat binary run inside NAME-host; default the running one.
 	Moat string
@@ -75,8 +78,13 @@ type Config struct {
 
 // Lab is a lab that is up. Its JSON is what `moat lab up --json` prints.
 type Lab struct {
-	API             string `json:"api"`
-	HostNetns       string `json:"host_netns"`
+	API string `json:"api"`
+	// APINetns is where API reaches the server (NAME-host, or NAME-api
+	// with several hosts).
+	APINetns string `json:"api_netns"`
+	// HostNetns is the single host's namespace ("" with several hosts).
+	HostNetns       string `json:"host_netns,omitempty"`
+	Hosts           []Host `json:"hosts"`
 	VMs             []VM   `json:"vms"`
 	StateDir        string `json:"state_dir"`
 	NetworkID       string `json:"network_id"`
@@ -91,6 +99,7 @@ type Lab struct {
 type VM struct {
 	Name   string `json:"name"`
 	Netns  string `json:"netns"`
+	Host   string `json:"host"` // the host (namespace) of its port
 	PortID string `json:"port_id"`
 	IP     string `json:"ip"`
 	MAC    string `json:"mac"`
@@ -150,6 +159,12 @@ func (c *Config) defaults() error {
 	if c.VMs < 1 || c.VMs > MaxVMs {
 		return fmt.Errorf("--vms %d: want 1..%d", c.VMs, MaxVMs)
 	}
+	if c.Hosts == 0 {
+		c.Hosts = 1
+	}
+	if c.Hosts < 1 || c.Hosts > MaxHosts {
+		return fmt.Errorf("--hosts %d: want 1..%d", c.Hosts, MaxHosts)
+	}
 	if c.Backend == "" {
 		c.Backend = string(DefaultBackend)
 	}
@@ -190,8 +205,10 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 		}
 	}
 	host := HostNetns(cfg.Name)
-	if dataplane.NetnsExists(host) {
-		return nil, fmt.Errorf("lab %s exists (namespace %s): run `moat lab down %s` first", cfg.Name, host, cfg.Name)
+	for _, ns := range []string{host, SwitchNetns(cfg.Name), HostName(cfg.Name, 1)} {
+		if dataplane.NetnsExists(ns) {
+			return nil, fmt.Errorf("lab %s exists (namespace %s): run `moat lab down %s` first", cfg.Name, ns, cfg.Name)
+		}
 	}
 	if _, err := os.Stat(cfg.StateDir); err == nil {
 		return nil, fmt.Errorf("lab %s: %s exists (left by a lab that did not come down?): run `moat lab down %s` first", cfg.Name, cfg.StateDir, cfg.Name)
@@ -217,6 +234,9 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 		}
 	}()
 
+	if cfg.Hosts > 1 {
+		return upMulti(ctx, cfg, step)
+	}
 	step("creating namespace %s", host)
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
@@ -257,7 +277,7 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	}
 	w.Close() // br-int exists now; the agent does the wiring
 
-	lab = &Lab{API: APIURL, HostNetns: host, StateDir: cfg.StateDir, Backend: cfg.Backend}
+	lab = &Lab{API: APIURL, APINetns: host, HostNetns: host, Hosts: []Host{{Name: host, Netns: host}}, StateDir: cfg.StateDir, Backend: cfg.Backend}
 	step("starting moat allinone (API and agent) in %s", host)
 	exited, err := startDaemon(cfg, host)
 	if err != nil {
@@ -274,48 +294,8 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if err != nil {
 		return nil, err
 	}
-	sn, err := api.createSubnet(ctx, NetworkName, nw.ID, CIDR)
-	if err != nil {
+	if err := populate(ctx, api, lab, cfg, nw, step, func(int) (string, *netlink.Handle) { return host, hh }); err != nil {
 		return nil, err
-	}
-	sg, err := api.createGroup(ctx, GroupName, "moat lab: egress only until a rule says otherwise")
-	if err != nil {
-		return nil, err
-	}
-	lab.NetworkID, lab.SubnetID, lab.SecurityGroupID, lab.MTU = nw.ID, sn.ID, sg.ID, nw.MTU
-	if sn.GatewayIP != nil {
-		lab.Gateway = *sn.GatewayIP
-	}
-	_, ipnet, err := net.ParseCIDR(sn.CIDR)
-	if err != nil {
-		return nil, fmt.Errorf("subnet cidr %q: %w", sn.CIDR, err)
-	}
-	prefix, _ := ipnet.Mask.Size()
-
-	for i := 1; i <= cfg.VMs; i++ {
-		name := VMName(cfg.Name, i)
-		p, err := api.createPort(ctx, map[string]any{
-			"name": name, "network_id": nw.ID, "security_groups": []string{sg.ID},
-			"binding:host_id": host, "device_owner": DeviceOwner, "device_id": name,
-		})
-		if err != nil {
-			return nil, err
-		}
-		ip := ""
-		for _, f := range p.FixedIPs {
-			if f.SubnetID == sn.ID {
-				ip = f.IPAddress
-			}
-		}
-		if ip == "" {
-			return nil, fmt.Errorf("port %s (%s) got no address on subnet %s", p.ID, name, sn.ID)
-		}
-		v := VM{Name: name, Netns: name, PortID: p.ID, IP: ip, MAC: p.MAC, Tap: hybrid.TapName(p.ID)}
-		step("VM %s: %s %s, port %s, tap %s", name, v.IP, v.MAC, v.PortID, v.Tap)
-		if err := addVM(ctx, hh, v, prefix, lab.Gateway, nw.MTU); err != nil {
-			return nil, fmt.Errorf("VM %s: %w", name, err)
-		}
-		lab.VMs = append(lab.VMs, v)
 	}
 
 	if err := waitActive(ctx, api, lab, exited, cfg.Timeout, step); err != nil {
@@ -432,12 +412,19 @@ func Start(ctx context.Context, cfg Config) error {
 // session with its output in moat.log and its pid in moat.pid. exited is
 // closed when it ends while this process still runs.
 func startDaemon(cfg Config, host string) (exited <-chan struct{}, err error) {
-	logf, err := os.OpenFile(filepath.Join(cfg.StateDir, moatLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	return startProcess(cfg.Moat, host, DaemonArgs(cfg, cfg.StateDir), cfg.StateDir)
+}
+
+// startProcess starts moat with args in namespace ns, detached into its
+// own session, with its output in dir/moat.log and its pid in
+// dir/moat.pid.
+func startProcess(moat, ns string, moatArgs []string, dir string) (exited <-chan struct{}, err error) {
+	logf, err := os.OpenFile(filepath.Join(dir, moatLog), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("open moat's log: %w", err)
 	}
 	defer logf.Close()
-	args := append([]string{"netns", "exec", host, cfg.Moat}, DaemonArgs(cfg, cfg.StateDir)...)
+	args := append([]string{"netns", "exec", ns, moat}, moatArgs...)
 	cmd := exec.Command("ip", args...) // `ip netns exec` execs: the pid is moat's
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.Dir = "/"
@@ -445,7 +432,7 @@ func startDaemon(cfg Config, host string) (exited <-chan struct{}, err error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %s: %w", cmd, err)
 	}
-	pidfile := filepath.Join(cfg.StateDir, moatPid)
+	pidfile := filepath.Join(dir, moatPid)
 	if err := os.WriteFile(pidfile, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o644); err != nil {
 		_ = cmd.Process.Kill()
 		return nil, fmt.Errorf("write %s: %w", pidfile, err)
@@ -527,12 +514,21 @@ func Down(ctx context.Context, name, stateDir string) error {
 		stateDir = StateDir(name)
 	}
 	var errs []error
-	// moat first, so that its agent does not react to vanishing devices.
+	// moat first (the hosts' agents, then the server or allinone), so
+	// that no agent reacts to vanishing devices.
+	hosts := hostDirs(stateDir)
+	for _, dir := range hosts {
+		if err := pidfile.Stop(filepath.Join(dir, moatPid), stateDir, 5*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stop the agent of %s: %w", filepath.Base(dir), err))
+		}
+	}
 	if err := pidfile.Stop(filepath.Join(stateDir, moatPid), stateDir, 5*time.Second); err != nil {
 		errs = append(errs, fmt.Errorf("stop moat: %w", err))
 	}
-	if err := ovsd.Stop(stateDir); err != nil {
-		errs = append(errs, fmt.Errorf("stop Open vSwitch: %w", err))
+	for _, dir := range append(hosts, stateDir) {
+		if err := ovsd.Stop(dir); err != nil {
+			errs = append(errs, fmt.Errorf("stop Open vSwitch (%s): %w", dir, err))
+		}
 	}
 	nss, err := labNetns(name)
 	if err != nil {

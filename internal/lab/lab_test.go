@@ -416,3 +416,85 @@ func TestDownHalfBuilt(t *testing.T) {
 		t.Errorf("Down deleted %s", other)
 	}
 }
+
+// TestLabHosts runs `moat lab up NAME --hosts 2 --vms 2 --json` and `moat
+// lab down NAME` with the real binary: the JSON the issue names, a server
+// and an agent per host (each with its own token and OVS, br-eth1 holding
+// the uplink), the VMs spread over the hosts and isolated by the group
+// until a rule; down leaves nothing.
+func TestLabHosts(t *testing.T) {
+	needLab(t)
+	bin := moatbin.Build(t)
+	name := labName()
+	downDone := false
+	t.Cleanup(func() {
+		if !downDone {
+			if err := Down(context.Background(), name, ""); err != nil {
+				t.Errorf("cleanup: %v", err)
+			}
+		}
+	})
+	stdout, stderr, err := moat(t, bin, "lab", "up", name, "--hosts", "2", "--vms", "2", "--json", "--timeout", "90s")
+	if err != nil {
+		t.Fatalf("moat lab up --hosts 2: %v\nstderr:\n%s", err, stderr)
+	}
+	var raw struct {
+		API      string `json:"api"`
+		APINetns string `json:"api_netns"`
+		Hosts    []struct {
+			Name  string `json:"name"`
+			Netns string `json:"netns"`
+		} `json:"hosts"`
+		VMs []struct {
+			Name   string `json:"name"`
+			Netns  string `json:"netns"`
+			Host   string `json:"host"`
+			PortID string `json:"port_id"`
+			IP     string `json:"ip"`
+			MAC    string `json:"mac"`
+			Tap    string `json:"tap"`
+		} `json:"vms"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &raw); err != nil {
+		t.Fatalf("--json output: %v\n%s", err, stdout)
+	}
+	h1, h2 := HostName(name, 1), HostName(name, 2)
+	if raw.API != MultiAPIURL || raw.APINetns != APINetns(name) || len(raw.Hosts) != 2 ||
+		raw.Hosts[0].Name != h1 || raw.Hosts[0].Netns != h1 || raw.Hosts[1].Netns != h2 || len(raw.VMs) != 2 {
+		t.Fatalf("--json: %s", stdout)
+	}
+	for i, v := range raw.VMs {
+		if want := []string{h1, h2}[i]; v.Host != want || v.Netns != VMName(name, i+1) || v.PortID == "" || v.IP == "" || v.MAC == "" || v.Tap == "" {
+			t.Errorf("vm %d: %+v, want it on %s with every field set", i+1, v, want)
+		}
+	}
+	nss, err := labNetns(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := []string{VMName(name, 1), VMName(name, 2), h1, h2, APINetns(name), SwitchNetns(name)}; !reflect.DeepEqual(nss, want) {
+		t.Errorf("namespaces %v, want %v", nss, want)
+	}
+	for i := 1; i <= 2; i++ {
+		ovs := ovsd.OVS{Dir: HostStateDir(StateDir(name), i)}
+		out, err := exec.Command("ovs-vsctl", "--db="+ovs.DB(), "list-ports", PhysBridge).Output()
+		if err != nil || !strings.Contains(string(out), Uplink) || !strings.Contains(string(out), "phy-"+PhysBridge) {
+			t.Errorf("host %d: ports of %s: %q, %v; want %s and phy-%s", i, PhysBridge, out, err, Uplink, PhysBridge)
+		}
+		b, err := os.ReadFile(AgentPidFile(StateDir(name), i))
+		if err != nil || !processMatches(strings.TrimSpace(string(b)), "--bridge-mappings") {
+			t.Errorf("host %d: no agent running with --bridge-mappings (%v)", i, err)
+		}
+		if fi, err := os.Stat(filepath.Join(HostStateDir(StateDir(name), i), tokenFile)); err != nil || fi.Mode().Perm() != 0o600 {
+			t.Errorf("host %d: token file: %v %v", i, fi, err)
+		}
+	}
+	if _, err := inNS(t, raw.VMs[0].Netns, "ping", "-c1", "-W1", raw.VMs[1].IP); err == nil {
+		t.Errorf("vm1 (%s) pings vm2 (%s) without a rule", h1, h2)
+	}
+	if _, stderr, err := moat(t, bin, "lab", "down", name); err != nil {
+		t.Fatalf("lab down: %v\n%s", err, stderr)
+	}
+	downDone = true
+	checkGone(t, name)
+}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"runtime"
+	"sort"
 	"strconv"
 	"strings"
 
@@ -15,7 +16,8 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane"
 )
 
-// labNetns lists the namespaces of lab name: the NAME-vmN, then NAME-host.
+// labNetns lists the namespaces of lab name: the NAME-vmN first, then the
+// hosts (NAME-host, NAME-hostN), then NAME-api and NAME-sw.
 func labNetns(name string) ([]string, error) {
 	entries, err := os.ReadDir(dataplane.NetnsDir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -24,24 +26,27 @@ func labNetns(name string) ([]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list network namespaces: %w", err)
 	}
-	var out []string
-	host := false
+	numbered := func(n, prefix string) bool {
+		num, ok := strings.CutPrefix(n, prefix)
+		if !ok || num == "" {
+			return false
+		}
+		_, err := strconv.Atoi(num)
+		return err == nil
+	}
+	var vms, hosts, infra []string
 	for _, e := range entries {
-		n := e.Name()
-		if n == HostNetns(name) {
-			host = true
-			continue
-		}
-		if num, ok := strings.CutPrefix(n, name+"-vm"); ok && num != "" {
-			if _, err := strconv.Atoi(num); err == nil {
-				out = append(out, n)
-			}
+		switch n := e.Name(); {
+		case numbered(n, name+"-vm"):
+			vms = append(vms, n)
+		case n == HostNetns(name) || numbered(n, name+"-host"):
+			hosts = append(hosts, n)
+		case n == APINetns(name) || n == SwitchNetns(name):
+			infra = append(infra, n)
 		}
 	}
-	if host {
-		out = append(out, HostNetns(name))
-	}
-	return out, nil
+	sort.Strings(infra) // NAME-api before NAME-sw
+	return append(append(vms, hosts...), infra...), nil
 }
 
 // InNetns runs f on an OS thread inside the named namespace, then moves
