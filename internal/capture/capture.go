@@ -34,6 +34,9 @@ type Hop struct {
 	Name   string `json:"hop"`
 	Device string `json:"device"`
 	Netns  string `json:"netns,omitempty"` // "" is the current namespace
+	// Host names the host of the hop on a path between two hosts
+	// (PathBetween); "" on one host's path.
+	Host string `json:"host,omitempty"`
 	// Partial marks a bridge device: it sees only frames addressed to the
 	// host or flooded, not frames the bridge forwards between its ports,
 	// so it does not decide where traffic stops.
@@ -62,6 +65,36 @@ func Path(portID, hostNetns, vmNetns, vmDev, physical string) []Hop {
 	return hops
 }
 
+// Side is one end of a path between two ports (PathBetween): the port,
+// its host's namespace and name, the VM's namespace and device (a lab VM;
+// "" when unknown) and the host's uplink.
+type Side struct {
+	Host     string // a name for the verdict (e.g. the host's namespace)
+	Netns    string
+	PortID   string
+	VMNetns  string
+	VMDev    string
+	Physical string
+}
+
+// PathBetween returns the hops from a's VM to b's VM across two hosts, as
+// the seed's capture points A–G: a's VM, tap, qbr, qvb, qvo, br-int and
+// uplink, then b's uplink, br-int, qvo, qvb, qbr, tap and VM. (The patch
+// ports between br-int and br-eth1 are not network devices and cannot be
+// captured on; the uplink shows the frames with their provider VLAN tag.)
+func PathBetween(a, b Side) []Hop {
+	hops := Path(a.PortID, a.Netns, a.VMNetns, a.VMDev, a.Physical)
+	for i := range hops {
+		hops[i].Host = a.Host
+	}
+	back := Path(b.PortID, b.Netns, b.VMNetns, b.VMDev, b.Physical)
+	for i := len(back) - 1; i >= 0; i-- {
+		back[i].Host = b.Host
+		hops = append(hops, back[i])
+	}
+	return hops
+}
+
 // Sniffer captures on one hop until ctx ends.
 type Sniffer interface {
 	Sniff(ctx context.Context, hop Hop, filter string) ([]Packet, error)
@@ -73,7 +106,7 @@ type Tcpdump struct{}
 func (Tcpdump) Sniff(ctx context.Context, hop Hop, filter string) ([]Packet, error) {
 	args := []string{"-i", hop.Device, "-nn", "-U", "-s", "192", "-w", "-"}
 	if filter != "" {
-		args = append(args, filter)
+		args = append(args, hopFilter(hop, filter))
 	}
 	name := "tcpdump"
 	if hop.Netns != "" {
@@ -105,12 +138,40 @@ func (Tcpdump) Sniff(ctx context.Context, hop Hop, filter string) ([]Packet, err
 	return ReadPcap(&stdout)
 }
 
+// hopFilter is the BPF filter for a hop. On an uplink, frames carry the
+// provider VLAN's tag inline (those OVS sends; received ones have it in
+// the packet's metadata), and a filter's offsets then skip it only after
+// the "vlan" keyword.
+func hopFilter(hop Hop, filter string) string {
+	if hop.Name != HopPhys || filter == "" {
+		return filter
+	}
+	return fmt.Sprintf("(%s) or (vlan and (%s))", filter, filter)
+}
+
 // HopResult is what one hop saw.
 type HopResult struct {
 	Hop
-	Packets int      `json:"packets"`
+	Packets int `json:"packets"`
+	// VLANs are the 802.1Q tags the hop's frames carried, sorted (the
+	// provider VLAN on an uplink; none on the VM's side).
+	VLANs   []int    `json:"vlans,omitempty"`
 	Error   string   `json:"error,omitempty"`
 	packets []Packet // kept for the analysis
+}
+
+// newHopResult counts the packets and their VLAN tags.
+func newHopResult(h Hop, ps []Packet) HopResult {
+	r := HopResult{Hop: h, Packets: len(ps), packets: ps}
+	seen := map[int]bool{}
+	for _, p := range ps {
+		if p.VLAN > 0 && !seen[p.VLAN] {
+			seen[p.VLAN] = true
+			r.VLANs = append(r.VLANs, p.VLAN)
+		}
+	}
+	sort.Ints(r.VLANs)
+	return r
 }
 
 // Watch sniffs every hop at once for the given time.
@@ -124,7 +185,7 @@ func Watch(ctx context.Context, s Sniffer, hops []Hop, filter string, d time.Dur
 		go func(i int, h Hop) {
 			defer wg.Done()
 			ps, err := s.Sniff(ctx, h, filter)
-			out[i] = HopResult{Hop: h, Packets: len(ps), packets: ps}
+			out[i] = newHopResult(h, ps)
 			if err != nil {
 				out[i].Error = err.Error()
 			}
@@ -137,8 +198,9 @@ func Watch(ctx context.Context, s Sniffer, hops []Hop, filter string, d time.Dur
 // Stop is a flow that was seen on one side of a hop and not the other.
 type Stop struct {
 	Flow      string `json:"flow"`
-	Direction string `json:"direction"` // ingress (to the VM) or egress (from it)
-	Between   string `json:"between"`   // e.g. "qvb and tap"
+	Direction string `json:"direction"` // ingress (to the VM) or egress (from it), of Host's port
+	Host      string `json:"host,omitempty"`
+	Between   string `json:"between"` // e.g. "qvb and tap"
 	Seen      int    `json:"packets"`
 	Firewall  bool   `json:"firewall"` // the host firewall's place on the path
 	Next      string `json:"next,omitempty"`
@@ -158,78 +220,104 @@ type flowKey struct {
 	icmpT, icmpC      int
 }
 
-// decisive is the order of the hops that see every frame of the port.
-var decisive = []string{HopVM, HopTap, HopQvb, HopQvo, HopPhys}
-
-// Analyze says, for each flow, how far it got. A flow seen on qvb but not
-// on the tap was coming in and stopped in the port's bridge: that is where
-// the host firewall (FORWARD, physdev) drops; a flow seen on the tap but
-// not on qvb was going out and stopped there too.
+// Analyze says, for each flow, how far it got along one port's path. A
+// flow seen on qvb but not on the tap was coming in and stopped in the
+// port's bridge: that is where the host firewall (FORWARD, physdev) drops;
+// a flow seen on the tap but not on qvb was going out and stopped there
+// too.
 func Analyze(portID, hostNetns string, results []HopResult) Report {
-	rep := Report{Port: portID, Hops: results}
-	have := map[string]bool{}
-	seen := map[flowKey]map[string]int{}
-	var order []flowKey
-	for _, r := range results {
-		if r.Partial || r.Error != "" {
-			continue
+	return analyze(portID, results, []Side{{Netns: hostNetns, PortID: portID}})
+}
+
+// AnalyzeBetween is Analyze for a path between two ports (PathBetween):
+// the verdict names the host and the hop where a flow stops.
+func AnalyzeBetween(a, b Side, results []HopResult) Report {
+	return analyze(a.PortID+" -> "+b.PortID, results, []Side{a, b})
+}
+
+// analyze walks the hops that see every frame of a port (not the bridge
+// devices), in path order. A flow first seen at the path's start travels
+// forward and stops after the last hop that saw it; one last seen at the
+// path's end travels backward and stops before the first. sides are the
+// ends of the path: hops of sides[0].Host (or all, with one side) come
+// first, and travelling forward leaves sides[0]'s VM and reaches
+// sides[1]'s.
+func analyze(port string, results []HopResult, sides []Side) Report {
+	rep := Report{Port: port, Hops: results}
+	var path []int // indexes into results
+	for i, r := range results {
+		if !r.Partial && r.Error == "" {
+			path = append(path, i)
 		}
-		have[r.Name] = true
-		for _, p := range r.packets {
+	}
+	seen := map[flowKey]map[int]int{}
+	var order []flowKey
+	for _, i := range path {
+		for _, p := range results[i].packets {
 			if p.Proto < 0 {
 				continue // ARP and the like: not what security groups filter
 			}
 			k := flowKey{p.Src, p.Dst, p.Proto, p.Sport, p.Dport, p.ICMPType, p.ICMPCode}
 			if seen[k] == nil {
-				seen[k] = map[string]int{}
+				seen[k] = map[int]int{}
 				order = append(order, k)
 			}
-			seen[k][r.Name]++
+			seen[k][i]++
 		}
 	}
-	var path []string
-	for _, h := range decisive {
-		if have[h] {
-			path = append(path, h)
-		}
-	}
-	for _, k := range order {
-		at := seen[k]
-		// Where the flow was seen, in path order: the first and last hop.
-		first, last := -1, -1
-		for i, h := range path {
-			if at[h] > 0 {
-				if first < 0 {
-					first = i
-				}
-				last = i
+	sideOf := func(r HopResult) (int, Side) {
+		for n, s := range sides {
+			if s.Host == r.Host {
+				return n, s
 			}
 		}
-		if first < 0 {
-			continue
+		return 0, sides[0]
+	}
+	multi := len(sides) > 1
+	for _, k := range order {
+		at := seen[k]
+		first, last := -1, -1
+		for pos, i := range path {
+			if at[i] > 0 {
+				if first < 0 {
+					first = pos
+				}
+				last = pos
+			}
 		}
-		var st *Stop
+		var fromI, toI int
+		var forward bool
 		switch {
-		case first > 0 && last == len(path)-1:
-			// Came from outside and did not reach the hops before first.
-			st = &Stop{Direction: "ingress", Between: path[first] + " and " + path[first-1], Seen: at[path[first]]}
-			st.Firewall = path[first] == HopQvb && path[first-1] == HopTap
-		case first == 0 && last < len(path)-1:
-			st = &Stop{Direction: "egress", Between: path[last] + " and " + path[last+1], Seen: at[path[last]]}
-			st.Firewall = path[last] == HopTap && path[last+1] == HopQvb
-		case first > 0 && last < len(path)-1:
-			// Seen only in the middle: arrived on an unwatched side.
+		case first < 0:
 			continue
+		case first == 0 && last < len(path)-1:
+			fromI, toI, forward = path[last], path[last+1], true
+		case first > 0 && last == len(path)-1:
+			fromI, toI = path[first], path[first-1]
 		default:
-			continue // crossed every watched hop
+			continue // crossed every watched hop, or seen only in the middle
 		}
-		st.Flow = describe(k)
+		from, to := results[fromI], results[toI]
+		n, side := sideOf(from)
+		st := &Stop{Flow: describe(k), Seen: at[fromI], Direction: "ingress"}
+		if forward == (n == 0) {
+			st.Direction = "egress"
+		}
+		if multi {
+			st.Host = from.Host
+		}
+		st.Between = from.Name + " and " + to.Name
+		if from.Host != to.Host {
+			st.Between = fmt.Sprintf("%s's %s and %s's %s", from.Host, from.Name, to.Host, to.Name)
+		}
+		pair := from.Name + "/" + to.Name
+		st.Firewall = from.Host == to.Host && (pair == HopQvb+"/"+HopTap || pair == HopTap+"/"+HopQvb)
 		if st.Firewall {
 			st.Between = "qbr and the tap"
 			if st.Direction == "egress" {
 				st.Between = "the tap and qbr"
 			}
-			st.Next = traceCommand(portID, hostNetns, st.Direction, k)
+			st.Next = traceCommand(side.PortID, side.Netns, st.Direction, k)
 		}
 		rep.Stops = append(rep.Stops, *st)
 	}
@@ -241,12 +329,23 @@ func Analyze(portID, hostNetns string, results []HopResult) Report {
 		rep.Verdict = "every flow seen crossed all the watched hops"
 	default:
 		s := rep.Stops[0]
-		if s.Firewall {
-			rep.Verdict = fmt.Sprintf("%s packets (%s) stop between %s: the host firewall dropped them (the port's security groups). Find the rule that decided with:\n  %s",
-				s.Direction, s.Flow, s.Between, s.Next)
-		} else {
-			rep.Verdict = fmt.Sprintf("%s packets (%s) stop between %s: not the security groups (that would be between qbr and the tap); look at the wiring there",
-				s.Direction, s.Flow, s.Between)
+		on := ""
+		if s.Host != "" {
+			on = " on host " + s.Host
+		}
+		switch {
+		case s.Firewall:
+			rep.Verdict = fmt.Sprintf("%s packets (%s) stop between %s%s: the host firewall dropped them (the port's security groups). Find the rule that decided with:\n  %s",
+				s.Direction, s.Flow, s.Between, on, s.Next)
+		case strings.Contains(s.Between, HopPhys+" and ") && strings.Count(s.Between, HopPhys) == 2:
+			rep.Verdict = fmt.Sprintf("packets (%s) stop between %s: they left one host's uplink and never reached the other's — the physical network (its VLAN trunk) does not carry them; the tags they left with are in the table",
+				s.Flow, s.Between)
+		case s.Between == HopQvo+" and "+HopPhys || s.Between == HopPhys+" and "+HopQvo:
+			rep.Verdict = fmt.Sprintf("%s packets (%s) stop between %s%s: br-int and the physical bridge did not pass them — not the security groups; check --bridge-mappings and the provider flows (ovs-ofctl dump-flows br-int / br-eth1)",
+				s.Direction, s.Flow, s.Between, on)
+		default:
+			rep.Verdict = fmt.Sprintf("%s packets (%s) stop between %s%s: not the security groups (that would be between qbr and the tap); look at the wiring there",
+				s.Direction, s.Flow, s.Between, on)
 		}
 	}
 	return rep
@@ -349,6 +448,13 @@ func shortError(e string) string {
 // WriteText prints the hop table and the verdict.
 func WriteText(w io.Writer, rep Report) error {
 	fmt.Fprintf(w, "port %s\n\n", rep.Port)
+	multi := false
+	for _, h := range rep.Hops {
+		multi = multi || h.Host != ""
+	}
+	if multi {
+		fmt.Fprintf(w, "  %-14s ", "host")
+	}
 	fmt.Fprintf(w, "  %-8s %-16s %-14s %8s\n", "hop", "device", "netns", "packets")
 	for _, h := range rep.Hops {
 		ns := h.Netns
@@ -359,6 +465,16 @@ func WriteText(w io.Writer, rep Report) error {
 		note := ""
 		if h.Partial {
 			note = "  (a bridge device: sees only frames for the host, or flooded)"
+		}
+		if len(h.VLANs) > 0 {
+			var tags []string
+			for _, v := range h.VLANs {
+				tags = append(tags, strconv.Itoa(v))
+			}
+			note += "  VLAN " + strings.Join(tags, ", ")
+		}
+		if multi {
+			fmt.Fprintf(w, "  %-14s ", h.Host)
 		}
 		switch {
 		case h.Error != "" && h.Partial:
@@ -374,7 +490,11 @@ func WriteText(w io.Writer, rep Report) error {
 	}
 	fmt.Fprintln(w)
 	for _, s := range rep.Stops {
-		fmt.Fprintf(w, "  stops: %s %s, %d packet(s), between %s\n", s.Direction, s.Flow, s.Seen, s.Between)
+		on := ""
+		if s.Host != "" && !strings.Contains(s.Between, s.Host) {
+			on = " on " + s.Host
+		}
+		fmt.Fprintf(w, "  stops: %s %s, %d packet(s), between %s%s\n", s.Direction, s.Flow, s.Seen, s.Between, on)
 	}
 	if len(rep.Stops) > 0 {
 		fmt.Fprintln(w)

@@ -132,3 +132,108 @@ func TestPath(t *testing.T) {
 		t.Fatalf("got %s", got)
 	}
 }
+
+// tagged puts an 802.1Q tag into an Ethernet frame.
+func tagged(vlan int, f []byte) []byte {
+	out := append([]byte{}, f[:12]...)
+	out = binary.BigEndian.AppendUint16(out, 0x8100)
+	out = binary.BigEndian.AppendUint16(out, uint16(vlan))
+	return append(out, f[12:]...)
+}
+
+const peerID = "c34b3cbf-c422-4d10-b1ef-afe987c93bcf"
+
+func TestAnalyzeBetween(t *testing.T) {
+	a := Side{Host: "host1", Netns: "lab-host1", PortID: portID, VMNetns: "lab-vm1", VMDev: "eth0", Physical: "eth1"}
+	b := Side{Host: "host2", Netns: "lab-host2", PortID: peerID, VMNetns: "lab-vm2", VMDev: "eth0", Physical: "eth1"}
+	hops := PathBetween(a, b)
+	var names []string
+	for _, h := range hops {
+		names = append(names, h.Host+":"+h.Name)
+	}
+	if got, want := strings.Join(names, " "), "host1:vm host1:tap host1:qbr host1:qvb host1:qvo host1:br-int host1:physical "+
+		"host2:physical host2:br-int host2:qvo host2:qvb host2:qbr host2:tap host2:vm"; got != want {
+		t.Fatalf("PathBetween:\n%s\nwant\n%s", got, want)
+	}
+	req := frame("192.168.1.3", "192.168.1.4", 1, []byte{8, 0, 0, 0})
+	reply := frame("192.168.1.4", "192.168.1.3", 1, []byte{0, 0, 0, 0})
+	wire := tagged(102, req)
+	run := func(seen map[string][][]byte) Report {
+		res := make([]HopResult, len(hops))
+		for i, h := range hops {
+			var ps []Packet
+			for _, f := range seen[h.Host+":"+h.Name] {
+				ps = append(ps, ParseFrame(f))
+			}
+			res[i] = newHopResult(h, ps)
+			res[i].Partial = h.Name == HopQbr || h.Name == HopBrInt
+		}
+		return AnalyzeBetween(a, b, res)
+	}
+	upTo := func(last string, f, onWire []byte) map[string][][]byte {
+		m := map[string][][]byte{}
+		for _, h := range hops {
+			k := h.Host + ":" + h.Name
+			if h.Name == HopPhys {
+				m[k] = [][]byte{onWire}
+			} else {
+				m[k] = [][]byte{f}
+			}
+			if k == last {
+				break
+			}
+		}
+		return m
+	}
+	cases := []struct {
+		name, verdict, host, next string
+		seen                      map[string][][]byte
+	}{
+		{"dropped by the receiver's groups", "ingress packets (192.168.1.3 > 192.168.1.4 protocol 1 type 8 code 0) stop between qbr and the tap on host host2: the host firewall",
+			"host2", "moat trace --netns lab-host2 --port " + peerID + " --direction ingress --protocol 1 --src 192.168.1.3 --dst 192.168.1.4 --icmp-type 8 --icmp-code 0",
+			upTo("host2:qvb", req, wire)},
+		{"dropped by the sender's groups", "egress packets (192.168.1.3 > 192.168.1.4 protocol 1 type 8 code 0) stop between the tap and qbr on host host1",
+			"host1", "moat trace --netns lab-host1 --port " + portID + " --direction egress --protocol 1 --src 192.168.1.3 --dst 192.168.1.4 --icmp-type 8 --icmp-code 0",
+			upTo("host1:tap", req, wire)},
+		{"lost on the trunk", "stop between host1's physical and host2's physical: they left one host's uplink and never reached the other's", "host1", "",
+			upTo("host1:physical", req, wire)},
+		{"not sent out by br-int", "egress packets (192.168.1.3 > 192.168.1.4 protocol 1 type 8 code 0) stop between qvo and physical on host host1: br-int and the physical bridge", "host1", "",
+			upTo("host1:qvo", req, wire)},
+		{"a reply back from the receiver, dropped by the sender's groups", "ingress packets (192.168.1.4 > 192.168.1.3 protocol 1 type 0 code 0) stop between qbr and the tap on host host1", "host1",
+			"moat trace --netns lab-host1 --port " + portID + " --direction ingress --protocol 1 --src 192.168.1.4 --dst 192.168.1.3 --icmp-type 0 --icmp-code 0",
+			func() map[string][][]byte {
+				m := map[string][][]byte{}
+				for _, h := range hops[3:] {
+					k := h.Host + ":" + h.Name
+					m[k] = [][]byte{reply}
+					if h.Name == HopPhys {
+						m[k] = [][]byte{tagged(102, reply)}
+					}
+				}
+				return m
+			}()},
+	}
+	for _, c := range cases {
+		rep := run(c.seen)
+		if !strings.Contains(rep.Verdict, c.verdict) || len(rep.Stops) != 1 || rep.Stops[0].Host != c.host || rep.Stops[0].Next != c.next {
+			t.Errorf("%s:\nverdict %q\nstops %+v\nwant verdict with %q, host %s, next %q", c.name, rep.Verdict, rep.Stops, c.verdict, c.host, c.next)
+		}
+		for _, h := range rep.Hops {
+			if h.Name == HopPhys && h.Packets > 0 && (len(h.VLANs) != 1 || h.VLANs[0] != 102) {
+				t.Errorf("%s: %s's uplink VLANs %v, want [102]", c.name, h.Host, h.VLANs)
+			}
+		}
+	}
+}
+
+func TestHopFilter(t *testing.T) {
+	if got := hopFilter(Hop{Name: HopPhys}, "icmp"); got != "(icmp) or (vlan and (icmp))" {
+		t.Errorf("uplink filter %q", got)
+	}
+	if got := hopFilter(Hop{Name: HopTap}, "icmp"); got != "icmp" {
+		t.Errorf("tap filter %q", got)
+	}
+	if got := hopFilter(Hop{Name: HopPhys}, ""); got != "" {
+		t.Errorf("empty filter %q", got)
+	}
+}

@@ -23,6 +23,7 @@ type Packet struct {
 	ICMPType  int // ICMP/ICMPv6, else -1
 	ICMPCode  int
 	EtherType uint16
+	VLAN      int // the 802.1Q VLAN id of a tagged frame, else 0
 }
 
 func (p Packet) String() string {
@@ -81,7 +82,7 @@ func ReadPcap(r io.Reader) ([]Packet, error) {
 }
 
 // ParseFrame decodes an Ethernet frame as far as it can. An 802.1Q tag
-// (br-int's) is skipped.
+// (br-int's, or the provider VLAN on an uplink) is read and skipped.
 func ParseFrame(b []byte) Packet {
 	p := Packet{Proto: -1, ICMPType: -1}
 	if len(b) < 14 {
@@ -91,6 +92,7 @@ func ParseFrame(b []byte) Packet {
 	et := binary.BigEndian.Uint16(b[12:14])
 	b = b[14:]
 	if et == 0x8100 && len(b) >= 4 {
+		p.VLAN = int(binary.BigEndian.Uint16(b[0:2]) & 0x0fff)
 		et = binary.BigEndian.Uint16(b[2:4])
 		b = b[4:]
 	}
