@@ -16,6 +16,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/api"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/watch"
 )
 
 // Server is a moat API server running inside this process, as `moat server
@@ -26,10 +27,11 @@ type Server struct {
 	// DB is the database URL it uses.
 	DB string
 
-	st   *store.Store
-	srv  *http.Server
-	done chan error
-	dir  string // temporary directory to remove, if any
+	st    *store.Store
+	watch *watch.Server
+	srv   *http.Server
+	done  chan error
+	dir   string // temporary directory to remove, if any
 }
 
 // StartServer starts a moat API server on a free loopback port over the
@@ -37,6 +39,13 @@ type Server struct {
 // directory when dbURL is empty. log receives the server's warnings and
 // errors (nil: discarded).
 func StartServer(ctx context.Context, dbURL string, log io.Writer) (*Server, error) {
+	return StartWatchServer(ctx, dbURL, log, nil)
+}
+
+// StartWatchServer is StartServer with the agents' side too: the watch
+// streams (/v2.0/moat/hosts/...) and an agent token per host of
+// agentTokens (nil: no watch).
+func StartWatchServer(ctx context.Context, dbURL string, log io.Writer, agentTokens map[string]string) (*Server, error) {
 	s := &Server{DB: dbURL, done: make(chan error, 1)}
 	if dbURL == "" {
 		dir, err := os.MkdirTemp("", "moat-bench-api-")
@@ -62,9 +71,24 @@ func StartServer(ctx context.Context, dbURL string, log io.Writer) (*Server, err
 		log = io.Discard
 	}
 	logger := slog.New(slog.NewTextHandler(log, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	opts := api.Options{Store: st, Auth: api.HeaderAuth{}, Logger: logger}
+	if agentTokens != nil {
+		tokens, err := api.NewAgentTokens(agentTokens)
+		if err != nil {
+			st.Close()
+			ln.Close()
+			s.removeDir()
+			return nil, err
+		}
+		s.watch = watch.New(watch.Config{Store: st, Logger: logger})
+		opts.Watch, opts.AgentTokens = s.watch, tokens
+	}
 	s.srv = &http.Server{
-		Handler:           api.New(api.Options{Store: st, Auth: api.HeaderAuth{}, Logger: logger}),
+		Handler:           api.New(opts),
 		ReadHeaderTimeout: 10 * time.Second,
+	}
+	if s.watch != nil {
+		s.srv.RegisterOnShutdown(s.watch.Close)
 	}
 	s.URL = "http://" + ln.Addr().String()
 	go func() { s.done <- s.srv.Serve(ln) }()
@@ -77,6 +101,12 @@ func StartServer(ctx context.Context, dbURL string, log io.Writer) (*Server, err
 // listener), opened at once (they migrate the database in turn under the
 // migration lock). On error every started one is closed.
 func StartReplicas(ctx context.Context, dbURL string, n int, log io.Writer) ([]*Server, error) {
+	return StartWatchReplicas(ctx, dbURL, n, log, nil)
+}
+
+// StartWatchReplicas is StartReplicas with watch streams and agent tokens
+// (StartWatchServer).
+func StartWatchReplicas(ctx context.Context, dbURL string, n int, log io.Writer, agentTokens map[string]string) ([]*Server, error) {
 	if n < 1 {
 		return nil, fmt.Errorf("%d replicas: want at least 1", n)
 	}
@@ -86,7 +116,7 @@ func StartReplicas(ctx context.Context, dbURL string, n int, log io.Writer) ([]*
 		}
 	}
 	if n == 1 {
-		srv, err := StartServer(ctx, dbURL, log)
+		srv, err := StartWatchServer(ctx, dbURL, log, agentTokens)
 		if err != nil {
 			return nil, err
 		}
@@ -96,7 +126,7 @@ func StartReplicas(ctx context.Context, dbURL string, n int, log io.Writer) ([]*
 	errs := make([]error, n)
 	var wg sync.WaitGroup
 	for i := range out {
-		wg.Go(func() { out[i], errs[i] = StartServer(ctx, dbURL, log) })
+		wg.Go(func() { out[i], errs[i] = StartWatchServer(ctx, dbURL, log, agentTokens) })
 	}
 	wg.Wait()
 	if err := errors.Join(errs...); err != nil {

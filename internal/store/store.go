@@ -536,45 +536,71 @@ func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 // stmtCache holds prepared statements by text, up to a bound: queries with
 // IN lists come in a few lengths, not unboundedly many, but a bound keeps
 // a pathological caller from growing it forever.
+//
+// A statement is prepared in the background, the first caller running its
+// query unprepared: preparing needs a free connection of the pool, and
+// with every connection held by a transaction (a burst of agents' snapshot
+// reads) a prepare on the request path would wait for one — and, under
+// the cache's lock, make every other query wait too.
 type stmtCache struct {
-	mu sync.Mutex
-	m  map[string]*sql.Stmt
+	mu      sync.Mutex
+	m       map[string]*sql.Stmt
+	pending map[string]bool
+	closed  bool
+	wg      sync.WaitGroup
 }
 
 const maxCachedStmts = 1024
 
-func (c *stmtCache) get(ctx context.Context, db *sql.DB, q string) *sql.Stmt {
+// prepareTimeout bounds a background prepare.
+const prepareTimeout = 10 * time.Second
+
+func (c *stmtCache) get(_ context.Context, db *sql.DB, q string) *sql.Stmt {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.m[q]; ok {
 		return st
 	}
-	if len(c.m) >= maxCachedStmts {
+	if c.closed || c.pending[q] || len(c.m)+len(c.pending) >= maxCachedStmts {
 		return nil
 	}
-	// Preparing needs a free connection of the pool. When every one is
-	// held by a transaction (each possibly waiting here), give up quickly
-	// and run this query unprepared rather than wait for each other.
-	pctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
-	defer cancel()
-	st, err := db.PrepareContext(pctx, q)
-	if err != nil {
-		return nil
+	if c.pending == nil {
+		c.pending = map[string]bool{}
 	}
-	if c.m == nil {
-		c.m = map[string]*sql.Stmt{}
-	}
-	c.m[q] = st
-	return st
+	c.pending[q] = true
+	c.wg.Add(1)
+	go func() {
+		defer c.wg.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), prepareTimeout)
+		st, err := db.PrepareContext(ctx, q)
+		cancel()
+		c.mu.Lock()
+		defer c.mu.Unlock()
+		delete(c.pending, q)
+		if err != nil {
+			return // tried again on the next use
+		}
+		if c.closed {
+			st.Close()
+			return
+		}
+		if c.m == nil {
+			c.m = map[string]*sql.Stmt{}
+		}
+		c.m[q] = st
+	}()
+	return nil
 }
 
 func (c *stmtCache) close() {
 	c.mu.Lock()
-	defer c.mu.Unlock()
+	c.closed = true
 	for _, st := range c.m {
 		st.Close()
 	}
 	c.m = nil
+	c.mu.Unlock()
+	c.wg.Wait() // no prepare outlives the pool
 }
 
 // dialect holds what differs between SQLite and PostgreSQL.

@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -349,6 +350,68 @@ func testConcurrentReadsDoNotDeadlockOnPrepare(t *testing.T, s *Store) {
 			t.Fatal("reads deadlocked")
 		}
 	}
+}
+
+// TestPrepareOffTheRequestPath holds every connection of the reader pool
+// in transactions and asks for a statement of a new text: it is not
+// prepared on the caller's path (no connection is free), but in the
+// background once one is, with no further use of the query.
+func TestPrepareOffTheRequestPath(t *testing.T) {
+	onBoth(t, func(t *testing.T, s *Store) {
+		ctx := context.Background()
+		n := s.reader.Stats().MaxOpenConnections
+		if n <= 0 {
+			t.Fatalf("reader pool has no connection limit")
+		}
+		q := `SELECT id FROM security_groups WHERE name = ? AND 7 = 7`
+		var wg sync.WaitGroup
+		inside := make(chan struct{}, n)
+		release := make(chan struct{})
+		errc := make(chan error, n)
+		for i := 0; i < n; i++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errc <- s.Read(ctx, func(tx *Tx) error {
+					if _, err := tx.LatestRevision(ctx); err != nil { // holds the connection
+						return err
+					}
+					inside <- struct{}{}
+					<-release
+					return nil
+				})
+			}()
+		}
+		for i := 0; i < n; i++ {
+			<-inside
+		}
+		// Every connection is held: a prepare could not get one.
+		if st := s.readerStmts.get(ctx, s.reader, s.d.rebind(q)); st != nil {
+			t.Fatalf("a statement was prepared while the pool had no free connection")
+		}
+		close(release)
+		wg.Wait()
+		close(errc)
+		for err := range errc {
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		// Now a connection is free: the prepare started while none was
+		// completes by itself, with no further use of the query.
+		cached := func() bool {
+			s.readerStmts.mu.Lock()
+			defer s.readerStmts.mu.Unlock()
+			return s.readerStmts.m[s.d.rebind(q)] != nil
+		}
+		deadline := time.Now().Add(20 * time.Second)
+		for !cached() {
+			if time.Now().After(deadline) {
+				t.Fatal("the statement was never prepared")
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	})
 }
 
 func TestPageOf(t *testing.T) {
