@@ -24,8 +24,11 @@ API change (a rule created in one of --groups groups) until every agent with a
 port in that group applied it (p50, p99, max; pairs missed), the bytes a host
 receives per change (hosts of the last group are never concerned: they should
 get nothing), the heap per watch, every agent restarted at once (snapshots
-counted) and, with two replicas or more, a replica killed under its agents
-(they resume on another without a snapshot).
+counted), with two replicas or more a replica killed under its agents (they
+resume on another without a snapshot), one host cut off while its group changes
+and the change log is compacted past it (it must resync), and 4 writers
+committing 40 rules with random delays inside their transactions (every host's
+view must then equal the database's: no revision lost).
 
 Several replicas need PostgreSQL: without --db, watch starts a private
 PostgreSQL cluster of its own (root, Debian's postgresql package) and removes
@@ -62,6 +65,8 @@ it afterwards. One replica without --db runs on a temporary SQLite file.`,
 			if res.Replicas > 1 {
 				fmt.Fprintf(w, "  a replica killed            %d resumes, %d snapshots; the next change applied within %.1f ms\n", res.KillReplicaResumes, res.KillReplicaSnapshots, res.AfterKillMaxMs)
 			}
+			fmt.Fprintf(w, "  a host away past compaction %d resync(s), the changes it missed enforced %.2f s after it was back\n", res.CompactResyncs, res.CompactRecoveredS)
+			fmt.Fprintf(w, "  concurrent late commits     %d writes, %d host(s) whose view differs from the database\n", res.ConcurrentWrites, res.LostHosts)
 			return nil
 		},
 	}

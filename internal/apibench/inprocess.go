@@ -140,6 +140,10 @@ func StartWatchReplicas(ctx context.Context, dbURL string, n int, log io.Writer,
 	return out, nil
 }
 
+// Watch is the server's watch streams (nil unless started with agent
+// tokens).
+func (s *Server) Watch() *watch.Server { return s.watch }
+
 // Store is the server's database handle.
 func (s *Server) Store() *store.Store { return s.st }
 

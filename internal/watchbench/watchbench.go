@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -31,6 +32,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
 )
@@ -83,6 +85,18 @@ type Result struct {
 	KillReplicaResumes   int     `json:"kill_replica_resumes,omitempty"`
 	KillReplicaSnapshots int     `json:"kill_replica_snapshots,omitempty"`
 	AfterKillMaxMs       float64 `json:"after_kill_max_ms,omitempty"`
+
+	// One host cut off while its group changes and the change log is
+	// compacted below its revision: the resyncs it made when back, and
+	// how long until it enforced the latest revision again.
+	CompactResyncs    int     `json:"compact_resyncs"`
+	CompactRecoveredS float64 `json:"compact_recovered_s"`
+
+	// Writers committing rules concurrently with random delays inside
+	// their transactions (commit order differs from start order): hosts
+	// whose view then differs from the database's (a lost revision).
+	ConcurrentWrites int `json:"concurrent_writes"`
+	LostHosts        int `json:"lost_hosts"`
 }
 
 func (c *Config) defaults() error {
@@ -125,6 +139,7 @@ type host struct {
 	name   string
 	group  int
 	client *watch.Client
+	net    *countingTransport
 	bytes  atomic.Int64
 	cancel context.CancelFunc
 	done   chan struct{}
@@ -140,32 +155,112 @@ func (h *host) appliedRev() int64 {
 	return h.applied
 }
 
-// waitFor waits until the host applied rev; it returns when.
-func (h *host) waitFor(rev int64, deadline time.Time) (time.Time, bool) {
+// waitRule waits until the host's agent has applied a view holding the
+// rule; it returns when. (On PostgreSQL revisions are numbered after
+// commit, so the change's revision is not known when its request returns:
+// the rule's arrival in the watch client's view tells it — the view's
+// revision then, which the agent must have applied.)
+func (h *host) waitRule(groupID, ruleID string, deadline time.Time) (time.Time, bool) {
+	var arrived int64 = -1
 	for {
-		if h.appliedRev() >= rev {
+		if arrived < 0 {
+			if rev, ok := h.holds(groupID, ruleID); ok {
+				arrived = rev
+			}
+		}
+		if arrived >= 0 && h.appliedRev() >= arrived {
 			return time.Now(), true
 		}
 		select {
 		case <-h.wake:
-		case <-time.After(time.Until(deadline)):
-			return time.Time{}, false
+		case <-h.client.Changed():
+		case <-time.After(min(5*time.Millisecond, time.Until(deadline))):
+			if time.Now().After(deadline) {
+				return time.Time{}, false
+			}
 		}
 	}
 }
 
-// countingTransport counts the response bytes of one host's requests.
+// holds reports whether the watch client's view has the rule, and the
+// view's revision.
+func (h *host) holds(groupID, ruleID string) (int64, bool) {
+	ctx := context.Background()
+	rev, _ := h.client.LatestRevision(ctx)
+	view, err := h.client.Snapshot(ctx)
+	if err != nil || view == nil {
+		return 0, false
+	}
+	if g := view.Groups[groupID]; g != nil {
+		for _, r := range g.Rules {
+			if r.ID == ruleID {
+				return rev, true
+			}
+		}
+	}
+	return 0, false
+}
+
+// waitSynced waits until the host's agent has synced once since it started.
+func (h *host) waitSynced(deadline time.Time) bool {
+	for {
+		if h.appliedRev() >= 0 {
+			return true
+		}
+		select {
+		case <-h.wake:
+		case <-time.After(time.Until(deadline)):
+			return h.appliedRev() >= 0
+		}
+	}
+}
+
+// countingTransport counts the response bytes of one host's requests,
+// and can cut the host off the network (partition).
 type countingTransport struct {
 	rt http.RoundTripper
 	n  *atomic.Int64
+
+	mu      sync.Mutex
+	blocked bool
+	open    map[io.ReadCloser]bool
 }
 
-func (c countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	c.mu.Lock()
+	blocked := c.blocked
+	c.mu.Unlock()
+	if blocked {
+		return nil, errors.New("partitioned")
+	}
 	resp, err := c.rt.RoundTrip(r)
 	if err == nil {
+		c.mu.Lock()
+		if c.open == nil {
+			c.open = map[io.ReadCloser]bool{}
+		}
+		c.open[resp.Body] = true
+		c.mu.Unlock()
 		resp.Body = countingBody{resp.Body, c.n}
 	}
 	return resp, err
+}
+
+// partition cuts the host's streams and fails its requests until heal.
+func (c *countingTransport) partition() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blocked = true
+	for b := range c.open {
+		b.Close()
+	}
+	c.open = nil
+}
+
+func (c *countingTransport) heal() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.blocked = false
 }
 
 type countingBody struct {
@@ -295,11 +390,7 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		}
 	}
 	defer b.stopAgents()
-	latest, err := b.latest(ctx)
-	if err != nil {
-		return nil, err
-	}
-	if err := b.waitAll(latest, cfg.Timeout+time.Duration(cfg.Agents)*100*time.Millisecond); err != nil {
+	if err := b.waitAll(cfg.Timeout + time.Duration(cfg.Agents)*100*time.Millisecond); err != nil {
 		return nil, fmt.Errorf("first sync: %w", err)
 	}
 	res.FirstSyncSecond = since(t1)
@@ -319,6 +410,12 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 		if err := b.killReplica(ctx, res); err != nil {
 			return nil, err
 		}
+	}
+	if err := b.compaction(ctx, res); err != nil {
+		return nil, err
+	}
+	if err := b.writers(ctx, res); err != nil {
+		return nil, err
 	}
 	return res, nil
 }
@@ -423,15 +520,6 @@ func (b *bench) setup(ctx context.Context) error {
 	return nil
 }
 
-func (b *bench) latest(ctx context.Context) (int64, error) {
-	var rev int64
-	err := b.liveServer().Store().Read(ctx, func(tx *store.Tx) (err error) {
-		rev, err = tx.LatestRevision(ctx)
-		return err
-	})
-	return rev, err
-}
-
 func (b *bench) liveServer() *apibench.Server {
 	b.lb.mu.Lock()
 	defer b.lb.mu.Unlock()
@@ -447,7 +535,8 @@ func (b *bench) startAgent(ctx context.Context, h *host) error {
 	h.mu.Lock()
 	h.applied, h.wake = -1, make(chan struct{}, 1)
 	h.mu.Unlock()
-	hc := &http.Client{Transport: countingTransport{http.DefaultTransport, &h.bytes}}
+	h.net = &countingTransport{rt: http.DefaultTransport.(*http.Transport).Clone(), n: &h.bytes}
+	hc := &http.Client{Transport: h.net}
 	c, err := watch.NewClient(watch.ClientConfig{URL: b.front.URL, Host: h.name, Token: b.tokens[h.name], HTTPClient: hc,
 		Logger: b.quiet, MinBackoff: 50 * time.Millisecond, MaxBackoff: time.Second})
 	if err != nil {
@@ -484,12 +573,13 @@ func (b *bench) stopAgents() {
 	}
 }
 
-// waitAll waits until every agent applied rev.
-func (b *bench) waitAll(rev int64, timeout time.Duration) error {
+// waitAll waits until every agent has synced (its snapshot) since it
+// started.
+func (b *bench) waitAll(timeout time.Duration) error {
 	deadline := time.Now().Add(timeout)
 	for _, h := range b.hosts {
-		if _, ok := h.waitFor(rev, deadline); !ok {
-			return fmt.Errorf("host %s applied revision %d, not %d, within %s", h.name, h.appliedRev(), rev, timeout)
+		if !h.waitSynced(deadline) {
+			return fmt.Errorf("host %s has not synced within %s", h.name, timeout)
 		}
 	}
 	return nil
@@ -509,14 +599,7 @@ func (b *bench) changes(ctx context.Context, res *Result) error {
 	for i := 0; i < cfg.Changes; i++ {
 		g := i % (cfg.Groups - 1)
 		start := time.Now()
-		if err := b.call(ctx, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
-			"security_group_id": b.groupIDs[g], "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
-			"port_range_min": 1000 + i, "port_range_max": 1000 + i}}, nil); err != nil {
-			return err
-		}
-		// The change's revision is at most the latest one now (a
-		// concurrent write could only make the wait longer).
-		rev, err := b.latest(ctx)
+		id, err := b.ruleIn(ctx, g, 1000+i)
 		if err != nil {
 			return err
 		}
@@ -526,7 +609,7 @@ func (b *bench) changes(ctx context.Context, res *Result) error {
 				continue
 			}
 			pairs++
-			at, ok := h.waitFor(rev, deadline)
+			at, ok := h.waitRule(b.groupIDs[g], id, deadline)
 			if !ok {
 				res.Missed++
 				continue
@@ -581,11 +664,7 @@ func (b *bench) restartAll(ctx context.Context, res *Result) error {
 			return err
 		}
 	}
-	latest, err := b.latest(ctx)
-	if err != nil {
-		return err
-	}
-	if err := b.waitAll(latest, b.cfg.Timeout+time.Duration(b.cfg.Agents)*100*time.Millisecond); err != nil {
+	if err := b.waitAll(b.cfg.Timeout + time.Duration(b.cfg.Agents)*100*time.Millisecond); err != nil {
 		return fmt.Errorf("restart: %w", err)
 	}
 	res.RestartAllSeconds = since(t)
@@ -606,12 +685,7 @@ func (b *bench) killReplica(ctx context.Context, res *Result) error {
 	b.servers[0] = nil
 	start := time.Now()
 	g := 0
-	if err := b.call(ctx, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
-		"security_group_id": b.groupIDs[g], "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
-		"port_range_min": 999, "port_range_max": 999}}, nil); err != nil {
-		return err
-	}
-	rev, err := b.latest(ctx)
+	id, err := b.ruleIn(ctx, g, 999)
 	if err != nil {
 		return err
 	}
@@ -621,21 +695,172 @@ func (b *bench) killReplica(ctx context.Context, res *Result) error {
 		if h.group != g {
 			continue
 		}
-		at, ok := h.waitFor(rev, deadline)
+		at, ok := h.waitRule(b.groupIDs[g], id, deadline)
 		if !ok {
 			res.Missed++
 			continue
 		}
 		worst = max(worst, at.Sub(start))
 	}
-	// Every agent is back on a stream (the bookmark or the change).
-	if err := b.waitAll(rev-1, b.cfg.Timeout); err != nil {
-		return err
-	}
-	time.Sleep(500 * time.Millisecond)
+	// Let every agent of the closed replica reconnect (backoff ≤ 1 s).
+	time.Sleep(1500 * time.Millisecond)
 	snaps, resumes := b.snapshots()
 	res.KillReplicaSnapshots, res.KillReplicaResumes = snaps-snaps0, resumes-resumes0
 	res.AfterKillMaxMs = ms(worst)
 	b.cfg.Log("watch bench: replica 0 killed: %d resumes, %d snapshots; the next change applied within %.1f ms", res.KillReplicaResumes, res.KillReplicaSnapshots, res.AfterKillMaxMs)
 	return nil
+}
+
+// ruleIn creates a UDP rule for port in group g through the API and
+// returns its id.
+func (b *bench) ruleIn(ctx context.Context, g, port int) (string, error) {
+	var r struct {
+		R struct{ ID string } `json:"security_group_rule"`
+	}
+	err := b.call(ctx, "POST", "/v2.0/security-group-rules", map[string]any{"security_group_rule": map[string]any{
+		"security_group_id": b.groupIDs[g], "direction": "ingress", "ethertype": "IPv4", "protocol": "udp",
+		"port_range_min": port, "port_range_max": port}}, &r)
+	return r.R.ID, err
+}
+
+// compaction cuts one host of group 0 off, changes group 0, compacts the
+// change log to its latest revision and lets the host back: it must
+// resync (a snapshot) and enforce the latest revision.
+func (b *bench) compaction(ctx context.Context, res *Result) error {
+	h := b.hosts[0]
+	before := h.client.Stats().Resyncs
+	h.net.partition()
+	var last string
+	for i := 0; i < 5; i++ {
+		id, err := b.ruleIn(ctx, 0, 2000+i)
+		if err != nil {
+			return err
+		}
+		last = id
+	}
+	// The log dates changes to the second: let this one end, so that a
+	// retention of 0 removes all but the latest change.
+	time.Sleep(1100 * time.Millisecond)
+	if _, err := b.liveServer().Watch().Compact(ctx, 0); err != nil {
+		return fmt.Errorf("compact the change log: %w", err)
+	}
+	start := time.Now()
+	h.net.heal()
+	if _, ok := h.waitRule(b.groupIDs[0], last, time.Now().Add(b.cfg.Timeout)); !ok {
+		return fmt.Errorf("host %s did not get the changes made while it was away past the compaction (applied %d)", h.name, h.appliedRev())
+	}
+	res.CompactRecoveredS = since(start)
+	res.CompactResyncs = h.client.Stats().Resyncs - before
+	b.cfg.Log("watch bench: a host away past the compacted log: %d resync(s), back in %.2fs", res.CompactResyncs, res.CompactRecoveredS)
+	return nil
+}
+
+// writers runs 4 writers, each committing 10 rules on the live replicas'
+// stores with a random delay inside the transaction, so that revisions
+// are taken in one order and committed in another; then every host's
+// view must equal the database's.
+func (b *bench) writers(ctx context.Context, res *Result) error {
+	const writers, each = 4, 10
+	var live []*apibench.Server
+	for _, s := range b.servers {
+		if s != nil {
+			live = append(live, s)
+		}
+	}
+	errc := make(chan error, writers)
+	for w := 0; w < writers; w++ {
+		go func() {
+			st := live[w%len(live)].Store()
+			for i := 0; i < each; i++ {
+				g := (w + i) % (b.cfg.Groups - 1)
+				proto, port := "udp", 3000+w*100+i
+				delay := time.Duration(rand.IntN(50)) * time.Millisecond
+				err := st.WriteConcurrent(ctx, func(tx *store.Tx) error {
+					if err := tx.CreateRules(ctx, []*neutron.SecurityGroupRule{{ProjectID: "bench-project", SecurityGroupID: b.groupIDs[g],
+						Direction: "ingress", Ethertype: "IPv4", Protocol: &proto, PortRangeMin: &port, PortRangeMax: &port}}); err != nil {
+						return err
+					}
+					time.Sleep(delay) // commit late
+					return nil
+				})
+				if err != nil {
+					errc <- err
+					return
+				}
+			}
+			errc <- nil
+		}()
+	}
+	for w := 0; w < writers; w++ {
+		if err := <-errc; err != nil {
+			return fmt.Errorf("concurrent writer: %w", err)
+		}
+	}
+	res.ConcurrentWrites = writers * each
+	// A host's agent applies only the revisions that concern it: wait
+	// (bounded) until every view equals the database's, then count those
+	// that do not.
+	deadline := time.Now().Add(b.cfg.Timeout)
+	for {
+		res.LostHosts = 0
+		var differ []string
+		for _, h := range b.hosts {
+			same, err := b.viewMatches(ctx, h)
+			if err != nil {
+				return err
+			}
+			if !same {
+				res.LostHosts++
+				differ = append(differ, h.name)
+			}
+		}
+		if res.LostHosts == 0 || time.Now().After(deadline) {
+			if len(differ) > 0 {
+				b.cfg.Log("watch bench: hosts whose view differs from the database after the concurrent writes: %v", differ)
+			}
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.cfg.Log("watch bench: %d concurrent writes with commit delays: %d host(s) lost a revision", res.ConcurrentWrites, res.LostHosts)
+	return nil
+}
+
+// viewMatches compares the host's view with the database's.
+func (b *bench) viewMatches(ctx context.Context, h *host) (bool, error) {
+	view, err := h.client.Snapshot(ctx)
+	if err != nil {
+		return false, err
+	}
+	var want *store.HostSnapshot
+	if err := b.liveServer().Store().Read(ctx, func(tx *store.Tx) (err error) {
+		want, err = tx.HostSnapshot(ctx, h.name)
+		return err
+	}); err != nil {
+		return false, err
+	}
+	return sameRules(view, want), nil
+}
+
+// sameRules compares the rule ids of every group two snapshots hold.
+func sameRules(a, b *store.HostSnapshot) bool {
+	ids := func(s *store.HostSnapshot) map[string]bool {
+		m := map[string]bool{}
+		for gid, g := range s.Groups {
+			for _, r := range g.Rules {
+				m[gid+"/"+r.ID] = true
+			}
+		}
+		return m
+	}
+	x, y := ids(a), ids(b)
+	if len(x) != len(y) {
+		return false
+	}
+	for k := range x {
+		if !y[k] {
+			return false
+		}
+	}
+	return true
 }

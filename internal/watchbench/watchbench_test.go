@@ -44,6 +44,12 @@ func TestRunReplicas(t *testing.T) {
 	if res.RestartSnapshots != 12 {
 		t.Errorf("restarting 12 agents took %d snapshots, want 12", res.RestartSnapshots)
 	}
+	if res.CompactResyncs != 1 {
+		t.Errorf("a host back past the compacted log made %d resyncs, want 1", res.CompactResyncs)
+	}
+	if res.ConcurrentWrites != 40 || res.LostHosts != 0 {
+		t.Errorf("%d concurrent writes, %d hosts lost a revision; want 40 and none", res.ConcurrentWrites, res.LostHosts)
+	}
 	if res.KillReplicaSnapshots != 0 || res.KillReplicaResumes < 1 {
 		t.Errorf("killing a replica: %d resumes, %d snapshots; want resumes and no snapshot", res.KillReplicaResumes, res.KillReplicaSnapshots)
 	}
