@@ -206,7 +206,7 @@ the database's credentials).`,
 		},
 	}
 	f.register(cmd, agent.IPTablesNFT)
-	cmd.Flags().StringVar(&server, "server", "", "the moat server to follow, e.g. http://controller:9696 (its watch stream; reports go there too)")
+	cmd.Flags().StringVar(&server, "server", "", "the moat server to follow, e.g. http://controller:9696 (its watch stream; reports go there too); several replicas comma separated, tried in turn when a stream is lost")
 	cmd.Flags().StringVar(&tokenFile, "token-file", "", "file holding this host's agent token (or a Keystone service user's token), sent as X-Auth-Token; empty: none (noauth)")
 	cmd.Flags().StringVar(&db, "db", store.DefaultURL, "deprecated: read the database the server writes instead of --server (sqlite:///path/file.db or postgres://...)")
 	cmd.Flags().StringVar(&logLevel, "log-level", "info", "log level: debug, info, warn or error")

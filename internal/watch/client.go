@@ -23,7 +23,9 @@ import (
 
 // ClientConfig configures an agent's side of the watch.
 type ClientConfig struct {
-	// URL is the server's root (http://host:9696), without /v2.0.
+	// URL is the server's root (http://host:9696), without /v2.0; several
+	// replicas' roots, comma separated, are tried in turn after a lost
+	// stream.
 	URL  string
 	Host string
 	// Token is sent as X-Auth-Token (an agent token, or a Keystone token
@@ -46,10 +48,12 @@ type ClientStats struct {
 // holds (no request), Changed closes when a revision is applied.
 type Client struct {
 	cfg  ClientConfig
+	urls []string // the servers (replicas), tried in turn
 	http *http.Client
 	log  *slog.Logger
 
 	mu      sync.Mutex
+	cur     int            // index into urls
 	view    *hostview.View // nil until the first snapshot is complete
 	resume  int64          // the revision to resume from: applied or bookmarked
 	changed chan struct{}
@@ -59,14 +63,18 @@ type Client struct {
 
 // NewClient builds a client; Run follows the stream.
 func NewClient(cfg ClientConfig) (*Client, error) {
-	u, err := url.Parse(cfg.URL)
-	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, fmt.Errorf("server URL %q: want http://host:port or https://host:port", cfg.URL)
+	var urls []string
+	for _, one := range strings.Split(cfg.URL, ",") {
+		one = strings.TrimRight(strings.TrimSpace(one), "/")
+		u, err := url.Parse(one)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+			return nil, fmt.Errorf("server URL %q: want http://host:port or https://host:port (several: comma separated)", one)
+		}
+		urls = append(urls, one)
 	}
 	if cfg.Host == "" {
 		return nil, errors.New("watch client: empty host name")
 	}
-	cfg.URL = strings.TrimRight(cfg.URL, "/")
 	if cfg.HTTPClient == nil {
 		cfg.HTTPClient = &http.Client{}
 	}
@@ -79,11 +87,22 @@ func NewClient(cfg ClientConfig) (*Client, error) {
 	if cfg.MaxBackoff < cfg.MinBackoff {
 		cfg.MaxBackoff = max(30*time.Second, cfg.MinBackoff)
 	}
-	return &Client{cfg: cfg, http: cfg.HTTPClient, log: cfg.Logger, changed: make(chan struct{}), ready: make(chan struct{})}, nil
+	return &Client{cfg: cfg, urls: urls, http: cfg.HTTPClient, log: cfg.Logger, changed: make(chan struct{}), ready: make(chan struct{})}, nil
 }
 
 func (c *Client) hostURL(suffix string) string {
-	return c.cfg.URL + "/v2.0/moat/hosts/" + url.PathEscape(c.cfg.Host) + suffix
+	c.mu.Lock()
+	base := c.urls[c.cur]
+	c.mu.Unlock()
+	return base + "/v2.0/moat/hosts/" + url.PathEscape(c.cfg.Host) + suffix
+}
+
+// rotate moves to the next server (replica) of the list, after a lost
+// stream: the change log is shared, so the agent resumes there.
+func (c *Client) rotate() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.cur = (c.cur + 1) % len(c.urls)
 }
 
 // Stats is what the stream has brought so far.
@@ -104,6 +123,9 @@ func (c *Client) Run(ctx context.Context) error {
 		}
 		if got {
 			backoff = 0 // it worked for a while: reconnect at once
+		}
+		if len(c.urls) > 1 {
+			c.rotate()
 		}
 		backoff = min(max(backoff*2, c.cfg.MinBackoff), c.cfg.MaxBackoff)
 		wait := backoff/2 + rand.N(backoff/2+1) // jitter: agents do not reconnect in step

@@ -139,3 +139,27 @@ func TestClientRefusedCredentialsRetries(t *testing.T) {
 		t.Errorf("stats %+v: no stream should have opened", st)
 	}
 }
+
+// TestClientTriesTheNextReplica: with several servers, a client whose
+// server does not answer moves to the next one and follows it there; a
+// list with a bad URL is refused.
+func TestClientTriesTheNextReplica(t *testing.T) {
+	e := newEnv(t, apitest.Config{AgentTokens: map[string]string{"h1": "token-of-h1-0123456789"}})
+	web := e.group("web")
+	p1 := e.port("h1", "10.0.0.11", web)
+	// Port 1 of loopback: nothing listens there.
+	c, err := watch.NewClient(watch.ClientConfig{URL: "http://127.0.0.1:1, " + e.srv.URL + "/", Host: "h1", Token: "token-of-h1-0123456789",
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	if s := snapshotOf(t, c); len(s.Ports) != 1 || s.Ports[0].ID != p1 {
+		t.Fatalf("snapshot through the second server: %+v", s)
+	}
+	for _, bad := range []string{"http://a:1,", "http://a:1,ftp://b", ""} {
+		if _, err := watch.NewClient(watch.ClientConfig{URL: bad, Host: "h1"}); err == nil {
+			t.Errorf("NewClient(%q) accepted", bad)
+		}
+	}
+}
