@@ -27,7 +27,7 @@ cannot reach each other until a rule says so. Nothing is configured in the
 initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 	}
 
-	var vms, hosts int
+	var vms, hosts, replicas int
 	var asJSON, keep bool
 	var backend, stateDir string
 	var timeout time.Duration
@@ -39,7 +39,7 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 			ctx, stop := signal.NotifyContext(cmd.Context(), os.Interrupt, syscall.SIGTERM)
 			defer stop()
 			cfg := lab.Config{
-				Name: args[0], VMs: vms, Hosts: hosts, Backend: backend, StateDir: stateDir,
+				Name: args[0], VMs: vms, Hosts: hosts, Replicas: replicas, Backend: backend, StateDir: stateDir,
 				Timeout: timeout, KeepOnFailure: keep, Progress: cmd.ErrOrStderr(),
 			}
 			l, err := lab.Up(ctx, cfg)
@@ -56,6 +56,7 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 		},
 	}
 	up.Flags().IntVar(&vms, "vms", 2, "number of VMs (namespaces NAME-vm1..N)")
+	up.Flags().IntVar(&replicas, "replicas", 1, "moat server replicas of a lab of several hosts (on a PostgreSQL the lab starts, listening on a unix socket in its state directory); every agent knows them all")
 	up.Flags().IntVar(&hosts, "hosts", 1, "number of hosts: 1 runs moat allinone in NAME-host; more run moat server in NAME-api and an agent on each of NAME-host1..N, the VMs spread over them and joined by provider VLAN 102 through a switch namespace NAME-sw")
 	up.Flags().BoolVar(&asJSON, "json", false, "print the API URL and namespace, the hosts and, per VM, its namespace, host, port id, IP, MAC and tap as JSON")
 	up.Flags().StringVar(&backend, "backend", string(lab.DefaultBackend), "firewall backend of the agent: "+string(iptables.Legacy)+", "+string(iptables.NFT)+" or nftables")
@@ -80,6 +81,13 @@ initial namespace. Needs root, iproute2, openvswitch-switch and ethtool.`,
 
 func printLabSummary(w io.Writer, name string, l *lab.Lab) {
 	fmt.Fprintf(w, "lab %s is up: the Neutron API is %s inside namespace %s (state in %s)\n", name, l.API, l.APINetns, l.StateDir)
+	if len(l.Replicas) > 1 {
+		fmt.Fprintf(w, "server replicas (one PostgreSQL):")
+		for _, r := range l.Replicas {
+			fmt.Fprintf(w, " %s", r)
+		}
+		fmt.Fprintln(w)
+	}
 	if len(l.Hosts) > 1 {
 		fmt.Fprintf(w, "hosts (each an agent and an Open vSwitch with br-int and br-eth1 on the VLAN trunk):")
 		for _, h := range l.Hosts {

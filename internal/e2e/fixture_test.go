@@ -77,12 +77,19 @@ func newEnv(t *testing.T, backend string, vms int) *env {
 // NAME-api, an agent per host, a provider VLAN between them).
 func newHostsEnv(t *testing.T, backend string, vms, hosts int) *env {
 	t.Helper()
+	return newReplicasEnv(t, backend, vms, hosts, 1)
+}
+
+// newReplicasEnv is newHostsEnv with replicas servers on a PostgreSQL the
+// lab starts.
+func newReplicasEnv(t *testing.T, backend string, vms, hosts, replicas int) *env {
+	t.Helper()
 	needRoot(t)
 	needBackend(t, backend)
 	bin := moatbin.Build(t)
 	name := newLabName(t)
 	var progress syncProgress
-	cfg := lab.Config{Name: name, VMs: vms, Hosts: hosts, Backend: backend, Moat: bin,
+	cfg := lab.Config{Name: name, VMs: vms, Hosts: hosts, Replicas: replicas, Backend: backend, Moat: bin,
 		Timeout: 90 * time.Second, Progress: &progress}
 	e := &env{backend: iptables.Backend(backend), cfg: cfg, host: lab.HostNetns(name), apiNS: lab.HostNetns(name), apiURL: lab.APIURL}
 	if hosts > 1 {

@@ -17,6 +17,7 @@ import (
 	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/testenv"
 )
 
 // TestMultiHost runs the seed's cloud with real packets: two hosts, each
@@ -33,6 +34,42 @@ func TestMultiHost(t *testing.T) {
 			e := newHostsEnv(t, backend, 3, 2)
 			e.multiHost(t)
 		})
+	}
+}
+
+// TestServerReplicas: two moat servers on one PostgreSQL, each host's
+// agent following one and knowing both. A replica killed mid-stream: its
+// agents move to the other, and a change made there reaches both hosts;
+// then the other way round.
+func TestServerReplicas(t *testing.T) {
+	needRoot(t)
+	testenv.RequireTools(t, "/usr/lib/postgresql/15/bin/initdb", "runuser")
+	e := newReplicasEnv(t, "nftables", 2, 2, 2)
+	vm1, vm2 := e.vm[0], e.vm[1]
+	if len(e.lab.Replicas) != 2 {
+		t.Fatalf("lab replicas %v, want 2", e.lab.Replicas)
+	}
+	if err := ping(vm1.Netns, vm2.IP); err == nil {
+		t.Fatalf("%s -> %s answered without a rule", vm1.Name, vm2.Name)
+	}
+	// host2's agent follows replica 2 first (the lab spreads them).
+	e.killPidFile(t, lab.ReplicaPidFile(e.lab.StateDir, 2), "server replica 2")
+	icmp := e.createRule(t, ingress(e.lab.SecurityGroupID, "protocol", "icmp")) // through replica 1
+	if !poll(15*time.Second, func() bool { return ping(vm1.Netns, vm2.IP) == nil && ping(vm2.Netns, vm1.IP) == nil }) {
+		t.Fatalf("with replica 2 dead, a rule created through replica 1 is not enforced on both hosts")
+	}
+	if err := lab.StartReplica(t.Context(), e.cfg, 2); err != nil {
+		t.Fatal(err)
+	}
+	e.killPidFile(t, lab.ReplicaPidFile(e.lab.StateDir, 1), "server replica 1")
+	e.api.Close()
+	e.api = lab.NewClient(e.apiNS, lab.ReplicaURL(2))
+	e.call(t, "DELETE", "/v2.0/security-group-rules/"+icmp, nil, nil)
+	if !poll(15*time.Second, func() bool { return ping(vm1.Netns, vm2.IP) != nil && ping(vm2.Netns, vm1.IP) != nil }) {
+		t.Fatalf("with replica 1 dead, a rule deleted through replica 2 still lets the ping through")
+	}
+	if err := lab.StartReplica(t.Context(), e.cfg, 1); err != nil {
+		t.Fatal(err)
 	}
 }
 

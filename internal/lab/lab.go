@@ -61,8 +61,11 @@ type Config struct {
 	// Hosts is the number of hosts: 1 (default) runs moat allinone in
 	// NAME-host; more run moat server in NAME-api and an agent per host
 	// NAME-host1..N, joined by a provider VLAN (multi.go).
-	Hosts   int
-	Backend string // an agent.Backend; default DefaultBackend
+	Hosts int
+	// Replicas is the number of moat servers of a multi-host lab (on a
+	// PostgreSQL the lab starts when more than 1); default 1 (SQLite).
+	Replicas int
+	Backend  string // an agent.Backend; default DefaultBackend
 	// Moat is the moat binary run inside NAME-host; default the running one.
 	Moat string
 	// StateDir defaults to /run/moat-lab/NAME.
@@ -83,16 +86,18 @@ type Lab struct {
 	// with several hosts).
 	APINetns string `json:"api_netns"`
 	// HostNetns is the single host's namespace ("" with several hosts).
-	HostNetns       string `json:"host_netns,omitempty"`
-	Hosts           []Host `json:"hosts"`
-	VMs             []VM   `json:"vms"`
-	StateDir        string `json:"state_dir"`
-	NetworkID       string `json:"network_id"`
-	SubnetID        string `json:"subnet_id"`
-	SecurityGroupID string `json:"security_group_id"`
-	Gateway         string `json:"gateway_ip,omitempty"`
-	MTU             int    `json:"mtu"`
-	Backend         string `json:"backend"`
+	HostNetns string `json:"host_netns,omitempty"`
+	Hosts     []Host `json:"hosts"`
+	// Replicas are the servers' API URLs (several hosts only).
+	Replicas        []string `json:"replicas,omitempty"`
+	VMs             []VM     `json:"vms"`
+	StateDir        string   `json:"state_dir"`
+	NetworkID       string   `json:"network_id"`
+	SubnetID        string   `json:"subnet_id"`
+	SecurityGroupID string   `json:"security_group_id"`
+	Gateway         string   `json:"gateway_ip,omitempty"`
+	MTU             int      `json:"mtu"`
+	Backend         string   `json:"backend"`
 }
 
 // VM is one VM namespace and its port.
@@ -164,6 +169,15 @@ func (c *Config) defaults() error {
 	}
 	if c.Hosts < 1 || c.Hosts > MaxHosts {
 		return fmt.Errorf("--hosts %d: want 1..%d", c.Hosts, MaxHosts)
+	}
+	if c.Replicas == 0 {
+		c.Replicas = 1
+	}
+	if c.Replicas < 1 || c.Replicas > MaxReplicas {
+		return fmt.Errorf("--replicas %d: want 1..%d", c.Replicas, MaxReplicas)
+	}
+	if c.Replicas > 1 && c.Hosts < 2 {
+		return fmt.Errorf("--replicas %d: server replicas need a lab of several hosts (--hosts 2 or more)", c.Replicas)
 	}
 	if c.Backend == "" {
 		c.Backend = string(DefaultBackend)
@@ -524,6 +538,14 @@ func Down(ctx context.Context, name, stateDir string) error {
 	}
 	if err := pidfile.Stop(filepath.Join(stateDir, moatPid), stateDir, 5*time.Second); err != nil {
 		errs = append(errs, fmt.Errorf("stop moat: %w", err))
+	}
+	for _, dir := range replicaDirs(stateDir) {
+		if err := pidfile.Stop(filepath.Join(dir, moatPid), stateDir, 5*time.Second); err != nil {
+			errs = append(errs, fmt.Errorf("stop the server of %s: %w", filepath.Base(dir), err))
+		}
+	}
+	if err := stopPostgres(stateDir); err != nil {
+		errs = append(errs, fmt.Errorf("stop PostgreSQL: %w", err))
 	}
 	for _, dir := range append(hosts, stateDir) {
 		if err := ovsd.Stop(dir); err != nil {

@@ -25,6 +25,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 
@@ -35,6 +36,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/ovsd"
+	"github.com/moat-sg/moat/internal/pgcluster"
 )
 
 // The multi-host lab's fixed parts.
@@ -53,6 +55,9 @@ const (
 	tokensFile     = "agent-tokens"
 	tokenFile      = "token"
 )
+
+// MaxReplicas bounds --replicas.
+const MaxReplicas = 3
 
 // Host is one host of a lab.
 type Host struct {
@@ -79,8 +84,14 @@ func HostStateDir(stateDir string, i int) string {
 func AgentArgs(cfg Config, stateDir string, i int) []string {
 	dir := HostStateDir(stateDir, i)
 	ovs := ovsd.OVS{Dir: dir}
+	// Every replica, this host's first in turn: the agents spread over
+	// them and move to the next when theirs goes.
+	var servers []string
+	for k := 0; k < cfg.Replicas; k++ {
+		servers = append(servers, ReplicaURL((i-1+k)%cfg.Replicas+1))
+	}
 	return []string{"agent",
-		"--server", MultiAPIURL,
+		"--server", strings.Join(servers, ","),
 		"--host", HostName(cfg.Name, i),
 		"--token-file", filepath.Join(dir, tokenFile),
 		"--backend", cfg.Backend,
@@ -90,14 +101,80 @@ func AgentArgs(cfg Config, stateDir string, i int) []string {
 	}
 }
 
-// ServerArgs are the arguments of a multi-host lab's server.
-func ServerArgs(stateDir string) []string {
+// ServerArgs are the arguments of a multi-host lab's server replica i
+// (1-based) over the database db.
+func ServerArgs(stateDir string, i int, db string) []string {
 	return []string{"server",
-		"--listen", "0.0.0.0:9696",
-		"--db", DBURL(stateDir),
+		"--listen", fmt.Sprintf("0.0.0.0:%d", replicaPort(i)),
+		"--db", db,
 		"--agent-token-file", filepath.Join(stateDir, tokensFile),
 		"--network-vlan-ranges", VLANRange,
 	}
+}
+
+// replicaPort is the API port of replica i: 9696, 9697, ...
+func replicaPort(i int) int { return 9695 + i }
+
+// ReplicaURL is replica i's API on the management network.
+func ReplicaURL(i int) string { return fmt.Sprintf("http://%s:%d", APIAddr, replicaPort(i)) }
+
+// ReplicaDir is where replica i keeps its pid and log: the state directory
+// for the first, replicaI/ for the others.
+func ReplicaDir(stateDir string, i int) string {
+	if i == 1 {
+		return stateDir
+	}
+	return filepath.Join(stateDir, fmt.Sprintf("replica%d", i))
+}
+
+// replicaDirs lists the state directories of replicas 2.. of a lab.
+func replicaDirs(stateDir string) []string {
+	dirs, _ := filepath.Glob(filepath.Join(stateDir, "replica[0-9]*"))
+	return dirs
+}
+
+const (
+	pgDir     = "pg"
+	dbURLFile = "db-url"
+)
+
+// serverDB is the database of a multi-host lab's servers: PostgreSQL's
+// URL when the lab started one, else its SQLite file.
+func serverDB(stateDir string) string {
+	if b, err := os.ReadFile(filepath.Join(stateDir, dbURLFile)); err == nil {
+		return strings.TrimSpace(string(b))
+	}
+	return DBURL(stateDir)
+}
+
+// startPostgres starts the lab's PostgreSQL (a unix socket in the state
+// directory only: no namespace is configured for it), creates the
+// database, upgrades its schema and records its URL.
+func startPostgres(ctx context.Context, cfg Config) (string, error) {
+	c, err := pgcluster.StartWith(pgcluster.Options{Dir: filepath.Join(cfg.StateDir, pgDir), SocketOnly: true})
+	if err != nil {
+		return "", fmt.Errorf("start PostgreSQL for the replicas: %w", err)
+	}
+	db, err := c.NewDatabase(ctx)
+	if err != nil {
+		return "", err
+	}
+	if out, err := exec.CommandContext(ctx, cfg.Moat, "db", "upgrade", "--db", db).CombinedOutput(); err != nil {
+		return "", fmt.Errorf("moat db upgrade: %v: %s", err, out)
+	}
+	if err := os.WriteFile(filepath.Join(cfg.StateDir, dbURLFile), []byte(db+"\n"), 0o600); err != nil {
+		return "", err
+	}
+	return db, nil
+}
+
+// stopPostgres stops the lab's PostgreSQL, if it started one.
+func stopPostgres(stateDir string) error {
+	dir := filepath.Join(stateDir, pgDir)
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	return pgcluster.StopDir(dir)
 }
 
 // upMulti builds a lab of cfg.Hosts hosts.
@@ -201,16 +278,27 @@ func upMulti(ctx context.Context, cfg Config, step func(string, ...any)) (lab *L
 		return nil, fmt.Errorf("write the agent tokens: %w", err)
 	}
 
-	step("starting moat server in %s", apiNS)
-	exited, err := startProcess(cfg.Moat, apiNS, ServerArgs(cfg.StateDir), cfg.StateDir)
-	if err != nil {
-		return nil, err
+	db := DBURL(cfg.StateDir)
+	if cfg.Replicas > 1 {
+		step("starting PostgreSQL (a unix socket in %s) for %d server replicas", filepath.Join(cfg.StateDir, pgDir), cfg.Replicas)
+		if db, err = startPostgres(ctx, cfg); err != nil {
+			return nil, err
+		}
+	}
+	var exited <-chan struct{}
+	for k := 1; k <= cfg.Replicas; k++ {
+		step("starting moat server %s in %s", ReplicaURL(k), apiNS)
+		ex, err := startReplica(ctx, cfg, k, db)
+		if err != nil {
+			return nil, err
+		}
+		if k == 1 {
+			exited = ex
+		}
+		lab.Replicas = append(lab.Replicas, ReplicaURL(k))
 	}
 	api := NewClient(apiNS, "http://127.0.0.1:9696")
 	defer api.Close()
-	if err := waitAPI(ctx, api, exited, cfg.Timeout); err != nil {
-		return nil, err
-	}
 	for i := 1; i <= cfg.Hosts; i++ {
 		step("starting moat agent on %s (--server %s)", HostName(cfg.Name, i), MultiAPIURL)
 		if err := StartAgent(cfg, i); err != nil {
@@ -395,18 +483,43 @@ func hostDirs(stateDir string) []string {
 	return dirs
 }
 
-// StartServer starts a multi-host lab's server again (after it stopped or
-// was killed) and waits until its API answers.
-func StartServer(ctx context.Context, cfg Config) error {
+// StartServer starts a multi-host lab's (first) server again (after it
+// stopped or was killed) and waits until its API answers.
+func StartServer(ctx context.Context, cfg Config) error { return StartReplica(ctx, cfg, 1) }
+
+// StartReplica starts server replica i of a multi-host lab again and waits
+// until its API answers.
+func StartReplica(ctx context.Context, cfg Config, i int) error {
 	if err := cfg.defaults(); err != nil {
 		return err
 	}
-	apiNS := APINetns(cfg.Name)
-	exited, err := startProcess(cfg.Moat, apiNS, ServerArgs(cfg.StateDir), cfg.StateDir)
-	if err != nil {
-		return err
+	if i < 1 || i > cfg.Replicas {
+		return fmt.Errorf("replica %d: lab %s has replicas 1..%d", i, cfg.Name, cfg.Replicas)
 	}
-	api := NewClient(apiNS, "http://127.0.0.1:9696")
+	_, err := startReplica(ctx, cfg, i, serverDB(cfg.StateDir))
+	return err
+}
+
+// startReplica starts server replica i over db and waits for its API.
+func startReplica(ctx context.Context, cfg Config, i int, db string) (<-chan struct{}, error) {
+	dir := ReplicaDir(cfg.StateDir, i)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
+	apiNS := APINetns(cfg.Name)
+	exited, err := startProcess(cfg.Moat, apiNS, ServerArgs(cfg.StateDir, i, db), dir)
+	if err != nil {
+		return nil, err
+	}
+	api := NewClient(apiNS, fmt.Sprintf("http://127.0.0.1:%d", replicaPort(i)))
 	defer api.Close()
-	return waitAPI(ctx, api, exited, cfg.Timeout)
+	if err := waitAPI(ctx, api, exited, cfg.Timeout); err != nil {
+		return nil, fmt.Errorf("server replica %d: %w", i, err)
+	}
+	return exited, nil
+}
+
+// ReplicaPidFile is where replica i keeps its pid.
+func ReplicaPidFile(stateDir string, i int) string {
+	return filepath.Join(ReplicaDir(stateDir, i), moatPid)
 }

@@ -25,14 +25,29 @@ const BinDir = "/usr/lib/postgresql/15/bin"
 
 // Cluster is a running private cluster.
 type Cluster struct {
-	dir  string
-	port int
-	n    atomic.Int64
+	dir    string
+	port   int
+	socket bool // a unix socket only, no TCP
+	n      atomic.Int64
 }
 
-// Start initialises and starts a cluster (as the postgres user: needs root
+// Options place a cluster.
+type Options struct {
+	// Dir holds the data directory and the socket; "" makes a temporary
+	// one (removed by Stop). It must be short (unix socket paths).
+	Dir string
+	// SocketOnly listens on a unix socket in Dir only, not on TCP: usable
+	// from every network namespace, configuring none (moat lab).
+	SocketOnly bool
+}
+
+// Start initialises and starts a cluster in a temporary directory,
+// listening on a free port of 127.0.0.1 (as the postgres user: needs root
 // and Debian's postgresql package).
-func Start() (*Cluster, error) {
+func Start() (*Cluster, error) { return StartWith(Options{}) }
+
+// StartWith is Start placed by opt.
+func StartWith(opt Options) (*Cluster, error) {
 	if _, err := os.Stat(filepath.Join(BinDir, "initdb")); err != nil {
 		return nil, fmt.Errorf("no %s/initdb (apt-get install postgresql)", BinDir)
 	}
@@ -43,8 +58,12 @@ func Start() (*Cluster, error) {
 	if err != nil {
 		return nil, fmt.Errorf("no postgres user: %w", err)
 	}
-	dir, err := os.MkdirTemp("", "moat-pgtest-")
-	if err != nil {
+	dir := opt.Dir
+	if dir == "" {
+		if dir, err = os.MkdirTemp("", "moat-pgtest-"); err != nil {
+			return nil, err
+		}
+	} else if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	uid, _ := strconv.Atoi(pg.Uid)
@@ -53,18 +72,24 @@ func Start() (*Cluster, error) {
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	port, err := freePort()
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, err
+	port := 5432 // the socket's name; the socket is in dir alone
+	if !opt.SocketOnly {
+		if port, err = freePort(); err != nil {
+			os.RemoveAll(dir)
+			return nil, err
+		}
 	}
-	c := &Cluster{dir: dir, port: port}
+	c := &Cluster{dir: dir, port: port, socket: opt.SocketOnly}
 	data := filepath.Join(dir, "data")
 	if out, err := asPostgres(filepath.Join(BinDir, "initdb"), "-D", data, "-A", "trust", "-U", "postgres"); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("initdb: %v: %s", err, out)
 	}
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off", port, dir)
+	listen := "127.0.0.1"
+	if opt.SocketOnly {
+		listen = "''"
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=%s -c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=200", port, dir, listen)
 	if out, err := asPostgres(filepath.Join(BinDir, "pg_ctl"), "-D", data, "-l", filepath.Join(dir, "pg.log"), "-w", "-o", opts, "start"); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("pg_ctl start: %v: %s", err, out)
@@ -73,9 +98,26 @@ func Start() (*Cluster, error) {
 }
 
 // Stop stops the cluster and removes its data.
-func (c *Cluster) Stop() {
-	asPostgres(filepath.Join(BinDir, "pg_ctl"), "-D", filepath.Join(c.dir, "data"), "-m", "immediate", "stop")
-	os.RemoveAll(c.dir)
+func (c *Cluster) Stop() { StopDir(c.dir) }
+
+// StopDir stops the cluster whose Options.Dir was dir (if it runs) and
+// removes dir.
+func StopDir(dir string) error {
+	data := filepath.Join(dir, "data")
+	if _, err := os.Stat(filepath.Join(data, "postmaster.pid")); err == nil {
+		if out, err := asPostgres(filepath.Join(BinDir, "pg_ctl"), "-D", data, "-m", "immediate", "-w", "stop"); err != nil {
+			return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+		}
+	}
+	return os.RemoveAll(dir)
+}
+
+// url is the URL of a database of the cluster.
+func (c *Cluster) url(db string) string {
+	if c.socket {
+		return fmt.Sprintf("postgres://postgres@/%s?host=%s&port=%d&sslmode=disable", db, c.dir, c.port)
+	}
+	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, db)
 }
 
 func asPostgres(args ...string) ([]byte, error) {
@@ -94,7 +136,7 @@ func freePort() (int, error) {
 // NewDatabase creates a fresh database and returns its URL.
 func (c *Cluster) NewDatabase(ctx context.Context) (string, error) {
 	name := fmt.Sprintf("moat%d_%d", os.Getpid(), c.n.Add(1))
-	admin, err := sql.Open("pgx", fmt.Sprintf("postgres://postgres@127.0.0.1:%d/postgres?sslmode=disable", c.port))
+	admin, err := sql.Open("pgx", c.url("postgres"))
 	if err != nil {
 		return "", err
 	}
@@ -102,5 +144,5 @@ func (c *Cluster) NewDatabase(ctx context.Context) (string, error) {
 	if _, err := admin.ExecContext(ctx, "CREATE DATABASE "+name); err != nil {
 		return "", fmt.Errorf("create database: %w", err)
 	}
-	return fmt.Sprintf("postgres://postgres@127.0.0.1:%d/%s?sslmode=disable", c.port, name), nil
+	return c.url(name), nil
 }

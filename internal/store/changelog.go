@@ -73,6 +73,21 @@ func (t *Tx) ChangesSince(ctx context.Context, after int64, limit int) ([]Change
 	return out, rows.Err()
 }
 
+// PendingChanges counts the changes committed but not numbered yet by the
+// sequencer (PostgreSQL; always 0 on SQLite, which numbers at commit).
+// A reader whose snapshot holds some sees their effects in the rows but
+// not in the change log up to LatestRevision.
+func (t *Tx) PendingChanges(ctx context.Context) (int64, error) {
+	if t.d.name() != "postgres" {
+		return 0, nil
+	}
+	var n int64
+	if err := t.queryRow(ctx, `SELECT COUNT(*) FROM pending_changes`).Scan(&n); err != nil {
+		return 0, fmt.Errorf("count pending changes: %w", err)
+	}
+	return n, nil
+}
+
 // LatestRevision is the revision of the newest change, 0 if there is none.
 func (t *Tx) LatestRevision(ctx context.Context) (int64, error) {
 	var rev int64

@@ -237,38 +237,84 @@ func (st *stream) start(ctx context.Context, from int64) error {
 	if from <= 0 {
 		return st.snapshot(ctx)
 	}
-	var (
-		changes        []store.Change
-		oldest, latest int64
-		look           hostview.Lookup
-		snap           *store.HostSnapshot
-		capped         bool
-	)
-	err := st.s.st.Read(ctx, func(tx *store.Tx) error {
-		var err error
-		if changes, capped, err = readChanges(ctx, tx, from, st.s.cfg.MaxChanges); err != nil {
+	// A resume sends the changes since from and takes the rows as they
+	// are now for the view the agent then holds. Rows changed by commits
+	// the sequencer has not numbered yet (PostgreSQL) would be in that
+	// view and not in the delta, and their change, numbered later, would
+	// then look like nothing to this stream: the agent would miss it. So
+	// the read is retried until no change is pending in its snapshot (the
+	// sequencer numbers within milliseconds, or after a failover within a
+	// second or two), and past resumeWait the agent gets a snapshot.
+	deadline := time.Now().Add(resumeWait)
+	for {
+		var r resumeRead
+		var pending int64
+		err := st.s.st.Read(ctx, func(tx *store.Tx) error {
+			var err error
+			if pending, err = tx.PendingChanges(ctx); err != nil || pending > 0 {
+				return err
+			}
+			r, err = st.readResume(ctx, tx, from)
+			return err
+		})
+		if err != nil {
 			return err
 		}
-		// Read after the changes: a compaction that deleted some of them
-		// before they were read shows here.
-		if oldest, err = tx.OldestRevision(ctx); err != nil {
-			return err
+		if pending == 0 {
+			return st.finishResume(ctx, from, r)
 		}
-		if latest, err = tx.LatestRevision(ctx); err != nil {
-			return err
+		if time.Now().After(deadline) {
+			st.log.Info("changes still wait for the sequencer: sending a snapshot instead of resuming", "from", from, "pending", pending)
+			return st.snapshot(ctx)
 		}
-		if from+1 < oldest || from > latest || capped {
-			return nil
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
 		}
-		if look, err = lookup(ctx, tx, changes); err != nil {
-			return err
-		}
-		snap, err = st.read(ctx, tx)
-		return err
-	})
-	if err != nil {
-		return err
 	}
+}
+
+// resumeWait bounds how long a resume waits for pending changes to be
+// numbered before it falls back to a snapshot.
+const resumeWait = 3 * time.Second
+
+// resumeRead is what a resume reads in one snapshot.
+type resumeRead struct {
+	changes        []store.Change
+	capped         bool
+	oldest, latest int64
+	look           hostview.Lookup
+	snap           *store.HostSnapshot
+}
+
+func (st *stream) readResume(ctx context.Context, tx *store.Tx, from int64) (resumeRead, error) {
+	var r resumeRead
+	var err error
+	if r.changes, r.capped, err = readChanges(ctx, tx, from, st.s.cfg.MaxChanges); err != nil {
+		return r, err
+	}
+	// Read after the changes: a compaction that deleted some of them
+	// before they were read shows here.
+	if r.oldest, err = tx.OldestRevision(ctx); err != nil {
+		return r, err
+	}
+	if r.latest, err = tx.LatestRevision(ctx); err != nil {
+		return r, err
+	}
+	if from+1 < r.oldest || from > r.latest || r.capped {
+		return r, nil
+	}
+	if r.look, err = lookup(ctx, tx, r.changes); err != nil {
+		return r, err
+	}
+	r.snap, err = st.read(ctx, tx)
+	return r, err
+}
+
+// finishResume sends the resync, snapshot or delta a resume read calls for.
+func (st *stream) finishResume(ctx context.Context, from int64, r resumeRead) error {
+	changes, capped, oldest, latest, look, snap := r.changes, r.capped, r.oldest, r.latest, r.look, r.snap
 	switch {
 	case from+1 < oldest:
 		return st.resync(ctx, oldest, fmt.Sprintf("revision %d is older than the change log holds (from %d)", from, oldest))
