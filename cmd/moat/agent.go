@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -19,6 +21,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/hybrid"
+	"github.com/moat-sg/moat/internal/metrics"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
 )
@@ -31,6 +34,7 @@ type agentFlags struct {
 	ovsdb          string
 	datapathType   string
 	bridgeMappings string
+	metricsListen  string
 	noIPSet        bool
 	noComments     bool
 	checkInterval  time.Duration
@@ -48,6 +52,7 @@ func (f *agentFlags) register(cmd *cobra.Command, defaultBackend agent.Backend) 
 	cmd.Flags().StringVar(&f.ovsdb, "ovsdb", "", "OVSDB to use (ovs-vsctl --db), e.g. unix:/run/openvswitch/db.sock; empty: the default")
 	cmd.Flags().StringVar(&f.datapathType, "datapath-type", "system", "datapath type of a br-int the agent creates: system or netdev (userspace)")
 	cmd.Flags().StringVar(&f.bridgeMappings, "bridge-mappings", "", "physical networks and the OVS bridges of their uplinks, PHYSNET:BRIDGE[,...] (Neutron's bridge_mappings, e.g. physnet1:br-eth1): VLAN and flat networks leave the host there, their local tags translated; needs --bridge ovs")
+	cmd.Flags().StringVar(&f.metricsListen, "metrics-listen", "", "serve Prometheus metrics at http://ADDR/metrics (e.g. 127.0.0.1:9697); empty: none (allinone serves them on the API's listener)")
 	cmd.Flags().BoolVar(&f.noIPSet, "no-ipset", false, "match remote groups rule by rule instead of with ipsets (Neutron's enable_ipset = False)")
 	cmd.Flags().BoolVar(&f.noComments, "no-comments", false, "leave comments off the rules (Neutron's comment_iptables_rules = False)")
 	def := agent.DefaultConfig()
@@ -121,6 +126,13 @@ func runWatchAgent(ctx context.Context, f *agentFlags, server, token string, log
 	defer closeFn()
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	if f.metricsListen != "" {
+		stop, err := serveMetrics(ctx, f.metricsListen, log)
+		if err != nil {
+			return err
+		}
+		defer stop()
+	}
 	done := make(chan struct{})
 	go func() { defer close(done); client.Run(ctx) }()
 	log.Info("following the server", "server", server, "host", f.host)
@@ -128,6 +140,24 @@ func runWatchAgent(ctx context.Context, f *agentFlags, server, token string, log
 	cancel()
 	<-done
 	return err
+}
+
+// serveMetrics serves /metrics on addr until stop is called.
+func serveMetrics(ctx context.Context, addr string, log *slog.Logger) (stop func(), err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("--metrics-listen %s: %w", addr, err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle(metrics.Path, metrics.Handler())
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	log.Info("serving metrics", "url", "http://"+ln.Addr().String()+metrics.Path)
+	return func() {
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(sctx)
+	}, nil
 }
 
 // readToken reads a token file ("" : no token).

@@ -19,6 +19,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/hostview"
+	"github.com/moat-sg/moat/internal/metrics"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
@@ -220,10 +221,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	canaryEvery := a.cfg.TapInterval
 	for {
 		if dirty && retry == nil {
+			syncStart := time.Now()
 			if err := a.Sync(ctx); err != nil {
 				if ctx.Err() != nil {
 					return nil
 				}
+				metrics.AgentSyncDuration.WithLabelValues("error").Observe(time.Since(syncStart).Seconds())
 				backoff = nextBackoff(backoff, a.cfg.MaxBackoff)
 				var pe *plugError
 				if errors.As(err, &pe) {
@@ -235,6 +238,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				}
 				retry = time.After(backoff)
 			} else {
+				metrics.AgentSyncDuration.WithLabelValues("ok").Observe(time.Since(syncStart).Seconds())
 				dirty, backoff = false, 0
 			}
 		}
@@ -262,6 +266,7 @@ func (a *Agent) Run(ctx context.Context) error {
 				canaryAt = time.Now()
 				canaryEvery = max(a.cfg.TapInterval, 20*canaryAt.Sub(start))
 				if err == nil && !ok {
+					metrics.AgentDriftRepairs.Inc()
 					a.log.Warn("canary chain gone (tables flushed?): resyncing")
 					a.rules.Invalidate()
 					a.sets.Invalidate()
@@ -437,12 +442,15 @@ func (a *Agent) Sync(ctx context.Context) error {
 	stale, err := a.sets.Apply(ctx, rs.IPSets)
 	if err != nil {
 		a.kernelGen = 0
+		metrics.AgentApplyErrors.Inc()
 		return fmt.Errorf("apply ipsets: %w", err)
 	}
 	if err := a.rules.Apply(ctx, rs); err != nil {
 		a.kernelGen = 0
+		metrics.AgentApplyErrors.Inc()
 		return fmt.Errorf("apply rules: %w", err)
 	}
+	observeRuleset(rs)
 	a.gen++
 	a.kernelGen = a.gen
 	a.held = make(map[string]bool, len(snap.Ports))
@@ -482,6 +490,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		if err != nil {
 			a.log.Warn("delete conntrack entries", "err", err)
 		} else {
+			metrics.AgentConntrackDeleted.Add(float64(n))
 			a.log.Debug("deleted conntrack entries", "entries", n, "filters", len(filters))
 		}
 	}
@@ -501,11 +510,15 @@ func (a *Agent) Sync(ctx context.Context) error {
 		}
 		a.report(ctx, &p, portStatus{status: neutron.PortStatusActive})
 	}
+	metrics.AgentPorts.WithLabelValues("enforced").Set(float64(max(0, len(snap.Ports)-len(rejected)-len(plugFailed))))
+	metrics.AgentPorts.WithLabelValues("rejected").Set(float64(len(rejected)))
+	metrics.AgentPorts.WithLabelValues("unwired").Set(float64(len(plugFailed)))
 	if len(plugFailed) > 0 {
 		// Everything else is in place; the failed plugs are retried.
 		return &plugError{fmt.Sprintf("plug %d port(s): %s", len(plugFailed), strings.Join(sortedValues(plugFailed), "; "))}
 	}
 	a.rev = snap.Revision
+	metrics.AgentEnforcedRevision.Set(float64(snap.Revision))
 	if a.cfg.OnSynced != nil {
 		a.cfg.OnSynced(snap.Revision)
 	}
@@ -609,6 +622,7 @@ func (a *Agent) drifted(ctx context.Context) bool {
 	if len(diffs) == 0 {
 		return false
 	}
+	metrics.AgentDriftRepairs.Inc()
 	a.log.Warn("kernel state drifted from moat's rules: repairing", "differences", len(diffs), "first", diffs[0])
 	a.rules.Invalidate()
 	a.sets.Invalidate()
@@ -679,6 +693,22 @@ func (f StoreFeed) SetPortStatus(ctx context.Context, portID, status, reason str
 		return nil
 	}
 	return err
+}
+
+// observeRuleset sets the ruleset gauges.
+func observeRuleset(rs *firewall.Ruleset) {
+	chains, rules := 0, 0
+	for _, t := range []firewall.Table{rs.IPv4.Filter, rs.IPv4.Raw, rs.IPv6.Filter, rs.IPv6.Raw} {
+		for _, cs := range [][]firewall.Chain{t.Builtins, t.Chains} {
+			for _, c := range cs {
+				rules += len(c.Rules)
+			}
+		}
+		chains += len(t.Chains)
+	}
+	metrics.AgentChains.Set(float64(chains))
+	metrics.AgentRules.Set(float64(rules))
+	metrics.AgentSets.Set(float64(len(rs.IPSets)))
 }
 
 // syncProvider hands the local VLANs and segments of the networks with

@@ -13,11 +13,13 @@ import (
 	"net/http"
 	"net/url"
 	"runtime/debug"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
+	"github.com/moat-sg/moat/internal/metrics"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
@@ -108,8 +110,11 @@ type handlerFunc func(w http.ResponseWriter, r *request) error
 // ServeHTTP routes a request.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
+	rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK, route: "unmatched"}
 	defer func() {
+		if rec.route != "" { // the watch stream's duration is not a request's
+			metrics.APIRequestDuration.WithLabelValues(rec.route, metricMethod(r.Method), strconv.Itoa(rec.status)).Observe(time.Since(start).Seconds())
+		}
 		if p := recover(); p != nil {
 			s.log.Error("panic serving request", "method", r.Method, "path", r.URL.Path, "panic", p, "stack", string(debug.Stack()))
 			if !rec.wrote {
@@ -126,6 +131,16 @@ type statusRecorder struct {
 	http.ResponseWriter
 	status int
 	wrote  bool
+	route  string // the metrics label; "" observes nothing
+}
+
+// metricMethod bounds the method label to the methods the API serves.
+func metricMethod(m string) string {
+	switch m {
+	case http.MethodGet, http.MethodHead, http.MethodPost, http.MethodPut, http.MethodDelete, http.MethodPatch, http.MethodOptions:
+		return m
+	}
+	return "other"
 }
 
 func (s *statusRecorder) WriteHeader(code int) {
@@ -138,6 +153,14 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 	return s.ResponseWriter.Write(b)
 }
 
+// setRoute names the request's route for the metrics (w is the
+// recorder ServeHTTP passes down).
+func setRoute(w http.ResponseWriter, route string) {
+	if rec, ok := w.(*statusRecorder); ok {
+		rec.route = route
+	}
+}
+
 // Unwrap lets http.ResponseController (httpserve.NoWriteTimeout, flushing)
 // reach the connection through the recorder.
 func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter }
@@ -145,7 +168,12 @@ func (s *statusRecorder) Unwrap() http.ResponseWriter { return s.ResponseWriter 
 func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	path := r.URL.Path
 	switch {
+	case path == metrics.Path:
+		setRoute(w, metrics.Path)
+		metrics.Handler().ServeHTTP(w, r)
+		return
 	case path == "/" || path == "":
+		setRoute(w, "/")
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			writeJSON(w, http.StatusMethodNotAllowed, object{{"code", 405}, {"title", "Method Not Allowed"}, {"description", nil}})
 			return
@@ -187,6 +215,13 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	h, err := s.route(req)
+	if err == nil {
+		route := metrics.Route(req.segs, true)
+		if len(req.segs) == 4 && req.segs[0] == "moat" && req.segs[3] == "watch" {
+			route = "" // a stream lasts as long as the agent follows it
+		}
+		setRoute(w, route)
+	}
 	if err == nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
 		req.body, err = readBody(r)
 	}

@@ -22,6 +22,14 @@ func sleeper(t *testing.T) (pid int, file string) {
 	done := make(chan struct{})
 	go func() { cmd.Wait(); close(done) }()
 	t.Cleanup(func() { cmd.Process.Kill(); <-done })
+	// Right after the fork the child still runs the test binary: wait
+	// for the exec, or Matches sees this binary's command line.
+	for deadline := time.Now().Add(5 * time.Second); !Matches(cmd.Process.Pid, "sleep 600"); {
+		if time.Now().After(deadline) {
+			t.Fatalf("sleep %d never exec'd", cmd.Process.Pid)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 	file = filepath.Join(t.TempDir(), "sleep.pid")
 	if err := os.WriteFile(file, []byte(fmt.Sprintf("%d\n", cmd.Process.Pid)), 0o644); err != nil {
 		t.Fatal(err)

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/hostview"
+	"github.com/moat-sg/moat/internal/metrics"
 	"github.com/moat-sg/moat/internal/store"
 )
 
@@ -184,6 +185,7 @@ func (h *hub) advance(ctx context.Context) (bool, error) {
 	if len(changes) > 0 {
 		h.latest = changes[len(changes)-1].Revision
 	}
+	metrics.ChangeLogRevision.Set(float64(h.latest))
 	if n := len(h.chain) - h.limit; n > 0 {
 		h.from = h.chain[n-1].Revision
 		h.chain = append(h.chain[:0:0], h.chain[n:]...)

@@ -30,6 +30,7 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/hostview"
+	"github.com/moat-sg/moat/internal/metrics"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
@@ -162,6 +163,8 @@ func (s *Server) Watch(w http.ResponseWriter, r *http.Request, host string, from
 	defer release()
 	s.track(host, +1)
 	defer s.track(host, -1)
+	metrics.WatchStreams.Inc()
+	defer metrics.WatchStreams.Dec()
 
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
@@ -338,6 +341,8 @@ func (st *stream) finishResume(ctx context.Context, from int64, r resumeRead) er
 		return err
 	}
 	st.view, st.rev = now, rev
+	metrics.WatchResumes.Inc()
+	metrics.WatchStreamRevision.WithLabelValues(st.host).Set(float64(rev))
 	return nil
 }
 
@@ -363,6 +368,8 @@ func (st *stream) snapshot(ctx context.Context) error {
 		return err
 	}
 	st.view, st.rev = v, v.Revision
+	metrics.WatchSnapshots.Inc()
+	metrics.WatchStreamRevision.WithLabelValues(st.host).Set(float64(st.rev))
 	return nil
 }
 
@@ -389,6 +396,7 @@ func (st *stream) round(ctx context.Context) (bool, error) {
 		ch, relevant := hostview.Route(st.view, st.host, changes, look)
 		if !relevant && !capped {
 			st.rev = changes[len(changes)-1].Revision // nothing here: no read at all
+			metrics.WatchStreamRevision.WithLabelValues(st.host).Set(float64(st.rev))
 			return false, nil
 		}
 		if err := st.s.st.Read(ctx, func(tx *store.Tx) error {
@@ -466,6 +474,7 @@ func (st *stream) update(rev int64, now *hostview.View, d hostview.Delta) error 
 		st.view = now
 	}
 	st.rev = rev
+	metrics.WatchStreamRevision.WithLabelValues(st.host).Set(float64(rev))
 	return nil
 }
 
