@@ -183,6 +183,9 @@ type Agent struct {
 	unmapped map[string]bool
 }
 
+// bigHost is the port count from which a first sync logs its phases.
+const bigHost = 1000
+
 // portStatus is what the agent reports for a port.
 type portStatus struct{ status, reason string }
 
@@ -357,9 +360,17 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("read host state: %w", err)
 	}
+	// A big host's first sync takes a while: say what it is doing.
+	big := a.applied == nil && len(snap.Ports) >= bigHost
+	if big {
+		a.log.Info("first sync of a big host: compiling", "ports", len(snap.Ports), "groups", len(snap.Groups), "revision", snap.Revision)
+	}
 	hs := HostState(snap, a.cfg.Options, a.zones)
 	hs.Installed = a.held
 	rs, err := a.compiler.Compile(hs)
+	if big && err == nil {
+		a.log.Info("first sync of a big host: compiled, wiring and applying", "ports", len(snap.Ports), "took", time.Since(start).Round(time.Millisecond))
+	}
 	if err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
@@ -522,7 +533,13 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if a.cfg.OnSynced != nil {
 		a.cfg.OnSynced(snap.Revision)
 	}
-	a.log.Debug("synced", "revision", snap.Revision, "ports", len(snap.Ports), "took", time.Since(start),
+	// Debug normally; Info for the first sync and slow ones, which an
+	// operator wants to see.
+	level := slog.LevelDebug
+	if a.gen == 1 || time.Since(start) > time.Second {
+		level = slog.LevelInfo
+	}
+	a.log.Log(ctx, level, "synced", "revision", snap.Revision, "ports", len(snap.Ports), "took", time.Since(start).Round(time.Millisecond),
 		"compiled_ports", a.compiler.Stats().Ports, "rejected_ports", len(rs.Rejected))
 	return nil
 }

@@ -492,6 +492,13 @@ func TestLabHosts(t *testing.T) {
 	if _, err := inNS(t, raw.VMs[0].Netns, "ping", "-c1", "-W1", raw.VMs[1].IP); err == nil {
 		t.Errorf("vm1 (%s) pings vm2 (%s) without a rule", h1, h2)
 	}
+	// Each agent serves its metrics on the management network.
+	for i := 1; i <= 2; i++ {
+		out, err := inNS(t, APINetns(name), "curl", "-sf", "http://"+AgentMetricsAddr(i)+"/metrics")
+		if err != nil || !strings.Contains(out, `moat_agent_ports{state="enforced"} 1`) {
+			t.Errorf("host %d's agent metrics: %v\n%.300s", i, err, out)
+		}
+	}
 	if _, stderr, err := moat(t, bin, "lab", "down", name); err != nil {
 		t.Fatalf("lab down: %v\n%s", err, stderr)
 	}

@@ -98,8 +98,13 @@ func AgentArgs(cfg Config, stateDir string, i int) []string {
 		"--bridge", "ovs",
 		"--ovsdb", ovs.DB(),
 		"--bridge-mappings", Physnet + ":" + PhysBridge,
+		"--metrics-listen", AgentMetricsAddr(i),
 	}
 }
+
+// AgentMetricsAddr is where the i-th host's agent serves /metrics, on the
+// management network.
+func AgentMetricsAddr(i int) string { return fmt.Sprintf("%s%d:9697", MgmtPrefix, 10+i) }
 
 // ServerArgs are the arguments of a multi-host lab's server replica i
 // (1-based) over the database db.
