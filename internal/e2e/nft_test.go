@@ -188,18 +188,24 @@ func TestNFTablesSecurityGroups(t *testing.T) {
 	})
 	run("IPv6 neighbour discovery", func(t *testing.T) {
 		ll2 := linkLocal(vm2.MAC)
-		if !poll(10*time.Second, func() bool {
-			out, err := nsRun(context.Background(), vm2.Netns, "ip", "-6", "addr", "show", "dev", "eth0")
-			return err == nil && strings.Contains(out, ll2+"/64") && !strings.Contains(out, "tentative")
-		}) {
-			t.Fatalf("%s has no usable link-local address %s", vm2.Name, ll2)
+		// Both ends need a link-local address past duplicate address
+		// detection: from a tentative one ping6 sends nothing at all.
+		for _, vm := range []lab.VM{vm1, vm2} {
+			ll := linkLocal(vm.MAC)
+			if !poll(10*time.Second, func() bool {
+				out, err := nsRun(context.Background(), vm.Netns, "ip", "-6", "addr", "show", "dev", "eth0")
+				return err == nil && strings.Contains(out, ll+"/64") && !strings.Contains(out, "tentative")
+			}) {
+				t.Fatalf("%s has no usable link-local address %s", vm.Name, ll)
+			}
 		}
+		in1, in2 := nftrender.InChain(vm1.PortID), nftrender.InChain(vm2.PortID)
+		var ns, na uint64
 		for _, vm := range []lab.VM{vm1, vm2} {
 			if _, err := nsRun(context.Background(), vm.Netns, "ip", "-6", "neigh", "flush", "dev", "eth0"); err != nil {
 				t.Fatal(err)
 			}
 		}
-		in1, in2 := nftrender.InChain(vm1.PortID), nftrender.InChain(vm2.PortID)
 		ns0 := e.nftCounterOf(t, v6, in2, "icmpv6-nd", "nd-neighbor-solicit")
 		na0 := e.nftCounterOf(t, v6, in1, "icmpv6-nd", "nd-neighbor-advert")
 		jump0 := e.nftCounterOf(t, v6, in2, "to-default-drop", "")
@@ -209,11 +215,9 @@ func TestNFTablesSecurityGroups(t *testing.T) {
 		if !poll(dropTimeout, func() bool { return e.nftCounterOf(t, v6, in2, "to-default-drop", "") > jump0 }) {
 			t.Errorf("the echo request did not reach vm2's fallback jump")
 		}
-		// A neighbour entry vm1 learnt from a stray solicitation of vm2's
-		// between the flush and the ping starts STALE: the echo leaves at
-		// once and the (unicast) solicitation follows only after
-		// delay_first_probe_time (5 s). Wait that long for the counters.
-		var ns, na uint64
+		// An entry learnt between the flush and the ping starts
+		// STALE: the unicast solicitation follows after
+		// delay_first_probe_time (5 s).
 		poll(ndTimeout, func() bool {
 			ns = e.nftCounterOf(t, v6, in2, "icmpv6-nd", "nd-neighbor-solicit") - ns0
 			na = e.nftCounterOf(t, v6, in1, "icmpv6-nd", "nd-neighbor-advert") - na0

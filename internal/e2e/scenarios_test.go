@@ -286,11 +286,16 @@ func (e *env) dhcp(t *testing.T, vm1, vm2 lab.VM) {
 
 func (e *env) neighbourDiscovery(t *testing.T, vm1, vm2 lab.VM) {
 	ll2 := linkLocal(vm2.MAC)
-	if !poll(10*time.Second, func() bool {
-		out, err := nsRun(context.Background(), vm2.Netns, "ip", "-6", "addr", "show", "dev", "eth0")
-		return err == nil && strings.Contains(out, ll2+"/64") && !strings.Contains(out, "tentative")
-	}) {
-		t.Fatalf("%s has no usable link-local address %s", vm2.Name, ll2)
+	// Both ends need a link-local address past duplicate address
+	// detection: from a tentative one ping6 sends nothing at all.
+	for _, vm := range []lab.VM{vm1, vm2} {
+		ll := linkLocal(vm.MAC)
+		if !poll(10*time.Second, func() bool {
+			out, err := nsRun(context.Background(), vm.Netns, "ip", "-6", "addr", "show", "dev", "eth0")
+			return err == nil && strings.Contains(out, ll+"/64") && !strings.Contains(out, "tentative")
+		}) {
+			t.Fatalf("%s has no usable link-local address %s", vm.Name, ll)
+		}
 	}
 	for _, vm := range []lab.VM{vm1, vm2} {
 		if _, err := nsRun(context.Background(), vm.Netns, "ip", "-6", "neigh", "flush", "dev", "eth0"); err != nil {
