@@ -160,6 +160,7 @@ func (s *Server) agentRoutes(m string, segs []string) (handlerFunc, error) {
 			if err != nil {
 				return neutron.BadRequest("%s", err.Error())
 			}
+			setRoute(w, "") // a stream lasts as long as its agent follows it: not a request's duration
 			s.watch.Watch(w, r.Request, host, from)
 			return nil
 		}

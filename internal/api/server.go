@@ -216,11 +216,7 @@ func (s *Server) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	h, err := s.route(req)
 	if err == nil {
-		route := metrics.Route(req.segs, true)
-		if len(req.segs) == 4 && req.segs[0] == "moat" && req.segs[3] == "watch" {
-			route = "" // a stream lasts as long as the agent follows it
-		}
-		setRoute(w, route)
+		setRoute(w, metrics.Route(req.segs, true))
 	}
 	if err == nil && (r.Method == http.MethodPost || r.Method == http.MethodPut) {
 		req.body, err = readBody(r)

@@ -18,7 +18,6 @@ import (
 	"fmt"
 	"github.com/moat-sg/moat/internal/agent"
 	"io"
-	"log/slog"
 	"net"
 	"os"
 	"os/exec"
@@ -32,7 +31,6 @@ import (
 	"github.com/vishvananda/netns"
 
 	"github.com/moat-sg/moat/internal/dataplane"
-	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/ovsd"
 	"github.com/moat-sg/moat/internal/pidfile"
 )
@@ -255,41 +253,16 @@ func Up(ctx context.Context, cfg Config) (lab *Lab, err error) {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return nil, fmt.Errorf("create state directory: %w", err)
 	}
-	if err := dataplane.AddNetns(ctx, host); err != nil {
+	hh, closeHost, err := newHostNetns(ctx, host, step)
+	if err != nil {
 		return nil, err
 	}
-	hostNS, err := netns.GetFromName(host)
-	if err != nil {
-		return nil, fmt.Errorf("open namespace %s: %w", host, err)
-	}
-	defer hostNS.Close()
-	hh, err := netlink.NewHandleAt(hostNS)
-	if err != nil {
-		return nil, fmt.Errorf("netlink in %s: %w", host, err)
-	}
-	defer hh.Close()
-	if err := linkUp(hh, "lo"); err != nil {
-		return nil, fmt.Errorf("%s: %w", host, err)
-	}
-	// The firewall sees bridged frames only with these (per namespace;
-	// a new namespace starts with 1, but say it). Missing: no br_netfilter.
-	for _, key := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"} {
-		if err := sysctl(host, key, "1"); err != nil {
-			step("WARNING: %v: the firewall will not see bridged traffic (load br_netfilter on the host)", err)
-		}
-	}
+	defer closeHost()
 
 	step("starting Open vSwitch (userspace datapath) in %s", host)
-	ovs, err := ovsd.Start(ctx, cfg.StateDir, host)
-	if err != nil {
+	if _, err := startHostOVS(ctx, cfg, cfg.StateDir, host); err != nil {
 		return nil, err
 	}
-	w, err := wiring.New(ctx, wiring.Config{Mode: wiring.ModeOVS, OVSDB: ovs.DB(), DatapathType: "netdev", Netns: host,
-		Logger: slog.New(slog.NewTextHandler(cfg.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-	if err != nil {
-		return nil, err
-	}
-	w.Close() // br-int exists now; the agent does the wiring
 
 	lab = &Lab{API: APIURL, APINetns: host, HostNetns: host, Hosts: []Host{{Name: host, Netns: host}}, StateDir: cfg.StateDir, Backend: cfg.Backend}
 	step("starting moat allinone (API and agent) in %s", host)

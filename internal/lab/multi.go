@@ -230,33 +230,22 @@ func upMulti(ctx context.Context, cfg Config, step func(string, ...any)) (lab *L
 		if err := os.MkdirAll(dir, 0o755); err != nil {
 			return nil, fmt.Errorf("create %s: %w", dir, err)
 		}
-		hh, closeHost, err := newNetns(ctx, name)
+		hh, closeHost, err := newHostNetns(ctx, name, step)
 		if err != nil {
 			return nil, err
 		}
 		defer closeHost()
 		hostHandles[i-1] = hh
-		for _, key := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"} {
-			if err := sysctl(name, key, "1"); err != nil {
-				step("WARNING: %v: the firewall will not see bridged traffic (load br_netfilter on the host)", err)
-			}
-		}
 		if err := plugInto(swh, hh, name, fmt.Sprintf("h%d-m", i), mgmtBridge, "eth0", fmt.Sprintf("%s%d/24", MgmtPrefix, 10+i)); err != nil {
 			return nil, err
 		}
 		if err := plugInto(swh, hh, name, fmt.Sprintf("h%d-t", i), trunkBridge, Uplink, ""); err != nil {
 			return nil, err
 		}
-		ovs, err := ovsd.Start(ctx, dir, name)
+		ovs, err := startHostOVS(ctx, cfg, dir, name)
 		if err != nil {
 			return nil, err
 		}
-		w, err := wiring.New(ctx, wiring.Config{Mode: wiring.ModeOVS, OVSDB: ovs.DB(), DatapathType: "netdev", Netns: name,
-			Logger: slog.New(slog.NewTextHandler(cfg.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))})
-		if err != nil {
-			return nil, err
-		}
-		w.Close()
 		// As an operator does before starting Neutron's agent: the
 		// physical bridge with the uplink in it. fail_mode secure: it
 		// passes nothing until the agent's flows say how.
@@ -372,6 +361,39 @@ func newNetns(ctx context.Context, name string) (*netlink.Handle, func(), error)
 		return nil, nil, fmt.Errorf("%s: %w", name, err)
 	}
 	return h, h.Close, nil
+}
+
+// newHostNetns is newNetns for a host: the firewall sees bridged frames
+// only with bridge-nf-call-ip(6)tables (per namespace; a new one starts
+// with 1, but say it). Missing: no br_netfilter, warned about.
+func newHostNetns(ctx context.Context, name string, step func(string, ...any)) (*netlink.Handle, func(), error) {
+	h, closeFn, err := newNetns(ctx, name)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, key := range []string{"net.bridge.bridge-nf-call-iptables", "net.bridge.bridge-nf-call-ip6tables"} {
+		if err := sysctl(name, key, "1"); err != nil {
+			step("WARNING: %v: the firewall will not see bridged traffic (load br_netfilter on the host)", err)
+		}
+	}
+	return h, closeFn, nil
+}
+
+// startHostOVS starts a host's private Open vSwitch (state in dir) and
+// creates its br-int with the userspace datapath; the agent does the
+// wiring.
+func startHostOVS(ctx context.Context, cfg Config, dir, ns string) (*ovsd.OVS, error) {
+	ovs, err := ovsd.Start(ctx, dir, ns)
+	if err != nil {
+		return nil, err
+	}
+	w, err := wiring.New(ctx, wiring.Config{Mode: wiring.ModeOVS, OVSDB: ovs.DB(), DatapathType: "netdev", Netns: ns,
+		Logger: slog.New(slog.NewTextHandler(cfg.Progress, &slog.HandlerOptions{Level: slog.LevelWarn}))})
+	if err != nil {
+		return nil, err
+	}
+	w.Close()
+	return ovs, nil
 }
 
 // plugInto joins namespace ns to a bridge of the switch: a veth swEnd

@@ -526,7 +526,7 @@ func (t *Tx) stmt(ctx context.Context, q string) *sql.Stmt {
 	if t.stmts == nil {
 		return nil
 	}
-	st := t.stmts.get(ctx, t.db, t.d.rebind(q))
+	st := t.stmts.get(t.db, t.d.rebind(q))
 	if st == nil {
 		return nil
 	}
@@ -555,7 +555,7 @@ const maxCachedStmts = 1024
 // prepareTimeout bounds a background prepare.
 const prepareTimeout = 10 * time.Second
 
-func (c *stmtCache) get(_ context.Context, db *sql.DB, q string) *sql.Stmt {
+func (c *stmtCache) get(db *sql.DB, q string) *sql.Stmt {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if st, ok := c.m[q]; ok {

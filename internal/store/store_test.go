@@ -386,7 +386,7 @@ func TestPrepareOffTheRequestPath(t *testing.T) {
 			<-inside
 		}
 		// Every connection is held: a prepare could not get one.
-		if st := s.readerStmts.get(ctx, s.reader, s.d.rebind(q)); st != nil {
+		if st := s.readerStmts.get(s.reader, s.d.rebind(q)); st != nil {
 			t.Fatalf("a statement was prepared while the pool had no free connection")
 		}
 		close(release)

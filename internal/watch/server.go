@@ -317,26 +317,25 @@ func (st *stream) readResume(ctx context.Context, tx *store.Tx, from int64) (res
 
 // finishResume sends the resync, snapshot or delta a resume read calls for.
 func (st *stream) finishResume(ctx context.Context, from int64, r resumeRead) error {
-	changes, capped, oldest, latest, look, snap := r.changes, r.capped, r.oldest, r.latest, r.look, r.snap
 	switch {
-	case from+1 < oldest:
-		return st.resync(ctx, oldest, fmt.Sprintf("revision %d is older than the change log holds (from %d)", from, oldest))
-	case from > latest:
-		return st.resync(ctx, oldest, fmt.Sprintf("revision %d is newer than the change log's latest, %d", from, latest))
-	case capped:
+	case from+1 < r.oldest:
+		return st.resync(ctx, r.oldest, fmt.Sprintf("revision %d is older than the change log holds (from %d)", from, r.oldest))
+	case from > r.latest:
+		return st.resync(ctx, r.oldest, fmt.Sprintf("revision %d is newer than the change log's latest, %d", from, r.latest))
+	case r.capped:
 		// More than a round's worth to replay: a snapshot is cheaper.
 		st.log.Info("agent far behind: sending a snapshot", "from", from, "changes_over", st.s.cfg.MaxChanges)
 		return st.snapshot(ctx)
 	}
-	now := hostview.FromSnapshot(snap)
+	now := hostview.FromSnapshot(r.snap)
 	rev := from
-	if len(changes) > 0 {
-		rev = changes[len(changes)-1].Revision
+	if len(r.changes) > 0 {
+		rev = r.changes[len(r.changes)-1].Revision
 	}
 	now.Revision = rev
-	ch, _ := hostview.Route(nil, st.host, changes, look)
+	ch, _ := hostview.Route(nil, st.host, r.changes, r.look)
 	d := hostview.Resume(now, ch)
-	st.log.Info("agent resumed", "from", from, "revision", rev, "changes", len(changes))
+	st.log.Info("agent resumed", "from", from, "revision", rev, "changes", len(r.changes))
 	if err := st.frames(hostview.EventDelta, rev, d); err != nil {
 		return err
 	}
