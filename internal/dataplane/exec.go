@@ -16,7 +16,10 @@ import (
 	"context"
 	"fmt"
 	"os/exec"
+	"path/filepath"
 	"strings"
+
+	"github.com/moat-sg/moat/internal/metrics"
 )
 
 // Exec runs a command and returns its standard output. Implementations
@@ -52,7 +55,9 @@ type Host struct {
 }
 
 func (h Host) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	return run(ctx, h.Env, stdin, name, args...)
+	out, err := run(ctx, h.Env, stdin, name, args...)
+	countTransaction(name, stdin, err)
+	return out, err
 }
 
 // Netns runs commands inside a named network namespace through
@@ -63,7 +68,23 @@ type Netns struct {
 }
 
 func (n Netns) Run(ctx context.Context, stdin []byte, name string, args ...string) ([]byte, error) {
-	return run(ctx, n.Env, stdin, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+	out, err := run(ctx, n.Env, stdin, "ip", append([]string{"netns", "exec", n.Name, name}, args...)...)
+	countTransaction(name, stdin, err)
+	return out, err
+}
+
+// countTransaction counts a tool run that was given its input on stdin:
+// those are the kernel transactions (iptables-restore, ipset restore,
+// nft -f -, ovs-ofctl --bundle), each all or nothing.
+func countTransaction(tool string, stdin []byte, err error) {
+	if stdin == nil {
+		return
+	}
+	outcome := "ok"
+	if err != nil {
+		outcome = "error"
+	}
+	metrics.AgentTransactions.WithLabelValues(filepath.Base(tool), outcome).Inc()
 }
 
 func run(ctx context.Context, env []string, stdin []byte, name string, args ...string) ([]byte, error) {

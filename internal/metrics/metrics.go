@@ -48,6 +48,14 @@ var (
 		Name: "moat_changelog_revision",
 		Help: "The newest change-log revision this server's watch has read.",
 	})
+	// ChangeEnforced is the API → enforced latency: from the moment this
+	// server's watch read a committed change to the report of the agent
+	// the change was sent to saying its kernel enforces it.
+	ChangeEnforced = promauto.NewHistogram(prometheus.HistogramOpts{
+		Name:    "moat_change_enforced_seconds",
+		Help:    "From a change's commit (read by this server's watch) to the concerned agent's report that its kernel enforces it.",
+		Buckets: []float64{.005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	})
 )
 
 // Agent side.
@@ -77,6 +85,10 @@ var (
 		Name: "moat_agent_sets",
 		Help: "Remote-group sets (ipsets or nftables sets) of the last ruleset applied.",
 	})
+	AgentTransactions = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_agent_kernel_transactions_total",
+		Help: "Kernel transactions (iptables-restore, ipset restore, nft -f, ovs-ofctl --bundle) by tool and outcome (ok, error).",
+	}, []string{"tool", "outcome"})
 	AgentApplyErrors = promauto.NewCounter(prometheus.CounterOpts{
 		Name: "moat_agent_apply_errors_total",
 		Help: "Failed applies (the previous rules stay in force; retried with backoff).",

@@ -42,9 +42,10 @@ type hub struct {
 // entry is a change with what routing needs to know about it.
 type entry struct {
 	store.Change
-	portHost  string // for a port created or updated: its host then ("" unbound or gone)
-	ruleGroup string // for a rule created or updated: its group then
-	found     bool   // the object existed at look-up
+	portHost  string    // for a port created or updated: its host then ("" unbound or gone)
+	ruleGroup string    // for a rule created or updated: its group then
+	found     bool      // the object existed at look-up
+	seen      time.Time // when the hub read it (≈ its commit, for this process's commits)
 }
 
 func newHub(st *store.Store, poll time.Duration, limit int, log *slog.Logger) *hub {
@@ -91,13 +92,23 @@ func (h *hub) wait() <-chan struct{} {
 // and whether the chain could answer: false when rev is older than the
 // chain holds, or newer than it knows (the stream reads the log itself).
 func (h *hub) since(rev int64, max int) ([]store.Change, hostview.Lookup, bool) {
+	changes, l, _, ok := h.sinceSeen(rev, max)
+	return changes, l, ok
+}
+
+// sinceSeen is since, with when the hub read the oldest of the changes.
+func (h *hub) sinceSeen(rev int64, max int) ([]store.Change, hostview.Lookup, time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.valid || rev < h.from || rev > h.latest {
-		return nil, hostview.Lookup{}, false
+		return nil, hostview.Lookup{}, time.Time{}, false
 	}
 	i := sort.Search(len(h.chain), func(i int) bool { return h.chain[i].Revision > rev })
 	es := h.chain[i:min(len(h.chain), i+max)]
+	var seen time.Time
+	if len(es) > 0 {
+		seen = es[0].seen
+	}
 	changes := make([]store.Change, len(es))
 	l := hostview.Lookup{PortHost: map[string]string{}, RuleGroup: map[string]string{}}
 	for j, e := range es {
@@ -112,7 +123,7 @@ func (h *hub) since(rev int64, max int) ([]store.Change, hostview.Lookup, bool) 
 			l.RuleGroup[e.ObjectID] = e.ruleGroup
 		}
 	}
-	return changes, l, true
+	return changes, l, seen, true
 }
 
 func (h *hub) run(ctx context.Context, done chan struct{}) {
@@ -172,8 +183,9 @@ func (h *hub) advance(ctx context.Context) (bool, error) {
 	} else if len(changes) == 0 {
 		return false, nil
 	}
+	now := time.Now()
 	for _, c := range changes {
-		e := entry{Change: c}
+		e := entry{Change: c, seen: now}
 		switch c.Kind {
 		case store.KindPort:
 			e.portHost, e.found = look.PortHost[c.ObjectID]

@@ -104,7 +104,21 @@ type hostState struct {
 	reportedAt time.Time
 	reads      int64 // whole host reads for its streams
 	partReads  int64 // reads of only what changes needed
+	// inflight are deltas sent but not yet reported enforced, oldest
+	// first, for moat_change_enforced_seconds.
+	inflight []inflight
 }
+
+// inflight is a delta sent to an agent: its revision, and when the hub
+// read the oldest change it carries.
+type inflight struct {
+	rev  int64
+	seen time.Time
+}
+
+// maxInflight bounds a host's inflight deltas (an agent that never
+// reports must not grow them).
+const maxInflight = 64
 
 // New builds a watch server.
 func New(cfg Config) *Server {
@@ -378,7 +392,7 @@ func (st *stream) snapshot(ctx context.Context) error {
 // MaxChanges with more to read.
 func (st *stream) round(ctx context.Context) (bool, error) {
 	max := st.s.cfg.MaxChanges
-	changes, look, fromChain := st.s.hub.since(st.rev, max+1)
+	changes, look, seen, fromChain := st.s.hub.sinceSeen(st.rev, max+1)
 	var (
 		capped bool
 		now    *hostview.View
@@ -405,7 +419,13 @@ func (st *stream) round(ctx context.Context) (bool, error) {
 		}); err != nil {
 			return false, err
 		}
-		return capped, st.update(changes[len(changes)-1].Revision, now, d)
+		if err := st.update(changes[len(changes)-1].Revision, now, d); err != nil {
+			return false, err
+		}
+		if !d.Empty() {
+			st.s.sentDelta(st.host, st.rev, seen)
+		}
+		return capped, nil
 	}
 	st.s.stats.fromLog.Add(1)
 	err := st.s.st.Read(ctx, func(tx *store.Tx) error {
@@ -638,7 +658,35 @@ func (s *Server) Report(ctx context.Context, host string, rep hostview.Report) e
 		s.hosts[host] = h
 	}
 	h.enforced, h.reportedAt = rep.Revision, time.Now().UTC()
+	n := 0
+	for _, f := range h.inflight {
+		if f.rev > rep.Revision {
+			break
+		}
+		metrics.ChangeEnforced.Observe(h.reportedAt.Sub(f.seen).Seconds())
+		n++
+	}
+	h.inflight = h.inflight[n:]
 	return nil
+}
+
+// sentDelta records a delta at rev sent to host, carrying changes the hub
+// read at seen (only deltas from the hub's chain: a stream reading the log
+// is behind, and its latency is the catch-up, not the change's).
+func (s *Server) sentDelta(host string, rev int64, seen time.Time) {
+	if seen.IsZero() {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	h := s.hosts[host]
+	if h == nil {
+		return
+	}
+	if len(h.inflight) >= maxInflight {
+		h.inflight = h.inflight[1:]
+	}
+	h.inflight = append(h.inflight, inflight{rev, seen})
 }
 
 // HostStatus is what this server knows of a host's agent.

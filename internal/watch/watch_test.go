@@ -15,8 +15,11 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+
 	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/hostview"
+	"github.com/moat-sg/moat/internal/metrics"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
 )
@@ -604,5 +607,43 @@ func TestCloseEndsStreams(t *testing.T) {
 		}
 	case <-time.After(wait):
 		t.Fatalf("the stream outlived Close")
+	}
+}
+
+// TestChangeEnforcedLatency: a delta sent to an agent is timed until the
+// agent reports a revision at or past it, once; a report that does not
+// reach it observes nothing.
+func TestChangeEnforcedLatency(t *testing.T) {
+	e := newEnv(t, apitest.Config{})
+	web := e.group("web")
+	e.port("h1", "10.0.0.11", web)
+	s := e.watch("h1", 0, nil)
+	_, rev, _ := s.complete()
+	report := func(rev int64) {
+		t.Helper()
+		callAs(t, e.srv.URL, nil, "POST", "moat/hosts/h1/report", map[string]any{"revision": rev}, 204)
+	}
+	report(rev) // the snapshot: not a change's latency
+	count := func() uint64 {
+		m := &dto.Metric{}
+		if err := metrics.ChangeEnforced.Write(m); err != nil {
+			t.Fatal(err)
+		}
+		return m.GetHistogram().GetSampleCount()
+	}
+	n0 := count()
+	e.rule(web, map[string]any{"protocol": "icmp"})
+	typ, rev2, _ := s.complete()
+	if typ != hostview.EventDelta {
+		t.Fatalf("after a rule create: %s", typ)
+	}
+	report(rev2 - 1)
+	if got := count(); got != n0 {
+		t.Errorf("a report short of the delta observed %d latencies", got-n0)
+	}
+	report(rev2)
+	report(rev2) // again: nothing left in flight
+	if got := count(); got != n0+1 {
+		t.Errorf("observed %d latencies after the delta was reported enforced, want 1", got-n0)
 	}
 }
