@@ -61,6 +61,8 @@ it afterwards. One replica without --db runs on a temporary SQLite file.`,
 			fmt.Fprintf(w, "  change -> applied           p50 %.1f ms, p99 %.1f ms, max %.1f ms over %d changes x %.1f hosts; %d missed\n",
 				res.ChangeP50Ms, res.ChangeP99Ms, res.ChangeMaxMs, res.Changes, res.InterestedHostsPerChange, res.Missed)
 			fmt.Fprintf(w, "  bytes per change and host   %.0f to a host it concerns, %.1f to one it does not\n", res.BytesPerChangeInterested, res.BytesPerChangeUninterested)
+			fmt.Fprintf(w, "  one reader stalled          the others' p99 %.1f ms (%d missed); it caught up %.1f ms after reading again, %d snapshot(s)\n",
+				res.StalledOthersP99Ms, res.StalledChangesMissed, res.StalledCaughtUpMs, res.StalledSnapshots)
 			fmt.Fprintf(w, "  all agents restarted        synced again in %.2f s, %d snapshots\n", res.RestartAllSeconds, res.RestartSnapshots)
 			if res.Replicas > 1 {
 				fmt.Fprintf(w, "  a replica killed            %d resumes, %d snapshots; the next change applied within %.1f ms\n", res.KillReplicaResumes, res.KillReplicaSnapshots, res.AfterKillMaxMs)

@@ -86,6 +86,15 @@ type Result struct {
 	KillReplicaSnapshots int     `json:"kill_replica_snapshots,omitempty"`
 	AfterKillMaxMs       float64 `json:"after_kill_max_ms,omitempty"`
 
+	// One host of group 0 stops reading its stream (connection open)
+	// while group 0 changes: the p99 of the other hosts of group 0 then
+	// (a stuck reader must hold up nobody), and once it reads again, how
+	// long until it enforces the last change and the snapshots it took.
+	StalledOthersP99Ms   float64 `json:"stalled_others_p99_ms"`
+	StalledCaughtUpMs    float64 `json:"stalled_caught_up_ms"`
+	StalledSnapshots     int     `json:"stalled_snapshots"`
+	StalledChangesMissed int     `json:"stalled_changes_missed_by_others"`
+
 	// One host cut off while its group changes and the change log is
 	// compacted below its revision: the resyncs it made when back, and
 	// how long until it enforced the latest revision again.
@@ -224,6 +233,7 @@ type countingTransport struct {
 	mu      sync.Mutex
 	blocked bool
 	open    map[io.ReadCloser]bool
+	gate    chan struct{} // non-nil: reads wait until it closes (a stalled reader)
 }
 
 func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
@@ -241,7 +251,7 @@ func (c *countingTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 		}
 		c.open[resp.Body] = true
 		c.mu.Unlock()
-		resp.Body = countingBody{resp.Body, c.n}
+		resp.Body = countingBody{resp.Body, c}
 	}
 	return resp, err
 }
@@ -263,14 +273,37 @@ func (c *countingTransport) heal() {
 	c.blocked = false
 }
 
+// stall makes the host's agent stop reading its streams (an agent stuck,
+// its connection open) until unstall.
+func (c *countingTransport) stall() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.gate = make(chan struct{})
+}
+
+func (c *countingTransport) unstall() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.gate != nil {
+		close(c.gate)
+		c.gate = nil
+	}
+}
+
 type countingBody struct {
 	io.ReadCloser
-	n *atomic.Int64
+	t *countingTransport
 }
 
 func (b countingBody) Read(p []byte) (int, error) {
+	b.t.mu.Lock()
+	gate := b.t.gate
+	b.t.mu.Unlock()
+	if gate != nil {
+		<-gate
+	}
 	n, err := b.ReadCloser.Read(p)
-	b.n.Add(int64(n))
+	b.t.n.Add(int64(n))
 	return n, err
 }
 
@@ -401,6 +434,9 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	cfg.Log("watch bench: %d agents synced in %.2fs", cfg.Agents, res.FirstSyncSecond)
 
 	if err := b.changes(ctx, res); err != nil {
+		return nil, err
+	}
+	if err := b.stalledReader(ctx, res); err != nil {
 		return nil, err
 	}
 	if err := b.restartAll(ctx, res); err != nil {
@@ -708,6 +744,50 @@ func (b *bench) killReplica(ctx context.Context, res *Result) error {
 	res.KillReplicaSnapshots, res.KillReplicaResumes = snaps-snaps0, resumes-resumes0
 	res.AfterKillMaxMs = ms(worst)
 	b.cfg.Log("watch bench: replica 0 killed: %d resumes, %d snapshots; the next change applied within %.1f ms", res.KillReplicaResumes, res.KillReplicaSnapshots, res.AfterKillMaxMs)
+	return nil
+}
+
+// stalledReader stops one host of group 0 reading while 20 rules are
+// created in group 0, timing them on the other hosts of the group; then
+// lets it read and times its catching up.
+func (b *bench) stalledReader(ctx context.Context, res *Result) error {
+	const changes = 20
+	stuck := b.hosts[0]
+	snaps0 := stuck.client.Stats().Snapshots
+	stuck.net.stall()
+	defer stuck.net.unstall()
+	var lat []time.Duration
+	var last string
+	for i := 0; i < changes; i++ {
+		start := time.Now()
+		id, err := b.ruleIn(ctx, 0, 3000+i)
+		if err != nil {
+			return err
+		}
+		last = id
+		deadline := time.Now().Add(b.cfg.Timeout)
+		for _, h := range b.hosts[1:] {
+			if h.group != 0 {
+				continue
+			}
+			at, ok := h.waitRule(b.groupIDs[0], id, deadline)
+			if !ok {
+				res.StalledChangesMissed++
+				continue
+			}
+			lat = append(lat, at.Sub(start))
+		}
+	}
+	res.StalledOthersP99Ms = ms(apibench.Percentile(lat, 99))
+	start := time.Now()
+	stuck.net.unstall()
+	if _, ok := stuck.waitRule(b.groupIDs[0], last, time.Now().Add(b.cfg.Timeout)); !ok {
+		return fmt.Errorf("host %s did not catch up after reading again (applied %d)", stuck.name, stuck.appliedRev())
+	}
+	res.StalledCaughtUpMs = ms(time.Since(start))
+	res.StalledSnapshots = stuck.client.Stats().Snapshots - snaps0
+	b.cfg.Log("watch bench: one reader stalled for %d changes: the others' p99 %.1f ms; it caught up %.1f ms after reading again, %d snapshot(s)",
+		changes, res.StalledOthersP99Ms, res.StalledCaughtUpMs, res.StalledSnapshots)
 	return nil
 }
 

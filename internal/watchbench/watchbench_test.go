@@ -41,6 +41,10 @@ func TestRunReplicas(t *testing.T) {
 	if res.BytesPerChangeUninterested*5 > res.BytesPerChangeInterested {
 		t.Errorf("uninterested hosts got %.1f bytes per change, interested ones %.1f", res.BytesPerChangeUninterested, res.BytesPerChangeInterested)
 	}
+	if res.StalledChangesMissed != 0 || res.StalledSnapshots != 0 || res.StalledCaughtUpMs <= 0 {
+		t.Errorf("a stalled reader: the others missed %d changes; it caught up in %.1f ms with %d snapshots (want none missed, no snapshot)",
+			res.StalledChangesMissed, res.StalledCaughtUpMs, res.StalledSnapshots)
+	}
 	if res.RestartSnapshots != 12 {
 		t.Errorf("restarting 12 agents took %d snapshots, want 12", res.RestartSnapshots)
 	}
