@@ -130,8 +130,8 @@ func TestBrowser(t *testing.T) {
 		shot("01-sign-in"),
 		chromedp.SendKeys(chromedp.CSS("#username"), "alice"),
 		chromedp.SendKeys(chromedp.CSS("#password"), "alice-pw"),
-		chromedp.SendKeys(chromedp.CSS("#project"), "alpha"),
-		chromedp.Submit(chromedp.CSS("#password")),
+		// Enter in the last field signs in, as a keyboard user would.
+		chromedp.SendKeys(chromedp.CSS("#project"), "alpha\r"),
 		chromedp.WaitVisible(chromedp.CSS("#create-group")),
 	)
 	do("create a group",
@@ -183,8 +183,9 @@ func TestBrowser(t *testing.T) {
 	if stops := eval(`document.querySelectorAll('li.hop-stop[data-hop="qbr"]').length`); !strings.Contains(verdict, "DROP") || stops != 1 {
 		t.Fatalf("the trace to %s: verdict %q, %d stops at qbr; want DROP at qbr", portIP, verdict, stops)
 	}
-	do("allow it with one click",
-		chromedp.Click(chromedp.CSS("#allow button[type=submit]")),
+	do("allow it with one click (the keyboard's: focus and Enter)",
+		chromedp.Focus(chromedp.CSS("#allow button[type=submit]")),
+		chromedp.KeyEvent("\r"),
 		chromedp.WaitVisible(chromedp.CSS(".notice")),
 		chromedp.WaitVisible(chromedp.CSS("#trace-result")),
 		shot("04-trace-allowed"), // docs/console.png
