@@ -196,6 +196,24 @@ func TestKeystoneSignInAndProjectScoping(t *testing.T) {
 		t.Errorf("admin GET alice's group: %d", code)
 	}
 
+	// Which host a port is on is the admins' to know, on every page.
+	portID, _ := adminPort(t, s.URL, ks, alphaID)
+	for _, path := range []string{"/ui/ports/" + portID, "/ui/ports", "/ui/trace?port=" + portID + "&direction=ingress&protocol=tcp&src=192.0.2.9"} {
+		code, _, body := alice.get(path)
+		if code != http.StatusOK || strings.Contains(body, "host1") {
+			t.Errorf("alice GET %s: %d, host shown: %v", path, code, strings.Contains(body, "host1"))
+		}
+		if code, _, body := root.get(path); code != http.StatusOK || !strings.Contains(body, "host1") {
+			t.Errorf("admin GET %s: %d, host shown: %v", path, code, strings.Contains(body, "host1"))
+		}
+	}
+	if code, _, _ := bob.get("/ui/ports/" + portID); code != http.StatusNotFound {
+		t.Errorf("bob GET alice's port: %d, want 404", code)
+	}
+	if code, _, _ := bob.get("/ui/trace?port=" + portID + "&direction=ingress&protocol=tcp"); code != http.StatusBadRequest {
+		t.Errorf("bob traces alice's port: %d, want 400 (no such port)", code)
+	}
+
 	// Signing out forgets the token.
 	if code, _, _ := alice.post("/ui/logout", url.Values{}); code != http.StatusSeeOther {
 		t.Fatalf("sign out: %d", code)
@@ -383,6 +401,7 @@ func TestTraceBadInput(t *testing.T) {
 		{url.Values{"port": {pid}, "direction": {"sideways"}, "protocol": {"tcp"}}, 400, "direction"},
 		{url.Values{"port": {unbound}, "direction": {"ingress"}, "protocol": {"tcp"}}, 400, "not bound to a host"},
 		{url.Values{"port": {"no-such-port"}, "direction": {"ingress"}, "protocol": {"tcp"}}, 400, "could not be found"},
+		{url.Values{"port": {pid}, "direction": {"ingress"}, "protocol": {"tcp"}}, 400, "give the source address"},
 	} {
 		code, _, body := b.get("/ui/trace?" + c.q.Encode())
 		if code != c.code || !strings.Contains(body, c.msg) {

@@ -163,13 +163,21 @@ func (c *Console) projects(r *http.Request, who *caller) []string {
 		set[who.sess.ProjectID] = true
 		delete(set, who.Project)
 	}
-	if gs, err := c.listGroups(r.Context(), &all); err == nil {
-		for _, g := range gs {
+	// Only the owners are read: the lists can be long.
+	only := url.Values{"fields": {"project_id"}}
+	var gs struct {
+		Groups []group `json:"security_groups"`
+	}
+	if err := c.call(r.Context(), &all, http.MethodGet, "security-groups", only, nil, &gs); err == nil {
+		for _, g := range gs.Groups {
 			set[g.ProjectID] = true
 		}
 	}
-	if ps, err := c.listPorts(r.Context(), &all, nil); err == nil {
-		for _, p := range ps {
+	var ps struct {
+		Ports []port `json:"ports"`
+	}
+	if err := c.call(r.Context(), &all, http.MethodGet, "ports", only, nil, &ps); err == nil {
+		for _, p := range ps.Ports {
 			set[p.ProjectID] = true
 		}
 	}

@@ -66,7 +66,10 @@ func (c *Console) portPage(w http.ResponseWriter, r *http.Request, who *caller, 
 	}
 	d := portData{Port: p, Names: groupNames(gs)}
 	h, host, err := c.compileHost(r.Context(), p.ID)
-	d.Host = host
+	if who.Admin {
+		// Which host a port is on is for admins only, as in the API.
+		d.Host = host
+	}
 	if err != nil {
 		d.RulesError = err.Error()
 	} else if ex, err := h.Explain(p.ID, ""); err != nil {

@@ -1,6 +1,7 @@
 package console
 
 import (
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -106,7 +107,9 @@ func (c *Console) runTrace(r *http.Request, who *caller, d *traceData) error {
 		return err
 	}
 	h, host, err := c.compileHost(r.Context(), p.ID)
-	d.Host = host
+	if who.Admin {
+		d.Host = host // for admins only, as binding:host_id in the API
+	}
 	if err != nil {
 		return err
 	}
@@ -114,7 +117,8 @@ func (c *Console) runTrace(r *http.Request, who *caller, d *traceData) error {
 		Src: d.Form.Src, Dst: d.Form.Dst, SrcPort: d.Form.SrcPort, DstPort: d.Form.DstPort, ICMPType: d.Form.ICMPType, ICMPCode: d.Form.ICMPCode}
 	res, err := h.Trace(tq)
 	if err != nil {
-		return err
+		// The simulator speaks of moat trace's flags; say the form's fields.
+		return errors.New(flagNames.Replace(err.Error()))
 	}
 	d.Result = res
 	d.Hops, d.Stopped = hops(p.ID, res)
@@ -123,6 +127,11 @@ func (c *Console) runTrace(r *http.Request, who *caller, d *traceData) error {
 	}
 	return nil
 }
+
+// flagNames are moat trace's flags as the trace form names them.
+var flagNames = strings.NewReplacer("--src-mac", "the source MAC", "--src", "the source address", "--dst", "the destination address",
+	"--sport", "the source port", "--dport", "the destination port", "--icmp-type", "the ICMP type", "--icmp-code", "the ICMP code",
+	"--protocol", "the protocol", "--direction", "the direction", "--hook", "the destination (towards)")
 
 // hops draws the hybrid path of the port (VM, tap, qbr, qvb, qvo,
 // br-int, the physical side) in the packet's order and marks where it
