@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"sort"
 )
@@ -43,7 +42,12 @@ func (c *Console) call(ctx context.Context, who *caller, method, path string, qu
 	if len(query) > 0 {
 		u += "?" + query.Encode()
 	}
-	req := httptest.NewRequestWithContext(ctx, method, u, rd)
+	req, err := http.NewRequestWithContext(ctx, method, "http://"+who.host+u, rd)
+	if err != nil {
+		return err
+	}
+	req.RequestURI = u
+	req.RemoteAddr = who.remote
 	for k, v := range who.header {
 		req.Header[k] = v
 	}
@@ -51,7 +55,7 @@ func (c *Console) call(ctx context.Context, who *caller, method, path string, qu
 	if body != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	rec := httptest.NewRecorder()
+	rec := &recorder{header: http.Header{}, Code: http.StatusOK}
 	c.api.ServeHTTP(rec, req)
 	if rec.Code >= 300 {
 		e := &apiError{Status: rec.Code}
@@ -81,6 +85,27 @@ func (c *Console) call(ctx context.Context, who *caller, method, path string, qu
 		return fmt.Errorf("%s %s: decode the answer: %w", method, path, err)
 	}
 	return nil
+}
+
+// recorder keeps the API's answer to an in-process call.
+type recorder struct {
+	header http.Header
+	Code   int
+	Body   bytes.Buffer
+	wrote  bool
+}
+
+func (r *recorder) Header() http.Header { return r.header }
+
+func (r *recorder) WriteHeader(code int) {
+	if !r.wrote {
+		r.Code, r.wrote = code, true
+	}
+}
+
+func (r *recorder) Write(b []byte) (int, error) {
+	r.wrote = true
+	return r.Body.Write(b)
 }
 
 // The API's objects, as much of them as the console shows.

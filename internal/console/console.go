@@ -155,6 +155,9 @@ type caller struct {
 	ViewProject string
 	// CSRF is the token the page's forms carry.
 	CSRF string
+	// host and remote are the browser's request's, for the API's
+	// links and logs.
+	host, remote string
 }
 
 func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -173,9 +176,9 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
-	csrf := c.csrfToken(w, r)
+	csrf, fresh := c.csrfToken(w, r)
 	if r.Method == http.MethodPost {
-		if err := c.checkCSRF(r, csrf); err != nil {
+		if err := c.checkCSRF(r, csrf, fresh); err != nil {
 			c.log.Warn("console: refused a POST", "path", r.URL.Path, "err", err)
 			http.Error(w, "Forbidden: "+err.Error()+". Reload the page and try again.", http.StatusForbidden)
 			return
@@ -203,7 +206,7 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Redirect(w, r, Prefix+"/login?next="+url.QueryEscape(r.URL.RequestURI()), http.StatusSeeOther)
 		return
 	}
-	who.CSRF = csrf
+	who.CSRF, who.host, who.remote = csrf, r.Host, r.RemoteAddr
 	c.route(w, r, who, path)
 }
 
@@ -279,7 +282,9 @@ func (c *Console) clearCookie(w http.ResponseWriter, r *http.Request, name strin
 // site can neither read (HttpOnly, and not its origin) nor send
 // (SameSite=Strict). It is not keyed by the server, so that replicas behind
 // one address accept each other's forms.
-func (c *Console) csrfToken(w http.ResponseWriter, r *http.Request) string {
+// fresh reports that the browser had no CSRF cookie: its POST, if this
+// request is one, cannot be the console's.
+func (c *Console) csrfToken(w http.ResponseWriter, r *http.Request) (token string, fresh bool) {
 	seed := ""
 	if ck, err := r.Cookie(csrfCookie); err == nil && len(ck.Value) == 32 {
 		seed = ck.Value
@@ -289,24 +294,22 @@ func (c *Console) csrfToken(w http.ResponseWriter, r *http.Request) string {
 		rand.Read(b)
 		seed = hex.EncodeToString(b)
 		c.setCookie(w, r, csrfCookie, seed, time.Time{})
-		// The request itself carries no cookie yet: its POST (if any)
-		// fails the check below, as it should.
-		r.Header.Set("X-Moat-Fresh-CSRF", "1")
+		fresh = true
 	}
 	sum := sha256.Sum256([]byte("moat-console-csrf:" + seed))
-	return hex.EncodeToString(sum[:])
+	return hex.EncodeToString(sum[:]), fresh
 }
 
 // checkCSRF refuses a POST from another origin or without the page's
 // token.
-func (c *Console) checkCSRF(r *http.Request, want string) error {
+func (c *Console) checkCSRF(r *http.Request, want string, fresh bool) error {
 	if o := r.Header.Get("Origin"); o != "" && o != "null" {
 		u, err := url.Parse(o)
 		if err != nil || u.Host != r.Host {
 			return fmt.Errorf("the request comes from another origin (%s)", o)
 		}
 	}
-	if r.Header.Get("X-Moat-Fresh-CSRF") != "" {
+	if fresh {
 		return fmt.Errorf("no CSRF cookie")
 	}
 	if err := r.ParseForm(); err != nil {

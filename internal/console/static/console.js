@@ -1,5 +1,5 @@
-// moat console: shows the fields of the chosen rule template, and submits
-// the project selector on change. Everything works without it too.
+// moat console: shows the fields of the chosen rule template. Everything
+// works without it too.
 "use strict";
 (function () {
   function words(el, attr) { return (el.getAttribute(attr) || "").split(/\s+/); }
@@ -33,8 +33,5 @@
   document.addEventListener("DOMContentLoaded", function () {
     var form = document.getElementById("add-rule");
     if (form) { ruleForm(form); }
-    document.querySelectorAll("select[data-autosubmit]").forEach(function (sel) {
-      sel.addEventListener("change", function () { sel.form.submit(); });
-    });
   });
 })();
