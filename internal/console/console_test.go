@@ -223,6 +223,49 @@ func TestKeystoneSignInAndProjectScoping(t *testing.T) {
 	}
 }
 
+// Behind an auth proxy (--auth headers) the console runs as the headers
+// the proxy set.
+func TestHeadersIdentity(t *testing.T) {
+	s := startServerMode(t, "headers", "", nil)
+	as := func(project, roles string) *browser {
+		b := newBrowser(t, s.URL)
+		b.c.Transport = headerTransport{"X-User-Id": "u-" + project, "X-Project-Id": project, "X-Roles": roles}
+		return b
+	}
+	alpha, beta, admin := as("p-alpha", "member"), as("p-beta", "member"), as("p-admin", "admin")
+	for _, c := range []struct {
+		b    *browser
+		name string
+	}{{alpha, "alpha-web"}, {beta, "beta-db"}} {
+		if code, _, body := c.b.post("/ui/security-groups", url.Values{"name": {c.name}}); code != http.StatusSeeOther {
+			t.Fatalf("create %s: %d\n%s", c.name, code, body)
+		}
+	}
+	_, _, body := alpha.get("/ui/")
+	if !strings.Contains(body, "alpha-web") || strings.Contains(body, "beta-db") || strings.Contains(body, `id="project-select"`) {
+		t.Errorf("p-alpha's member: want alpha-web only, no project selector\n%s", body)
+	}
+	_, _, body = admin.get("/ui/")
+	if !strings.Contains(body, "alpha-web") || !strings.Contains(body, "beta-db") || !strings.Contains(body, `id="project-select"`) {
+		t.Errorf("the admin: want both groups and the project selector\n%s", body)
+	}
+	// Without the proxy's headers the API refuses, and so does the console.
+	if code, _, _ := newBrowser(t, s.URL).get("/ui/"); code != http.StatusUnauthorized {
+		t.Errorf("no identity headers: %d, want 401", code)
+	}
+}
+
+// headerTransport adds an auth proxy's headers to every request.
+type headerTransport map[string]string
+
+func (h headerTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range h {
+		r.Header.Set(k, v)
+	}
+	return http.DefaultTransport.RoundTrip(r)
+}
+
 func TestNoauthHasNoSignIn(t *testing.T) {
 	s := startServer(t, "", nil)
 	b := newBrowser(t, s.URL)

@@ -32,15 +32,28 @@ type testServer struct {
 // endpoint the API lacks).
 func startServer(t testing.TB, keystoneURL string, wrap func(http.Handler) http.Handler) *testServer {
 	t.Helper()
+	mode := "noauth"
+	if keystoneURL != "" {
+		mode = "keystone"
+	}
+	return startServerMode(t, mode, keystoneURL, wrap)
+}
+
+// startServerMode is startServer with the identity mode given: noauth,
+// headers or keystone.
+func startServerMode(t testing.TB, mode, keystoneURL string, wrap func(http.Handler) http.Handler) *testServer {
+	t.Helper()
 	st, err := store.Open(context.Background(), "sqlite://"+filepath.Join(t.TempDir(), "moat.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	log := slog.New(slog.NewTextHandler(t.Output(), &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var auth api.Authenticator = api.NoAuth{}
-	mode := "noauth"
-	if keystoneURL != "" {
-		auth, mode = api.NewKeystoneAuth(keystoneURL, http.DefaultClient), "keystone"
+	switch mode {
+	case "headers":
+		auth = api.HeaderAuth{}
+	case "keystone":
+		auth = api.NewKeystoneAuth(keystoneURL, http.DefaultClient)
 	}
 	var h http.Handler = api.New(api.Options{Store: st, Auth: auth, Logger: log})
 	if wrap != nil {
