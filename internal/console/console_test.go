@@ -178,9 +178,13 @@ func TestKeystoneSignInAndProjectScoping(t *testing.T) {
 	if !strings.Contains(body, "alpha-web") || !strings.Contains(body, "beta-db") || !strings.Contains(body, `id="project-select"`) {
 		t.Errorf("the admin's list: want both groups and the project selector\n%s", body)
 	}
-	code, _, _ = root.post("/ui/project", url.Values{"project": {"p-alpha"}, "next": {"/ui/"}})
-	if code != http.StatusSeeOther {
-		t.Fatalf("switch project: %d", code)
+	_, _, body = root.get("/ui/ports")
+	if !strings.Contains(body, `name="next" value="/ui/ports"`) {
+		t.Error("the project selector does not return to the page it is on")
+	}
+	code, h, _ = root.post("/ui/project", url.Values{"project": {"p-alpha"}, "next": {"/ui/"}})
+	if code != http.StatusSeeOther || h.Get("Location") != "/ui/" {
+		t.Fatalf("switch project: %d %s", code, h.Get("Location"))
 	}
 	_, _, body = root.get("/ui/")
 	if !strings.Contains(body, "alpha-web") || strings.Contains(body, "beta-db") {

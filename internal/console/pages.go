@@ -58,6 +58,8 @@ type page struct {
 	Notice   string
 	Data     any
 	Keystone bool
+	// Here is the page's own address, where the project selector returns.
+	Here string
 }
 
 // render writes a page (buffered, so that a template error is a clean
@@ -191,8 +193,15 @@ func (c *Console) projects(r *http.Request, who *caller) []string {
 }
 
 func (c *Console) newPage(r *http.Request, who *caller, title, nav string) *page {
+	here := r.URL.Path
+	if q := r.URL.Query(); len(q) > 0 {
+		q.Del("notice")
+		if len(q) > 0 {
+			here += "?" + q.Encode()
+		}
+	}
 	return &page{Title: title, Nav: nav, Who: who, Projects: c.projects(r, who), Keystone: c.auth == "keystone",
-		Notice: r.URL.Query().Get("notice")}
+		Notice: r.URL.Query().Get("notice"), Here: here}
 }
 
 func (c *Console) switchProject(w http.ResponseWriter, r *http.Request, who *caller) {
