@@ -11,12 +11,13 @@ LDFLAGS := -X main.version=$(VERSION)
 
 # Debian packages the tests drive for real: the openstack CLI (API tests),
 # iptables/ipset/conntrack/iproute2 (rules loaded into scratch network
-# namespaces), Neutron itself (the parity oracle for the compiler), and
+# namespaces), Neutron itself (the parity oracle for the compiler),
 # Neutron's own API tests with the Keystone they authenticate against
-# (tempest 33, neutron-tempest-plugin 2.0.0, Keystone 22 on PostgreSQL).
+# (tempest 33, neutron-tempest-plugin 2.0.0, Keystone 22 on PostgreSQL), and
+# chromium for the console's browser test (internal/console).
 TEST_PACKAGES := python3-openstackclient python3-neutronclient python3-neutron \
 	iptables ipset nftables conntrack iproute2 openvswitch-switch iputils-ping iperf3 systemd ethtool tcpdump postgresql \
-	tempest neutron-tempest-plugin python3-keystone python3-psycopg2 curl
+	tempest neutron-tempest-plugin python3-keystone python3-psycopg2 curl chromium
 
 # What the agent drives on a host (Open vSwitch is optional: without it the
 # agent falls back to a Linux bridge br-int, without VLAN isolation).

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/console"
 	"github.com/moat-sg/moat/internal/httpserve"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
@@ -43,6 +44,8 @@ type serverFlags struct {
 	agentTokenFile     string
 	changeLogRetention time.Duration
 	bookmarkInterval   time.Duration
+	// console serves the web console at /ui/.
+	console bool
 }
 
 func (f *serverFlags) register(cmd *cobra.Command) {
@@ -61,6 +64,7 @@ func (f *serverFlags) register(cmd *cobra.Command) {
 	cmd.Flags().StringVar(&f.agentTokenFile, "agent-token-file", "", "per-host agent tokens, one \"HOST TOKEN\" per line (mode 600): an agent token may watch and report its host only")
 	cmd.Flags().DurationVar(&f.changeLogRetention, "change-log-retention", 24*time.Hour, "how long the change log keeps changes; an agent away longer resyncs from a snapshot (0: keep forever)")
 	cmd.Flags().DurationVar(&f.bookmarkInterval, "watch-bookmark-interval", watch.DefaultBookmark, "how often an idle watch stream gets a bookmark (its heartbeat)")
+	cmd.Flags().BoolVar(&f.console, "console", true, "serve the web console at /ui/ (docs/console.md)")
 	f.quotas = api.DefaultQuotas()
 	for _, name := range api.QuotaResourceNames() {
 		flag := "quota-" + strings.ReplaceAll(name, "_", "-")
@@ -169,6 +173,14 @@ type apiExtras struct {
 	ready       func(url string)
 }
 
+// consoleURL is the console's address for the log ("" when it is off).
+func consoleURL(on bool, url string) string {
+	if !on {
+		return ""
+	}
+	return url + console.Prefix + "/"
+}
+
 // serveAPI serves the Neutron API over st until ctx ends.
 func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Logger, x apiExtras) error {
 	auth, err := api.NewAuthenticator(api.IdentityConfig{Mode: f.auth, KeystoneURL: f.keystoneURL, KeystoneTimeout: f.keystoneTimeout})
@@ -201,14 +213,22 @@ func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Lo
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", f.listen, err)
 	}
-	srv := httpserve.New(api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log,
-		Watch: ws, AgentTokens: tokens}), httpserve.Defaults, log)
+	var handler http.Handler = api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log,
+		Watch: ws, AgentTokens: tokens})
+	if f.console {
+		c, err := console.New(console.Options{API: handler, Store: st, Auth: f.auth, KeystoneURL: f.keystoneURL, Logger: log.With("part", "console")})
+		if err != nil {
+			return err
+		}
+		handler = console.Mount(handler, c)
+	}
+	srv := httpserve.New(handler, httpserve.Defaults, log)
 	srv.RegisterOnShutdown(ws.Close) // watch streams are never idle: end them
 	url := "http://" + ln.Addr().String()
 	if a, ok := ln.Addr().(*net.TCPAddr); ok && a.IP.IsUnspecified() {
 		url = fmt.Sprintf("http://127.0.0.1:%d", a.Port)
 	}
-	log.Info("serving the Neutron API", "url", url, "db", store.Redact(f.db), "auth", f.auth, "agent_tokens", tokens.Len(),
+	log.Info("serving the Neutron API", "url", url, "console", consoleURL(f.console, url), "db", store.Redact(f.db), "auth", f.auth, "agent_tokens", tokens.Len(),
 		"change_log_retention", f.changeLogRetention)
 	if f.changeLogRetention > 0 {
 		go ws.RunCompaction(ctx, f.changeLogRetention)

@@ -453,7 +453,7 @@ func (s *nftSim) finish(v string) {
 		res.DecidedBy = &Decision{Table: d.Table, Chain: d.Chain, RuleNumber: d.RuleNumber, Rule: d.Rule,
 			Origin: o.Text, OriginKind: o.Kind, Rules: o.Rules}
 		if v == VerdictDrop && o.Kind == OriginDefaultDrop {
-			res.Suggestion, res.Notes = suggest(&sim{h: &Host{Provenance: s.h.Provenance}, pkt: s.pkt, port: s.port}, res.Notes)
+			res.Rule, res.Suggestion, res.Notes = suggest(&sim{h: &Host{Provenance: s.h.Provenance}, pkt: s.pkt, port: s.port}, res.Notes)
 		}
 	}
 	if s.pkt.Protocol == 94 {

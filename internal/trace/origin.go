@@ -312,14 +312,37 @@ func describeSGRule(v ruleView, kind hybrid.ChainKind, v6 bool) string {
 	return b.String()
 }
 
-// suggest builds the command that would allow a packet the default rule
-// dropped, and notes about it.
-func suggest(s *sim, notes []string) (string, []string) {
+// SuggestedRule is the security group rule that would allow a packet the
+// default rule dropped, in the API's terms (the console creates it with
+// one click; the command line prints it as an openstack command).
+type SuggestedRule struct {
+	// GroupID is the port's first group; "" when the rules do not name
+	// the port's groups (a dump without provenance).
+	GroupID   string
+	Direction Direction
+	EtherType string // IPv4 or IPv6
+	// Protocol is as the CLI and the API take it: a name where Neutron
+	// and iptables agree on it, else the number ("4" for IP-in-IP); ""
+	// for any protocol.
+	Protocol string
+	// PortMin and PortMax are the destination port range, -1 when none.
+	PortMin, PortMax int
+	// ICMPType and ICMPCode are -1 when none (the API carries them in
+	// port_range_min and port_range_max).
+	ICMPType, ICMPCode int
+	// RemoteIPPrefix is the other end of the packet, as a host prefix.
+	RemoteIPPrefix string
+}
+
+// suggest builds the rule, and the command, that would allow a packet the
+// default rule dropped, and notes about it.
+func suggest(s *sim, notes []string) (*SuggestedRule, string, []string) {
 	p, port := s.pkt, s.port
+	r := &SuggestedRule{Direction: port.Direction, EtherType: "IPv4", PortMin: -1, PortMax: -1, ICMPType: -1, ICMPCode: -1}
 	group := "<group>"
 	if s.h.Provenance != nil && port.ID != "" {
 		if gs := s.h.Provenance.Groups[port.ID]; len(gs) > 0 {
-			group = gs[0]
+			group, r.GroupID = gs[0], gs[0]
 		}
 	}
 	if group == "<group>" {
@@ -329,24 +352,27 @@ func suggest(s *sim, notes []string) (string, []string) {
 	if port.Direction == Egress {
 		dir, remote = "--egress", p.Dst
 	}
-	eth := "IPv4"
 	if p.IPv6 {
-		eth = "IPv6"
+		r.EtherType = "IPv6"
 	}
-	args := []string{"openstack security group rule create", group, dir, "--ethertype", eth}
+	args := []string{"openstack security group rule create", group, dir, "--ethertype", r.EtherType}
 	proto, why := suggestProtocol(p.Protocol, p.IPv6)
 	if proto != "" {
+		r.Protocol = proto
 		args = append(args, "--protocol", proto)
 	}
 	if why != "" {
 		notes = append(notes, why)
 	}
 	if hasPorts(p.Protocol) && p.DstPort >= 0 {
+		r.PortMin, r.PortMax = p.DstPort, p.DstPort
 		args = append(args, "--dst-port", strconv.Itoa(p.DstPort))
 	}
 	if (p.Protocol == 1 || p.Protocol == 58) && p.ICMPType >= 0 {
+		r.ICMPType = p.ICMPType
 		args = append(args, "--icmp-type", strconv.Itoa(p.ICMPType))
 		if p.ICMPCode >= 0 {
+			r.ICMPCode = p.ICMPCode
 			args = append(args, "--icmp-code", strconv.Itoa(p.ICMPCode))
 		}
 	}
@@ -354,11 +380,12 @@ func suggest(s *sim, notes []string) (string, []string) {
 	if p.IPv6 {
 		bits = 128
 	}
-	args = append(args, "--remote-ip", fmt.Sprintf("%s/%d", remote, bits))
+	r.RemoteIPPrefix = fmt.Sprintf("%s/%d", remote, bits)
+	args = append(args, "--remote-ip", r.RemoteIPPrefix)
 	if p.State == StateUntracked {
 		notes = append(notes, "the port's security group is stateless: replies are not allowed automatically, the other direction needs a rule too")
 	}
-	return strings.Join(args, " "), notes
+	return r, strings.Join(args, " "), notes
 }
 
 func portName(port *PortRef) string {

@@ -69,8 +69,11 @@ type Result struct {
 	DecidedBy *Decision `json:"decided_by"`
 	// Suggestion is the command that would allow the packet, for a drop
 	// by the default rule.
-	Suggestion string   `json:"suggestion"`
-	Notes      []string `json:"notes,omitempty"`
+	Suggestion string `json:"suggestion"`
+	// Rule is the suggestion as a rule (nil without one); the JSON output
+	// keeps the command only.
+	Rule  *SuggestedRule `json:"-"`
+	Notes []string       `json:"notes,omitempty"`
 	// Unknown lists what the trace could not evaluate on its way.
 	Unknown []string `json:"unknown,omitempty"`
 	// Zone is the conntrack zone the raw table gave the packet (0: none).
@@ -781,7 +784,7 @@ func (s *sim) finish(v string) {
 	res.DecidedBy = &Decision{Table: d.Table, Chain: d.Chain, RuleNumber: d.RuleNumber, Rule: d.Rule,
 		Origin: o.Text, OriginKind: o.Kind, Rules: o.Rules}
 	if v == VerdictDrop && o.Kind == OriginDefaultDrop {
-		res.Suggestion, res.Notes = suggest(s, res.Notes)
+		res.Rule, res.Suggestion, res.Notes = suggest(s, res.Notes)
 	}
 	res.Notes = append(res.Notes, s.ipipNotes()...)
 	if s.port.Hook == HookInput && s.bridgedMissed() {

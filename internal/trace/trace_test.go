@@ -2,6 +2,7 @@ package trace_test
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -369,6 +370,30 @@ func checkResult(t *testing.T, c traceCase, res *trace.Result) {
 	}
 	if c.kind != trace.OriginDefaultDrop && res.Suggestion != "" {
 		t.Errorf("suggestion for a %s verdict: %q", c.kind, res.Suggestion)
+	}
+	if (res.Rule != nil) != (res.Suggestion != "") {
+		t.Errorf("suggested rule %+v with command %q", res.Rule, res.Suggestion)
+	}
+	if r := res.Rule; r != nil {
+		// The rule says what the command says.
+		want := []string{"--" + string(r.Direction), "--ethertype " + r.EtherType, "--remote-ip " + r.RemoteIPPrefix}
+		if r.Protocol != "" {
+			want = append(want, "--protocol "+r.Protocol+" ")
+		}
+		if r.PortMin >= 0 {
+			want = append(want, fmt.Sprintf("--dst-port %d", r.PortMin))
+		}
+		if r.ICMPType >= 0 {
+			want = append(want, fmt.Sprintf("--icmp-type %d", r.ICMPType))
+		}
+		if r.GroupID != "" {
+			want = append(want, "create "+r.GroupID+" ")
+		}
+		for _, w := range want {
+			if !strings.Contains(res.Suggestion+" ", w) {
+				t.Errorf("suggestion %q lacks %q of the rule %+v", res.Suggestion, w, r)
+			}
+		}
 	}
 	for _, n := range c.notes {
 		found := false
