@@ -22,6 +22,8 @@ import (
 //	GET  /v2.0/moat/hosts/{host}/watch?revision=N  the host's watch stream
 //	POST /v2.0/moat/hosts/{host}/report            the agent's report
 //	GET  /v2.0/moat/hosts/{host}                   what this server knows of the agent
+//	GET  /v2.0/moat/hosts/{host}/counters?port_id=  hit counters, asked of the agent
+//	POST /v2.0/moat/hosts/{host}/counters          the agent's answer
 //
 // Allowed to admins (and Keystone's service role) for any host, and to a
 // host's agent token for that host only.
@@ -169,6 +171,10 @@ func (s *Server) agentRoutes(m string, segs []string) (handlerFunc, error) {
 			return nil, neutron.MethodNotAllowed()
 		}
 		h = func(w http.ResponseWriter, r *request) error { return s.report(w, r, host) }
+	case segs[3] == "counters": // counters.go
+		if h = s.countersRoute(m, host); h == nil {
+			return nil, neutron.MethodNotAllowed()
+		}
 	default:
 		return nil, neutron.NotFoundGeneric()
 	}

@@ -30,6 +30,8 @@ type Event struct {
 	Delta
 	OldestRevision int64  `json:"oldest_revision,omitempty"`
 	Reason         string `json:"reason,omitempty"`
+	// Counters is an EventCounters request (counters.go).
+	Counters *CountersRequest `json:"counters,omitempty"`
 }
 
 // MaxFrameWeight bounds a frame (Delta.Weight): about 500 ports' worth,

@@ -80,6 +80,7 @@ type Server struct {
 	mu    sync.Mutex
 	hosts map[string]*hostState
 	stats stats
+	ctr   counterHub // counters requests (counters.go)
 
 	closing   chan struct{}
 	closeOnce sync.Once
@@ -185,6 +186,8 @@ func (s *Server) Watch(w http.ResponseWriter, r *http.Request, host string, from
 	w.Header().Set(BookmarkHeader, s.cfg.Bookmark.String())
 	w.WriteHeader(http.StatusOK)
 	st := &stream{s: s, host: host, w: w, rc: rc, enc: json.NewEncoder(w), log: s.log.With("host", host)}
+	st.counters = s.ctr.join(host)
+	defer s.ctr.leave(host, st.counters)
 	if err := st.run(ctx, from); err != nil && ctx.Err() == nil {
 		st.log.Warn("watch stream ended", "revision", st.rev, "err", err)
 	}
@@ -220,6 +223,8 @@ type stream struct {
 
 	rev  int64          // the revision the agent has (sent or bookmarked)
 	view *hostview.View // what the agent holds, nil until known
+	// counters brings counters requests to send (counters.go).
+	counters chan hostview.CountersRequest
 }
 
 func (st *stream) run(ctx context.Context, from int64) error {
@@ -243,6 +248,10 @@ func (st *stream) run(ctx context.Context, from int64) error {
 		case <-wake:
 		case <-bookmark.C:
 			if err := st.send(hostview.Event{Type: hostview.EventBookmark, Revision: st.rev}); err != nil {
+				return err
+			}
+		case req := <-st.counters:
+			if err := st.send(hostview.Event{Type: hostview.EventCounters, Counters: &req}); err != nil {
 				return err
 			}
 		}
