@@ -54,7 +54,7 @@ const (
 type counterHub struct {
 	mu      sync.Mutex
 	streams map[string]map[chan hostview.CountersRequest]bool // by host
-	pending map[string]*countersWait                         // by request id
+	pending map[string]*countersWait                          // by request id
 }
 
 type countersWait struct {

@@ -55,7 +55,9 @@ func TestCounters(t *testing.T) {
 	callAs(t, e.srv.URL, h2, "GET", "moat/hosts/h1/counters?port_id="+p1, nil, 403)
 
 	got := make(chan map[string]any, 1)
-	go func() { got <- callAs(t, e.srv.URL, adminHeaders, "GET", "moat/hosts/h1/counters?port_id="+p1, nil, 200) }()
+	go func() {
+		got <- callAs(t, e.srv.URL, adminHeaders, "GET", "moat/hosts/h1/counters?port_id="+p1, nil, 200)
+	}()
 	req := s.nextCounters()
 	if req.ID == "" || !slices.Equal(req.Ports, []string{p1}) {
 		t.Fatalf("request %+v, want ports [%s]", req, p1)
