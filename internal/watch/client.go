@@ -59,6 +59,10 @@ type Client struct {
 	changed chan struct{}
 	ready   chan struct{}
 	stats   ClientStats
+	// countersFn answers counters requests, at most len(countersSem) at
+	// once (client_counters.go).
+	countersFn  CountersFunc
+	countersSem chan struct{}
 }
 
 // NewClient builds a client; Run follows the stream.
@@ -216,6 +220,8 @@ func (c *Client) follow(ctx context.Context) (got bool, err error) {
 			c.stats.Resyncs++
 			c.mu.Unlock()
 			c.log.Warn("server says resync: a snapshot follows", "asked", from, "oldest", ev.OldestRevision, "reason", ev.Reason)
+		case hostview.EventCounters:
+			c.onCounters(ctx, ev.Counters)
 		default:
 			c.log.Debug("ignoring an unknown watch event", "type", ev.Type)
 		}

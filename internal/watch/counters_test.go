@@ -120,3 +120,51 @@ func TestCounters(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestClientAnswersCounters: the agent's client answers a counters
+// request with what its CountersFunc reads; a read that hangs or panics
+// holds up neither the stream nor the next request.
+func TestClientAnswersCounters(t *testing.T) {
+	e := newEnv(t, apitest.Config{})
+	g := e.group("g")
+	p1 := e.port("h1", "10.0.0.11", g)
+	c := startClient(t, e, "h1", "")
+	hang := make(chan struct{})
+	defer close(hang)
+	mode := make(chan string, 10)
+	c.SetCounters(func(ctx context.Context, ports []string) hostview.CountersAnswer {
+		switch <-mode {
+		case "hang":
+			select {
+			case <-hang:
+			case <-ctx.Done():
+			}
+			return hostview.CountersAnswer{}
+		case "panic":
+			panic("boom")
+		}
+		return hostview.CountersAnswer{Ports: map[string][]hostview.RuleCounter{ports[0]: {
+			{Family: "IPv4", Table: "filter", Chain: "c", Number: 1, Rule: "-j DROP", Packets: 3, Bytes: 252}}}}
+	})
+	snapshotOf(t, c)
+	waitFor(t, "the stream on the server", func() bool { return e.srv.Watch.Host("h1").Watches == 1 })
+	ctx := context.Background()
+
+	mode <- "ok"
+	a, err := e.srv.Watch.Counters(ctx, "h1", []string{p1}, wait)
+	if err != nil || a.Ports[p1][0].Packets != 3 || a.ReadAt.IsZero() {
+		t.Fatalf("answer %+v, %v", a, err)
+	}
+	mode <- "hang"
+	if _, err := e.srv.Watch.Counters(ctx, "h1", []string{p1}, 300*time.Millisecond); !errors.Is(err, watch.ErrCountersTimeout) {
+		t.Errorf("hanging read: %v, want a timeout", err)
+	}
+	// The stream still follows the server while a read hangs.
+	e.port("h1", "10.0.0.12", g)
+	waitFor(t, "the new port", func() bool { return len(snapshotOf(t, c).Ports) == 2 })
+	mode <- "panic"
+	a, err = e.srv.Watch.Counters(ctx, "h1", []string{p1}, wait)
+	if err != nil || a.Error == "" || len(a.Ports) != 0 {
+		t.Errorf("a panicking read: %+v, %v, want an answer with an error", a, err)
+	}
+}
