@@ -124,6 +124,7 @@ func runWatchAgent(ctx context.Context, f *agentFlags, server, token string, log
 		return err
 	}
 	defer closeFn()
+	client.SetCounters(a.Counters) // the server's counters requests (docs/agent.md)
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	if f.metricsListen != "" {

@@ -46,6 +46,9 @@ type Kernel struct {
 	// LegacyWarning makes the *-nft-save tools print the warning
 	// iptables-nft-save prints when legacy tables are present.
 	LegacyWarning bool
+
+	// hits are the counters Hit set (counters.go), by rule.
+	hits map[hitKey]hybrid.Counters
 }
 
 // New returns an empty kernel: no tables until something touches them.
@@ -336,8 +339,11 @@ func (k *Kernel) restore(fam int, name string, args []string, input string) ([]b
 func (k *Kernel) command(fam int, name string, args []string) ([]byte, error) {
 	tname := "filter"
 	var rest []string
+	verbose := false
 	for i := 0; i < len(args); i++ {
 		switch a := args[i]; a {
+		case "-v", "--verbose":
+			verbose = true
 		case "-t", "--table":
 			if i+1 == len(args) {
 				return nil, fail(name, args, 2, "option -t needs an argument")
@@ -357,6 +363,9 @@ func (k *Kernel) command(fam int, name string, args []string) ([]byte, error) {
 		return nil, fail(name, args, 3, err.Error())
 	}
 	work := t.clone()
+	if verbose && len(rest) > 0 && (rest[0] == "-S" || rest[0] == "--list-rules") {
+		return k.listVerbose(fam, work, rest)
+	}
 	out, err := k.do(work, rest)
 	if err != nil {
 		return nil, fail(name, args, 1, "iptables: "+err.Error())
