@@ -17,6 +17,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/api"
 	"github.com/moat-sg/moat/internal/console"
+	"github.com/moat-sg/moat/internal/hostview"
 	"github.com/moat-sg/moat/internal/httpserve"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
@@ -216,7 +217,10 @@ func serveAPI(ctx context.Context, f *serverFlags, st *store.Store, log *slog.Lo
 	var handler http.Handler = api.New(api.Options{Store: st, Auth: auth, Quotas: f.quotas, Networks: netcfg, Logger: log,
 		Watch: ws, AgentTokens: tokens})
 	if f.console {
-		c, err := console.New(console.Options{API: handler, Store: st, Auth: f.auth, KeystoneURL: f.keystoneURL, Logger: log.With("part", "console")})
+		c, err := console.New(console.Options{API: handler, Store: st, Auth: f.auth, KeystoneURL: f.keystoneURL, Logger: log.With("part", "console"),
+			Counters: func(ctx context.Context, host string, ports []string) (*hostview.CountersAnswer, error) {
+				return ws.Counters(ctx, host, ports, 0)
+			}})
 		if err != nil {
 			return err
 		}

@@ -58,6 +58,9 @@ type Options struct {
 	// with a timeout.
 	Client *http.Client
 	Logger *slog.Logger
+	// Counters asks the agents for hit counters (the port page); nil
+	// shows none.
+	Counters CountersFunc
 }
 
 // Console serves /ui/.
@@ -67,6 +70,7 @@ type Console struct {
 	auth     string
 	keystone string // .../v3, with Auth keystone
 	client   *http.Client
+	counters CountersFunc
 	log      *slog.Logger
 	pages    map[string]*template.Template
 	static   http.Handler
@@ -74,7 +78,7 @@ type Console struct {
 
 // New builds the console.
 func New(o Options) (*Console, error) {
-	c := &Console{api: o.API, store: o.Store, auth: o.Auth, client: o.Client, log: o.Logger}
+	c := &Console{api: o.API, store: o.Store, auth: o.Auth, client: o.Client, log: o.Logger, counters: o.Counters}
 	if c.auth == "" {
 		c.auth = "noauth"
 	}

@@ -47,6 +47,9 @@ type portData struct {
 	// Rules are the port's compiled rules; RulesError why there are none.
 	Rules      []trace.ExplainRow
 	RulesError string
+	// Rows are Rules with the host's hit counters (counters.go).
+	Rows     []countedRule
+	Counters portCounters
 	// Events are the port's log events when the server has the log-events
 	// endpoint; EventsNote says why there are none.
 	Events     *logEvents
@@ -76,6 +79,7 @@ func (c *Console) portPage(w http.ResponseWriter, r *http.Request, who *caller, 
 		d.RulesError = err.Error()
 	} else {
 		d.Rules = ex.Rows
+		d.Rows, d.Counters = c.withCounters(r.Context(), ex.Rows, p.ID, host, who.Admin)
 	}
 	d.Events, d.EventsNote = c.logEvents(r.Context(), who, p.ID)
 	pg := c.newPage(r, who, "Port "+portTitle(p), "ports")
