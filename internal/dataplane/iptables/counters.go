@@ -23,7 +23,7 @@ func (s *Syncer) ChainCounters(ctx context.Context, f Family, chains []string) (
 	for _, c := range chains {
 		text, err := s.exec.Run(ctx, nil, s.backend.Command(f, ""), "-w", "2", "-t", "filter", "-v", "-S", c)
 		if err != nil {
-			if noChain(err) {
+			if noChain(err, c) {
 				continue
 			}
 			return nil, fmt.Errorf("read counters of %s chain %s: %w", f, c, err)
@@ -37,9 +37,13 @@ func (s *Syncer) ChainCounters(ctx context.Context, f Family, chains []string) (
 	return out, nil
 }
 
-// noChain reports whether a command failed because its chain does not
-// exist.
-func noChain(err error) bool {
+// noChain reports whether a command on chain failed because the chain does
+// not exist. iptables-legacy says "No chain/target/match by that name";
+// iptables-nft 1.8.9 says the chain "is incompatible, use 'nft' tool"
+// (which it also says of a chain nft made that it cannot read: no port
+// chain of the layout is one).
+func noChain(err error, chain string) bool {
 	var ce *dataplane.CommandError
-	return errors.As(err, &ce) && strings.Contains(ce.Stderr, "No chain/target/match by that name")
+	return errors.As(err, &ce) && (strings.Contains(ce.Stderr, "No chain/target/match by that name") ||
+		strings.Contains(ce.Stderr, "chain `"+chain+"' in table `filter' is incompatible"))
 }
