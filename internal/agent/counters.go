@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/dataplane/nftables"
+	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/hostview"
 	"github.com/moat-sg/moat/internal/hybrid"
 )
@@ -20,7 +22,7 @@ type CounterReader interface {
 }
 
 // ErrNoCounters is the answer of a backend that reads no counters.
-var ErrNoCounters = errors.New("counters not available on the nftables backend (moat explain --port on the host shows the nftables rules' counters)")
+var ErrNoCounters = errors.New("this backend reads no counters")
 
 // Counters answers a counters request (the watch client's CountersFunc).
 // It reads the kernel only, never the loop's state, so it runs apart from
@@ -77,6 +79,57 @@ func (r iptablesRules) PortCounters(ctx context.Context, ports []string) (map[st
 				for i, l := range rs {
 					out[p] = append(out[p], hostview.RuleCounter{Family: fam, Table: "filter", Chain: name, Number: i + 1,
 						Rule: l.Rule, Packets: l.Counters.Packets, Bytes: l.Counters.Bytes})
+				}
+			}
+		}
+	}
+	var missing []string
+	for _, p := range ports {
+		if _, ok := out[p]; !ok {
+			missing = append(missing, p)
+		}
+	}
+	return out, missing, nil
+}
+
+// PortCounters reads the ports' i and o chains of moat's ip and ip6
+// tables (nft -j list chain). Those chains hold the iptables layout's i
+// and o rules one for one, in order, the s chain folded into one
+// anti-spoofing rule at the place of the o chain's jump to it
+// (docs/nftables.md): each rule is reported under the iptables chain's
+// name and position, with its origin tag instead of its text.
+func (r nftRules) PortCounters(ctx context.Context, ports []string) (map[string][]hostview.RuleCounter, []string, error) {
+	out := map[string][]hostview.RuleCounter{}
+	for _, t := range []struct {
+		id  nftables.TableID
+		fam string
+	}{{nftables.IPTable, "IPv4"}, {nftables.IP6Table, "IPv6"}} {
+		var chains []string
+		for _, p := range ports {
+			chains = append(chains, nftrender.InChain(p), nftrender.OutChain(p))
+		}
+		got, err := r.s.ChainCounters(ctx, t.id, chains)
+		if err != nil {
+			return nil, nil, err
+		}
+		for _, p := range ports {
+			for _, c := range []struct {
+				nft  string
+				kind hybrid.ChainKind
+			}{{nftrender.InChain(p), hybrid.ChainIn}, {nftrender.OutChain(p), hybrid.ChainOut}} {
+				rs, ok := got[c.nft]
+				if !ok {
+					continue
+				}
+				if out[p] == nil {
+					out[p] = []hostview.RuleCounter{}
+				}
+				for i, l := range rs {
+					if !l.Counted {
+						continue // a rule without a counter statement
+					}
+					out[p] = append(out[p], hostview.RuleCounter{Family: t.fam, Table: "filter", Chain: hybrid.PortChain(c.kind, p),
+						Number: i + 1, Origin: l.Origin, Packets: l.Packets, Bytes: l.Bytes})
 				}
 			}
 		}

@@ -20,8 +20,7 @@ import (
 // stream, through the watch client) for a port's counters; the agent reads
 // the port's chains of both families from the kernel (the iptables fake)
 // and the answer carries each rule's text and counters. A port without
-// chains here is named in the errors; the nftables backend says it reads
-// none.
+// chains here is named in the errors; rules that read none say so.
 func TestCountersOverTheWatch(t *testing.T) {
 	const token = "token-of-h1-0123456789"
 	srv := apitest.Start(t, apitest.Config{AgentTokens: map[string]string{"h1": token},
@@ -105,9 +104,9 @@ func TestCountersOverTheWatch(t *testing.T) {
 	if direct.Errors[gone] == "" || len(direct.Ports[p1]) != len(ans.Ports[p1]) || direct.Ports[gone] != nil {
 		t.Errorf("direct answer %+v", direct)
 	}
-	// The nftables backend reads none.
-	nft := New(cfg, client, &fakeRules{ev: ev}, &fakeSets{ev: ev}, &fakeWiring{ev: ev}, &conntrack.Recorder{})
-	if got := nft.Counters(ctx, []string{p1}); !strings.Contains(got.Error, "not available") {
+	// Rules that read no counters say so.
+	none := New(cfg, client, &fakeRules{ev: ev}, &fakeSets{ev: ev}, &fakeWiring{ev: ev}, &conntrack.Recorder{})
+	if got := none.Counters(ctx, []string{p1}); !strings.Contains(got.Error, "reads no counters") {
 		t.Errorf("a backend without counters: %+v", got)
 	}
 }

@@ -9,30 +9,39 @@ import (
 	"testing"
 
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
-	"github.com/moat-sg/moat/internal/dataplane/ipset"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
+	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/netnstest"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/testenv"
 	"github.com/moat-sg/moat/internal/trace/moatrules"
 )
 
 // TestKernelCounters: on a real kernel, pings from A to B raise the
 // packets counter of the ICMP rule in B's i chain as the agent reads it
-// for a counters request, and every rule it reads has the text the
-// console compiles for the port (so the console shows their counters).
+// for a counters request, and every rule it reads is, at its chain and
+// position, the rule the console compiles for the port — the same text
+// on iptables, the same origin on nftables — so the console shows its
+// counters.
 func TestKernelCounters(t *testing.T) {
-	for _, backend := range iptables.Backends() {
+	for _, backend := range Backends() {
 		t.Run(string(backend), func(t *testing.T) {
-			needKernel(t, backend)
+			if backend == NFTablesLayout {
+				testenv.RequireNetns(t)
+				testenv.RequireTools(t, "nft", "ping")
+				testenv.RequireBrNetfilter(t)
+			} else {
+				needKernel(t, iptables.Backend(backend))
+			}
 			testKernelCounters(t, backend)
 		})
 	}
 }
 
-func testKernelCounters(t *testing.T, backend iptables.Backend) {
+func testKernelCounters(t *testing.T, backend Backend) {
 	ctx := context.Background()
 	ns := netnstest.New(t, "moat-agc")
 	host := ns.Name
@@ -57,7 +66,11 @@ func testKernelCounters(t *testing.T, backend iptables.Backend) {
 	feed := &fakeFeed{ev: &events{}, changed: make(chan struct{}), snap: snap}
 	cfg := DefaultConfig()
 	cfg.Logger = logger
-	a := New(cfg, feed, IPTables(iptables.NewSyncer(ns, backend)), ipset.NewSyncer(ns), Wire(w), &conntrack.Recorder{})
+	rules, sets, err := backend.Kernel(ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := New(cfg, feed, rules, sets, Wire(w), &conntrack.Recorder{})
 	if err := a.recover(ctx); err != nil {
 		t.Fatal(err)
 	}
@@ -73,7 +86,7 @@ func testKernelCounters(t *testing.T, backend iptables.Backend) {
 			t.Fatalf("counters: %+v", ans)
 		}
 		for _, r := range ans.Ports[portB] {
-			if r.Family == "IPv4" && r.Chain == in && strings.Contains(r.Rule, "-p icmp") {
+			if r.Family == "IPv4" && r.Chain == in && (strings.Contains(r.Rule, "-p icmp") || strings.HasPrefix(r.Origin, "sgr ")) {
 				return r.Packets
 			}
 		}
@@ -105,15 +118,23 @@ func testKernelCounters(t *testing.T, backend iptables.Backend) {
 	}
 	want := map[string]string{}
 	for _, r := range ex.Rows {
-		want[r.Family+" "+r.Chain+" "+strconv.Itoa(r.Number)] = r.Rule
+		w := r.Rule
+		if backend == NFTablesLayout {
+			w = nftrender.OriginTag(&hybrid.Origin{Kind: hybrid.OriginKind(r.Kind), Rules: r.Rules})
+		}
+		want[r.Family+" "+r.Chain+" "+strconv.Itoa(r.Number)] = w
 	}
 	ans := a.Counters(ctx, []string{portB})
 	fams := map[string]int{}
 	for _, r := range ans.Ports[portB] {
 		fams[r.Family]++
 		k := r.Family + " " + r.Chain + " " + strconv.Itoa(r.Number)
-		if w, ok := want[k]; !ok || (w != r.Rule && hybrid.RestoreRule(w) != hybrid.RestoreRule(r.Rule)) {
-			t.Errorf("%s: the kernel holds %q, the console compiles %q", k, r.Rule, w)
+		got := r.Rule
+		if backend == NFTablesLayout {
+			got = r.Origin
+		}
+		if w, ok := want[k]; !ok || (w != got && hybrid.RestoreRule(w) != hybrid.RestoreRule(got)) {
+			t.Errorf("%s: the kernel holds %q, the console compiles %q", k, got, w)
 		}
 	}
 	if fams["IPv4"] == 0 || fams["IPv6"] == 0 {

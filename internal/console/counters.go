@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/hostview"
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/trace"
@@ -89,7 +90,7 @@ func (c *Console) withCounters(ctx context.Context, rows []trace.ExplainRow, por
 		if !ok {
 			continue
 		}
-		if h.Rule != r.Rule && hybrid.RestoreRule(h.Rule) != hybrid.RestoreRule(r.Rule) {
+		if !sameCounted(h, r.ExplainRow) {
 			r.Differs = true
 			differ++
 			continue
@@ -102,4 +103,15 @@ func (c *Console) withCounters(ctx context.Context, rows []trace.ExplainRow, por
 		pc.Note += fmt.Sprintf(" %d rule(s) differ from the host's (it has not applied the latest change yet?): their counters are not shown.", differ)
 	}
 	return out, pc
+}
+
+// sameCounted reports whether the host's rule h is the compiled rule r:
+// the same text (iptables), or on the nftables backend, whose rules
+// follow the i and o chains one for one, the same origin (the rule's
+// kind, or for a group rule "sgr" and the group rules behind it).
+func sameCounted(h hostview.RuleCounter, r trace.ExplainRow) bool {
+	if h.Rule == "" && h.Origin != "" {
+		return h.Origin == nftrender.OriginTag(&hybrid.Origin{Kind: hybrid.OriginKind(r.Kind), Rules: r.Rules})
+	}
+	return h.Rule == r.Rule || hybrid.RestoreRule(h.Rule) == hybrid.RestoreRule(r.Rule)
 }

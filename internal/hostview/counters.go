@@ -25,8 +25,13 @@ type RuleCounter struct {
 	Table  string `json:"table"`
 	Chain  string `json:"chain"`
 	// Number is the rule's position in its chain, from 1.
-	Number  int    `json:"rule_number"`
-	Rule    string `json:"rule"` // as iptables-save prints it, after "-A CHAIN "
+	Number int    `json:"rule_number"`
+	Rule   string `json:"rule"` // as iptables-save prints it, after "-A CHAIN "
+	// Origin is, on the nftables backend, the rule's origin tag
+	// (nftrender.OriginTag: "sgr <rule ids>", "default-drop", ...) and
+	// Rule is empty: Chain and Number are then the iptables layout's,
+	// whose i and o chains the nftables chains follow rule for rule.
+	Origin  string `json:"origin,omitempty"`
 	Packets uint64 `json:"packets"`
 	Bytes   uint64 `json:"bytes"`
 }
