@@ -13,7 +13,9 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/api"
+	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/hostview"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
 )
@@ -80,12 +82,18 @@ func TestPortPageCounters(t *testing.T) {
 			if !strings.HasPrefix(r.Chain, "neutron-openvswi-i") {
 				continue
 			}
-			rule := r.Rule
-			if mode == "differs" && r.Number == 1 {
-				rule = "-j ACCEPT"
+			rc := hostview.RuleCounter{Family: r.Family, Table: r.Table, Chain: r.Chain, Rule: r.Rule,
+				Number: r.Number, Packets: uint64(1000 + r.Number), Bytes: uint64(84000 + r.Number)}
+			switch {
+			case mode == "differs" && r.Number == 1:
+				rc.Rule = "-j ACCEPT"
+			case mode == "nftables":
+				rc.Rule, rc.Origin = "", nftrender.OriginTag(&hybrid.Origin{Kind: hybrid.OriginKind(r.Kind), Rules: r.Rules})
+				if r.Number == 1 {
+					rc.Origin = "default-drop" // another rule at this place
+				}
 			}
-			a.Ports[ports[0]] = append(a.Ports[ports[0]], hostview.RuleCounter{Family: r.Family, Table: r.Table, Chain: r.Chain,
-				Number: r.Number, Rule: rule, Packets: uint64(1000 + r.Number), Bytes: uint64(84000 + r.Number)})
+			a.Ports[ports[0]] = append(a.Ports[ports[0]], rc)
 		}
 		return a, nil
 	})
@@ -118,6 +126,13 @@ func TestPortPageCounters(t *testing.T) {
 	body = page()
 	if !strings.Contains(body, ">differs</td>") || !strings.Contains(body, "rule(s) differ from the host") || strings.Contains(body, ">1001<") {
 		t.Errorf("a rule the host holds otherwise: no 'differs'")
+	}
+	// The nftables backend: matched by position and origin.
+	mode = "nftables"
+	body = page()
+	cells = packetsCell.FindAllStringSubmatch(body, -1)
+	if len(cells) < 2 || cells[0][1] != "1002" || !strings.Contains(body, ">differs</td>") {
+		t.Errorf("nftables: packets cells %v, want rule 1 'differs' and the next ones counted", cells)
 	}
 	for m, want := range map[string]string{
 		"not connected": "the agent of host host1 is not connected to this server",
