@@ -8,6 +8,7 @@ import (
 
 	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
+	"github.com/moat-sg/moat/internal/hostview"
 	"github.com/moat-sg/moat/internal/lab"
 	"github.com/moat-sg/moat/internal/moatbin"
 )
@@ -105,5 +106,24 @@ func TestDropStory(t *testing.T) {
 	}
 	if !found {
 		t.Fatalf("explain does not name rule %s:\n%s", r.ID, out)
+	}
+
+	// 4. The server asks the agent (over its watch stream) for the same
+	// counters: the suggested rule's, in vm2's i chain.
+	var cs struct {
+		Counters hostview.CountersAnswer `json:"counters"`
+	}
+	e.call(t, "GET", "/v2.0/moat/hosts/"+e.host+"/counters?port_id="+vm2.PortID, nil, &cs)
+	found = false
+	for _, rc := range cs.Counters.Ports[vm2.PortID] {
+		if rc.Chain == iChain(vm2) && strings.HasPrefix(rc.Rule, "-s "+vm1.IP+"/32 -p ") {
+			found = true
+			if rc.Packets < probes {
+				t.Errorf("counters: the rule counted %d packets, want at least %d: %+v", rc.Packets, probes, rc)
+			}
+		}
+	}
+	if !found {
+		t.Fatalf("counters do not hold the suggested rule: %+v", cs.Counters)
 	}
 }
