@@ -200,6 +200,10 @@ func TestBrowser(t *testing.T) {
 		chromedp.WaitVisible(chromedp.CSS("#compiled-rules")),
 		shot("05-port"),
 	)
+	// This server asks no agent: the page says why there are no counters.
+	if note := text("#counters-note"); !strings.Contains(note, "Hit counters are not shown") {
+		t.Errorf("the port page's counters note: %q", note)
+	}
 	// A last round trip, so that the messages of the last page are in.
 	eval(`1`)
 	mu.Lock()
