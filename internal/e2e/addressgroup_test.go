@@ -1,12 +1,14 @@
 package e2e
 
 import (
+	"os/exec"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/moat-sg/moat/internal/firewall/nftrender"
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/moatbin"
 )
 
 // TestAddressGroupPackets: a rule naming an address group of two
@@ -60,6 +62,13 @@ func (e *env) addressGroup(t *testing.T, vm1, vm2, vm3 lab.VM) {
 	before := chains()
 	if !strings.Contains(before, "NIPv4"+id[:8]) {
 		t.Fatalf("vm1's ingress chain does not name the address group's set:\n%s", before)
+	}
+	// moat trace on the live host names the address group that let vm2 in.
+	trace := exec.CommandContext(t.Context(), moatbin.Build(t), "trace", "--netns", e.host, "--db", lab.DBURL(e.lab.StateDir),
+		"--port", vm1.PortID, "--direction", "ingress", "--protocol", "icmp", "--icmp-type", "8", "--src", vm2.IP)
+	out, err := trace.Output()
+	if err != nil || !strings.Contains(string(out), "verdict: ACCEPT") || !strings.Contains(string(out), `address group `+id+` "e2e"`) {
+		t.Errorf("moat trace: %v, want an ACCEPT naming address group %s \"e2e\":\n%s", err, id, out)
 	}
 
 	// vm3 joins: it passes, and the chain is the same.
