@@ -14,8 +14,10 @@ import selection  # noqa: E402
 
 CORE_IDS = ["tempest.api.network.test_security_groups.SecGroupTest.test_%03d[id-%03d,smoke]" % (i, i)
             for i in range(100)]
-RELATED_IDS = ["neutron_tempest_plugin.api.test_timestamp.TestTimeStampWithSecurityGroup.test_%02d" % i
-               for i in range(30)]
+RELATED_IDS = (["neutron_tempest_plugin.api.test_timestamp.TestTimeStampWithSecurityGroup.test_%02d" % i
+                for i in range(30)]
+               + ["neutron_tempest_plugin.api.test_address_groups.AddressGroupTest.test_%02d" % i
+                  for i in range(13)])
 GOOD = {**{t: ("success", "") for t in CORE_IDS + RELATED_IDS},
         selection.LOGGING: ("skip", "logging extension not enabled.")}
 
@@ -57,7 +59,7 @@ class VerdictTest(unittest.TestCase):
         rc, out = self.verdict("extended", GOOD)
         self.assertEqual(rc, 0, out)
         self.assertIn("core: 100 passed, 0 failed, 0 skipped of 100", out)
-        self.assertIn("extended: 130 passed, 0 failed, 1 skipped of 131", out)
+        self.assertIn("extended: 143 passed, 0 failed, 1 skipped of 144", out)
         rc, out = self.verdict("core", {t: ("success", "") for t in CORE_IDS})
         self.assertEqual(rc, 0, out)
 

@@ -72,6 +72,8 @@ func TestTraceGolden(t *testing.T) {
 		// IP-in-IP packet is dropped; moat renders it as protocol 4.
 		{"trace_ipip_named_neutron.txt", newTraceCmd, append(neutronFiles("ipip_named"), ipip...)},
 		{"trace_ipip_named_moat.txt", newTraceCmd, append([]string{"--input", filepath.Join(traceData, "ipip_named.json")}, ipip...)},
+		{"trace_address_group_moat.txt", newTraceCmd, []string{"--input", filepath.Join(traceData, "address_group.json"),
+			"--port", "c0a350e0", "--direction", "ingress", "--protocol", "tcp", "--dport", "22", "--src", "203.0.113.7"}},
 		{"trace_basic_ipip.json", newTraceCmd, append(append(neutronFiles("basic"), ipip...), "--json")},
 		{"trace_remote_group_member.txt", newTraceCmd, append(neutronFiles("ipip_remote_group"),
 			"--port", "c0a350e0-43d4-4f2b-9c3a-1e2f3a4b5c6d", "--direction", "ingress", "--protocol", "tcp", "--src", "192.168.1.30", "--dport", "22")},

@@ -37,6 +37,10 @@ func HostState(snap *store.HostSnapshot, opts firewall.Options, zones map[string
 		}
 		hs.SecurityGroups = append(hs.SecurityGroups, fg)
 	}
+	for _, id := range slices.Sorted(maps.Keys(snap.AddressGroups)) {
+		ag := snap.AddressGroups[id]
+		hs.AddressGroups = append(hs.AddressGroups, firewall.AddressGroup{ID: ag.ID, Name: ag.Name, Addresses: ag.Addresses})
+	}
 	return hs
 }
 

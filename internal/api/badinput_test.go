@@ -117,6 +117,16 @@ func TestBadInputNeverFails500(t *testing.T) {
 		{"GET", "/v2.0/security-group-rules?ethertype=IPv5", ``, 400},
 		{"GET", "/v2.0/security-groups/%00", ``, 400},
 		{"GET", "/v2.0/security-groups/" + strings.Repeat("a", 5000), ``, 404},
+		{"POST", "/v2.0/address-groups", `{"address_group": {"addresses": [null]}}`, 400},
+		{"POST", "/v2.0/address-groups", `{"address_group": {"addresses": [["10.0.0.0/8"]]}}`, 400},
+		{"POST", "/v2.0/address-groups", `{"address_group": {"addresses": {"a": 1}}}`, 400},
+		{"POST", "/v2.0/address-groups", `{"address_group": {"addresses": ["10.0.0.0/8\u0000"]}}`, 400},
+		{"POST", "/v2.0/address-groups", `{"address_groups": [{"name": "ok"}, {"addresses": ["bad"]}]}`, 400},
+		{"PUT", "/v2.0/address-groups/x/add_addresses", `[1]`, 400},
+		{"PUT", "/v2.0/address-groups/x/add_addresses", `{"addresses": [1, {"a": 2}]}`, 400},
+		{"PUT", "/v2.0/address-groups/x/remove_addresses", `{"addresses": null}`, 400},
+		{"PUT", "/v2.0/address-groups/x/remove_addresses", `{"addresses": ["1.2.3.4/99"]}`, 400},
+		{"PUT", "/v2.0/address-groups/x/add_addresses", `{"addresses": []}`, 404},
 		{"PUT", "/v2.0/quotas/p1", `{"quota": {"security_group": "many"}}`, 403},
 		{"DELETE", "/v2.0/security-groups/" + sg, ``, 204},
 	}
@@ -126,6 +136,10 @@ func TestBadInputNeverFails500(t *testing.T) {
 		if status != c.status {
 			t.Errorf("%s %s %s: status %d, want %d: %s", c.method, c.path, c.body, status, c.status, resp)
 		}
+	}
+	// The failed bulk of address groups created none.
+	if _, b := do(t, srv, "GET", "/v2.0/address-groups", nil, member); string(b) != `{"address_groups":[]}` {
+		t.Errorf("address groups left: %s", b)
 	}
 	// Nothing of the failed bulks landed before the group went away: the
 	// only rules left are the default group's four.

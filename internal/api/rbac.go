@@ -14,7 +14,8 @@ func renderRBAC(p *neutron.RBACPolicy, _, _ bool) object {
 	}
 }
 
-// rbacResource serves RBAC policies, which share security groups.
+// rbacResource serves RBAC policies, which share security groups and
+// address groups.
 func (s *Server) rbacResource() *resource[neutron.RBACPolicy, neutron.RBACRequest] {
 	return &resource[neutron.RBACPolicy, neutron.RBACRequest]{
 		kind:     neutron.RBACPolicies,
@@ -27,6 +28,9 @@ func (s *Server) rbacResource() *resource[neutron.RBACPolicy, neutron.RBACReques
 		render: renderRBAC,
 		list:   (*store.Tx).ListRBACPolicies,
 		precheck: func(caller *neutron.Context, reqs []neutron.RBACRequest) error {
+			if err := neutron.CheckRBACAction(reqs[0].ObjectType, reqs[0].Action); err != nil {
+				return err
+			}
 			// Neutron's restrict_wildcard: only admins share with every project.
 			if reqs[0].TargetTenant.V == neutron.RBACTargetAllProjects && !caller.IsAdmin {
 				return policyDenied(rbacCreateRule)
@@ -55,7 +59,7 @@ func (s *Server) createRBAC(c txn, reqs []neutron.RBACRequest, _ bool) ([]neutro
 		ID: uuid.NewString(), ProjectID: req.ProjectID, ObjectType: req.ObjectType,
 		ObjectID: req.ObjectID, Action: req.Action, TargetTenant: req.TargetTenant.V,
 	}
-	if err := checkShareObject(c, p.ObjectID); err != nil {
+	if err := checkShareObject(c, p.ObjectType, p.ObjectID); err != nil {
 		return nil, err
 	}
 	if err := checkDuplicate(c, p); err != nil {
@@ -86,30 +90,53 @@ func checkDuplicate(c txn, p *neutron.RBACPolicy) error {
 // member gets the same 400 whether the group is foreign, shared with it or
 // missing, so the answer tells nothing about other projects' groups; an
 // admin naming a missing group gets 404.
-func checkShareObject(c txn, objectID string) error {
-	g, err := c.tx.GetSecurityGroup(c.ctx, objectID)
+func checkShareObject(c txn, objectType, objectID string) error {
+	owner, exists, err := sharedObjectOwner(c, objectType, objectID)
 	switch {
 	case err != nil:
 		return err
-	case !c.caller.IsAdmin && (g == nil || g.ProjectID != c.caller.ProjectID):
+	case !c.caller.IsAdmin && (!exists || owner != c.caller.ProjectID):
 		return neutron.RBACNotOwner()
-	case g == nil:
+	case !exists && objectType == neutron.RBACObjectAddressGrp:
+		return neutron.AddressGroupNotFound(objectID)
+	case !exists:
 		return neutron.SecurityGroupNotFound(objectID)
 	}
 	return nil
+}
+
+// sharedObjectOwner is the project owning the object of an RBAC policy,
+// and whether there is such an object.
+func sharedObjectOwner(c txn, objectType, objectID string) (string, bool, error) {
+	if objectType == neutron.RBACObjectAddressGrp {
+		g, err := c.tx.AddressGroupHead(c.ctx, objectID)
+		if err != nil || g == nil {
+			return "", false, err
+		}
+		return g.ProjectID, true, nil
+	}
+	g, err := c.tx.SecurityGroupHead(c.ctx, objectID)
+	if err != nil || g == nil {
+		return "", false, err
+	}
+	return g.ProjectID, true, nil
 }
 
 // rbacUpdateRule is the policy expression of a retarget.
 const rbacUpdateRule = "(rule:update_rbac_policy and rule:update_rbac_policy:target_tenant)"
 
 // checkUnshare refuses to take a group away from projects whose ports use
-// it (Neutron's RbacPolicyInUse), unless another policy still shares it.
+// it, or an address group from projects whose rules name it (Neutron's
+// RbacPolicyInUse), unless another policy still shares it.
 func checkUnshare(c txn, p *neutron.RBACPolicy) error {
-	g, err := c.tx.GetSecurityGroup(c.ctx, p.ObjectID)
-	if err != nil || g == nil {
+	owner, exists, err := sharedObjectOwner(c, p.ObjectType, p.ObjectID)
+	if err != nil || !exists {
 		return err
 	}
 	users, err := c.tx.ProjectsUsingGroup(c.ctx, p.ObjectID)
+	if p.ObjectType == neutron.RBACObjectAddressGrp {
+		users, err = c.tx.ProjectsUsingAddressGroup(c.ctx, p.ObjectID)
+	}
 	if err != nil {
 		return err
 	}
@@ -117,7 +144,7 @@ func checkUnshare(c txn, p *neutron.RBACPolicy) error {
 	if err != nil {
 		return err
 	}
-	still := map[string]bool{g.ProjectID: true}
+	still := map[string]bool{owner: true}
 	for _, t := range others {
 		if t == neutron.RBACTargetAllProjects {
 			return nil
@@ -140,7 +167,7 @@ func updateRBAC(c txn, p *neutron.RBACPolicy, _ *neutron.Network, req neutron.RB
 	if target.V == neutron.RBACTargetAllProjects && !c.caller.IsAdmin {
 		return nil, policyDenied(rbacUpdateRule)
 	}
-	if err := checkShareObject(c, p.ObjectID); err != nil {
+	if err := checkShareObject(c, p.ObjectType, p.ObjectID); err != nil {
 		return nil, err
 	}
 	if target.V != neutron.RBACTargetAllProjects {

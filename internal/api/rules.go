@@ -140,10 +140,19 @@ func (l *ruleLookup) SecurityGroupVisible(id, project string) (bool, error) {
 	return ok, nil
 }
 
-// AddressGroupVisible: moat does not serve address groups yet, so no
-// address group exists (Neutron answers AddressGroupNotFound the same way
-// for an unknown one).
-func (l *ruleLookup) AddressGroupVisible(id, project string) (bool, error) { return false, nil }
+// AddressGroupVisible is Neutron's check_address_group: the address group
+// must exist for the rule's project, as its own or shared with it (admins
+// see every one).
+func (l *ruleLookup) AddressGroupVisible(id, project string) (bool, error) {
+	g, err := l.tx.AddressGroupHead(l.ctx, id)
+	if err != nil || g == nil {
+		return false, err
+	}
+	if l.nctx.IsAdmin || g.ProjectID == project {
+		return true, nil
+	}
+	return l.tx.AddressGroupSharedWith(l.ctx, id, project)
+}
 
 func (l *ruleLookup) RuleWithKey(sgID string, keys []string) (string, error) {
 	return l.tx.RuleWithKey(l.ctx, sgID, keys)

@@ -89,6 +89,7 @@ func New(o Options) *Server {
 		"subnets":              s.subnetResource().routes(s),
 		"ports":                s.portResource().routes(s),
 		"rbac-policies":        s.rbacResource().routes(s),
+		"address-groups":       s.addressGroupRoutes(),
 	}
 	return s
 }
@@ -328,6 +329,9 @@ type collection struct {
 	notFound *neutron.Error
 	// tags handles /{id}/tags[/{tag}], nil if the resource has no tags.
 	tags func(method string, segs []string) (handlerFunc, error)
+	// actions are the member actions, PUT /{id}/{action} (Neutron's
+	// ACTION_MAP: an address group's add_addresses).
+	actions map[string]handlerFunc
 }
 
 func collectionRoutes(m string, segs []string, c collection) (handlerFunc, error) {
@@ -355,6 +359,12 @@ func collectionRoutes(m string, segs []string, c collection) (handlerFunc, error
 	case 3, 4:
 		if segs[2] == "tags" && c.tags != nil {
 			return c.tags(m, segs)
+		}
+		if h, ok := c.actions[segs[2]]; ok && len(segs) == 3 {
+			if m != http.MethodPut {
+				return nil, neutron.MethodNotAllowed()
+			}
+			return h, nil
 		}
 	}
 	return nil, neutron.NotFoundGeneric()

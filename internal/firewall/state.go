@@ -163,4 +163,6 @@ func RuleFromNeutron(r *neutron.SecurityGroupRule) Rule {
 type AddressGroup struct {
 	ID        string
 	Addresses []string // CIDRs as stored
+	// Name is for traces to show; it is never rendered into a rule.
+	Name string
 }

@@ -1,6 +1,10 @@
 package hostview
 
-import "reflect"
+import (
+	"reflect"
+
+	"github.com/moat-sg/moat/internal/store"
+)
 
 // Delta turns one view into another: objects to add or replace whole, and
 // ids of objects to remove. Applying it prunes what falls out of use
@@ -14,12 +18,17 @@ type Delta struct {
 	RemovedGroups   []string  `json:"removed_security_groups,omitempty"`
 	Members         []Members `json:"members,omitempty"`
 	RemovedMembers  []string  `json:"removed_members,omitempty"`
+	// AddressGroups are replaced whole, by themselves: a change of an
+	// address group's addresses is this and nothing else.
+	AddressGroups        []AddressGroup `json:"address_groups,omitempty"`
+	RemovedAddressGroups []string       `json:"removed_address_groups,omitempty"`
 }
 
 // Empty reports whether the delta changes nothing.
 func (d *Delta) Empty() bool {
 	return len(d.Ports)+len(d.RemovedPorts)+len(d.Networks)+len(d.RemovedNetworks)+
-		len(d.Groups)+len(d.RemovedGroups)+len(d.Members)+len(d.RemovedMembers) == 0
+		len(d.Groups)+len(d.RemovedGroups)+len(d.Members)+len(d.RemovedMembers)+
+		len(d.AddressGroups)+len(d.RemovedAddressGroups) == 0
 }
 
 // Diff is the delta from old to new (old nil: everything in new), in id
@@ -33,6 +42,7 @@ func Diff(old, new *View) Delta {
 	d.Networks, d.RemovedNetworks = diffMap(old.Networks, new.Networks)
 	d.Groups, d.RemovedGroups = diffMap(old.Groups, new.Groups)
 	d.Members, d.RemovedMembers = diffMap(old.Members, new.Members)
+	d.AddressGroups, d.RemovedAddressGroups = diffMap(old.AddressGroups, new.AddressGroups)
 	return d
 }
 
@@ -64,6 +74,9 @@ func (v *View) Apply(d *Delta) {
 	for _, id := range d.RemovedMembers {
 		delete(v.Members, id)
 	}
+	for _, id := range d.RemovedAddressGroups {
+		delete(v.AddressGroups, id)
+	}
 	for i := range d.Ports {
 		p := d.Ports[i]
 		v.Ports[p.ID] = &p
@@ -80,12 +93,16 @@ func (v *View) Apply(d *Delta) {
 		m := d.Members[i]
 		v.Members[m.Group] = &m
 	}
+	for i := range d.AddressGroups {
+		ag := d.AddressGroups[i]
+		v.AddressGroups[ag.ID] = &ag
+	}
 	v.Prune()
 }
 
 // Changed names the objects the change log says changed after a revision.
 type Changed struct {
-	Ports, Networks, Groups, Members map[string]bool
+	Ports, Networks, Groups, Members, AddressGroups map[string]bool
 	// AllGroups: a rule was deleted, and its group is unknown (the log
 	// names only the rule): every group counts as changed.
 	AllGroups bool
@@ -93,12 +110,13 @@ type Changed struct {
 
 // NewChanged is an empty set.
 func NewChanged() Changed {
-	return Changed{Ports: map[string]bool{}, Networks: map[string]bool{}, Groups: map[string]bool{}, Members: map[string]bool{}}
+	return Changed{Ports: map[string]bool{}, Networks: map[string]bool{}, Groups: map[string]bool{}, Members: map[string]bool{},
+		AddressGroups: map[string]bool{}}
 }
 
 // Empty reports whether nothing changed.
 func (c Changed) Empty() bool {
-	return !c.AllGroups && len(c.Ports)+len(c.Networks)+len(c.Groups)+len(c.Members) == 0
+	return !c.AllGroups && len(c.Ports)+len(c.Networks)+len(c.Groups)+len(c.Members)+len(c.AddressGroups) == 0
 }
 
 // Resume is the delta that brings an agent from the view it had at an
@@ -110,7 +128,7 @@ func (c Changed) Empty() bool {
 // old that differs from now only by the changes in ch,
 // old.Apply(Resume(now, ch)) equals now (the tests check this).
 func Resume(now *View, ch Changed) Delta {
-	ports, nets, groups, members := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
+	ports, nets, groups, members, ags := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	for id := range ch.Ports {
 		ports[id] = true
 	}
@@ -128,8 +146,12 @@ func Resume(now *View, ch Changed) Delta {
 	for id := range ch.Members {
 		members[id] = true
 	}
+	for id := range ch.AddressGroups {
+		ags[id] = true
+	}
 	// A changed port brings its network and groups; a changed group (or
-	// one a changed port brings) its remote groups' members.
+	// one a changed port brings) its remote groups' members and address
+	// groups.
 	for id := range ports {
 		if p := now.Ports[id]; p != nil {
 			nets[p.NetworkID] = true
@@ -144,6 +166,9 @@ func Resume(now *View, ch Changed) Delta {
 				if r.RemoteGroupID != "" {
 					members[r.RemoteGroupID] = true
 				}
+				if r.RemoteAddressGroupID != "" {
+					ags[r.RemoteAddressGroupID] = true
+				}
 			}
 		}
 	}
@@ -154,6 +179,7 @@ func Resume(now *View, ch Changed) Delta {
 	d.Networks, _ = pick(now.Networks, nets)
 	d.Groups, _ = pick(now.Groups, groups)
 	d.Members, _ = pick(now.Members, members)
+	d.AddressGroups, _ = pick(now.AddressGroups, ags)
 	return d
 }
 
@@ -169,28 +195,33 @@ func pick[V any](now map[string]*V, ids map[string]bool) (upserts []V, removed [
 }
 
 // Weight is a frame's size in units of about one port (~200 bytes of JSON):
-// a group weighs one plus its rules, members one per 8 addresses, a
-// removal a quarter.
+// a group weighs one plus its rules, members and address groups one per 8
+// addresses, a removal a quarter.
 func (d *Delta) Weight() int {
 	w := len(d.Ports) + len(d.Networks)
-	w += (len(d.RemovedPorts) + len(d.RemovedNetworks) + len(d.RemovedGroups) + len(d.RemovedMembers) + 3) / 4
+	w += (len(d.RemovedPorts) + len(d.RemovedNetworks) + len(d.RemovedGroups) + len(d.RemovedMembers) +
+		len(d.RemovedAddressGroups) + 3) / 4
 	for i := range d.Groups {
 		w += groupWeight(&d.Groups[i])
 	}
 	for i := range d.Members {
 		w += membersWeight(&d.Members[i])
 	}
+	for i := range d.AddressGroups {
+		w += agWeight(&d.AddressGroups[i])
+	}
 	return w
 }
 
-func groupWeight(g *Group) int     { return 1 + len(g.Rules) }
-func membersWeight(m *Members) int { return 1 + (len(m.IPv4)+len(m.IPv6))/8 }
+func groupWeight(g *Group) int      { return 1 + len(g.Rules) }
+func membersWeight(m *Members) int  { return 1 + (len(m.IPv4)+len(m.IPv6))/8 }
+func agWeight(ag *AddressGroup) int { return 1 + (len(ag.IPv4)+len(ag.IPv6))/8 }
 
 // Split cuts d into frames of at most max weight each (an object is never
 // cut: one heavier than max travels alone). The agent applies a revision
 // only once its last frame has arrived, so the frames' order does not
 // matter for correctness; they go removals first, then networks, groups,
-// members and ports. An empty delta is one empty frame.
+// members, address groups and ports. An empty delta is one empty frame.
 func Split(d Delta, max int) []Delta {
 	if max < 1 {
 		max = 1
@@ -213,6 +244,7 @@ func Split(d Delta, max int) []Delta {
 		{d.RemovedNetworks, func(x *Delta) *[]string { return &x.RemovedNetworks }},
 		{d.RemovedGroups, func(x *Delta) *[]string { return &x.RemovedGroups }},
 		{d.RemovedMembers, func(x *Delta) *[]string { return &x.RemovedMembers }},
+		{d.RemovedAddressGroups, func(x *Delta) *[]string { return &x.RemovedAddressGroups }},
 	}
 	for _, r := range removals {
 		for i := 0; i < len(r.ids); i += 4 {
@@ -233,6 +265,10 @@ func Split(d Delta, max int) []Delta {
 		flush(membersWeight(&d.Members[i]))
 		cur.Members = append(cur.Members, d.Members[i])
 	}
+	for i := range d.AddressGroups {
+		flush(agWeight(&d.AddressGroups[i]))
+		cur.AddressGroups = append(cur.AddressGroups, d.AddressGroups[i])
+	}
 	for _, p := range d.Ports {
 		flush(1)
 		cur.Ports = append(cur.Ports, p)
@@ -251,14 +287,17 @@ func (d *Delta) Merge(f *Delta) {
 	d.RemovedGroups = append(d.RemovedGroups, f.RemovedGroups...)
 	d.Members = append(d.Members, f.Members...)
 	d.RemovedMembers = append(d.RemovedMembers, f.RemovedMembers...)
+	d.AddressGroups = append(d.AddressGroups, f.AddressGroups...)
+	d.RemovedAddressGroups = append(d.RemovedAddressGroups, f.RemovedAddressGroups...)
 }
 
 // Want is what a stream reads to bring a view up to date with the changes
-// ch routed to it (store.HostPart): the changed ports (those still bound
-// here come back), networks, groups and remote groups' members the view
+// ch routed to it: the changed ports (those still bound here come back),
+// networks, groups, remote groups' members and address groups the view
 // holds or the changes name.
-func Want(ch Changed) (ports, networks, groups, members []string) {
-	return sortedKeys(ch.Ports), sortedKeys(ch.Networks), sortedKeys(ch.Groups), sortedKeys(ch.Members)
+func Want(ch Changed) store.HostPart {
+	return store.HostPart{Ports: sortedKeys(ch.Ports), Networks: sortedKeys(ch.Networks), Groups: sortedKeys(ch.Groups),
+		Members: sortedKeys(ch.Members), AddressGroups: sortedKeys(ch.AddressGroups)}
 }
 
 // Patch is old brought up to date by part, the view of what was read for
@@ -295,6 +334,7 @@ func Patch(old, part *View, ch Changed) (*View, Delta) {
 		}
 	}
 	replace(now.Members, part.Members, ch.Members)
+	replace(now.AddressGroups, part.AddressGroups, ch.AddressGroups)
 	now.Prune()
 	var d Delta
 	oldPorts, nowPorts := map[string]*Port{}, map[string]*Port{}
@@ -312,6 +352,7 @@ func Patch(old, part *View, ch Changed) (*View, Delta) {
 	d.Networks, d.RemovedNetworks = diffMap(old.Networks, now.Networks)
 	d.Groups, d.RemovedGroups = diffMap(old.Groups, now.Groups)
 	d.Members, d.RemovedMembers = diffMap(old.Members, now.Members)
+	d.AddressGroups, d.RemovedAddressGroups = diffMap(old.AddressGroups, now.AddressGroups)
 	return now, d
 }
 

@@ -37,7 +37,7 @@ func Needs(changes []store.Change) (ports, rules []string) {
 // Route picks out of changes what concerns host, whose agent holds v (the
 // view last sent on this stream), and says whether any does. A port
 // concerns the host if it is in v or bound to the host now; a network,
-// group or remote group's members if v holds them; a rule if v holds it
+// group, remote group's members or address group if v holds them; a rule if v holds it
 // or its group. Everything else (subnets, RBAC, quotas, other hosts'
 // ports, groups no port here carries) is left out: other hosts' changes
 // wake no one here.
@@ -67,6 +67,12 @@ func Route(v *View, host string, changes []store.Change, l Lookup) (Changed, boo
 		case store.KindSecurityGroupMember:
 			if v == nil || v.Members[id] != nil {
 				ch.Members[id] = true
+			}
+		case store.KindAddressGroup:
+			// Only hosts whose rules name the address group: its
+			// addresses come alone, the rules that name it stay.
+			if v == nil || v.AddressGroups[id] != nil {
+				ch.AddressGroups[id] = true
 			}
 		case store.KindSecurityGroupRule:
 			if c.Op != store.OpDelete {

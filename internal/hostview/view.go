@@ -2,7 +2,8 @@
 // sends it over the watch stream: the ports bound to the host, their
 // networks, the security groups they carry with their rules, and the
 // member addresses (by family) of every group those rules name as remote
-// group, wherever the members live. It is pure: building a view from a
+// group, wherever the members live, and the address groups those rules
+// name (their CIDRs, by family). It is pure: building a view from a
 // store snapshot, diffing two views into a delta, applying a delta,
 // choosing what a resuming agent needs, cutting a delta into bounded
 // frames, and routing change-log entries to the hosts they concern. The
@@ -87,20 +88,32 @@ type Members struct {
 	IPv6  []string `json:"ipv6"`
 }
 
+// AddressGroup is an address group a rule names: its CIDRs (normalised,
+// sorted) by family, and its name, for traces to show (never rendered
+// into a rule). A change of its addresses travels as this object alone:
+// the groups whose rules name it are not sent again.
+type AddressGroup struct {
+	ID   string   `json:"id"`
+	Name string   `json:"name,omitempty"`
+	IPv4 []string `json:"ipv4"`
+	IPv6 []string `json:"ipv6"`
+}
+
 // View is one host's desired state at a revision of the change log.
 type View struct {
-	Host     string
-	Revision int64
-	Ports    map[string]*Port
-	Networks map[string]*Network
-	Groups   map[string]*Group
-	Members  map[string]*Members
+	Host          string
+	Revision      int64
+	Ports         map[string]*Port
+	Networks      map[string]*Network
+	Groups        map[string]*Group
+	Members       map[string]*Members
+	AddressGroups map[string]*AddressGroup
 }
 
 // New is an empty view of host.
 func New(host string) *View {
 	return &View{Host: host, Ports: map[string]*Port{}, Networks: map[string]*Network{},
-		Groups: map[string]*Group{}, Members: map[string]*Members{}}
+		Groups: map[string]*Group{}, Members: map[string]*Members{}, AddressGroups: map[string]*AddressGroup{}}
 }
 
 // FromSnapshot is the view of a store snapshot.
@@ -139,6 +152,10 @@ func FromSnapshot(s *store.HostSnapshot) *View {
 	}
 	for g, addrs := range s.Members {
 		v.Members[g] = splitMembers(g, addrs)
+	}
+	for id, ag := range s.AddressGroups {
+		m := splitMembers(id, ag.Addresses)
+		v.AddressGroups[id] = &AddressGroup{ID: id, Name: ag.Name, IPv4: m.IPv4, IPv6: m.IPv6}
 	}
 	return v
 }
@@ -189,7 +206,7 @@ func splitMembers(g string, addrs []string) *Members {
 func (v *View) Snapshot() *store.HostSnapshot {
 	s := &store.HostSnapshot{Revision: v.Revision, Host: v.Host, Networks: map[string]*neutron.Network{},
 		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}, PortErrors: map[string]string{},
-		Ports: make([]neutron.Port, 0, len(v.Ports))}
+		AddressGroups: map[string]*neutron.AddressGroup{}, Ports: make([]neutron.Port, 0, len(v.Ports))}
 	for _, id := range sortedKeys(v.Ports) {
 		p := v.Ports[id]
 		if p.Unreadable != "" {
@@ -221,6 +238,12 @@ func (v *View) Snapshot() *store.HostSnapshot {
 		all = append(all, m.IPv4...)
 		all = append(all, m.IPv6...)
 		s.Members[id] = all
+	}
+	for id, ag := range v.AddressGroups {
+		addrs := make([]string, 0, len(ag.IPv4)+len(ag.IPv6))
+		addrs = append(addrs, ag.IPv4...)
+		addrs = append(addrs, ag.IPv6...)
+		s.AddressGroups[id] = &neutron.AddressGroup{ID: id, Name: ag.Name, Addresses: addrs}
 	}
 	return s
 }
@@ -256,7 +279,7 @@ func (r Rule) neutron(group string) neutron.SecurityGroupRule {
 // maps is enough).
 func (v *View) Clone() *View {
 	c := &View{Host: v.Host, Revision: v.Revision, Ports: cloneMap(v.Ports), Networks: cloneMap(v.Networks),
-		Groups: cloneMap(v.Groups), Members: cloneMap(v.Members)}
+		Groups: cloneMap(v.Groups), Members: cloneMap(v.Members), AddressGroups: cloneMap(v.AddressGroups)}
 	return c
 }
 
@@ -269,7 +292,8 @@ func cloneMap[V any](m map[string]*V) map[string]*V {
 }
 
 // Prune drops what no port needs any more: networks and groups no port
-// names, members of groups no kept group's rule names. A view built from
+// names, members of groups and address groups no kept group's rule
+// names. A view built from
 // a snapshot is already pruned; a view patched by a resume delta (which
 // does not name what fell out of use) becomes equal to the server's.
 func (v *View) Prune() {
@@ -280,7 +304,7 @@ func (v *View) Prune() {
 			groups[g] = true
 		}
 	}
-	remote := map[string]bool{}
+	remote, ags := map[string]bool{}, map[string]bool{}
 	for id, g := range v.Groups {
 		if !groups[id] {
 			delete(v.Groups, id)
@@ -290,6 +314,14 @@ func (v *View) Prune() {
 			if r.RemoteGroupID != "" {
 				remote[r.RemoteGroupID] = true
 			}
+			if r.RemoteAddressGroupID != "" {
+				ags[r.RemoteAddressGroupID] = true
+			}
+		}
+	}
+	for id := range v.AddressGroups {
+		if !ags[id] {
+			delete(v.AddressGroups, id)
 		}
 	}
 	for id := range v.Networks {

@@ -332,7 +332,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 // those of the ports read, the members asked for and of the groups read.
 func partOf(now *View, ch Changed) *View {
 	part := New(now.Host)
-	ports, nets, groups, members := Want(ch)
+	want := Want(ch)
+	ports, nets, groups, members, ags := want.Ports, want.Networks, want.Groups, want.Members, want.AddressGroups
 	for _, id := range ports {
 		if p := now.Ports[id]; p != nil {
 			part.Ports[id] = p
@@ -352,7 +353,15 @@ func partOf(now *View, ch Changed) *View {
 				if r.RemoteGroupID != "" {
 					members = append(members, r.RemoteGroupID)
 				}
+				if r.RemoteAddressGroupID != "" {
+					ags = append(ags, r.RemoteAddressGroupID)
+				}
 			}
+		}
+	}
+	for _, id := range ags {
+		if ag := now.AddressGroups[id]; ag != nil {
+			part.AddressGroups[id] = ag
 		}
 	}
 	for _, id := range members {
@@ -441,5 +450,74 @@ func BenchmarkSnapshot5000(b *testing.B) {
 	v := bigView(5000)
 	for b.Loop() {
 		v.Snapshot()
+	}
+}
+
+// withAddressGroup is base with web also admitting address group ag1.
+func withAddressGroup() *View {
+	v := base()
+	web := *v.Groups["web"]
+	web.Rules = append(slices.Clone(web.Rules), Rule{ID: "r3", Direction: "ingress", Ethertype: "IPv4", Protocol: "tcp", RemoteAddressGroupID: "ag1"})
+	v.Groups["web"] = &web
+	v.AddressGroups["ag1"] = &AddressGroup{ID: "ag1", Name: "office", IPv4: []string{"192.0.2.0/24"}, IPv6: []string{}}
+	return v
+}
+
+// TestAddressGroupChange: a change of an address group's addresses
+// concerns exactly the hosts whose rules name it, and reaches them as the
+// address group alone; the rules naming it do not travel again.
+func TestAddressGroupChange(t *testing.T) {
+	changes := []store.Change{{Kind: store.KindAddressGroup, ObjectID: "ag1", Op: store.OpUpdate}}
+	if _, relevant := Route(base(), "h1", changes, Lookup{}); relevant {
+		t.Errorf("a host whose rules do not name the address group is concerned")
+	}
+	old := withAddressGroup()
+	ch, relevant := Route(old, "h1", changes, Lookup{})
+	if !relevant || !ch.AddressGroups["ag1"] || len(ch.Groups)+len(ch.Members)+len(ch.Ports) != 0 {
+		t.Fatalf("Route = %+v, %v; want the address group alone", ch, relevant)
+	}
+	if w := Want(ch); !slices.Equal(w.AddressGroups, []string{"ag1"}) || len(w.Groups)+len(w.Ports)+len(w.Members)+len(w.Networks) != 0 {
+		t.Errorf("Want = %+v", w)
+	}
+	now := withAddressGroup()
+	now.AddressGroups["ag1"] = &AddressGroup{ID: "ag1", Name: "office", IPv4: []string{"192.0.2.0/24", "198.51.100.0/24"}, IPv6: []string{}}
+	got, d := Patch(old, partOf(now, ch), ch)
+	want := Delta{AddressGroups: []AddressGroup{*now.AddressGroups["ag1"]}}
+	if !reflect.DeepEqual(d, want) {
+		t.Errorf("Patch's delta:\n got %+v\nwant %+v", d, want)
+	}
+	if !Equal(got, now) {
+		t.Errorf("Patch: got %+v, want %+v", got, now)
+	}
+	applied := old.Clone()
+	applied.Apply(&d)
+	if !Equal(applied, now) {
+		t.Errorf("old + delta != now")
+	}
+	// Resuming from an older revision brings it too.
+	r := Resume(now, ch)
+	if !reflect.DeepEqual(r.AddressGroups, want.AddressGroups) {
+		t.Errorf("Resume: %+v", r)
+	}
+	// The rule that named it goes: so does the address group.
+	gone := now.Clone()
+	gone.Groups["web"] = base().Groups["web"]
+	gone.Prune()
+	if d := Diff(now, gone); !slices.Equal(d.RemovedAddressGroups, []string{"ag1"}) {
+		t.Errorf("Diff after the rule went: %+v", d)
+	}
+	// A snapshot carries the address group's addresses and name both ways.
+	s := now.Snapshot()
+	if ag := s.AddressGroups["ag1"]; ag == nil || ag.Name != "office" || !slices.Equal(ag.Addresses, []string{"192.0.2.0/24", "198.51.100.0/24"}) {
+		t.Errorf("Snapshot's address group: %+v", s.AddressGroups["ag1"])
+	}
+	if back := FromSnapshot(s); !Equal(back, now) {
+		t.Errorf("FromSnapshot(Snapshot()) != view")
+	}
+	// Split keeps it.
+	for _, f := range Split(d, 1) {
+		if len(f.AddressGroups) == 0 && !f.Empty() {
+			t.Errorf("a frame without the address group: %+v", f)
+		}
 	}
 }

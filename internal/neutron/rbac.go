@@ -9,6 +9,7 @@ import (
 const (
 	RBACAccessAsShared     = "access_as_shared"
 	RBACObjectSecurityGrp  = "security_group"
+	RBACObjectAddressGrp   = "address_group"
 	RBACTargetAllProjects  = "*"
 	RBACMaxTargetTenantLen = 255
 )
@@ -24,21 +25,33 @@ type RBACPolicy struct {
 }
 
 func validateRBACObjectType(v any) error {
-	if s, ok := v.(string); ok && s == RBACObjectSecurityGrp {
+	if s, ok := v.(string); ok && (s == RBACObjectSecurityGrp || s == RBACObjectAddressGrp) {
 		return nil
 	}
 	return InvalidInput(fmt.Sprintf("'%s' is not a valid RBAC object type", PyStr(v)))
 }
 
-func validateRBACAction(v any) error {
-	if s, ok := v.(string); ok && s == RBACAccessAsShared {
+// CheckRBACAction refuses an action the object type does not have (both
+// types moat shares have access_as_shared only). The attribute map cannot
+// say it: the message names the object type.
+func CheckRBACAction(objectType, action string) error {
+	if action == RBACAccessAsShared {
 		return nil
+	}
+	return newErr(http.StatusBadRequest, "InvalidActionForType",
+		"Invalid action '%s' for object type '%s'. Valid actions: ('access_as_shared',)", action, objectType)
+}
+
+func validateRBACAction(v any) error {
+	if _, ok := v.(string); ok {
+		return nil // CheckRBACAction, once the object type is known
 	}
 	return newErr(http.StatusBadRequest, "InvalidActionForType",
 		"Invalid action '%s' for object type 'security_group'. Valid actions: ('access_as_shared',)", PyStr(v))
 }
 
-// RBACPolicyResource is the rbac-policies attribute map (security groups only).
+// RBACPolicyResource is the rbac-policies attribute map (security groups
+// and address groups).
 var RBACPolicyResource = &Resource{
 	Singular: "rbac_policy",
 	Plural:   "rbac_policies",

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/netip"
 	"reflect"
+	"slices"
 	"testing"
 
 	"github.com/moat-sg/moat/internal/neutron"
@@ -183,7 +184,23 @@ func TestHostSnapshotMatchesPerItemReads(t *testing.T) {
 
 func testHostSnapshotMatchesPerItemReads(t *testing.T, s *Store) {
 	ctx := context.Background()
-	buildFixture(t, s)
+	f := buildFixture(t, s)
+	// g1 admits an address group's addresses: the address group is part
+	// of h1's snapshot, another one is not.
+	err := s.Write(ctx, func(tx *Tx) error {
+		ag := &neutron.AddressGroup{ProjectID: "p1", Name: "ag", Addresses: []string{"10.9.0.0/16", "2001:db8::/64"}}
+		unused := &neutron.AddressGroup{ProjectID: "p1", Name: "unused", Addresses: []string{"10.8.0.0/16"}}
+		for _, g := range []*neutron.AddressGroup{ag, unused} {
+			if err := tx.CreateAddressGroup(ctx, g); err != nil {
+				return err
+			}
+		}
+		return tx.CreateRules(ctx, []*neutron.SecurityGroupRule{{ProjectID: "p1", SecurityGroupID: f.groups[1].ID,
+			Direction: "ingress", Ethertype: "IPv4", RemoteAddressGroupID: &ag.ID}})
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
 	for _, host := range []string{"h1", "h2", "nowhere"} {
 		var got, want *HostSnapshot
 		err := s.Read(ctx, func(tx *Tx) error {
@@ -203,6 +220,15 @@ func testHostSnapshotMatchesPerItemReads(t *testing.T, s *Store) {
 	}
 	var h1 *HostSnapshot
 	s.Read(ctx, func(tx *Tx) (err error) { h1, err = tx.HostSnapshot(ctx, "h1"); return err })
+	if ag := h1.AddressGroups; len(ag) != 1 {
+		t.Errorf("h1's address groups: %v, want one", ag)
+	} else {
+		for _, g := range ag {
+			if g.Name != "ag" || !slices.Equal(g.Addresses, []string{"10.9.0.0/16", "2001:db8::/64"}) {
+				t.Errorf("h1's address group: %+v", g)
+			}
+		}
+	}
 	if len(h1.Ports) != 4 || len(h1.Networks) != 2 || len(h1.Groups) != 2 || len(h1.Members) != 1 {
 		t.Errorf("snapshot of h1: %d ports, %d networks, %d groups, %d remote groups; want 4, 2, 2, 1",
 			len(h1.Ports), len(h1.Networks), len(h1.Groups), len(h1.Members))
@@ -244,11 +270,19 @@ func perItemSnapshot(ctx context.Context, tx *Tx, host string) (*HostSnapshot, e
 		return nil, err
 	}
 	remote := map[string]bool{}
+	snap.AddressGroups = map[string]*neutron.AddressGroup{}
 	for i := range groups {
 		snap.Groups[groups[i].ID] = &groups[i]
 		for _, r := range groups[i].Rules {
 			if r.RemoteGroupID != nil {
 				remote[*r.RemoteGroupID] = true
+			}
+			if id := r.RemoteAddressGroupID; id != nil {
+				ag, err := tx.GetAddressGroup(ctx, *id)
+				if err != nil {
+					return nil, err
+				}
+				snap.AddressGroups[*id] = ag
 			}
 		}
 	}

@@ -12,7 +12,8 @@ import (
 // HostSnapshot is everything one host's agent needs, read in one
 // transaction at one revision of the change log: the ports bound to the
 // host, their networks, every security group they carry (with rules), and
-// the member addresses of every group those rules name as remote group.
+// the member addresses of every group those rules name as remote group,
+// and the address groups those rules name.
 type HostSnapshot struct {
 	Revision int64
 	Host     string
@@ -22,6 +23,10 @@ type HostSnapshot struct {
 	// Members maps a remote group to the addresses of all its ports on
 	// any host: fixed IPs and allowed-address-pair addresses (as stored).
 	Members map[string][]string
+	// AddressGroups are the address groups the groups' rules name as
+	// remote_address_group_id, by id; one that is gone is absent (its
+	// rules match nothing).
+	AddressGroups map[string]*neutron.AddressGroup
 	// PortErrors maps the ports whose stored row, or the row of their
 	// network, of a group they carry or of one of its rules, does not read
 	// in full (a binding:profile that is not JSON, ...) to why. They are in Ports
@@ -48,14 +53,15 @@ func (t *Tx) HostSnapshot(ctx context.Context, host string) (*HostSnapshot, erro
 
 // HostPart names what HostPart reads.
 type HostPart struct {
-	Ports, Networks, Groups, Members []string
+	Ports, Networks, Groups, Members, AddressGroups []string
 }
 
 // HostPart reads part of what HostSnapshot reads, for a follower that
 // holds the rest: of part.Ports those still bound to host, the networks
 // part.Networks and those of the ports read, the groups part.Groups and
 // those the ports read carry (with their rules), and the members of
-// part.Members and of every group the groups read name as remote group.
+// part.Members and of every group the groups read name as remote group,
+// and the address groups part.AddressGroups and those the groups read name.
 // A requested network or group that is gone is absent. PortErrors covers
 // the ports read; BadRows every network and group read.
 func (t *Tx) HostPart(ctx context.Context, host string, part HostPart) (*HostSnapshot, error) {
@@ -68,8 +74,9 @@ func (t *Tx) hostRead(ctx context.Context, host string, part *HostPart) (*HostSn
 		return nil, err
 	}
 	snap := &HostSnapshot{Revision: rev, Host: host, Networks: map[string]*neutron.Network{},
-		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}, PortErrors: map[string]string{}}
-	netIDs, groupIDs, remote := map[string]bool{}, map[string]bool{}, map[string]bool{}
+		Groups: map[string]*neutron.SecurityGroup{}, Members: map[string][]string{}, PortErrors: map[string]string{},
+		AddressGroups: map[string]*neutron.AddressGroup{}}
+	netIDs, groupIDs, remote, ags := map[string]bool{}, map[string]bool{}, map[string]bool{}, map[string]bool{}
 	if part == nil {
 		snap.Ports, err = t.portsOnHost(ctx, host, snap.PortErrors)
 	} else {
@@ -82,6 +89,9 @@ func (t *Tx) hostRead(ctx context.Context, host string, part *HostPart) (*HostSn
 		}
 		for _, id := range part.Members {
 			remote[id] = true
+		}
+		for _, id := range part.AddressGroups {
+			ags[id] = true
 		}
 	}
 	if err != nil {
@@ -140,9 +150,15 @@ func (t *Tx) hostRead(ctx context.Context, host string, part *HostPart) (*HostSn
 			if r.RemoteGroupID != nil {
 				remote[*r.RemoteGroupID] = true
 			}
+			if r.RemoteAddressGroupID != nil {
+				ags[*r.RemoteAddressGroupID] = true
+			}
 		}
 	}
 	if snap.Members, err = t.GroupMembers(ctx, sortedKeys(remote)); err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+	}
+	if snap.AddressGroups, err = t.addressGroupsByID(ctx, sortedKeys(ags)); err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	return snap, nil

@@ -198,6 +198,22 @@ var migrations = []migration{
 		)`,
 		`INSERT INTO change_sequence (id, last_revision) SELECT 1, COALESCE(MAX(revision), 0) FROM changes`,
 	}},
+	{5, "address groups and their addresses", []string{
+		`CREATE TABLE address_groups (
+			id TEXT PRIMARY KEY,
+			project_id TEXT NOT NULL,
+			name TEXT NOT NULL,
+			standard_attr_id BIGINT NOT NULL UNIQUE REFERENCES standard_attrs(id)
+		)`,
+		`CREATE INDEX address_groups_project ON address_groups(project_id)`,
+		`CREATE TABLE address_associations (
+			address_group_id TEXT NOT NULL REFERENCES address_groups(id) ON DELETE CASCADE,
+			-- a CIDR, host bits cleared (neutron.NormalizeAddresses)
+			address TEXT NOT NULL,
+			PRIMARY KEY (address_group_id, address)
+		)`,
+		`CREATE INDEX security_group_rules_remote_address_group ON security_group_rules(remote_address_group_id)`,
+	}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.

@@ -373,7 +373,7 @@ func (s *nftSim) run(c *nftChain, depth int) string {
 		if s.steps > maxSteps {
 			return VerdictUnknown
 		}
-		st := Step{Table: s.fam + " " + nftd.IPTable.Name, Chain: c.name, RuleNumber: r.num, Rule: r.text, Origin: nftOrigin(nftd.Origin(r.comment), c.name, s.h.Provenance)}
+		st := Step{Table: s.fam + " " + nftd.IPTable.Name, Chain: c.name, RuleNumber: r.num, Rule: r.text, Origin: nftRuleOrigin(r.comment, r.text, c.name, s.h.Provenance)}
 		out, verdict := s.evalRule(r, &st)
 		st.Result = out
 		idx := len(s.res.Path)
@@ -467,6 +467,31 @@ func yesNo(b bool) Outcome {
 		return Yes
 	}
 	return No
+}
+
+// nftRuleOrigin is a rule's origin (nftOrigin) naming, for a security
+// group rule, the group behind each set the rule's text looks up, when
+// the provenance knows it (an address group and its name, or a remote
+// group).
+func nftRuleOrigin(comment, text, chain string, prov *Provenance) *Origin {
+	o := nftOrigin(nftd.Origin(comment), chain, prov)
+	if o.Kind != OriginSGRule || prov == nil {
+		return o
+	}
+	var named []string
+	for _, f := range strings.Fields(text) {
+		name, ok := strings.CutPrefix(f, "@")
+		if !ok {
+			continue
+		}
+		if src, ok := prov.setSource(name); ok {
+			named = append(named, "@"+name+" is "+src.String())
+		}
+	}
+	if len(named) > 0 {
+		o.Text += " (" + strings.Join(named, "; ") + ")"
+	}
+	return o
 }
 
 // nftOrigin reads a rule's origin tag (nftrender.OriginTag).
@@ -1160,7 +1185,7 @@ func (h *NFTHost) Explain(portID, tap string) (*Explanation, error) {
 				continue
 			}
 			for _, r := range c.rules {
-				o := nftOrigin(nftd.Origin(r.comment), name, h.Provenance)
+				o := nftRuleOrigin(r.comment, r.text, name, h.Provenance)
 				ex.Rows = append(ex.Rows, ExplainRow{Family: fam.family, Table: table, Chain: name, Number: r.num,
 					Packets: r.packets, Bytes: r.bytes, Rule: r.text, Meaning: o.Text, Kind: o.Kind, Rules: o.Rules})
 				ex.Counters = ex.Counters || r.counted

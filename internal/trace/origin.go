@@ -211,7 +211,7 @@ func classifyPortRule(r *Rule, kind hybrid.ChainKind, v ruleView, v6 bool, prov 
 		}
 	}
 	if tg.kind == targetReturn && !head {
-		desc := describeSGRule(v, kind, v6)
+		desc := describeSGRule(v, kind, v6, prov)
 		org := &Origin{Kind: OriginSGRule, Text: "security group rule: " + desc, Rules: sources}
 		if len(sources) > 0 {
 			ids := make([]string, len(sources))
@@ -253,7 +253,7 @@ func isEstablished(cr *compiledRule) bool {
 
 // describeSGRule spells a rule of a port chain as the security group rule
 // it stands for: direction, ethertype, protocol, ports, remote.
-func describeSGRule(v ruleView, kind hybrid.ChainKind, v6 bool) string {
+func describeSGRule(v ruleView, kind hybrid.ChainKind, v6 bool, prov *Provenance) string {
 	var b strings.Builder
 	dir := "ingress"
 	if kind == hybrid.ChainOut {
@@ -300,8 +300,14 @@ func describeSGRule(v ruleView, kind hybrid.ChainKind, v6 bool) string {
 	}
 	switch {
 	case v.set != nil:
+		if src, ok := prov.setSource(v.set.name); ok && src.AddressGroup {
+			b.WriteString(", remote: addresses of ipset " + v.set.name + " (" + src.String() + ")")
+			break
+		}
 		b.WriteString(", remote: members of ipset " + v.set.name)
-		if g := hybrid.IPSetGroupID(v.set.name); g != "" {
+		if src, ok := prov.setSource(v.set.name); ok {
+			b.WriteString(" (" + src.String() + ")")
+		} else if g := hybrid.IPSetGroupID(v.set.name); g != "" {
 			b.WriteString(" (security group " + g + "…)")
 		}
 	case remote != "":

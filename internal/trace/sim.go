@@ -34,6 +34,42 @@ type Provenance struct {
 	Rules map[RuleKey][]SGRule
 	// Groups holds each port's security groups, by port id.
 	Groups map[string][]string
+	// Sets names what each ipset (nftables set) holds, by set name: a
+	// remote group's members or an address group's addresses. Remote
+	// groups and address groups name their sets alike (N + ethertype +
+	// id), so only the host state tells them apart.
+	Sets map[string]SetSource
+}
+
+// SetSource is the group behind a set.
+type SetSource struct {
+	// AddressGroup: an address group; else a remote security group.
+	AddressGroup bool   `json:"address_group,omitempty"`
+	ID           string `json:"id"`
+	// Name is the address group's name, "" when unknown.
+	Name string `json:"name,omitempty"`
+}
+
+// String names the group for a trace's output (a name as a quoted Go
+// string: a user's name is shown, never interpreted).
+func (s SetSource) String() string {
+	if !s.AddressGroup {
+		return "security group " + s.ID
+	}
+	out := "address group " + s.ID
+	if s.Name != "" {
+		out += " " + strconv.Quote(s.Name)
+	}
+	return out
+}
+
+// setSource is what prov says a set holds.
+func (prov *Provenance) setSource(name string) (SetSource, bool) {
+	if prov == nil {
+		return SetSource{}, false
+	}
+	s, ok := prov.Sets[name]
+	return s, ok
 }
 
 // RuleKey names a rule of a port chain by family, chain and text.

@@ -470,9 +470,9 @@ func (st *stream) round(ctx context.Context) (bool, error) {
 // errors reach ports the part does not hold).
 func (st *stream) refresh(ctx context.Context, tx *store.Tx, ch hostview.Changed, full bool) (*hostview.View, hostview.Delta, error) {
 	if !full && !st.view.HasUnreadable() {
-		ports, nets, groups, members := hostview.Want(ch)
+		want := hostview.Want(ch)
 		st.count(func(h *hostState) { h.partReads++ })
-		part, err := tx.HostPart(ctx, st.host, store.HostPart{Ports: ports, Networks: nets, Groups: groups, Members: members})
+		part, err := tx.HostPart(ctx, st.host, want)
 		if err != nil {
 			return nil, hostview.Delta{}, err
 		}

@@ -52,7 +52,7 @@ func newModel(s *Scenario, overrides map[string]any) (*model, error) {
 	}
 	for _, ag := range s.AddressGroups {
 		m.lookup.ags[ag.ID] = true
-		m.ags = append(m.ags, firewall.AddressGroup{ID: ag.ID, Addresses: ag.Addresses})
+		m.ags = append(m.ags, firewall.AddressGroup{ID: ag.ID, Name: ag.Name, Addresses: ag.Addresses})
 	}
 	for _, g := range s.SecurityGroups {
 		for i, body := range g.Rules {

@@ -47,6 +47,7 @@ type SecurityGroup struct {
 // AddressGroup is an address group.
 type AddressGroup struct {
 	ID        string   `json:"id"`
+	Name      string   `json:"name,omitempty"`
 	Addresses []string `json:"addresses"`
 }
 

@@ -10,6 +10,7 @@ import (
 	"fmt"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/trace"
 )
 
@@ -101,7 +102,7 @@ func provenance(st *firewall.HostState, want map[string]bool) (*trace.Provenance
 // groups starts the provenance of the ports of st in want (all if nil)
 // with their groups, and lists their ids.
 func groups(st *firewall.HostState, want map[string]bool) (*trace.Provenance, []string) {
-	p := &trace.Provenance{Rules: map[trace.RuleKey][]trace.SGRule{}, Groups: map[string][]string{}}
+	p := &trace.Provenance{Rules: map[trace.RuleKey][]trace.SGRule{}, Groups: map[string][]string{}, Sets: sets(st)}
 	var ids []string
 	for _, port := range st.Ports {
 		if want != nil && !want[port.ID] {
@@ -111,6 +112,22 @@ func groups(st *firewall.HostState, want map[string]bool) (*trace.Provenance, []
 		ids = append(ids, port.ID)
 	}
 	return p, ids
+}
+
+// sets names the ipsets of st's remote groups and address groups.
+func sets(st *firewall.HostState) map[string]trace.SetSource {
+	out := map[string]trace.SetSource{}
+	for id := range st.GroupMembers {
+		for _, eth := range []string{hybrid.IPv4, hybrid.IPv6} {
+			out[hybrid.IPSetName(eth, id)] = trace.SetSource{ID: id}
+		}
+	}
+	for _, ag := range st.AddressGroups {
+		for _, eth := range []string{hybrid.IPv4, hybrid.IPv6} {
+			out[hybrid.IPSetName(eth, ag.ID)] = trace.SetSource{AddressGroup: true, ID: ag.ID, Name: ag.Name}
+		}
+	}
+	return out
 }
 
 func addSources(p *trace.Provenance, src map[firewall.LineKey][]firewall.RuleSource) {
