@@ -60,6 +60,8 @@ type Server struct {
 	networks *resource[neutron.Network, neutron.NetworkRequest]
 	// collections are the resources' routes, by collection path.
 	collections map[string]collection
+	// logs is /v2.0/log/logs (the logging extension's prefix).
+	logs collection
 }
 
 // New builds a server.
@@ -90,6 +92,7 @@ func New(o Options) *Server {
 		"ports":                s.portResource().routes(s),
 		"rbac-policies":        s.rbacResource().routes(s),
 	}
+	s.logs = s.logResource().routes(s)
 	return s
 }
 
@@ -306,6 +309,8 @@ func (s *Server) route(r *request) (handlerFunc, error) {
 	switch segs[0] {
 	case "quotas":
 		return s.quotaRoutes(m, segs)
+	case "log":
+		return s.logRoutes(r)
 	}
 	if c, ok := s.collections[segs[0]]; ok {
 		return collectionRoutes(m, segs, c)

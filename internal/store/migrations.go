@@ -198,6 +198,23 @@ var migrations = []migration{
 		)`,
 		`INSERT INTO change_sequence (id, last_revision) SELECT 1, COALESCE(MAX(revision), 0) FROM changes`,
 	}},
+	// Network logs (the logging extension). Numbered 5 on the logging
+	// branch; it follows whatever version comes before it at merge.
+	{5, "network logs (the logging extension)", []string{
+		`CREATE TABLE logs (
+			id TEXT PRIMARY KEY,
+			project_id TEXT NOT NULL,
+			name TEXT NOT NULL,
+			resource_type TEXT NOT NULL,
+			resource_id TEXT,
+			target_id TEXT,
+			event TEXT NOT NULL,
+			enabled INTEGER NOT NULL,
+			standard_attr_id BIGINT NOT NULL UNIQUE REFERENCES standard_attrs(id)
+		)`,
+		`CREATE INDEX logs_resource ON logs(resource_id)`,
+		`CREATE INDEX logs_target ON logs(target_id)`,
+	}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.

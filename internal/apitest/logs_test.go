@@ -1,0 +1,134 @@
+package apitest
+
+import (
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
+	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/ports"
+)
+
+// The logging extension: /v2.0/log/logs and /v2.0/log/loggable-resources,
+// admin only, validated as Neutron's security-group log validator does.
+
+type logBody struct {
+	Log map[string]any `json:"log"`
+}
+
+func createLog(t *testing.T, e *env, attrs map[string]any) map[string]any {
+	t.Helper()
+	var out logBody
+	noErr(t, rawRequest(t, e.admin, http.MethodPost, "log/logs", logBody{attrs}, nil, &out, 201), "create log")
+	return out.Log
+}
+
+func TestLogLifecycle(t *testing.T) {
+	e := newEnv(t, nil)
+	web := createGroup(t, e.a, "web")
+	lg := createLog(t, e, map[string]any{"name": "web-log", "description": "d", "resource_type": "security_group",
+		"resource_id": web.ID, "event": "DROP", "project_id": projectA.project})
+	want := map[string]any{"name": "web-log", "description": "d", "resource_type": "security_group", "resource_id": web.ID,
+		"target_id": nil, "event": "DROP", "enabled": true, "project_id": projectA.project, "tenant_id": projectA.project,
+		"revision_number": float64(0)}
+	for k, v := range want {
+		if fmt.Sprint(lg[k]) != fmt.Sprint(v) {
+			t.Errorf("created log %s = %v, want %v", k, lg[k], v)
+		}
+	}
+	id := lg["id"].(string)
+	if got := rawGet(t, e.admin, "log/logs/"+id)["log"].(map[string]any); got["name"] != "web-log" || got["event"] != "DROP" {
+		t.Errorf("show: %v", got)
+	}
+	list := rawGet(t, e.admin, "log/logs?event=DROP")["logs"].([]any)
+	if len(list) != 1 || list[0].(map[string]any)["id"] != id {
+		t.Errorf("list event=DROP: %v", list)
+	}
+	if list := rawGet(t, e.admin, "log/logs?event=ACCEPT")["logs"].([]any); len(list) != 0 {
+		t.Errorf("list event=ACCEPT: %v", list)
+	}
+	var upd logBody
+	noErr(t, rawRequest(t, e.admin, http.MethodPut, "log/logs/"+id, logBody{map[string]any{"enabled": false, "description": "e"}}, nil, &upd, 200), "update")
+	if upd.Log["enabled"] != false || upd.Log["description"] != "e" || fmt.Sprint(upd.Log["revision_number"]) != "1" {
+		t.Errorf("updated: %v", upd.Log)
+	}
+	// event, resource and target are fixed at create.
+	err := rawRequest(t, e.admin, http.MethodPut, "log/logs/"+id, logBody{map[string]any{"event": "ALL"}}, nil, nil, 200)
+	wantError(t, err, 400, "HTTPBadRequest", "Cannot update read-only attribute event")
+
+	// Members see nothing of logs and may not create them.
+	wantError(t, rawRequest(t, e.a, http.MethodGet, "log/logs/"+id, nil, nil, nil, 200), 404, "HTTPNotFound", "")
+	wantError(t, rawRequest(t, e.a, http.MethodDelete, "log/logs/"+id, nil, nil, nil, 204), 404, "HTTPNotFound", "")
+	if list := rawGet(t, e.a, "log/logs")["logs"].([]any); len(list) != 0 {
+		t.Errorf("member's list: %v", list)
+	}
+	err = rawRequest(t, e.a, http.MethodPost, "log/logs", logBody{map[string]any{"resource_type": "security_group"}}, nil, nil, 201)
+	wantError(t, err, 403, "PolicyNotAuthorized", "rule:create_log is disallowed by policy")
+	if lr := rawGet(t, e.a, "log/loggable-resources")["loggable_resources"].([]any); len(lr) != 0 {
+		t.Errorf("member's loggable resources: %v", lr)
+	}
+	lr := rawGet(t, e.admin, "log/loggable-resources")["loggable_resources"].([]any)
+	if len(lr) != 1 || lr[0].(map[string]any)["type"] != "security_group" || len(lr[0].(map[string]any)) != 1 {
+		t.Errorf("loggable resources: %v", lr)
+	}
+
+	noErr(t, rawRequest(t, e.admin, http.MethodDelete, "log/logs/"+id, nil, nil, nil, 204), "delete")
+	wantError(t, rawRequest(t, e.admin, http.MethodGet, "log/logs/"+id, nil, nil, nil, 200), 404, "LogResourceNotFound",
+		"Log resource "+id+" could not be found.")
+}
+
+func TestLogValidation(t *testing.T) {
+	e := newEnv(t, nil)
+	web := createGroup(t, e.a, "web")
+	other := createGroup(t, e.a, "other")
+	net := createNetwork(t, e.a, networks.CreateOpts{Name: "n"})
+	newSubnet(t, e.a, net.ID, "10.9.0.0/24")
+	p := createPort(t, e.a, ports.CreateOpts{NetworkID: net.ID, SecurityGroups: &[]string{web.ID}})
+	missing := "00000000-0000-0000-0000-00000000beef"
+	for _, c := range []struct {
+		name     string
+		body     map[string]any
+		status   int
+		typ, msg string
+	}{
+		{"type", map[string]any{"resource_type": "firewall_group"}, 400, "InvalidLogResourceType", "Invalid log resource_type: firewall_group."},
+		{"no type", map[string]any{"name": "x"}, 400, "HTTPBadRequest", "Failed to parse request. Required attribute 'resource_type' not specified"},
+		{"event", map[string]any{"resource_type": "security_group", "event": "MAYBE"}, 400, "HTTPBadRequest",
+			"Invalid input for event. Reason: MAYBE is not in valid_values."},
+		{"resource uuid", map[string]any{"resource_type": "security_group", "resource_id": "web"}, 400, "HTTPBadRequest",
+			"Invalid input for resource_id. Reason: 'web' is not a valid UUID."},
+		{"no group", map[string]any{"resource_type": "security_group", "resource_id": missing}, 404, "ResourceNotFound",
+			"Resource " + missing + " could not be found."},
+		{"no port", map[string]any{"resource_type": "security_group", "target_id": missing}, 404, "TargetResourceNotFound",
+			"Target resource " + missing + " could not be found."},
+		{"constraint", map[string]any{"resource_type": "security_group", "resource_id": other.ID, "target_id": p.ID}, 400, "InvalidResourceConstraint",
+			"Invalid resource constraint between resource (security_group " + other.ID + ") and target resource (port " + p.ID + ")."},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			err := rawRequest(t, e.admin, http.MethodPost, "log/logs", logBody{c.body}, nil, nil, 201)
+			wantError(t, err, c.status, c.typ, c.msg)
+		})
+	}
+	// A group and a port it carries; a port alone; nothing (every port of
+	// the project).
+	both := createLog(t, e, map[string]any{"resource_type": "security_group", "resource_id": web.ID, "target_id": p.ID})
+	port := createLog(t, e, map[string]any{"resource_type": "security_group", "target_id": p.ID})
+	createLog(t, e, map[string]any{"resource_type": "security_group"})
+	if both["event"] != "ALL" || both["enabled"] != true || both["name"] != "" || port["resource_id"] != nil {
+		t.Errorf("defaults: %v %v", both, port)
+	}
+
+	// A group's logs go with it, a port's with the port.
+	other2 := createGroup(t, e.a, "other2")
+	lg := createLog(t, e, map[string]any{"resource_type": "security_group", "resource_id": other2.ID})
+	noErr(t, groups.Delete(t.Context(), e.a, other2.ID).ExtractErr(), "delete group")
+	wantError(t, rawRequest(t, e.admin, http.MethodGet, "log/logs/"+lg["id"].(string), nil, nil, nil, 200), 404, "LogResourceNotFound", "")
+	noErr(t, ports.Delete(t.Context(), e.a, p.ID).ExtractErr(), "delete port")
+	for _, l := range []map[string]any{both, port} {
+		wantError(t, rawRequest(t, e.admin, http.MethodGet, "log/logs/"+l["id"].(string), nil, nil, nil, 200), 404, "LogResourceNotFound", "")
+	}
+	if list := rawGet(t, e.admin, "log/logs")["logs"].([]any); len(list) != 1 {
+		t.Errorf("logs left: %v", list)
+	}
+}
