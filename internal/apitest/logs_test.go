@@ -3,7 +3,11 @@ package apitest
 import (
 	"fmt"
 	"net/http"
+	"reflect"
 	"testing"
+
+	"github.com/gophercloud/gophercloud/v2"
+	"github.com/moat-sg/moat/internal/store"
 
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/extensions/security/groups"
 	"github.com/gophercloud/gophercloud/v2/openstack/networking/v2/networks"
@@ -131,4 +135,50 @@ func TestLogValidation(t *testing.T) {
 	if list := rawGet(t, e.admin, "log/logs")["logs"].([]any); len(list) != 1 {
 		t.Errorf("logs left: %v", list)
 	}
+}
+
+// TestLogsForHost: a host's agent gets the enabled logs that cover its
+// ports: by target port, by a group its ports carry, or (neither) every
+// port of the log's project.
+func TestLogsForHost(t *testing.T) {
+	e := newEnv(t, nil)
+	web := createGroup(t, e.a, "web")
+	db := createGroup(t, e.a, "db")
+	net := createNetwork(t, e.admin, networks.CreateOpts{Name: "n", Shared: ptr(true)})
+	newSubnet(t, e.admin, net.ID, "10.9.0.0/24")
+	bound := func(c *gophercloud.ServiceClient, host string, groups ...string) string {
+		p := createPort(t, c, ports.CreateOpts{NetworkID: net.ID, SecurityGroups: &groups})
+		noErr(t, rawRequest(t, e.admin, http.MethodPut, "ports/"+p.ID, map[string]any{"port": map[string]any{"binding:host_id": host}}, nil, nil, 200), "bind")
+		return p.ID
+	}
+	pWeb := bound(e.a, "h1", web.ID)
+	pDB := bound(e.a, "h1", db.ID)
+	bGroup := createGroup(t, e.b, "b")
+	pB := bound(e.b, "h1", bGroup.ID)
+	pOther := bound(e.a, "h2", web.ID)
+	byGroup := createLog(t, e, map[string]any{"resource_type": "security_group", "resource_id": web.ID, "event": "ACCEPT"})["id"].(string)
+	byPort := createLog(t, e, map[string]any{"resource_type": "security_group", "target_id": pDB})["id"].(string)
+	byProject := createLog(t, e, map[string]any{"resource_type": "security_group", "project_id": projectB.project, "event": "DROP"})["id"].(string)
+	createLog(t, e, map[string]any{"resource_type": "security_group", "target_id": pWeb, "enabled": false})
+
+	var got []store.HostLog
+	noErr(t, e.srv.Store.Read(t.Context(), func(tx *store.Tx) error {
+		var err error
+		got, err = tx.LogsForHost(t.Context(), "h1")
+		return err
+	}), "LogsForHost")
+	want := map[string]store.HostLog{
+		byGroup:   {ID: byGroup, ProjectID: admin.project, Event: "ACCEPT", ResourceID: web.ID, Ports: []string{pWeb}},
+		byPort:    {ID: byPort, ProjectID: admin.project, Event: "ALL", Ports: []string{pDB}},
+		byProject: {ID: byProject, ProjectID: projectB.project, Event: "DROP", Ports: []string{pB}},
+	}
+	if len(got) != len(want) {
+		t.Fatalf("logs of h1: %+v", got)
+	}
+	for _, l := range got {
+		if w := want[l.ID]; !reflect.DeepEqual(l, w) {
+			t.Errorf("log %s: %+v, want %+v", l.ID, l, w)
+		}
+	}
+	_ = pOther
 }

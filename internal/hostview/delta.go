@@ -14,12 +14,16 @@ type Delta struct {
 	RemovedGroups   []string  `json:"removed_security_groups,omitempty"`
 	Members         []Members `json:"members,omitempty"`
 	RemovedMembers  []string  `json:"removed_members,omitempty"`
+	// LogsWhole: Logs are all the host's logs, replacing the view's (in
+	// a revision's frames, the first says so and Logs are merged).
+	LogsWhole bool  `json:"logs_whole,omitempty"`
+	Logs      []Log `json:"logs,omitempty"`
 }
 
 // Empty reports whether the delta changes nothing.
 func (d *Delta) Empty() bool {
 	return len(d.Ports)+len(d.RemovedPorts)+len(d.Networks)+len(d.RemovedNetworks)+
-		len(d.Groups)+len(d.RemovedGroups)+len(d.Members)+len(d.RemovedMembers) == 0
+		len(d.Groups)+len(d.RemovedGroups)+len(d.Members)+len(d.RemovedMembers)+len(d.Logs) == 0 && !d.LogsWhole
 }
 
 // Diff is the delta from old to new (old nil: everything in new), in id
@@ -33,7 +37,20 @@ func Diff(old, new *View) Delta {
 	d.Networks, d.RemovedNetworks = diffMap(old.Networks, new.Networks)
 	d.Groups, d.RemovedGroups = diffMap(old.Groups, new.Groups)
 	d.Members, d.RemovedMembers = diffMap(old.Members, new.Members)
+	d.diffLogs(old.Logs, new.Logs)
 	return d
+}
+
+// diffLogs sends now's logs whole if they differ from old's.
+func (d *Delta) diffLogs(old, now map[string]*Log) {
+	if len(old) == len(now) && reflect.DeepEqual(old, now) {
+		return
+	}
+	d.LogsWhole = true
+	d.Logs = nil
+	for _, id := range sortedKeys(now) {
+		d.Logs = append(d.Logs, *now[id])
+	}
 }
 
 func diffMap[V any](old, new map[string]*V) (upserts []V, removed []string) {
@@ -80,6 +97,13 @@ func (v *View) Apply(d *Delta) {
 		m := d.Members[i]
 		v.Members[m.Group] = &m
 	}
+	if d.LogsWhole {
+		v.Logs = map[string]*Log{}
+		for i := range d.Logs {
+			l := d.Logs[i]
+			v.Logs[l.ID] = &l
+		}
+	}
 	v.Prune()
 }
 
@@ -89,6 +113,8 @@ type Changed struct {
 	// AllGroups: a rule was deleted, and its group is unknown (the log
 	// names only the rule): every group counts as changed.
 	AllGroups bool
+	// Logs: a log object changed (the host's logs are read again).
+	Logs bool
 }
 
 // NewChanged is an empty set.
@@ -98,7 +124,7 @@ func NewChanged() Changed {
 
 // Empty reports whether nothing changed.
 func (c Changed) Empty() bool {
-	return !c.AllGroups && len(c.Ports)+len(c.Networks)+len(c.Groups)+len(c.Members) == 0
+	return !c.AllGroups && !c.Logs && len(c.Ports)+len(c.Networks)+len(c.Groups)+len(c.Members) == 0
 }
 
 // Resume is the delta that brings an agent from the view it had at an
@@ -154,6 +180,12 @@ func Resume(now *View, ch Changed) Delta {
 	d.Networks, _ = pick(now.Networks, nets)
 	d.Groups, _ = pick(now.Groups, groups)
 	d.Members, _ = pick(now.Members, members)
+	// The logs travel whole: which cover the host may change with any
+	// change, and the old view's are unknown.
+	if !ch.Empty() {
+		d.diffLogs(nil, now.Logs)
+		d.LogsWhole = true
+	}
 	return d
 }
 
@@ -174,6 +206,9 @@ func pick[V any](now map[string]*V, ids map[string]bool) (upserts []V, removed [
 func (d *Delta) Weight() int {
 	w := len(d.Ports) + len(d.Networks)
 	w += (len(d.RemovedPorts) + len(d.RemovedNetworks) + len(d.RemovedGroups) + len(d.RemovedMembers) + 3) / 4
+	for i := range d.Logs {
+		w += 1 + len(d.Logs[i].Ports)/8
+	}
 	for i := range d.Groups {
 		w += groupWeight(&d.Groups[i])
 	}
@@ -221,6 +256,11 @@ func Split(d Delta, max int) []Delta {
 			*dst = append(*dst, r.ids[i:min(i+4, len(r.ids))]...)
 		}
 	}
+	cur.LogsWhole = d.LogsWhole
+	for i := range d.Logs {
+		flush(1 + len(d.Logs[i].Ports)/8)
+		cur.Logs = append(cur.Logs, d.Logs[i])
+	}
 	for _, n := range d.Networks {
 		flush(1)
 		cur.Networks = append(cur.Networks, n)
@@ -251,6 +291,8 @@ func (d *Delta) Merge(f *Delta) {
 	d.RemovedGroups = append(d.RemovedGroups, f.RemovedGroups...)
 	d.Members = append(d.Members, f.Members...)
 	d.RemovedMembers = append(d.RemovedMembers, f.RemovedMembers...)
+	d.LogsWhole = d.LogsWhole || f.LogsWhole
+	d.Logs = append(d.Logs, f.Logs...)
 }
 
 // Want is what a stream reads to bring a view up to date with the changes
@@ -295,6 +337,10 @@ func Patch(old, part *View, ch Changed) (*View, Delta) {
 		}
 	}
 	replace(now.Members, part.Members, ch.Members)
+	// A part read carries the host's logs whole.
+	if part.Logs != nil {
+		now.Logs = part.Logs
+	}
 	now.Prune()
 	var d Delta
 	oldPorts, nowPorts := map[string]*Port{}, map[string]*Port{}
@@ -312,6 +358,7 @@ func Patch(old, part *View, ch Changed) (*View, Delta) {
 	d.Networks, d.RemovedNetworks = diffMap(old.Networks, now.Networks)
 	d.Groups, d.RemovedGroups = diffMap(old.Groups, now.Groups)
 	d.Members, d.RemovedMembers = diffMap(old.Members, now.Members)
+	d.diffLogs(old.Logs, now.Logs)
 	return now, d
 }
 

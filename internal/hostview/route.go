@@ -68,6 +68,9 @@ func Route(v *View, host string, changes []store.Change, l Lookup) (Changed, boo
 			if v == nil || v.Members[id] != nil {
 				ch.Members[id] = true
 			}
+		case store.KindLog:
+			// Logs are rare admin objects: every host reads its own again.
+			ch.Logs = true
 		case store.KindSecurityGroupRule:
 			if c.Op != store.OpDelete {
 				if g, ok := l.RuleGroup[id]; ok && (v == nil || v.Groups[g] != nil) {

@@ -87,6 +87,18 @@ type Members struct {
 	IPv6  []string `json:"ipv6"`
 }
 
+// Log is an enabled network log object (the logging extension) that
+// covers ports of the host: what it logs (Event ACCEPT, DROP or ALL), the
+// security group whose accepts it logs ("" for all), and the host's ports
+// it covers, sorted.
+type Log struct {
+	ID         string   `json:"id"`
+	ProjectID  string   `json:"project_id"`
+	Event      string   `json:"event"`
+	ResourceID string   `json:"resource_id,omitempty"`
+	Ports      []string `json:"ports"`
+}
+
 // View is one host's desired state at a revision of the change log.
 type View struct {
 	Host     string
@@ -95,12 +107,14 @@ type View struct {
 	Networks map[string]*Network
 	Groups   map[string]*Group
 	Members  map[string]*Members
+	// Logs are few (admin objects) and travel whole (Delta.LogsWhole).
+	Logs map[string]*Log
 }
 
 // New is an empty view of host.
 func New(host string) *View {
 	return &View{Host: host, Ports: map[string]*Port{}, Networks: map[string]*Network{},
-		Groups: map[string]*Group{}, Members: map[string]*Members{}}
+		Groups: map[string]*Group{}, Members: map[string]*Members{}, Logs: map[string]*Log{}}
 }
 
 // FromSnapshot is the view of a store snapshot.
@@ -139,6 +153,9 @@ func FromSnapshot(s *store.HostSnapshot) *View {
 	}
 	for g, addrs := range s.Members {
 		v.Members[g] = splitMembers(g, addrs)
+	}
+	for _, l := range s.Logs {
+		v.Logs[l.ID] = &Log{ID: l.ID, ProjectID: l.ProjectID, Event: l.Event, ResourceID: l.ResourceID, Ports: slices.Clone(l.Ports)}
 	}
 	return v
 }
@@ -222,6 +239,10 @@ func (v *View) Snapshot() *store.HostSnapshot {
 		all = append(all, m.IPv6...)
 		s.Members[id] = all
 	}
+	for _, id := range sortedKeys(v.Logs) {
+		l := v.Logs[id]
+		s.Logs = append(s.Logs, store.HostLog{ID: l.ID, ProjectID: l.ProjectID, Event: l.Event, ResourceID: l.ResourceID, Ports: slices.Clone(l.Ports)})
+	}
 	return s
 }
 
@@ -256,7 +277,7 @@ func (r Rule) neutron(group string) neutron.SecurityGroupRule {
 // maps is enough).
 func (v *View) Clone() *View {
 	c := &View{Host: v.Host, Revision: v.Revision, Ports: cloneMap(v.Ports), Networks: cloneMap(v.Networks),
-		Groups: cloneMap(v.Groups), Members: cloneMap(v.Members)}
+		Groups: cloneMap(v.Groups), Members: cloneMap(v.Members), Logs: cloneMap(v.Logs)}
 	return c
 }
 

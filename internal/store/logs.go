@@ -158,3 +158,83 @@ func (t *Tx) PortHasGroup(ctx context.Context, portID, sgID string) (bool, error
 	n, err := t.count(ctx, `SELECT COUNT(*) FROM port_security_group_bindings WHERE port_id = ? AND security_group_id = ?`, portID, sgID)
 	return n > 0, err
 }
+
+// HostLog is an enabled log object as one host's agent needs it: what it
+// logs and the ports of the host it covers (sorted): its target port, the
+// ports that carry its group, or with neither every port of its project.
+type HostLog struct {
+	ID         string
+	ProjectID  string
+	Event      string
+	ResourceID string
+	Ports      []string
+}
+
+// LogsForHost returns the enabled logs that cover a port bound to host,
+// by id.
+func (t *Tx) LogsForHost(ctx context.Context, host string) ([]HostLog, error) {
+	logs, err := t.selectLogs(ctx, logSelect+` WHERE l.enabled = 1 ORDER BY l.id`)
+	if err != nil || len(logs) == 0 {
+		return nil, err
+	}
+	type hostPort struct {
+		project string
+		groups  map[string]bool
+	}
+	ports := map[string]*hostPort{}
+	rows, err := t.query(ctx, `SELECT id, project_id FROM ports WHERE host_id = ? ORDER BY id`, host)
+	if err != nil {
+		return nil, fmt.Errorf("read ports of %s for logs: %w", host, err)
+	}
+	var order []string
+	for rows.Next() {
+		var id, project string
+		if err := rows.Scan(&id, &project); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read ports of %s for logs: %w", host, err)
+		}
+		ports[id] = &hostPort{project: project, groups: map[string]bool{}}
+		order = append(order, id)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read ports of %s for logs: %w", host, err)
+	}
+	rows, err = t.query(ctx, `SELECT b.port_id, b.security_group_id FROM port_security_group_bindings b
+		JOIN ports p ON p.id = b.port_id WHERE p.host_id = ?`, host)
+	if err != nil {
+		return nil, fmt.Errorf("read groups of %s for logs: %w", host, err)
+	}
+	for rows.Next() {
+		var port, group string
+		if err := rows.Scan(&port, &group); err != nil {
+			rows.Close()
+			return nil, fmt.Errorf("read groups of %s for logs: %w", host, err)
+		}
+		if p := ports[port]; p != nil {
+			p.groups[group] = true
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("read groups of %s for logs: %w", host, err)
+	}
+	var out []HostLog
+	for _, l := range logs {
+		hl := HostLog{ID: l.ID, ProjectID: l.ProjectID, Event: l.Event, ResourceID: l.ResourceID}
+		for _, id := range order {
+			p := ports[id]
+			switch {
+			case l.TargetID != "" && l.TargetID != id:
+			case l.ResourceID != "" && !p.groups[l.ResourceID]:
+			case l.TargetID == "" && l.ResourceID == "" && p.project != l.ProjectID:
+			default:
+				hl.Ports = append(hl.Ports, id)
+			}
+		}
+		if len(hl.Ports) > 0 {
+			out = append(out, hl)
+		}
+	}
+	return out, nil
+}
