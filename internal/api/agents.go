@@ -22,6 +22,7 @@ import (
 //	GET  /v2.0/moat/hosts/{host}/watch?revision=N  the host's watch stream
 //	POST /v2.0/moat/hosts/{host}/report            the agent's report
 //	GET  /v2.0/moat/hosts/{host}                   what this server knows of the agent
+//	POST /v2.0/moat/hosts/{host}/log-events        packets its log rules reported (logevents.go)
 //
 // Allowed to admins (and Keystone's service role) for any host, and to a
 // host's agent token for that host only.
@@ -134,6 +135,9 @@ func validHost(h string) error {
 
 // agentRoutes routes /v2.0/moat/hosts/{host}[/watch|/report].
 func (s *Server) agentRoutes(m string, segs []string) (handlerFunc, error) {
+	if len(segs) == 2 && segs[1] == "log-events" {
+		return onlyGet(m, s.listLogEvents)
+	}
 	if len(segs) < 3 || len(segs) > 4 || segs[1] != "hosts" {
 		return nil, neutron.NotFoundGeneric()
 	}
@@ -169,6 +173,11 @@ func (s *Server) agentRoutes(m string, segs []string) (handlerFunc, error) {
 			return nil, neutron.MethodNotAllowed()
 		}
 		h = func(w http.ResponseWriter, r *request) error { return s.report(w, r, host) }
+	case segs[3] == "log-events":
+		if m != http.MethodPost {
+			return nil, neutron.MethodNotAllowed()
+		}
+		h = func(w http.ResponseWriter, r *request) error { return s.postLogEvents(w, r, host) }
 	default:
 		return nil, neutron.NotFoundGeneric()
 	}

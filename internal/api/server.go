@@ -62,6 +62,8 @@ type Server struct {
 	collections map[string]collection
 	// logs is /v2.0/log/logs (the logging extension's prefix).
 	logs collection
+	// logEvents are the agents' latest logged packets.
+	logEvents logRing
 }
 
 // New builds a server.

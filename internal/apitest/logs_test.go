@@ -182,3 +182,30 @@ func TestLogsForHost(t *testing.T) {
 	}
 	_ = pOther
 }
+
+// TestLogEvents: an agent posts its logged packets for its host only; an
+// admin reads the newest, by port.
+func TestLogEvents(t *testing.T) {
+	srv := Start(t, Config{Auth: Headers, AgentTokens: map[string]string{"h1": "h1-token-0123456789"}})
+	adm := newClient(t, srv, admin)
+	agent := newClient(t, srv, admin)
+	agent.MoreHeaders = map[string]string{"X-Auth-Token": "h1-token-0123456789"}
+	evs := map[string]any{"log_events": []map[string]any{
+		{"port_id": "p1", "verdict": "DROP", "protection": "default-drop", "host": "forged"},
+		{"port_id": "p2", "verdict": "ACCEPT", "security_group_rule_id": "r1"},
+	}}
+	noErr(t, rawRequest(t, agent, http.MethodPost, "moat/hosts/h1/log-events", evs, nil, nil, 204), "post")
+	err := rawRequest(t, agent, http.MethodPost, "moat/hosts/h2/log-events", evs, nil, nil, 204)
+	wantError(t, err, 403, "PolicyNotAuthorized", "")
+	err = rawRequest(t, agent, http.MethodPost, "moat/hosts/h1/log-events", map[string]any{"events": 1}, nil, nil, 204)
+	wantError(t, err, 400, "HTTPBadRequest", "")
+	wantError(t, rawRequest(t, agent, http.MethodGet, "moat/log-events", nil, nil, nil, 200), 403, "PolicyNotAuthorized", "")
+	got := rawGet(t, adm, "moat/log-events")["log_events"].([]any)
+	if len(got) != 2 || got[0].(map[string]any)["host"] != "h1" || got[1].(map[string]any)["port_id"] != "p2" {
+		t.Errorf("events: %v", got)
+	}
+	got = rawGet(t, adm, "moat/log-events?port_id=p1")["log_events"].([]any)
+	if len(got) != 1 || got[0].(map[string]any)["verdict"] != "DROP" {
+		t.Errorf("events of p1: %v", got)
+	}
+}

@@ -22,6 +22,9 @@ import (
 type LogPort struct {
 	PortID       string
 	Accept, Drop bool
+	// AcceptGroups, when set, limits the logged accepts to the rules of
+	// these groups (a log whose resource is a group); nil logs them all.
+	AcceptGroups []string
 }
 
 // LogOptions are the agent's logging settings.
@@ -141,7 +144,7 @@ func logRule(s *hybrid.Rule, lp LogPort, dir, ethertype string) (*hybrid.Rule, L
 	m := s.Match
 	switch a := s.Action; {
 	case s.Origin.Kind == hybrid.OriginSGRule && (a.Kind == hybrid.Return || a.Kind == hybrid.Accept):
-		if !lp.Accept || (m.States != 0 && m.States&hybrid.StateNew == 0) {
+		if !lp.Accept || (m.States != 0 && m.States&hybrid.StateNew == 0) || !ofGroups(s.Origin.Rules, lp.AcceptGroups) {
 			return nil, LogEntry{}, false
 		}
 		m.States = hybrid.StateNew // a session once, at its first packet
@@ -161,4 +164,19 @@ func logRule(s *hybrid.Rule, lp LogPort, dir, ethertype string) (*hybrid.Rule, L
 		return nil, LogEntry{}, false
 	}
 	return &hybrid.Rule{Match: m, Origin: s.Origin}, e, true
+}
+
+// ofGroups reports whether a rule of refs is in groups (nil: any group).
+func ofGroups(refs []hybrid.SGRuleRef, groups []string) bool {
+	if groups == nil {
+		return true
+	}
+	for _, r := range refs {
+		for _, g := range groups {
+			if r.GroupID == g {
+				return true
+			}
+		}
+	}
+	return false
 }
