@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane/conntrack"
-	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/ipset"
+	"github.com/moat-sg/moat/internal/dataplane/iptables"
 	"github.com/moat-sg/moat/internal/dataplane/nftables"
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/firewall"
