@@ -66,12 +66,14 @@ type Poster struct {
 	client     *http.Client
 	log        *slog.Logger
 	ch         chan Event
-	dropped    int
 }
 
 // NewPoster posts to server's /v2.0/moat/hosts/{host}/log-events with the
 // agent's token ("" for none).
 func NewPoster(server, host, token string, log *slog.Logger) *Poster {
+	if log == nil {
+		log = slog.Default()
+	}
 	return &Poster{url: server + "/v2.0/moat/hosts/" + url.PathEscape(host) + "/log-events", token: token,
 		client: &http.Client{Timeout: 10 * time.Second}, log: log, ch: make(chan Event, 4*MaxPost)}
 }
@@ -80,8 +82,7 @@ func NewPoster(server, host, token string, log *slog.Logger) *Poster {
 func (p *Poster) Add(ev Event) {
 	select {
 	case p.ch <- ev:
-	default:
-		p.dropped++
+	default: // the server is behind: the file keeps the event
 	}
 }
 
