@@ -2,7 +2,9 @@ package firewall
 
 import (
 	"regexp"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/moat-sg/moat/internal/hybrid"
 )
@@ -96,15 +98,15 @@ func WithLogging(rs *Ruleset, ports []LogPort, o LogOptions) (*Ruleset, map[stri
 	return &out, index
 }
 
-func cloneChains(cs []Chain) []Chain { return append([]Chain(nil), cs...) }
+func cloneChains(cs []Chain) []Chain { return slices.Clone(cs) }
 
+// chainIndex finds a chain in a table's chains (sorted by name).
 func chainIndex(cs []Chain, name string) int {
-	for i := range cs {
-		if cs[i].Name == name {
-			return i
-		}
+	i, ok := slices.BinarySearchFunc(cs, name, func(c Chain, n string) int { return strings.Compare(c.Name, n) })
+	if !ok {
+		return -1
 	}
-	return -1
+	return i
 }
 
 // logChain is c with a log rule before each of its deciding rules.
