@@ -152,6 +152,7 @@ func DefaultConfig() Config {
 // Agent is one host's agent.
 type Agent struct {
 	cfg       Config
+	logCache  firewall.LogCache
 	feed      Feed
 	rules     Rules
 	sets      Sets
@@ -388,7 +389,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 	if a.cfg.Logging != nil {
 		ports, info := LogPorts(snap)
 		var index map[string]firewall.LogEntry
-		rs, index = firewall.WithLogging(rs, ports, a.cfg.Logging.Options)
+		rs, index = a.logCache.WithLogging(rs, ports, a.cfg.Logging.Options)
 		if a.cfg.Logging.Index != nil {
 			a.cfg.Logging.Index.Set(index, info)
 		}

@@ -74,12 +74,24 @@ func BenchmarkWithLogging(b *testing.B) {
 				ports = append(ports, firewall.LogPort{PortID: p.ID, Accept: true, Drop: true})
 			}
 			o := firewall.LogOptions{Group: 27, Rate: 100, Burst: 25}
-			b.ReportAllocs()
-			for b.Loop() {
-				if _, index := firewall.WithLogging(rs, ports, o); len(index) == 0 {
-					b.Fatal("no log rule")
+			b.Run("fresh", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, index := firewall.WithLogging(rs, ports, o); len(index) == 0 {
+						b.Fatal("no log rule")
+					}
 				}
-			}
+			})
+			b.Run("cached", func(b *testing.B) { // an agent's sync after a change elsewhere
+				var lc firewall.LogCache
+				lc.WithLogging(rs, ports, o)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, index := lc.WithLogging(rs, ports, o); len(index) == 0 {
+						b.Fatal("no log rule")
+					}
+				}
+			})
 		})
 	}
 }

@@ -66,7 +66,44 @@ func LogPrefix(portID, verdict string, n int) string {
 // prefix stands for. With no port it returns rs itself. rs is not
 // changed: its chains are shared with the compiler's cache.
 func WithLogging(rs *Ruleset, ports []LogPort, o LogOptions) (*Ruleset, map[string]LogEntry) {
-	index := map[string]LogEntry{}
+	return (&LogCache{}).WithLogging(rs, ports, o)
+}
+
+// LogCache keeps the logged chains of the last call and the one before:
+// a chain the compiler reused unchanged (same rules array) with the same
+// logging is not logged again. An agent keeps one across syncs; it is not
+// safe for concurrent use.
+type LogCache struct {
+	cur, prev map[logKey]*loggedChain
+	entries   int // the index's size last time
+}
+
+type logKey struct {
+	first        *string // the compiled chain's rules array
+	n, start     int
+	accept, drop bool
+	groups       string
+	dir, ether   string
+	o            LogOptions
+}
+
+type loggedChain struct {
+	c       Chain
+	entries []prefixEntry
+}
+
+type prefixEntry struct {
+	prefix string
+	e      LogEntry
+}
+
+// WithLogging is the package's WithLogging through the cache.
+func (lc *LogCache) WithLogging(rs *Ruleset, ports []LogPort, o LogOptions) (*Ruleset, map[string]LogEntry) {
+	// Sized as last time's: the maps are most of the cost of a call whose
+	// chains all come from the cache.
+	index := make(map[string]LogEntry, lc.entries)
+	lc.prev, lc.cur = lc.cur, make(map[logKey]*loggedChain, len(lc.cur))
+	defer func() { lc.entries = len(index) }()
 	if len(ports) == 0 {
 		return rs, index
 	}
@@ -78,6 +115,10 @@ func WithLogging(rs *Ruleset, ports []LogPort, o LogOptions) (*Ruleset, map[stri
 		if (!lp.Accept && !lp.Drop) || !logPrefixRe.MatchString(lp.PortID) || rs.IsRejected(lp.PortID) {
 			continue
 		}
+		groups := strings.Join(lp.AcceptGroups, ",")
+		if lp.AcceptGroups != nil {
+			groups = "=" + groups // nil (every group) and none differ
+		}
 		n := 0
 		names := hybrid.PortChainsUnder(hybrid.Wrap, lp.PortID)
 		for _, f := range []struct {
@@ -88,10 +129,25 @@ func WithLogging(rs *Ruleset, ports []LogPort, o LogOptions) (*Ruleset, map[stri
 				name, dir string
 			}{{names.In, Ingress}, {names.Out, Egress}, {names.Spoof, Egress}} {
 				i := chainIndex(f.t.Chains, c.name)
-				if i < 0 {
+				if i < 0 || len(f.t.Chains[i].Rules) == 0 {
 					continue
 				}
-				f.t.Chains[i] = logChain(f.t.Chains[i], lp, o, c.dir, f.ethertype, &n, index)
+				ch := f.t.Chains[i]
+				k := logKey{first: &ch.Rules[0], n: len(ch.Rules), start: n, accept: lp.Accept, drop: lp.Drop, groups: groups,
+					dir: c.dir, ether: f.ethertype, o: o}
+				lcd := lc.cur[k]
+				if lcd == nil {
+					lcd = lc.prev[k]
+				}
+				if lcd == nil {
+					lcd = logChain(ch, lp, o, c.dir, f.ethertype, n)
+				}
+				lc.cur[k] = lcd
+				f.t.Chains[i] = lcd.c
+				for _, pe := range lcd.entries {
+					index[pe.prefix] = pe.e
+				}
+				n += len(lcd.entries)
 			}
 		}
 	}
@@ -109,20 +165,22 @@ func chainIndex(cs []Chain, name string) int {
 	return i
 }
 
-// logChain is c with a log rule before each of its deciding rules.
-func logChain(c Chain, lp LogPort, o LogOptions, dir, ethertype string, n *int, index map[string]LogEntry) Chain {
+// logChain is c with a log rule before each of its deciding rules, the
+// port's log rules numbered from n.
+func logChain(c Chain, lp LogPort, o LogOptions, dir, ethertype string, n int) *loggedChain {
 	specs := c.Specs()
 	if len(specs) != len(c.Rules) {
-		return c // a chain without its data is left as it is
+		return &loggedChain{c: c} // a chain without its data is left as it is
 	}
 	out := Chain{Name: c.Name, Rules: make([]string, 0, len(c.Rules)+4)}
 	outSpecs := make([]*hybrid.Rule, 0, len(specs)+4)
+	var entries []prefixEntry
 	for i, s := range specs {
 		if lr, e, ok := logRule(s, lp, dir, ethertype); ok {
-			prefix := LogPrefix(lp.PortID, e.Verdict, *n)
-			*n++
+			prefix := LogPrefix(lp.PortID, e.Verdict, n)
+			n++
 			lr.Action = hybrid.Action{Kind: hybrid.Log, Log: hybrid.LogTarget{Prefix: prefix, Group: o.Group, Rate: o.Rate, Burst: o.Burst}}
-			index[prefix] = e
+			entries = append(entries, prefixEntry{prefix, e})
 			out.Rules = append(out.Rules, lr.Iptables())
 			outSpecs = append(outSpecs, lr)
 		}
@@ -130,7 +188,7 @@ func logChain(c Chain, lp LogPort, o LogOptions, dir, ethertype string, n *int, 
 		outSpecs = append(outSpecs, s)
 	}
 	out.SetSpecs(outSpecs)
-	return out
+	return &loggedChain{c: out, entries: entries}
 }
 
 // logRule is the log rule to put before s, if s decides a verdict that lp
