@@ -3,9 +3,9 @@
 # run against `moat server --auth keystone` and a real Keystone 22 (Zed) on a private PostgreSQL.
 #
 # Usage: tempest/run.sh MOAT_BINARY [extended|core|REGEX]        (default extended)
-#   extended  (make test) run the extended selection (144 tests), which holds the core one
-#             (100 tests), and require both verdicts: core 100 passed; extended 143 passed
-#             and nothing skipped but the logging test
+#   extended  (make test) run the extended selection (146 tests), which holds the core one
+#             (100 tests), and require both verdicts: core 100 passed; extended 146 passed
+#             and nothing skipped
 #   core      run the core selection alone and require its verdict
 #   REGEX     run the tests matching REGEX and report them (fails only if one fails)
 # The selections and the verdicts are in tempest/selection.py.

@@ -12,12 +12,12 @@
 
 core: tempest's and neutron-tempest-plugin's security-group API tests.
 extended: core plus the security-group tests around ports, port security,
-timestamps, tags, revisions, quotas, address groups and logging: 144
-tests, of which moat passes 143. Real Neutron 21 passes core 100/100 and,
-without the 13 address-group tests (not run against it), 130/131 of the
-rest. The logging test is skipped because the logging extension is not
-listed (Neutron's iptables drivers have no
-logging driver, and neither has moat yet).
+timestamps, tags, revisions, quotas, address groups and logging: 146
+tests. moat passes core 100/100 and extended 146/146, nothing skipped.
+Real Neutron 21 with its iptables drivers passes core 100/100 and skips
+the logging class (3 tests): it has no logging driver for iptables, so
+the logging extension is not listed (its 13 address-group tests were not
+run against it).
 """
 import re
 import sys
@@ -37,23 +37,20 @@ RELATED = (
     r"|test_ports\.PortsTestJSON\.test_create_update_port_security"
     r"|test_address_groups\."
     r"|admin\.test_quotas_negative\.QuotasAdminNegativeTestJSON\.test_create_security_group"
-    r"|admin\.test_logging\.LoggingTestJSON\.test_log_deleted_with_corresponding_security_group)")
+    r"|admin\.test_logging\.LoggingTestJSON\.)")
 REGEX = {
     "core": "^(%s)" % CORE,
     "extended": "^(%s|%s)" % (CORE, RELATED),
 }
 
-# The one test allowed to be skipped, until moat has a logging extension:
-# LoggingTestJSON.test_log_deleted_with_corresponding_security_group, which
-# its class skips as a whole (one result, named after setUpClass) for the
-# reason below.
-LOGGING = "setUpClass (neutron_tempest_plugin.api.admin.test_logging.LoggingTestJSON)"
-SKIP_REASONS = {LOGGING: "logging extension not enabled."}
+# Tests allowed (and required) to be skipped, with the reason each must
+# give: none since moat has the logging extension.
+SKIP_REASONS = {}
 
 # name -> (number of tests, ids allowed, and required, to be skipped)
 REQUIRED = {
     "core": (100, []),
-    "extended": (144, [LOGGING]),
+    "extended": (146, []),
 }
 
 

@@ -18,8 +18,10 @@ RELATED_IDS = (["neutron_tempest_plugin.api.test_timestamp.TestTimeStampWithSecu
                 for i in range(30)]
                + ["neutron_tempest_plugin.api.test_address_groups.AddressGroupTest.test_%02d" % i
                   for i in range(13)])
-GOOD = {**{t: ("success", "") for t in CORE_IDS + RELATED_IDS},
-        selection.LOGGING: ("skip", "logging extension not enabled.")}
+LOGGING_IDS = ["neutron_tempest_plugin.api.admin.test_logging.LoggingTestJSON.test_%s" % t
+               for t in ("log_lifecycle", "list_supported_logging_types", "log_deleted_with_corresponding_security_group")]
+LOGGING_CLASS = "setUpClass (neutron_tempest_plugin.api.admin.test_logging.LoggingTestJSON)"
+GOOD = {t: ("success", "") for t in CORE_IDS + RELATED_IDS + LOGGING_IDS}
 
 
 def write_stream(path, results):
@@ -51,15 +53,16 @@ class VerdictTest(unittest.TestCase):
         for tid in RELATED_IDS:
             self.assertFalse(re.match(selection.REGEX["core"], tid), tid)
             self.assertTrue(re.match(selection.REGEX["extended"], tid), tid)
-        logging_test = ("neutron_tempest_plugin.api.admin.test_logging.LoggingTestJSON."
-                        "test_log_deleted_with_corresponding_security_group")
-        self.assertTrue(re.match(selection.REGEX["extended"], logging_test))
+        for tid in LOGGING_IDS:
+            self.assertTrue(re.match(selection.REGEX["extended"], tid), tid)
+        negative = "neutron_tempest_plugin.api.admin.test_logging_negative.LoggingNegativeTestJSON.test_x"
+        self.assertFalse(re.match(selection.REGEX["extended"], negative))
 
     def test_pass(self):
         rc, out = self.verdict("extended", GOOD)
         self.assertEqual(rc, 0, out)
         self.assertIn("core: 100 passed, 0 failed, 0 skipped of 100", out)
-        self.assertIn("extended: 143 passed, 0 failed, 1 skipped of 144", out)
+        self.assertIn("extended: 146 passed, 0 failed, 0 skipped of 146", out)
         rc, out = self.verdict("core", {t: ("success", "") for t in CORE_IDS})
         self.assertEqual(rc, 0, out)
 
@@ -69,8 +72,9 @@ class VerdictTest(unittest.TestCase):
             "a related test failed": {**GOOD, RELATED_IDS[3]: ("fail", "")},
             "a core test skipped": {**GOOD, CORE_IDS[0]: ("skip", "no extension")},
             "a test missing": {t: r for t, r in GOOD.items() if t != RELATED_IDS[0]},
-            "the logging test ran": {**GOOD, selection.LOGGING: ("success", "")},
-            "the logging test skipped for another reason": {**GOOD, selection.LOGGING: ("skip", "no admin")},
+            "a logging test skipped": {**GOOD, LOGGING_IDS[0]: ("skip", "no admin")},
+            "the logging class skipped": {**{t: r for t, r in GOOD.items() if t not in LOGGING_IDS},
+                                          LOGGING_CLASS: ("skip", "logging extension not enabled.")},
             "a class failed to tear down": {**GOOD, "tearDownClass (tempest.api.network.test_security_groups.SecGroupTest)": ("fail", "")},
             "a class failed to set up": {**{t: r for t, r in GOOD.items() if t not in CORE_IDS[:5]},
                                          "setUpClass (tempest.api.network.test_security_groups.SecGroupTest)": ("fail", "")},

@@ -22,6 +22,7 @@ import (
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/metrics"
+	"github.com/moat-sg/moat/internal/netlog"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
 )
@@ -39,6 +40,14 @@ type agentFlags struct {
 	noComments     bool
 	checkInterval  time.Duration
 	pollInterval   time.Duration
+	// Security-group logging (docs/logging.md).
+	logGroup  uint16
+	logRate   uint32
+	logBurst  uint32
+	logFile   string
+	noLogging bool
+	logServer string // where events are posted (the --server), "" for none
+	logToken  string
 }
 
 // register adds the flags; defaultBackend is iptables-nft for `moat agent`
@@ -58,6 +67,40 @@ func (f *agentFlags) register(cmd *cobra.Command, defaultBackend agent.Backend) 
 	def := agent.DefaultConfig()
 	cmd.Flags().DurationVar(&f.checkInterval, "check-interval", def.CheckInterval, "how often the kernel is re-read to repair drift")
 	cmd.Flags().DurationVar(&f.pollInterval, "poll-interval", def.PollInterval, "with --db, how often the change log is polled for other processes' changes; with --server, how often a failed report is retried")
+	cmd.Flags().Uint16Var(&f.logGroup, "log-group", defaultLogGroup, "netlink log group of the security-group log rules (NFLOG, nft log group): the agent reads it")
+	cmd.Flags().Uint32Var(&f.logRate, "log-rate-limit", 100, "log rules log at most this many packets a second each (Neutron's [network_log] rate_limit)")
+	cmd.Flags().Uint32Var(&f.logBurst, "log-burst-limit", 25, "and at most this many at once (Neutron's [network_log] burst_limit)")
+	cmd.Flags().StringVar(&f.logFile, "log-file", "/var/lib/moat/log-events.jsonl", "where logged packets are written, one JSON object a line (moat logs --file reads it)")
+	cmd.Flags().BoolVar(&f.noLogging, "no-logging", false, "ignore network log objects: no log rules, no reader")
+}
+
+// defaultLogGroup is the netlink log group moat's log rules use unless
+// told otherwise (0 is the kernel's catch-all, kept clear).
+const defaultLogGroup = 27
+
+// startLogging starts the NFLOG reader and its sinks; the returned
+// function stops them.
+func startLogging(ctx context.Context, f *agentFlags, ix *netlog.Index, log *slog.Logger) (func(), error) {
+	file, err := netlog.OpenFile(f.logFile)
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var poster *netlog.Poster
+	if f.logServer != "" {
+		poster = netlog.NewPoster(f.logServer, f.host, f.logToken, log)
+		go poster.Run(ctx)
+	}
+	emit := netlog.Emitter(file, poster, log)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		if err := netlog.Read(ctx, f.logGroup, 0, f.host, ix, emit, log); err != nil {
+			log.Error("security-group logging: the reader stopped", "err", err)
+		}
+	}()
+	log.Info("security-group logging", "group", f.logGroup, "rate_limit", f.logRate, "burst_limit", f.logBurst, "file", f.logFile)
+	return func() { cancel(); <-done; file.Close() }, nil
 }
 
 // newAgent builds the agent of this host over a feed (the server's watch,
@@ -105,8 +148,21 @@ func newAgent(ctx context.Context, f *agentFlags, feed agent.Feed, log *slog.Log
 	cfg.CheckInterval, cfg.PollInterval = f.checkInterval, f.pollInterval
 	cfg.Logger = log
 	cfg.Previous = backend.Previous(dataplane.Host{})
+	stopLogging := func() {}
+	if !f.noLogging {
+		if f.logGroup == 0 || f.logRate == 0 || f.logBurst == 0 {
+			wire.Close()
+			return nil, nil, fmt.Errorf("--log-group, --log-rate-limit and --log-burst-limit must not be 0 (--no-logging turns logging off)")
+		}
+		ix := &netlog.Index{}
+		cfg.Logging = &agent.Logging{Options: firewall.LogOptions{Group: f.logGroup, Rate: f.logRate, Burst: f.logBurst}, Index: ix}
+		if stopLogging, err = startLogging(ctx, f, ix, log); err != nil {
+			wire.Close()
+			return nil, nil, err
+		}
+	}
 	a := agent.New(cfg, feed, rules, sets, agent.Wire(wire), conntrack.Netlink{})
-	return a, func() { wire.Close() }, nil
+	return a, func() { stopLogging(); wire.Close() }, nil
 }
 
 // runWatchAgent runs the agent over the server's watch stream until ctx
@@ -119,6 +175,7 @@ func runWatchAgent(ctx context.Context, f *agentFlags, server, token string, log
 	if err != nil {
 		return err
 	}
+	f.logServer, f.logToken = server, token
 	a, closeFn, err := newAgent(ctx, f, client, log)
 	if err != nil {
 		return err

@@ -16,7 +16,8 @@ func init() {
 	var ports []int
 	var backends []string
 	var repeat, seconds int
-	var asJSON bool
+	var asJSON, logged bool
+	var labName string
 	cmd := &cobra.Command{
 		Use:   "packets [--ports 0,1000,5000] [--backend none,iptables-legacy,iptables-nft,nftables] [--json]",
 		Short: "Throughput and RTT between two lab VMs with N other ports enforced on the host (root)",
@@ -58,7 +59,7 @@ Needs root, iperf3, ping, nft and Open vSwitch; the machine's own firewall is no
 			for _, b := range backends {
 				for _, n := range ports {
 					rows, err := packetbench.Run(cmd.Context(), packetbench.Options{
-						Ports: []int{n}, Backends: []string{b}, Repeat: repeat, Seconds: seconds, Log: logf})
+						Ports: []int{n}, Backends: []string{b}, Repeat: repeat, Seconds: seconds, Logged: logged, Name: labName, Log: logf})
 					if err != nil {
 						return err
 					}
@@ -83,5 +84,7 @@ Needs root, iperf3, ping, nft and Open vSwitch; the machine's own firewall is no
 	cmd.Flags().IntVar(&repeat, "repeat", 3, "ping and iperf3 runs per backend and size (medians reported)")
 	cmd.Flags().IntVar(&seconds, "seconds", 3, "length of one iperf3 run")
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object per backend and size")
+	cmd.Flags().StringVar(&labName, "lab-name", "mpkt", "name of the throw-away lab (its namespaces are NAME-host, NAME-vm1, ...)")
+	cmd.Flags().BoolVar(&logged, "logged", false, "a network log object (event ALL) on every port, and the NFLOG reader running: the cost of security-group logging")
 	benchCmd.AddCommand(cmd)
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/hostview"
 	"github.com/moat-sg/moat/internal/metrics"
+	"github.com/moat-sg/moat/internal/netlog"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
@@ -116,6 +117,16 @@ type Config struct {
 	// and segment of every network with a port here after each sync, and
 	// forced to rewrite its flows at every drift check.
 	Provider Provider
+	// Logging, if set, turns the host's log objects into log rules
+	// (docs/logging.md) and keeps its index of what they stand for.
+	Logging *Logging
+}
+
+// Logging configures security-group logging.
+type Logging struct {
+	Options firewall.LogOptions
+	// Index is set after every sync; the NFLOG reader reads it.
+	Index *netlog.Index
 }
 
 // Provider keeps the flows translating local VLANs to provider segments
@@ -141,6 +152,7 @@ func DefaultConfig() Config {
 // Agent is one host's agent.
 type Agent struct {
 	cfg       Config
+	logCache  firewall.LogCache
 	feed      Feed
 	rules     Rules
 	sets      Sets
@@ -373,6 +385,14 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 	if err != nil {
 		return fmt.Errorf("compile: %w", err)
+	}
+	if a.cfg.Logging != nil {
+		ports, info := LogPorts(snap)
+		var index map[string]firewall.LogEntry
+		rs, index = a.logCache.WithLogging(rs, ports, a.cfg.Logging.Options)
+		if a.cfg.Logging.Index != nil {
+			a.cfg.Logging.Index.Set(index, info)
+		}
 	}
 	present := map[string]*neutron.Port{}
 	for i := range snap.Ports {

@@ -6,6 +6,8 @@ import (
 	"slices"
 
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/netlog"
+	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/store"
 )
 
@@ -79,4 +81,56 @@ func parseNet(s string) *net.IPNet {
 		return hostNet(ip)
 	}
 	return nil
+}
+
+// LogPorts is what each port of snap logs, from the host's log objects:
+// the union of the logs that cover it (a log whose resource is a group
+// logs the accepts of that group's rules only, as Neutron's OVS log
+// driver), sorted by port, and each port's project and log ids for the
+// events.
+func LogPorts(snap *store.HostSnapshot) ([]firewall.LogPort, map[string]netlog.PortLogs) {
+	project := map[string]string{}
+	for i := range snap.Ports {
+		project[snap.Ports[i].ID] = snap.Ports[i].ProjectID
+	}
+	byPort := map[string]*firewall.LogPort{}
+	allGroups := map[string]bool{}
+	info := map[string]netlog.PortLogs{}
+	for _, l := range snap.Logs {
+		for _, id := range l.Ports {
+			lp := byPort[id]
+			if lp == nil {
+				lp = &firewall.LogPort{PortID: id}
+				byPort[id] = lp
+			}
+			accept := l.Event == neutron.LogEventAll || l.Event == neutron.LogEventAccept
+			lp.Accept = lp.Accept || accept
+			lp.Drop = lp.Drop || l.Event == neutron.LogEventAll || l.Event == neutron.LogEventDrop
+			if accept {
+				if l.ResourceID == "" {
+					allGroups[id] = true
+				} else if !slices.Contains(lp.AcceptGroups, l.ResourceID) {
+					lp.AcceptGroups = append(lp.AcceptGroups, l.ResourceID)
+				}
+			}
+			pi := info[id]
+			pi.ProjectID = project[id]
+			if pi.ProjectID == "" {
+				pi.ProjectID = l.ProjectID
+			}
+			pi.LogIDs = append(pi.LogIDs, l.ID)
+			info[id] = pi
+		}
+	}
+	out := make([]firewall.LogPort, 0, len(byPort))
+	for _, id := range slices.Sorted(maps.Keys(byPort)) {
+		lp := *byPort[id]
+		if allGroups[id] {
+			lp.AcceptGroups = nil
+		} else {
+			slices.Sort(lp.AcceptGroups)
+		}
+		out = append(out, lp)
+	}
+	return out, info
 }

@@ -24,6 +24,7 @@ import (
 //	GET  /v2.0/moat/hosts/{host}                   what this server knows of the agent
 //	GET  /v2.0/moat/hosts/{host}/counters?port_id=  hit counters, asked of the agent
 //	POST /v2.0/moat/hosts/{host}/counters          the agent's answer
+//	POST /v2.0/moat/hosts/{host}/log-events        packets its log rules reported (logevents.go)
 //
 // Allowed to admins (and Keystone's service role) for any host, and to a
 // host's agent token for that host only.
@@ -136,6 +137,9 @@ func validHost(h string) error {
 
 // agentRoutes routes /v2.0/moat/hosts/{host}[/watch|/report].
 func (s *Server) agentRoutes(m string, segs []string) (handlerFunc, error) {
+	if len(segs) == 2 && segs[1] == "log-events" {
+		return onlyGet(m, s.listLogEvents)
+	}
 	if len(segs) < 3 || len(segs) > 4 || segs[1] != "hosts" {
 		return nil, neutron.NotFoundGeneric()
 	}
@@ -175,6 +179,11 @@ func (s *Server) agentRoutes(m string, segs []string) (handlerFunc, error) {
 		if h = s.countersRoute(m, host); h == nil {
 			return nil, neutron.MethodNotAllowed()
 		}
+	case segs[3] == "log-events":
+		if m != http.MethodPost {
+			return nil, neutron.MethodNotAllowed()
+		}
+		h = func(w http.ResponseWriter, r *request) error { return s.postLogEvents(w, r, host) }
 	default:
 		return nil, neutron.NotFoundGeneric()
 	}

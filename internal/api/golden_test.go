@@ -307,6 +307,10 @@ func describe(v any) string {
 	return fmt.Sprintf("%#v", v)
 }
 
+// loggingExtension is the logging extension as Neutron 21 lists it
+// (neutron_lib/api/definitions/logging.py) when its plugin is loaded.
+const loggingExtension = `{"name": "Logging API Extension", "alias": "logging", "description": "Provides a logging API for resources such as security group and firewall.", "updated": "2017-01-01T10:00:00-00:00", "links": []}`
+
 // goldenDifferences are the exchanges where moat answers differently from
 // Neutron 21 on purpose (docs/compatibility.md); each gets its own check.
 var goldenDifferences = map[string]func(t *testing.T, c *comparer, g *goldenExchange, status int, body any){
@@ -322,6 +326,9 @@ var goldenDifferences = map[string]func(t *testing.T, c *comparer, g *goldenExch
 		for _, e := range body.(*jsonObj).vals["extensions"].([]any) {
 			alias := e.(*jsonObj).vals["alias"].(string)
 			ge, ok := golden[alias]
+			if alias == "logging" && !ok { // the recorded Neutron had no logging plugin loaded
+				ge, ok = decodeOrderedRaw([]byte(loggingExtension)), true
+			}
 			if !ok {
 				t.Fatalf("moat lists extension %q that Neutron does not have", alias)
 			}

@@ -60,6 +60,10 @@ type Server struct {
 	networks *resource[neutron.Network, neutron.NetworkRequest]
 	// collections are the resources' routes, by collection path.
 	collections map[string]collection
+	// logs is /v2.0/log/logs (the logging extension's prefix).
+	logs collection
+	// logEvents are the agents' latest logged packets.
+	logEvents logRing
 }
 
 // New builds a server.
@@ -91,6 +95,7 @@ func New(o Options) *Server {
 		"rbac-policies":        s.rbacResource().routes(s),
 		"address-groups":       s.addressGroupRoutes(),
 	}
+	s.logs = s.logResource().routes(s)
 	return s
 }
 
@@ -307,6 +312,8 @@ func (s *Server) route(r *request) (handlerFunc, error) {
 	switch segs[0] {
 	case "quotas":
 		return s.quotaRoutes(m, segs)
+	case "log":
+		return s.logRoutes(r)
 	}
 	if c, ok := s.collections[segs[0]]; ok {
 		return collectionRoutes(m, segs, c)

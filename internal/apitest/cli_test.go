@@ -375,8 +375,52 @@ func TestOpenstackCLI(t *testing.T) {
 		}
 	})
 
+	// Network logs (python3-neutronclient's OSC plugin): create, set
+	// --disable/--enable, list, delete; a group's log goes with the group.
+	var logID string
+	step("network log create, set, list, delete", func(t *testing.T) {
+		var lg map[string]any
+		cli.json(t, &lg, "network", "log", "create", "--resource-type", "security_group", "--resource", "web2",
+			"--event", "DROP", "--enable", "--description", "drops of web2", "web2-drops")
+		logID, _ = lg["ID"].(string)
+		if logID == "" || lg["Name"] != "web2-drops" || lg["Event"] != "DROP" || lg["Enabled"] != true || lg["Resource"] != web.ID ||
+			lg["Type"] != "security_group" || lg["Description"] != "drops of web2" {
+			t.Fatalf("created %v", lg)
+		}
+		cli.ok(t, "network", "log", "set", "--disable", "web2-drops")
+		cli.json(t, &lg, "network", "log", "show", logID)
+		if lg["Enabled"] != false {
+			t.Errorf("after set --disable: %v", lg)
+		}
+		cli.ok(t, "network", "log", "set", "--enable", "--name", "web2-log", logID)
+		var rows []map[string]any
+		cli.json(t, &rows, "network", "log", "list")
+		if len(rows) != 1 || rows[0]["ID"] != logID || rows[0]["Name"] != "web2-log" || rows[0]["Enabled"] != true {
+			t.Errorf("log list: %v", rows)
+		}
+		var types []map[string]any
+		cli.json(t, &types, "network", "loggable", "resources", "list")
+		if len(types) != 1 || types[0]["Supported types"] != "security_group" {
+			t.Errorf("loggable resources: %v", types)
+		}
+		cli.ok(t, "network", "log", "delete", "web2-log")
+		if errOut := cli.fails(t, "network", "log", "show", logID); !strings.Contains(errOut, "Unable to find log with name or id '"+logID+"'") {
+			t.Errorf("show after delete: %s", errOut)
+		}
+		cli.json(t, &lg, "network", "log", "create", "--resource-type", "security_group", "--resource", "web2", "web2-all")
+		logID = lg["ID"].(string)
+		if lg["Event"] != "ALL" {
+			t.Errorf("default event: %v", lg)
+		}
+	})
+
 	step("group delete", func(t *testing.T) {
 		cli.ok(t, "security", "group", "delete", "web2")
+		var logs []map[string]any
+		cli.json(t, &logs, "network", "log", "list")
+		if len(logs) != 0 {
+			t.Errorf("logs left after their group's delete: %v", logs)
+		}
 		var rows []struct{ Name string }
 		cli.json(t, &rows, "security", "group", "list")
 		if len(rows) != 1 || rows[0].Name != "default" {

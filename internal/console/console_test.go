@@ -473,7 +473,7 @@ func TestPortPage(t *testing.T) {
 	if code != http.StatusOK {
 		t.Fatalf("port page: %d", code)
 	}
-	for _, want := range []string{"neutron-openvswi-i" + pid[:10], "neutron-openvswi-o" + pid[:10], "Hit counters are not shown", "host1", "This server does not record log events."} {
+	for _, want := range []string{"neutron-openvswi-i" + pid[:10], "neutron-openvswi-o" + pid[:10], "Hit counters are not shown", "host1", "No log events for this port yet", `data-refresh="3"`} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the port page lacks %q", want)
 		}
@@ -484,8 +484,9 @@ func TestPortPage(t *testing.T) {
 	}
 }
 
-// TestLogEventsHook: when the API serves GET /v2.0/moat/log-events (added
-// on another branch), the port page lists the port's events.
+// TestLogEventsHook: the port page lists the port's events from GET
+// /v2.0/moat/log-events (here a stand-in with a hostile field), and a
+// server without the endpoint gets a note.
 func TestLogEventsHook(t *testing.T) {
 	var asked string
 	wrap := func(next http.Handler) http.Handler {
@@ -494,7 +495,9 @@ func TestLogEventsHook(t *testing.T) {
 				asked = r.URL.Query().Get("port_id")
 				w.Header().Set("Content-Type", "application/json")
 				json.NewEncoder(w).Encode(map[string]any{"log_events": []map[string]any{
-					{"time": "2026-01-01T00:00:00Z", "action": "DROP", "port_id": asked, "packet": "<tcp> 10.0.0.9 -> 10.0.0.3:22"},
+					{"time": "2026-01-01T00:00:00Z", "host": "host1", "port_id": asked, "direction": "ingress", "ethertype": "IPv4",
+						"protocol": 6, "src": "10.0.0.9", "src_port": 40000, "dst": "10.0.0.3", "dst_port": 22, "verdict": "DROP",
+						"protection": "<default-drop>"},
 				}})
 				return
 			}
@@ -508,7 +511,7 @@ func TestLogEventsHook(t *testing.T) {
 	if asked != pid {
 		t.Errorf("log events asked for port %q, want %q", asked, pid)
 	}
-	for _, want := range []string{`id="events"`, "<th scope=\"col\">action</th>", "<td>DROP</td>", "&lt;tcp&gt; 10.0.0.9"} {
+	for _, want := range []string{`id="events"`, "<th scope=\"col\">decided by</th>", "<td>DROP</td>", "<td>10.0.0.9:40000</td>", "<td>10.0.0.3:22</td>", "&lt;default-drop&gt;"} {
 		if !strings.Contains(body, want) {
 			t.Errorf("the port page lacks %q", want)
 		}

@@ -2,15 +2,15 @@ package console
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
+	"net"
 	"net/http"
 	"net/url"
-	"sort"
-	"strings"
+	"strconv"
 
 	"github.com/moat-sg/moat/internal/agent"
 	"github.com/moat-sg/moat/internal/firewall"
+	"github.com/moat-sg/moat/internal/netlog"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/trace"
 	"github.com/moat-sg/moat/internal/trace/moatrules"
@@ -139,78 +139,41 @@ type logEvents struct {
 // maxEvents bounds the events a port's page shows.
 const maxEvents = 50
 
-// logEvents asks the API for the port's log events. A server without the
-// endpoint (404) shows a note instead.
+// logEvents asks the API for the port's log events, newest first. A
+// server without the endpoint (404) or a caller it refuses (the logging
+// API is admin-only, as Neutron's) gets a note instead.
 func (c *Console) logEvents(ctx context.Context, who *caller, portID string) (*logEvents, string) {
-	var out map[string]any
-	err := c.call(ctx, who, http.MethodGet, "moat/log-events", url.Values{"port_id": {portID}}, nil, &out)
+	var out netlog.EventsBody
+	err := c.call(ctx, who, http.MethodGet, "moat/log-events", url.Values{"port_id": {portID}, "limit": {strconv.Itoa(maxEvents)}}, nil, &out)
 	var ae *apiError
 	switch {
 	case errors.As(err, &ae) && (ae.Status == http.StatusNotFound || ae.Status == http.StatusMethodNotAllowed):
 		return nil, "This server does not record log events."
+	case errors.As(err, &ae) && ae.Status == http.StatusForbidden:
+		return nil, "Log events are shown to admins only (Neutron's logging API is admin-only)."
 	case err != nil:
 		return nil, "Log events unavailable: " + err.Error()
 	}
-	var list []any
-	for _, k := range sortedKeys(out) {
-		if l, ok := out[k].([]any); ok {
-			list = l
-			break
+	if len(out.Events) == 0 {
+		return nil, "No log events for this port yet (a network log covering it must exist: openstack network log create)."
+	}
+	ev := &logEvents{Columns: []string{"time", "host", "direction", "verdict", "protocol", "source", "destination", "decided by"}}
+	for _, e := range out.Events {
+		decided := e.SecurityGroupRuleID
+		if decided == "" {
+			decided = e.Protection
 		}
-	}
-	if len(list) == 0 {
-		return nil, "No log events for this port."
-	}
-	ev := &logEvents{}
-	cols := map[string]bool{}
-	for _, e := range list {
-		if m, ok := e.(map[string]any); ok {
-			for k := range m {
-				cols[k] = true
-			}
-		}
-	}
-	for k := range cols {
-		ev.Columns = append(ev.Columns, k)
-	}
-	sort.Strings(ev.Columns)
-	if len(list) > maxEvents {
-		list = list[len(list)-maxEvents:]
-	}
-	for _, e := range list {
-		m, _ := e.(map[string]any)
-		row := make([]string, len(ev.Columns))
-		for i, k := range ev.Columns {
-			row[i] = scalar(m[k])
-		}
-		ev.Rows = append(ev.Rows, row)
+		ev.Rows = append(ev.Rows, []string{e.Time.UTC().Format("2006-01-02 15:04:05.000"), e.Host, e.Direction, e.Verdict,
+			strconv.Itoa(e.Protocol), endpoint(e.Src, e.SrcPort), endpoint(e.Dst, e.DstPort), decided})
 	}
 	return ev, ""
 }
 
-func sortedKeys(m map[string]any) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
+// endpoint is an address with its port, if any.
+func endpoint(addr string, port int) string {
+	if port == 0 {
+		return addr
 	}
-	sort.Strings(ks)
-	return ks
+	return net.JoinHostPort(addr, strconv.Itoa(port))
 }
 
-// scalar prints a JSON value for a table cell.
-func scalar(v any) string {
-	switch x := v.(type) {
-	case nil:
-		return ""
-	case string:
-		return x
-	case []any:
-		parts := make([]string, len(x))
-		for i, e := range x {
-			parts[i] = scalar(e)
-		}
-		return strings.Join(parts, ", ")
-	}
-	b, _ := json.Marshal(v)
-	return string(b)
-}

@@ -57,3 +57,41 @@ func benchmarkRuleChange(b *testing.B, group func(*workload.Bench) string) {
 		})
 	}
 }
+
+// BenchmarkWithLogging is what security-group logging adds to a compile:
+// the log rules of every port of the host (accepts and drops), after a
+// compile that found nothing changed (the agent's steady state).
+func BenchmarkWithLogging(b *testing.B) {
+	for _, n := range []int{1000, 5000} {
+		b.Run(fmt.Sprintf("ports=%d", n), func(b *testing.B) {
+			w := workload.NewBench(n)
+			rs, err := firewall.Compile(w.State)
+			if err != nil {
+				b.Fatal(err)
+			}
+			var ports []firewall.LogPort
+			for _, p := range w.State.Ports {
+				ports = append(ports, firewall.LogPort{PortID: p.ID, Accept: true, Drop: true})
+			}
+			o := firewall.LogOptions{Group: 27, Rate: 100, Burst: 25}
+			b.Run("fresh", func(b *testing.B) {
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, index := firewall.WithLogging(rs, ports, o); len(index) == 0 {
+						b.Fatal("no log rule")
+					}
+				}
+			})
+			b.Run("cached", func(b *testing.B) { // an agent's sync after a change elsewhere
+				var lc firewall.LogCache
+				lc.WithLogging(rs, ports, o)
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, index := lc.WithLogging(rs, ports, o); len(index) == 0 {
+						b.Fatal("no log rule")
+					}
+				}
+			})
+		})
+	}
+}

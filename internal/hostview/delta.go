@@ -22,13 +22,17 @@ type Delta struct {
 	// address group's addresses is this and nothing else.
 	AddressGroups        []AddressGroup `json:"address_groups,omitempty"`
 	RemovedAddressGroups []string       `json:"removed_address_groups,omitempty"`
+	// LogsWhole: Logs are all the host's logs, replacing the view's (in
+	// a revision's frames, the first says so and Logs are merged).
+	LogsWhole bool  `json:"logs_whole,omitempty"`
+	Logs      []Log `json:"logs,omitempty"`
 }
 
 // Empty reports whether the delta changes nothing.
 func (d *Delta) Empty() bool {
 	return len(d.Ports)+len(d.RemovedPorts)+len(d.Networks)+len(d.RemovedNetworks)+
 		len(d.Groups)+len(d.RemovedGroups)+len(d.Members)+len(d.RemovedMembers)+
-		len(d.AddressGroups)+len(d.RemovedAddressGroups) == 0
+		len(d.AddressGroups)+len(d.RemovedAddressGroups)+len(d.Logs) == 0 && !d.LogsWhole
 }
 
 // Diff is the delta from old to new (old nil: everything in new), in id
@@ -43,7 +47,20 @@ func Diff(old, new *View) Delta {
 	d.Groups, d.RemovedGroups = diffMap(old.Groups, new.Groups)
 	d.Members, d.RemovedMembers = diffMap(old.Members, new.Members)
 	d.AddressGroups, d.RemovedAddressGroups = diffMap(old.AddressGroups, new.AddressGroups)
+	d.diffLogs(old.Logs, new.Logs)
 	return d
+}
+
+// diffLogs sends now's logs whole if they differ from old's.
+func (d *Delta) diffLogs(old, now map[string]*Log) {
+	if len(old) == len(now) && reflect.DeepEqual(old, now) {
+		return
+	}
+	d.LogsWhole = true
+	d.Logs = nil
+	for _, id := range sortedKeys(now) {
+		d.Logs = append(d.Logs, *now[id])
+	}
 }
 
 func diffMap[V any](old, new map[string]*V) (upserts []V, removed []string) {
@@ -97,6 +114,13 @@ func (v *View) Apply(d *Delta) {
 		ag := d.AddressGroups[i]
 		v.AddressGroups[ag.ID] = &ag
 	}
+	if d.LogsWhole {
+		v.Logs = map[string]*Log{}
+		for i := range d.Logs {
+			l := d.Logs[i]
+			v.Logs[l.ID] = &l
+		}
+	}
 	v.Prune()
 }
 
@@ -106,6 +130,8 @@ type Changed struct {
 	// AllGroups: a rule was deleted, and its group is unknown (the log
 	// names only the rule): every group counts as changed.
 	AllGroups bool
+	// Logs: a log object changed (the host's logs are read again).
+	Logs bool
 }
 
 // NewChanged is an empty set.
@@ -116,7 +142,7 @@ func NewChanged() Changed {
 
 // Empty reports whether nothing changed.
 func (c Changed) Empty() bool {
-	return !c.AllGroups && len(c.Ports)+len(c.Networks)+len(c.Groups)+len(c.Members)+len(c.AddressGroups) == 0
+	return !c.AllGroups && !c.Logs && len(c.Ports)+len(c.Networks)+len(c.Groups)+len(c.Members)+len(c.AddressGroups) == 0
 }
 
 // Resume is the delta that brings an agent from the view it had at an
@@ -180,6 +206,12 @@ func Resume(now *View, ch Changed) Delta {
 	d.Groups, _ = pick(now.Groups, groups)
 	d.Members, _ = pick(now.Members, members)
 	d.AddressGroups, _ = pick(now.AddressGroups, ags)
+	// The logs travel whole: which cover the host may change with any
+	// change, and the old view's are unknown.
+	if !ch.Empty() {
+		d.diffLogs(nil, now.Logs)
+		d.LogsWhole = true
+	}
 	return d
 }
 
@@ -201,6 +233,9 @@ func (d *Delta) Weight() int {
 	w := len(d.Ports) + len(d.Networks)
 	w += (len(d.RemovedPorts) + len(d.RemovedNetworks) + len(d.RemovedGroups) + len(d.RemovedMembers) +
 		len(d.RemovedAddressGroups) + 3) / 4
+	for i := range d.Logs {
+		w += 1 + len(d.Logs[i].Ports)/8
+	}
 	for i := range d.Groups {
 		w += groupWeight(&d.Groups[i])
 	}
@@ -253,6 +288,11 @@ func Split(d Delta, max int) []Delta {
 			*dst = append(*dst, r.ids[i:min(i+4, len(r.ids))]...)
 		}
 	}
+	cur.LogsWhole = d.LogsWhole
+	for i := range d.Logs {
+		flush(1 + len(d.Logs[i].Ports)/8)
+		cur.Logs = append(cur.Logs, d.Logs[i])
+	}
 	for _, n := range d.Networks {
 		flush(1)
 		cur.Networks = append(cur.Networks, n)
@@ -289,6 +329,8 @@ func (d *Delta) Merge(f *Delta) {
 	d.RemovedMembers = append(d.RemovedMembers, f.RemovedMembers...)
 	d.AddressGroups = append(d.AddressGroups, f.AddressGroups...)
 	d.RemovedAddressGroups = append(d.RemovedAddressGroups, f.RemovedAddressGroups...)
+	d.LogsWhole = d.LogsWhole || f.LogsWhole
+	d.Logs = append(d.Logs, f.Logs...)
 }
 
 // Want is what a stream reads to bring a view up to date with the changes
@@ -335,6 +377,10 @@ func Patch(old, part *View, ch Changed) (*View, Delta) {
 	}
 	replace(now.Members, part.Members, ch.Members)
 	replace(now.AddressGroups, part.AddressGroups, ch.AddressGroups)
+	// A part read carries the host's logs whole.
+	if part.Logs != nil {
+		now.Logs = part.Logs
+	}
 	now.Prune()
 	var d Delta
 	oldPorts, nowPorts := map[string]*Port{}, map[string]*Port{}
@@ -353,6 +399,7 @@ func Patch(old, part *View, ch Changed) (*View, Delta) {
 	d.Groups, d.RemovedGroups = diffMap(old.Groups, now.Groups)
 	d.Members, d.RemovedMembers = diffMap(old.Members, now.Members)
 	d.AddressGroups, d.RemovedAddressGroups = diffMap(old.AddressGroups, now.AddressGroups)
+	d.diffLogs(old.Logs, now.Logs)
 	return now, d
 }
 

@@ -74,6 +74,9 @@ func Route(v *View, host string, changes []store.Change, l Lookup) (Changed, boo
 			if v == nil || v.AddressGroups[id] != nil {
 				ch.AddressGroups[id] = true
 			}
+		case store.KindLog:
+			// Logs are rare admin objects: every host reads its own again.
+			ch.Logs = true
 		case store.KindSecurityGroupRule:
 			if c.Op != store.OpDelete {
 				if g, ok := l.RuleGroup[id]; ok && (v == nil || v.Groups[g] != nil) {

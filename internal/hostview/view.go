@@ -99,6 +99,18 @@ type AddressGroup struct {
 	IPv6 []string `json:"ipv6"`
 }
 
+// Log is an enabled network log object (the logging extension) that
+// covers ports of the host: what it logs (Event ACCEPT, DROP or ALL), the
+// security group whose accepts it logs ("" for all), and the host's ports
+// it covers, sorted.
+type Log struct {
+	ID         string   `json:"id"`
+	ProjectID  string   `json:"project_id"`
+	Event      string   `json:"event"`
+	ResourceID string   `json:"resource_id,omitempty"`
+	Ports      []string `json:"ports"`
+}
+
 // View is one host's desired state at a revision of the change log.
 type View struct {
 	Host          string
@@ -108,12 +120,15 @@ type View struct {
 	Groups        map[string]*Group
 	Members       map[string]*Members
 	AddressGroups map[string]*AddressGroup
+	// Logs are few (admin objects) and travel whole (Delta.LogsWhole).
+	Logs map[string]*Log
 }
 
 // New is an empty view of host.
 func New(host string) *View {
 	return &View{Host: host, Ports: map[string]*Port{}, Networks: map[string]*Network{},
-		Groups: map[string]*Group{}, Members: map[string]*Members{}, AddressGroups: map[string]*AddressGroup{}}
+		Groups: map[string]*Group{}, Members: map[string]*Members{}, AddressGroups: map[string]*AddressGroup{},
+		Logs: map[string]*Log{}}
 }
 
 // FromSnapshot is the view of a store snapshot.
@@ -156,6 +171,9 @@ func FromSnapshot(s *store.HostSnapshot) *View {
 	for id, ag := range s.AddressGroups {
 		m := splitMembers(id, ag.Addresses)
 		v.AddressGroups[id] = &AddressGroup{ID: id, Name: ag.Name, IPv4: m.IPv4, IPv6: m.IPv6}
+	}
+	for _, l := range s.Logs {
+		v.Logs[l.ID] = &Log{ID: l.ID, ProjectID: l.ProjectID, Event: l.Event, ResourceID: l.ResourceID, Ports: slices.Clone(l.Ports)}
 	}
 	return v
 }
@@ -245,6 +263,10 @@ func (v *View) Snapshot() *store.HostSnapshot {
 		addrs = append(addrs, ag.IPv6...)
 		s.AddressGroups[id] = &neutron.AddressGroup{ID: id, Name: ag.Name, Addresses: addrs}
 	}
+	for _, id := range sortedKeys(v.Logs) {
+		l := v.Logs[id]
+		s.Logs = append(s.Logs, store.HostLog{ID: l.ID, ProjectID: l.ProjectID, Event: l.Event, ResourceID: l.ResourceID, Ports: slices.Clone(l.Ports)})
+	}
 	return s
 }
 
@@ -279,7 +301,8 @@ func (r Rule) neutron(group string) neutron.SecurityGroupRule {
 // maps is enough).
 func (v *View) Clone() *View {
 	c := &View{Host: v.Host, Revision: v.Revision, Ports: cloneMap(v.Ports), Networks: cloneMap(v.Networks),
-		Groups: cloneMap(v.Groups), Members: cloneMap(v.Members), AddressGroups: cloneMap(v.AddressGroups)}
+		Groups: cloneMap(v.Groups), Members: cloneMap(v.Members), AddressGroups: cloneMap(v.AddressGroups),
+		Logs: cloneMap(v.Logs)}
 	return c
 }
 

@@ -88,6 +88,24 @@ func (r *Rule) AppendIptables(b []byte) []byte {
 		b = strconv.AppendUint(b, uint64(a.Zone), 10)
 	case CTNoTrack:
 		b = appendWord(b, "-j CT --notrack", "")
+	case Log:
+		// As libxt_limit and libxt_NFLOG save them: the burst unless it is
+		// the default 5, the prefix before the group.
+		b = appendWord(b, "-m limit --limit ", "")
+		b = strconv.AppendUint(b, uint64(a.Log.Rate), 10)
+		b = append(b, "/sec"...)
+		if a.Log.Burst != 5 {
+			b = appendWord(b, "--limit-burst ", "")
+			b = strconv.AppendUint(b, uint64(a.Log.Burst), 10)
+		}
+		b = appendWord(b, "-j NFLOG", "")
+		if a.Log.Prefix != "" {
+			b = appendSaveString(appendWord(b, "--nflog-prefix ", ""), a.Log.Prefix)
+		}
+		if a.Log.Group != 0 {
+			b = appendWord(b, "--nflog-group ", "")
+			b = strconv.AppendUint(b, uint64(a.Log.Group), 10)
+		}
 	}
 	if len(b) > start && b[start] == ' ' {
 		// Every part starts with a blank but the first.

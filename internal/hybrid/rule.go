@@ -96,6 +96,9 @@ const (
 	Jump                 // to Action.Chain
 	CTZone               // conntrack zone Action.Zone (raw table)
 	CTNoTrack            // no connection tracking (raw table)
+	// Log sends the packet to userspace (NFLOG, nft's log group) at a
+	// limited rate and goes on to the next rule: it decides nothing.
+	Log
 )
 
 // Action is what a rule does.
@@ -103,6 +106,17 @@ type Action struct {
 	Chain string // Jump's target
 	Zone  uint16 // CTZone's zone
 	Kind  ActionKind
+	// Log is the Log action's target.
+	Log LogTarget
+}
+
+// LogTarget is where and how often a Log rule sends packets: netlink log
+// group Group with Prefix (at most 63 bytes of [A-Za-z0-9_-]), at most
+// Rate packets a second after a burst of Burst.
+type LogTarget struct {
+	Prefix      string
+	Group       uint16
+	Rate, Burst uint32
 }
 
 // OriginKind names what a rule stands for. The names are stable: trace

@@ -152,8 +152,13 @@ func DaemonArgs(cfg Config, stateDir string) []string {
 		"--backend", cfg.Backend,
 		"--bridge", "ovs",
 		"--ovsdb", ovs.DB(),
+		"--log-file", filepath.Join(stateDir, LogEventsFile),
 	)
 }
+
+// LogEventsFile is where a lab host's agent writes the packets its
+// security-group log rules report (moat logs --file).
+const LogEventsFile = "log-events.jsonl"
 
 func (c *Config) defaults() error {
 	if err := ValidName(c.Name); err != nil {

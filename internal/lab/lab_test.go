@@ -43,9 +43,9 @@ func TestDaemonArgs(t *testing.T) {
 		want string
 	}{
 		{Config{Name: "x", Backend: "iptables-legacy"},
-			"allinone --listen 127.0.0.1:9696 --db sqlite:///run/moat-lab/x/moat.db --host x-host --backend iptables-legacy --bridge ovs --ovsdb unix:/run/moat-lab/x/db.sock"},
+			"allinone --listen 127.0.0.1:9696 --db sqlite:///run/moat-lab/x/moat.db --host x-host --backend iptables-legacy --bridge ovs --ovsdb unix:/run/moat-lab/x/db.sock --log-file /run/moat-lab/x/log-events.jsonl"},
 		{Config{Name: "y", Backend: "iptables-nft"},
-			"allinone --listen 127.0.0.1:9696 --db sqlite:///run/moat-lab/y/moat.db --host y-host --backend iptables-nft --bridge ovs --ovsdb unix:/run/moat-lab/y/db.sock"},
+			"allinone --listen 127.0.0.1:9696 --db sqlite:///run/moat-lab/y/moat.db --host y-host --backend iptables-nft --bridge ovs --ovsdb unix:/run/moat-lab/y/db.sock --log-file /run/moat-lab/y/log-events.jsonl"},
 	}
 	for _, c := range cases {
 		if got := strings.Join(DaemonArgs(c.cfg, StateDir(c.cfg.Name)), " "); got != c.want {

@@ -99,6 +99,7 @@ func AgentArgs(cfg Config, stateDir string, i int) []string {
 		"--ovsdb", ovs.DB(),
 		"--bridge-mappings", Physnet + ":" + PhysBridge,
 		"--metrics-listen", AgentMetricsAddr(i),
+		"--log-file", filepath.Join(dir, LogEventsFile),
 	}
 }
 

@@ -101,6 +101,10 @@ var (
 		Name: "moat_agent_conntrack_deleted_total",
 		Help: "Conntrack entries deleted because the rule or member that allowed them went.",
 	})
+	AgentLogEvents = promauto.NewCounterVec(prometheus.CounterOpts{
+		Name: "moat_agent_log_events_total",
+		Help: "Packets the security-group log rules reported (network logs), by verdict (ACCEPT, DROP).",
+	}, []string{"verdict"})
 )
 
 // Route is the label of a request path: the resources with every id

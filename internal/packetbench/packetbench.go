@@ -21,10 +21,12 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/moat-sg/moat/internal/agent"
@@ -33,6 +35,7 @@ import (
 	"github.com/moat-sg/moat/internal/firewall"
 	"github.com/moat-sg/moat/internal/hostview"
 	"github.com/moat-sg/moat/internal/lab"
+	"github.com/moat-sg/moat/internal/netlog"
 	"github.com/moat-sg/moat/internal/neutron"
 	"github.com/moat-sg/moat/internal/pidfile"
 	"github.com/moat-sg/moat/internal/store"
@@ -75,7 +78,11 @@ type Options struct {
 	Moat string
 	// Name is the lab's name; default "mpkt".
 	Name string
-	Log  func(format string, args ...any)
+	// Logged puts a network log object (event ALL) on every port of the
+	// host and runs the agent's NFLOG reader in the host namespace: the
+	// cost of security-group logging (docs/logging.md).
+	Logged bool
+	Log    func(format string, args ...any)
 }
 
 // Result is one backend at one size.
@@ -89,6 +96,10 @@ type Result struct {
 	// ApplyMs is how long the one apply of the host's rules took (0 for
 	// None and ConntrackOnly).
 	ApplyMs float64 `json:"apply_ms"`
+	// Logged: every port had a log object (Options.Logged); LogEvents is
+	// how many packets the reader got during the measurement.
+	Logged    bool `json:"logged,omitempty"`
+	LogEvents int  `json:"log_events,omitempty"`
 }
 
 // ValidBackend accepts None and the agent's backends.
@@ -187,7 +198,7 @@ func runOne(ctx context.Context, opt Options, backend string, others int) (res *
 	if err := pidfile.Stop(lab.PidFile(l.StateDir), l.StateDir, 10*time.Second); err != nil {
 		return nil, fmt.Errorf("stop the lab's moat: %w", err)
 	}
-	res = &Result{Backend: backend, Ports: others}
+	res = &Result{Backend: backend, Ports: others, Logged: opt.Logged && backend != None && backend != ConntrackOnly}
 	switch backend {
 	case None, ConntrackOnly:
 		if _, err := host.Run(ctx, nil, "nft", "flush", "ruleset"); err != nil {
@@ -206,8 +217,22 @@ func runOne(ctx context.Context, opt Options, backend string, others int) (res *
 		if err := addSynthetic(snap, others); err != nil {
 			return nil, err
 		}
+		var logging *agent.Logging
+		if res.Logged {
+			all := store.HostLog{ID: "10000000-0000-4000-8000-000000000001", Event: neutron.LogEventAll}
+			for _, p := range snap.Ports {
+				all.Ports = append(all.Ports, p.ID)
+			}
+			snap.Logs = []store.HostLog{all}
+			logging = &agent.Logging{Options: firewall.LogOptions{Group: logGroup, Rate: 100, Burst: 25}, Index: &netlog.Index{}}
+			stop, err := readLogs(ctx, l.HostNetns, logging.Index, &res.LogEvents)
+			if err != nil {
+				return nil, err
+			}
+			defer stop()
+		}
 		start := time.Now()
-		if err := apply(ctx, agent.Backend(backend), host, snap); err != nil {
+		if err := apply(ctx, agent.Backend(backend), host, snap, logging); err != nil {
 			return nil, fmt.Errorf("apply %d ports: %w", len(snap.Ports), err)
 		}
 		res.ApplyMs = float64(time.Since(start).Microseconds()) / 1000
@@ -288,7 +313,7 @@ func addSynthetic(snap *store.HostSnapshot, n int) error {
 // apply enforces snap on the host once, with the agent `moat agent` runs
 // (same compiler options, same syncers), over a wiring that plugs nothing:
 // the VMs' devices are the lab's, the synthetic ports have none.
-func apply(ctx context.Context, b agent.Backend, host dataplane.Netns, snap *store.HostSnapshot) error {
+func apply(ctx context.Context, b agent.Backend, host dataplane.Netns, snap *store.HostSnapshot, logging *agent.Logging) error {
 	rules, sets, err := b.Kernel(host)
 	if err != nil {
 		return err
@@ -296,6 +321,7 @@ func apply(ctx context.Context, b agent.Backend, host dataplane.Netns, snap *sto
 	cfg := agent.DefaultConfig()
 	cfg.Options = firewall.Options{EnableIPSet: true, CommentRules: true}
 	cfg.Logger = slog.New(slog.NewTextHandler(io.Discard, nil))
+	cfg.Logging = logging
 	feed := &fixedFeed{snap: snap}
 	a := agent.New(cfg, feed, rules, sets, noWiring{}, &conntrack.Recorder{})
 	if err := a.Sync(ctx); err != nil {
@@ -442,4 +468,32 @@ func median(xs []float64) float64 {
 		return s[len(s)/2]
 	}
 	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
+
+// logGroup is the netlink log group of a logged run.
+const logGroup = 27
+
+// readLogs runs the NFLOG reader in the host namespace, counting events
+// into n (read once the reader is stopped).
+func readLogs(ctx context.Context, hostNetns string, ix *netlog.Index, n *int) (stop func(), err error) {
+	f, err := os.Open("/run/netns/" + hostNetns)
+	if err != nil {
+		return nil, fmt.Errorf("open the host namespace: %w", err)
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	var mu sync.Mutex
+	count := 0
+	done := make(chan error, 1)
+	go func() {
+		done <- netlog.Read(ctx, logGroup, int(f.Fd()), "bench", ix, func(netlog.Event) { mu.Lock(); count++; mu.Unlock() },
+			slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	return func() {
+		cancel()
+		<-done
+		f.Close()
+		mu.Lock()
+		*n = count
+		mu.Unlock()
+	}, nil
 }

@@ -37,6 +37,9 @@ type HostSnapshot struct {
 	// BadRows maps the networks and groups read whose row (or a rule's)
 	// does not read to why (nil if none).
 	BadRows map[string]string
+	// Logs are the enabled log objects that cover ports of the host
+	// (whatever part of the host was read), by id.
+	Logs []HostLog
 }
 
 func (s *HostSnapshot) badRow(id, why string) {
@@ -159,6 +162,9 @@ func (t *Tx) hostRead(ctx context.Context, host string, part *HostPart) (*HostSn
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	if snap.AddressGroups, err = t.addressGroupsByID(ctx, sortedKeys(ags)); err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
+	}
+	if snap.Logs, err = t.LogsForHost(ctx, host); err != nil {
 		return nil, fmt.Errorf("snapshot of %s: %w", host, err)
 	}
 	return snap, nil

@@ -214,6 +214,22 @@ var migrations = []migration{
 		)`,
 		`CREATE INDEX security_group_rules_remote_address_group ON security_group_rules(remote_address_group_id)`,
 	}},
+	// Network logs (the logging extension).
+	{6, "network logs (the logging extension)", []string{
+		`CREATE TABLE logs (
+			id TEXT PRIMARY KEY,
+			project_id TEXT NOT NULL,
+			name TEXT NOT NULL,
+			resource_type TEXT NOT NULL,
+			resource_id TEXT,
+			target_id TEXT,
+			event TEXT NOT NULL,
+			enabled INTEGER NOT NULL,
+			standard_attr_id BIGINT NOT NULL UNIQUE REFERENCES standard_attrs(id)
+		)`,
+		`CREATE INDEX logs_resource ON logs(resource_id)`,
+		`CREATE INDEX logs_target ON logs(target_id)`,
+	}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.

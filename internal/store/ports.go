@@ -431,6 +431,9 @@ func (t *Tx) DeletePort(ctx context.Context, p *neutron.Port) error {
 	if err := t.clearPortChildren(ctx, p.ID); err != nil {
 		return err
 	}
+	if err := t.deleteLogsWhere(ctx, "target_id", p.ID); err != nil {
+		return err
+	}
 	if _, err := t.exec(ctx, `DELETE FROM ports WHERE id = ?`, p.ID); err != nil {
 		return fmt.Errorf("delete port %s: %w", p.ID, err)
 	}

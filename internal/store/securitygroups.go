@@ -356,6 +356,9 @@ func (t *Tx) DeleteSecurityGroup(ctx context.Context, g *neutron.SecurityGroup) 
 	if err := t.DeleteRBACPoliciesOf(ctx, g.ID); err != nil {
 		return err
 	}
+	if err := t.deleteLogsWhere(ctx, "resource_id", g.ID); err != nil {
+		return err
+	}
 	if _, err := t.exec(ctx, `DELETE FROM default_security_groups WHERE security_group_id = ?`, g.ID); err != nil {
 		return fmt.Errorf("delete security group %s: %w", g.ID, err)
 	}

@@ -707,6 +707,13 @@ func (r *familyRender) rule(s *hybrid.Rule) (nft.Rule, error) {
 	if m.States != 0 {
 		add(nft.Kw("ct state " + ctStates(m.States)))
 	}
+	if s.Action.Kind == hybrid.Log {
+		// A log statement decides nothing: nft goes on to the next rule.
+		lt := s.Action.Log
+		add(nft.Kw(fmt.Sprintf("limit rate %d/second burst %d packets", lt.Rate, lt.Burst)),
+			nft.Kw("log prefix"), nft.Str(lt.Prefix), nft.Kw(fmt.Sprintf("group %d", lt.Group)))
+		return nft.R(comment, terms...), nil
+	}
 	add(nft.Kw("counter"))
 	switch s.Action.Kind {
 	case hybrid.Accept:
