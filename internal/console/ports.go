@@ -176,4 +176,3 @@ func endpoint(addr string, port int) string {
 	}
 	return net.JoinHostPort(addr, strconv.Itoa(port))
 }
-
