@@ -89,15 +89,10 @@ func (h *hub) wait() <-chan struct{} {
 }
 
 // since returns the changes after rev (at most max) with their look-ups,
-// and whether the chain could answer: false when rev is older than the
-// chain holds, or newer than it knows (the stream reads the log itself).
-func (h *hub) since(rev int64, max int) ([]store.Change, hostview.Lookup, bool) {
-	changes, l, _, ok := h.sinceSeen(rev, max)
-	return changes, l, ok
-}
-
-// sinceSeen is since, with when the hub read the oldest of the changes.
-func (h *hub) sinceSeen(rev int64, max int) ([]store.Change, hostview.Lookup, time.Time, bool) {
+// when the hub read the oldest of them, and whether the chain could
+// answer: false when rev is older than the chain holds, or newer than it
+// knows (the stream reads the log itself).
+func (h *hub) since(rev int64, max int) ([]store.Change, hostview.Lookup, time.Time, bool) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if !h.valid || rev < h.from || rev > h.latest {

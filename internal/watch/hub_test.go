@@ -35,7 +35,7 @@ func TestChainSince(t *testing.T) {
 		{14, 10, true, nil},
 		{10, 2, true, []int64{11, 12}},
 	} {
-		cs, look, ok := h.since(int64(tc.rev), tc.max)
+		cs, look, _, ok := h.since(int64(tc.rev), tc.max)
 		if ok != tc.ok || !slices.Equal(revs(cs), tc.want) {
 			t.Errorf("since(%d, %d) = %v, %v; want %v, %v", tc.rev, tc.max, revs(cs), ok, tc.want, tc.ok)
 		}
@@ -51,7 +51,7 @@ func TestChainSince(t *testing.T) {
 			}
 		}
 	}
-	if _, _, ok := (&hub{}).since(0, 10); ok {
+	if _, _, _, ok := (&hub{}).since(0, 10); ok {
 		t.Errorf("a hub that has not read the log yet answered")
 	}
 }

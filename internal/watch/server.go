@@ -401,7 +401,7 @@ func (st *stream) snapshot(ctx context.Context) error {
 // MaxChanges with more to read.
 func (st *stream) round(ctx context.Context) (bool, error) {
 	max := st.s.cfg.MaxChanges
-	changes, look, seen, fromChain := st.s.hub.sinceSeen(st.rev, max+1)
+	changes, look, seen, fromChain := st.s.hub.since(st.rev, max+1)
 	var (
 		capped bool
 		now    *hostview.View
