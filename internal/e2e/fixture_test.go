@@ -22,6 +22,7 @@ import (
 	"github.com/moat-sg/moat/internal/hybrid"
 	"github.com/moat-sg/moat/internal/lab"
 	"github.com/moat-sg/moat/internal/moatbin"
+	"github.com/moat-sg/moat/internal/pidfile"
 )
 
 // Chain names of moat's (Neutron's) hybrid layout.
@@ -630,18 +631,11 @@ func (e *env) stopMoat(t *testing.T, sig syscall.Signal) {
 	t.Logf("moat (pid %d) stopped by %v", pid, sig)
 }
 
-// alive reports whether pid runs (not a zombie).
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return false
-	}
-	// state is the field after "(comm)".
-	if i := bytes.LastIndexByte(b, ')'); i > 0 && i+2 < len(b) {
-		return b[i+2] != 'Z' && b[i+2] != 'X'
-	}
-	return true
-}
+// alive reports whether any thread of pid runs: a SIGKILLed moat's
+// leader is a zombie before its other threads have exited and its API
+// socket is closed (a restart too soon fails with "address already in
+// use").
+func alive(pid int) bool { return pidfile.Running(pid) }
 
 // startMoat starts the lab's moat again, as `moat lab up` does.
 func (e *env) startMoat(t *testing.T) {

@@ -6,6 +6,7 @@
 package pidfile
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -55,10 +56,47 @@ func Matches(pid int, s string) bool {
 	return strings.Contains(strings.ReplaceAll(string(cmd), "\x00", " "), s)
 }
 
+// hasCmdline reports whether pid has a command line: it runs a program
+// (a zombie, or a leader that has exited, has none).
+func hasCmdline(pid int) bool {
+	cmd, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid))
+	return err == nil && len(cmd) > 0
+}
+
+// Running reports whether any thread of pid still runs. "Not a zombie" is
+// not the test: SIGKILL makes a multi-threaded process's leader a zombie
+// while its other threads are still exiting, and the process's files (a
+// listening socket among them) are closed only when the last one has. A
+// zombie whose threads have all exited, or no such process, is not running.
+func Running(pid int) bool {
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	if err != nil {
+		return false
+	}
+	for _, task := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // exited since the listing
+		}
+		// The state is the field after "(comm)"; comm may hold spaces and
+		// parentheses, so look from the last ')'.
+		i := bytes.LastIndexByte(b, ')')
+		if i < 0 || i+2 >= len(b) {
+			return true // unreadable: assume it runs rather than reuse its resources
+		}
+		if st := b[i+2]; st != 'Z' && st != 'X' {
+			return true
+		}
+	}
+	return false
+}
+
+// waitGone waits until pid no longer runs what the caller stopped: no
+// thread of it runs, or the pid now runs something else.
 func waitGone(pid int, mustContain string, d time.Duration) bool {
 	deadline := time.Now().Add(d)
 	for {
-		if !Matches(pid, mustContain) {
+		if !Running(pid) || !Matches(pid, mustContain) && hasCmdline(pid) {
 			return true
 		}
 		if time.Now().After(deadline) {
