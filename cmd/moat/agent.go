@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -47,7 +49,7 @@ type agentFlags struct {
 	logFile   string
 	noLogging bool
 	logServer string // where events are posted (the --server), "" for none
-	logToken  string
+	logToken  func() string
 }
 
 // register adds the flags; defaultBackend is iptables-nft for `moat agent`
@@ -167,11 +169,11 @@ func newAgent(ctx context.Context, f *agentFlags, feed agent.Feed, log *slog.Log
 
 // runWatchAgent runs the agent over the server's watch stream until ctx
 // ends.
-func runWatchAgent(ctx context.Context, f *agentFlags, server, token string, log *slog.Logger) error {
+func runWatchAgent(ctx context.Context, f *agentFlags, server string, token func() string, log *slog.Logger) error {
 	if f.host == "" {
 		return fmt.Errorf("--host is empty and the hostname is unknown")
 	}
-	client, err := watch.NewClient(watch.ClientConfig{URL: server, Host: f.host, Token: token, Logger: log.With("part", "watch")})
+	client, err := watch.NewClient(watch.ClientConfig{URL: server, Host: f.host, TokenFunc: token, Logger: log.With("part", "watch")})
 	if err != nil {
 		return err
 	}
@@ -216,6 +218,41 @@ func serveMetrics(ctx context.Context, addr string, log *slog.Logger) (stop func
 		defer cancel()
 		_ = srv.Shutdown(sctx)
 	}, nil
+}
+
+// fileToken gives the token in path as it is now: it reads the file again
+// when it has changed since (its size or modification time), so that an
+// operator's or a cron job's renewal is picked up; a file that became
+// unreadable or empty keeps the last good token (and says so once).
+func fileToken(path, first string, log *slog.Logger) func() string {
+	var mu sync.Mutex
+	tok := first
+	var seen os.FileInfo
+	if fi, err := os.Stat(path); err == nil {
+		seen = fi
+	}
+	warned := false
+	return func() string {
+		mu.Lock()
+		defer mu.Unlock()
+		fi, err := os.Stat(path)
+		if err == nil && seen != nil && fi.ModTime().Equal(seen.ModTime()) && fi.Size() == seen.Size() {
+			return tok
+		}
+		t, rerr := readToken(path)
+		if err != nil || rerr != nil {
+			if !warned {
+				log.Warn("token file unreadable, still sending the last token read", "file", path, "err", errors.Join(err, rerr))
+				warned = true
+			}
+			return tok
+		}
+		if t != tok {
+			log.Info("token file changed, sending its new token", "file", path)
+		}
+		tok, seen, warned = t, fi, false
+		return tok
+	}
 }
 
 // readToken reads a token file ("" : no token).
@@ -271,7 +308,11 @@ the database's credentials).`,
 				if err != nil {
 					return err
 				}
-				return runWatchAgent(ctx, &f, server, token, log)
+				tokenFn := func() string { return token }
+				if tokenFile != "" {
+					tokenFn = fileToken(tokenFile, token, log)
+				}
+				return runWatchAgent(ctx, &f, server, tokenFn, log)
 			case tokenFile != "":
 				return fmt.Errorf("--token-file is for --server")
 			}

@@ -71,7 +71,7 @@ committed change, so an API call is enforced in the kernel within milliseconds.`
 					errc <- nil
 					return
 				}
-				errc <- runWatchAgent(ctx, &af, url, token, log.With("part", "agent"))
+				errc <- runWatchAgent(ctx, &af, url, func() string { return token }, log.With("part", "agent"))
 				cancel()
 			}()
 			err1, err2 := <-errc, <-errc

@@ -30,7 +30,11 @@ type ClientConfig struct {
 	Host string
 	// Token is sent as X-Auth-Token (an agent token, or a Keystone token
 	// of a service user); "" sends none (noauth).
-	Token      string
+	Token string
+	// TokenFunc, when set, gives the token of each request instead of
+	// Token: the agent re-reads its --token-file, so that a token renewed
+	// there (a Keystone token expires) is used without a restart.
+	TokenFunc  func() string
 	HTTPClient *http.Client
 	Logger     *slog.Logger
 	// MinBackoff and MaxBackoff bound the delay between reconnects.
@@ -271,8 +275,12 @@ func (c *Client) apply(typ string, rev int64, d *hostview.Delta, first bool) err
 }
 
 func (c *Client) auth(req *http.Request) {
-	if c.cfg.Token != "" {
-		req.Header.Set("X-Auth-Token", c.cfg.Token)
+	tok := c.cfg.Token
+	if c.cfg.TokenFunc != nil {
+		tok = c.cfg.TokenFunc()
+	}
+	if tok != "" {
+		req.Header.Set("X-Auth-Token", tok)
 	}
 }
 

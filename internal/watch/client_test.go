@@ -5,6 +5,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -137,6 +138,36 @@ func TestClientRefusedCredentialsRetries(t *testing.T) {
 	}
 	if st := c.Stats(); st.Connects != 0 {
 		t.Errorf("stats %+v: no stream should have opened", st)
+	}
+}
+
+// TestClientTokenFuncIsAskedEachTime: a token renewed while the client
+// is refused (an expired Keystone token replaced in the agent's token
+// file) is used at the next attempt, without a restart.
+func TestClientTokenFuncIsAskedEachTime(t *testing.T) {
+	// With header identity an unknown token is nobody (noauth would make
+	// it the admin).
+	e := newEnv(t, apitest.Config{Auth: apitest.Headers, AgentTokens: map[string]string{"h1": "token-of-h1-0123456789"}})
+	p1 := e.port("h1", "10.0.0.11", e.group("g"))
+	var mu sync.Mutex
+	tok := "expired-token-000000000"
+	c, err := watch.NewClient(watch.ClientConfig{URL: e.srv.URL, Host: "h1", Token: "ignored-when-TokenFunc-is-set",
+		TokenFunc:  func() string { mu.Lock(); defer mu.Unlock(); return tok },
+		MinBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, c)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	if _, err := c.Snapshot(ctx); err == nil {
+		t.Fatalf("a refused token got a snapshot")
+	}
+	mu.Lock()
+	tok = "token-of-h1-0123456789"
+	mu.Unlock()
+	if s := snapshotOf(t, c); len(s.Ports) != 1 || s.Ports[0].ID != p1 {
+		t.Fatalf("snapshot with the renewed token: %+v", s)
 	}
 }
 
