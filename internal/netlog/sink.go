@@ -4,12 +4,14 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -62,19 +64,33 @@ const MaxPost = 500
 // second; events beyond its bounded queue are counted and dropped (the
 // file keeps them).
 type Poster struct {
-	url, token string
-	client     *http.Client
-	log        *slog.Logger
-	ch         chan Event
+	urls   []string // one per server replica, tried in turn
+	cur    int      // the replica that answered last (Run's goroutine only)
+	token  func() string
+	client *http.Client
+	log    *slog.Logger
+	ch     chan Event
 }
 
-// NewPoster posts to server's /v2.0/moat/hosts/{host}/log-events with the
-// agent's token ("" for none).
-func NewPoster(server, host, token string, log *slog.Logger) *Poster {
+// NewPoster posts to /v2.0/moat/hosts/{host}/log-events of servers (the
+// agent's --server: one root URL or several replicas' comma separated,
+// tried in turn when one fails). token gives the X-Auth-Token of each
+// request ("" for none; nil: never any), read every time so that a renewed
+// token is used.
+func NewPoster(servers, host string, token func() string, log *slog.Logger) *Poster {
 	if log == nil {
 		log = slog.Default()
 	}
-	return &Poster{url: server + "/v2.0/moat/hosts/" + url.PathEscape(host) + "/log-events", token: token,
+	if token == nil {
+		token = func() string { return "" }
+	}
+	var urls []string
+	for _, one := range strings.Split(servers, ",") {
+		if one = strings.TrimRight(strings.TrimSpace(one), "/"); one != "" {
+			urls = append(urls, one+"/v2.0/moat/hosts/"+url.PathEscape(host)+"/log-events")
+		}
+	}
+	return &Poster{urls: urls, token: token,
 		client: &http.Client{Timeout: 10 * time.Second}, log: log, ch: make(chan Event, 4*MaxPost)}
 }
 
@@ -111,18 +127,35 @@ func (p *Poster) Run(ctx context.Context) {
 	}
 }
 
+// post sends evs to the replica that answered last, or to the next ones
+// in turn if it fails.
 func (p *Poster) post(ctx context.Context, evs []Event) error {
+	if len(p.urls) == 0 {
+		return errors.New("no server to post to")
+	}
 	b, err := json.Marshal(EventsBody{Events: evs})
 	if err != nil {
 		return err
 	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, p.url, bytes.NewReader(b))
+	for i := range p.urls {
+		u := p.urls[(p.cur+i)%len(p.urls)]
+		if err = p.postTo(ctx, u, b); err == nil {
+			p.cur = (p.cur + i) % len(p.urls)
+			return nil
+		}
+		err = fmt.Errorf("%s: %w", u, err)
+	}
+	return err
+}
+
+func (p *Poster) postTo(ctx context.Context, u string, b []byte) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, u, bytes.NewReader(b))
 	if err != nil {
 		return err
 	}
 	req.Header.Set("Content-Type", "application/json")
-	if p.token != "" {
-		req.Header.Set("X-Auth-Token", p.token)
+	if tok := p.token(); tok != "" {
+		req.Header.Set("X-Auth-Token", tok)
 	}
 	resp, err := p.client.Do(req)
 	if err != nil {
