@@ -1,7 +1,7 @@
 // Package dataplane holds the kernel side effects of a host agent behind
 // small interfaces: running the iptables, ipset and ovs-vsctl tools
-// (subpackages iptables, ipset, wiring), moat's own nftables tables
-// (subpackage nftables, not wired into the agent yet), and conntrack over
+// (subpackages iptables, ipset, wiring), moat's own nftables table
+// (subpackage nftables, the agent's --backend nftables), and conntrack over
 // netlink. This package itself runs a tool in the host's or a named
 // network namespace (Exec, Host, Netns) and enters namespaces.
 //
@@ -15,6 +15,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -99,6 +100,16 @@ func run(ctx context.Context, env []string, stdin []byte, name string, args ...s
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
 		return stdout.Bytes(), &CommandError{Cmd: strings.Join(append([]string{name}, args...), " "), Err: err, Stderr: stderr.String()}
+	}
+	if stderr.Len() > 0 {
+		// Warnings of a command that succeeded (iptables-nft-save's "legacy
+		// tables present" on every read): kept for debugging, not louder —
+		// a drift check every few seconds would repeat them.
+		msg := strings.TrimSpace(stderr.String())
+		if len(msg) > 500 {
+			msg = msg[:500] + "..."
+		}
+		slog.Debug("command wrote to stderr", "cmd", strings.Join(append([]string{name}, args...), " "), "stderr", msg)
 	}
 	return stdout.Bytes(), nil
 }
