@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/moat-sg/moat/internal/apitest"
 	"github.com/moat-sg/moat/internal/store"
 	"github.com/moat-sg/moat/internal/watch"
@@ -193,4 +195,47 @@ func TestClientTriesTheNextReplica(t *testing.T) {
 			t.Errorf("NewClient(%q) accepted", bad)
 		}
 	}
+}
+
+// streamRevisionHosts are the hosts moat_watch_stream_revision has a
+// series for.
+func streamRevisionHosts(t *testing.T) []string {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var hosts []string
+	for _, mf := range mfs {
+		if mf.GetName() != "moat_watch_stream_revision" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "host" {
+					hosts = append(hosts, l.GetValue())
+				}
+			}
+		}
+	}
+	return hosts
+}
+
+// TestStreamRevisionGoesWithTheStream: a host's stream revision is
+// exported while its stream is open here, and not after (a stale value
+// would show a lag that is not there once the agent follows another
+// replica).
+func TestStreamRevisionGoesWithTheStream(t *testing.T) {
+	e := newEnv(t, apitest.Config{})
+	e.port("gauge-host", "10.0.0.31", e.group("g"))
+	c, err := watch.NewClient(watch.ClientConfig{URL: e.srv.URL, Host: "gauge-host", MinBackoff: 10 * time.Millisecond,
+		MaxBackoff: 50 * time.Millisecond, Logger: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := run(t, c)
+	snapshotOf(t, c)
+	waitFor(t, "the host's series", func() bool { return slices.Contains(streamRevisionHosts(t), "gauge-host") })
+	stop()
+	waitFor(t, "the series to go", func() bool { return !slices.Contains(streamRevisionHosts(t), "gauge-host") })
 }

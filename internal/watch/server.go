@@ -202,6 +202,11 @@ func (s *Server) track(host string, d int) {
 		s.hosts[host] = h
 	}
 	h.watches += d
+	if h.watches == 0 {
+		// No stream of this host here any more: its revision is not this
+		// server's to report (the agent may follow another replica now).
+		metrics.WatchStreamRevision.DeleteLabelValues(host)
+	}
 }
 
 func (s *Server) sent(host string, rev int64) {
