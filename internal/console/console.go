@@ -172,6 +172,10 @@ func (c *Console) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	h.Set("X-Frame-Options", "DENY")
 	path := strings.TrimPrefix(r.URL.Path, Prefix)
 	if strings.HasPrefix(path, "/static/") {
+		if strings.HasSuffix(path, "/") || r.Method != http.MethodGet && r.Method != http.MethodHead {
+			http.NotFound(w, r) // files only: no directory listing
+			return
+		}
 		c.static.ServeHTTP(w, r)
 		return
 	}

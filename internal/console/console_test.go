@@ -528,3 +528,23 @@ func TestLocalNext(t *testing.T) {
 		}
 	}
 }
+
+// The console's files are served, its directories are not listed.
+func TestStaticFilesOnly(t *testing.T) {
+	s := startServer(t, "", nil)
+	b := newBrowser(t, s.URL)
+	for _, c := range []struct {
+		path string
+		want int
+	}{
+		{"/ui/static/console.js", http.StatusOK},
+		{"/ui/static/console.css", http.StatusOK},
+		{"/ui/static/", http.StatusNotFound},
+		{"/ui/static/nosuch.js", http.StatusNotFound},
+	} {
+		path, want := c.path, c.want
+		if code, _, body := b.get(path); code != want || want == http.StatusNotFound && strings.Contains(body, "console.js") {
+			t.Errorf("GET %s: %d, want %d\n%.200s", path, code, want, body)
+		}
+	}
+}
