@@ -24,20 +24,7 @@ func (s *Source) WantsProvenance(portID string) bool { return s.Spec == "" && po
 // unless wholeHost is set (a batch of packets may name any port of the
 // host). It returns a note for the output.
 func Provenance(ctx context.Context, st *store.Store, where string, h *trace.Host, portID string, wholeHost bool) string {
-	var snap *store.HostSnapshot
-	var fullID string
-	err := st.Read(ctx, func(tx *store.Tx) error {
-		p, err := tx.FindPort(ctx, portID)
-		if err != nil {
-			return err
-		}
-		if p == nil {
-			return fmt.Errorf("port %s is not in %s", portID, where)
-		}
-		fullID = p.ID
-		snap, err = tx.HostSnapshot(ctx, p.HostID)
-		return err
-	})
+	snap, fullID, err := portHost(ctx, st, where, portID)
 	if err != nil {
 		return "; rule ids unknown: " + err.Error()
 	}
@@ -60,9 +47,22 @@ func Provenance(ctx context.Context, st *store.Store, where string, h *trace.Hos
 // from moat's store st (the rule ids are in the rules' tags already), for
 // the suggestion. It returns a note for the output.
 func NFTProvenance(ctx context.Context, st *store.Store, where string, h *trace.NFTHost, portID string) string {
-	var snap *store.HostSnapshot
-	var fullID string
-	err := st.Read(ctx, func(tx *store.Tx) error {
+	snap, fullID, err := portHost(ctx, st, where, portID)
+	if err != nil {
+		return "; groups unknown: " + err.Error()
+	}
+	prov, err := moatrules.PortProvenance(agent.HostState(snap, firewall.Options{}, nil), fullID)
+	if err != nil {
+		return "; groups unknown: " + err.Error()
+	}
+	h.Provenance = prov
+	return "; groups from " + where
+}
+
+// portHost reads the host the port (an id or a unique prefix) is bound to,
+// and the port's full id.
+func portHost(ctx context.Context, st *store.Store, where, portID string) (snap *store.HostSnapshot, fullID string, err error) {
+	err = st.Read(ctx, func(tx *store.Tx) error {
 		p, err := tx.FindPort(ctx, portID)
 		if err != nil {
 			return err
@@ -74,13 +74,5 @@ func NFTProvenance(ctx context.Context, st *store.Store, where string, h *trace.
 		snap, err = tx.HostSnapshot(ctx, p.HostID)
 		return err
 	})
-	if err != nil {
-		return "; groups unknown: " + err.Error()
-	}
-	prov, err := moatrules.PortProvenance(agent.HostState(snap, firewall.Options{}, nil), fullID)
-	if err != nil {
-		return "; groups unknown: " + err.Error()
-	}
-	h.Provenance = prov
-	return "; groups from " + where
+	return snap, fullID, err
 }
