@@ -2,12 +2,14 @@ package console
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/url"
-	"sort"
+	"slices"
+	"strings"
 )
 
 // apiError is an error answer of the API, with its status and Neutron's
@@ -170,13 +172,7 @@ func (c *Console) listGroups(ctx context.Context, who *caller) ([]group, error) 
 	if err := c.call(ctx, who, http.MethodGet, "security-groups", projectQuery(who), nil, &out); err != nil {
 		return nil, err
 	}
-	sort.Slice(out.Groups, func(i, j int) bool {
-		a, b := out.Groups[i], out.Groups[j]
-		if a.Name != b.Name {
-			return a.Name < b.Name
-		}
-		return a.ID < b.ID
-	})
+	slices.SortFunc(out.Groups, func(a, b group) int { return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID)) })
 	return out.Groups, nil
 }
 
@@ -197,13 +193,7 @@ func (c *Console) listPorts(ctx context.Context, who *caller, q url.Values) ([]p
 	if err := c.call(ctx, who, http.MethodGet, "ports", q, nil, &out); err != nil {
 		return nil, err
 	}
-	sort.Slice(out.Ports, func(i, j int) bool {
-		a, b := out.Ports[i], out.Ports[j]
-		if a.Name != b.Name {
-			return a.Name < b.Name
-		}
-		return a.ID < b.ID
-	})
+	slices.SortFunc(out.Ports, func(a, b port) int { return cmp.Or(strings.Compare(a.Name, b.Name), strings.Compare(a.ID, b.ID)) })
 	return out.Ports, nil
 }
 
