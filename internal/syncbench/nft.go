@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"slices"
 	"sync"
-	"time"
 
 	"github.com/moat-sg/moat/internal/dataplane"
 	"github.com/moat-sg/moat/internal/dataplane/iptables"
@@ -72,19 +71,7 @@ func RunNFT(ctx context.Context, opt Options) ([]Row, error) {
 				return nil, fmt.Errorf("bench nftables %d ports: %w", n, err)
 			}
 		}
-		for _, phase := range nftPhases {
-			ss := samples[phase]
-			if len(ss) == 0 {
-				continue
-			}
-			rows = append(rows, Row{
-				Backend: NFTables, Ports: n, Phase: phase,
-				Wall:     median(ss, func(s sample) time.Duration { return s.wall }),
-				CPU:      median(ss, func(s sample) time.Duration { return s.self + s.child }),
-				ChildCPU: median(ss, func(s sample) time.Duration { return s.child }),
-				Detail:   details[phase],
-			})
-		}
+		rows = append(rows, phaseRows(NFTables, n, nftPhases, samples, details)...)
 	}
 	return rows, nil
 }

@@ -112,19 +112,7 @@ func Run(ctx context.Context, opt Options) ([]Row, error) {
 					return nil, fmt.Errorf("bench %s %d ports: %w", backend, n, err)
 				}
 			}
-			for _, phase := range benchPhases {
-				ss := samples[phase]
-				if len(ss) == 0 {
-					continue
-				}
-				rows = append(rows, Row{
-					Backend: backend, Ports: n, Phase: phase,
-					Wall:     median(ss, func(s sample) time.Duration { return s.wall }),
-					CPU:      median(ss, func(s sample) time.Duration { return s.self + s.child }),
-					ChildCPU: median(ss, func(s sample) time.Duration { return s.child }),
-					Detail:   details[phase],
-				})
-			}
+			rows = append(rows, phaseRows(backend, n, benchPhases, samples, details)...)
 		}
 	}
 	return rows, nil
@@ -319,6 +307,26 @@ func measure(f func() error) (sample, error) {
 	s1, _ := cputime.Self()
 	c1, _ := cputime.Children()
 	return sample{wall: wall, self: s1 - s0, child: c1 - c0}, err
+}
+
+// phaseRows are the medians of each phase's samples, in phases' order
+// (phases without samples left out).
+func phaseRows(backend iptables.Backend, ports int, phases []string, samples map[string][]sample, details map[string]string) []Row {
+	var rows []Row
+	for _, phase := range phases {
+		ss := samples[phase]
+		if len(ss) == 0 {
+			continue
+		}
+		rows = append(rows, Row{
+			Backend: backend, Ports: ports, Phase: phase,
+			Wall:     median(ss, func(s sample) time.Duration { return s.wall }),
+			CPU:      median(ss, func(s sample) time.Duration { return s.self + s.child }),
+			ChildCPU: median(ss, func(s sample) time.Duration { return s.child }),
+			Detail:   details[phase],
+		})
+	}
+	return rows
 }
 
 func median(ss []sample, get func(sample) time.Duration) time.Duration {
