@@ -235,8 +235,10 @@ var migrations = []migration{
 		`CREATE INDEX logs_resource ON logs(resource_id)`,
 		`CREATE INDEX logs_target ON logs(target_id)`,
 	}},
-	// A rule create in one statement (PostgreSQL): rulecreate.go.
-	{7, "moat_create_rule: a rule create in one statement (PostgreSQL)", []string{postgresOnly + createRuleFunction}},
+	// A rule create and a change-log batch in one statement each
+	// (PostgreSQL): rulecreate.go, sequencer.go.
+	{7, "moat_create_rule and moat_sequence_changes: a rule create and a change-log batch in one statement each (PostgreSQL)",
+		[]string{postgresOnly + createRuleFunction, postgresOnly + sequenceFunction}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.
