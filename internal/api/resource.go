@@ -51,6 +51,10 @@ type resource[T any, R neutron.Item] struct {
 	// create makes the objects of a (bulk) create, all or nothing: it
 	// runs in the create's one transaction.
 	create func(c txn, reqs []R, bulk bool) ([]T, error)
+	// createAtOnce, when set, is tried first, outside any transaction: it
+	// makes the objects and returns true, or returns false having changed
+	// nothing (and then create runs, and answers any error).
+	createAtOnce func(ctx context.Context, caller *neutron.Context, reqs []R, bulk bool) ([]T, bool, error)
 	// update changes v (found for the caller, on network n) and returns
 	// what to answer; ifMatch is the If-Match revision, -1 for none.
 	update func(c txn, v *T, n *neutron.Network, req R, ifMatch int64) (*T, error)
@@ -179,6 +183,16 @@ func (d *resource[T, R]) createHandler(s *Server) handlerFunc {
 			}
 		}
 		var created []T
+		if d.createAtOnce != nil {
+			created, done, err := d.createAtOnce(r.Context(), r.ctx, reqs, bulk)
+			if err != nil {
+				return err
+			}
+			if done {
+				writeJSON(w, http.StatusCreated, d.created(created, r.ctx.IsAdmin, bulk))
+				return nil
+			}
+		}
 		write := s.store.Write
 		if d.concurrentCreate {
 			write = s.store.WriteConcurrent
@@ -191,17 +205,21 @@ func (d *resource[T, R]) createHandler(s *Server) handlerFunc {
 		if err != nil {
 			return err
 		}
-		if bulk {
-			out := make([]object, len(created))
-			for i := range created {
-				out[i] = d.render(&created[i], r.ctx.IsAdmin, true)
-			}
-			writeJSON(w, http.StatusCreated, object{{d.kind.Plural, out}})
-			return nil
-		}
-		writeJSON(w, http.StatusCreated, object{{d.kind.Singular, d.render(&created[0], r.ctx.IsAdmin, true)}})
+		writeJSON(w, http.StatusCreated, d.created(created, r.ctx.IsAdmin, bulk))
 		return nil
 	}
+}
+
+// created is the body of a create's answer.
+func (d *resource[T, R]) created(created []T, admin, bulk bool) object {
+	if bulk {
+		out := make([]object, len(created))
+		for i := range created {
+			out[i] = d.render(&created[i], admin, true)
+		}
+		return object{{d.kind.Plural, out}}
+	}
+	return object{{d.kind.Singular, d.render(&created[0], admin, true)}}
 }
 
 // ifMatch reads the If-Match revision of a request on the resource.

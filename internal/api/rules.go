@@ -78,8 +78,9 @@ func (s *Server) ruleResource() *resource[neutron.SecurityGroupRule, neutron.Rul
 			}
 			return caller.ProjectID
 		},
-		create: s.createRules,
-		update: updateRule,
+		create:       s.createRules,
+		createAtOnce: s.createRuleAtOnce,
+		update:       updateRule,
 		remove: func(c txn, rule *neutron.SecurityGroupRule, _ *neutron.Network, ifMatch int64) error {
 			if err := checkRevision(ifMatch, rule.RevisionNumber); err != nil {
 				return err
@@ -203,6 +204,29 @@ func (s *Server) createRules(c txn, reqs []neutron.RuleRequest, bulk bool) ([]ne
 		out[i] = *rule
 	}
 	return out, nil
+}
+
+// createRuleAtOnce creates a single rule in one statement of the store
+// (PostgreSQL) when nothing stands in its way; for anything else —
+// a bulk create, a remote address group, a rule that fails the checks —
+// it returns false and createRules runs, answering Neutron's error in
+// Neutron's order (the quota check first).
+func (s *Server) createRuleAtOnce(ctx context.Context, caller *neutron.Context, reqs []neutron.RuleRequest, bulk bool) ([]neutron.SecurityGroupRule, bool, error) {
+	if bulk || len(reqs) != 1 {
+		return nil, false, nil
+	}
+	// A copy: createRules gets the request as it came. NormalizeRule
+	// replaces the pointers it changes, never writes through them.
+	rule := reqs[0].Rule
+	if neutron.NormalizeRule(&rule) != nil {
+		return nil, false, nil
+	}
+	const quota = "security_group_rule"
+	ok, err := s.store.CreateRuleAtOnce(ctx, &rule, store.RuleCreate{Admin: caller.IsAdmin, Quota: quota, DefaultLimit: s.quotas[quota]})
+	if err != nil || !ok {
+		return nil, false, err
+	}
+	return []neutron.SecurityGroupRule{rule}, true, nil
 }
 
 // updateRule changes a rule's description, the only attribute Neutron lets

@@ -15,6 +15,11 @@ type migration struct {
 	stmts   []string
 }
 
+// postgresOnly marks a statement only PostgreSQL runs (a function, which
+// SQLite has no counterpart for): on SQLite its version applies without
+// it.
+const postgresOnly = "{{POSTGRES}}"
+
 // migrations are applied in order, each in its own transaction, and never
 // edited once released: a change is a new version.
 var migrations = []migration{
@@ -230,6 +235,10 @@ var migrations = []migration{
 		`CREATE INDEX logs_resource ON logs(resource_id)`,
 		`CREATE INDEX logs_target ON logs(target_id)`,
 	}},
+	// A rule create and a change-log batch in one statement each
+	// (PostgreSQL): rulecreate.go, sequencer.go.
+	{7, "moat_create_rule and moat_sequence_changes: a rule create and a change-log batch in one statement each (PostgreSQL)",
+		[]string{postgresOnly + createRuleFunction, postgresOnly + sequenceFunction}},
 }
 
 // SchemaVersion is the version a freshly migrated database has.
@@ -296,6 +305,12 @@ func (s *Store) migrate(ctx context.Context) ([]int, error) {
 				return nil
 			}
 			for _, stmt := range next.stmts {
+				if rest, ok := strings.CutPrefix(stmt, postgresOnly); ok {
+					if s.d.name() != "postgres" {
+						continue
+					}
+					stmt = rest
+				}
 				stmt = strings.ReplaceAll(stmt, "{{AUTOINC}}", s.d.autoIncrement())
 				if _, err := tx.tx.ExecContext(ctx, stmt); err != nil {
 					return fmt.Errorf("migrate to schema version %d (%s): %s: %w", next.version, next.name, firstLine(stmt), err)

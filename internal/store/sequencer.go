@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strconv"
 	"sync"
 	"time"
 
@@ -52,7 +51,7 @@ var (
 	electionInterval = time.Second
 	// batchGap is the least time between two batches of the sequencer:
 	// under load every batch then carries the changes of many commits (a
-	// batch costs five round trips) for at most this much more latency.
+	// batch costs a round trip and a transaction) for at most this much more latency.
 	batchGap = 5 * time.Millisecond
 	// kickGap is the least time between two NOTIFY moat_pending a store
 	// sends: PostgreSQL's NOTIFY is costly (each is a transaction that
@@ -63,13 +62,13 @@ var (
 	kickGap = 10 * time.Millisecond
 )
 
-// sequenceSQL moves up to $1 committed pending changes into the change
-// log, numbered after change_sequence in pending id order (a transaction's
-// own changes keep their order; a transaction that began after another
-// committed has larger ids), and returns the new last revision and how
-// many it moved; no row when nothing was pending.
+// sequenceSQL moves up to p_limit committed pending changes into the
+// change log, numbered after change_sequence in pending id order (a
+// transaction's own changes keep their order; a transaction that began
+// after another committed has larger ids), and keeps the new last
+// revision and how many it moved; nothing when nothing was pending.
 const sequenceSQL = `WITH moved AS (
-	DELETE FROM pending_changes WHERE id IN (SELECT id FROM pending_changes ORDER BY id LIMIT $1)
+	DELETE FROM pending_changes WHERE id IN (SELECT id FROM pending_changes ORDER BY id LIMIT p_limit)
 	RETURNING id, kind, object_id, op, project_id, created_at
 ), base AS (
 	SELECT last_revision FROM change_sequence WHERE id = 1
@@ -82,39 +81,45 @@ const sequenceSQL = `WITH moved AS (
 )
 UPDATE change_sequence SET last_revision = last_revision + (SELECT COUNT(*) FROM numbered)
 WHERE id = 1 AND EXISTS (SELECT 1 FROM numbered)
-RETURNING last_revision, (SELECT COUNT(*) FROM numbered)`
+RETURNING last_revision, (SELECT COUNT(*) FROM numbered) INTO v_last, v_moved`
 
-// querier is what a batch runs on: a pgx connection or transaction.
-type querier interface {
-	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
-	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
-}
+// sequenceFunction is one batch in one statement, so in one round trip
+// run as its own transaction (five before: BEGIN, the batch lock, the
+// move, the notify, COMMIT): the batch lock, then — in a statement of its
+// own, so that it sees every commit before the lock — the move, then
+// NOTIFY moat_changes with the new last revision. It returns no row when
+// nothing was pending.
+const sequenceFunction = `CREATE FUNCTION moat_sequence_changes(p_batch_key BIGINT, p_limit INTEGER, p_channel TEXT)
+RETURNS TABLE (last_revision BIGINT, moved BIGINT) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+DECLARE
+	v_last BIGINT;
+	v_moved BIGINT;
+BEGIN
+	PERFORM pg_advisory_xact_lock(p_batch_key);
+	` + sequenceSQL + `;
+	IF NOT FOUND THEN
+		RETURN;
+	END IF;
+	PERFORM pg_notify(p_channel, v_last::TEXT);
+	last_revision := v_last;
+	moved := v_moved;
+	RETURN NEXT;
+END
+$$`
 
-// sequenceOnce runs one batch in its own transaction and returns how many
-// changes it numbered.
-func sequenceOnce(ctx context.Context, begin func(context.Context) (pgx.Tx, error)) (int, int64, error) {
-	tx, err := begin(ctx)
-	if err != nil {
-		return 0, 0, fmt.Errorf("begin sequencer batch: %w", err)
-	}
-	defer tx.Rollback(context.Background())
-	if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock($1)`, seqBatchKey); err != nil {
-		return 0, 0, fmt.Errorf("take sequencer batch lock: %w", err)
-	}
+// sequenceOnce runs one batch as its own transaction and returns how
+// many changes it numbered and the last revision.
+func sequenceOnce(ctx context.Context, conn *pgx.Conn) (int, int64, error) {
 	var last int64
 	var n int
-	err = tx.QueryRow(ctx, sequenceSQL, sequenceBatch).Scan(&last, &n)
+	err := conn.QueryRow(ctx, `SELECT last_revision, moved FROM moat_sequence_changes($1, $2, $3)`,
+		seqBatchKey, sequenceBatch, changesChannel).Scan(&last, &n)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return 0, 0, nil
 	}
 	if err != nil {
 		return 0, 0, fmt.Errorf("number pending changes: %w", err)
-	}
-	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, changesChannel, strconv.FormatInt(last, 10)); err != nil {
-		return 0, 0, fmt.Errorf("notify %s: %w", changesChannel, err)
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return 0, 0, fmt.Errorf("commit sequencer batch: %w", err)
 	}
 	return n, last, nil
 }
@@ -282,7 +287,7 @@ func (s *Store) sequencerSession() error {
 	defer poll.Stop()
 	for {
 		for {
-			n, _, err := sequenceOnce(b.ctx, conn.Begin)
+			n, _, err := sequenceOnce(b.ctx, conn)
 			if err != nil {
 				return err
 			}
@@ -347,7 +352,7 @@ func (s *Store) SyncChanges(ctx context.Context) error {
 			return fmt.Errorf("sync change log: driver connection %T is not pgx", dc)
 		}
 		for {
-			n, _, err := sequenceOnce(ctx, pc.Conn().Begin)
+			n, _, err := sequenceOnce(ctx, pc.Conn())
 			if err != nil {
 				return fmt.Errorf("sync change log: %w", err)
 			}
