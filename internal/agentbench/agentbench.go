@@ -1,8 +1,9 @@
 // Package agentbench measures how long an API call takes to be enforced
 // in the kernel: a moat API server and a host agent (real iptables and
-// ipset in a scratch network namespace, wiring faked) share a store; a
-// rule is created over HTTP and the clock stops when the agent's apply of
-// that revision has returned.
+// ipset in a scratch network namespace, wiring faked) that follows the
+// server's watch stream as `moat agent` does (or, with FeedStore, reads
+// the shared store directly); a rule is created over HTTP and the clock
+// stops when the agent's apply of that revision has returned.
 package agentbench
 
 import (
@@ -16,7 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/scratchns"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/watch"
 )
 
 // Options configure a run.
@@ -37,12 +39,23 @@ type Options struct {
 	Ports   int
 	// Changes is how many rule creations are timed.
 	Changes int
-	Log     func(format string, args ...any)
+	// Feed is FeedWatch (the default: the watch stream over HTTP, as
+	// `moat agent --server` and `moat allinone` run) or FeedStore (the
+	// deprecated `moat agent --db`: the whole host re-read per change).
+	Feed string
+	Log  func(format string, args ...any)
 }
+
+// The agent's feeds.
+const (
+	FeedWatch = "watch"
+	FeedStore = "store"
+)
 
 // Result is one run's latencies.
 type Result struct {
 	Backend   string  `json:"backend"`
+	Feed      string  `json:"feed"`
 	Ports     int     `json:"ports"`
 	Changes   int     `json:"changes"`
 	P50ms     float64 `json:"api_to_kernel_p50_ms"`
@@ -50,6 +63,13 @@ type Result struct {
 	MaxMs     float64 `json:"api_to_kernel_max_ms"`
 	InitialMs float64 `json:"initial_sync_ms"`
 	RulesIPv4 int     `json:"rules_ipv4"`
+	// The latency's two halves: from the API call until the agent's sync
+	// began (the server's commit and, with the watch, the delta's
+	// delivery), and the sync itself (compile, ipset, iptables).
+	ToSyncP50ms float64 `json:"to_sync_p50_ms"`
+	ToSyncP99ms float64 `json:"to_sync_p99_ms"`
+	SyncP50ms   float64 `json:"sync_p50_ms"`
+	SyncP99ms   float64 `json:"sync_p99_ms"`
 }
 
 const host = "bench-host"
@@ -101,13 +121,19 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 
 	var mu sync.Mutex
 	applied := int64(-1)
+	var syncStart, appliedStart time.Time // the last sync's start, the start of the one that applied
 	wake := make(chan struct{}, 1)
+	mark := func() {
+		mu.Lock()
+		syncStart = time.Now()
+		mu.Unlock()
+	}
 	cfg := agent.DefaultConfig()
 	cfg.Logger = quiet
 	cfg.CheckInterval = time.Hour
 	cfg.OnSynced = func(rev int64) {
 		mu.Lock()
-		applied = rev
+		applied, appliedStart = rev, syncStart
 		mu.Unlock()
 		select {
 		case wake <- struct{}{}:
@@ -118,12 +144,38 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: host}, rules, sets,
+	if opt.Feed == "" {
+		opt.Feed = FeedWatch
+	}
+	var feed agent.Feed
+	var follow func(context.Context) error
+	switch opt.Feed {
+	case FeedStore:
+		feed = timedStore{agent.StoreFeed{Store: st, Host: host}, mark}
+	case FeedWatch:
+		wc, err := watch.NewClient(watch.ClientConfig{URL: c.base, Host: host, Logger: quiet,
+			HTTPClient: &http.Client{Transport: adminTransport{http.DefaultTransport}}})
+		if err != nil {
+			return nil, err
+		}
+		feed, follow = timedWatch{wc, mark}, wc.Run
+	default:
+		return nil, fmt.Errorf("feed %q: want %s or %s", opt.Feed, FeedWatch, FeedStore)
+	}
+	a := agent.New(cfg, feed, rules, sets,
 		agent.Wire(wiring.NewFake(wiring.KindOVS)), &conntrack.Recorder{})
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(actx) }()
+	following := make(chan struct{})
+	go func() {
+		defer close(following)
+		if follow != nil {
+			_ = follow(actx)
+		}
+	}()
+	defer func() { cancel(); <-following }()
 
 	waitFor := func(rev int64, timeout time.Duration) error {
 		deadline := time.After(timeout)
@@ -160,11 +212,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err := waitFor(rev, 10*time.Minute); err != nil {
 		return nil, err
 	}
-	res := &Result{Backend: string(opt.Backend), Ports: opt.Ports, Changes: opt.Changes,
+	res := &Result{Backend: string(opt.Backend), Feed: opt.Feed, Ports: opt.Ports, Changes: opt.Changes,
 		InitialMs: float64(time.Since(start).Microseconds()) / 1000}
 	logf("agent bench: initial sync of %d ports took %.0f ms; timing %d rule changes", opt.Ports, res.InitialMs, opt.Changes)
 
-	var lat []time.Duration
+	var lat, toSync, syncs []time.Duration
 	for i := 0; i < opt.Changes; i++ {
 		g := groups[i%len(groups)]
 		t0 := time.Now()
@@ -180,21 +232,68 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err := waitFor(rev, time.Minute); err != nil {
 			return nil, err
 		}
-		lat = append(lat, time.Since(t0))
+		end := time.Now()
+		mu.Lock()
+		began := appliedStart
+		mu.Unlock()
+		if began.Before(t0) {
+			began = t0
+		}
+		lat, toSync, syncs = append(lat, end.Sub(t0)), append(toSync, began.Sub(t0)), append(syncs, end.Sub(began))
 	}
 	cancel()
 	<-done
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		i := int(p * float64(len(lat)-1))
-		return float64(lat[i].Microseconds()) / 1000
-	}
-	res.P50ms, res.P99ms, res.MaxMs = pct(0.5), pct(0.99), pct(1)
+	res.P50ms, res.P99ms, res.MaxMs = percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 1)
+	res.ToSyncP50ms, res.ToSyncP99ms = percentile(toSync, 0.5), percentile(toSync, 0.99)
+	res.SyncP50ms, res.SyncP99ms = percentile(syncs, 0.5), percentile(syncs, 0.99)
 	res.RulesIPv4 = countRules(ctx, ns, opt.Backend)
 	return res, nil
+}
+
+// percentile is sample ⌊p·(n−1)⌋ of the sorted samples, in ms.
+func percentile(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
+}
+
+// timedStore and timedWatch are the agent's feeds, marking when a sync
+// begins (each sync starts by taking the host's snapshot).
+type timedStore struct {
+	agent.StoreFeed
+	mark func()
+}
+
+func (f timedStore) Snapshot(ctx context.Context) (*store.HostSnapshot, error) {
+	f.mark()
+	return f.StoreFeed.Snapshot(ctx)
+}
+
+type timedWatch struct {
+	*watch.Client
+	mark func()
+}
+
+func (f timedWatch) Snapshot(ctx context.Context) (*store.HostSnapshot, error) {
+	f.mark()
+	return f.Client.Snapshot(ctx)
+}
+
+// adminTransport sends the bench's admin headers (the server
+// authenticates by headers) with the watch client's requests.
+type adminTransport struct{ rt http.RoundTripper }
+
+func (t adminTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range admin {
+		if r.Header.Get(k) == "" {
+			r.Header[k] = v
+		}
+	}
+	return t.rt.RoundTrip(r)
 }
 
 // seed creates a network, a subnet, a common group and ten app groups
