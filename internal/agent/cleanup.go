@@ -26,11 +26,19 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 	if old == nil || cur == nil {
 		return nil
 	}
-	zones := map[string]int{}
-	byChainID := map[string]string{}
-	for _, pz := range cur.PortZones {
-		zones[pz.PortID] = pz.Zone
-		byChainID[hybrid.ChainID(pz.PortID)] = pz.PortID
+	// The ports by chain id, built only once a port chain changed: most
+	// syncs change a few hundred chains of tens of thousands, or none.
+	var zones map[string]int
+	var byChainID map[string]string
+	port := func(name string) (hybrid.ChainKind, string) {
+		if byChainID == nil {
+			zones, byChainID = make(map[string]int, len(cur.PortZones)), make(map[string]string, len(cur.PortZones))
+			for _, pz := range cur.PortZones {
+				zones[pz.PortID] = pz.Zone
+				byChainID[hybrid.ChainID(pz.PortID)] = pz.PortID
+			}
+		}
+		return portChain(name, byChainID)
 	}
 	var out []conntrack.Filter
 	seen := map[string]bool{}
@@ -48,29 +56,26 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 			oldT, curT = &old.IPv6.Filter, &cur.IPv6.Filter
 		}
 		// Removed rules. Most chains are unchanged from one sync to the
-		// next (the compiler hands them out again): skip those cheaply.
-		for _, oc := range oldT.Chains {
-			dir, port := portChain(oc.Name, byChainID)
-			if port == "" {
-				continue
-			}
-			nc, _ := curT.Chain(oc.Name)
-			if slices.Equal(oc.Rules, nc.Rules) {
-				continue
+		// next (the compiler hands them out again, same array): skip
+		// those cheaply, walking both name-sorted lists side by side.
+		changedChains(oldT.Chains, curT.Chains, func(oc, nc firewall.Chain) {
+			dir, p := port(oc.Name)
+			if p == "" {
+				return
 			}
 			for _, r := range removedRules(oc, nc) {
-				for _, f := range ruleFilters(r, fam, dir, uint16(zones[port]), addrs[port]) {
+				for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrs[p]) {
 					add(f)
 				}
 			}
-		}
+		})
 		// Rules that match a set a member left.
 		if len(removed) == 0 {
 			continue
 		}
 		for _, c := range curT.Chains {
-			dir, port := portChain(c.Name, byChainID)
-			if port == "" {
+			dir, p := port(c.Name)
+			if p == "" {
 				continue
 			}
 			for _, r := range c.Specs() {
@@ -83,7 +88,7 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 					if n == nil {
 						continue
 					}
-					for _, f := range ruleFilters(r, fam, dir, uint16(zones[port]), addrs[port]) {
+					for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrs[p]) {
 						if m.IPSetDst {
 							f.Dst = n
 						} else {
@@ -97,6 +102,25 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].String() < out[j].String() })
 	return out
+}
+
+// changedChains calls fn for every chain of old whose rules differ in
+// cur (a chain cur lacks compares with an empty one). Both are sorted by
+// name, as a Table's chains are.
+func changedChains(old, cur []firewall.Chain, fn func(oc, nc firewall.Chain)) {
+	j := 0
+	for _, oc := range old {
+		for j < len(cur) && cur[j].Name < oc.Name {
+			j++
+		}
+		var nc firewall.Chain
+		if j < len(cur) && cur[j].Name == oc.Name {
+			nc = cur[j]
+		}
+		if !oc.Equal(nc) {
+			fn(oc, nc)
+		}
+	}
 }
 
 // portChain says whether a chain is a port's ingress or egress chain and
@@ -117,32 +141,39 @@ func removedRules(old, cur firewall.Chain) []*hybrid.Rule {
 		count[l]++
 	}
 	var out []*hybrid.Rule
-	specs := old.Specs()
+	var specs []*hybrid.Rule // read only when a rule is gone: a chain's specs are built on first use, and a rule added removes none
 	for i, l := range old.Rules {
 		if count[l] > 0 {
 			count[l]--
 			continue
 		}
-		if r := specs[i]; r != nil && r.Action.Kind == hybrid.Return {
-			out = append(out, r)
+		if specs == nil {
+			specs = old.Specs()
+		}
+		if i < len(specs) && specs[i] != nil && specs[i].Action.Kind == hybrid.Return {
+			out = append(out, specs[i])
 		}
 	}
 	return out
 }
 
 func removedMembers(old, cur []firewall.IPSet) map[string][]string {
-	now := map[string]map[string]bool{}
+	now := make(map[string][]string, len(cur))
 	for _, s := range cur {
-		m := map[string]bool{}
-		for _, x := range s.Members {
-			m[x] = true
-		}
-		now[s.Name] = m
+		now[s.Name] = s.Members
 	}
 	out := map[string][]string{}
 	for _, s := range old {
+		members := now[s.Name]
+		if slices.Equal(s.Members, members) {
+			continue // most sets did not change: no map for them
+		}
+		in := make(map[string]bool, len(members))
+		for _, x := range members {
+			in[x] = true
+		}
 		for _, x := range s.Members {
-			if !now[s.Name][x] {
+			if !in[x] {
 				out[s.Name] = append(out[s.Name], x)
 			}
 		}

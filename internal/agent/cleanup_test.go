@@ -52,6 +52,9 @@ func TestFlowsToForget(t *testing.T) {
 			[]string{"ipv4 zone=4097 src=10.0.0.7/32 dst=10.0.0.5/32", "ipv4 zone=4097 src=10.0.0.8/32 dst=10.0.0.5/32"}},
 		{"built-in rules of a lost address", state(true, rules, members, "10.0.0.5", "2001:db8::5"), state(true, rules, members, "10.0.0.5"), nil},
 		{"nothing changed", state(true, rules, members, "10.0.0.5"), state(true, rules, members, "10.0.0.5"), nil},
+		{"rule added", state(true, without("r1"), members, "10.0.0.5"), state(true, rules, members, "10.0.0.5"), nil},
+		{"rule added, another removed", state(true, without("r1"), members, "10.0.0.5"), state(true, without("r2"), members, "10.0.0.5"),
+			[]string{"ipv4 zone=4097 proto=17 src=10.0.0.5/32 dst=192.0.2.0/24 dport=1000-2000"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			old, err := firewall.Compile(c.old)
