@@ -114,7 +114,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	c := &client{base: "http://" + ln.Addr().String(), http: &http.Client{Timeout: time.Minute}}
 
 	logf("agent bench: %s, %d ports: creating ports through the API", opt.Backend, opt.Ports)
-	groups, err := seed(c, opt.Ports)
+	groups, portIDs, err := seed(c, opt.Ports)
 	if err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
 	}
@@ -162,8 +162,13 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	default:
 		return nil, fmt.Errorf("feed %q: want %s or %s", opt.Feed, FeedWatch, FeedStore)
 	}
-	a := agent.New(cfg, feed, rules, sets,
-		agent.Wire(wiring.NewFake(wiring.KindOVS)), &conntrack.Recorder{})
+	// Every port's VM is running: its tap joins the bridge once the
+	// port's rules are in, as on a real host.
+	wire := wiring.NewFake(wiring.KindOVS)
+	for _, id := range portIDs {
+		wire.AddTap(id)
+	}
+	a := agent.New(cfg, feed, rules, sets, agent.Wire(wire), &conntrack.Recorder{})
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
@@ -298,14 +303,15 @@ func (t adminTransport) RoundTrip(r *http.Request) (*http.Response, error) {
 
 // seed creates a network, a subnet, a common group and ten app groups
 // with a few rules, and ports bound to the bench host, each in common and
-// one app group (the compiler benchmark's shape). It returns the app groups.
-func seed(c *client, ports int) ([]string, error) {
+// one app group (the compiler benchmark's shape). It returns the app
+// groups and the ports.
+func seed(c *client, ports int) (apps, ids []string, err error) {
 	var net struct{ Network struct{ ID string } }
 	if err := c.do("POST", "/v2.0/networks", `{"network": {"name": "bench"}}`, http.StatusCreated, &net); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := c.do("POST", "/v2.0/subnets", fmt.Sprintf(`{"subnet": {"network_id": %q, "ip_version": 4, "cidr": "10.0.0.0/16", "enable_dhcp": false}}`, net.Network.ID), http.StatusCreated, nil); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mkGroup := func(name string) (string, error) {
 		var g struct {
@@ -324,13 +330,12 @@ func seed(c *client, ports int) ([]string, error) {
 	}
 	common, err := mkGroup("common")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var apps []string
 	for i := 0; i < 10; i++ {
 		g, err := mkGroup(fmt.Sprintf("app%d", i))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		apps = append(apps, g)
 	}
@@ -340,11 +345,15 @@ func seed(c *client, ports int) ([]string, error) {
 			items = append(items, fmt.Sprintf(`{"network_id": %q, "binding:host_id": %q, "security_groups": [%q, %q]}`,
 				net.Network.ID, host, common, apps[i%10]))
 		}
-		if err := c.do("POST", "/v2.0/ports", `{"ports": [`+strings.Join(items, ", ")+`]}`, http.StatusCreated, nil); err != nil {
-			return nil, err
+		var created struct{ Ports []struct{ ID string } }
+		if err := c.do("POST", "/v2.0/ports", `{"ports": [`+strings.Join(items, ", ")+`]}`, http.StatusCreated, &created); err != nil {
+			return nil, nil, err
+		}
+		for _, p := range created.Ports {
+			ids = append(ids, p.ID)
 		}
 	}
-	return apps, nil
+	return apps, ids, nil
 }
 
 type client struct {
