@@ -35,7 +35,10 @@ namespaces (it needs root; the machine's own firewall is not touched):
   - API call to enforced-in-kernel latency: an API server and an agent following
     its watch stream (--feed store: reading the server's store directly); rules
     are created over HTTP and the clock stops when the agent's apply of that
-    revision returned (p50, p99, max over --changes rules).`,
+    revision returned (p50, p99, max over --changes rules), split into the time
+    until the agent's sync began and the sync; then, for the iptables backends,
+    bare iptables-restore runs into the same ruleset (an empty transaction, one
+    rule, the last change again) for the floor the kernel and the tool set.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			if os.Geteuid() != 0 {

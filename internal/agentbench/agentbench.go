@@ -66,10 +66,19 @@ type Result struct {
 	// The latency's two halves: from the API call until the agent's sync
 	// began (the server's commit and, with the watch, the delta's
 	// delivery), and the sync itself (compile, ipset, iptables).
-	ToSyncP50ms float64 `json:"to_sync_p50_ms"`
-	ToSyncP99ms float64 `json:"to_sync_p99_ms"`
-	SyncP50ms   float64 `json:"sync_p50_ms"`
-	SyncP99ms   float64 `json:"sync_p99_ms"`
+	// The floor, iptables backends only: after the changes, bare
+	// iptables-restore --noflush runs in the same namespace, each the
+	// median of a few: an empty filter transaction, one rule appended to
+	// one port chain, and the last change again as the agent wrote it (one
+	// -I per port chain of the group, after a -D of the same rules).
+	BareEmptyMs  float64 `json:"bare_empty_restore_ms,omitempty"`
+	BareOneMs    float64 `json:"bare_one_rule_restore_ms,omitempty"`
+	BareChangeMs float64 `json:"bare_change_restore_ms,omitempty"`
+	BareChains   int     `json:"bare_change_chains,omitempty"`
+	ToSyncP50ms  float64 `json:"to_sync_p50_ms"`
+	ToSyncP99ms  float64 `json:"to_sync_p99_ms"`
+	SyncP50ms    float64 `json:"sync_p50_ms"`
+	SyncP99ms    float64 `json:"sync_p99_ms"`
 }
 
 const host = "bench-host"
@@ -252,7 +261,79 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	res.ToSyncP50ms, res.ToSyncP99ms = percentile(toSync, 0.5), percentile(toSync, 0.99)
 	res.SyncP50ms, res.SyncP99ms = percentile(syncs, 0.5), percentile(syncs, 0.99)
 	res.RulesIPv4 = countRules(ctx, ns, opt.Backend)
+	if opt.Backend != agent.NFTablesLayout && opt.Changes > 0 {
+		if err := bareRestores(ctx, ns, iptables.Backend(opt.Backend), 20000+opt.Changes-1, res); err != nil {
+			return nil, fmt.Errorf("bare restores: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// bareRestores times bare iptables-restore runs into the namespace the
+// agent left (see Result.BareEmptyMs): what the kernel and the tool cost
+// on this ruleset without the agent around them. The last change is the
+// rule for port; the agent is stopped, and every run is undone.
+func bareRestores(ctx context.Context, ns dataplane.Exec, b iptables.Backend, port int, res *Result) error {
+	save, err := ns.Run(ctx, nil, b.Command(iptables.IPv4, "save"), "-t", "filter")
+	if err != nil {
+		return err
+	}
+	// The change's rules and their positions, and a port chain to append to.
+	want := fmt.Sprintf(" -p tcp -m tcp --dport %d -j RETURN", port)
+	var ins, del bytes.Buffer
+	count := map[string]int{}
+	appendTo := ""
+	for _, line := range strings.Split(string(save), "\n") {
+		rest, ok := strings.CutPrefix(line, "-A ")
+		if !ok {
+			continue
+		}
+		chain, spec, _ := strings.Cut(rest, " ")
+		count[chain]++
+		if strings.HasSuffix(line, want) {
+			fmt.Fprintf(&ins, "-I %s %d %s\n", chain, count[chain], spec)
+			fmt.Fprintf(&del, "-D %s %d\n", chain, count[chain])
+			res.BareChains++
+			appendTo = chain
+		}
+	}
+	if res.BareChains == 0 {
+		return fmt.Errorf("no rule for port %d in the filter table", port)
+	}
+	args := []string{"--noflush"}
+	if b == iptables.Legacy {
+		args = append([]string{"-w"}, args...)
+	}
+	restore := func(body string) (time.Duration, error) {
+		t0 := time.Now()
+		_, err := ns.Run(ctx, []byte("*filter\n"+body+"COMMIT\n"), b.Command(iptables.IPv4, "restore"), args...)
+		return time.Since(t0), err
+	}
+	const reps = 7
+	var empty, one, change []time.Duration
+	for range reps {
+		d, err := restore("")
+		if err != nil {
+			return err
+		}
+		empty = append(empty, d)
+		if d, err = restore("-A " + appendTo + " -p tcp -m tcp --dport 1 -j RETURN\n"); err != nil {
+			return err
+		}
+		one = append(one, d)
+		if _, err := restore(fmt.Sprintf("-D %s %d\n", appendTo, count[appendTo]+1)); err != nil {
+			return err
+		}
+		if _, err := restore(del.String()); err != nil {
+			return err
+		}
+		if d, err = restore(ins.String()); err != nil {
+			return err
+		}
+		change = append(change, d)
+	}
+	res.BareEmptyMs, res.BareOneMs, res.BareChangeMs = percentile(empty, 0.5), percentile(one, 0.5), percentile(change, 0.5)
+	return nil
 }
 
 // percentile is sample ⌊p·(n−1)⌋ of the sorted samples, in ms.

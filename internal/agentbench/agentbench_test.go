@@ -32,6 +32,11 @@ func TestRunSmall(t *testing.T) {
 			if res.SyncP50ms <= 0 || res.SyncP99ms > res.MaxMs || res.ToSyncP99ms > res.MaxMs {
 				t.Fatalf("implausible halves %+v", res)
 			}
+			// The bare restores found the last rule in the ingress chain of
+			// every port of its group (20 ports, 10 groups).
+			if c.backend != agent.NFTablesLayout && (res.BareChains != 2 || res.BareEmptyMs <= 0 || res.BareOneMs <= 0 || res.BareChangeMs <= 0) {
+				t.Fatalf("implausible bare restores %+v", res)
+			}
 		})
 	}
 }
