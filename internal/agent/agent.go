@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -522,7 +523,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		}
 	}
 	// 4. Flows that a removed rule or member allowed stop now.
-	if filters := flowsToForget(previous, rs, portAddrs(snap)); len(filters) > 0 {
+	if filters := flowsToForget(previous, rs, func() map[string][]*net.IPNet { return portAddrs(snap) }); len(filters) > 0 {
 		n, err := a.conntrack.Delete(filters)
 		if err != nil {
 			a.log.Warn("delete conntrack entries", "err", err)

@@ -22,9 +22,18 @@ import (
 // flows other rules still allow are left alone; when a filter is wider
 // than the rule (an ICMP type, an ipset rule), deleting a still-allowed
 // entry costs only that the next packet is evaluated as new again.
-func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []conntrack.Filter {
+// ownAddrs gives the ports' own addresses; it is called only when
+// something was removed (a sync that adds rules needs none).
+func flowsToForget(old, cur *firewall.Ruleset, ownAddrs func() map[string][]*net.IPNet) []conntrack.Filter {
 	if old == nil || cur == nil {
 		return nil
+	}
+	var addrs map[string][]*net.IPNet
+	addrsOf := func(port string) []*net.IPNet {
+		if addrs == nil {
+			addrs = ownAddrs()
+		}
+		return addrs[port]
 	}
 	// The ports by chain id, built only once a port chain changed: most
 	// syncs change a few hundred chains of tens of thousands, or none.
@@ -64,7 +73,7 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 				return
 			}
 			for _, r := range removedRules(oc, nc) {
-				for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrs[p]) {
+				for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrsOf(p)) {
 					add(f)
 				}
 			}
@@ -88,7 +97,7 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 					if n == nil {
 						continue
 					}
-					for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrs[p]) {
+					for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrsOf(p)) {
 						if m.IPSetDst {
 							f.Dst = n
 						} else {
