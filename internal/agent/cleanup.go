@@ -68,11 +68,15 @@ func flowsToForget(old, cur *firewall.Ruleset, ownAddrs func() map[string][]*net
 		// next (the compiler hands them out again, same array): skip
 		// those cheaply, walking both name-sorted lists side by side.
 		changedChains(oldT.Chains, curT.Chains, func(oc, nc firewall.Chain) {
+			removed := removedRules(oc, nc)
+			if len(removed) == 0 {
+				return
+			}
 			dir, p := port(oc.Name)
 			if p == "" {
 				return
 			}
-			for _, r := range removedRules(oc, nc) {
+			for _, r := range removed {
 				for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrsOf(p)) {
 					add(f)
 				}
@@ -145,6 +149,9 @@ func portChain(name string, byChainID map[string]string) (hybrid.ChainKind, stri
 // removedRules is the multiset difference old - cur of a chain's RETURN
 // rules (by text, which is what the kernel holds).
 func removedRules(old, cur firewall.Chain) []*hybrid.Rule {
+	if subsequence(old.Rules, cur.Rules) {
+		return nil // only additions (a rule added to a group): no map, no specs
+	}
 	count := map[string]int{}
 	for _, l := range cur.Rules {
 		count[l]++
@@ -164,6 +171,21 @@ func removedRules(old, cur firewall.Chain) []*hybrid.Rule {
 		}
 	}
 	return out
+}
+
+// subsequence reports whether a's lines all appear in b, in order.
+func subsequence(a, b []string) bool {
+	j := 0
+	for _, l := range a {
+		for j < len(b) && b[j] != l {
+			j++
+		}
+		if j == len(b) {
+			return false
+		}
+		j++
+	}
+	return true
 }
 
 func removedMembers(old, cur []firewall.IPSet) map[string][]string {

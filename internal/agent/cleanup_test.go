@@ -81,3 +81,23 @@ func TestFlowsToForget(t *testing.T) {
 		})
 	}
 }
+
+// subsequence is the diff's shortcut for chains that only gained rules:
+// a reordering or a duplicate that went is not one.
+func TestSubsequence(t *testing.T) {
+	for _, c := range []struct {
+		a, b []string
+		want bool
+	}{
+		{nil, nil, true},
+		{nil, []string{"x"}, true},
+		{[]string{"a", "c"}, []string{"a", "b", "c"}, true},
+		{[]string{"a", "b"}, []string{"b", "a"}, false},
+		{[]string{"a", "a"}, []string{"a", "b"}, false},
+		{[]string{"a"}, nil, false},
+	} {
+		if got := subsequence(c.a, c.b); got != c.want {
+			t.Errorf("subsequence(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
+	}
+}
