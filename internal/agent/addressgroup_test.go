@@ -48,7 +48,7 @@ func TestAddressGroupFlowsToForget(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, f := range flowsToForget(old, cur, portAddrs) {
+			for _, f := range flowsToForget(old, cur, func() map[string][]*net.IPNet { return portAddrs }) {
 				got = append(got, f.String())
 			}
 			if !slices.Equal(got, c.want) {

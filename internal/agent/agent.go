@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -412,16 +413,22 @@ func (a *Agent) Sync(ctx context.Context) error {
 	}
 	// 1. Ports that left the host, or are rejected now, lose their wiring
 	//    before their chains, so that no frame crosses them unfiltered.
-	for _, id := range sortedKeys(a.wired) {
-		_, bad := rejected[id]
-		if present[id] == nil || bad {
-			if err := a.wiring.Unplug(ctx, id); err != nil {
-				return fmt.Errorf("unplug port %s: %w", id, err)
-			}
-			delete(a.wired, id)
-			delete(a.attached, id)
-			a.vlans.Release(id)
+	// Only the leaving ports are sorted (a stable order of unplugs), not
+	// every port of a big host at every sync.
+	var leaving []string
+	for id := range a.wired {
+		if _, bad := rejected[id]; present[id] == nil || bad {
+			leaving = append(leaving, id)
 		}
+	}
+	sort.Strings(leaving)
+	for _, id := range leaving {
+		if err := a.wiring.Unplug(ctx, id); err != nil {
+			return fmt.Errorf("unplug port %s: %w", id, err)
+		}
+		delete(a.wired, id)
+		delete(a.attached, id)
+		a.vlans.Release(id)
 		if present[id] == nil {
 			delete(a.status, id)
 			delete(a.pending, id)
@@ -516,7 +523,7 @@ func (a *Agent) Sync(ctx context.Context) error {
 		}
 	}
 	// 4. Flows that a removed rule or member allowed stop now.
-	if filters := flowsToForget(previous, rs, portAddrs(snap)); len(filters) > 0 {
+	if filters := flowsToForget(previous, rs, func() map[string][]*net.IPNet { return portAddrs(snap) }); len(filters) > 0 {
 		n, err := a.conntrack.Delete(filters)
 		if err != nil {
 			a.log.Warn("delete conntrack entries", "err", err)
@@ -621,10 +628,16 @@ func (a *Agent) attachTaps(ctx context.Context) {
 	if a.kernelGen == 0 {
 		return
 	}
-	for _, id := range sortedKeys(a.wired) {
-		if a.attached[id] || a.enforced[id] != a.kernelGen {
-			continue
+	// Most syncs of a big host find every tap attached: sort only the
+	// ports still waiting.
+	var waiting []string
+	for id := range a.wired {
+		if !a.attached[id] && a.enforced[id] == a.kernelGen {
+			waiting = append(waiting, id)
 		}
+	}
+	sort.Strings(waiting)
+	for _, id := range waiting {
 		ok, err := a.wiring.AttachTap(ctx, id)
 		if err != nil {
 			a.log.Warn("attach tap", "port", id, "err", err)

@@ -22,15 +22,32 @@ import (
 // flows other rules still allow are left alone; when a filter is wider
 // than the rule (an ICMP type, an ipset rule), deleting a still-allowed
 // entry costs only that the next packet is evaluated as new again.
-func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []conntrack.Filter {
+// ownAddrs gives the ports' own addresses; it is called only when
+// something was removed (a sync that adds rules needs none).
+func flowsToForget(old, cur *firewall.Ruleset, ownAddrs func() map[string][]*net.IPNet) []conntrack.Filter {
 	if old == nil || cur == nil {
 		return nil
 	}
-	zones := map[string]int{}
-	byChainID := map[string]string{}
-	for _, pz := range cur.PortZones {
-		zones[pz.PortID] = pz.Zone
-		byChainID[hybrid.ChainID(pz.PortID)] = pz.PortID
+	var addrs map[string][]*net.IPNet
+	addrsOf := func(port string) []*net.IPNet {
+		if addrs == nil {
+			addrs = ownAddrs()
+		}
+		return addrs[port]
+	}
+	// The ports by chain id, built only once a port chain changed: most
+	// syncs change a few hundred chains of tens of thousands, or none.
+	var zones map[string]int
+	var byChainID map[string]string
+	port := func(name string) (hybrid.ChainKind, string) {
+		if byChainID == nil {
+			zones, byChainID = make(map[string]int, len(cur.PortZones)), make(map[string]string, len(cur.PortZones))
+			for _, pz := range cur.PortZones {
+				zones[pz.PortID] = pz.Zone
+				byChainID[hybrid.ChainID(pz.PortID)] = pz.PortID
+			}
+		}
+		return portChain(name, byChainID)
 	}
 	var out []conntrack.Filter
 	seen := map[string]bool{}
@@ -48,29 +65,30 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 			oldT, curT = &old.IPv6.Filter, &cur.IPv6.Filter
 		}
 		// Removed rules. Most chains are unchanged from one sync to the
-		// next (the compiler hands them out again): skip those cheaply.
-		for _, oc := range oldT.Chains {
-			dir, port := portChain(oc.Name, byChainID)
-			if port == "" {
-				continue
+		// next (the compiler hands them out again, same array): skip
+		// those cheaply, walking both name-sorted lists side by side.
+		changedChains(oldT.Chains, curT.Chains, func(oc, nc firewall.Chain) {
+			removed := removedRules(oc, nc)
+			if len(removed) == 0 {
+				return
 			}
-			nc, _ := curT.Chain(oc.Name)
-			if slices.Equal(oc.Rules, nc.Rules) {
-				continue
+			dir, p := port(oc.Name)
+			if p == "" {
+				return
 			}
-			for _, r := range removedRules(oc, nc) {
-				for _, f := range ruleFilters(r, fam, dir, uint16(zones[port]), addrs[port]) {
+			for _, r := range removed {
+				for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrsOf(p)) {
 					add(f)
 				}
 			}
-		}
+		})
 		// Rules that match a set a member left.
 		if len(removed) == 0 {
 			continue
 		}
 		for _, c := range curT.Chains {
-			dir, port := portChain(c.Name, byChainID)
-			if port == "" {
+			dir, p := port(c.Name)
+			if p == "" {
 				continue
 			}
 			for _, r := range c.Specs() {
@@ -83,7 +101,7 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 					if n == nil {
 						continue
 					}
-					for _, f := range ruleFilters(r, fam, dir, uint16(zones[port]), addrs[port]) {
+					for _, f := range ruleFilters(r, fam, dir, uint16(zones[p]), addrsOf(p)) {
 						if m.IPSetDst {
 							f.Dst = n
 						} else {
@@ -99,6 +117,25 @@ func flowsToForget(old, cur *firewall.Ruleset, addrs map[string][]*net.IPNet) []
 	return out
 }
 
+// changedChains calls fn for every chain of old whose rules differ in
+// cur (a chain cur lacks compares with an empty one). Both are sorted by
+// name, as a Table's chains are.
+func changedChains(old, cur []firewall.Chain, fn func(oc, nc firewall.Chain)) {
+	j := 0
+	for _, oc := range old {
+		for j < len(cur) && cur[j].Name < oc.Name {
+			j++
+		}
+		var nc firewall.Chain
+		if j < len(cur) && cur[j].Name == oc.Name {
+			nc = cur[j]
+		}
+		if !oc.Equal(nc) {
+			fn(oc, nc)
+		}
+	}
+}
+
 // portChain says whether a chain is a port's ingress or egress chain and
 // whose.
 func portChain(name string, byChainID map[string]string) (hybrid.ChainKind, string) {
@@ -112,37 +149,62 @@ func portChain(name string, byChainID map[string]string) (hybrid.ChainKind, stri
 // removedRules is the multiset difference old - cur of a chain's RETURN
 // rules (by text, which is what the kernel holds).
 func removedRules(old, cur firewall.Chain) []*hybrid.Rule {
+	if subsequence(old.Rules, cur.Rules) {
+		return nil // only additions (a rule added to a group): no map, no specs
+	}
 	count := map[string]int{}
 	for _, l := range cur.Rules {
 		count[l]++
 	}
 	var out []*hybrid.Rule
-	specs := old.Specs()
+	var specs []*hybrid.Rule // read only when a rule is gone: a chain's specs are built on first use, and a rule added removes none
 	for i, l := range old.Rules {
 		if count[l] > 0 {
 			count[l]--
 			continue
 		}
-		if r := specs[i]; r != nil && r.Action.Kind == hybrid.Return {
-			out = append(out, r)
+		if specs == nil {
+			specs = old.Specs()
+		}
+		if i < len(specs) && specs[i] != nil && specs[i].Action.Kind == hybrid.Return {
+			out = append(out, specs[i])
 		}
 	}
 	return out
 }
 
-func removedMembers(old, cur []firewall.IPSet) map[string][]string {
-	now := map[string]map[string]bool{}
-	for _, s := range cur {
-		m := map[string]bool{}
-		for _, x := range s.Members {
-			m[x] = true
+// subsequence reports whether a's lines all appear in b, in order.
+func subsequence(a, b []string) bool {
+	j := 0
+	for _, l := range a {
+		for j < len(b) && b[j] != l {
+			j++
 		}
-		now[s.Name] = m
+		if j == len(b) {
+			return false
+		}
+		j++
+	}
+	return true
+}
+
+func removedMembers(old, cur []firewall.IPSet) map[string][]string {
+	now := make(map[string][]string, len(cur))
+	for _, s := range cur {
+		now[s.Name] = s.Members
 	}
 	out := map[string][]string{}
 	for _, s := range old {
+		members := now[s.Name]
+		if slices.Equal(s.Members, members) {
+			continue // most sets did not change: no map for them
+		}
+		in := make(map[string]bool, len(members))
+		for _, x := range members {
+			in[x] = true
+		}
 		for _, x := range s.Members {
-			if !now[s.Name][x] {
+			if !in[x] {
 				out[s.Name] = append(out[s.Name], x)
 			}
 		}

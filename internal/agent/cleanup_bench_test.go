@@ -10,8 +10,10 @@ import (
 )
 
 // BenchmarkFlowsToForget measures the per-sync conntrack diff at 5,000
-// ports: a sync that changed nothing, and one that removed a member of a
-// remote group (so every rule matching its set is looked at).
+// ports: a sync that changed nothing, one that added a rule to an app
+// group (500 port chains changed, nothing removed), and one that removed
+// a member of a remote group (so every rule matching its set is looked
+// at).
 func BenchmarkFlowsToForget(b *testing.B) {
 	w := workload.NewBench(5000)
 	c := firewall.NewCompiler()
@@ -39,14 +41,35 @@ func BenchmarkFlowsToForget(b *testing.B) {
 	for _, bc := range []struct {
 		name string
 		cur  *firewall.Ruleset
+		old  *firewall.Ruleset
 		want int
-	}{{"unchanged", same, 0}, {"member-removed", less, 1}} {
+	}{{"unchanged", same, old, 0}, {"member-removed", less, old, 1}} {
 		b.Run(bc.name, func(b *testing.B) {
 			for b.Loop() {
-				if n := len(flowsToForget(old, bc.cur, addrs)); (n == 0) != (bc.want == 0) {
+				if n := len(flowsToForget(bc.old, bc.cur, func() map[string][]*net.IPNet { return addrs })); (n == 0) != (bc.want == 0) {
 					b.Fatalf("%d filters", n)
 				}
 			}
 		})
 	}
+	// Each sync's previous ruleset is one the diff has not read yet (its
+	// chains' specs are built on first use), as in the agent.
+	b.Run("rule-added", func(b *testing.B) {
+		prev := less
+		port := 20000
+		for b.Loop() {
+			b.StopTimer()
+			w.AddRule(w.Apps[0], port)
+			port++
+			cur, err := c.Compile(w.State)
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StartTimer()
+			if n := len(flowsToForget(prev, cur, func() map[string][]*net.IPNet { return addrs })); n != 0 {
+				b.Fatalf("%d filters for an added rule", n)
+			}
+			prev = cur
+		}
+	})
 }

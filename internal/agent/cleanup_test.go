@@ -52,6 +52,9 @@ func TestFlowsToForget(t *testing.T) {
 			[]string{"ipv4 zone=4097 src=10.0.0.7/32 dst=10.0.0.5/32", "ipv4 zone=4097 src=10.0.0.8/32 dst=10.0.0.5/32"}},
 		{"built-in rules of a lost address", state(true, rules, members, "10.0.0.5", "2001:db8::5"), state(true, rules, members, "10.0.0.5"), nil},
 		{"nothing changed", state(true, rules, members, "10.0.0.5"), state(true, rules, members, "10.0.0.5"), nil},
+		{"rule added", state(true, without("r1"), members, "10.0.0.5"), state(true, rules, members, "10.0.0.5"), nil},
+		{"rule added, another removed", state(true, without("r1"), members, "10.0.0.5"), state(true, without("r2"), members, "10.0.0.5"),
+			[]string{"ipv4 zone=4097 proto=17 src=10.0.0.5/32 dst=192.0.2.0/24 dport=1000-2000"}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
 			old, err := firewall.Compile(c.old)
@@ -63,12 +66,38 @@ func TestFlowsToForget(t *testing.T) {
 				t.Fatal(err)
 			}
 			var got []string
-			for _, f := range flowsToForget(old, cur, addrs) {
+			reads := 0
+			for _, f := range flowsToForget(old, cur, func() map[string][]*net.IPNet { reads++; return addrs }) {
 				got = append(got, f.String())
+			}
+			// The ports' addresses are read once, and only when
+			// something was removed.
+			if nothingRemoved := c.name == "nothing changed" || c.name == "rule added"; reads > 1 || nothingRemoved && reads != 0 {
+				t.Errorf("port addresses read %d times", reads)
 			}
 			if !slices.Equal(got, c.want) {
 				t.Errorf("filters %q, want %q", got, c.want)
 			}
 		})
+	}
+}
+
+// subsequence is the diff's shortcut for chains that only gained rules:
+// a reordering or a duplicate that went is not one.
+func TestSubsequence(t *testing.T) {
+	for _, c := range []struct {
+		a, b []string
+		want bool
+	}{
+		{nil, nil, true},
+		{nil, []string{"x"}, true},
+		{[]string{"a", "c"}, []string{"a", "b", "c"}, true},
+		{[]string{"a", "b"}, []string{"b", "a"}, false},
+		{[]string{"a", "a"}, []string{"a", "b"}, false},
+		{[]string{"a"}, nil, false},
+	} {
+		if got := subsequence(c.a, c.b); got != c.want {
+			t.Errorf("subsequence(%q, %q) = %v, want %v", c.a, c.b, got, c.want)
+		}
 	}
 }

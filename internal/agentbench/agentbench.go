@@ -1,8 +1,9 @@
 // Package agentbench measures how long an API call takes to be enforced
 // in the kernel: a moat API server and a host agent (real iptables and
-// ipset in a scratch network namespace, wiring faked) share a store; a
-// rule is created over HTTP and the clock stops when the agent's apply of
-// that revision has returned.
+// ipset in a scratch network namespace, wiring faked) that follows the
+// server's watch stream as `moat agent` does (or, with FeedStore, reads
+// the shared store directly); a rule is created over HTTP and the clock
+// stops when the agent's apply of that revision has returned.
 package agentbench
 
 import (
@@ -16,7 +17,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"sort"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -29,6 +30,7 @@ import (
 	"github.com/moat-sg/moat/internal/dataplane/wiring"
 	"github.com/moat-sg/moat/internal/scratchns"
 	"github.com/moat-sg/moat/internal/store"
+	"github.com/moat-sg/moat/internal/watch"
 )
 
 // Options configure a run.
@@ -37,12 +39,23 @@ type Options struct {
 	Ports   int
 	// Changes is how many rule creations are timed.
 	Changes int
-	Log     func(format string, args ...any)
+	// Feed is FeedWatch (the default: the watch stream over HTTP, as
+	// `moat agent --server` and `moat allinone` run) or FeedStore (the
+	// deprecated `moat agent --db`: the whole host re-read per change).
+	Feed string
+	Log  func(format string, args ...any)
 }
+
+// The agent's feeds.
+const (
+	FeedWatch = "watch"
+	FeedStore = "store"
+)
 
 // Result is one run's latencies.
 type Result struct {
 	Backend   string  `json:"backend"`
+	Feed      string  `json:"feed"`
 	Ports     int     `json:"ports"`
 	Changes   int     `json:"changes"`
 	P50ms     float64 `json:"api_to_kernel_p50_ms"`
@@ -50,6 +63,26 @@ type Result struct {
 	MaxMs     float64 `json:"api_to_kernel_max_ms"`
 	InitialMs float64 `json:"initial_sync_ms"`
 	RulesIPv4 int     `json:"rules_ipv4"`
+	// The latency's two halves: from the API call until the agent's sync
+	// began (the server's commit and, with the watch, the delta's
+	// delivery), and the sync itself (compile, ipset, iptables).
+	// The floor, iptables backends only: after the changes, bare
+	// iptables-restore --noflush runs in the same namespace, each the
+	// median of a few: an empty filter transaction, one rule appended to
+	// one port chain, and the last change again as the agent wrote it (one
+	// -I per port chain of the group, after a -D of the same rules).
+	BareEmptyMs  float64 `json:"bare_empty_restore_ms,omitempty"`
+	BareOneMs    float64 `json:"bare_one_rule_restore_ms,omitempty"`
+	BareChangeMs float64 `json:"bare_change_restore_ms,omitempty"`
+	BareChains   int     `json:"bare_change_chains,omitempty"`
+	// CallP50ms and CallP99ms are the API call's own response time (its
+	// validation and durable commit), part of the time to the sync.
+	CallP50ms   float64 `json:"call_p50_ms"`
+	CallP99ms   float64 `json:"call_p99_ms"`
+	ToSyncP50ms float64 `json:"to_sync_p50_ms"`
+	ToSyncP99ms float64 `json:"to_sync_p99_ms"`
+	SyncP50ms   float64 `json:"sync_p50_ms"`
+	SyncP99ms   float64 `json:"sync_p99_ms"`
 }
 
 const host = "bench-host"
@@ -94,20 +127,26 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	c := &client{base: "http://" + ln.Addr().String(), http: &http.Client{Timeout: time.Minute}}
 
 	logf("agent bench: %s, %d ports: creating ports through the API", opt.Backend, opt.Ports)
-	groups, err := seed(c, opt.Ports)
+	groups, portIDs, err := seed(c, opt.Ports)
 	if err != nil {
 		return nil, fmt.Errorf("seed: %w", err)
 	}
 
 	var mu sync.Mutex
 	applied := int64(-1)
+	var syncStart, appliedStart time.Time // the last sync's start, the start of the one that applied
 	wake := make(chan struct{}, 1)
+	mark := func() {
+		mu.Lock()
+		syncStart = time.Now()
+		mu.Unlock()
+	}
 	cfg := agent.DefaultConfig()
 	cfg.Logger = quiet
 	cfg.CheckInterval = time.Hour
 	cfg.OnSynced = func(rev int64) {
 		mu.Lock()
-		applied = rev
+		applied, appliedStart = rev, syncStart
 		mu.Unlock()
 		select {
 		case wake <- struct{}{}:
@@ -118,12 +157,43 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	a := agent.New(cfg, agent.StoreFeed{Store: st, Host: host}, rules, sets,
-		agent.Wire(wiring.NewFake(wiring.KindOVS)), &conntrack.Recorder{})
+	if opt.Feed == "" {
+		opt.Feed = FeedWatch
+	}
+	var feed agent.Feed
+	var follow func(context.Context) error
+	switch opt.Feed {
+	case FeedStore:
+		feed = timedStore{agent.StoreFeed{Store: st, Host: host}, mark}
+	case FeedWatch:
+		wc, err := watch.NewClient(watch.ClientConfig{URL: c.base, Host: host, Logger: quiet,
+			HTTPClient: &http.Client{Transport: adminTransport{http.DefaultTransport}}})
+		if err != nil {
+			return nil, err
+		}
+		feed, follow = timedWatch{wc, mark}, wc.Run
+	default:
+		return nil, fmt.Errorf("feed %q: want %s or %s", opt.Feed, FeedWatch, FeedStore)
+	}
+	// Every port's VM is running: its tap joins the bridge once the
+	// port's rules are in, as on a real host.
+	wire := wiring.NewFake(wiring.KindOVS)
+	for _, id := range portIDs {
+		wire.AddTap(id)
+	}
+	a := agent.New(cfg, feed, rules, sets, agent.Wire(wire), &conntrack.Recorder{})
 	actx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	done := make(chan error, 1)
 	go func() { done <- a.Run(actx) }()
+	following := make(chan struct{})
+	go func() {
+		defer close(following)
+		if follow != nil {
+			_ = follow(actx)
+		}
+	}()
+	defer func() { cancel(); <-following }()
 
 	waitFor := func(rev int64, timeout time.Duration) error {
 		deadline := time.After(timeout)
@@ -160,11 +230,11 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 	if err := waitFor(rev, 10*time.Minute); err != nil {
 		return nil, err
 	}
-	res := &Result{Backend: string(opt.Backend), Ports: opt.Ports, Changes: opt.Changes,
+	res := &Result{Backend: string(opt.Backend), Feed: opt.Feed, Ports: opt.Ports, Changes: opt.Changes,
 		InitialMs: float64(time.Since(start).Microseconds()) / 1000}
 	logf("agent bench: initial sync of %d ports took %.0f ms; timing %d rule changes", opt.Ports, res.InitialMs, opt.Changes)
 
-	var lat []time.Duration
+	var lat, calls, toSync, syncs []time.Duration
 	for i := 0; i < opt.Changes; i++ {
 		g := groups[i%len(groups)]
 		t0 := time.Now()
@@ -173,6 +243,7 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err := c.do("POST", "/v2.0/security-group-rules", body, http.StatusCreated, nil); err != nil {
 			return nil, err
 		}
+		calls = append(calls, time.Since(t0))
 		rev, err := latest()
 		if err != nil {
 			return nil, err
@@ -180,33 +251,154 @@ func Run(ctx context.Context, opt Options) (*Result, error) {
 		if err := waitFor(rev, time.Minute); err != nil {
 			return nil, err
 		}
-		lat = append(lat, time.Since(t0))
+		end := time.Now()
+		mu.Lock()
+		began := appliedStart
+		mu.Unlock()
+		if began.Before(t0) {
+			began = t0
+		}
+		lat, toSync, syncs = append(lat, end.Sub(t0)), append(toSync, began.Sub(t0)), append(syncs, end.Sub(began))
 	}
 	cancel()
 	<-done
-	sort.Slice(lat, func(i, j int) bool { return lat[i] < lat[j] })
-	pct := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		i := int(p * float64(len(lat)-1))
-		return float64(lat[i].Microseconds()) / 1000
-	}
-	res.P50ms, res.P99ms, res.MaxMs = pct(0.5), pct(0.99), pct(1)
+	res.P50ms, res.P99ms, res.MaxMs = percentile(lat, 0.5), percentile(lat, 0.99), percentile(lat, 1)
+	res.CallP50ms, res.CallP99ms = percentile(calls, 0.5), percentile(calls, 0.99)
+	res.ToSyncP50ms, res.ToSyncP99ms = percentile(toSync, 0.5), percentile(toSync, 0.99)
+	res.SyncP50ms, res.SyncP99ms = percentile(syncs, 0.5), percentile(syncs, 0.99)
 	res.RulesIPv4 = countRules(ctx, ns, opt.Backend)
+	if opt.Backend != agent.NFTablesLayout && opt.Changes > 0 {
+		if err := bareRestores(ctx, ns, iptables.Backend(opt.Backend), 20000+opt.Changes-1, res); err != nil {
+			return nil, fmt.Errorf("bare restores: %w", err)
+		}
+	}
 	return res, nil
+}
+
+// bareRestores times bare iptables-restore runs into the namespace the
+// agent left (see Result.BareEmptyMs): what the kernel and the tool cost
+// on this ruleset without the agent around them. The last change is the
+// rule for port; the agent is stopped, and every run is undone.
+func bareRestores(ctx context.Context, ns dataplane.Exec, b iptables.Backend, port int, res *Result) error {
+	save, err := ns.Run(ctx, nil, b.Command(iptables.IPv4, "save"), "-t", "filter")
+	if err != nil {
+		return err
+	}
+	// The change's rules and their positions, and a port chain to append to.
+	want := fmt.Sprintf(" -p tcp -m tcp --dport %d -j RETURN", port)
+	var ins, del bytes.Buffer
+	count := map[string]int{}
+	appendTo := ""
+	for _, line := range strings.Split(string(save), "\n") {
+		rest, ok := strings.CutPrefix(line, "-A ")
+		if !ok {
+			continue
+		}
+		chain, spec, _ := strings.Cut(rest, " ")
+		count[chain]++
+		if strings.HasSuffix(line, want) {
+			fmt.Fprintf(&ins, "-I %s %d %s\n", chain, count[chain], spec)
+			fmt.Fprintf(&del, "-D %s %d\n", chain, count[chain])
+			res.BareChains++
+			appendTo = chain
+		}
+	}
+	if res.BareChains == 0 {
+		return fmt.Errorf("no rule for port %d in the filter table", port)
+	}
+	args := []string{"--noflush"}
+	if b == iptables.Legacy {
+		args = append([]string{"-w"}, args...)
+	}
+	restore := func(body string) (time.Duration, error) {
+		t0 := time.Now()
+		_, err := ns.Run(ctx, []byte("*filter\n"+body+"COMMIT\n"), b.Command(iptables.IPv4, "restore"), args...)
+		return time.Since(t0), err
+	}
+	const reps = 7
+	var empty, one, change []time.Duration
+	for range reps {
+		d, err := restore("")
+		if err != nil {
+			return err
+		}
+		empty = append(empty, d)
+		if d, err = restore("-A " + appendTo + " -p tcp -m tcp --dport 1 -j RETURN\n"); err != nil {
+			return err
+		}
+		one = append(one, d)
+		if _, err := restore(fmt.Sprintf("-D %s %d\n", appendTo, count[appendTo]+1)); err != nil {
+			return err
+		}
+		if _, err := restore(del.String()); err != nil {
+			return err
+		}
+		if d, err = restore(ins.String()); err != nil {
+			return err
+		}
+		change = append(change, d)
+	}
+	res.BareEmptyMs, res.BareOneMs, res.BareChangeMs = percentile(empty, 0.5), percentile(one, 0.5), percentile(change, 0.5)
+	return nil
+}
+
+// percentile is sample ⌊p·(n−1)⌋ of the sorted samples, in ms.
+func percentile(d []time.Duration, p float64) float64 {
+	if len(d) == 0 {
+		return 0
+	}
+	s := slices.Clone(d)
+	slices.Sort(s)
+	return float64(s[int(p*float64(len(s)-1))].Microseconds()) / 1000
+}
+
+// timedStore and timedWatch are the agent's feeds, marking when a sync
+// begins (each sync starts by taking the host's snapshot).
+type timedStore struct {
+	agent.StoreFeed
+	mark func()
+}
+
+func (f timedStore) Snapshot(ctx context.Context) (*store.HostSnapshot, error) {
+	f.mark()
+	return f.StoreFeed.Snapshot(ctx)
+}
+
+type timedWatch struct {
+	*watch.Client
+	mark func()
+}
+
+func (f timedWatch) Snapshot(ctx context.Context) (*store.HostSnapshot, error) {
+	f.mark()
+	return f.Client.Snapshot(ctx)
+}
+
+// adminTransport sends the bench's admin headers (the server
+// authenticates by headers) with the watch client's requests.
+type adminTransport struct{ rt http.RoundTripper }
+
+func (t adminTransport) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	for k, v := range admin {
+		if r.Header.Get(k) == "" {
+			r.Header[k] = v
+		}
+	}
+	return t.rt.RoundTrip(r)
 }
 
 // seed creates a network, a subnet, a common group and ten app groups
 // with a few rules, and ports bound to the bench host, each in common and
-// one app group (the compiler benchmark's shape). It returns the app groups.
-func seed(c *client, ports int) ([]string, error) {
+// one app group (the compiler benchmark's shape). It returns the app
+// groups and the ports.
+func seed(c *client, ports int) (apps, ids []string, err error) {
 	var net struct{ Network struct{ ID string } }
 	if err := c.do("POST", "/v2.0/networks", `{"network": {"name": "bench"}}`, http.StatusCreated, &net); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if err := c.do("POST", "/v2.0/subnets", fmt.Sprintf(`{"subnet": {"network_id": %q, "ip_version": 4, "cidr": "10.0.0.0/16", "enable_dhcp": false}}`, net.Network.ID), http.StatusCreated, nil); err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	mkGroup := func(name string) (string, error) {
 		var g struct {
@@ -225,13 +417,12 @@ func seed(c *client, ports int) ([]string, error) {
 	}
 	common, err := mkGroup("common")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var apps []string
 	for i := 0; i < 10; i++ {
 		g, err := mkGroup(fmt.Sprintf("app%d", i))
 		if err != nil {
-			return nil, err
+			return nil, nil, err
 		}
 		apps = append(apps, g)
 	}
@@ -241,11 +432,15 @@ func seed(c *client, ports int) ([]string, error) {
 			items = append(items, fmt.Sprintf(`{"network_id": %q, "binding:host_id": %q, "security_groups": [%q, %q]}`,
 				net.Network.ID, host, common, apps[i%10]))
 		}
-		if err := c.do("POST", "/v2.0/ports", `{"ports": [`+strings.Join(items, ", ")+`]}`, http.StatusCreated, nil); err != nil {
-			return nil, err
+		var created struct{ Ports []struct{ ID string } }
+		if err := c.do("POST", "/v2.0/ports", `{"ports": [`+strings.Join(items, ", ")+`]}`, http.StatusCreated, &created); err != nil {
+			return nil, nil, err
+		}
+		for _, p := range created.Ports {
+			ids = append(ids, p.ID)
 		}
 	}
-	return apps, nil
+	return apps, ids, nil
 }
 
 type client struct {
