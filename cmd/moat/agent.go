@@ -43,13 +43,13 @@ type agentFlags struct {
 	checkInterval  time.Duration
 	pollInterval   time.Duration
 	// Security-group logging (docs/logging.md).
-	logGroup  uint16
-	logRate   uint32
-	logBurst  uint32
-	logFile   string
-	noLogging bool
-	logServer string // where events are posted (the --server), "" for none
-	logToken  func() string
+	logGroup   uint16
+	logRate    uint32
+	logBurst   uint32
+	logFile    string
+	noLogging  bool
+	logServers []string // where events are posted (the --server replicas), none: nowhere
+	logToken   func() string
 }
 
 // register adds the flags; defaultBackend is iptables-nft for `moat agent`
@@ -89,8 +89,8 @@ func startLogging(ctx context.Context, f *agentFlags, ix *netlog.Index, log *slo
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	var poster *netlog.Poster
-	if f.logServer != "" {
-		poster = netlog.NewPoster(f.logServer, f.host, f.logToken, log)
+	if len(f.logServers) > 0 {
+		poster = netlog.NewPoster(f.logServers, f.host, f.logToken, log)
 		go poster.Run(ctx)
 	}
 	emit := netlog.Emitter(file, poster, log)
@@ -177,7 +177,10 @@ func runWatchAgent(ctx context.Context, f *agentFlags, server string, token func
 	if err != nil {
 		return err
 	}
-	f.logServer, f.logToken = server, token
+	if f.logServers, err = watch.ParseServers(server); err != nil {
+		return err // NewClient has accepted it already
+	}
+	f.logToken = token
 	a, closeFn, err := newAgent(ctx, f, client, log)
 	if err != nil {
 		return err

@@ -77,7 +77,7 @@ func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return 
 
 func TestLogsServer(t *testing.T) {
 	srv := apitest.Start(t, apitest.Config{Auth: apitest.NoAuth})
-	p := netlog.NewPoster("http://127.0.0.1:1,"+srv.URL, "h1", nil, nil) // a dead replica first: tried in turn
+	p := netlog.NewPoster([]string{"http://127.0.0.1:1", srv.URL}, "h1", nil, nil) // a dead replica first: tried in turn
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	go p.Run(ctx)

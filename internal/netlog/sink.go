@@ -11,7 +11,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"time"
 
@@ -73,22 +72,20 @@ type Poster struct {
 }
 
 // NewPoster posts to /v2.0/moat/hosts/{host}/log-events of servers (the
-// agent's --server: one root URL or several replicas' comma separated,
-// tried in turn when one fails). token gives the X-Auth-Token of each
-// request ("" for none; nil: never any), read every time so that a renewed
-// token is used.
-func NewPoster(servers, host string, token func() string, log *slog.Logger) *Poster {
+// roots of the agent's --server replicas, watch.ParseServers), tried in
+// turn when one fails. token gives the X-Auth-Token of each request (""
+// for none; nil: never any), asked every time so that a renewed token is
+// used.
+func NewPoster(servers []string, host string, token func() string, log *slog.Logger) *Poster {
 	if log == nil {
 		log = slog.Default()
 	}
 	if token == nil {
 		token = func() string { return "" }
 	}
-	var urls []string
-	for _, one := range strings.Split(servers, ",") {
-		if one = strings.TrimRight(strings.TrimSpace(one), "/"); one != "" {
-			urls = append(urls, one+"/v2.0/moat/hosts/"+url.PathEscape(host)+"/log-events")
-		}
+	urls := make([]string, len(servers))
+	for i, root := range servers {
+		urls[i] = root + "/v2.0/moat/hosts/" + url.PathEscape(host) + "/log-events"
 	}
 	return &Poster{urls: urls, token: token,
 		client: &http.Client{Timeout: 10 * time.Second}, log: log, ch: make(chan Event, 4*MaxPost)}

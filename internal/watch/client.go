@@ -69,16 +69,27 @@ type Client struct {
 	countersSem chan struct{}
 }
 
-// NewClient builds a client; Run follows the stream.
-func NewClient(cfg ClientConfig) (*Client, error) {
+// ParseServers splits an agent's --server (one server's root URL, or
+// several replicas' comma separated) into the roots, without trailing
+// slashes.
+func ParseServers(s string) ([]string, error) {
 	var urls []string
-	for _, one := range strings.Split(cfg.URL, ",") {
+	for _, one := range strings.Split(s, ",") {
 		one = strings.TrimRight(strings.TrimSpace(one), "/")
 		u, err := url.Parse(one)
 		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 			return nil, fmt.Errorf("server URL %q: want http://host:port or https://host:port (several: comma separated)", one)
 		}
 		urls = append(urls, one)
+	}
+	return urls, nil
+}
+
+// NewClient builds a client; Run follows the stream.
+func NewClient(cfg ClientConfig) (*Client, error) {
+	urls, err := ParseServers(cfg.URL)
+	if err != nil {
+		return nil, err
 	}
 	if cfg.Host == "" {
 		return nil, errors.New("watch client: empty host name")
